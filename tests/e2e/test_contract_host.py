@@ -80,8 +80,11 @@ class ContractHost:
         raise AssertionError(f"no valid reply to LP {command:02X}")
 
     def general_poll(self, address: int) -> int | None:
+        """One exception; a general poll to address 0 follows, as ArduinoTITO idles, to ACK it
+        (repeating the same poll would be an implied NACK and bring the same code again)."""
         self.send(bytes((0x80 | address,)))
         got = self.read(1, timeout=0.1)
+        self.send(b"\x80")
         return got[0] if got else None
 
 

@@ -1,0 +1,6 @@
+"""Honest simulated gaming devices: EGMs that speak SAS on ptys, with players, meters and faults.
+
+Layers: ``games``/``meters``/``fifo`` (parts) → ``egm`` (the machine) → ``players`` (who plays it)
+→ ``responder`` (SAS, sans-IO) → ``pty_egm`` (a pty) → ``floor``/``cli`` (many machines).
+Imports only ``protocols``.
+"""

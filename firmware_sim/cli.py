@@ -1,0 +1,172 @@
+"""``hall-sim``: simulated EGMs on ptys for the agent, for tests and for third-party SAS hosts.
+
+Commands: ``floor`` (N EGMs, devices.toml, truth.json) and ``egm`` (one machine, its port printed
+as one JSON line). Every option can also come from ``--config FILE`` (TOML, top-level keys or a
+``[floor]`` / ``[egm]`` table; dashes or underscores); a flag on the command line wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from .egm import Egm
+from .floor import Floor
+from .games import parse_games
+from .pty_egm import FRAMINGS, PtyEgmServer
+from .responder import LinkConfig
+
+log = structlog.get_logger("firmware_sim.cli")
+
+
+def _non_negative(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{text} is negative")
+        return value
+    return parse
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML file holding any of these options")
+    parser.add_argument("--seed", type=int, default=0, help="seed of players and outcomes (same seed, same truth)")
+    parser.add_argument("--pace", type=_non_negative(float), default=3.0,
+                        help="seconds between a player's games (default 3; 0 = no players)")
+    parser.add_argument("--rounds", type=_non_negative(int), default=None,
+                        help="games per machine after which players stop (polls are still answered)")
+    parser.add_argument("--framing", choices=FRAMINGS, default="marks",
+                        help="marks: wakeup bit as PARMRK marks (default); structural: for hosts that cannot mark")
+    parser.add_argument("--games", type=parse_games, default=None,
+                        help="games as number:denomination_cents:max_bet:rtp_percent,... (default 3 games)")
+    parser.add_argument("--sync-rule", action=argparse.BooleanOptionalAction, default=True,
+                        help="ignore own polls after power-up/loop break until another address is polled")
+    parser.add_argument("--chirp-after", type=_non_negative(float), default=5.0,
+                        help="seconds without polls before the EGM chirps (default 5)")
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hall-sim", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    floor = sub.add_parser("floor", help="N EGMs on N ptys, devices.toml and truth.json",
+                           description="Start N EGMs (SAS addresses 1..N) on their own ptys, write OUT/devices.toml, "
+                                       "and OUT/truth.json once all rounds are played and again on SIGTERM/SIGINT.")
+    floor.add_argument("--egms", type=int, default=None, help="number of EGMs (1..127)")
+    floor.add_argument("--terminals", type=_non_negative(int), default=0,
+                       help="Modbus terminals (not available yet: must be 0)")
+    floor.add_argument("--out", type=Path, default=None, help="directory for devices.toml and truth.json")
+    floor.add_argument("--exit-when-done", action=argparse.BooleanOptionalAction, default=False,
+                       help="exit after writing truth.json when all rounds are played, instead of serving on")
+    _common(floor)
+    egm = sub.add_parser("egm", help="one EGM on one pty",
+                         description="Serve one EGM on a pty; print {\"port\", \"address\", \"framing\"} as one "
+                                     "JSON line when ready; run until SIGTERM/SIGINT.")
+    egm.add_argument("--address", type=int, default=None, help="SAS address (1..127)")
+    _common(egm)
+    parser.set_defaults(_commands={"floor": floor, "egm": egm})
+    return parser
+
+
+def _load_config(path: Path, command: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        parser.error(f"cannot read config {path}: {exc}")
+    merged = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    section = data.get(command, {})
+    if isinstance(section, dict):
+        merged.update(section)
+    return {key.replace("-", "_"): value for key, value in merged.items()}
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.config is not None:
+        sub: argparse.ArgumentParser = args._commands[args.command]
+        config = _load_config(args.config, args.command, sub)
+        known = {action.dest for action in sub._actions} - {"help", "config", "_commands"}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            sub.error(f"unknown option(s) in {args.config}: {', '.join(unknown)}")
+        sub.set_defaults(**{k: str(v) if k == "out" else v for k, v in config.items()})
+        args = parser.parse_args(argv)
+        if isinstance(args.games, str):
+            args.games = parse_games(args.games)
+    return args
+
+
+def _configure_logging(level: str) -> None:
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso"),
+                    structlog.dev.ConsoleRenderer(colors=False)],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def _stop_event() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _run_floor(args: argparse.Namespace) -> int:
+    link = LinkConfig(sync_rule=args.sync_rule, chirp_after=args.chirp_after)
+    floor = Floor(args.out, args.egms, seed=args.seed, pace=args.pace, rounds=args.rounds, framing=args.framing,
+                  games=args.games, link=link)
+    await floor.run(_stop_event(), exit_when_done=args.exit_when_done)
+    return 0
+
+
+async def _run_egm(args: argparse.Namespace) -> int:
+    link = LinkConfig(sync_rule=args.sync_rule, chirp_after=args.chirp_after)
+    egm = Egm(args.address, args.games, seed=args.seed, pace=args.pace, rounds=args.rounds)
+    stop = _stop_event()
+    server = PtyEgmServer(egm, args.framing, link=link)
+    try:
+        port = await server.start()
+        print(json.dumps({"port": port, "address": args.address, "framing": args.framing}), flush=True)
+        await stop.wait()
+    finally:
+        await server.stop()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    parser = build_parser()
+    if args.command == "floor":
+        if args.terminals:
+            parser.exit(2, "hall-sim: error: Modbus terminals are not implemented yet; use --terminals 0\n")
+        if args.egms is None or args.out is None:
+            parser.exit(2, "hall-sim: error: floor needs --egms and --out (flags or config)\n")
+        if not 1 <= args.egms <= 127:
+            parser.exit(2, "hall-sim: error: --egms must be 1..127 (one SAS loop's addresses)\n")
+    elif args.address is None or not 1 <= args.address <= 127:
+        parser.exit(2, "hall-sim: error: egm needs --address 1..127\n")
+    _configure_logging(args.log_level)
+    runner = _run_floor if args.command == "floor" else _run_egm
+    try:
+        return asyncio.run(runner(args))
+    except ValueError as exc:
+        print(f"hall-sim: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
