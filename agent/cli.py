@@ -1,0 +1,156 @@
+"""``hall-agent``: the technician's command line.
+
+Every option can also come from ``--config FILE`` (TOML): top-level keys apply to every command,
+a ``[diag.sas]`` / ``[diag.scan]`` table to that command only; a flag on the command line wins.
+Errors are one line on stderr with what to check, and a non-zero exit code (see diag/errors.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tomllib
+from collections.abc import Sequence
+from typing import Any
+
+from .diag.errors import EXIT_USAGE, DiagError
+from .logging_setup import setup_logging
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "sas": {"framing": "marks", "transport": None, "seconds": None, "json": False, "watch": False,
+            "response_timeout_ms": None, "interval_ms": 200.0, "log_level": "warning"},
+    "scan": {"framing": "marks", "transport": None, "first": 1, "last": 127, "timeout_ms": None, "json": False,
+             "log_level": "warning"},
+}
+LATER = ("run", "status", "devices", "outbox", "keys")
+
+
+def _address(text: str) -> int:
+    value = int(text, 0)
+    if not 1 <= value <= 127:
+        raise argparse.ArgumentTypeError(f"SAS address {value} is outside 1..127")
+    return value
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="TOML file holding any of these options (flags win)")
+    p.add_argument("--port", help="serial port or pty path, e.g. /dev/ttyUSB0 or /dev/pts/5")
+    p.add_argument("--framing", choices=("marks", "structural"), default=None,
+                   help="how the wakeup bit travels: marks (parity/PARMRK, default) or structural")
+    p.add_argument("--transport", choices=("uart", "pty"), default=None,
+                   help="uart (stick parity) or pty (PARMRK marks); default: pty for /dev/pts/*, else uart")
+    p.add_argument("--json", action="store_true", default=None, help="machine-readable JSON output")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=None,
+                   help="log level of the agent's own logs on stderr (default warning)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hall-agent", description="hallsync hall agent")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    diag = sub.add_parser("diag", help="diagnostics for technicians", description="diagnostics for technicians")
+    dsub = diag.add_subparsers(dest="diag", metavar="TARGET")
+
+    sas = dsub.add_parser("sas", help="link test, identity, meters and live exceptions of one SAS machine",
+                          description="Poll one SAS address like the agent does and report the link quality "
+                                      "(latency, CRC errors, NACKs, timeouts), the machine identity and meters.")
+    _common(sas)
+    sas.add_argument("--address", type=_address, help="SAS address of the machine (1..127)")
+    sas.add_argument("--seconds", type=float, default=None, help="how long to poll (default 5; with --watch, "
+                                                                 "0 = until Ctrl-C)")
+    sas.add_argument("--watch", action="store_true", default=None, help="print exceptions live as they come")
+    act = sas.add_mutually_exclusive_group()
+    act.add_argument("--disable", dest="action", action="store_const", const="disable",
+                     help="lock the machine out of play (LP 01) and report whether it ACKed")
+    act.add_argument("--enable", dest="action", action="store_const", const="enable",
+                     help="allow play again (LP 02) and report whether it ACKed")
+    sas.add_argument("--response-timeout-ms", type=float, default=None,
+                     help="how long to wait for a reply to start (default 20 on a UART, 50 on a pty)")
+    sas.add_argument("--interval-ms", type=float, default=None, help="general-poll interval (default 200)")
+
+    scan = dsub.add_parser("scan", help="list the SAS addresses that answer on a port",
+                           description="Send one LP 54 to every address and list those that answer.")
+    _common(scan)
+    scan.add_argument("--first", type=_address, default=None, help="first address (default 1)")
+    scan.add_argument("--last", type=_address, default=None, help="last address (default 127)")
+    scan.add_argument("--timeout-ms", type=float, default=None,
+                      help="per-address reply timeout (default 20)")
+
+    for name in LATER:
+        later = sub.add_parser(name, help=f"{name} (not available yet)", description=f"{name}: not available yet")
+        later.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
+def _merge(args: argparse.Namespace, section: str) -> dict[str, Any]:
+    """defaults < config file (top level, then [diag.<section>]) < flags."""
+    merged = dict(DEFAULTS[section])
+    merged.update(port=None, address=None, action=None)
+    if args.config:
+        try:
+            with open(args.config, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError as exc:
+            raise DiagError(f"config file {args.config} not found", EXIT_USAGE) from exc
+        except (tomllib.TOMLDecodeError, OSError) as exc:
+            raise DiagError(f"config file {args.config} unreadable: {exc}", EXIT_USAGE) from exc
+        merged.update({k.replace("-", "_"): v for k, v in data.items() if not isinstance(v, dict)})
+        merged.update({k.replace("-", "_"): v for k, v in data.get("diag", {}).get(section, {}).items()})
+    for key, value in vars(args).items():
+        if value is not None and key not in ("command", "diag", "config"):
+            merged[key] = value
+    return merged
+
+
+def _seconds(opts: dict[str, Any]) -> float:
+    """--seconds, else 5 s for a link test and "until Ctrl-C" (0) for --watch."""
+    if opts["seconds"] is not None:
+        return float(opts["seconds"])
+    return 0.0 if opts["watch"] else 5.0
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in LATER:
+        raise DiagError(f"'hall-agent {args.command}' is not available yet (it comes with the event pipeline); "
+                        f"use 'hall-agent diag'", EXIT_USAGE)
+    if args.command != "diag" or args.diag is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    opts = _merge(args, args.diag)
+    setup_logging(opts["log_level"])
+    if not opts["port"]:
+        raise DiagError("--port is required (the serial port or pty path), on the command line or in --config",
+                        EXIT_USAGE)
+    if args.diag == "scan":
+        from .diag.scan import run_scan
+
+        timeout = opts["timeout_ms"] / 1000 if opts["timeout_ms"] is not None else None
+        return asyncio.run(run_scan(opts["port"], opts["framing"], opts["transport"], int(opts["first"]),
+                                    int(opts["last"]), timeout, bool(opts["json"])))
+    from .diag.sas import SasDiagOptions, run_sas_diag
+
+    if opts["address"] is None:
+        raise DiagError("--address is required (the machine's SAS address, 1..127)", EXIT_USAGE)
+    resp = opts["response_timeout_ms"]
+    diag_opts = SasDiagOptions(
+        port=opts["port"], address=int(opts["address"]), framing=opts["framing"], transport=opts["transport"],
+        seconds=_seconds(opts), json=bool(opts["json"]), watch=bool(opts["watch"]), action=opts["action"],
+        response_timeout=resp / 1000 if resp is not None else None, poll_interval=float(opts["interval_ms"]) / 1000)
+    return asyncio.run(run_sas_diag(diag_opts))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point; never shows a traceback for expected failures."""
+    try:
+        return _main(argv)
+    except DiagError as exc:
+        print(f"hall-agent: error: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,573 @@
+"""One poll coordinator per machine: schedule, back-off, staleness, and the facts it learns.
+
+Like Home Assistant's DataUpdateCoordinator, the coordinator owns *when* to ask (general polls at
+the configured cadence, meters on a schedule and after significant events, clock sync every 24 h,
+probes with back-off while the link is down) and turns answers into :mod:`agent.sas.facts`. The
+:class:`~agent.sas.line.SasLine` owns *how*: one port, one transaction at a time, implied ACKs and
+immediate repeats. Several coordinators may share one line (multidrop).
+
+Facts go to ``self.facts``, a bounded ``asyncio.Queue`` (pass one queue to many coordinators to
+merge them). When it is full the coordinator stops polling until there is room: the EGM keeps its
+exceptions in NVRAM meanwhile, so back-pressure loses nothing, whereas dropping would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import structlog
+
+from protocols.sas import framing
+from protocols.sas import longpolls as lp
+from protocols.sas.clock import from_sas, to_sas
+from protocols.sas.denominations import DENOMINATION_CENTS
+from protocols.sas.errors import SASError
+from protocols.sas.exceptions import DOOR_CODES, exception_name
+from protocols.sas.meters import meter_name, meter_unit
+
+from ..transport.errors import TransportError
+from . import facts as F
+from .config import PollConfig
+from .line import SasLine
+from .stats import LinkStats
+from .transaction import Outcome, TransactionResult
+
+log = structlog.get_logger("agent.sas")
+
+# Exceptions after which the meters are read at once (design.md: door, power, RAM clear, options
+# or game change, in/out of service, handpay, ticket).
+SIGNIFICANT_EXCEPTIONS: frozenset[int] = frozenset(DOOR_CODES) | frozenset({
+    0x17, 0x18, 0x31, 0x32, 0x33, 0x3A, 0x3C, 0x3D, 0x51, 0x52, 0x7A, 0x82, 0x83, 0x84, 0x85, 0x86, 0xA2,
+})
+RTE_REQUEUE_LIMIT = 24
+"""How often a long poll is asked again when RTE events answer it instead (each event is consumed,
+and the EGM's FIFO holds at least 20, so a busy machine cannot starve a read forever)."""
+METERS_1C: tuple[tuple[str, int | None], ...] = (
+    ("coin_in", 0x00), ("coin_out", 0x01), ("total_drop", 0x24), ("jackpot", 0x02),
+    ("games_played", 0x05), ("games_won", 0x06), ("slot_door_opened", None), ("power_reset", None),
+)
+
+
+class LinkLost(Exception):
+    """Raised inside a job when the link went down; the run loop goes back to probing."""
+
+
+class Resync(Exception):
+    """Raised inside a job when the EGM chirped: it lost the link and must be resynchronized."""
+
+
+def _expire(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class MachineCoordinator:
+    """Polls one EGM address on a :class:`SasLine` and yields :data:`~agent.sas.facts.Fact` s.
+
+    ``start()`` spawns the coordinator's task; ``stop()`` cancels it and waits. Control methods
+    (:meth:`disable_machine`, :meth:`enable_game`, …) are async and return a
+    :class:`~agent.sas.facts.CommandResult` whose ``acked`` says whether the EGM ACKed.
+    """
+
+    def __init__(self, line: SasLine, address: int, *, device: str | None = None,
+                 config: PollConfig | None = None, facts: asyncio.Queue[F.Fact] | None = None) -> None:
+        if not 1 <= address <= 127:
+            raise ValueError(f"SAS address {address} is outside 1..127")
+        self.line = line
+        self.address = address
+        self.device = device or f"sas-{address:03d}"
+        self.config = config or PollConfig()
+        self.facts: asyncio.Queue[F.Fact] = facts if facts is not None else asyncio.Queue(maxsize=1000)
+        self.stats = LinkStats()
+        self.link_up = False
+        self.rte_active = False
+        self.fast_polling = False
+        self.identity: F.Identity | None = None
+        self.last_seen_wall: float | None = None
+        self.last_error: str | None = None
+        self._log = log.bind(device=self.device, address=address, port=line.name)
+        self._task: asyncio.Task[None] | None = None
+        self._running = False
+        self._pending: deque[F.Fact] = deque()
+        self._jobs: deque[tuple[str, Callable[[], Awaitable[None]]]] = deque()
+        self._commands: deque[tuple[Callable[[], Awaitable[Any]], asyncio.Future[Any]]] = deque()
+        self._waker: asyncio.Future[None] | None = None
+        self._missed = 0
+        self._need_sync = True
+        self._ever_up = False
+        self._meter_source: str | None = None
+        self._next_general = 0.0
+        self._next_meters = float("inf")
+        self._next_clock = float("inf")
+        self._last_answer = 0.0
+        self._just_polled = False
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._task is None:
+            self._running = True
+            self._task = asyncio.create_task(self._run(), name=f"sas-coordinator:{self.device}")
+
+    async def stop(self) -> None:
+        """Cancel the poll task and hand over whatever facts are still pending (space permitting)."""
+        self._running = False
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for _, fut in self._commands:
+            if not fut.done():
+                fut.cancel()
+        self._commands.clear()
+        self._flush_nowait()
+
+    async def __aiter__(self) -> AsyncIterator[F.Fact]:
+        while True:
+            yield await self.facts.get()
+
+    @property
+    def poll_interval(self) -> float:
+        fast = self.config.fast_poll_interval
+        if self.fast_polling and fast is not None:
+            return max(fast, 0.04)
+        return self.config.poll_interval
+
+    # ---- commands --------------------------------------------------------------------------------
+    async def disable_machine(self) -> F.CommandResult:
+        """LP 01: lock out play (the EGM finishes the current game first)."""
+        return await self._control("disable_machine", lp.Shutdown())
+
+    async def enable_machine(self) -> F.CommandResult:
+        """LP 02: allow play again."""
+        return await self._control("enable_machine", lp.Startup())
+
+    async def disable_game(self, game: int) -> F.CommandResult:
+        """LP 09 with 00 for game N."""
+        return await self._control("disable_game", lp.EnableDisableGame(game=game, enable=0), game)
+
+    async def enable_game(self, game: int) -> F.CommandResult:
+        """LP 09 with 01 for game N."""
+        return await self._control("enable_game", lp.EnableDisableGame(game=game, enable=1), game)
+
+    async def disable_bill_acceptor(self) -> F.CommandResult:
+        """LP 07."""
+        return await self._control("disable_bill_acceptor", lp.DisableBillAcceptor())
+
+    async def enable_bill_acceptor(self) -> F.CommandResult:
+        """LP 06."""
+        return await self._control("enable_bill_acceptor", lp.EnableBillAcceptor())
+
+    async def read_meters(self) -> F.MetersSnapshot | None:
+        """A meter snapshot now (also emitted as a fact with reason ``request``)."""
+        return await self._submit(lambda: self._read_meters("request"))
+
+    async def _control(self, action: str, msg: lp.Message, game: int | None = None) -> F.CommandResult:
+        async def run() -> F.CommandResult:
+            reply = await self._long(msg)
+            acked = isinstance(reply, framing.Ack)
+            detail = "" if acked else "no ACK from the EGM"
+            result = self._fact(F.CommandResult, action=action, game=game, acked=acked, detail=detail)
+            self._emit(result)
+            self._log.info("command", action=action, game=game, acked=acked)
+            if acked:
+                self._queue_meters(f"command:{action}")
+            return result
+
+        try:
+            return await self._submit(run)
+        except (TimeoutError, LinkLost, Resync, TransportError) as exc:
+            detail = str(exc) or ("link down" if not self.link_up else type(exc).__name__)
+            result = self._fact(F.CommandResult, action=action, game=game, acked=False, detail=detail)
+            self._emit(result)
+            return result
+
+    async def _submit(self, fn: Callable[[], Awaitable[Any]]) -> Any:
+        if self._task is None:
+            raise TransportError(f"{self.device}: coordinator not started")
+        if not self.link_up:
+            raise LinkLost("link down")
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._commands.append((fn, fut))
+        self._wake()
+        return await asyncio.wait_for(fut, self.config.command_timeout)
+
+    # ---- facts -----------------------------------------------------------------------------------
+    def _fact(self, cls: type[Any], *, mono: float | None = None, wall: float | None = None, **kw: Any) -> Any:
+        return cls(device=self.device, address=self.address, mono=time.monotonic() if mono is None else mono,
+                   wall=time.time() if wall is None else wall, **kw)
+
+    def _emit(self, fact: F.Fact) -> None:
+        self._pending.append(fact)
+        if not self._running:
+            self._flush_nowait()
+
+    def _flush_nowait(self) -> None:
+        while self._pending:
+            try:
+                self.facts.put_nowait(self._pending[0])
+            except asyncio.QueueFull:
+                self._log.error("fact queue full at shutdown; facts not handed over", left=len(self._pending))
+                return
+            self._pending.popleft()
+
+    async def _flush(self) -> None:
+        while self._pending:
+            await self.facts.put(self._pending.popleft())
+
+    def _confirmed(self, result: TransactionResult) -> None:
+        """The line confirms a reply (the next different poll went out): now the exception counts."""
+        reply = result.reply
+        if isinstance(reply, framing.ExceptionReply) and reply.code != 0:
+            self._emit(self._fact(F.ExceptionFact, mono=result.mono, wall=result.wall, code=reply.code,
+                                  name=exception_name(reply.code), rte=False))
+        elif isinstance(reply, framing.RteEvent):
+            self._emit(self._fact(F.ExceptionFact, mono=result.mono, wall=result.wall, code=reply.code,
+                                  name=exception_name(reply.code), rte=True, data=reply.data))
+
+    # ---- the run loop ----------------------------------------------------------------------------
+    def _wake(self) -> None:
+        if self._waker is not None and not self._waker.done():
+            self._waker.set_result(None)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake at once when a command arrives."""
+        if seconds <= 0 or self._commands:
+            return
+        loop = asyncio.get_running_loop()
+        fut = self._waker = loop.create_future()
+        handle = loop.call_later(seconds, _expire, fut)
+        try:
+            await fut
+        finally:
+            handle.cancel()
+            self._waker = None
+
+    async def _run(self) -> None:
+        backoff = self.config.probe_interval
+        while True:
+            await self._flush()
+            try:
+                if not self.link_up:
+                    if await self._probe():
+                        backoff = self.config.probe_interval
+                    else:
+                        self._fail_commands("link down")
+                        await self._sleep(backoff)
+                        backoff = min(backoff * 2, self.config.probe_max_interval)
+                    continue
+                await self._step()
+            except LinkLost:
+                continue
+            except Resync:
+                self._log.info("chirp: the EGM lost the link; resynchronizing")
+                self._link_established("chirp")
+
+    async def _step(self) -> None:
+        if self._commands:
+            fn, fut = self._commands.popleft()
+            if fut.done():
+                return
+            try:
+                result = await fn()
+            except (LinkLost, Resync) as exc:
+                if not fut.done():
+                    fut.set_exception(exc)
+                raise
+            except Exception as exc:  # report to the caller, keep polling
+                if not fut.done():
+                    fut.set_exception(exc)
+                return
+            if not fut.done():
+                fut.set_result(result)
+            return
+        now = time.monotonic()
+        if now >= self._next_general and not (self._jobs and self._just_polled):
+            # Jobs and due general polls alternate, so neither starves the other.
+            self._next_general = max(now, self._next_general + self.poll_interval)
+            self._just_polled = True
+            await self._general_poll()
+            return
+        if self._jobs:
+            self._just_polled = False
+            _, job = self._jobs.popleft()
+            await job()
+            return
+        if now >= self._next_meters:
+            self._next_meters = now + self.config.meter_interval
+            self._queue_meters("schedule")
+            return
+        if now >= self._next_clock:
+            self._next_clock = now + self.config.clock_interval
+            self._queue("clock", self._sync_clock)
+            return
+        await self._sleep(self._next_general - now)
+
+    def _fail_commands(self, why: str) -> None:
+        while self._commands:
+            _, fut = self._commands.popleft()
+            if not fut.done():
+                fut.set_exception(LinkLost(why))
+
+    def _queue(self, name: str, job: Callable[[], Awaitable[None]]) -> None:
+        if all(n != name for n, _ in self._jobs):
+            self._jobs.append((name, job))
+
+    def _queue_meters(self, reason: str) -> None:
+        self._queue("meters", lambda: self._meters_job(reason))
+
+    # ---- link state ------------------------------------------------------------------------------
+    async def _probe(self) -> bool:
+        """While down: sync poll, then a long poll every EGM answers (LP 1A current credits)."""
+        self._need_sync = True
+        msg = lp.SendCurrentCredits()
+        res = await self._xact(framing.encode_long_poll(self.address, msg), msg.COMMAND, probing=True)
+        if res.outcome in (Outcome.TIMEOUT,):
+            return False
+        self._link_established("recovered" if self._ever_up else "connect")
+        if isinstance(res.reply, framing.RteEvent):
+            self._on_exception(res.reply.code)
+        return True
+
+    def _link_established(self, reason: str) -> None:
+        self._ever_up = True
+        self.link_up = True
+        self._missed = 0
+        self._need_sync = True
+        self.rte_active = False  # unknown until LP 0E is ACKed; legacy replies until then
+        self._jobs.clear()
+        self._emit(self._fact(F.LinkUp, reason=reason))
+        self._log.info("link up", reason=reason)
+        self._queue("rte", self._set_rte)
+        if self.config.identity:
+            self._queue("identity", self._read_identity)
+        if self.config.clock_interval > 0:
+            self._queue("clock", self._sync_clock)
+        self._queue_meters("connect")
+        now = time.monotonic()
+        self._next_meters = now + self.config.meter_interval
+        self._next_clock = now + self.config.clock_interval if self.config.clock_interval > 0 else float("inf")
+        self._next_general = now
+
+    def _link_lost(self) -> None:
+        self.link_up = False
+        self.rte_active = False
+        self._jobs.clear()
+        self._emit(self._fact(F.LinkDown, missed=self._missed, last_seen_wall=self.last_seen_wall))
+        self._log.warning("link down", missed=self._missed, error=self.last_error)
+        self._fail_commands("link down")
+
+    # ---- transactions ----------------------------------------------------------------------------
+    async def _xact(self, frame: bytes, command: int | None, *, quiet_ok: bool = False,
+                    probing: bool = False, retries: int | None = None) -> TransactionResult:
+        """One poll through the line, with sync, statistics and link-state bookkeeping."""
+        cfg = self.config
+        rte = self.rte_active or probing
+        try:
+            if self._need_sync:
+                await self.line.sync()
+                self._need_sync = False
+            result = await self.line.poll(self.address, frame, command, rte=rte,
+                                          retries=cfg.retries if retries is None else retries,
+                                          quiet_ok=quiet_ok, on_confirmed=self._confirmed)
+        except TransportError as exc:
+            self.last_error = str(exc)
+            final = TransactionResult(Outcome.TIMEOUT, error=str(exc), mono=time.monotonic(), wall=time.time())
+            attempts = [final]
+            if probing:
+                return final
+        else:
+            final, attempts = result.final, result.attempts
+            self.stats.record(attempts, quiet_ok)
+        if final.outcome is Outcome.TIMEOUT and not quiet_ok:
+            self._need_sync = True  # a power-cycled EGM ignores us until it sees another address
+            if probing:
+                return final
+            self._missed += 1
+            self.stats.missed_polls += 1
+            if self._missed >= cfg.link_down_after:
+                self._link_lost()
+                raise LinkLost(f"{self._missed} polls unanswered")
+            return final
+        if final.outcome is not Outcome.TIMEOUT:
+            self._missed = 0
+            self.last_seen_wall = final.wall
+            self._last_answer = final.mono
+        if final.outcome is Outcome.CHIRP and not probing:
+            self._need_sync = True
+            raise Resync()
+        if final.outcome is Outcome.GARBLED:
+            self.last_error = final.error
+        return final
+
+    async def _long(self, msg: lp.Message, retries: int | None = None) -> framing.EgmReply | None:
+        """A long poll; an RTE event answering it is handled and the poll asked again."""
+        frame = framing.encode_long_poll(self.address, msg)
+        for _ in range(RTE_REQUEUE_LIMIT):
+            res = await self._xact(frame, msg.COMMAND, retries=retries)
+            reply = res.reply
+            if isinstance(reply, framing.RteEvent):
+                self._on_exception(reply.code)
+                continue  # the line ACKs the event (poll to address 0) before asking again
+            if res.outcome is Outcome.REPLY:
+                return reply
+            return None
+        return None
+
+    async def _read(self, msg: lp.Message, cls: type[lp.Message], retries: int | None = None) -> Any:
+        reply = await self._long(msg, retries)
+        if isinstance(reply, framing.Reply) and isinstance(reply.message, cls):
+            return reply.message
+        return None
+
+    # ---- general poll and exceptions -------------------------------------------------------------
+    async def _general_poll(self) -> None:
+        if self.rte_active and time.monotonic() - self._last_answer > self.config.liveness_interval:
+            # In RTE mode silence means "nothing happened"; prove the EGM is there now and then.
+            await self._long(lp.SendCurrentCredits())
+            return
+        res = await self._xact(framing.encode_general_poll(self.address), None, quiet_ok=self.rte_active)
+        reply = res.reply
+        if isinstance(reply, framing.ExceptionReply):
+            if self.rte_active:
+                # A lone legacy code in RTE mode: the EGM left RTE mode (a power cycle does that).
+                self._log.info("EGM left RTE mode; enabling it again", code=reply.code)
+                self.rte_active = False
+                self._queue("rte", self._set_rte)
+            if reply.code != 0:
+                self._on_exception(reply.code)
+        elif isinstance(reply, framing.RteEvent):
+            self._on_exception(reply.code)
+
+    def _on_exception(self, code: int) -> None:
+        """Immediate reactions; the ExceptionFact itself is emitted when the line confirms it."""
+        if code == 0x51:
+            self._queue("handpay", self._read_handpay)
+        elif code == 0x3D:
+            self._queue("ticket", self._read_ticket)
+        elif code == 0x3C and self.config.identity:
+            self._queue("identity", self._read_identity)
+        elif code == 0x17:
+            self._queue("rte", self._set_rte)
+        if code in SIGNIFICANT_EXCEPTIONS:
+            self._queue_meters(f"event:{code:02X}")
+
+    # ---- jobs ------------------------------------------------------------------------------------
+    async def _set_rte(self) -> None:
+        """LP 0E: RTE on if configured (and the EGM ACKs), else explicitly off."""
+        want = 1 if self.config.rte else 0
+        reply = await self._long(lp.RealTimeEventReporting(enable=want), retries=1)
+        self.rte_active = bool(want) and isinstance(reply, framing.Ack)
+        self._log.info("real-time event reporting", active=self.rte_active)
+
+    async def _read_identity(self) -> None:
+        info = await self._read(lp.SendMachineInfo(), lp.MachineInfo)
+        if info is None:
+            self._log.warning("no LP 1F answer; identity unknown")
+            return
+        version = await self._read(lp.SendSasVersion(), lp.SasVersion, retries=1)
+        count = await self._read(lp.SendNumberOfGames(), lp.NumberOfGames, retries=1)
+        enabled = await self._read(lp.SendEnabledGames(), lp.EnabledGames, retries=1)
+        numbers: tuple[int, ...] = enabled.games if enabled is not None else tuple(
+            range(1, (count.count if count is not None else 0) + 1))
+        games: list[F.GameIdentity] = []
+        for number in numbers:
+            cfg = await self._read(lp.SendGameConfiguration(game=number), lp.GameConfiguration, retries=1)
+            if cfg is not None:
+                games.append(F.GameIdentity(number, cfg.game_id, cfg.paytable_id,
+                                            DENOMINATION_CENTS.get(cfg.denomination), cfg.max_bet, cfg.base_percent))
+        features = await self._read(lp.SendEnabledFeatures(game=0), lp.EnabledFeatures, retries=1)
+        self.fast_polling = bool(features is not None and features.features3 & lp.FEATURES3_MAX_POLLING_40MS)
+        ident = self._fact(
+            F.Identity, game_id=info.game_id, additional_id=info.additional_id, paytable_id=info.paytable_id,
+            base_percent=info.base_percent, accounting_denomination_cents=DENOMINATION_CENTS.get(info.denomination),
+            max_bet=info.max_bet, sas_version=version.version if version else "",
+            serial=version.serial if version else "", game_count=count.count if count else 0,
+            enabled_games=numbers, games=tuple(games), fast_polling=self.fast_polling, rte=self.rte_active)
+        self.identity = ident
+        self._emit(ident)
+        self._log.info("identity", game_id=info.game_id, serial=ident.serial, games=len(games),
+                       fast_polling=self.fast_polling)
+
+    async def _meters_job(self, reason: str) -> None:
+        await self._read_meters(reason)
+
+    async def _read_meters(self, reason: str) -> F.MetersSnapshot | None:
+        sources = ["6F", "2F", "1C"] if self.config.meter_poll == "auto" else [self.config.meter_poll]
+        if self._meter_source in sources:
+            sources.remove(self._meter_source)
+            sources.insert(0, self._meter_source)
+        for source in sources:
+            values = await self._meters_via(source)
+            if values is not None:
+                self._meter_source = source
+                denom = self.identity.accounting_denomination_cents if self.identity else None
+                snap = self._fact(F.MetersSnapshot, reason=reason, source=source, game=0,
+                                  accounting_denomination_cents=denom,
+                                  meters=tuple(F.Meter(code, meter_name(code), value, meter_unit(code))
+                                               for code, value in sorted(values.items())))
+                self._emit(snap)
+                return snap
+        self._log.warning("meters unreadable", reason=reason)
+        return None
+
+    async def _meters_via(self, source: str) -> dict[int, int] | None:
+        codes = self.config.meter_codes
+        values: dict[int, int] = {}
+        if source == "1C":
+            m = await self._read(lp.SendMeters1C(), lp.Meters1C, retries=1)
+            if m is None:
+                return None
+            for name, code in METERS_1C:
+                if code is not None:
+                    values[code] = getattr(m, name)
+            return values
+        size = 12 if source == "6F" else 10
+        for i in range(0, len(codes), size):
+            chunk = tuple(codes[i:i + size])
+            if source == "6F":
+                m = await self._read(lp.SendExtendedMeters(game=0, codes=chunk), lp.ExtendedMeters, retries=1)
+            else:
+                m = await self._read(lp.SendSelectedMeters(game=0, codes=chunk), lp.SelectedMeters, retries=1)
+            if m is None:
+                return None
+            values.update(dict(m.meters))
+        return values
+
+    async def _read_handpay(self) -> None:
+        info = await self._read(lp.SendHandpayInfo(), lp.HandpayInfo)
+        if info is None:
+            self._log.warning("handpay pending but LP 1B unanswered")
+            return
+        self._emit(self._fact(F.HandpayInfo, progressive_group=info.progressive_group, level=info.level,
+                              amount_cents=info.amount, partial_pay_cents=info.partial_pay,
+                              reset_id=info.reset_id))
+
+    async def _read_ticket(self) -> None:
+        info = await self._read(lp.SendTicketInfo(), lp.TicketInfo)
+        if info is None:
+            self._log.warning("ticket printed but LP 3D unanswered")
+            return
+        self._emit(self._fact(F.TicketInfo, validation_number=info.validation_number, amount_cents=info.amount))
+
+    async def _sync_clock(self) -> None:
+        """Read the EGM clock (LP 7E), then set it to ours (LP 7F, addressed so it is ACKed)."""
+        read = await self._read(lp.SendDateTime(), lp.DateTime, retries=1)
+        egm_time = None
+        if read is not None:
+            try:
+                egm_time = from_sas(read.date, read.time)
+            except SASError:
+                egm_time = None
+        now = dt.datetime.now().replace(microsecond=0)
+        date, tod = to_sas(now)
+        reply = await self._long(lp.SetDateTime(date=date, time=tod), retries=1)
+        drift = (egm_time - now).total_seconds() if egm_time is not None else None
+        self._emit(self._fact(F.ClockRead, egm_time=egm_time, agent_time=now, drift_seconds=drift,
+                              set=isinstance(reply, framing.Ack)))

@@ -1,0 +1,228 @@
+"""The line owner: one task per serial port, serializing every transaction on it.
+
+SAS is a multidrop bus: several EGM addresses may share one port, and the implied ACK rule spans
+them (a poll to *any* other address ACKs the last reply). So the ACK bookkeeping
+(``ackstate.HostAckTracker``) and the immediate repeat of a garbled poll belong to the line, not
+to a machine: a repeat must go out before any other address is polled, or the EGM would take the
+other poll as an ACK and drop the data we lost.
+
+Each :class:`~agent.sas.coordinator.MachineCoordinator` submits polls with :meth:`SasLine.poll` and
+awaits the result; the line task runs them one at a time, in submission order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from protocols.sas import framing, wire
+from protocols.sas.ackstate import HostAckTracker
+
+from ..transport.base import SasTransport
+from ..transport.errors import TransportError
+from .transaction import Outcome, Timing, TransactionResult, transact
+
+log = structlog.get_logger("agent.sas.line")
+
+ACK_POLL = bytes((0x80,))
+"""A general poll to address 0: no EGM answers it, and every EGM takes it as "a poll to another
+address". It is both the sync poll after link-up (notes §0.3) and the cheapest implied ACK."""
+
+REOPEN_BACKOFF = 1.0
+
+
+@dataclass(slots=True)
+class Held:
+    """A reply the EGM still holds for us until our next different poll ACKs it."""
+
+    on_confirmed: Callable[[TransactionResult], None] | None
+    result: TransactionResult
+
+
+@dataclass(slots=True)
+class PollResult:
+    """What happened to one submitted poll: the last attempt's result and every attempt."""
+
+    final: TransactionResult
+    attempts: list[TransactionResult] = field(default_factory=list)
+
+    @property
+    def outcome(self) -> Outcome:
+        return self.final.outcome
+
+    @property
+    def reply(self) -> framing.EgmReply | None:
+        return self.final.reply
+
+
+@dataclass(slots=True)
+class _Request:
+    address: int
+    frame: bytes | None           # None: send ACK_POLL only (sync)
+    command: int | None
+    rte: bool
+    retries: int
+    quiet_ok: bool                # silence is a valid answer (general poll in RTE mode)
+    on_confirmed: Callable[[TransactionResult], None] | None
+    future: asyncio.Future[PollResult]
+
+
+def ack_key(frame: bytes) -> bytes:
+    """What implied ACK/NACK compares: the general-poll byte, or 2 bytes of a long poll (5 under B0)."""
+    if len(frame) >= 2 and frame[1] == 0xB0:
+        return frame[:5]
+    return frame[:2]
+
+
+def holds_data(result: TransactionResult) -> bool:
+    """Whether the EGM keeps something pending until ACKed (anything but 'no activity')."""
+    reply = result.reply
+    if isinstance(reply, framing.ExceptionReply):
+        return reply.code != 0
+    return reply is not None
+
+
+class SasLine:
+    """Owns one transport and the task that talks on it."""
+
+    def __init__(self, transport: SasTransport, timing: Timing | None = None, name: str | None = None) -> None:
+        self.transport = transport
+        self.timing = timing or Timing()
+        self.name = name or transport.name
+        self._tracker: HostAckTracker[Held] = HostAckTracker()
+        self._queue: asyncio.Queue[_Request] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._open = False
+        self._next_open = 0.0
+        self.last_error: TransportError | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the port (raises TransportError with a clear message) and start the line task."""
+        await self.transport.open()
+        self._open = True
+        self._task = asyncio.create_task(self._run(), name=f"sas-line:{self.name}")
+
+    async def stop(self) -> None:
+        """Cancel the task, confirm what is held (no next poll will come) and close the port."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._deliver(self._tracker.flush())
+        while not self._queue.empty():
+            req = self._queue.get_nowait()
+            if not req.future.done():
+                req.future.set_exception(TransportError(f"{self.name}: line stopped"))
+        await self.transport.close()
+        self._open = False
+
+    # ---- API for coordinators ---------------------------------------------------------------------
+    async def poll(self, address: int, frame: bytes, command: int | None, *, rte: bool = False,
+                   retries: int = 2, quiet_ok: bool = False,
+                   on_confirmed: Callable[[TransactionResult], None] | None = None) -> PollResult:
+        """Run one poll (with up to ``retries`` immediate repeats on a garbled or missing reply).
+
+        ``on_confirmed`` is called with the reply once the next different poll on this line has gone
+        out, i.e. once the EGM considers it delivered. Raises TransportError if the port failed.
+        """
+        return await self._submit(_Request(address, frame, command, rte, retries, quiet_ok, on_confirmed,
+                                           asyncio.get_running_loop().create_future()))
+
+    async def sync(self, address: int = 0) -> None:
+        """Send the sync poll (a general poll to address 0) that lets EGMs answer after link-up."""
+        await self._submit(_Request(address, None, None, False, 0, True, None,
+                                    asyncio.get_running_loop().create_future()))
+
+    async def _submit(self, req: _Request) -> PollResult:
+        if self._task is None:
+            raise TransportError(f"{self.name}: line not started")
+        self._queue.put_nowait(req)
+        try:
+            return await req.future
+        except asyncio.CancelledError:
+            req.future.cancel()
+            raise
+
+    # ---- the line task ----------------------------------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            req = await self._queue.get()
+            if req.future.done():
+                continue
+            try:
+                await self._ensure_open()
+                result = await self._execute(req)
+            except TransportError as exc:
+                self.last_error = exc
+                await self._drop_port(exc)
+                if not req.future.done():
+                    req.future.set_exception(exc)
+                continue
+            if not req.future.done():
+                req.future.set_result(result)
+
+    async def _ensure_open(self) -> None:
+        if self._open:
+            return
+        now = time.monotonic()
+        if now < self._next_open:
+            raise self.last_error or TransportError(f"{self.name} is closed")
+        self._next_open = now + REOPEN_BACKOFF
+        await self.transport.open()
+        self._open = True
+        log.info("port reopened", port=self.name)
+
+    async def _drop_port(self, exc: TransportError) -> None:
+        if self._open:
+            log.warning("port failed", port=self.name, error=str(exc))
+            with contextlib.suppress(OSError):
+                await self.transport.close()
+            self._open = False
+            self._next_open = time.monotonic() + REOPEN_BACKOFF
+
+    def _deliver(self, held: Held | None) -> None:
+        if held is not None and held.on_confirmed is not None:
+            try:
+                held.on_confirmed(held.result)
+            except Exception:  # a coordinator bug must not kill the line for every address on it
+                log.exception("confirmation handler failed", port=self.name)
+
+    async def _send_ack_poll(self) -> None:
+        self._deliver(self._tracker.before_send(ACK_POLL))
+        await self.transport.send(wire.chars(ACK_POLL))
+
+    async def _execute(self, req: _Request) -> PollResult:
+        tracker = self._tracker
+        if req.frame is None:
+            await self._send_ack_poll()
+            empty = TransactionResult(Outcome.REPLY, mono=time.monotonic(), wall=time.time())
+            return PollResult(empty, [])
+        key = ack_key(req.frame)
+        if tracker.held is not None and tracker.last_key == key:
+            # Same poll again while the EGM still holds its last reply: that would be a NACK
+            # (resend) to the EGM; ACK it with a poll to address 0 first.
+            await self._send_ack_poll()
+        attempts: list[TransactionResult] = []
+        while True:
+            self._deliver(tracker.before_send(key))
+            res = await transact(self.transport, req.address, req.frame, req.command, req.rte, self.timing)
+            attempts.append(res)
+            if res.outcome is Outcome.REPLY:
+                tracker.received(Held(req.on_confirmed, res) if holds_data(res) else None)
+                return PollResult(res, attempts)
+            if res.outcome is Outcome.TIMEOUT and req.quiet_ok:
+                tracker.received(None)
+                return PollResult(res, attempts)
+            if res.outcome in (Outcome.BUSY, Outcome.CHIRP):
+                tracker.received(None)
+                return PollResult(res, attempts)
+            tracker.garbled()  # TIMEOUT, GARBLED, NACK: the same poll again, at once
+            if not tracker.must_repeat or len(attempts) > req.retries:
+                return PollResult(res, attempts)

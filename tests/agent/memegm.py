@@ -1,0 +1,101 @@
+"""Test helpers: EGMs on the in-process transport pair.
+
+* :class:`ScriptedEgm` answers each host message with the next scripted byte string (or silence),
+  for exact fault cases (bad CRC, NACK, busy, chirp);
+* :class:`MemoryEgm` puts the simulator's sans-IO ``SasResponder`` (the honest EGM model) on the
+  device end of a :func:`memory_pair`, so coordinator tests run without ptys or timing noise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+
+from agent.transport.memory import MemoryTransport, memory_pair
+from protocols.sas import framing, wire
+
+
+class _Driver:
+    def __init__(self, device: MemoryTransport) -> None:
+        self.device = device
+        self.framer = framing.HostMessageFramer()
+        self.heard: list[framing.HostMessage] = []
+        self._task: asyncio.Task[None] | None = None
+        self.silent = False  # a dead link: hear nothing, say nothing
+
+    async def start(self) -> None:
+        await self.device.open()
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            chars = await self.device.receive(0.05)
+            now = time.monotonic()
+            if self.silent:
+                continue
+            chirp = self.on_idle(now)
+            if chirp:
+                await self.device.send(chirp)
+            for msg in self.framer.feed(chars):
+                self.heard.append(msg)
+                reply = self.answer(msg, now)
+                if reply:
+                    await self.device.send(reply)
+
+    def on_idle(self, now: float) -> list[int] | None:
+        return None
+
+    def answer(self, msg: framing.HostMessage, now: float) -> list[int] | None:
+        raise NotImplementedError
+
+
+class ScriptedEgm(_Driver):
+    """Answers messages to ``address`` from a script of byte strings / character lists / None."""
+
+    def __init__(self, device: MemoryTransport, address: int, script: list[bytes | list[int] | None]) -> None:
+        super().__init__(device)
+        self.address = address
+        self.script: deque[bytes | list[int] | None] = deque(script)
+
+    def answer(self, msg: framing.HostMessage, now: float) -> list[int] | None:
+        if getattr(msg, "address", None) != self.address or not self.script:
+            return None
+        step = self.script.popleft()
+        if step is None:
+            return None
+        return list(step)
+
+
+class MemoryEgm(_Driver):
+    """The simulator's EGM model answering over the in-process pair (chirps included)."""
+
+    def __init__(self, device: MemoryTransport, egm: object, sync_rule: bool = True) -> None:
+        from firmware_sim.responder import LinkConfig, SasResponder
+
+        super().__init__(device)
+        self.egm = egm
+        self.responder = SasResponder(egm, LinkConfig(sync_rule=sync_rule), now=time.monotonic())  # type: ignore[arg-type]
+        self.chirps = 0
+
+    def on_idle(self, now: float) -> list[int] | None:
+        chirp = self.responder.idle(now)
+        if chirp:
+            self.chirps += 1
+            return wire.chars(chirp)
+        return None
+
+    def answer(self, msg: framing.HostMessage, now: float) -> list[int] | None:
+        reply = self.responder.handle(msg, now)
+        return list(reply) if reply else None
+
+
+def pair() -> tuple[MemoryTransport, MemoryTransport]:
+    return memory_pair("test")

@@ -1,0 +1,107 @@
+"""``hall-agent diag`` as a technician runs it: subprocesses against ``hall-sim egm`` on a pty."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+AGENT = str(BIN / "hall-agent")
+SIM = str(BIN / "hall-sim")
+
+
+@pytest.fixture(scope="module")
+def sim_egm() -> Iterator[dict]:
+    proc = subprocess.Popen([SIM, "egm", "--address", "7", "--pace", "0.3", "--seed", "3", "--log-level", "warning"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        yield json.loads(line)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([AGENT, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_link_test_table(sim_egm: dict) -> None:
+    res = run("diag", "sas", "--port", sim_egm["port"], "--address", "7", "--seconds", "1.5")
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "link                   UP" in out
+    for label in ("timeouts", "CRC/garbled", "NACKs", "latency p50 / p99", "latency histogram", "identity:",
+                  "meters (LP"):
+        assert label in out, label
+    assert "Traceback" not in res.stderr
+
+
+def test_link_test_json_fields(sim_egm: dict) -> None:
+    res = run("diag", "sas", "--port", sim_egm["port"], "--address", "7", "--seconds", "1", "--json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["link"]["up"] is True and report["link"]["answered"] > 0
+    assert {"timeouts", "garbled", "nacks", "latency_ms"} <= set(report["link"])
+    assert report["identity"]["serial"] and report["identity"]["sas_version"] == "602"
+    assert report["meters"]["values"]["games_played"]["unit"] == "count"
+
+
+def test_disable_then_enable(sim_egm: dict) -> None:
+    res = run("diag", "sas", "--port", sim_egm["port"], "--address", "7", "--seconds", "0.5", "--disable", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["command"]["acked"] is True
+    res = run("diag", "sas", "--port", sim_egm["port"], "--address", "7", "--seconds", "0.5", "--enable", "--json")
+    assert json.loads(res.stdout)["command"]["action"] == "enable_machine"
+
+
+def test_scan_finds_the_address(sim_egm: dict) -> None:
+    res = run("diag", "scan", "--port", sim_egm["port"], "--json")
+    assert res.returncode == 0, res.stderr
+    found = json.loads(res.stdout)["found"]
+    assert [f["address"] for f in found] == [7]
+
+
+def test_config_file_and_flag_override(sim_egm: dict, tmp_path: Path) -> None:
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(f'port = "{sim_egm["port"]}"\n[diag.sas]\naddress = 99\nseconds = 0.5\njson = true\n')
+    res = run("diag", "sas", "--config", str(cfg), "--address", "7")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["address"] == 7
+
+
+def test_wrong_address_is_a_clear_error(sim_egm: dict) -> None:
+    res = run("diag", "sas", "--port", sim_egm["port"], "--address", "8", "--seconds", "1")
+    assert res.returncode == 4
+    assert res.stderr.count("\n") == 1 and "no answer from SAS address 8" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_missing_port_is_a_clear_error() -> None:
+    res = run("diag", "sas", "--port", "/dev/pts/999", "--address", "1")
+    assert res.returncode == 3
+    assert res.stderr.startswith("hall-agent: error: port /dev/pts/999 not found")
+    assert res.stderr.count("\n") == 1
+
+
+def test_every_command_has_help() -> None:
+    for args in (["--help"], ["diag", "--help"], ["diag", "sas", "--help"], ["diag", "scan", "--help"]):
+        res = run(*args)
+        assert res.returncode == 0 and "usage:" in res.stdout
+
+
+def test_later_commands_say_not_available() -> None:
+    res = run("run")
+    assert res.returncode == 2 and "not available yet" in res.stderr
