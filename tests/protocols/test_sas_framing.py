@@ -6,7 +6,8 @@ import datetime as dt
 
 import pytest
 
-from protocols.sas import ackstate, clock, framing, longpolls as lp, wire
+from protocols.sas import ackstate, clock, framing, wire
+from protocols.sas import longpolls as lp
 from protocols.sas.errors import CRCError, FrameError, SASError
 from protocols.sas.exceptions import GameEndedData, GameStartedData
 

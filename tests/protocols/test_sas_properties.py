@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocols.sas import framing, longpolls as lp, wire
+from protocols.sas import framing, wire
+from protocols.sas import longpolls as lp
 from protocols.sas.errors import SASError
 from protocols.sas.exceptions import (
     BillAcceptedData,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from protocols.sas import bcd, crc, framing, longpolls as lp, wire
+from protocols.sas import bcd, crc, framing, wire
+from protocols.sas import longpolls as lp
 from protocols.sas.errors import BCDError, CRCError
 
 

@@ -1,0 +1,127 @@
+"""Signed batches: how an agent ships a contiguous run of its chain and how central checks one.
+
+One Ed25519 signature per batch covers only the small header; the header names the chain's ends
+(``prev_hash`` before ``first_seq`` and ``last_hash`` of ``last_seq``), and the hash chain binds every
+event to ``last_hash``. So one signature plus one hash per event authenticates the whole batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Final
+
+import msgspec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from .canonical import canonical_bytes, strict_decode
+from .errors import BrokenChain, HallMismatch, Malformed
+from .events import Event, check_events, require_agent_form, verify_chain
+from .fields import GENESIS_HASH, VERSION, Count, HallId, Micros, Seq, Sha256Hex, SignatureHex, Version
+from .signing import sign, verify
+
+MAX_BATCH_EVENTS: Final = 10_000
+"""Upper bound a decoder accepts, so one payload cannot make central build millions of objects."""
+
+_CONTEXT: Final = "batch"
+
+
+class BatchHeader(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What the signature covers: who, which seq range, and the chain's two ends."""
+
+    v: Version
+    hall: HallId
+    first_seq: Seq
+    last_seq: Seq
+    count: Count
+    prev_hash: Sha256Hex
+    last_hash: Sha256Hex
+    created_at: Micros
+
+
+class Batch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A decoded (not yet verified) batch: header, events in seq order, signature as hex."""
+
+    header: BatchHeader
+    events: Annotated[tuple[Event, ...], msgspec.Meta(min_length=1, max_length=MAX_BATCH_EVENTS)]
+    sig: SignatureHex
+
+    @property
+    def identity(self) -> tuple[str, int, int, str]:
+        """(hall, first_seq, last_seq, last_hash): equal for a replay, so central can dedupe on it."""
+        h = self.header
+        return (h.hall, h.first_seq, h.last_seq, h.last_hash)
+
+
+_HEADER_DECODER = msgspec.json.Decoder(BatchHeader)
+_BATCH_DECODER = msgspec.json.Decoder(Batch)
+
+
+def encode_batch(
+    events: Sequence[Event], hall: str, private_key: Ed25519PrivateKey, *, created_at: int
+) -> bytes:
+    """Sign and encode already-sealed ``events`` (contiguous, one hall) as one batch payload.
+
+    Hashes are taken from the events, not recomputed (the agent hashed each once when sealing);
+    only the cheap links are checked, so an agent bug is caught before it leaves the hall.
+    ``created_at`` is the caller's clock (microseconds, UTC): this package reads no clock.
+    """
+    if not events:
+        raise Malformed("batch: no events")
+    first = events[0]
+    previous: Event | None = None
+    for event in events:
+        if event.hall != hall:
+            raise HallMismatch(f"batch for hall {hall!r} holds seq {event.seq} of hall {event.hall!r}")
+        if previous is not None:
+            if event.seq != previous.seq + 1:
+                raise BrokenChain(f"expected seq {previous.seq + 1}", event.seq)
+            if event.prev_hash != previous.hash:
+                raise BrokenChain("prev_hash does not link to the previous event's hash", event.seq)
+        previous = event
+    header = BatchHeader(
+        v=VERSION, hall=hall, first_seq=first.seq, last_seq=events[-1].seq, count=len(events),
+        prev_hash=first.prev_hash, last_hash=events[-1].hash, created_at=created_at,
+    )
+    header_bytes = canonical_bytes(header)
+    strict_decode(header_bytes, _HEADER_DECODER, "batch header")
+    signature = sign(_CONTEXT, header_bytes, private_key)
+    return canonical_bytes(Batch(header=header, events=tuple(events), sig=signature))
+
+
+def decode_batch(payload: bytes) -> Batch:
+    """Strictly decode a batch payload: syntax, types, data rules. Raises :class:`Malformed` only.
+
+    Authenticity and integrity are :func:`verify_batch`'s job, since central first needs the
+    header's hall to choose which public key to verify with.
+    """
+    batch = strict_decode(payload, _BATCH_DECODER, "batch")
+    for index, event in enumerate(batch.events):
+        require_agent_form(event, index)
+    check_events(batch.events)
+    return batch
+
+
+def verify_batch(batch: Batch, public_key: Ed25519PublicKey, *, expect_hall: str | None = None) -> None:
+    """Check a decoded batch against the hall's registered key; return only if all holds.
+
+    Order: the hall the caller expects (e.g. from the topic) → :class:`HallMismatch`; signature →
+    :class:`BadSignature`; header consistency, seq contiguity, hash chain and its ends →
+    :class:`BrokenChain` (naming the seq); every event's hall → :class:`HallMismatch`.
+    The chain is checked before the events' halls so that tampering reads as tampering.
+    """
+    header = batch.header
+    if expect_hall is not None and header.hall != expect_hall:
+        raise HallMismatch(f"batch names hall {header.hall!r} but arrived for {expect_hall!r}")
+    verify(_CONTEXT, canonical_bytes(header), batch.sig, public_key)
+    if header.last_seq - header.first_seq + 1 != header.count:
+        raise BrokenChain(f"header count {header.count} does not span seq {header.first_seq}..{header.last_seq}")
+    if len(batch.events) != header.count:
+        raise BrokenChain(f"header says {header.count} events, batch holds {len(batch.events)}", header.first_seq)
+    if header.first_seq == 1 and header.prev_hash != GENESIS_HASH:
+        raise BrokenChain("the first event must follow the genesis hash", 1)
+    last_hash = verify_chain(header.prev_hash, batch.events, header.first_seq)
+    if last_hash != header.last_hash:
+        raise BrokenChain("chain does not end in the signed last_hash", header.last_seq)
+    for event in batch.events:
+        if event.hall != header.hall:
+            raise HallMismatch(f"seq {event.seq} belongs to hall {event.hall!r}, batch to {header.hall!r}")

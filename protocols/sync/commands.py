@@ -1,0 +1,96 @@
+"""Commands from central to a hall, and the hall's signed results (issue 04 builds on these).
+
+A command is signed by central, carries an ``id`` (the agent applies each id at most once) and an
+``expires_at`` (a command delayed in a queue must not switch a machine off hours later).
+The result is signed by the hall so central's audit trail cannot be fed forged outcomes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal, get_args
+
+import msgspec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from .data import check_object
+from .envelope import SignedKind
+from .errors import Malformed
+from .fields import HallId, Ident, Micros, Text, UuidStr, Version
+
+Action = Literal[
+    "disable_machine", "enable_machine", "disable_game", "enable_game", "set_limit", "set_config", "update_catalog"
+]
+ACTIONS: Final[tuple[str, ...]] = get_args(Action)
+GAME_ACTIONS: Final = frozenset({"disable_game", "enable_game"})
+DEVICE_ACTIONS: Final = frozenset({"disable_machine", "enable_machine", "disable_game", "enable_game"})
+
+ResultStatus = Literal["applied", "failed", "expired", "rejected"]
+RESULT_STATUSES: Final[tuple[str, ...]] = get_args(ResultStatus)
+
+_S = {"frozen": True, "kw_only": True, "forbid_unknown_fields": True}
+
+
+class Command(msgspec.Struct, **_S):
+    """An instruction for one hall (and usually one device). All fields are always on the wire."""
+
+    v: Version
+    id: UuidStr
+    hall: HallId
+    device: Ident | None
+    action: Action
+    game: Ident | None
+    params: dict[str, Any]
+    issued_at: Micros
+    expires_at: Micros
+
+
+class CommandResult(msgspec.Struct, **_S):
+    """The hall's answer to command ``id``."""
+
+    v: Version
+    id: UuidStr
+    hall: HallId
+    status: ResultStatus
+    detail: Text
+    at: Micros
+
+
+def _check_command(command: Command) -> None:
+    check_object(command.params, "params")
+    if command.action in DEVICE_ACTIONS and command.device is None:
+        raise Malformed(f"command: {command.action} needs a device")
+    if (command.action in GAME_ACTIONS) != (command.game is not None):
+        raise Malformed(f"command: game is required for {sorted(GAME_ACTIONS)} and only for them")
+    if command.expires_at <= command.issued_at:
+        raise Malformed("command: expires_at must be after issued_at")
+
+
+COMMAND: Final = SignedKind("command", Command, _check_command)
+COMMAND_RESULT: Final = SignedKind("command-result", CommandResult)
+
+
+def command_expired(command: Command, now: int) -> bool:
+    """True once ``now`` (caller's clock, µs UTC) reaches ``expires_at``: answer ``expired``, don't apply."""
+    return now >= command.expires_at
+
+
+def encode_command(command: Command, central_key: Ed25519PrivateKey) -> bytes:
+    """Sign and encode a command (central side)."""
+    return COMMAND.encode(command, central_key)
+
+
+def decode_command(payload: bytes, central_key: Ed25519PublicKey, *, expect_hall: str | None = None) -> Command:
+    """Decode and verify a command (agent side); does not check expiry (see :func:`command_expired`)."""
+    return COMMAND.decode(payload, central_key, expect_hall)
+
+
+def encode_command_result(result: CommandResult, hall_key: Ed25519PrivateKey) -> bytes:
+    """Sign and encode a command result (agent side)."""
+    return COMMAND_RESULT.encode(result, hall_key)
+
+
+def decode_command_result(
+    payload: bytes, hall_key: Ed25519PublicKey, *, expect_hall: str | None = None
+) -> CommandResult:
+    """Decode and verify a command result (central side, with the key of the hall in the topic)."""
+    return COMMAND_RESULT.decode(payload, hall_key, expect_hall)
