@@ -1,0 +1,329 @@
+"""Batch ingest: topic + payload in, what to publish and what was logged out. No MQTT here.
+
+The MQTT layer (next slice) subscribes with a shared subscription and calls :meth:`Ingestor.handle`
+for each message, then publishes ``outcome.publish``. Keeping the decision logic free of the client
+makes every rule testable with plain bytes.
+
+Rules, in order (design.md, "Delivery contract"):
+
+1. The hall comes from the topic; a bad topic or a payload that does not decode is ``format_error``.
+2. An unregistered hall, a header naming another hall than the topic, a bad signature or a broken
+   chain is ``rejected``. None of these touch a lock or the events: one hall's garbage costs others
+   nothing but a throttled log row.
+3. The verified batch is stored by :meth:`Store.ingest_events`, which decides inside its transaction
+   (so it also holds with several processes on one database): a batch already held with the same
+   hashes is a ``duplicate`` (logged, nothing changes, the current ack is sent again so an agent that
+   lost the ack moves on); one overlapping the stored end keeps only the new tail after the overlap's
+   hash matched; one disagreeing with a stored hash is a fork or forgery → ``rejected``; one starting
+   after ``last_seq + 1`` is a gap → a signed resend request for exactly the missing seqs.
+4. The ack (``acked_through_seq`` = the new contiguous end, with its hash) is built only after the
+   commit returned.
+
+Out-of-order batches: a shared subscription hands consecutive batches of one hall to different
+workers, so "batch n+1 before batch n" is normal. Such a verified batch is kept in a small in-memory
+buffer per hall and stored as soon as the gap closes. The buffer is bounded; what does not fit is
+dropped, which is safe because nothing was acked: the agent keeps every unacked event and publishes
+it again (after the resend request or its own ack timeout). The buffer is lost on restart for the
+same reason without harm.
+
+Per-hall serialisation: one :class:`asyncio.Lock` per registered hall is held only around storing,
+so two workers cannot interleave one hall's batches while other halls proceed in parallel.
+Decoding and signature checks run on worker threads outside the lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from protocols.sync import (
+    VERSION,
+    Ack,
+    Batch,
+    ResendRequest,
+    SyncError,
+    decode_batch,
+    encode_ack,
+    encode_resend,
+    parse_topic,
+    public_key_from_pem,
+    topic,
+    verify_batch,
+)
+
+from .store.base import IngestResult, LogEntry, LogKind, Store
+from .timeutil import Clock, now_micros
+
+log = structlog.get_logger("central.ingest")
+
+OutcomeStatus = Literal["stored", "duplicate", "gap", "rejected", "format_error", "error"]
+
+_THREAD_THRESHOLD: Final = 16 * 1024
+"""Payloads at least this big are decoded and verified on a worker thread (hashing ~1000 events takes
+milliseconds); small ones inline, where a thread hop would cost more than the work."""
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """One MQTT message central must send (QoS 1)."""
+
+    topic: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOutcome:
+    """What :meth:`Ingestor.handle` decided: the status, messages to publish and log rows written."""
+
+    status: OutcomeStatus
+    hall: str | None
+    detail: str = ""
+    publish: tuple[Publish, ...] = ()
+    logged: tuple[LogEntry, ...] = ()
+    stored: int = 0
+    """New events committed by this call (including buffered batches it unblocked)."""
+    acked_through_seq: int | None = None
+    buffered: bool = False
+    """A gap batch kept in memory until the missing seqs arrive."""
+
+
+@dataclass(slots=True)
+class _Throttle:
+    """At most ``burst`` log rows per (hall, kind) per ``window`` µs; the rest are counted, not written.
+
+    A misbehaving hall sending garbage many times a second must not fill the integration log or keep
+    the single DB writer busy at the expense of other halls.
+    """
+
+    burst: int = 20
+    window: int = 60_000_000
+    _state: dict[tuple[str | None, str], list[int]] = field(default_factory=dict)
+    suppressed_total: int = 0
+
+    def admit(self, hall: str | None, kind: str, now: int) -> tuple[bool, int]:
+        """(write it?, how many were suppressed before it in this key)."""
+        state = self._state.get((hall, kind))
+        if state is None or now - state[0] >= self.window:
+            if len(self._state) > 100_000:
+                self._state.clear()
+            suppressed = 0 if state is None else state[2]
+            self._state[(hall, kind)] = [now, 1, 0]
+            return True, suppressed
+        if state[1] < self.burst:
+            state[1] += 1
+            suppressed, state[2] = state[2], 0
+            return True, suppressed
+        state[2] += 1
+        self.suppressed_total += 1
+        return False, 0
+
+
+@dataclass(slots=True)
+class _Pending:
+    """Verified batches of one hall waiting for a gap to close, keyed by first seq."""
+
+    batches: dict[int, Batch] = field(default_factory=dict)
+    events: int = 0
+
+
+class Ingestor:
+    """Verifies, stores and acknowledges batches; see the module docstring for the rules."""
+
+    def __init__(self, store: Store, central_private_key: Ed25519PrivateKey, clock: Clock = now_micros, *,
+                 max_buffered_batches: int = 16, max_buffered_events: int = 50_000,
+                 log_burst: int = 20, log_window_s: float = 60.0) -> None:
+        self._store = store
+        self._key = central_private_key
+        self._clock = clock
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._keys: dict[str, Ed25519PublicKey] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._max_batches = max_buffered_batches
+        self._max_events = max_buffered_events
+        self._throttle = _Throttle(burst=log_burst, window=int(log_window_s * 1_000_000))
+
+    @property
+    def log_rows_suppressed(self) -> int:
+        """Integration-log rows not written because of throttling (for metrics)."""
+        return self._throttle.suppressed_total
+
+    async def handle(self, topic_name: str, payload: bytes) -> IngestOutcome:
+        """Process one message from ``hallsync/v1/halls/{hall}/batches``. Never raises on bad input."""
+        try:
+            hall, kind = parse_topic(topic_name)
+        except SyncError as exc:
+            return await self._refuse("format_error", None, f"topic: {exc}")
+        if kind != "batches":
+            return await self._refuse("format_error", hall, f"ingest takes batches, not {kind!r} ({topic_name})")
+        try:
+            record = await self._store.get_hall(hall)
+        except Exception as exc:  # the store is down: nothing can be decided, nothing is acked
+            log.error("store_unavailable", hall=hall, error=repr(exc))
+            return IngestOutcome("error", hall, f"store: {exc!r}")
+        if record is None:
+            return await self._refuse("rejected", hall, "hall is not registered")
+        try:
+            public_key = self._public_key(record.public_key_pem)
+            if len(payload) >= _THREAD_THRESHOLD:
+                batch = await asyncio.to_thread(_decode_and_verify, payload, public_key, hall)
+            else:
+                batch = _decode_and_verify(payload, public_key, hall)
+        except SyncError as exc:
+            return await self._refuse(exc.log_kind, hall, f"{type(exc).__name__}: {exc}")  # type: ignore[arg-type]
+        lock = self._locks.get(hall)
+        if lock is None:
+            lock = self._locks[hall] = asyncio.Lock()
+        async with lock:
+            try:
+                return await self._store_batch(hall, batch)
+            except Exception as exc:
+                log.error("ingest_failed", hall=hall, first_seq=batch.header.first_seq, error=repr(exc))
+                return IngestOutcome("error", hall, f"store: {exc!r}")
+
+    # --- storing --------------------------------------------------------------------------------
+    async def _store_batch(self, hall: str, batch: Batch) -> IngestOutcome:
+        h = batch.header
+        result = await self._store.ingest_events(hall, batch.events, central_time=self._clock())
+        if result.status == "gap":
+            return await self._gap(hall, batch, result)
+        if result.status == "duplicate":
+            entry = await self._log("duplicate", hall, f"seq {h.first_seq}..{h.last_seq} already stored (replay)")
+            return IngestOutcome("duplicate", hall, "already stored", publish=(self._ack(hall, result),),
+                                 logged=entry, acked_through_seq=result.last_seq)
+        if result.status == "conflict":
+            entry = await self._log("rejected", hall, f"seq {h.first_seq}..{h.last_seq}: hash at seq "
+                                    f"{result.conflict_seq} differs from the stored chain (fork or forgery)")
+            return IngestOutcome("rejected", hall, "conflicts with stored chain", logged=entry)
+        logged = list(await self._money_errors(hall, result))
+        stored = result.stored
+        result, more, more_logged = await self._drain(hall, result)
+        stored += more
+        logged.extend(more_logged)
+        log.debug("batch_stored", hall=hall, first_seq=h.first_seq, last_seq=h.last_seq, stored=stored,
+                  acked_through=result.last_seq)
+        return IngestOutcome("stored", hall, publish=(self._ack(hall, result),), logged=tuple(logged),
+                             stored=stored, acked_through_seq=result.last_seq)
+
+    async def _gap(self, hall: str, batch: Batch, result: IngestResult) -> IngestOutcome:
+        """Keep the early batch (if it fits) and ask for exactly the seqs nobody has delivered yet.
+
+        The drain is a no-op with one process; with several on one database another process may have
+        moved the end meanwhile, so buffered batches that now fit are stored first.
+        """
+        h = batch.header
+        buffered = self._buffer(hall, batch)
+        result, stored, logged = await self._drain(hall, result)
+        publish = [self._ack(hall, result)] if stored else []
+        pending = self._pending.get(hall)
+        waiting = list(pending.batches) if pending is not None else []
+        if not buffered and h.first_seq > result.last_seq + 1:
+            waiting.append(h.first_seq)
+        if not waiting:
+            return IngestOutcome("stored", hall, publish=tuple(publish), logged=tuple(logged), stored=stored,
+                                 acked_through_seq=result.last_seq)
+        missing_from, missing_to = result.last_seq + 1, min(waiting) - 1
+        reason = f"gap: stored through {result.last_seq}, received {h.first_seq}..{h.last_seq}"
+        request = ResendRequest(v=VERSION, hall=hall, from_seq=missing_from, to_seq=missing_to, reason=reason,
+                                created_at=self._clock())
+        publish.append(Publish(topic(hall, "resend"), encode_resend(request, self._key)))
+        logged.extend(await self._log("resend", hall, f"requested seq {missing_from}..{missing_to} ({reason}; "
+                                      f"{'buffered' if buffered else 'dropped'} the early batch)"))
+        return IngestOutcome("gap", hall, reason, publish=tuple(publish), logged=tuple(logged), stored=stored,
+                             acked_through_seq=result.last_seq if stored else None, buffered=buffered)
+
+    def _buffer(self, hall: str, batch: Batch) -> bool:
+        pending = self._pending.setdefault(hall, _Pending())
+        first = batch.header.first_seq
+        old = pending.batches.get(first)
+        if old is not None:
+            if old.header.last_seq >= batch.header.last_seq:
+                return True
+            pending.events -= old.header.count
+            del pending.batches[first]
+        if len(pending.batches) >= self._max_batches or pending.events + batch.header.count > self._max_events:
+            return False
+        pending.batches[first] = batch
+        pending.events += batch.header.count
+        return True
+
+    async def _drain(self, hall: str, result: IngestResult) -> tuple[IngestResult, int, list[LogEntry]]:
+        """Store buffered batches the new end now reaches; return the final state and what it stored."""
+        stored = 0
+        logged: list[LogEntry] = []
+        pending = self._pending.get(hall)
+        while pending is not None and pending.batches:
+            for first in [f for f, b in pending.batches.items() if b.header.last_seq <= result.last_seq]:
+                pending.events -= pending.batches.pop(first).header.count
+            ready = [f for f in pending.batches if f <= result.last_seq + 1]
+            if not ready:
+                break
+            batch = pending.batches.pop(min(ready))
+            pending.events -= batch.header.count
+            nxt = await self._store.ingest_events(hall, batch.events, central_time=self._clock())
+            if nxt.status == "stored":
+                stored += nxt.stored
+                logged.extend(await self._money_errors(hall, nxt))
+                result = nxt
+            elif nxt.status == "conflict":
+                logged.extend(await self._log("rejected", hall, f"buffered seq {batch.header.first_seq}.."
+                                              f"{batch.header.last_seq} conflicts at seq {nxt.conflict_seq}"))
+        if pending is not None and not pending.batches:
+            del self._pending[hall]
+        return result, stored, logged
+
+    async def _money_errors(self, hall: str, result: IngestResult) -> tuple[LogEntry, ...]:
+        entries: list[LogEntry] = []
+        for seq, reason in result.money_errors:
+            entries.extend(await self._log("format_error", hall, f"seq {seq} stored but its money is not counted: "
+                                           f"{reason}"))
+        return tuple(entries)
+
+    def _ack(self, hall: str, result: IngestResult) -> Publish:
+        ack = Ack(v=VERSION, hall=hall, acked_through_seq=result.last_seq, last_hash=result.last_hash,
+                  created_at=self._clock())
+        return Publish(topic(hall, "acks"), encode_ack(ack, self._key))
+
+    # --- refusing and logging -------------------------------------------------------------------
+    async def _refuse(self, kind: LogKind, hall: str | None, detail: str) -> IngestOutcome:
+        status: OutcomeStatus = "format_error" if kind == "format_error" else "rejected"
+        return IngestOutcome(status, hall, detail, logged=await self._log(kind, hall, detail))
+
+    async def _log(self, kind: LogKind, hall: str | None, detail: str) -> tuple[LogEntry, ...]:
+        now = self._clock()
+        admitted, suppressed = self._throttle.admit(hall, kind, now)
+        if not admitted:
+            return ()
+        if suppressed:
+            detail = f"{detail} (+{suppressed} similar suppressed)"
+        entry = LogEntry(kind=kind, detail=detail[:2000], time=now, hall=hall)
+        level = "info" if kind in ("duplicate", "resend") else "warning"
+        getattr(log, level)("integration", kind=kind, hall=hall, detail=entry.detail)
+        try:
+            await self._store.log([entry])
+        except Exception as exc:
+            log.error("integration_log_failed", hall=hall, kind=kind, error=repr(exc))
+            return ()
+        return (entry,)
+
+    def _public_key(self, pem: str) -> Ed25519PublicKey:
+        """Parse a registered key once; keyed by the PEM so a replaced key takes effect at once."""
+        key = self._keys.get(pem)
+        if key is None:
+            if len(self._keys) > 10_000:
+                self._keys.clear()
+            key = self._keys[pem] = public_key_from_pem(pem.encode())
+        return key
+
+
+def _decode_and_verify(payload: bytes, public_key: Ed25519PublicKey, hall: str) -> Batch:
+    """Decode strictly and verify signature, chain and hall; raises only SyncError subclasses."""
+    batch = decode_batch(payload)
+    verify_batch(batch, public_key, expect_hall=hall)
+    return batch
+
+
+__all__ = ["IngestOutcome", "Ingestor", "Publish"]

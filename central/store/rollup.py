@@ -1,0 +1,128 @@
+"""Pure functions that turn a run of events into rollup deltas and device updates.
+
+Shared by every backend so the money rule lives in one place on central's side too: the amounts come
+only from :func:`protocols.sync.money.contribution` (the rule the agent's normalizer also follows).
+
+The rollup day is the **UTC** calendar day of ``agent_time`` (when the hall saw the event, not when
+HQ received it, so a delayed batch lands on the day it happened). Hall-local gaming days (a day
+boundary at e.g. 06:00 local) arrive with per-hall time-zone configuration; they will be a second
+rollup key, not a change to this one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from protocols.sync import Event
+from protocols.sync.money import ZERO, Contribution, contribution
+
+RollupKey = tuple[str, str, str, str]
+"""(hall, device, game, day ``YYYY-MM-DD``); ``game`` is ``""`` for money outside a game (bills, tickets)."""
+
+_DAY_CACHE: dict[int, str] = {}
+_MICROS_PER_DAY = 86_400_000_000
+
+
+def utc_day(micros: int) -> str:
+    """``YYYY-MM-DD`` of a microsecond timestamp in UTC (cached per day number: hot path)."""
+    number = micros // _MICROS_PER_DAY
+    day = _DAY_CACHE.get(number)
+    if day is None:
+        if len(_DAY_CACHE) > 4096:
+            _DAY_CACHE.clear()
+        day = _DAY_CACHE[number] = (dt.date(1970, 1, 1) + dt.timedelta(days=number)).isoformat()
+    return day
+
+
+def game_of(data: dict[str, Any]) -> str:
+    """The game an event belongs to (``data.game`` as a string), or ``""``."""
+    game = data.get("game")
+    if type(game) is str:
+        return game
+    if type(game) is int:
+        return str(game)
+    return ""
+
+
+@dataclass(slots=True)
+class DeviceUpdate:
+    """What a batch tells about one device: when it was last seen and, if stated, its kind and status."""
+
+    first_seen: int
+    last_seen: int
+    last_seq: int
+    kind: str | None = None
+    online: bool | None = None
+    enabled: bool | None = None
+
+
+@dataclass(slots=True)
+class BatchEffects:
+    """Everything a run of events changes besides the events table."""
+
+    rollups: dict[RollupKey, Contribution]
+    devices: dict[str, DeviceUpdate]
+    money_errors: list[tuple[int, str]]
+
+
+def _kind_hint(event: Event) -> str | None:
+    """Device kind: ``data.device_kind``/``data.kind`` on a status event, else inferred from activity."""
+    data = event.data
+    if event.type == "device.status":
+        for key in ("device_kind", "kind"):
+            value = data.get(key)
+            if value in ("egm", "terminal"):
+                return value  # type: ignore[no-any-return]
+    if event.type.startswith("game."):
+        return "egm"
+    return None
+
+
+def effects(hall: str, events: Iterable[Event]) -> BatchEffects:
+    """Sum contributions per (hall, device, game, UTC day) and collect device updates.
+
+    An event whose money the shared rule refuses (ValueError) contributes zero and is reported in
+    ``money_errors`` so the caller logs it; it is still stored, because dropping a signed event
+    would break the chain and lose the record.
+    """
+    sums: dict[RollupKey, list[int]] = {}
+    devices: dict[str, DeviceUpdate] = {}
+    errors: list[tuple[int, str]] = []
+    for event in events:
+        try:
+            amount = contribution(event.type, event.data)
+        except ValueError as exc:
+            errors.append((event.seq, str(exc)))
+            amount = ZERO
+        if amount is not ZERO:
+            key = (hall, event.device, game_of(event.data), utc_day(event.agent_time))
+            acc = sums.get(key)
+            if acc is None:
+                sums[key] = [amount.bets, amount.wins, amount.rounds, amount.cash_in, amount.cash_out]
+            else:
+                acc[0] += amount.bets
+                acc[1] += amount.wins
+                acc[2] += amount.rounds
+                acc[3] += amount.cash_in
+                acc[4] += amount.cash_out
+        update = devices.get(event.device)
+        if update is None:
+            update = devices[event.device] = DeviceUpdate(event.agent_time, event.agent_time, event.seq)
+        else:
+            update.first_seen = min(update.first_seen, event.agent_time)
+            update.last_seen = max(update.last_seen, event.agent_time)
+            update.last_seq = event.seq
+        hint = _kind_hint(event)
+        if hint is not None and update.kind is None:
+            update.kind = hint
+        if event.type == "device.status":
+            online = event.data.get("online")
+            if type(online) is bool:
+                update.online = online
+            enabled = event.data.get("enabled")
+            if type(enabled) is bool:
+                update.enabled = enabled
+    return BatchEffects({key: Contribution(*acc) for key, acc in sums.items()}, devices, errors)

@@ -1,0 +1,82 @@
+"""SQLite schema of the central store (the PostgreSQL backend will carry its own DDL).
+
+Kept to types and constructs both databases share (TEXT, INTEGER as 64-bit, composite primary keys,
+``ON CONFLICT … DO UPDATE``), so the two schemas stay the same shape and the same queries read them.
+Amounts are INTEGER minor units; times are INTEGER microseconds since the epoch (UTC).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+SCHEMA_VERSION: Final = 1
+
+DDL: Final = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS halls (
+    id             TEXT PRIMARY KEY,
+    public_key_pem TEXT NOT NULL,
+    added_at       INTEGER NOT NULL,
+    last_seq       INTEGER NOT NULL DEFAULT 0,   -- end of the contiguous prefix stored (0 = none)
+    last_hash      TEXT NOT NULL                 -- hash of last_seq (genesis hash when 0)
+);
+CREATE TABLE IF NOT EXISTS events (
+    hall         TEXT NOT NULL,
+    seq          INTEGER NOT NULL,
+    id           TEXT NOT NULL,
+    device       TEXT NOT NULL,
+    type         TEXT NOT NULL,
+    agent_time   INTEGER NOT NULL,
+    device_time  INTEGER,
+    central_time INTEGER NOT NULL,
+    prev_hash    TEXT NOT NULL,
+    hash         TEXT NOT NULL,
+    data         TEXT NOT NULL,                  -- canonical JSON of the event's data
+    PRIMARY KEY (hall, seq)                      -- idempotence: one row per (hall, seq), ever
+);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (agent_time);
+CREATE INDEX IF NOT EXISTS events_by_device ON events (hall, device, seq);
+CREATE TABLE IF NOT EXISTS rollups (
+    hall     TEXT NOT NULL,
+    device   TEXT NOT NULL,
+    game     TEXT NOT NULL,                      -- '' for money outside a game (bills, tickets)
+    day      TEXT NOT NULL,                      -- YYYY-MM-DD of agent_time in UTC
+    bets     INTEGER NOT NULL DEFAULT 0,
+    wins     INTEGER NOT NULL DEFAULT 0,
+    rounds   INTEGER NOT NULL DEFAULT 0,
+    cash_in  INTEGER NOT NULL DEFAULT 0,
+    cash_out INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (hall, device, game, day)
+);
+CREATE TABLE IF NOT EXISTS devices (
+    hall       TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    kind       TEXT NOT NULL DEFAULT 'unknown',
+    online     INTEGER,                          -- NULL until a device.status says
+    enabled    INTEGER NOT NULL DEFAULT 1,
+    first_seen INTEGER NOT NULL,
+    last_seen  INTEGER NOT NULL,                 -- newest agent_time among its events
+    last_seq   INTEGER NOT NULL,
+    PRIMARY KEY (hall, id)
+);
+CREATE TABLE IF NOT EXISTS integration_log (
+    id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    time   INTEGER NOT NULL,
+    hall   TEXT,
+    device TEXT,
+    kind   TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS integration_log_by_hall ON integration_log (hall, id);
+CREATE INDEX IF NOT EXISTS integration_log_by_kind ON integration_log (kind, id);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id          TEXT PRIMARY KEY,
+    role        TEXT NOT NULL,
+    secret_hash TEXT NOT NULL,                   -- SHA-256 hex of the secret; the key itself is never stored
+    halls       TEXT,                            -- JSON array of hall IDs, NULL = every hall
+    created_at  INTEGER NOT NULL
+);
+"""

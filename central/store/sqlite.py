@@ -1,0 +1,384 @@
+"""The SQLite backend: WAL, ``synchronous=FULL``, one writer thread, one reader thread.
+
+Why threads: :mod:`sqlite3` has no async API and every call blocks, including the fsync of a commit.
+The store owns two single-thread executors, each with its own connection created on (and only used
+by) its thread: a **writer** that runs every transaction in turn — SQLite allows one writer at a
+time anyway, so serialising writes here avoids ``SQLITE_BUSY`` retries — and a **reader** for
+lookups and reports, which WAL lets run beside the writer without blocking it. The event loop only
+awaits futures, so a slow commit never stalls other halls' verification or the HTTP API.
+
+Every ingest is one ``BEGIN IMMEDIATE`` transaction (the write lock is taken before the chain state
+is read, so even a second process on the same file cannot interleave a hall's batches).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+import structlog
+
+from protocols.sync import GENESIS_HASH, Event, canonical_bytes
+
+from .base import (
+    GROUP_BY,
+    ApiKeyRecord,
+    DeviceRecord,
+    GgrRow,
+    HallKeyConflict,
+    HallRecord,
+    IngestResult,
+    LogEntry,
+    StoreError,
+)
+from .rollup import effects
+from .schema import DDL, SCHEMA_VERSION
+
+T = TypeVar("T")
+log = structlog.get_logger("central.store")
+
+_MAX_EVENTS_LIMIT = 10_000
+_DATA_DECODER = msgspec.json.Decoder()
+
+_INSERT_EVENT = (
+    "INSERT INTO events (hall, seq, id, device, type, agent_time, device_time, central_time, prev_hash, hash, data)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_ROLLUP = (
+    "INSERT INTO rollups (hall, device, game, day, bets, wins, rounds, cash_in, cash_out)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (hall, device, game, day) DO UPDATE SET"
+    " bets = rollups.bets + excluded.bets, wins = rollups.wins + excluded.wins,"
+    " rounds = rollups.rounds + excluded.rounds, cash_in = rollups.cash_in + excluded.cash_in,"
+    " cash_out = rollups.cash_out + excluded.cash_out"
+)
+_UPSERT_DEVICE = (
+    "INSERT INTO devices (hall, id, kind, online, enabled, first_seen, last_seen, last_seq)"
+    " VALUES (?, ?, ?, ?, COALESCE(?, 1), ?, ?, ?)"
+    " ON CONFLICT (hall, id) DO UPDATE SET"
+    " kind = CASE WHEN devices.kind = 'unknown' THEN excluded.kind ELSE devices.kind END,"
+    " online = COALESCE(excluded.online, devices.online),"
+    " enabled = COALESCE(?, devices.enabled),"
+    " first_seen = CASE WHEN excluded.first_seen < devices.first_seen THEN excluded.first_seen"
+    " ELSE devices.first_seen END,"
+    " last_seen = CASE WHEN excluded.last_seen > devices.last_seen THEN excluded.last_seen ELSE devices.last_seen END,"
+    " last_seq = CASE WHEN excluded.last_seq > devices.last_seq THEN excluded.last_seq ELSE devices.last_seq END"
+)
+_INSERT_LOG = "INSERT INTO integration_log (time, hall, device, kind, detail) VALUES (?, ?, ?, ?, ?)"
+
+
+def _connect(path: str, *, readonly: bool) -> sqlite3.Connection:
+    """A connection in autocommit mode (we issue BEGIN/COMMIT ourselves) with durable settings."""
+    if readonly:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=True)
+    else:
+        con = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+        con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=FULL")
+    con.execute("PRAGMA busy_timeout=10000")
+    return con
+
+
+class _Worker:
+    """One thread with one connection: sqlite3 objects never cross threads."""
+
+    def __init__(self, name: str, path: str, *, readonly: bool) -> None:
+        self._local = threading.local()
+        self._path = path
+        self._readonly = readonly
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+
+    def _con(self) -> sqlite3.Connection:
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is None:
+            con = self._local.con = _connect(self._path, readonly=self._readonly)
+        return con
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: fn(self._con()))
+
+    def _close_here(self) -> None:
+        con = getattr(self._local, "con", None)
+        if con is not None:
+            con.close()
+            self._local.con = None
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._pool, self._close_here)
+        self._pool.shutdown(wait=True)
+
+
+def _transaction(con: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``body`` inside BEGIN IMMEDIATE … COMMIT, rolling back on any exception."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        result = body(con)
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+    return result
+
+
+def _scope(where: list[str], params: list[Any], hall: str | None, halls: Sequence[str] | None) -> bool:
+    """Add hall filters; False when the scope is empty (the query can return nothing)."""
+    if hall is not None:
+        if halls is not None and hall not in halls:
+            return False
+        where.append("hall = ?")
+        params.append(hall)
+    elif halls is not None:
+        if not halls:
+            return False
+        where.append(f"hall IN ({', '.join('?' for _ in halls)})")
+        params.extend(halls)
+    return True
+
+
+def _where(where: list[str]) -> str:
+    return (" WHERE " + " AND ".join(where)) if where else ""
+
+
+class SqliteStore:
+    """:class:`central.store.base.Store` on one SQLite file. Create with :meth:`open`."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._writer = _Worker("store-writer", path, readonly=False)
+        self._reader = _Worker("store-reader", path, readonly=True)
+
+    @classmethod
+    async def open(cls, path: str | Path) -> SqliteStore:
+        """Open (creating if needed) the database at ``path`` and bring its schema up to date."""
+        target = Path(path)
+        if not target.parent.exists():
+            raise StoreError(f"directory {target.parent} does not exist")
+        store = cls(str(target))
+        await store._writer.run(store._migrate)
+        return store
+
+    @staticmethod
+    def _migrate(con: sqlite3.Connection) -> None:
+        con.executescript(DDL)
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            con.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise StoreError(f"database schema {row[0]} is newer than this build ({SCHEMA_VERSION})")
+
+    async def close(self) -> None:
+        await self._reader.close()
+        await self._writer.close()
+
+    # halls -------------------------------------------------------------------------------------
+    async def add_hall(self, hall: str, public_key_pem: str, *, now: int, replace: bool = False) -> str:
+        def body(con: sqlite3.Connection) -> str:
+            row = con.execute("SELECT public_key_pem FROM halls WHERE id = ?", (hall,)).fetchone()
+            if row is None:
+                con.execute("INSERT INTO halls (id, public_key_pem, added_at, last_seq, last_hash)"
+                            " VALUES (?, ?, ?, 0, ?)", (hall, public_key_pem, now, GENESIS_HASH))
+                return "added"
+            if row[0] == public_key_pem:
+                return "unchanged"
+            if not replace:
+                raise HallKeyConflict(f"hall {hall!r} is registered with a different key; use --replace to change it")
+            con.execute("UPDATE halls SET public_key_pem = ? WHERE id = ?", (public_key_pem, hall))
+            con.execute(_INSERT_LOG, (now, hall, None, "manual", "hall public key replaced"))
+            return "replaced"
+
+        return await self._writer.run(lambda con: _transaction(con, body))
+
+    @staticmethod
+    def _hall(row: tuple[Any, ...]) -> HallRecord:
+        return HallRecord(id=row[0], public_key_pem=row[1], added_at=row[2], last_seq=row[3], last_hash=row[4])
+
+    async def get_hall(self, hall: str) -> HallRecord | None:
+        def body(con: sqlite3.Connection) -> HallRecord | None:
+            row = con.execute("SELECT id, public_key_pem, added_at, last_seq, last_hash FROM halls WHERE id = ?",
+                              (hall,)).fetchone()
+            return None if row is None else self._hall(row)
+
+        return await self._reader.run(body)
+
+    async def halls(self) -> list[HallRecord]:
+        def body(con: sqlite3.Connection) -> list[HallRecord]:
+            rows = con.execute("SELECT id, public_key_pem, added_at, last_seq, last_hash FROM halls ORDER BY id")
+            return [self._hall(row) for row in rows]
+
+        return await self._reader.run(body)
+
+    # ingest ------------------------------------------------------------------------------------
+    async def ingest_events(self, hall: str, events: Sequence[Event], *, central_time: int) -> IngestResult:
+        if not events:
+            raise ValueError("ingest_events needs at least one event")
+        return await self._writer.run(lambda con: _transaction(con, lambda c: self._ingest(c, hall, events,
+                                                                                           central_time)))
+
+    def _ingest(self, con: sqlite3.Connection, hall: str, events: Sequence[Event], central_time: int) -> IngestResult:
+        row = con.execute("SELECT last_seq, last_hash FROM halls WHERE id = ?", (hall,)).fetchone()
+        if row is None:
+            raise StoreError(f"hall {hall!r} is not registered")
+        last_seq, last_hash = row
+        first, last = events[0].seq, events[-1].seq
+        if first > last_seq + 1:
+            return IngestResult("gap", last_seq, last_hash)
+        if last <= last_seq:
+            if last == last_seq:
+                stored_hash = last_hash
+            else:
+                found = con.execute("SELECT hash FROM events WHERE hall = ? AND seq = ?", (hall, last)).fetchone()
+                stored_hash = None if found is None else found[0]
+            # The chain binds every earlier event to this hash, so one comparison covers the batch.
+            if stored_hash == events[-1].hash:
+                return IngestResult("duplicate", last_seq, last_hash, skipped=len(events))
+            return IngestResult("conflict", last_seq, last_hash, conflict_seq=last)
+        if first <= last_seq:
+            index = last_seq - first
+            if events[index].hash != last_hash:
+                return IngestResult("conflict", last_seq, last_hash, conflict_seq=last_seq)
+            new = events[index + 1:]
+        else:
+            if events[0].prev_hash != last_hash:
+                return IngestResult("conflict", last_seq, last_hash, conflict_seq=first)
+            new = events
+        con.executemany(_INSERT_EVENT, [
+            (hall, e.seq, e.id, e.device, e.type, e.agent_time, e.device_time, central_time, e.prev_hash, e.hash,
+             canonical_bytes(e.data).decode()) for e in new
+        ])
+        fx = effects(hall, new)
+        con.executemany(_UPSERT_ROLLUP, [
+            (*key, c.bets, c.wins, c.rounds, c.cash_in, c.cash_out) for key, c in fx.rollups.items()
+        ])
+        con.executemany(_UPSERT_DEVICE, [
+            (hall, device, u.kind or "unknown", None if u.online is None else int(u.online),
+             None if u.enabled is None else int(u.enabled), u.first_seen, u.last_seen, u.last_seq,
+             None if u.enabled is None else int(u.enabled))
+            for device, u in fx.devices.items()
+        ])
+        new_hash = new[-1].hash
+        con.execute("UPDATE halls SET last_seq = ?, last_hash = ? WHERE id = ?", (last, new_hash, hall))
+        return IngestResult("stored", last, new_hash, stored=len(new), skipped=len(events) - len(new),
+                            money_errors=tuple(fx.money_errors))
+
+    async def log(self, entries: Sequence[LogEntry]) -> None:
+        if not entries:
+            return
+        rows = [(e.time, e.hall, e.device, e.kind, e.detail) for e in entries]
+        await self._writer.run(lambda con: _transaction(con, lambda c: c.executemany(_INSERT_LOG, rows)))
+
+    # API keys ----------------------------------------------------------------------------------
+    async def add_api_key(self, record: ApiKeyRecord) -> None:
+        halls = None if record.halls is None else json.dumps(list(record.halls))
+        params = (record.id, record.role, record.secret_hash, halls, record.created_at)
+        await self._writer.run(lambda con: _transaction(con, lambda c: c.execute(
+            "INSERT INTO api_keys (id, role, secret_hash, halls, created_at) VALUES (?, ?, ?, ?, ?)", params)))
+
+    async def api_key(self, key_id: str) -> ApiKeyRecord | None:
+        def body(con: sqlite3.Connection) -> ApiKeyRecord | None:
+            row = con.execute("SELECT id, role, secret_hash, halls, created_at FROM api_keys WHERE id = ?",
+                              (key_id,)).fetchone()
+            if row is None:
+                return None
+            halls = None if row[3] is None else tuple(json.loads(row[3]))
+            return ApiKeyRecord(id=row[0], role=row[1], secret_hash=row[2], halls=halls, created_at=row[4])
+
+        return await self._reader.run(body)
+
+    # reports -----------------------------------------------------------------------------------
+    async def ggr(self, group_by: str, *, day_from: dt.date | None = None, day_to: dt.date | None = None,
+                  hall: str | None = None, halls: Sequence[str] | None = None) -> list[GgrRow]:
+        if group_by not in GROUP_BY:
+            raise ValueError(f"group_by must be one of {', '.join(GROUP_BY)}, not {group_by!r}")
+        where: list[str] = []
+        params: list[Any] = []
+        if not _scope(where, params, hall, halls):
+            return []
+        if day_from is not None:
+            where.append("day >= ?")
+            params.append(day_from.isoformat())
+        if day_to is not None:
+            where.append("day <= ?")
+            params.append(day_to.isoformat())
+        columns = "hall, device" if group_by == "device" else group_by
+        sql = (f"SELECT {columns}, SUM(bets), SUM(wins), SUM(rounds), SUM(cash_in), SUM(cash_out) FROM rollups"
+               f"{_where(where)} GROUP BY {columns} ORDER BY {columns}")
+
+        def body(con: sqlite3.Connection) -> list[GgrRow]:
+            out = []
+            for row in con.execute(sql, params):
+                if group_by == "device":
+                    out.append(GgrRow(row[1], *row[2:], hall=row[0]))
+                else:
+                    out.append(GgrRow(row[0], *row[1:]))
+            return out
+
+        return await self._reader.run(body)
+
+    async def events(self, *, hall: str | None = None, device: str | None = None, type: str | None = None,
+                     time_from: int | None = None, time_to: int | None = None, after_seq: int | None = None,
+                     limit: int = 100, halls: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        where: list[str] = []
+        params: list[Any] = []
+        if not _scope(where, params, hall, halls):
+            return []
+        for clause, value in (("device = ?", device), ("type = ?", type), ("agent_time >= ?", time_from),
+                              ("agent_time < ?", time_to), ("seq > ?", after_seq)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        params.append(max(1, min(limit, _MAX_EVENTS_LIMIT)))
+        sql = ("SELECT hall, seq, id, device, type, agent_time, device_time, central_time, prev_hash, hash, data"
+               f" FROM events{_where(where)} ORDER BY hall, seq LIMIT ?")
+
+        def body(con: sqlite3.Connection) -> list[dict[str, Any]]:
+            return [
+                {"v": 1, "hall": r[0], "seq": r[1], "id": r[2], "device": r[3], "type": r[4], "agent_time": r[5],
+                 "device_time": r[6], "central_time": r[7], "prev_hash": r[8], "hash": r[9],
+                 "data": _DATA_DECODER.decode(r[10])}
+                for r in con.execute(sql, params)
+            ]
+
+        return await self._reader.run(body)
+
+    async def integration_log(self, *, hall: str | None = None, kind: str | None = None, limit: int = 100,
+                              halls: Sequence[str] | None = None) -> list[LogEntry]:
+        where: list[str] = []
+        params: list[Any] = []
+        if not _scope(where, params, hall, halls):
+            return []
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind)
+        params.append(max(1, min(limit, _MAX_EVENTS_LIMIT)))
+        sql = f"SELECT time, hall, device, kind, detail FROM integration_log{_where(where)} ORDER BY id DESC LIMIT ?"
+
+        def body(con: sqlite3.Connection) -> list[LogEntry]:
+            return [LogEntry(kind=r[3], detail=r[4], time=r[0], hall=r[1], device=r[2])
+                    for r in con.execute(sql, params)]
+
+        return await self._reader.run(body)
+
+    async def devices(self, *, hall: str | None = None, halls: Sequence[str] | None = None) -> list[DeviceRecord]:
+        where: list[str] = []
+        params: list[Any] = []
+        if not _scope(where, params, hall, halls):
+            return []
+        sql = ("SELECT id, hall, kind, online, enabled, first_seen, last_seen, last_seq FROM devices"
+               f"{_where(where)} ORDER BY hall, id")
+
+        def body(con: sqlite3.Connection) -> list[DeviceRecord]:
+            return [DeviceRecord(id=r[0], hall=r[1], kind=r[2], online=None if r[3] is None else bool(r[3]),
+                                 enabled=bool(r[4]), first_seen=r[5], last_seen=r[6], last_seq=r[7])
+                    for r in con.execute(sql, params)]
+
+        return await self._reader.run(body)

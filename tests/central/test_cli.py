@@ -1,0 +1,118 @@
+"""``hall-central`` as operators run it: subprocesses, real files, exit codes and messages."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from protocols.sync import generate_private_key, public_key_to_pem
+
+BIN = Path(sys.executable).with_name("hall-central")
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN), *args], cwd=cwd, capture_output=True, text=True, timeout=30)
+
+
+def pub(path: Path) -> Path:
+    path.write_bytes(public_key_to_pem(generate_private_key().public_key()))
+    return path
+
+
+@pytest.mark.parametrize("command", [[], ["keys", "init"], ["halls", "add"], ["halls", "list"],
+                                     ["apikeys", "create"], ["serve"]])
+def test_every_command_has_help(tmp_path: Path, command: list[str]) -> None:
+    done = run(*command, "--help", cwd=tmp_path)
+    assert done.returncode == 0 and "usage: hall-central" in done.stdout
+
+
+def test_keys_init_writes_a_private_key_only_owner_can_read(tmp_path: Path) -> None:
+    done = run("keys", "init", "--data-dir", "data", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    key, public = tmp_path / "data" / "central.key", tmp_path / "data" / "central.pub"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert b"BEGIN PRIVATE KEY" in key.read_bytes() and b"BEGIN PUBLIC KEY" in public.read_bytes()
+    before = key.read_bytes()
+    again = run("keys", "init", "--data-dir", "data", cwd=tmp_path)
+    assert again.returncode == 1 and "--force" in again.stderr and key.read_bytes() == before
+    forced = run("keys", "init", "--data-dir", "data", "--force", cwd=tmp_path)
+    assert forced.returncode == 0 and key.read_bytes() != before
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+
+
+def test_halls_add_list_and_replace(tmp_path: Path) -> None:
+    first, second = pub(tmp_path / "a.pub"), pub(tmp_path / "b.pub")
+    added = run("halls", "add", "hall-01", "--public-key", str(first), "--db", "c.db", cwd=tmp_path)
+    assert added.returncode == 0 and "added hall hall-01" in added.stdout, added.stderr
+    assert run("halls", "add", "hall-01", "--public-key", str(first), "--db", "c.db", cwd=tmp_path).returncode == 0
+    refused = run("halls", "add", "hall-01", "--public-key", str(second), "--db", "c.db", cwd=tmp_path)
+    assert refused.returncode == 1 and "--replace" in refused.stderr
+    replaced = run("halls", "add", "hall-01", "--public-key", str(second), "--db", "c.db", "--replace",
+                   cwd=tmp_path)
+    assert replaced.returncode == 0 and "replaced" in replaced.stdout
+    with sqlite3.connect(tmp_path / "c.db") as con:
+        assert con.execute("SELECT kind, hall FROM integration_log").fetchall() == [("manual", "hall-01")]
+    listed = run("halls", "list", "--db", "c.db", "--json", cwd=tmp_path)
+    rows = json.loads(listed.stdout)["rows"]
+    assert [(r["id"], r["last_seq"]) for r in rows] == [("hall-01", 0)]
+    assert "hall-01" in run("halls", "list", "--db", "c.db", cwd=tmp_path).stdout
+
+
+@pytest.mark.parametrize(("hall", "key_text", "message"), [
+    ("hall/01", None, "outside"),
+    ("hall+", None, "outside"),
+    ("hall-01", "not a key", "PEM"),
+])
+def test_halls_add_refuses_bad_ids_and_keys(tmp_path: Path, hall: str, key_text: str | None, message: str) -> None:
+    key = pub(tmp_path / "k.pub")
+    if key_text is not None:
+        key.write_text(key_text)
+    done = run("halls", "add", hall, "--public-key", str(key), "--db", "c.db", cwd=tmp_path)
+    assert done.returncode != 0 and message in done.stderr
+
+
+def test_apikeys_create_prints_the_key_last_and_stores_only_a_hash(tmp_path: Path) -> None:
+    done = run("apikeys", "create", "--role", "operator", "--db", "c.db", "--halls", "hall-01,hall-02",
+               cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    key = done.stdout.strip().splitlines()[-1]
+    assert key.startswith("hsk_")
+    secret = key.rsplit("_", 1)[1]
+    for path in tmp_path.glob("c.db*"):
+        assert secret.encode() not in path.read_bytes()
+    with sqlite3.connect(tmp_path / "c.db") as con:
+        role, halls = con.execute("SELECT role, halls FROM api_keys").fetchone()
+    assert role == "operator" and json.loads(halls) == ["hall-01", "hall-02"]
+    bad = run("apikeys", "create", "--role", "root", "--db", "c.db", cwd=tmp_path)
+    assert bad.returncode == 2
+
+
+def test_config_file_holds_options_and_flags_win(tmp_path: Path) -> None:
+    (tmp_path / "central.toml").write_text('db = "from-config.db"\n[apikeys.create]\nrole = "viewer"\n')
+    done = run("apikeys", "create", "--config", "central.toml", cwd=tmp_path)
+    assert done.returncode == 0 and "role: viewer" in done.stdout, done.stderr
+    assert (tmp_path / "from-config.db").exists()
+    flagged = run("apikeys", "create", "--config", "central.toml", "--role", "admin", "--db", "flag.db", cwd=tmp_path)
+    assert flagged.returncode == 0 and "role: admin" in flagged.stdout and (tmp_path / "flag.db").exists()
+    missing = run("apikeys", "create", "--role", "admin", cwd=tmp_path)
+    assert missing.returncode == 2 and "--db" in missing.stderr
+
+
+def test_postgresql_url_gives_a_clear_error(tmp_path: Path) -> None:
+    key = pub(tmp_path / "k.pub")
+    for args in (["halls", "add", "h1", "--public-key", str(key)], ["apikeys", "create", "--role", "admin"]):
+        done = run(*args, "--db", "postgresql://central@db/hallsync", cwd=tmp_path)
+        assert done.returncode == 2 and "PostgreSQL backend not available yet" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_serve_says_not_available_yet(tmp_path: Path) -> None:
+    done = run("serve", "--data-dir", "d", "--db", "c.db", "--mqtt", "mqtt://127.0.0.1:1883", cwd=tmp_path)
+    assert done.returncode == 2 and "not available yet" in done.stderr
+

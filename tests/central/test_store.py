@@ -1,0 +1,112 @@
+"""Store queries (reports, events, log, devices), API keys, and the backend selection."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from central.apikeys import authenticate, create_api_key
+from central.ingest import Ingestor
+from central.store import BackendUnavailable, HallKeyConflict, SqliteStore, open_store, sqlite_path
+
+from .builders import T0, FakeHall
+from .conftest import register
+
+
+async def _filled(store: SqliteStore, ingestor: Ingestor) -> tuple[FakeHall, FakeHall]:
+    a, b = FakeHall("hall-a", seed=20), FakeHall("hall-b", seed=21, devices=2)
+    await register(store, a, b)
+    a.play(300)
+    b.play(100)
+    for hall in (a, b):
+        for _, _, payload in hall.batches(100):
+            assert (await ingestor.handle(hall.topic, payload)).status == "stored"
+    return a, b
+
+
+async def test_ggr_groupings_and_filters(store: SqliteStore, ingestor: Ingestor) -> None:
+    a, b = await _filled(store, ingestor)
+    halls = {r.key: r for r in await store.ggr("hall")}
+    assert halls["hall-a"].ggr == a.total.ggr and halls["hall-b"].bets == b.total.bets
+    assert halls["hall-a"].as_dict()["ggr"] == a.total.bets - a.total.wins
+    scoped = await store.ggr("device", halls=["hall-b"])
+    assert {r.hall for r in scoped} == {"hall-b"} and sum(r.wins for r in scoped) == b.total.wins
+    assert await store.ggr("hall", hall="hall-a", halls=["hall-b"]) == []
+    days = await store.ggr("day", hall="hall-a")
+    first_day = dt.date.fromisoformat(days[0].key)
+    only_first = await store.ggr("hall", hall="hall-a", day_from=first_day, day_to=first_day)
+    assert only_first[0].bets == days[0].bets
+    later = await store.ggr("hall", hall="hall-a", day_from=first_day + dt.timedelta(days=1))
+    assert sum(r.bets for r in later) == a.total.bets - days[0].bets
+    with pytest.raises(ValueError):
+        await store.ggr("provider")
+
+
+async def test_events_query_pages_and_filters(store: SqliteStore, ingestor: Ingestor) -> None:
+    a, _ = await _filled(store, ingestor)
+    page1 = await store.events(hall="hall-a", limit=50)
+    page2 = await store.events(hall="hall-a", after_seq=page1[-1]["seq"], limit=50)
+    assert [e["seq"] for e in page1 + page2] == list(range(1, 101))
+    assert page1[0]["hash"] == a.events[0].hash and page1[0]["data"] == a.events[0].data
+    assert page1[0]["central_time"] > 0
+    bets = await store.events(hall="hall-a", type="game.bet", limit=10_000)
+    assert len(bets) == sum(1 for e in a.events if e.type == "game.bet")
+    window = await store.events(time_from=a.events[10].agent_time, time_to=a.events[20].agent_time, hall="hall-a")
+    assert [e["seq"] for e in window] == list(range(11, 21))
+    egm1 = await store.events(hall="hall-a", device="egm-001", limit=10_000)
+    assert {e["device"] for e in egm1} == {"egm-001"}
+
+
+async def test_devices_are_updated_from_events(store: SqliteStore, ingestor: Ingestor) -> None:
+    a, b = await _filled(store, ingestor)
+    devices = await store.devices()
+    assert {(d.hall, d.id) for d in devices} == {(h.hall, dev) for h in (a, b) for dev in h.per_device}
+    for d in devices:
+        assert d.kind == "egm" and d.enabled
+        hall = a if d.hall == "hall-a" else b
+        mine = [e for e in hall.events if e.device == d.id]
+        assert d.last_seen == max(e.agent_time for e in mine) and d.last_seq == mine[-1].seq
+    assert [d.hall for d in await store.devices(hall="hall-b")] == ["hall-b", "hall-b"]
+
+
+async def test_hall_registration(store: SqliteStore) -> None:
+    hall, other = FakeHall("h1"), FakeHall("h2")
+    assert await store.add_hall("h1", hall.public_pem, now=T0) == "added"
+    assert await store.add_hall("h1", hall.public_pem, now=T0) == "unchanged"
+    with pytest.raises(HallKeyConflict):
+        await store.add_hall("h1", other.public_pem, now=T0)
+    assert await store.add_hall("h1", other.public_pem, now=T0, replace=True) == "replaced"
+    (entry,) = await store.integration_log(kind="manual")
+    assert entry.hall == "h1"
+    assert [h.id for h in await store.halls()] == ["h1"]
+    assert await store.get_hall("nope") is None
+
+
+async def test_api_keys_store_only_a_hash(store: SqliteStore, tmp_path: Path) -> None:
+    key_id, key = await create_api_key(store, "regulator", ["hall-a"], now=T0)
+    record = await authenticate(store, key)
+    assert record is not None and (record.role, record.halls) == ("regulator", ("hall-a",))
+    assert await authenticate(store, key[:-1] + ("A" if key[-1] != "A" else "B")) is None
+    assert await authenticate(store, "hsk_0000000000000000_" + "x" * 43) is None
+    assert await authenticate(store, "Bearer nonsense") is None
+    with pytest.raises(ValueError):
+        await create_api_key(store, "root", None, now=T0)
+    secret = key.rsplit("_", 1)[1]
+    with sqlite3.connect(tmp_path / "central.db") as con:
+        dump = "\n".join(con.iterdump())
+    assert key_id in dump and secret not in dump
+
+
+async def test_backend_selection(tmp_path: Path) -> None:
+    with pytest.raises(BackendUnavailable, match="PostgreSQL backend not available yet"):
+        await open_store("postgresql://central@localhost/hallsync")
+    assert sqlite_path("sqlite:////var/x.db") == "/var/x.db"
+    assert sqlite_path("sqlite:///x.db") == "x.db"
+    store = await open_store(str(tmp_path / "x.db"))
+    await store.close()
+    con = sqlite3.connect(tmp_path / "x.db")
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    con.close()
