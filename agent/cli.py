@@ -23,7 +23,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "scan": {"framing": "marks", "transport": None, "first": 1, "last": 127, "timeout_ms": None, "json": False,
              "log_level": "warning"},
 }
-LATER = ("run", "status", "devices", "outbox", "keys")
+LATER = ("run", "status", "devices", "outbox")
 
 
 def _address(text: str) -> int:
@@ -76,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--timeout-ms", type=float, default=None,
                       help="per-address reply timeout (default 20)")
 
+    keys = sub.add_parser("keys", help="the hall's signing key", description="the hall's Ed25519 signing key")
+    ksub = keys.add_subparsers(dest="keys", metavar="ACTION")
+    kinit = ksub.add_parser("init", help="create DIR/hall.key (mode 0600) and DIR/hall.pub",
+                            description="Create the hall's Ed25519 key pair: DIR/hall.key (PKCS#8 PEM, mode 0600) "
+                                        "and DIR/hall.pub (PEM, to register at HQ); print the fingerprint.")
+    kinit.add_argument("--data-dir", required=True, metavar="DIR", help="the agent's data directory")
+    kinit.add_argument("--force", action="store_true", help="replace an existing key (HQ must re-register it)")
+
     for name in LATER:
         later = sub.add_parser(name, help=f"{name} (not available yet)", description=f"{name}: not available yet")
         later.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -115,6 +123,8 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command in LATER:
         raise DiagError(f"'hall-agent {args.command}' is not available yet (it comes with the event pipeline); "
                         f"use 'hall-agent diag'", EXIT_USAGE)
+    if args.command == "keys":
+        return _keys(args)
     if args.command != "diag" or args.diag is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
@@ -139,6 +149,23 @@ def _main(argv: Sequence[str] | None) -> int:
         seconds=_seconds(opts), json=bool(opts["json"]), watch=bool(opts["watch"]), action=opts["action"],
         response_timeout=resp / 1000 if resp is not None else None, poll_interval=float(opts["interval_ms"]) / 1000)
     return asyncio.run(run_sas_diag(diag_opts))
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from .keys import KeyFileError, init_keys
+
+    if args.keys != "init":
+        raise DiagError("'hall-agent keys' needs an action: init (see 'hall-agent keys --help')", EXIT_USAGE)
+    try:
+        files = init_keys(args.data_dir, force=args.force)
+    except KeyFileError as exc:
+        raise DiagError(str(exc), EXIT_USAGE) from exc
+    except OSError as exc:
+        raise DiagError(f"cannot write keys in {args.data_dir}: {exc.strerror}", EXIT_USAGE) from exc
+    print(f"private key: {files.private} (mode 0600, keep it on this machine)")
+    print(f"public key:  {files.public} (register it: hall-central halls add ID --public-key FILE)")
+    print(files.fingerprint)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

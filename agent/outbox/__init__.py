@@ -1,0 +1,14 @@
+"""The agent's durable outbox: every game and money event, numbered, hash-chained and committed to
+SQLite before anyone is told it happened; the only copy that counts until HQ acks it.
+
+Public API: :class:`Outbox` (``start``/``stop``, ``append``, ``read_unacked``, ``mark_acked``,
+``prune``, ``status``), :class:`OutboxUnavailable`, and :class:`DraftLike` (what ``append`` takes).
+"""
+
+from .drafts import DraftLike
+from .errors import ChainMismatch, HallMismatch, OutboxError, OutboxUnavailable
+from .outbox import Outbox, State
+from .store import ChainState, OutboxStore
+
+__all__ = ["ChainMismatch", "ChainState", "DraftLike", "HallMismatch", "Outbox", "OutboxError", "OutboxStore",
+           "OutboxUnavailable", "State"]
