@@ -1,0 +1,63 @@
+"""The little the normalizer remembers per device between facts.
+
+Kept small on purpose (the brief: last meters, current game, session, denomination): everything
+money-relevant that spans facts is here, so a reader can see all the normalizer's memory at once.
+It is not persisted: after an agent restart the first snapshot is a new baseline (see ledger.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from agent.sas.facts import HandpayInfo
+
+from .ledger import Ledger
+
+
+@dataclass
+class OpenRound:
+    """A game between its 7E and its 7F (``bet`` in minor units; None when 7E carried no data)."""
+
+    game: int
+    bet: int | None
+    credits: int | None
+
+
+@dataclass
+class HeldWin:
+    """A 7F win seen while a handpay of unknown kind was pending: machine-paid or the jackpot?
+
+    It is emitted once LP 1B (HandpayInfo) tells which, or at the handpay reset (52)."""
+
+    amount: int
+    game: int
+    agent_time: int
+
+
+@dataclass
+class DeviceState:
+    device: str
+    denom: int | None = None                 # accounting denomination, cents per credit
+    denom_warned: bool = False
+    identity_key: tuple[object, ...] | None = None
+    rte_mode: bool | None = None             # do 7E/7F carry data? (None: not known yet)
+    legacy_in_interval: bool = False         # a data-less 7E/7F since the last snapshot
+    game: int = 0                            # selected game (8C), 0 = unknown
+    round: OpenRound | None = None
+    session: str | None = None               # id of the open session
+    session_count: int = 0
+    # handpay (51 → LP 1B → 52)
+    handpay_pending: bool = False
+    handpay_info: HandpayInfo | None = None
+    handpay_bound: bool = False              # a 7F win is this jackpot handpay (emitted at 52)
+    held_wins: list[HeldWin] = field(default_factory=list)
+    last_ticket: int | None = None           # validation number of the last ticket.printed
+    bill_meters: dict[int, int] = field(default_factory=dict)  # RTE 4F: denomination code → lifetime count
+    reset_pending: bool = False              # 3A/7A seen: the next snapshot starts a new epoch
+    hints: set[str] = field(default_factory=set)       # why events may have been lost (for `missed`)
+    last_snapshot_time: int | None = None
+    close_pending: str | None = None         # gaming day whose close the next snapshot records
+    ledger: Ledger = field(default_factory=Ledger)
+
+
+__all__ = ["DeviceState", "HeldWin", "OpenRound"]

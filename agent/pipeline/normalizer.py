@@ -1,0 +1,561 @@
+"""SAS facts → the event log's records (design.md "Event model"), with money reconciled to meters.
+
+The normalizer is pure and synchronous: :meth:`Normalizer.feed` takes one
+:mod:`agent.sas.facts` fact (one ordered stream per device; streams of many devices may be
+interleaved) and returns the :class:`~agent.pipeline.drafts.EventDraft` s it implies, in order.
+:meth:`Normalizer.tick` handles time: it returns :class:`~agent.pipeline.drafts.SnapshotRequest` s
+at the gaming-day boundary (the caller reads the meters; the next snapshot is tagged
+``gaming_day_close``).
+
+Money (protocols/sync/money.py is the contract):
+
+* amounts are integer minor units: accounting credits × ``accounting_denomination_cents``;
+  SAS cent amounts (tickets, handpays, bills) are taken as minor units, i.e. the hall's currency
+  has two decimals (an assumption SAS itself makes);
+* ``game.bet`` at RTE 7E, ``game.win``/``game.loss`` and ``game.ended`` at RTE 7F;
+* a hand-paid jackpot is one ``game.win`` with ``paid_by: "handpay"`` emitted at the handpay reset
+  (52), when the machine's jackpot meter moves, plus a ``handpay`` record of kind ``jackpot``
+  (contributes nothing); the 7F of that game carries the same win and is therefore *not* a
+  machine-paid ``game.win``;
+* ``bill.accepted`` (4F data or the specific-bill codes), ``ticket.printed`` (LP 3D after 3D),
+  ``handpay`` of kind ``cancelled_credits`` (at 52) are cash;
+* without RTE data (legacy 7E/7F) bets and machine-paid wins come from the coin-in/coin-out meter
+  deltas at each snapshot (``source: "meters"``); rounds still come from each 7F;
+* whatever the meters moved and the events did not report becomes an ``integration`` record of
+  kind ``missed`` (see :mod:`.ledger` for the settle time that prevents false ones), and
+  events exceeding the meters an ``integration`` of kind ``anomaly`` without money.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Final
+
+import structlog
+
+from agent.sas import facts as F
+from protocols.sas.exceptions import (
+    BILL_CODES,
+    BILL_DENOMINATION_CODES,
+    DOOR_CODES,
+    BillAcceptedData,
+    GameEndedData,
+    GameSelectedData,
+    GameStartedData,
+)
+
+from .device_state import DeviceState, HeldWin, OpenRound
+from .drafts import EventDraft, SnapshotRequest, micros
+from .ledger import MONEY_KEY, QUANTITIES, Observation
+
+log = structlog.get_logger("agent.pipeline")
+
+HANDPAY_LEVEL_CANCELLED_CREDITS: Final = 0x80
+CENTS_PER_MAJOR: Final = 100
+
+POWER_OFF_DOORS: Final[dict[int, str]] = {0x98: "card_cage", 0x99: "slot", 0x9A: "cashbox", 0x9B: "drop"}
+SERVICE_CODES: Final[dict[int, dict[str, Any]]] = {
+    0x17: {"kind": "power", "on": True},
+    0x18: {"kind": "power", "on": False},
+    0x3A: {"kind": "ram_clear"},
+    0x7A: {"kind": "soft_meters_reset"},
+    0x7B: {"kind": "bill_totals_reset"},
+    0x3C: {"kind": "options_changed"},
+    0xA2: {"kind": "games_changed"},
+    0x82: {"kind": "attendant_menu", "entered": True},
+    0x83: {"kind": "attendant_menu", "entered": False},
+    0x84: {"kind": "operator_menu", "entered": True},
+    0x85: {"kind": "operator_menu", "entered": False},
+    0x86: {"kind": "out_of_service"},
+}
+ERROR_CATEGORIES: Final[dict[int, str]] = {
+    **dict.fromkeys((0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x2D, 0x79, 0x80, 0x81), "tilt"),
+    **dict.fromkeys((0x28, 0x29, 0x2A, 0x2C), "bill_acceptor"),
+    **dict.fromkeys((0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3B), "memory"),
+    **dict.fromkeys((0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46), "reel"),
+    **dict.fromkeys((0x60, 0x61, 0x75, 0x77, 0x78), "printer"),
+}
+"""Exceptions that are faults of the machine (``game.error``); other status goes to ``device.status``."""
+IGNORED_CODES: Final = frozenset({0x00, 0x1F, 0x87, 0x88, 0x89, 0x8A, 0x8B})
+"""Noise for the log: "waiting for input" and the per-reel/per-card RTE chatter."""
+RESET_CODES: Final = frozenset({0x3A, 0x7A})
+"""Meters are (or may be) zeroed: the next snapshot starts a new reconciliation epoch."""
+
+
+class Normalizer:
+    """Turns facts into event drafts and keeps every device's money equal to its meters.
+
+    ``currency``: the hall's ISO 4217 code (two-decimal currencies; SAS cents are minor units).
+    ``gaming_day_start``: local time of day at which a gaming day ends and the next begins.
+    ``tz``: the hall's time zone for that boundary; None means the host's local time zone.
+    ``default_denomination_cents``: used (with a warning) while a device's accounting
+    denomination is unknown (no Identity yet); the simulator and most US machines use 1.
+    ``settle_seconds``: how long after a snapshot its meters are compared with the events for
+    ``missed`` (exceptions still queued in the EGM when the meters were read arrive meanwhile).
+    """
+
+    def __init__(self, currency: str, *, gaming_day_start: dt.time = dt.time(6, 0),
+                 tz: dt.tzinfo | None = None, default_denomination_cents: int = 1,
+                 settle_seconds: float = 30.0) -> None:
+        if len(currency) != 3 or not currency.isascii() or not currency.isupper():
+            raise ValueError(f"currency must be an ISO 4217 code like 'EUR', got {currency!r}")
+        self.currency = currency
+        self.gaming_day_start = gaming_day_start
+        self.tz = tz
+        self.default_denomination_cents = default_denomination_cents
+        self.settle_seconds = settle_seconds
+        self.devices: dict[str, DeviceState] = {}
+        self._gaming_day: dt.date | None = None
+
+    # ---- public API ---------------------------------------------------------------------------------
+
+    def feed(self, fact: F.Fact) -> list[EventDraft]:
+        """The drafts one fact implies, in order (possibly none)."""
+        state = self.devices.get(fact.device)
+        if state is None:
+            state = self.devices[fact.device] = DeviceState(fact.device)
+        out: list[EventDraft] = []
+        handler = _HANDLERS.get(type(fact))
+        if handler is not None:
+            handler(self, state, fact, out)
+        return out
+
+    def tick(self, now_wall: float) -> list[SnapshotRequest]:
+        """Time passes: at the gaming-day boundary, ask for a snapshot of every known device.
+
+        The first call only learns the current gaming day. Devices asked get their next snapshot
+        tagged ``reason: "gaming_day_close"`` and ``gaming_day`` (the day that ended)."""
+        day = self.gaming_day(now_wall)
+        previous, self._gaming_day = self._gaming_day, day
+        if previous is None or day <= previous:
+            return []
+        closing = previous.isoformat()
+        requests = []
+        for device, state in self.devices.items():
+            state.close_pending = closing
+            requests.append(SnapshotRequest(device, "gaming_day_close", closing))
+        log.info("gaming day closed", gaming_day=closing, devices=len(requests))
+        return requests
+
+    def gaming_day(self, wall: float) -> dt.date:
+        """The gaming day a moment belongs to: the local date, shifted back by the day's start."""
+        local = dt.datetime.fromtimestamp(wall, self.tz) if self.tz else dt.datetime.fromtimestamp(wall)
+        start = dt.timedelta(hours=self.gaming_day_start.hour, minutes=self.gaming_day_start.minute,
+                             seconds=self.gaming_day_start.second)
+        return (local - start).date()
+
+    # ---- helpers ------------------------------------------------------------------------------------
+
+    def _emit(self, state: DeviceState, out: list[EventDraft], fact: F.FactBase, type_: str,
+              data: dict[str, Any]) -> None:
+        """Append a draft and count its money in the device's ledger (``missed`` is counted by
+        the reconciliation itself, per ledger quantity)."""
+        out.append(EventDraft(state.device, type_, None, micros(fact.wall), data))
+        quantity = _quantity(type_, data)
+        if quantity is not None:
+            value = 1 if quantity == "rounds" else data["amount"]
+            state.ledger.report(quantity, value)
+
+    def _denom(self, state: DeviceState) -> int:
+        if state.denom is None:
+            if not state.denom_warned:
+                log.warning("accounting denomination unknown; assuming the default", device=state.device,
+                            cents=self.default_denomination_cents)
+                state.denom_warned = True
+            return self.default_denomination_cents
+        return state.denom
+
+    def _money(self, amount: int, **extra: Any) -> dict[str, Any]:
+        return {"amount": amount, "currency": self.currency, **extra}
+
+    # ---- link, identity, clock, commands ------------------------------------------------------------
+
+    def _link_up(self, state: DeviceState, fact: F.LinkUp, out: list[EventDraft]) -> None:
+        self._emit(state, out, fact, "device.status", {"status": "online", "online": True, "reason": fact.reason})
+
+    def _link_down(self, state: DeviceState, fact: F.LinkDown, out: list[EventDraft]) -> None:
+        state.hints.add("link_down")
+        self._emit(state, out, fact, "device.status",
+                   {"status": "offline", "online": False, "missed_polls": fact.missed})
+
+    def _identity(self, state: DeviceState, fact: F.Identity, out: list[EventDraft]) -> None:
+        if fact.accounting_denomination_cents:
+            state.denom = fact.accounting_denomination_cents
+        state.rte_mode = fact.rte
+        key = (fact.game_id, fact.serial, fact.paytable_id, fact.accounting_denomination_cents, fact.sas_version,
+               fact.enabled_games, fact.rte)
+        if key == state.identity_key:
+            return
+        state.identity_key = key
+        self._emit(state, out, fact, "device.status", {
+            "status": "identity", "game_id": fact.game_id, "serial": fact.serial, "paytable_id": fact.paytable_id,
+            "sas_version": fact.sas_version, "accounting_denomination_cents": fact.accounting_denomination_cents,
+            "enabled_games": list(fact.enabled_games), "rte": fact.rte,
+            "games": [{"number": g.number, "game_id": g.game_id, "paytable_id": g.paytable_id,
+                       "denomination_cents": g.denomination_cents, "max_bet": g.max_bet} for g in fact.games],
+        })
+
+    def _clock(self, state: DeviceState, fact: F.ClockRead, out: list[EventDraft]) -> None:
+        drift = None if fact.drift_seconds is None else round(fact.drift_seconds * 1000)
+        self._emit(state, out, fact, "device.status", {"status": "clock", "drift_ms": drift, "set": fact.set})
+
+    def _command(self, state: DeviceState, fact: F.CommandResult, out: list[EventDraft]) -> None:
+        self._emit(state, out, fact, "integration", {
+            "kind": "response", "action": fact.action, "game": fact.game, "acked": fact.acked, "detail": fact.detail})
+
+    # ---- exceptions ---------------------------------------------------------------------------------
+
+    def _exception(self, state: DeviceState, fact: F.ExceptionFact, out: list[EventDraft]) -> None:
+        code = fact.code
+        hex_code = f"{code:02X}"
+        if code == 0x7E:
+            self._game_started(state, fact, out)
+        elif code == 0x7F:
+            self._game_ended(state, fact, out)
+        elif code == 0x8C:
+            if isinstance(fact.data, GameSelectedData):
+                state.game = fact.data.game_number
+                self._emit(state, out, fact, "device.status", {"status": "game_selected", "game": state.game})
+        elif code == 0x4F or code in BILL_CODES:
+            self._bill(state, fact, out)
+        elif code == 0x51:
+            state.handpay_pending = True
+            self._emit(state, out, fact, "device.status", {"status": "handpay_pending", "code": hex_code})
+        elif code == 0x52:
+            self._handpay_reset(state, fact, out)
+        elif code == 0x3D:
+            pass  # the ticket itself comes as TicketInfo (LP 3D), read right after
+        elif code in DOOR_CODES:
+            door, opened = DOOR_CODES[code]
+            self._emit(state, out, fact, "device.door", {"door": door, "open": opened, "code": hex_code})
+        elif code in POWER_OFF_DOORS:
+            self._emit(state, out, fact, "device.door",
+                       {"door": POWER_OFF_DOORS[code], "open": True, "power_off": True, "code": hex_code})
+        elif code in SERVICE_CODES:
+            self._emit(state, out, fact, "service", {**SERVICE_CODES[code], "code": hex_code, "name": fact.name})
+            if code in RESET_CODES:
+                self._memory_reset(state, fact, out)
+        elif code in ERROR_CATEGORIES:
+            self._emit(state, out, fact, "game.error",
+                       {"code": hex_code, "name": fact.name, "category": ERROR_CATEGORIES[code]})
+            if code == 0x32:   # CMOS RAM lost without recovery: meters may be gone too
+                state.reset_pending = True
+        elif code == 0x70:
+            state.hints.add("buffer_overflow")
+            log.warning("EGM exception buffer overflowed: events were lost", device=state.device)
+            self._emit(state, out, fact, "integration", {"kind": "buffer_overflow", "code": hex_code})
+        elif code in IGNORED_CODES:
+            pass
+        else:
+            self._emit(state, out, fact, "device.status", {"status": "exception", "code": hex_code, "name": fact.name})
+
+    def _game_started(self, state: DeviceState, fact: F.ExceptionFact, out: list[EventDraft]) -> None:
+        if state.round is not None:
+            log.warning("game started while the previous one never ended (7F lost)", device=state.device)
+            state.hints.add("lost_game_end")
+        data = fact.data
+        if not isinstance(data, GameStartedData):
+            state.legacy_in_interval = True
+            state.round = OpenRound(state.game, None, None)
+            return
+        state.rte_mode = True
+        amount = data.credits_wagered * self._denom(state)
+        state.round = OpenRound(state.game, amount, data.credits_wagered)
+        self._emit(state, out, fact, "game.bet", self._money(
+            amount, game=state.game, credits=data.credits_wagered, coin_in_meter=data.coin_in_meter, source="rte"))
+
+    def _game_ended(self, state: DeviceState, fact: F.ExceptionFact, out: list[EventDraft]) -> None:
+        rnd, state.round = state.round, None
+        game = rnd.game if rnd is not None else state.game
+        bet = rnd.bet if rnd is not None else None
+        data = fact.data
+        if not isinstance(data, GameEndedData):
+            state.legacy_in_interval = True
+            self._emit(state, out, fact, "game.ended", {"game": game, "source": "exception"})
+            return
+        state.rte_mode = True
+        if rnd is None:
+            state.hints.add("lost_game_start")
+        win = data.win_amount * self._denom(state)
+        paid_by = "machine"
+        if win == 0:
+            self._emit(state, out, fact, "game.loss", {"game": game, "bet": bet, "source": "rte"})
+        elif state.handpay_pending and state.handpay_info is None:
+            # 51 came first (priority exception): this win may be that jackpot or a machine-paid win
+            # followed by a cash-out handpay. LP 1B, or the reset, will tell.
+            state.held_wins.append(HeldWin(win, game, micros(fact.wall)))
+            paid_by = "pending"
+        elif (state.handpay_pending and not state.handpay_bound and state.handpay_info is not None
+              and state.handpay_info.level != HANDPAY_LEVEL_CANCELLED_CREDITS
+              and state.handpay_info.amount_cents == win):
+            state.handpay_bound = True
+            paid_by = "handpay"
+        else:
+            self._emit(state, out, fact, "game.win", self._money(win, game=game, paid_by="machine", source="rte"))
+        self._emit(state, out, fact, "game.ended",
+                   {"game": game, "bet": bet, "win": win, "paid_by": paid_by, "source": "rte"})
+
+    def _bill(self, state: DeviceState, fact: F.ExceptionFact, out: list[EventDraft]) -> None:
+        data = fact.data
+        extra: dict[str, Any]
+        if isinstance(data, BillAcceptedData):
+            major = BILL_DENOMINATION_CODES.get(data.denomination_code)
+            if major is None:
+                log.error("bill with an unknown denomination code", device=state.device, code=data.denomination_code)
+                self._emit(state, out, fact, "integration",
+                           {"kind": "format_error", "code": "4F", "detail": "unknown bill denomination code"})
+                return
+            last = state.bill_meters.get(data.denomination_code)
+            if last is not None and data.bill_meter != 0 and data.bill_meter <= last:
+                log.warning("bill reported twice", device=state.device, bill_meter=data.bill_meter)
+                self._emit(state, out, fact, "integration",
+                           {"kind": "duplicate", "code": "4F", "bill_meter": data.bill_meter})
+                return
+            state.bill_meters[data.denomination_code] = data.bill_meter
+            extra = {"bill": major, "country_code": data.country_code, "bill_meter": data.bill_meter, "source": "rte"}
+        elif fact.code in BILL_CODES:
+            major = BILL_CODES[fact.code]
+            extra = {"bill": major, "source": "exception"}
+        else:
+            log.warning("bill accepted without its value; the meters will tell", device=state.device)
+            return
+        amount = major * CENTS_PER_MAJOR
+        self._open_session(state, fact, out, "bill")
+        self._emit(state, out, fact, "bill.accepted", self._money(amount, code=f"{fact.code:02X}", **extra))
+
+    # ---- handpays and tickets -----------------------------------------------------------------------
+
+    def _handpay_info(self, state: DeviceState, fact: F.HandpayInfo, out: list[EventDraft]) -> None:
+        if fact.amount_cents <= 0:
+            log.info("LP 1B: no handpay pending (already reset?)", device=state.device)
+            return
+        state.handpay_pending = True
+        state.handpay_info = fact
+        cancelled = fact.level == HANDPAY_LEVEL_CANCELLED_CREDITS
+        held, state.held_wins = state.held_wins, []
+        for win in held:
+            if not cancelled and not state.handpay_bound and win.amount == fact.amount_cents:
+                state.handpay_bound = True   # the jackpot: counted at the reset (52)
+            else:
+                self._emit(state, out, fact, "game.win",
+                           self._money(win.amount, game=win.game, paid_by="machine", source="rte", delayed=True))
+        self._emit(state, out, fact, "device.status", self._money(
+            fact.amount_cents, status="handpay_info", kind="cancelled_credits" if cancelled else "jackpot",
+            level=fact.level, progressive_group=fact.progressive_group, partial_pay_cents=fact.partial_pay_cents))
+
+    def _handpay_reset(self, state: DeviceState, fact: F.ExceptionFact, out: list[EventDraft]) -> None:
+        info, held = state.handpay_info, state.held_wins
+        state.handpay_pending, state.handpay_info, state.handpay_bound, state.held_wins = False, None, False, []
+        if info is None:
+            # LP 1B never answered with the amount. A held win then most likely was the jackpot; either
+            # way its amount is right (wins are wins), and a cash-out handpay shows up as `missed`.
+            for win in held:
+                self._emit(state, out, fact, "game.win",
+                           self._money(win.amount, game=win.game, paid_by="handpay", source="rte", delayed=True))
+            log.warning("handpay reset with its amount unknown", device=state.device)
+            self._emit(state, out, fact, "device.status", {"status": "handpay_reset", "kind": "unknown"})
+            return
+        for win in held:  # not expected (LP 1B releases them), kept for safety
+            self._emit(state, out, fact, "game.win",
+                       self._money(win.amount, game=win.game, paid_by="machine", source="rte", delayed=True))
+        amount = info.amount_cents
+        common = {"level": info.level, "progressive_group": info.progressive_group,
+                  "partial_pay_cents": info.partial_pay_cents}
+        if info.level == HANDPAY_LEVEL_CANCELLED_CREDITS:
+            self._emit(state, out, fact, "handpay", self._money(amount, kind="cancelled_credits", **common))
+            self._close_session(state, fact, out, "handpay")
+            return
+        game = state.game
+        self._emit(state, out, fact, "game.win", self._money(amount, game=game, paid_by="handpay", source="handpay"))
+        self._emit(state, out, fact, "handpay", self._money(amount, kind="jackpot", game=game, **common))
+        if 0x01 <= info.level <= 0x20:
+            self._emit(state, out, fact, "jackpot", self._money(amount, game=game, paid_by="handpay", **common))
+
+    def _ticket(self, state: DeviceState, fact: F.TicketInfo, out: list[EventDraft]) -> None:
+        if fact.amount_cents <= 0:
+            log.warning("LP 3D answered without a ticket", device=state.device)
+            return
+        if fact.validation_number == state.last_ticket:
+            log.warning("ticket reported twice", device=state.device, validation=fact.validation_number)
+            self._emit(state, out, fact, "integration", {"kind": "duplicate", "code": "3D",
+                                                         "validation": f"{fact.validation_number:08d}"})
+            return
+        state.last_ticket = fact.validation_number
+        self._emit(state, out, fact, "ticket.printed", self._money(
+            fact.amount_cents, kind="cash_out", validation=f"{fact.validation_number:08d}"))
+        self._close_session(state, fact, out, "ticket")
+
+    # ---- sessions -----------------------------------------------------------------------------------
+
+    def _open_session(self, state: DeviceState, fact: F.FactBase, out: list[EventDraft], reason: str) -> None:
+        if state.session is not None:
+            return
+        state.session_count += 1
+        state.session = f"{state.device}:{micros(fact.wall)}:{state.session_count}"
+        self._emit(state, out, fact, "session.started", {"session": state.session, "reason": reason})
+
+    def _close_session(self, state: DeviceState, fact: F.FactBase, out: list[EventDraft], reason: str) -> None:
+        if state.session is None:
+            return
+        session, state.session = state.session, None
+        self._emit(state, out, fact, "session.ended", {"session": session, "reason": reason})
+
+    def _memory_reset(self, state: DeviceState, fact: F.FactBase, out: list[EventDraft]) -> None:
+        """RAM clear: credits, the game in progress and a pending handpay are gone with the memory."""
+        state.reset_pending = True
+        state.round = None
+        state.handpay_pending, state.handpay_info, state.handpay_bound = False, None, False
+        if state.held_wins:
+            log.error("RAM clear with unresolved wins; the meters are gone too", device=state.device,
+                      wins=[w.amount for w in state.held_wins])
+            state.held_wins = []
+        state.bill_meters.clear()
+        state.last_ticket = None
+        self._close_session(state, fact, out, "ram_clear")
+
+    # ---- meters and reconciliation ------------------------------------------------------------------
+
+    def _meters(self, state: DeviceState, fact: F.MetersSnapshot, out: list[EventDraft]) -> None:
+        if fact.accounting_denomination_cents:
+            state.denom = fact.accounting_denomination_cents
+        denom = self._denom(state)
+        values: dict[str, int] = {}
+        for meter in fact.meters:
+            values[meter.name] = meter.value * denom if meter.unit == "credits" else meter.value
+        reason = fact.reason
+        data: dict[str, Any] = {"reason": reason, "source": fact.source, "game": fact.game,
+                                "denomination_cents": denom, "meters": values}
+        if state.close_pending is not None:
+            data.update(reason="gaming_day_close", trigger=reason, gaming_day=state.close_pending)
+            state.close_pending = None
+        if not values:
+            log.warning("empty meter snapshot", device=state.device)
+            return
+        self._emit(state, out, fact, "meters.snapshot", data)
+        raw = fact.by_code()
+        ledger = state.ledger
+        obs = ledger.observe(raw, denom, fact.wall, force_reset=state.reset_pending and ledger.active)
+        state.reset_pending = False
+        if obs.rollovers:
+            log.info("meters rolled over", device=state.device, quantities=obs.rollovers)
+        if obs.rebaselined:
+            if obs.why != "baseline":
+                log.error("meters reset; reconciliation starts again from this snapshot", device=state.device,
+                          why=obs.why)
+                self._emit(state, out, fact, "integration", {"kind": "meters_reset", "detail": obs.why})
+            state.legacy_in_interval = False
+            state.hints = set()
+        else:
+            self._reconcile(state, fact, obs, out)
+        state.last_snapshot_time = micros(fact.wall)
+        credits = raw.get(0x0C)
+        if credits is not None and state.round is None and not state.handpay_pending:
+            if credits == 0:
+                self._close_session(state, fact, out, "credits_zero")
+            else:
+                self._open_session(state, fact, out, "credits")
+
+    def _reconcile(self, state: DeviceState, fact: F.MetersSnapshot, obs: Observation,
+                   out: list[EventDraft]) -> None:
+        """Compare the ledger with this snapshot; emit meter-derived bets/wins, `missed`, anomalies."""
+        ledger = state.ledger
+        meters_mode = state.legacy_in_interval or state.rte_mode is False
+        wins_unknown = bool(state.held_wins)
+        settled_at, settled = ledger.settled(fact.wall, self.settle_seconds)
+        missed: dict[str, int] = {}
+        excess: dict[str, int] = {}
+        if not wins_unknown and {"wins_machine", "wins_handpay"} <= obs.available:
+            _rebalance_wins(state)
+        derived: dict[str, int] = {}
+        for name in QUANTITIES:
+            if name not in obs.available:
+                continue
+            q = ledger.quantities[name]
+            if q.effective > q.meters:
+                extra = q.effective - q.meters
+                q.excess += extra
+                if ledger.in_grace(fact.wall, self.settle_seconds):
+                    # Events confirmed just after the baseline snapshot may have happened before it.
+                    log.warning("events exceed the meters right after the baseline; attributed to before it",
+                                device=state.device, quantity=name, excess=extra)
+                else:
+                    excess[name] = extra
+            if meters_mode and name in ("bets", "wins_machine"):
+                if q.meters > q.effective:
+                    derived[name] = q.meters - q.effective
+            elif name in settled and not (wins_unknown and name.startswith("wins")):
+                if settled[name] > q.effective:
+                    missed[name] = settled[name] - q.effective
+                    q.reported += missed[name]
+        ledger.remember(fact.wall, obs.available)
+        square = all(ledger.quantities[n].meters == ledger.quantities[n].effective for n in obs.available)
+        state.legacy_in_interval = False
+        if derived.get("bets"):
+            self._emit(state, out, fact, "game.bet", self._money(derived["bets"], game=0, source="meters"))
+        if derived.get("wins_machine"):
+            self._emit(state, out, fact, "game.win",
+                       self._money(derived["wins_machine"], game=0, paid_by="machine", source="meters"))
+        hints = sorted(state.hints)
+        if missed:
+            totals: dict[str, int] = {}
+            for name, value in missed.items():
+                totals[MONEY_KEY[name]] = totals.get(MONEY_KEY[name], 0) + value
+            log.warning("meters show activity the events missed", device=state.device, missed=missed, hints=hints)
+            self._emit(state, out, fact, "integration", {
+                "kind": "missed", **totals, "reason": ",".join(hints) or "unreported", "detail": missed,
+                "meters_time": None if settled_at is None else micros(settled_at)})
+        if excess:
+            log.error("events exceed the meters: counted twice or meters wrong", device=state.device, excess=excess)
+            self._emit(state, out, fact, "integration", {
+                "kind": "anomaly", "reason": "events_exceed_meters", "excess": excess,
+                "since": state.last_snapshot_time})
+        if square:
+            state.hints = set()   # all square: earlier trouble is accounted for
+
+
+def _rebalance_wins(state: DeviceState) -> None:
+    """A win labelled with the wrong payer (a handpay whose kind LP 1B never told) shows as excess
+    on one wins meter and deficit on the other: move it across before judging either. Wins are
+    wins in money.py; only the meter that moved differs."""
+    machine = state.ledger.quantities["wins_machine"]
+    handpay = state.ledger.quantities["wins_handpay"]
+    for over, under in ((handpay, machine), (machine, handpay)):
+        shift = min(over.effective - over.meters, under.meters - under.effective)
+        if shift > 0:
+            over.reported -= shift
+            under.reported += shift
+            log.info("win re-attributed between coin-out and jackpot meters", device=state.device, amount=shift)
+
+
+def _quantity(type_: str, data: dict[str, Any]) -> str | None:
+    """The ledger quantity a draft contributes to (mirrors protocols.sync.money, finer-grained)."""
+    if type_ == "game.bet":
+        return "bets"
+    if type_ == "game.win":
+        return "wins_machine" if data.get("paid_by") == "machine" else "wins_handpay"
+    if type_ == "game.ended":
+        return "rounds"
+    if type_ == "bill.accepted":
+        return "cash_in_bills"
+    if type_ == "ticket.redeemed":
+        return "cash_in_tickets"
+    if type_ == "ticket.printed":
+        return "cash_out_tickets"
+    if type_ == "handpay" and data.get("kind") == "cancelled_credits":
+        return "cash_out_handpay"
+    return None
+
+
+_HANDLERS: Final[dict[type, Any]] = {
+    F.LinkUp: Normalizer._link_up,
+    F.LinkDown: Normalizer._link_down,
+    F.Identity: Normalizer._identity,
+    F.ClockRead: Normalizer._clock,
+    F.CommandResult: Normalizer._command,
+    F.ExceptionFact: Normalizer._exception,
+    F.HandpayInfo: Normalizer._handpay_info,
+    F.TicketInfo: Normalizer._ticket,
+    F.MetersSnapshot: Normalizer._meters,
+}
+
+__all__ = ["Normalizer"]

@@ -1,0 +1,296 @@
+"""The normalizer on hand-made fact sequences: money rules, reconciliation edge cases, gaming day."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.pipeline import EventDraft, Normalizer
+from agent.sas import facts as F
+from protocols.sas.exceptions import BillAcceptedData, GameEndedData, GameStartedData
+from protocols.sync.events import UnsealedEvent, seal
+from protocols.sync.fields import GENESIS_HASH
+from protocols.sync.money import ZERO, Contribution, contribution
+
+DEV = "egm-1"
+
+
+class Feed:
+    """Builds facts with a moving clock and collects the drafts."""
+
+    def __init__(self, settle: float = 10.0) -> None:
+        self.norm = Normalizer("EUR", settle_seconds=settle, tz=dt.UTC)
+        self.t = 1_700_000_000.0
+        self.drafts: list[EventDraft] = []
+
+    def _base(self, dt_: float) -> dict:
+        self.t += dt_
+        return {"device": DEV, "address": 1, "mono": self.t, "wall": self.t}
+
+    def fact(self, cls: type, dt_: float = 1.0, **kw) -> list[EventDraft]:
+        out = self.norm.feed(cls(**self._base(dt_), **kw))
+        self.drafts.extend(out)
+        return out
+
+    def exc(self, code: int, data=None, dt_: float = 1.0) -> list[EventDraft]:
+        return self.fact(F.ExceptionFact, dt_, code=code, name=f"{code:02X}", rte=data is not None, data=data)
+
+    def meters(self, dt_: float = 1.0, reason: str = "schedule", **values: int) -> list[EventDraft]:
+        codes = {"coin_in": 0x00, "coin_out": 0x01, "jackpot": 0x02, "handpaid_cancelled_credits": 0x03,
+                 "games_played": 0x05, "bills_accepted_credits": 0x0B, "current_credits": 0x0C,
+                 "ticket_out_cents": 0x0E}
+        base = dict.fromkeys(codes, 0) | values
+        meters = tuple(F.Meter(codes[n], n, v, "count" if n == "games_played" else
+                               "cents" if n == "ticket_out_cents" else "credits") for n, v in base.items())
+        return self.fact(F.MetersSnapshot, dt_, reason=reason, source="6F", game=0,
+                         accounting_denomination_cents=self.denom, meters=meters)
+
+    denom = 1
+
+    def game(self, bet: int, win: int, coin_in: int) -> None:
+        self.exc(0x7E, GameStartedData(bet, coin_in, 0, 0), dt_=0.1)
+        self.exc(0x7F, GameEndedData(win), dt_=0.1)
+
+    def totals(self, drafts: list[EventDraft] | None = None) -> Contribution:
+        total = ZERO
+        for d in self.drafts if drafts is None else drafts:
+            total = total + contribution(d.type, d.data)
+        return total
+
+    def of(self, type_: str, kind: str | None = None) -> list[EventDraft]:
+        return [d for d in self.drafts if d.type == type_ and (kind is None or d.data.get("kind") == kind)]
+
+
+def sealed(drafts: list[EventDraft]) -> None:
+    prev = GENESIS_HASH
+    for seq, d in enumerate(drafts, 1):
+        ev = UnsealedEvent(seq=seq, id=str(uuid.uuid4()), hall="h1", device=d.device, type=d.type,  # type: ignore[arg-type]
+                           device_time=d.device_time, agent_time=d.agent_time, data=d.data)
+        prev = seal(ev, prev).hash
+
+
+def test_rte_game_bill_ticket_and_accounting_denomination() -> None:
+    f = Feed()
+    f.denom = 5  # a 5¢ accounting denomination: credits × 5 = cents
+    f.meters(reason="connect")
+    f.exc(0x4F, BillAcceptedData(0, 4, 1))          # $20
+    f.game(bet=10, win=30, coin_in=10)
+    f.game(bet=10, win=0, coin_in=20)
+    f.exc(0x3D)
+    f.fact(F.TicketInfo, validation_number=12345678, amount_cents=2050)
+    bet = f.of("game.bet")[0].data
+    assert bet == {"amount": 50, "currency": "EUR", "game": 0, "credits": 10, "coin_in_meter": 10, "source": "rte"}
+    assert f.of("game.win")[0].data["amount"] == 150 and f.of("game.loss")
+    assert f.totals() == Contribution(bets=100, wins=150, rounds=2, cash_in=2000, cash_out=2050)
+    assert [d.type for d in f.drafts if d.type.startswith("session")] == ["session.started", "session.ended"]
+    f.meters(coin_in=20, coin_out=30, games_played=2, bills_accepted_credits=400, ticket_out_cents=2050)
+    f.meters(dt_=20, coin_in=20, coin_out=30, games_played=2, bills_accepted_credits=400, ticket_out_cents=2050)
+    assert not f.of("integration")
+    sealed(f.drafts)
+
+
+def test_legacy_bill_codes_give_dollars() -> None:
+    f = Feed()
+    f.exc(0x4A)   # $20, no RTE data
+    assert f.of("bill.accepted")[0].data["amount"] == 2000
+
+
+def test_snapshot_mid_game_makes_no_false_missed() -> None:
+    f = Feed(settle=5)
+    f.meters(reason="connect")
+    f.exc(0x7E, GameStartedData(25, 25, 0, 0))
+    f.meters(coin_in=25)                              # game in progress: 7F not yet
+    f.exc(0x7F, GameEndedData(40))
+    f.meters(dt_=10, coin_in=25, coin_out=40, games_played=1)
+    f.meters(dt_=10, coin_in=25, coin_out=40, games_played=1)
+    assert not f.of("integration")
+    assert f.totals() == Contribution(bets=25, wins=40, rounds=1)
+
+
+def test_meters_read_before_queued_events_arrive_makes_no_false_missed() -> None:
+    """Legacy polling: the snapshot answers at once while the bill still waits in the EGM queue."""
+    f = Feed(settle=5)
+    f.meters(reason="connect")
+    f.meters(bills_accepted_credits=1000)            # the $10 is in the meters…
+    f.meters(dt_=1, bills_accepted_credits=1000)     # … still within the settle time
+    f.exc(0x49)                                       # … and now reported
+    f.meters(dt_=10, bills_accepted_credits=1000)
+    assert not f.of("integration")
+    assert f.totals().cash_in == 1000
+
+
+def test_lost_events_become_one_exact_missed_record() -> None:
+    f = Feed(settle=5)
+    f.meters(reason="connect")
+    f.game(bet=10, win=0, coin_in=10)
+    f.exc(0x70)                                       # overflow: two games and a bill were dropped
+    f.game(bet=5, win=10, coin_in=45)
+    f.meters(coin_in=45, coin_out=20, games_played=4, bills_accepted_credits=500)
+    assert not f.of("integration", "missed")         # not settled yet
+    f.meters(dt_=10, coin_in=45, coin_out=20, games_played=4, bills_accepted_credits=500)
+    missed = f.of("integration", "missed")
+    assert len(missed) == 1
+    assert {k: missed[0].data[k] for k in ("bets", "wins", "rounds", "cash_in")} == {
+        "bets": 30, "wins": 10, "rounds": 2, "cash_in": 500}
+    assert "buffer_overflow" in missed[0].data["reason"]
+    assert f.totals() == Contribution(bets=45, wins=20, rounds=4, cash_in=500)
+    f.meters(dt_=10, coin_in=45, coin_out=20, games_played=4, bills_accepted_credits=500)
+    assert len(f.of("integration", "missed")) == 1   # declared once
+    sealed(f.drafts)
+
+
+def test_events_exceeding_meters_are_flagged_without_money() -> None:
+    f = Feed(settle=5)
+    f.meters(reason="connect")
+    f.meters(dt_=10)                                  # out of the baseline grace
+    f.exc(0x4F, BillAcceptedData(0, 3, 1))            # $10 …
+    f.meters(dt_=1)                                   # … that the meters never saw
+    anomalies = f.of("integration", "anomaly")
+    assert len(anomalies) == 1 and anomalies[0].data["excess"] == {"cash_in_bills": 1000}
+    assert contribution("integration", anomalies[0].data) == ZERO
+    f.meters(dt_=10)
+    assert len(f.of("integration", "anomaly")) == 1   # flagged once
+    assert not f.of("integration", "missed")
+
+
+def test_rollover_is_a_small_positive_delta() -> None:
+    f = Feed(settle=1)
+    top = 10**8 - 5                                   # 4-byte BCD meter: 99 999 999 max
+    f.meters(reason="connect", coin_in=top, games_played=7)
+    f.game(bet=10, win=0, coin_in=5)
+    f.meters(coin_in=5, games_played=8)
+    f.meters(dt_=5, coin_in=5, games_played=8)
+    assert not f.of("integration")
+    assert f.totals().bets == 10
+
+
+def test_ram_clear_starts_a_new_epoch_without_negative_or_huge_amounts() -> None:
+    f = Feed(settle=1)
+    f.meters(reason="connect", coin_in=5000, coin_out=4000, games_played=100, bills_accepted_credits=9000)
+    f.exc(0x3A)
+    f.meters(reason="event:3A")                       # all zero now
+    f.game(bet=10, win=0, coin_in=10)
+    f.meters(dt_=5, coin_in=10, games_played=1)
+    f.meters(dt_=5, coin_in=10, games_played=1)
+    assert [d.data["kind"] for d in f.of("service")] == ["ram_clear"]
+    assert f.of("integration", "meters_reset")
+    assert not f.of("integration", "missed") and not f.of("integration", "anomaly")
+    assert f.totals() == Contribution(bets=10, rounds=1)
+    sealed(f.drafts)
+
+
+def test_unexplained_meter_drop_is_a_reset_not_a_negative_amount() -> None:
+    f = Feed(settle=1)
+    f.meters(reason="connect", coin_in=500_000)
+    f.meters(coin_in=100)
+    assert f.of("integration", "meters_reset")
+    f.meters(dt_=5, coin_in=150)
+    f.meters(dt_=5, coin_in=150)
+    assert [d.data["bets"] for d in f.of("integration", "missed")] == [50]
+
+
+def test_hand_paid_jackpot_counts_once_at_the_reset() -> None:
+    f = Feed(settle=1)
+    f.meters(reason="connect")
+    f.exc(0x51)                                       # priority: before the game's 7E/7F
+    f.game(bet=100, win=150_000, coin_in=100)
+    assert not f.of("game.win")                       # held: jackpot or machine-paid?
+    f.fact(F.HandpayInfo, progressive_group=0, level=0, amount_cents=150_000, partial_pay_cents=0, reset_id=0)
+    f.meters(coin_in=100, games_played=1)             # jackpot meter moves only at the reset
+    assert not f.of("game.win")
+    f.exc(0x52)
+    wins = f.of("game.win")
+    assert [(w.data["amount"], w.data["paid_by"]) for w in wins] == [(150_000, "handpay")]
+    assert f.of("handpay")[0].data["kind"] == "jackpot"
+    f.meters(dt_=5, coin_in=100, games_played=1, jackpot=150_000)
+    f.meters(dt_=5, coin_in=100, games_played=1, jackpot=150_000)
+    assert not f.of("integration")
+    assert f.totals() == Contribution(bets=100, wins=150_000, rounds=1)
+    sealed(f.drafts)
+
+
+def test_win_before_a_cash_out_handpay_is_machine_paid() -> None:
+    f = Feed(settle=1)
+    f.meters(reason="connect")
+    f.exc(0x4F, BillAcceptedData(0, 7, 1))            # $100
+    f.exc(0x51)                                       # cash-out handpay, reported before the game
+    f.game(bet=10, win=20, coin_in=10)
+    f.fact(F.HandpayInfo, progressive_group=0, level=0x80, amount_cents=10_010, partial_pay_cents=0, reset_id=0)
+    assert [w.data["paid_by"] for w in f.of("game.win")] == ["machine"]
+    f.exc(0x52)
+    assert f.of("handpay")[0].data == {"amount": 10_010, "currency": "EUR", "kind": "cancelled_credits",
+                                       "level": 0x80, "progressive_group": 0, "partial_pay_cents": 0}
+    assert f.totals() == Contribution(bets=10, wins=20, rounds=1, cash_in=10_000, cash_out=10_010)
+    f.meters(dt_=5, coin_in=10, coin_out=20, games_played=1, bills_accepted_credits=10_000,
+             handpaid_cancelled_credits=10_010)
+    f.meters(dt_=5, coin_in=10, coin_out=20, games_played=1, bills_accepted_credits=10_000,
+             handpaid_cancelled_credits=10_010)
+    assert not f.of("integration")
+
+
+def test_legacy_games_take_bets_and_wins_from_meters() -> None:
+    f = Feed(settle=1)
+    f.meters(reason="connect")
+    for _ in range(3):
+        f.exc(0x7E)
+        f.exc(0x7F)
+    f.meters(coin_in=30, coin_out=12, games_played=3)
+    bet, win = f.of("game.bet"), f.of("game.win")
+    assert [(d.data["amount"], d.data["source"]) for d in bet] == [(30, "meters")]
+    assert [(d.data["amount"], d.data["source"]) for d in win] == [(12, "meters")]
+    assert f.totals() == Contribution(bets=30, wins=12, rounds=3)
+
+
+def test_every_exception_code_makes_valid_data() -> None:
+    f = Feed()
+    f.meters(reason="connect")
+    for code in range(0x01, 0xA3):
+        if code not in (0x7E, 0x7F, 0x4F):
+            f.exc(code)
+    f.fact(F.LinkDown, missed=3, last_seen_wall=None)
+    f.fact(F.LinkUp, reason="recovered")
+    f.fact(F.ClockRead, egm_time=None, agent_time=dt.datetime(2025, 1, 1), drift_seconds=1.25, set=True)
+    f.fact(F.CommandResult, action="disable_machine", game=None, acked=True)
+    types = {d.type for d in f.drafts}
+    assert {"device.door", "service", "game.error", "device.status", "integration"} <= types
+    sealed(f.drafts)
+
+
+def test_gaming_day_close_requests_and_tags_a_snapshot() -> None:
+    f = Feed()
+    f.meters(reason="connect")
+    day = dt.datetime(2025, 3, 1, 5, 59, tzinfo=dt.UTC).timestamp()
+    assert f.norm.tick(day) == []
+    requests = f.norm.tick(day + 120)                  # 06:01: the gaming day of 28 Feb closed
+    assert [(r.device, r.reason, r.gaming_day) for r in requests] == [(DEV, "gaming_day_close", "2025-02-28")]
+    assert f.norm.tick(day + 240) == []
+    snap = f.meters(reason="request")[0]
+    assert snap.data["reason"] == "gaming_day_close" and snap.data["gaming_day"] == "2025-02-28"
+    assert f.meters()[0].data["reason"] == "schedule"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 500), st.integers(0, 2000), st.booleans()), min_size=1, max_size=30))
+def test_property_lost_games_are_always_made_exact(games: list[tuple[int, int, bool]]) -> None:
+    """Whatever subset of games loses its exceptions, events + missed equal the meters exactly."""
+    f = Feed(settle=1)
+    f.meters(reason="connect")
+    coin_in = coin_out = 0
+    for bet, win, lost in games:
+        coin_in += bet
+        coin_out += win
+        if not lost:
+            f.game(bet=bet, win=win, coin_in=coin_in)
+    for _ in range(2):
+        f.meters(dt_=5, coin_in=coin_in, coin_out=coin_out, games_played=len(games))
+    assert f.totals() == Contribution(bets=coin_in, wins=coin_out, rounds=len(games))
+    assert not f.of("integration", "anomaly")
+
+
+def test_currency_is_checked() -> None:
+    with pytest.raises(ValueError):
+        Normalizer("eur")
