@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 from agent.transport.memory import MemoryTransport, memory_pair
 from protocols.sas import framing, wire
@@ -99,3 +101,13 @@ class MemoryEgm(_Driver):
 
 def pair() -> tuple[MemoryTransport, MemoryTransport]:
     return memory_pair("test")
+
+
+async def next_fact(queue: asyncio.Queue, kind: type, timeout: float, where: Callable[[Any], bool]) -> Any:
+    """The next fact of ``kind`` (matching ``where``) from a coordinator's queue, skipping others."""
+    async def find() -> Any:
+        while True:
+            fact = await queue.get()
+            if isinstance(fact, kind) and where(fact):
+                return fact
+    return await asyncio.wait_for(find(), timeout)

@@ -20,7 +20,7 @@ from agent.sas.line import SasLine
 from agent.sas.transaction import Timing
 from firmware_sim.egm import Egm
 
-from .memegm import MemoryEgm, pair
+from .memegm import MemoryEgm, next_fact, pair
 
 FAST = PollConfig(poll_interval=0.01, fast_poll_interval=None, link_down_after=3, probe_interval=0.02,
                   probe_max_interval=0.05, liveness_interval=0.1, command_timeout=2.0)
@@ -35,12 +35,7 @@ class Rig:
     coord: MachineCoordinator
 
     async def next_fact(self, kind: type, timeout: float = 3.0, where=lambda f: True) -> F.Fact:
-        async def find() -> F.Fact:
-            while True:
-                fact = await self.coord.facts.get()
-                if isinstance(fact, kind) and where(fact):
-                    return fact
-        return await asyncio.wait_for(find(), timeout)
+        return await next_fact(self.coord.facts, kind, timeout, where)
 
 
 @contextlib.asynccontextmanager

@@ -19,6 +19,8 @@ from agent.transport import PtyTransport
 from firmware_sim.egm import Egm
 from firmware_sim.pty_egm import PtyEgmServer
 
+from .memegm import next_fact
+
 CFG = PollConfig(poll_interval=0.02, fast_poll_interval=None, link_down_after=3, probe_interval=0.05,
                  probe_max_interval=0.1, liveness_interval=0.2, command_timeout=3.0)
 TIMING = Timing(response_timeout=0.05, gap_timeout=0.02)
@@ -32,12 +34,7 @@ class PtyRig:
     coord: MachineCoordinator
 
     async def next_fact(self, kind: type, timeout: float = 5.0, where=lambda f: True) -> F.Fact:
-        async def find() -> F.Fact:
-            while True:
-                fact = await self.coord.facts.get()
-                if isinstance(fact, kind) and where(fact):
-                    return fact
-        return await asyncio.wait_for(find(), timeout)
+        return await next_fact(self.coord.facts, kind, timeout, where)
 
 
 @contextlib.asynccontextmanager
