@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,3 +20,45 @@ def sas_vectors() -> dict:
     if not path.exists():
         pytest.fail(f"SAS vectors not found at {path}: ../shared must sit beside the checkout")
     return json.loads(path.read_text())
+
+
+@pytest.fixture
+def mosquitto(tmp_path):
+    """A real Mosquitto on a free loopback port, killed at the end (tests may kill/restart it)."""
+    from mqttlink.broker import Mosquitto, find_mosquitto
+
+    if find_mosquitto() is None:
+        pytest.fail("mosquitto is not installed: .ci/run installs it with apt-get (apt-get install mosquitto)")
+    broker = Mosquitto(tmp_path / "broker")
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path):
+    """A 2 MiB tmpfs, so the disk really fills (needs root, as in CI)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def fill(path: Path) -> None:
+    """Write ``path`` until the filesystem has no byte left."""
+    with open(path, "wb", buffering=0) as fh:
+        for size in (65536, 4096, 512, 1):
+            try:
+                while True:
+                    fh.write(b"\0" * size)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+        os.fsync(fh.fileno())

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import errno
-import os
-import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +11,7 @@ import pytest
 
 from agent.outbox import Outbox, OutboxStore, OutboxUnavailable
 from protocols.sync import GENESIS_HASH, Event, verify_chain
+from tests.conftest import fill
 
 HALL = "hall-full"
 T0 = 1_780_000_000_000_000
@@ -27,36 +24,6 @@ class Draft:
     device_time: int | None = None
     agent_time: int = T0
     data: dict[str, Any] = field(default_factory=lambda: {"amount": 100, "currency": "EUR", "note": "x" * 300})
-
-
-@pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 256 KiB tmpfs, so the disk really fills (needs root, as in CI)."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
-                         capture_output=True, text=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
-
-
-def fill(path: Path) -> None:
-    """Write ``path`` until the filesystem has no byte left."""
-    with open(path, "wb", buffering=0) as fh:
-        for size in (4096, 512, 1):
-            try:
-                while True:
-                    fh.write(b"\0" * size)
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC
-        os.fsync(fh.fileno())
 
 
 async def wait_until(predicate: Any, timeout: float = 10.0) -> None:
