@@ -35,7 +35,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "halls.add": {"public_key": None, "db": None, "replace": False},
     "halls.list": {"db": None, "json": False},
     "apikeys.create": {"role": None, "db": None, "halls": None},
-    "serve": {"data_dir": None, "db": None, "mqtt": None, "http": "127.0.0.1:8080"},
+    "serve": {"data_dir": None, "db": None, "mqtt": None, "http": "127.0.0.1:8080", "currency": "EUR",
+              "share_group": "central", "client_id": "hallsync-central"},
 }
 REQUIRED: dict[str, tuple[str, ...]] = {
     "keys.init": ("data_dir",),
@@ -111,14 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
     _db(create)
     create.add_argument("--halls", default=S, metavar="H1,H2", help="limit the key to these halls (default: all)")
 
-    serve = sub.add_parser("serve", help="ingest, HTTP API and dashboard [not available yet]",
-                           description="Run ingest (MQTT), the HTTP API and the dashboard. Not available yet: "
-                                       "it lands with the next slice of the delivery spine.")
+    serve = sub.add_parser("serve", help="ingest (MQTT) and the HTTP API",
+                           description="Run ingest (a shared MQTT subscription to every hall's batches and status) "
+                                       "and the HTTP API under /api/v1. Several processes may serve one database "
+                                       "(give each its own --client-id). Stops cleanly on SIGTERM/Ctrl-C.")
     _common(serve)
     serve.add_argument("--data-dir", default=S, metavar="DIR", help="directory holding central.key")
     _db(serve)
     serve.add_argument("--mqtt", default=S, metavar="URL", help="broker URL, e.g. mqtt://127.0.0.1:1883")
     serve.add_argument("--http", default=S, metavar="HOST:PORT", help="HTTP listen address (default 127.0.0.1:8080)")
+    serve.add_argument("--currency", default=S, help="the network's ISO 4217 currency for reports (default EUR)")
+    serve.add_argument("--share-group", default=S, help="MQTT shared-subscription group (default central)")
+    serve.add_argument("--client-id", default=S, help="MQTT client id, unique per process (default hallsync-central)")
     return parser
 
 
@@ -259,9 +264,25 @@ def cmd_apikeys_create(opts: dict[str, Any]) -> int:
 
 
 def cmd_serve(opts: dict[str, Any]) -> int:
-    print("hall-central serve: not available yet; MQTT ingest wiring and the HTTP API land with the next slice "
-          "of the delivery spine (issue 02)", file=sys.stderr)
-    return EXIT_USAGE
+    from .keyfiles import KeyFileError
+    from .server import ServerConfig, parse_http, run_forever
+
+    try:
+        host, port = parse_http(str(opts["http"]))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    config = ServerConfig(data_dir=Path(opts["data_dir"]), db=str(opts["db"]), mqtt=str(opts["mqtt"]),
+                          http_host=host, http_port=port, currency=str(opts["currency"]),
+                          share_group=str(opts["share_group"]), client_id=str(opts["client_id"]))
+    try:
+        run_forever(config)
+    except KeyFileError as exc:
+        raise Failed(str(exc)) from None
+    except ValueError as exc:  # a bad broker URL
+        raise UsageError(str(exc)) from None
+    except OSError as exc:  # the HTTP port is taken, the DB directory is missing…
+        raise Failed(f"cannot serve: {exc}") from None
+    return EXIT_OK
 
 
 def _iso(micros: int) -> str:

@@ -199,6 +199,7 @@ class Ingestor:
                                     f"{result.conflict_seq} differs from the stored chain (fork or forgery)")
             return IngestOutcome("rejected", hall, "conflicts with stored chain", logged=entry)
         logged = list(await self._money_errors(hall, result))
+        logged.extend(await self._missed_records(hall, batch, result))
         stored = result.stored
         result, more, more_logged = await self._drain(hall, result)
         stored += more
@@ -267,6 +268,7 @@ class Ingestor:
             if nxt.status == "stored":
                 stored += nxt.stored
                 logged.extend(await self._money_errors(hall, nxt))
+                logged.extend(await self._missed_records(hall, batch, nxt))
                 result = nxt
             elif nxt.status == "conflict":
                 logged.extend(await self._log("rejected", hall, f"buffered seq {batch.header.first_seq}.."
@@ -280,6 +282,30 @@ class Ingestor:
         for seq, reason in result.money_errors:
             entries.extend(await self._log("format_error", hall, f"seq {seq} stored but its money is not counted: "
                                            f"{reason}"))
+        return tuple(entries)
+
+    async def _missed_records(self, hall: str, batch: Batch, result: IngestResult) -> tuple[LogEntry, ...]:
+        """A ``missed`` record from the hall (meters moved more than its events said) goes to the
+        integration log as ``missed``, once: only for events this call newly stored. Not throttled:
+        each one is money an operator must be able to find."""
+        first_new = result.last_seq - result.stored + 1
+        entries = []
+        for event in batch.events:
+            if event.seq < first_new or event.type != "integration" or event.data.get("kind") != "missed":
+                continue
+            amounts = {k: v for k, v in event.data.items() if k not in ("kind", "currency") and isinstance(v, int)}
+            detail = f"seq {event.seq}: meters show activity the events missed: {amounts}"
+            entries.append(LogEntry(kind="missed", detail=detail[:2000], time=self._clock(), hall=hall,
+                                    device=event.device))
+        if not entries:
+            return ()
+        try:
+            await self._store.log(entries)
+        except Exception as exc:
+            log.error("integration_log_failed", hall=hall, kind="missed", error=repr(exc))
+            return ()
+        for entry in entries:
+            log.warning("integration", kind="missed", hall=hall, device=entry.device, detail=entry.detail)
         return tuple(entries)
 
     def _ack(self, hall: str, result: IngestResult) -> Publish:

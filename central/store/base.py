@@ -45,13 +45,20 @@ class HallKeyConflict(StoreError):
 
 @dataclass(frozen=True, slots=True)
 class HallRecord:
-    """A registered hall and the contiguous prefix of its chain that central holds."""
+    """A registered hall, the contiguous prefix of its chain that central holds, and its agent's presence.
+
+    ``online``/``session``/``status_at`` are the last accepted MQTT status of the hall's agent (see
+    :meth:`Store.set_presence`); all None until one arrives.
+    """
 
     id: str
     public_key_pem: str
     added_at: int
     last_seq: int
     last_hash: str
+    online: bool | None = None
+    session: int | None = None
+    status_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +167,22 @@ class Store(Protocol):
 
     async def halls(self) -> list[HallRecord]:
         """Every registered hall, by id."""
+
+    async def set_presence(self, hall: str, *, online: bool, session: int, at: int) -> bool:
+        """Record the hall agent's MQTT status; False (nothing changed) when it is stale or the hall unknown.
+
+        The agent's ``session`` counts its connections, and its last will (the offline status the
+        broker publishes when the connection drops) is built at connect time. So, in one transaction:
+
+        * an unregistered hall → False;
+        * no status stored yet, or a newer ``session`` → accepted;
+        * an older ``session`` → False (a stale will arriving after a reconnect must not mark the
+          hall offline);
+        * the same ``session``: an online status older (``at``) than the stored one → False; an
+          offline status is accepted whatever its ``at`` while the stored one is online (the will
+          carries the connect time, older than the online status of the same connection), and
+          offline ends the session: later statuses of that session → False.
+        """
 
     # ingest ------------------------------------------------------------------------------------
     async def ingest_events(self, hall: str, events: Sequence[Event], *, central_time: int) -> IngestResult:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+"""1: the first schema. 2: hall presence columns (``halls.online``, ``session``, ``status_at``)."""
 
 DDL: Final = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -21,7 +22,10 @@ CREATE TABLE IF NOT EXISTS halls (
     public_key_pem TEXT NOT NULL,
     added_at       INTEGER NOT NULL,
     last_seq       INTEGER NOT NULL DEFAULT 0,   -- end of the contiguous prefix stored (0 = none)
-    last_hash      TEXT NOT NULL                 -- hash of last_seq (genesis hash when 0)
+    last_hash      TEXT NOT NULL,                -- hash of last_seq (genesis hash when 0)
+    online         INTEGER,                      -- the agent's MQTT status (NULL until one arrives)
+    session        INTEGER,                      -- the agent's connection counter of that status
+    status_at      INTEGER                       -- the status message's ``at``
 );
 CREATE TABLE IF NOT EXISTS events (
     hall         TEXT NOT NULL,
@@ -80,3 +84,12 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at  INTEGER NOT NULL
 );
 """
+
+ADDED_COLUMNS: Final[tuple[tuple[str, str, str], ...]] = (
+    ("halls", "online", "INTEGER"),
+    ("halls", "session", "INTEGER"),
+    ("halls", "status_at", "INTEGER"),
+)
+"""Columns added after schema 1, as (table, column, type): the migration adds whichever an existing
+file lacks (``ALTER TABLE … ADD COLUMN``), so old databases keep working. Only nullable columns without
+defaults go here, which both SQLite and PostgreSQL add without rewriting the table."""

@@ -40,7 +40,7 @@ from .base import (
     StoreError,
 )
 from .rollup import effects
-from .schema import DDL, SCHEMA_VERSION
+from .schema import ADDED_COLUMNS, DDL, SCHEMA_VERSION
 
 T = TypeVar("T")
 log = structlog.get_logger("central.store")
@@ -72,6 +72,7 @@ _UPSERT_DEVICE = (
     " last_seen = CASE WHEN excluded.last_seen > devices.last_seen THEN excluded.last_seen ELSE devices.last_seen END,"
     " last_seq = CASE WHEN excluded.last_seq > devices.last_seq THEN excluded.last_seq ELSE devices.last_seq END"
 )
+_HALL_COLUMNS = "id, public_key_pem, added_at, last_seq, last_hash, online, session, status_at"
 _INSERT_LOG = "INSERT INTO integration_log (time, hall, device, kind, detail) VALUES (?, ?, ?, ?, ?)"
 
 
@@ -145,6 +146,16 @@ def _scope(where: list[str], params: list[Any], hall: str | None, halls: Sequenc
     return True
 
 
+def _presence_is_newer(stored_online: int | None, stored_session: int | None, stored_at: int | None,
+                       online: bool, session: int, at: int) -> bool:
+    """The ordering rule of :meth:`central.store.base.Store.set_presence` (read its docstring)."""
+    if stored_session is None or session > stored_session:
+        return True
+    if session < stored_session or not stored_online:
+        return False  # an older connection, or this one already ended (offline)
+    return not online or at > (stored_at or 0)  # a redelivered retained message is not news
+
+
 def _where(where: list[str]) -> str:
     return (" WHERE " + " AND ".join(where)) if where else ""
 
@@ -169,12 +180,21 @@ class SqliteStore:
 
     @staticmethod
     def _migrate(con: sqlite3.Connection) -> None:
+        """Create what is missing; add columns newer than the file (additive only, in one transaction)."""
         con.executescript(DDL)
-        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is None:
-            con.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) > SCHEMA_VERSION:
-            raise StoreError(f"database schema {row[0]} is newer than this build ({SCHEMA_VERSION})")
+
+        def body(c: sqlite3.Connection) -> None:
+            row = c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is not None and int(row[0]) > SCHEMA_VERSION:
+                raise StoreError(f"database schema {row[0]} is newer than this build ({SCHEMA_VERSION})")
+            for table, column, decl in ADDED_COLUMNS:
+                have = {r[1] for r in c.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+            c.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)"
+                      " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
+
+        _transaction(con, body)
 
     async def close(self) -> None:
         await self._reader.close()
@@ -200,22 +220,33 @@ class SqliteStore:
 
     @staticmethod
     def _hall(row: tuple[Any, ...]) -> HallRecord:
-        return HallRecord(id=row[0], public_key_pem=row[1], added_at=row[2], last_seq=row[3], last_hash=row[4])
+        return HallRecord(id=row[0], public_key_pem=row[1], added_at=row[2], last_seq=row[3], last_hash=row[4],
+                          online=None if row[5] is None else bool(row[5]), session=row[6], status_at=row[7])
 
     async def get_hall(self, hall: str) -> HallRecord | None:
         def body(con: sqlite3.Connection) -> HallRecord | None:
-            row = con.execute("SELECT id, public_key_pem, added_at, last_seq, last_hash FROM halls WHERE id = ?",
-                              (hall,)).fetchone()
+            row = con.execute(f"SELECT {_HALL_COLUMNS} FROM halls WHERE id = ?", (hall,)).fetchone()
             return None if row is None else self._hall(row)
 
         return await self._reader.run(body)
 
     async def halls(self) -> list[HallRecord]:
         def body(con: sqlite3.Connection) -> list[HallRecord]:
-            rows = con.execute("SELECT id, public_key_pem, added_at, last_seq, last_hash FROM halls ORDER BY id")
+            rows = con.execute(f"SELECT {_HALL_COLUMNS} FROM halls ORDER BY id")
             return [self._hall(row) for row in rows]
 
         return await self._reader.run(body)
+
+    async def set_presence(self, hall: str, *, online: bool, session: int, at: int) -> bool:
+        def body(con: sqlite3.Connection) -> bool:
+            row = con.execute("SELECT online, session, status_at FROM halls WHERE id = ?", (hall,)).fetchone()
+            if row is None or not _presence_is_newer(row[0], row[1], row[2], online, session, at):
+                return False
+            con.execute("UPDATE halls SET online = ?, session = ?, status_at = ? WHERE id = ?",
+                        (int(online), session, at, hall))
+            return True
+
+        return await self._writer.run(lambda con: _transaction(con, body))
 
     # ingest ------------------------------------------------------------------------------------
     async def ingest_events(self, hall: str, events: Sequence[Event], *, central_time: int) -> IngestResult:

@@ -112,7 +112,13 @@ def test_postgresql_url_gives_a_clear_error(tmp_path: Path) -> None:
         assert "Traceback" not in done.stderr
 
 
-def test_serve_says_not_available_yet(tmp_path: Path) -> None:
+def test_serve_without_central_key_says_how_to_make_one(tmp_path: Path) -> None:
     done = run("serve", "--data-dir", "d", "--db", "c.db", "--mqtt", "mqtt://127.0.0.1:1883", cwd=tmp_path)
-    assert done.returncode == 2 and "not available yet" in done.stderr
+    assert done.returncode == 1 and "hall-central keys init" in done.stderr
+    assert "Traceback" not in done.stderr
 
+
+def test_serve_with_a_bad_http_address_is_a_usage_error(tmp_path: Path) -> None:
+    done = run("serve", "--data-dir", "d", "--db", "c.db", "--mqtt", "mqtt://127.0.0.1:1883", "--http", "nope",
+               cwd=tmp_path)
+    assert done.returncode == 2 and "HOST:PORT" in done.stderr

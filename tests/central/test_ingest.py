@@ -286,3 +286,20 @@ async def test_log_flood_is_throttled(store: SqliteStore, central_key: Ed25519Pr
         assert (await ingestor.handle(hall.topic, b"junk%d" % i)).status == "format_error"
     assert len(await store.integration_log(limit=1000)) == 5
     assert ingestor.log_rows_suppressed == 45
+
+
+async def test_missed_records_reach_the_integration_log_once(store: SqliteStore, ingestor: Ingestor) -> None:
+    """A hall's ``missed`` record (meters moved more than its events said) is money an operator must find:
+    it is counted, and logged as ``missed`` with its device, once even when the batch is replayed."""
+    hall = FakeHall("hall-09", seed=9)
+    await register(store, hall)
+    hall.play(30)
+    hall._append("egm-002", "integration", {"kind": "missed", "bets": 70, "wins": 0, "rounds": 2,
+                                            "reason": "unreported", "detail": {"bets": 70, "rounds": 2}})
+    hall.play(10)
+    payload = hall.batch(1, len(hall.events))
+    assert (await ingestor.handle(hall.topic, payload)).status == "stored"
+    assert (await ingestor.handle(hall.topic, payload)).status == "duplicate"
+    (entry,) = await store.integration_log(kind="missed")
+    assert entry.hall == "hall-09" and entry.device == "egm-002" and "'bets': 70" in entry.detail
+    assert await hall_totals(store, hall.hall) == hall.total

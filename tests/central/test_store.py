@@ -10,7 +10,7 @@ import pytest
 
 from central.apikeys import authenticate, create_api_key
 from central.ingest import Ingestor
-from central.store import BackendUnavailable, HallKeyConflict, SqliteStore, open_store, sqlite_path
+from central.store import BackendUnavailable, HallKeyConflict, SqliteStore, StoreError, open_store, sqlite_path
 
 from .builders import T0, FakeHall
 from .conftest import register
@@ -110,3 +110,87 @@ async def test_backend_selection(tmp_path: Path) -> None:
     con = sqlite3.connect(tmp_path / "x.db")
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     con.close()
+
+
+@pytest.mark.parametrize(("stored", "incoming", "accepted"), [
+    (None, (True, 1, 100), True),                 # first status
+    (None, (False, 0, 100), True),
+    ((True, 1, 100), (True, 1, 100), False),      # redelivered retained message: not news
+    ((True, 1, 100), (True, 1, 150), True),       # newer in the same session
+    ((True, 1, 100), (True, 1, 99), False),       # older in the same session
+    ((True, 1, 100), (False, 1, 50), True),       # the session's own will (built at connect time)
+    ((True, 1, 100), (False, 1, 150), True),      # a graceful offline
+    ((False, 1, 100), (True, 1, 150), False),     # offline ended the session
+    ((False, 1, 100), (False, 1, 150), False),
+    ((True, 2, 100), (False, 1, 200), False),     # a stale will after a reconnect
+    ((True, 2, 100), (True, 1, 200), False),
+    ((False, 2, 100), (True, 3, 50), True),       # a new session, whatever its clock says
+    ((True, 2, 100), (False, 3, 50), True),
+])
+async def test_set_presence_ordering(store: SqliteStore, stored: tuple[bool, int, int] | None,
+                                     incoming: tuple[bool, int, int], accepted: bool) -> None:
+    await store.add_hall("h1", FakeHall("h1").public_pem, now=T0)
+    if stored is not None:
+        assert await store.set_presence("h1", online=stored[0], session=stored[1], at=stored[2])
+    online, session, at = incoming
+    assert await store.set_presence("h1", online=online, session=session, at=at) is accepted
+    record = await store.get_hall("h1")
+    assert record is not None
+    assert (record.online, record.session, record.status_at) == (incoming if accepted else stored)
+    assert [h.online for h in await store.halls()] == [record.online]
+
+
+async def test_set_presence_of_an_unregistered_hall_changes_nothing(store: SqliteStore) -> None:
+    assert await store.set_presence("ghost", online=True, session=1, at=T0) is False
+    assert await store.halls() == []
+
+
+_SCHEMA_1_HALLS = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE halls (id TEXT PRIMARY KEY, public_key_pem TEXT NOT NULL, added_at INTEGER NOT NULL,
+                    last_seq INTEGER NOT NULL DEFAULT 0, last_hash TEXT NOT NULL);
+INSERT INTO meta VALUES ('schema_version', '1');
+"""
+
+
+async def test_schema_1_file_is_migrated_additively(tmp_path: Path) -> None:
+    hall = FakeHall("old-hall")
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as con:
+        con.executescript(_SCHEMA_1_HALLS)
+        con.execute("INSERT INTO halls VALUES ('old-hall', ?, ?, 7, 'abc')", (hall.public_pem, T0))
+    con.close()
+    for expected in ((None, None, None), (True, 1, T0)):  # the second open finds it migrated already
+        store = await SqliteStore.open(path)
+        try:
+            record = await store.get_hall("old-hall")
+            assert record is not None and (record.last_seq, record.last_hash) == (7, "abc")
+            assert (record.online, record.session, record.status_at) == expected
+            await store.set_presence("old-hall", online=True, session=1, at=T0)
+        finally:
+            await store.close()
+    fresh = await SqliteStore.open(tmp_path / "fresh.db")
+    await fresh.close()
+
+    def columns(db: Path) -> list[tuple[str, str]]:
+        con = sqlite3.connect(db)
+        try:
+            return sorted((r[1], r[2]) for r in con.execute("PRAGMA table_info(halls)"))
+        finally:
+            con.close()
+
+    assert columns(path) == columns(tmp_path / "fresh.db")
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+    con.close()
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    await (await SqliteStore.open(path)).close()
+    con = sqlite3.connect(path)
+    con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match="newer than this build"):
+        await SqliteStore.open(path)

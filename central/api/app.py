@@ -1,0 +1,247 @@
+"""The aiohttp application: routes under ``/api/v1``, bearer-key auth, roles, hall scopes, JSON errors.
+
+One middleware does, in order: find the route's entry in :data:`~central.api.roles.ROUTE_ROLES`;
+unless public, authenticate the ``Authorization: Bearer KEY`` header with
+:func:`central.apikeys.authenticate` (401 when missing or bad) and check the role (403); then run the
+handler. :class:`~central.api.params.ApiError` becomes its JSON error, aiohttp's 404/405 become JSON
+too, and anything unexpected is logged (logger ``central.api``) and answered with a bare 500 — never
+a traceback.
+
+Keys are looked up on every request, so a key created while central runs works at once; a key
+that authenticated is remembered for at most :data:`AUTH_CACHE_US` (failures are never remembered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Final
+
+import structlog
+from aiohttp import web
+
+from central.apikeys import authenticate
+from central.store.base import LOG_KINDS, ApiKeyRecord, GgrRow, Store
+from central.timeutil import Clock, now_micros
+from protocols.sync import fingerprint, public_key_from_pem
+
+from . import params as p
+from .openapi import EVENTS_MAX_LIMIT, GROUP_BY_PARAM, LOG_MAX_LIMIT, document
+from .params import ApiError
+from .roles import ROUTE_ROLES, allowed, is_public
+
+log = structlog.get_logger("central.api")
+
+PREFIX: Final = "/api/v1"
+AUTH_CACHE_US: Final = 5_000_000
+_AUTH_CACHE_MAX: Final = 1024
+PROVIDER_UNASSIGNED: Final = "unassigned"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_KEY: Final = web.RequestKey("api_key", ApiKeyRecord)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.json_response(body, status=status, headers=headers, dumps=_dumps)
+
+
+def _error(exc: ApiError) -> web.Response:
+    return _json(p.error_body(exc.code, exc.message), status=exc.status, headers=exc.headers)
+
+
+class _Api:
+    """The handlers and the state they share (store, currency, clock, auth cache)."""
+
+    def __init__(self, store: Store, currency: str, clock: Clock,
+                 presence: Callable[[], Mapping[str, Any]] | None) -> None:
+        self.store = store
+        self.currency = currency
+        self.clock = clock
+        self.presence = presence
+        self._auth_cache: dict[bytes, tuple[ApiKeyRecord, int]] = {}
+        self._openapi = _dumps(document())
+
+    # --- auth -----------------------------------------------------------------------------------
+    async def authenticate(self, request: web.Request) -> ApiKeyRecord:
+        header = request.headers.get("Authorization", "")
+        scheme, _, presented = header.strip().partition(" ")
+        presented = presented.strip()
+        if scheme.lower() != "bearer" or not presented:
+            raise ApiError(401, "unauthorized", "an API key is required: Authorization: Bearer KEY",
+                           {"WWW-Authenticate": "Bearer"})
+        digest = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
+        now = self.clock()
+        cached = self._auth_cache.get(digest)
+        if cached is not None and now < cached[1]:
+            return cached[0]
+        record = await authenticate(self.store, presented)
+        if record is None:
+            self._auth_cache.pop(digest, None)
+            raise ApiError(401, "unauthorized", "the API key is not valid",
+                           {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        if len(self._auth_cache) >= _AUTH_CACHE_MAX:
+            self._auth_cache.clear()
+        self._auth_cache[digest] = (record, now + AUTH_CACHE_US)
+        return record
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            route = _route_of(request)
+            if route is not None and not is_public(route):
+                key = await self.authenticate(request)
+                if not allowed(route, key.role):
+                    raise ApiError(403, "forbidden", f"role {key.role!r} may not use {route}")
+                request[_KEY] = key
+            return await handler(request)
+        except ApiError as exc:
+            return _error(exc)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "bad_request")
+            headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+            return _json(p.error_body(code, exc.reason), status=exc.status, headers=headers)
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception:
+            log.exception("api_error", method=request.method, path=request.path)
+            return _json(p.error_body("internal", "internal error; see central's log"), status=500)
+
+    # --- scope ----------------------------------------------------------------------------------
+    @staticmethod
+    def scope(request: web.Request) -> tuple[str | None, Sequence[str] | None]:
+        """(the ``hall=`` filter, the key's hall scope); a filter outside the scope is 403."""
+        key = request[_KEY]
+        hall = p.text(request.query, "hall")
+        if hall is not None and key.halls is not None and hall not in key.halls:
+            raise ApiError(403, "forbidden", f"hall {hall!r} is outside this API key's halls")
+        return hall, key.halls
+
+    # --- handlers -------------------------------------------------------------------------------
+    async def health(self, request: web.Request) -> web.Response:
+        body: dict[str, Any] = {"status": "ok"}
+        if self.presence is not None:
+            body["presence"] = dict(self.presence())
+        return _json(body)
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.Response(text=self._openapi, content_type="application/json")
+
+    async def ggr(self, request: web.Request) -> web.Response:
+        q = request.query
+        group_by = p.choice(q, "group_by", GROUP_BY_PARAM, default="device")
+        day_from, day_to = p.date(q, "from"), p.date(q, "to")
+        if day_from is not None and day_to is not None and day_from > day_to:
+            raise p.bad_request(f"from ({day_from}) is after to ({day_to})")
+        hall, halls = self.scope(request)
+        grouping = "game" if group_by == "provider" else group_by
+        rows = await self.store.ggr(grouping, day_from=day_from, day_to=day_to, hall=hall, halls=halls)
+        if group_by == "provider":
+            rows = _unassigned_provider(rows)
+        return _json({"currency": self.currency, "group_by": group_by, "rows": [r.as_dict() for r in rows]})
+
+    async def devices(self, request: web.Request) -> web.Response:
+        hall, halls = self.scope(request)
+        rows = [{"id": d.id, "hall": d.hall, "kind": d.kind, "online": d.online, "enabled": d.enabled,
+                 "first_seen": p.rfc3339(d.first_seen), "last_seen": p.rfc3339(d.last_seen),
+                 "first_seen_us": d.first_seen, "last_seen_us": d.last_seen, "last_seq": d.last_seq}
+                for d in await self.store.devices(hall=hall, halls=halls)]
+        return _json({"rows": rows})
+
+    async def halls(self, request: web.Request) -> web.Response:
+        key = request[_KEY]
+        rows = [{"id": h.id, "fingerprint": _fingerprint(h.public_key_pem), "added_at": p.rfc3339(h.added_at),
+                 "added_at_us": h.added_at, "last_seq": h.last_seq, "online": h.online, "session": h.session,
+                 "status_at": p.rfc3339(h.status_at), "status_at_us": h.status_at}
+                for h in await self.store.halls() if key.halls is None or h.id in key.halls]
+        return _json({"rows": rows})
+
+    async def events(self, request: web.Request) -> web.Response:
+        q = request.query
+        time_from, time_to = p.instant(q, "from"), p.instant(q, "to")
+        after_seq = p.integer(q, "after_seq")
+        limit = p.integer(q, "limit", low=1, high=EVENTS_MAX_LIMIT, default=100)
+        assert limit is not None
+        hall, halls = self.scope(request)
+        if after_seq is not None and hall is None:
+            raise p.bad_request("after_seq pages within one hall (seqs are per hall): give hall= too")
+        rows = await self.store.events(hall=hall, device=p.text(q, "device"), type=p.text(q, "type"),
+                                       time_from=time_from, time_to=time_to, after_seq=after_seq, limit=limit,
+                                       halls=halls)
+        next_after = rows[-1]["seq"] if hall is not None and len(rows) == limit else None
+        return _json({"rows": rows, "next_after_seq": next_after})
+
+    async def integration_log(self, request: web.Request) -> web.Response:
+        q = request.query
+        kind = p.choice(q, "kind", LOG_KINDS)
+        limit = p.integer(q, "limit", low=1, high=LOG_MAX_LIMIT, default=100)
+        assert limit is not None
+        hall, halls = self.scope(request)
+        entries = await self.store.integration_log(hall=hall, kind=kind, limit=limit, halls=halls)
+        rows = [{"time": p.rfc3339(e.time), "time_us": e.time, "hall": e.hall, "kind": e.kind, "detail": e.detail,
+                 "device": e.device} for e in entries]
+        return _json({"rows": rows})
+
+
+def _route_of(request: web.Request) -> str | None:
+    """``"GET /reports/ggr"`` for a matched route of ours, else None (404/405 are raised by the handler)."""
+    resource = request.match_info.route.resource
+    if resource is None or not resource.canonical.startswith(PREFIX):
+        return None
+    route = f"{request.method} {resource.canonical[len(PREFIX):]}"
+    return route if route in ROUTE_ROLES else None
+
+
+def _fingerprint(pem: str) -> str | None:
+    try:
+        return fingerprint(public_key_from_pem(pem.encode()))
+    except Exception:  # a stored key that no longer parses must not break the list
+        return None
+
+
+def _unassigned_provider(rows: list[GgrRow]) -> list[GgrRow]:
+    """Every game under one provider ``unassigned`` (there is no game catalog yet)."""
+    if not rows:
+        return []
+    total = GgrRow(PROVIDER_UNASSIGNED, 0, 0, 0, 0, 0)
+    for r in rows:
+        total = dataclasses.replace(total, bets=total.bets + r.bets, wins=total.wins + r.wins,
+                                    rounds=total.rounds + r.rounds, cash_in=total.cash_in + r.cash_in,
+                                    cash_out=total.cash_out + r.cash_out)
+    return [total]
+
+
+def build_app(store: Store, *, currency: str, clock: Callable[[], int] = now_micros,
+              presence: Callable[[], Mapping[str, Any]] | None = None) -> web.Application:
+    """The HTTP API on ``store``: mount it with ``aiohttp.web.AppRunner`` (or a test server).
+
+    ``currency`` is the minor-unit currency of every amount (reports name it); ``clock`` gives now in
+    microseconds (for the short positive auth cache); ``presence``, if given, is called by
+    ``GET /health`` and its mapping returned under ``presence`` (keep it free of secrets: health needs
+    no key). The app does not own ``store``: closing it is the caller's job.
+    """
+    api = _Api(store, currency, clock, presence)
+    app = web.Application(middlewares=[api.middleware])
+    handlers: dict[str, Handler] = {
+        "GET /health": api.health,
+        "GET /openapi.json": api.openapi,
+        "GET /reports/ggr": api.ggr,
+        "GET /devices": api.devices,
+        "GET /halls": api.halls,
+        "GET /events": api.events,
+        "GET /integration-log": api.integration_log,
+    }
+    if set(handlers) != set(ROUTE_ROLES):
+        raise AssertionError("every route needs an entry in ROUTE_ROLES and a handler")
+    for route, handler in handlers.items():
+        method, path = route.split(" ", 1)
+        app.router.add_route(method, PREFIX + path, handler)
+    return app

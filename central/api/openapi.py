@@ -1,0 +1,285 @@
+"""The OpenAPI 3.0.3 description of the HTTP API, written by hand (served at ``/api/v1/openapi.json``).
+
+Paths are relative to the server URL ``/api/v1``. Each operation's ``x-roles`` (the roles allowed, or
+``public``) is filled in from :data:`central.api.roles.ROUTE_ROLES` by :func:`document`, so the
+authorisation table lives in one place. A test checks that the paths here and the app's routes match.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Final
+
+from central.store.base import LOG_KINDS, ROLES
+
+from .roles import ROUTE_ROLES
+
+GROUP_BY_PARAM: Final = ("device", "game", "provider", "hall", "day")
+EVENTS_MAX_LIMIT: Final = 1000
+LOG_MAX_LIMIT: Final = 1000
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _param(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/parameters/{name}"}
+
+
+def _json(schema: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+_ERRORS: Final = {
+    "401": {"$ref": "#/components/responses/Unauthorized"},
+    "403": {"$ref": "#/components/responses/Forbidden"},
+    "500": {"$ref": "#/components/responses/InternalError"},
+}
+_WITH_400: Final = {"400": {"$ref": "#/components/responses/BadRequest"}, **_ERRORS}
+
+_TIME = {"type": "string", "format": "date-time", "example": "2026-01-01T00:00:00.000000Z"}
+_NULLABLE_TIME = {**_TIME, "nullable": True}
+_MICROS = {"type": "integer", "format": "int64", "description": "Microseconds since the epoch (UTC)."}
+_NULLABLE_MICROS = {**_MICROS, "nullable": True}
+_MONEY = {"type": "integer", "format": "int64", "description": "Minor units of the report's currency."}
+
+_INSTANT = {"type": "string", "description": "RFC 3339 with an offset (`2026-01-01T00:00:00Z`) or integer "
+                                             "microseconds since the epoch."}
+
+DOCUMENT: Final[dict[str, Any]] = {
+    "openapi": "3.0.3",
+    "info": {
+        "title": "hallsync central API",
+        "version": "1.0.0",
+        "description": (
+            "Read access to what the halls reported: GGR reports, devices, halls and their agents' status, "
+            "stored events and the integration log. Amounts are integers in minor units of `currency`; "
+            "times are RFC 3339 UTC strings with microseconds, with the raw microseconds beside them "
+            "(`*_us`). Every request except `/health` and `/openapi.json` needs `Authorization: Bearer KEY`; "
+            "a key with a hall scope sees only its halls, and naming another hall with `hall=` is 403. "
+            "Errors are `{\"error\": {\"code\", \"message\"}}`. Unknown query parameters are ignored. "
+            "Each operation's `x-roles` lists the roles allowed."),
+    },
+    "servers": [{"url": "/api/v1"}],
+    "security": [{"bearer": []}],
+    "paths": {
+        "/health": {
+            "get": {
+                "operationId": "health",
+                "summary": "Liveness (no key needed).",
+                "security": [],
+                "responses": {"200": _json("Health", "Central answers."),
+                              "500": {"$ref": "#/components/responses/InternalError"}},
+            },
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document (no key needed).",
+                "security": [],
+                "responses": {"200": {"description": "The OpenAPI 3.0.3 document.",
+                                      "content": {"application/json": {"schema": {"type": "object"}}}}},
+            },
+        },
+        "/reports/ggr": {
+            "get": {
+                "operationId": "ggrReport",
+                "summary": "Gross gaming revenue (bets − wins) from the rollups, grouped.",
+                "description": (
+                    "Days are UTC calendar days of the events' agent time, `from`/`to` inclusive. "
+                    "`group_by=device` rows carry `hall` (device IDs are per hall). `group_by=game` has the "
+                    "key `\"\"` for money outside a game (bills, tickets). `group_by=provider`: there is no "
+                    "game catalog yet, so every game (and the money outside games) is summed into one row "
+                    "with the key `unassigned`; when the catalog arrives, games map to their providers."),
+                "parameters": [
+                    {"name": "group_by", "in": "query", "required": False,
+                     "schema": {"type": "string", "enum": list(GROUP_BY_PARAM), "default": "device"}},
+                    {"name": "from", "in": "query", "required": False, "description": "First day (inclusive).",
+                     "schema": {"type": "string", "format": "date"}},
+                    {"name": "to", "in": "query", "required": False, "description": "Last day (inclusive).",
+                     "schema": {"type": "string", "format": "date"}},
+                    _param("hall"),
+                ],
+                "responses": {"200": _json("GgrReport", "The report."), **_WITH_400},
+            },
+        },
+        "/devices": {
+            "get": {
+                "operationId": "listDevices",
+                "summary": "Devices as seen in their halls' events.",
+                "parameters": [_param("hall")],
+                "responses": {"200": _json("DeviceList", "Devices by hall and id."), **_WITH_400},
+            },
+        },
+        "/halls": {
+            "get": {
+                "operationId": "listHalls",
+                "summary": "Registered halls, their stored chain end and their agents' MQTT status.",
+                "responses": {"200": _json("HallList", "Halls by id."), **_ERRORS},
+            },
+        },
+        "/events": {
+            "get": {
+                "operationId": "listEvents",
+                "summary": "Stored events in wire form, ordered by hall and seq.",
+                "description": (
+                    "`from`/`to` bound the agent time as [from, to). Page through one hall with `hall` and "
+                    "`after_seq`: `next_after_seq` is the value for the next page, or null when this page "
+                    "was not full or no `hall` was given (seqs are per hall). `after_seq` needs `hall`."),
+                "parameters": [
+                    _param("hall"),
+                    {"name": "device", "in": "query", "required": False, "schema": {"type": "string"}},
+                    {"name": "type", "in": "query", "required": False, "schema": {"type": "string"},
+                     "example": "game.bet"},
+                    {"name": "from", "in": "query", "required": False, "schema": _INSTANT},
+                    {"name": "to", "in": "query", "required": False, "schema": _INSTANT},
+                    {"name": "after_seq", "in": "query", "required": False,
+                     "schema": {"type": "integer", "format": "int64", "minimum": 0}},
+                    {"name": "limit", "in": "query", "required": False,
+                     "schema": {"type": "integer", "minimum": 1, "maximum": EVENTS_MAX_LIMIT, "default": 100}},
+                ],
+                "responses": {"200": _json("EventPage", "One page of events."), **_WITH_400},
+            },
+        },
+        "/integration-log": {
+            "get": {
+                "operationId": "integrationLog",
+                "summary": "Integration log (duplicates, rejections, format errors, gaps, ...), newest first.",
+                "parameters": [
+                    _param("hall"),
+                    {"name": "kind", "in": "query", "required": False,
+                     "schema": {"type": "string", "enum": list(LOG_KINDS)}},
+                    {"name": "limit", "in": "query", "required": False,
+                     "schema": {"type": "integer", "minimum": 1, "maximum": LOG_MAX_LIMIT, "default": 100}},
+                ],
+                "responses": {"200": _json("LogList", "Log rows, newest first."), **_WITH_400},
+            },
+        },
+    },
+    "components": {
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "hsk_<id>_<secret>",
+                       "description": "An API key from `hall-central apikeys create`; roles: " + ", ".join(ROLES)},
+        },
+        "parameters": {
+            "hall": {"name": "hall", "in": "query", "required": False, "description": (
+                "Only this hall. Outside the key's hall scope: 403."), "schema": {"type": "string"}},
+        },
+        "responses": {
+            "BadRequest": _json("Error", "A parameter is invalid (`bad_request`); the message names it."),
+            "Unauthorized": {
+                "description": "No key or a bad key (`unauthorized`).",
+                "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "`Bearer`"}},
+                "content": {"application/json": {"schema": _ref("Error")}},
+            },
+            "Forbidden": _json("Error", "The key's role or hall scope does not allow this (`forbidden`)."),
+            "InternalError": _json("Error", "Unexpected failure (`internal`); details are in central's log."),
+        },
+        "schemas": {
+            "Error": {
+                "type": "object", "required": ["error"],
+                "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+                    "code": {"type": "string", "enum": ["bad_request", "unauthorized", "forbidden", "not_found",
+                                                        "method_not_allowed", "internal"]},
+                    "message": {"type": "string"}}}},
+            },
+            "Health": {
+                "type": "object", "required": ["status"],
+                "properties": {"status": {"type": "string", "enum": ["ok"]},
+                               "presence": {"type": "object", "additionalProperties": True,
+                                            "description": "What the running service reports, if anything."}},
+            },
+            "GgrRow": {
+                "type": "object", "required": ["key", "bets", "wins", "ggr", "rounds", "cash_in", "cash_out"],
+                "properties": {
+                    "key": {"type": "string", "description": "Device id, game id, `unassigned`, hall id or "
+                                                             "YYYY-MM-DD, by `group_by`."},
+                    "hall": {"type": "string", "description": "Only with `group_by=device`."},
+                    "bets": _MONEY, "wins": _MONEY,
+                    "ggr": {**_MONEY, "description": "bets − wins, minor units."},
+                    "rounds": {"type": "integer", "format": "int64"},
+                    "cash_in": _MONEY, "cash_out": _MONEY,
+                },
+            },
+            "GgrReport": {
+                "type": "object", "required": ["currency", "group_by", "rows"],
+                "properties": {"currency": {"type": "string", "example": "EUR"},
+                               "group_by": {"type": "string", "enum": list(GROUP_BY_PARAM)},
+                               "rows": {"type": "array", "items": _ref("GgrRow")}},
+            },
+            "Device": {
+                "type": "object",
+                "required": ["id", "hall", "kind", "online", "enabled", "first_seen", "last_seen", "last_seq"],
+                "properties": {
+                    "id": {"type": "string"}, "hall": {"type": "string"},
+                    "kind": {"type": "string", "enum": ["egm", "terminal", "unknown"]},
+                    "online": {"type": "boolean", "nullable": True,
+                               "description": "From the device's last status event; null until one arrived."},
+                    "enabled": {"type": "boolean"},
+                    "first_seen": _TIME, "last_seen": _TIME, "first_seen_us": _MICROS, "last_seen_us": _MICROS,
+                    "last_seq": {"type": "integer", "format": "int64"},
+                },
+            },
+            "DeviceList": {"type": "object", "required": ["rows"],
+                           "properties": {"rows": {"type": "array", "items": _ref("Device")}}},
+            "Hall": {
+                "type": "object",
+                "required": ["id", "fingerprint", "added_at", "last_seq", "online", "session", "status_at"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "fingerprint": {"type": "string", "example": "ed25519:0123456789abcdef",
+                                    "description": "Of the hall's registered public key."},
+                    "added_at": _TIME, "added_at_us": _MICROS,
+                    "last_seq": {"type": "integer", "format": "int64",
+                                 "description": "End of the contiguous chain central holds."},
+                    "online": {"type": "boolean", "nullable": True,
+                               "description": "The agent's last MQTT status; null until one arrived."},
+                    "session": {"type": "integer", "format": "int64", "nullable": True,
+                                "description": "The agent's connection counter of that status."},
+                    "status_at": _NULLABLE_TIME, "status_at_us": _NULLABLE_MICROS,
+                },
+            },
+            "HallList": {"type": "object", "required": ["rows"],
+                         "properties": {"rows": {"type": "array", "items": _ref("Hall")}}},
+            "Event": {
+                "type": "object",
+                "required": ["v", "hall", "seq", "id", "device", "type", "agent_time", "device_time",
+                             "central_time", "prev_hash", "hash", "data"],
+                "properties": {
+                    "v": {"type": "integer"}, "hall": {"type": "string"},
+                    "seq": {"type": "integer", "format": "int64"}, "id": {"type": "string", "format": "uuid"},
+                    "device": {"type": "string"}, "type": {"type": "string"},
+                    "agent_time": _MICROS, "device_time": _NULLABLE_MICROS, "central_time": _MICROS,
+                    "prev_hash": {"type": "string"}, "hash": {"type": "string"},
+                    "data": {"type": "object", "additionalProperties": True},
+                },
+            },
+            "EventPage": {
+                "type": "object", "required": ["rows", "next_after_seq"],
+                "properties": {"rows": {"type": "array", "items": _ref("Event")},
+                               "next_after_seq": {"type": "integer", "format": "int64", "nullable": True}},
+            },
+            "LogEntry": {
+                "type": "object", "required": ["time", "hall", "kind", "detail", "device"],
+                "properties": {
+                    "time": _TIME, "time_us": _MICROS,
+                    "hall": {"type": "string", "nullable": True}, "device": {"type": "string", "nullable": True},
+                    "kind": {"type": "string", "enum": list(LOG_KINDS)}, "detail": {"type": "string"},
+                },
+            },
+            "LogList": {"type": "object", "required": ["rows"],
+                        "properties": {"rows": {"type": "array", "items": _ref("LogEntry")}}},
+        },
+    },
+}
+
+
+def document() -> dict[str, Any]:
+    """A copy of :data:`DOCUMENT` with each operation's ``x-roles`` from the route table."""
+    doc = copy.deepcopy(DOCUMENT)
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            roles = ROUTE_ROLES[f"{method.upper()} {path}"]
+            operation["x-roles"] = ["public"] if roles is None else sorted(roles)
+    return doc

@@ -1,0 +1,152 @@
+"""Central's MQTT side: receive batches and presence, run the ingestor, publish acks and resends.
+
+One :class:`IngestService` per process. It subscribes to every hall's batches through a shared
+subscription (``$share/{group}/hallsync/v1/halls/+/batches``), so several central processes on one
+database split the load; the ingestor and the store are safe for that (per-hall decisions happen
+inside the store's transaction, out-of-order batches are buffered).
+
+Isolation between halls: the link's single handler only parses the topic and hands the message to
+that hall's queue; one worker task per hall stores its batches in order, so a slow or abusive hall
+delays only itself. A queue that is full drops the message with a log line; that is safe because
+nothing was acked: the agent publishes it again after its ack timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from mqttlink import BrokerUrl, LinkDown, MqttLink, Received
+from protocols.sync import SyncError, decode_status, parse_topic, shared_subscription, subscription
+
+from .ingest import Ingestor
+from .store.base import LogEntry, Store
+from .timeutil import now_micros
+
+log = structlog.get_logger("central.service")
+
+_FORMAT_ERRORS = "_format"  # the queue for messages whose topic names no valid hall
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    share_group: str = "central"
+    client_id: str = "hallsync-central"
+    per_hall_queue: int = 256
+    idle_worker_seconds: float = 60.0
+    max_workers: int = 10_000
+
+
+class IngestService:
+    """See the module docstring."""
+
+    def __init__(self, store: Store, ingestor: Ingestor, url: BrokerUrl, config: ServiceConfig | None = None) -> None:
+        self.store = store
+        self.ingestor = ingestor
+        self.config = config or ServiceConfig()
+        self.link = MqttLink(url, client_id=self.config.client_id, handler=self._on_message, clean_session=False,
+                             subscriptions=[shared_subscription(self.config.share_group, "batches"),
+                                            subscription("status")])
+        self._queues: dict[str, asyncio.Queue[Received]] = {}
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._link_task: asyncio.Task[None] | None = None
+        self.stats: collections.Counter[str] = collections.Counter()
+
+    async def start(self) -> None:
+        self._link_task = asyncio.create_task(self.link.run(), name="central-mqtt")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._link_task, *self._workers.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._workers.clear()
+        self._queues.clear()
+        self._link_task = None
+
+    # -- receiving ------------------------------------------------------------------------------------
+
+    async def _on_message(self, msg: Received) -> None:
+        try:
+            hall, kind = parse_topic(msg.topic)
+        except SyncError:
+            hall, kind = _FORMAT_ERRORS, "batches"
+        if kind == "status":
+            await self._presence(hall, msg)
+            return
+        queue = self._queues.get(hall)
+        if queue is None:
+            if len(self._workers) >= self.config.max_workers:
+                hall = _FORMAT_ERRORS  # more distinct halls than any operator has: garbage; keep it contained
+            queue = self._queues.get(hall)
+            if queue is None:
+                queue = self._queues[hall] = asyncio.Queue(self.config.per_hall_queue)
+                self._workers[hall] = asyncio.create_task(self._worker(hall, queue), name=f"ingest-{hall}")
+        try:
+            queue.put_nowait(msg)
+        except asyncio.QueueFull:
+            self.stats["dropped_overload"] += 1
+            log.warning("ingest_queue_full", hall=hall, dropped_topic=msg.topic,
+                        note="not acked; the agent publishes it again")
+
+    async def _presence(self, hall: str, msg: Received) -> None:
+        if not msg.payload:  # a cleared retained message
+            return
+        try:
+            status = decode_status(msg.payload, expect_hall=hall)
+        except SyncError as exc:
+            self.stats["bad_status"] += 1
+            await self._log_format_error(hall, f"status: {type(exc).__name__}: {exc}")
+            return
+        setter = getattr(self.store, "set_presence", None)
+        if setter is None:
+            return
+        try:
+            changed = await setter(hall, online=status.online, session=status.session, at=status.at)
+        except Exception as exc:
+            log.error("presence_not_stored", hall=hall, error=repr(exc))
+            return
+        if changed:
+            log.info("hall_presence", hall=hall, online=status.online, session=status.session)
+            with contextlib.suppress(Exception):
+                await self.store.log([LogEntry(kind="connection", hall=hall, time=now_micros(),
+                                               detail=f"agent {'online' if status.online else 'offline'} "
+                                                      f"(session {status.session})")])
+
+    async def _log_format_error(self, hall: str, detail: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.store.log([LogEntry(kind="format_error", hall=hall, time=now_micros(), detail=detail[:2000])])
+
+    # -- one worker per hall --------------------------------------------------------------------------
+
+    async def _worker(self, hall: str, queue: asyncio.Queue[Received]) -> None:
+        try:
+            while True:
+                try:
+                    msg = await asyncio.wait_for(queue.get(), self.config.idle_worker_seconds)
+                except TimeoutError:
+                    if queue.empty():
+                        return
+                    continue
+                outcome = await self.ingestor.handle(msg.topic, msg.payload)
+                self.stats[outcome.status] += 1
+                self.stats["events_stored"] += outcome.stored
+                for out in outcome.publish:
+                    try:
+                        await self.link.publish(out.topic, out.payload, qos=1)
+                    except LinkDown as exc:  # the agent times out and publishes again; we ack the duplicate
+                        self.stats["publish_failures"] += 1
+                        log.warning("reply_not_published", hall=hall, topic=out.topic, error=str(exc))
+        finally:
+            if self._workers.get(hall) is asyncio.current_task():
+                del self._workers[hall]
+                self._queues.pop(hall, None)
+
+    def status(self) -> dict[str, Any]:
+        return {"connected": self.link.connected, "broker": str(self.link.url), "workers": len(self._workers),
+                **dict(self.stats)}
