@@ -8,7 +8,7 @@ Public API: :class:`Outbox` (``start``/``stop``, ``append``, ``read_unacked``, `
 from .drafts import DraftLike
 from .errors import ChainMismatch, HallMismatch, OutboxError, OutboxUnavailable
 from .outbox import Outbox, State
-from .store import ChainState, OutboxStore
+from .store import ChainState, OutboxStore, inspect_outbox
 
 __all__ = ["ChainMismatch", "ChainState", "DraftLike", "HallMismatch", "Outbox", "OutboxError", "OutboxStore",
-           "OutboxUnavailable", "State"]
+           "OutboxUnavailable", "State", "inspect_outbox"]

@@ -28,7 +28,7 @@ import collections
 import inspect
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +64,7 @@ class _Request:
     events: list[Event]
     future: asyncio.Future[list[Event]]
     devices: frozenset[str] = field(default_factory=frozenset)
+    checkpoints: Mapping[str, bytes] | None = None
 
 
 class Outbox:
@@ -182,17 +183,19 @@ class Outbox:
 
     # -- appending ----------------------------------------------------------------------------------
 
-    async def append(self, drafts: Iterable[DraftLike]) -> list[Event]:
+    async def append(self, drafts: Iterable[DraftLike], *,
+                     checkpoints: Mapping[str, bytes] | None = None) -> list[Event]:
         """Seal ``drafts`` as the next events and return them once they are durably committed.
 
-        All drafts of one call commit in the same transaction. A malformed draft raises
+        All drafts of one call commit in the same transaction, with ``checkpoints`` (device → the
+        normalizer's state after producing them; see :meth:`OutboxStore.commit`) if given. A malformed draft raises
         ``protocols.sync.Malformed`` before anything is numbered. When the queue is full the call
         waits (back-pressure); when the outbox is failed and full, or stopping, it raises
         :class:`OutboxUnavailable`. Cancelling the call does not withdraw the events: once sealed
         they will be committed.
         """
         drafts = list(drafts)
-        if not drafts:
+        if not drafts and not checkpoints:
             return []
         if len(drafts) > self.max_pending:
             raise ValueError(f"{len(drafts)} drafts in one append exceed max_pending={self.max_pending}")
@@ -200,7 +203,7 @@ class Outbox:
             await self._wait_for_room(len(drafts))
             events = await self._seal(drafts)
             request = _Request(events, asyncio.get_running_loop().create_future(),
-                               frozenset(e.device for e in events))
+                               frozenset(e.device for e in events), dict(checkpoints) if checkpoints else None)
             self._queue.append(request)
             self._pending += len(events)
             self._wake.set()
@@ -280,8 +283,13 @@ class Outbox:
     async def _commit(self, group: list[_Request]) -> bool:
         """Commit ``group``'s events; on failure fail closed and return False (nothing is dropped)."""
         events = [e for r in group for e in r.events]
+        checkpoints: dict[str, bytes] = {}
+        for request in group:
+            if request.checkpoints:
+                checkpoints.update(request.checkpoints)
         assert self._executor is not None
-        future = asyncio.get_running_loop().run_in_executor(self._executor, self._store.commit, events)
+        future = asyncio.get_running_loop().run_in_executor(self._executor, self._store.commit, events,
+                                                            checkpoints or None)
         started = time.monotonic()
         while True:
             done, _ = await asyncio.wait({future}, timeout=self.commit_timeout)
@@ -422,6 +430,36 @@ class Outbox:
         if total:
             log.info("outbox_pruned", events=total, pruned_through=self._store.state.pruned_through)
         return total
+
+    async def checkpoints(self) -> dict[str, bytes]:
+        """The normalizer checkpoints committed with the last events (read once at agent start)."""
+        return await self._call(self._store.load_checkpoints)
+
+    @property
+    def last_seq(self) -> int:
+        """The last committed seq."""
+        return self._store.state.last_seq
+
+    @property
+    def acked_through(self) -> int:
+        """The last seq central has acknowledged (verified ack, hash checked)."""
+        return self._store.state.acked_through
+
+    async def wait_for_events(self, after_seq: int, timeout: float) -> bool:
+        """Wait until an event with ``seq > after_seq`` is committed; False if ``timeout`` passes first.
+
+        The replicator sleeps here instead of polling the database while the hall is quiet.
+        """
+        if self._store.state.last_seq > after_seq:
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._changed:
+                    await self._changed.wait_for(lambda: self._store.state.last_seq > after_seq
+                                                 or self._state == "stopped")
+        except TimeoutError:
+            return False
+        return self._store.state.last_seq > after_seq
 
     @property
     def state(self) -> State:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -42,6 +42,10 @@ CREATE TABLE IF NOT EXISTS events (
     hash       TEXT    NOT NULL,
     body       BLOB    NOT NULL
 );
+CREATE TABLE IF NOT EXISTS checkpoints (
+    device TEXT PRIMARY KEY,
+    state  BLOB NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value
@@ -148,8 +152,13 @@ class OutboxStore:
 
     # -- appending --------------------------------------------------------------------------------
 
-    def commit(self, events: Sequence[Event]) -> None:
+    def commit(self, events: Sequence[Event], checkpoints: Mapping[str, bytes] | None = None) -> None:
         """Insert sealed ``events`` (contiguous, continuing the chain) in one durable transaction.
+
+        ``checkpoints`` (device → opaque state of the agent's normalizer) are written in the same
+        transaction, so after a crash the normalizer resumes from exactly the state that produced
+        the committed events: whatever it had seen but not committed then shows up in the meters as
+        a ``missed`` difference instead of vanishing.
 
         After a failure the connection is closed, so the next call reopens the file and reloads the
         committed state from disk; events an earlier, ambiguous commit (an fsync error) did store are
@@ -157,23 +166,35 @@ class OutboxStore:
         """
         try:
             conn = self._db()
-            todo = events[self._already_stored(conn, events):]
-            if not todo:
+            todo = events[self._already_stored(conn, events):] if events else []
+            if events and not todo:
+                return  # that transaction committed, checkpoints included
+            if not todo and not checkpoints:
                 return
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(
-                "INSERT INTO events(seq, id, device, type, agent_time, hash, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(e.seq, e.id, e.device, e.type, e.agent_time, e.hash, encode_event(e)) for e in todo])
+            if todo:
+                conn.executemany(
+                    "INSERT INTO events(seq, id, device, type, agent_time, hash, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(e.seq, e.id, e.device, e.type, e.agent_time, e.hash, encode_event(e)) for e in todo])
+            if checkpoints:
+                conn.executemany("INSERT OR REPLACE INTO checkpoints(device, state) VALUES (?, ?)",
+                                 list(checkpoints.items()))
             conn.execute("COMMIT")
         except BaseException:
             self._abandon()
             raise
+        if not todo:
+            return
         s = self.state
         oldest = s.oldest_unacked_agent_time
         if s.last_seq == s.acked_through:  # everything was acked: the first new event is the oldest unacked
             oldest = todo[0].agent_time
         self.state = replace(s, last_seq=todo[-1].seq, last_hash=todo[-1].hash, commits=s.commits + 1,
                              oldest_unacked_agent_time=oldest)
+
+    def load_checkpoints(self) -> dict[str, bytes]:
+        """Every device's last committed normalizer checkpoint."""
+        return {str(d): bytes(b) for d, b in self._db().execute("SELECT device, state FROM checkpoints")}
 
     def _already_stored(self, conn: sqlite3.Connection, events: Sequence[Event]) -> int:
         """How many leading ``events`` the file already holds (0 in normal operation)."""
@@ -282,3 +303,28 @@ class OutboxStore:
             except OSError:
                 pass
         return total
+
+
+def inspect_outbox(path: str | os.PathLike[str]) -> dict[str, object]:
+    """Read-only summary of an outbox file, for ``hall-agent outbox`` while the agent is stopped.
+
+    Opens the file with ``mode=ro`` (never creates, never writes, safe beside a running agent).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p} does not exist (no agent has run with this data dir)")
+    conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+    try:
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        acked = int(meta.get("acked_through", 0))
+        pruned = int(meta.get("pruned_through", 0))
+        row = conn.execute("SELECT MAX(seq), COUNT(*) FROM events").fetchone()
+        last = int(row[0]) if row[0] is not None else pruned
+        oldest = conn.execute("SELECT agent_time FROM events WHERE seq = ?", (acked + 1,)).fetchone()
+        by_type = dict(conn.execute("SELECT type, COUNT(*) FROM events WHERE seq > ? GROUP BY type", (acked,)))
+    finally:
+        conn.close()
+    size = sum(os.stat(f"{p}{s}").st_size for s in ("", "-wal", "-shm") if os.path.exists(f"{p}{s}"))
+    return {"hall": meta.get("hall"), "last_seq": last, "acked_through": acked, "unacked_count": last - acked,
+            "oldest_unacked_agent_time": int(oldest[0]) if oldest and last > acked else None,
+            "pruned_through": pruned, "stored_rows": int(row[1]), "unacked_by_type": by_type, "db_bytes": size}

@@ -221,11 +221,11 @@ async def test_a_stalled_commit_fails_closed_then_recovers(db: Path) -> None:
     await ob.start()
     real_commit = ob._store.commit
 
-    def slow_commit(events: list[Event]) -> None:
+    def slow_commit(events: list[Event], checkpoints: object = None) -> None:
         import time
 
         time.sleep(0.4)
-        real_commit(events)
+        real_commit(events, checkpoints)
 
     ob._store.commit = slow_commit  # type: ignore[method-assign]
     [event] = await ob.append([Draft(device="egm-042")])
@@ -240,11 +240,11 @@ async def test_a_full_queue_makes_append_wait(db: Path) -> None:
     async with Outbox(db, HALL, max_group=10, max_pending=30) as ob:
         real_commit = ob._store.commit
 
-        def slow_commit(events: list[Event]) -> None:
+        def slow_commit(events: list[Event], checkpoints: object = None) -> None:
             import time
 
             time.sleep(0.01)
-            real_commit(events)
+            real_commit(events, checkpoints)
 
         ob._store.commit = slow_commit  # type: ignore[method-assign]
         peak = 0
@@ -308,3 +308,20 @@ async def test_takes_the_normalizers_event_drafts(db: Path) -> None:
         [event] = await ob.append([EventDraft("egm-003", "bill.accepted", None, T0,
                                               {"amount": 500, "currency": "EUR"})])
     assert (event.seq, event.device, event.type, event.data["amount"]) == (1, "egm-003", "bill.accepted", 500)
+
+
+async def test_checkpoints_commit_with_their_events_and_survive_a_restart(db: Path) -> None:
+    async with Outbox(db, HALL) as box:
+        await box.append([Draft()], checkpoints={"egm-001": b"state-1"})
+        await asyncio.gather(box.append([Draft()], checkpoints={"egm-001": b"state-2"}),
+                             box.append([Draft(device="egm-002")], checkpoints={"egm-002": b"other"}))
+        await box.append([], checkpoints={"egm-003": b"quiet snapshot"})  # no events, state still moves
+        assert box.last_seq == 3
+    async with Outbox(db, HALL) as box:
+        assert await box.checkpoints() == {"egm-001": b"state-2", "egm-002": b"other", "egm-003": b"quiet snapshot"}
+        assert box.last_seq == 3
+    # the read-only inspection used by `hall-agent outbox` sees the same file
+    from agent.outbox import inspect_outbox
+
+    info = inspect_outbox(db)
+    assert info["last_seq"] == 3 and info["unacked_count"] == 3 and info["unacked_by_type"] == {"game.bet": 3}
