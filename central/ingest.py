@@ -91,6 +91,14 @@ class IngestOutcome:
     """A gap batch kept in memory until the missing seqs arrive."""
 
 
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """A batch whose signature, chain and hall were checked, ready for :meth:`Ingestor.commit`."""
+
+    hall: str
+    batch: Batch
+
+
 @dataclass(slots=True)
 class _Throttle:
     """At most ``burst`` log rows per (hall, kind) per ``window`` µs; the rest are counted, not written.
@@ -153,6 +161,15 @@ class Ingestor:
 
     async def handle(self, topic_name: str, payload: bytes) -> IngestOutcome:
         """Process one message from ``hallsync/v1/halls/{hall}/batches``. Never raises on bad input."""
+        return await self.commit(await self.prepare(topic_name, payload))
+
+    async def prepare(self, topic_name: str, payload: bytes) -> IngestOutcome | Verified:
+        """The lock-free half of :meth:`handle`: parse, look up the hall, decode and verify.
+
+        Returns the refusal (already logged) or the verified batch for :meth:`commit`. A worker may
+        prepare the next message of a hall while the previous one commits (the two halves overlap
+        on two cores: hashing and decoding here, SQLite there).
+        """
         try:
             hall, kind = parse_topic(topic_name)
         except SyncError as exc:
@@ -174,6 +191,13 @@ class Ingestor:
                 batch = _decode_and_verify(payload, public_key, hall)
         except SyncError as exc:
             return await self._refuse(exc.log_kind, hall, f"{type(exc).__name__}: {exc}")  # type: ignore[arg-type]
+        return Verified(hall, batch)
+
+    async def commit(self, prepared: IngestOutcome | Verified) -> IngestOutcome:
+        """The storing half of :meth:`handle`, under the hall's lock; passes a refusal through."""
+        if isinstance(prepared, IngestOutcome):
+            return prepared
+        hall, batch = prepared.hall, prepared.batch
         lock = self._locks.get(hall)
         if lock is None:
             lock = self._locks[hall] = asyncio.Lock()
@@ -352,4 +376,4 @@ def _decode_and_verify(payload: bytes, public_key: Ed25519PublicKey, hall: str) 
     return batch
 
 
-__all__ = ["IngestOutcome", "Ingestor", "Publish"]
+__all__ = ["IngestOutcome", "Ingestor", "Publish", "Verified"]

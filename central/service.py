@@ -24,7 +24,7 @@ import structlog
 from mqttlink import BrokerUrl, LinkDown, MqttLink, Received
 from protocols.sync import SyncError, decode_status, parse_topic, shared_subscription, subscription
 
-from .ingest import Ingestor
+from .ingest import Ingestor, IngestOutcome, Verified
 from .store.base import LogEntry, Store
 from .timeutil import now_micros
 
@@ -125,15 +125,24 @@ class IngestService:
     # -- one worker per hall --------------------------------------------------------------------------
 
     async def _worker(self, hall: str, queue: asyncio.Queue[Received]) -> None:
+        """Store this hall's batches in arrival order; verify the next one while the current one commits."""
+        preparing: asyncio.Task[IngestOutcome | Verified] | None = None
         try:
             while True:
-                try:
-                    msg = await asyncio.wait_for(queue.get(), self.config.idle_worker_seconds)
-                except TimeoutError:
-                    if queue.empty():
-                        return
-                    continue
-                outcome = await self.ingestor.handle(msg.topic, msg.payload)
+                if preparing is None:
+                    try:
+                        msg = await asyncio.wait_for(queue.get(), self.config.idle_worker_seconds)
+                    except TimeoutError:
+                        if queue.empty():
+                            return
+                        continue
+                    preparing = asyncio.create_task(self.ingestor.prepare(msg.topic, msg.payload))
+                prepared = await preparing
+                preparing = None
+                if not queue.empty():
+                    nxt = queue.get_nowait()
+                    preparing = asyncio.create_task(self.ingestor.prepare(nxt.topic, nxt.payload))
+                outcome = await self.ingestor.commit(prepared)
                 self.stats[outcome.status] += 1
                 self.stats["events_stored"] += outcome.stored
                 for out in outcome.publish:
@@ -143,6 +152,9 @@ class IngestService:
                         self.stats["publish_failures"] += 1
                         log.warning("reply_not_published", hall=hall, topic=out.topic, error=str(exc))
         finally:
+            if preparing is not None:
+                preparing.cancel()
+                await asyncio.gather(preparing, return_exceptions=True)
             if self._workers.get(hall) is asyncio.current_task():
                 del self._workers[hall]
                 self._queues.pop(hall, None)

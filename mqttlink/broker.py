@@ -67,6 +67,7 @@ class Mosquitto:
             "allow_anonymous true",
             f"max_queued_messages {self.max_queued_messages}",
             "max_inflight_messages 100",
+            "set_tcp_nodelay true",
             "log_type error",
             "log_type warning",
             "log_type notice",
