@@ -2,7 +2,9 @@
 
 Kept small on purpose (the brief: last meters, current game, session, denomination): everything
 money-relevant that spans facts is here, so a reader can see all the normalizer's memory at once.
-It is not persisted: after an agent restart the first snapshot is a new baseline (see ledger.py).
+It is persisted by :mod:`.checkpoint` (committed with the events it produced): after an agent
+restart the ledger continues, and what the meters moved meanwhile without committed events
+becomes ``missed``. A field added here must be added there too (and to its round-trip test).
 """
 
 from __future__ import annotations
@@ -11,16 +13,20 @@ from dataclasses import dataclass, field
 
 from agent.sas.facts import HandpayInfo
 
-from .ledger import Ledger
+from .ledger import Game, Ledger
 
 
 @dataclass
 class OpenRound:
-    """A game between its 7E and its 7F (``bet`` in minor units; None when 7E carried no data)."""
+    """A game between its 7E and its 7F (``bet`` in minor units; None when 7E carried no data).
+
+    ``placed``: where its 7E put it on the coin-in meter (:meth:`.ledger.Ledger.place`), so that its
+    7F is judged like its 7E (counted, absorbed by a ``missed`` record, or part of the baseline)."""
 
     game: int
     bet: int | None
     credits: int | None
+    placed: Game | None = None
 
 
 @dataclass
@@ -56,8 +62,11 @@ class DeviceState:
     reset_pending: bool = False              # 3A/7A seen: the next snapshot starts a new epoch
     hints: set[str] = field(default_factory=set)       # why events may have been lost (for `missed`)
     last_snapshot_time: int | None = None
+    link_up_since: float | None = None       # wall time of the last link-up (the queue drains from then)
     close_pending: str | None = None         # gaming day whose close the next snapshot records
     ledger: Ledger = field(default_factory=Ledger)
+    last_wall: float | None = None           # wall time of the last fact fed
+    resumed: bool = False                    # restored from a checkpoint, no fact fed since (not persisted)
 
 
 __all__ = ["DeviceState", "HeldWin", "OpenRound"]

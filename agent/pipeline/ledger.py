@@ -8,19 +8,34 @@ current *epoch* (the first snapshot, or the first after a RAM clear / meter rese
   meter-derived bets/wins), counted per :data:`QUANTITIES` (finer than money.py's five sums, so
   that a machine-paid win and a hand-paid jackpot, which move different meters at different
   moments, are never confused);
+* ``seen``     — ``reported`` as it was when the previous snapshot was fed (see "excess" below);
 * ``excess``   — reported money already flagged as exceeding the meters (an anomaly), so it is
   flagged once and later comparisons start from the meters again;
+* ``missed`` / ``absorbed`` — money declared ``missed`` in this epoch, and the part of it that
+  late events have since turned out to be (they were absorbed, not counted again);
 * ``history``  — ``meters`` of the recent snapshots, with their time.
 
-Why ``missed`` lags by a settle time: a meter snapshot can be read while exceptions are still
-queued in the EGM (legacy polling answers long polls at once, one exception per general poll), so
-at snapshot *k* the meters may be ahead of the events for activity reported a moment later. Events
-that happened before snapshot *k* are confirmed within the settle time after it (the EGM's queue
-drains at one entry per poll) or never (lost, e.g. FIFO overflow). So at a snapshot at least
-``settle`` seconds after *k*, the difference ``meters(k) − (reported − excess)`` is exactly what
-was lost before *k*: declared ``missed``.
-Events confirmed before a snapshot, on the other hand, moved their meters before it (the EGM moves
-meters first, then queues the exception), so ``reported − excess > meters`` is an anomaly at once.
+A snapshot is not an instant. The coordinator reads the meters with several long polls and, in
+RTE mode, the EGM answers some of them with queued events; those are confirmed — and fed here —
+*before* the snapshot fact, although the meters read first may not contain them yet. The reverse
+also holds: an event can wait in the EGM's queue well after a snapshot that contains it. Hence:
+
+* **excess** (events above the meters: counted twice, or meters wrong) is judged one snapshot
+  late: money fed before snapshot *k−1* was confirmed before the read of snapshot *k* began, and
+  the EGM moves its meters before it queues the exception, so ``seen − excess > meters(k)`` is a
+  certain anomaly, while ``reported − excess > meters(k)`` may only be a game that happened
+  during the read. Flagging the latter once made the later ``missed`` count it a second time.
+* **missed** lags by a settle time: events that happened before snapshot *k* are confirmed
+  within the settle time after it (the EGM's queue drains at one entry per poll) or never (lost,
+  e.g. FIFO overflow) — provided the link was up: the queue does not drain while nobody polls, so
+  the settle time counts from the later of the snapshot and the last link-up. At a snapshot that
+  much later, ``meters(k) − (reported − excess)`` is what was lost before *k*: declared ``missed``.
+* **RTE games are placed on the coin-in meter**: 7E carries the coin-in meter after its wager,
+  which says exactly which snapshot first contains the game (:meth:`Ledger.place`). Games placed
+  after the settled snapshot are left out of its ``missed`` (they are the next window's), and a
+  game placed at or before a window already declared ``missed`` is *late*: the missed record
+  already stands for it, so it is absorbed against the record (:meth:`Ledger.absorb`) instead of
+  being counted twice. Games placed at or before the baseline belong to the previous epoch.
 """
 
 from __future__ import annotations
@@ -59,6 +74,14 @@ ROLLOVER_WINDOW_DIVISOR: Final = 10
 """A decrease is a rollover only if the wrapped delta is under 1/10 of the meter's range (the old
 value was near the top); any other decrease is a reset (RAM clear, soft meter reset)."""
 
+COIN_IN: Final = 0x00
+"""The meter a 7E's RTE data repeats (after the wager): what places a game on the meter timeline."""
+GAME_QUANTITIES: Final[tuple[str, ...]] = ("bets", "wins_machine", "rounds")
+"""What a placed game contributes (its machine-paid win and round move their meters at its end,
+which is after its wager; a hand-paid jackpot moves the jackpot meter at the reset instead)."""
+MAX_TRACKED_GAMES: Final = 4096
+"""Bound on games remembered per device; forgetting one only makes a ``missed`` smaller (later)."""
+
 
 def meter_modulus(code: int) -> int:
     """Meters roll over to 0 past their BCD width (Table C-7 sizes, as the simulator keeps them)."""
@@ -71,11 +94,39 @@ class Quantity:
     last_raw: int | None = None    # its raw value at the last snapshot
     meters: int = 0
     reported: int = 0
+    seen: int = 0                  # ``reported`` when the previous snapshot was fed
     excess: int = 0
+    grace: int = 0                 # reported right after the baseline: may have happened before it
+    missed: int = 0                # declared ``missed`` (or derived from the meters) in this epoch
+    absorbed: int = 0              # late events absorbed against ``missed``
 
     @property
     def effective(self) -> int:
         return self.reported - self.excess
+
+    @property
+    def certain(self) -> int:
+        """Money fed before the previous snapshot (net of flagged excess): every later snapshot's
+        meters contain it, so exceeding them is a certain anomaly (see the module docstring)."""
+        return self.seen - self.excess
+
+
+@dataclass
+class Game:
+    """An RTE game as its 7E placed it on the coin-in meter, and what its drafts contributed.
+
+    ``raw`` is the 7E's coin-in meter (after the wager, meter units); ``pos`` the same as coin in
+    since the epoch's baseline (minor units), None while it cannot be placed (no baseline yet, or
+    a meter reset pending: the next baseline places it). ``status``: ``open`` (counted as usual),
+    ``late`` (at or before a window already declared ``missed``: absorbed against the record while
+    it lasts) or ``before`` (part of the baseline: emitted, not reconciled in this epoch).
+    """
+
+    raw: int
+    credits: int
+    pos: int | None = None
+    status: str = "open"
+    contributed: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,27 +144,131 @@ class Ledger:
     quantities: dict[str, Quantity] = field(default_factory=lambda: {q: Quantity() for q in QUANTITIES})
     active: bool = False           # a baseline exists
     baseline_wall: float = 0.0
+    settle: float = 30.0           # the normalizer's settle_seconds
     history: deque[tuple[float, dict[str, int]]] = field(default_factory=deque)
+    games: deque[Game] = field(default_factory=deque)   # counted, placed after ``declared``
+    unplaced: list[Game] = field(default_factory=list)  # fed while they could not be placed
+    declared: int | None = None    # coin in (cumulative) up to which ``missed`` has been judged
+    seen_wall: float = 0.0         # when the previous snapshot was fed
 
-    def report(self, quantity: str, value: int) -> None:
+    def report(self, quantity: str, value: int, wall: float, game: Game | None = None) -> None:
         """Count a draft's contribution (only once a baseline exists: earlier ones are in it)."""
+        if game is not None:
+            game.contributed[quantity] = game.contributed.get(quantity, 0) + value
         if self.active and value:
-            self.quantities[quantity].reported += value
+            q = self.quantities[quantity]
+            q.reported += value
+            if game is None and self.in_grace(wall):
+                q.grace += value
 
-    def rebaseline(self, raw: dict[int, int], wall: float) -> None:
+    def place(self, raw: int, credits: int, denom: int, wall: float, *, reset_pending: bool = False) -> Game:
+        """Place a game on the coin-in timeline from its 7E's coin-in meter (``raw``, after the wager).
+
+        The snapshot that first contains the game is the first whose coin in reaches ``pos``: this
+        is what tells a game confirmed during a meter read, or one that waited in the EGM's queue,
+        from new play — exactly, where the time of its confirmation can only guess."""
+        game = Game(raw, credits)
+        q = self.quantities["bets"]
+        if not self.active or reset_pending or q.code != COIN_IN or q.last_raw is None:
+            if len(self.unplaced) < MAX_TRACKED_GAMES:
+                self.unplaced.append(game)
+            return game
+        game.pos = q.meters + _signed_delta(raw, q.last_raw, COIN_IN) * denom
+        if game.pos <= 0:
+            # In the baseline. Plausible right after it (queued at connect); later, distrust the
+            # placement and count the game: the meters will tell.
+            if self.in_grace(wall):
+                game.status = "before"
+        elif self.declared is not None and game.pos <= self.declared:
+            game.status = "late"
+        if game.status == "open" and game.pos > (self.declared or 0):
+            self._track(game)
+        return game
+
+    def absorb(self, quantity: str, value: int) -> bool:
+        """A late event's ``value`` is already in a ``missed`` record: take it from the record's
+        still unexplained part instead of counting it again. False (count it) when the records
+        of this epoch hold less than that — then the event was not covered.
+
+        The budget is per money key (money.py's sums), own quantity first: a machine-paid win may
+        have been declared on the jackpot meter's side after a (money-neutral) re-attribution."""
+        if not self.active or value <= 0:
+            return False
+        group = [quantity] + [n for n in QUANTITIES if n != quantity and MONEY_KEY[n] == MONEY_KEY[quantity]]
+        if sum(self.quantities[n].missed - self.quantities[n].absorbed for n in group) < value:
+            return False
+        left = value
+        for name in group:
+            q = self.quantities[name]
+            take = min(left, q.missed - q.absorbed)
+            q.absorbed += take
+            left -= take
+        return True
+
+    def placed_after(self, coin_in: int) -> dict[str, int]:
+        """Contributions of counted games placed after ``coin_in``: not part of that window."""
+        totals: dict[str, int] = {}
+        for game in self.games:
+            if game.pos is not None and game.pos > coin_in:
+                for name, value in game.contributed.items():
+                    totals[name] = totals.get(name, 0) + value
+        return totals
+
+    def declare(self, coin_in: int) -> None:
+        """``missed`` has been judged for every game up to ``coin_in``: any such game seen from now
+        on is late (its money is in a record); the games tracked up to there are no longer needed."""
+        self.declared = coin_in if self.declared is None else max(self.declared, coin_in)
+        limit = self.declared
+        self.games = deque(g for g in self.games if g.pos is not None and g.pos > limit)
+
+    def rebaseline(self, raw: dict[int, int], wall: float, denom: int = 1) -> None:
+        """A new epoch from this snapshot. Games fed before it (no baseline yet, or a reset
+        pending) whose coin in lies beyond its coin-in meter happened while it was being read:
+        they belong to the new epoch, not to the baseline."""
         self.active = True
         self.baseline_wall = wall
         for name, q in self.quantities.items():
-            q.meters = q.reported = q.excess = 0
+            q.meters = q.reported = q.seen = q.excess = q.grace = q.missed = q.absorbed = 0
             q.code, q.last_raw = _pick(name, raw)
         self.history = deque([(wall, dict.fromkeys(QUANTITIES, 0))])
+        self.games.clear()
+        self.declared = None
+        carried, self.unplaced = self.unplaced, []
+        bets = self.quantities["bets"]
+        if bets.code == COIN_IN and bets.last_raw is not None:
+            span = sum(g.credits for g in carried)
+            for game in carried:
+                delta = _signed_delta(game.raw, bets.last_raw, COIN_IN)
+                game.pos = delta * denom
+                if 0 < delta <= span:
+                    for name, value in game.contributed.items():
+                        self.quantities[name].reported += value
+                    self._track(game)
+                else:
+                    game.status = "before"
+        self.commit_seen(wall)
 
-    def settled(self, wall: float, settle: float) -> tuple[float | None, dict[str, int]]:
+    def commit_seen(self, wall: float) -> None:
+        """This snapshot is fed: what is reported so far is in every later snapshot's meters.
+
+        Once a snapshot fed after the grace has been judged, every event of the grace has been
+        judged too: what is left of the allowance would only excuse later double counts."""
+        expired = not self.in_grace(self.seen_wall)
+        for q in self.quantities.values():
+            q.seen = q.reported
+            if expired:
+                q.grace = 0
+        self.seen_wall = wall
+
+    def settled(self, wall: float, since: float | None = None) -> tuple[float | None, dict[str, int]]:
         """Cumulative meters of the latest snapshot at least ``settle`` seconds old (older ones are
-        dropped): every event that happened before it has been reported by now, or is lost."""
+        dropped): every event that happened before it has been reported by now, or is lost.
+
+        ``since`` (the last link-up): the EGM's queue drains only while it is polled, so a snapshot
+        taken before an outage settles ``settle`` seconds after the link came back."""
         due: int | None = None
         for index, (when, _) in enumerate(self.history):
-            if wall - when < settle:
+            if wall - (when if since is None else max(when, since)) < self.settle:
                 break
             due = index
         if due is None:
@@ -122,9 +277,17 @@ class Ledger:
             self.history.popleft()
         return self.history[0]
 
-    def in_grace(self, wall: float, settle: float) -> bool:
+    def in_grace(self, wall: float) -> bool:
         """Right after a baseline, events may still arrive that happened before it."""
-        return wall - self.baseline_wall < settle
+        return wall - self.baseline_wall < self.settle
+
+    def shift_times(self, delta: float) -> None:
+        """Move every remembered time by ``delta`` seconds (the wall clock was set back while the
+        agent was down: the times of its checkpoint would otherwise lie in the future, and their
+        snapshots settle, and the baseline's grace end, only once the clock caught up)."""
+        self.baseline_wall += delta
+        self.seen_wall += delta
+        self.history = deque((when + delta, values) for when, values in self.history)
 
     def remember(self, wall: float, available: set[str]) -> None:
         self.history.append((wall, {name: self.quantities[name].meters for name in available}))
@@ -132,8 +295,9 @@ class Ledger:
     def observe(self, raw: dict[int, int], denom: int, wall: float, *, force_reset: bool = False) -> Observation:
         """Advance the cumulative meters to this snapshot (raw values by meter code)."""
         if not self.active or force_reset:
-            self.rebaseline(raw, wall)
+            self.rebaseline(raw, wall, denom)
             return Observation(True, "baseline" if not force_reset else "reset", self._available(raw))
+        self.unplaced.clear()   # fed since the last snapshot without a coin-in meter: counted as usual
         deltas: dict[str, int] = {}
         obs = Observation(available=set())
         for name, q in self.quantities.items():
@@ -155,7 +319,7 @@ class Ledger:
                     delta = wrapped
                     obs.rollovers.append(name)
                 else:
-                    self.rebaseline(raw, wall)
+                    self.rebaseline(raw, wall, denom)
                     return Observation(True, f"meter {code:02X} went back from {q.last_raw} to {value}",
                                        self._available(raw))
             deltas[name] = delta
@@ -168,6 +332,18 @@ class Ledger:
 
     def _available(self, raw: dict[int, int]) -> set[str]:
         return {name for name in QUANTITIES if _pick(name, raw)[0] is not None}
+
+    def _track(self, game: Game) -> None:
+        if len(self.games) >= MAX_TRACKED_GAMES:
+            self.games.popleft()
+        self.games.append(game)
+
+
+def _signed_delta(value: int, reference: int, code: int) -> int:
+    """``value − reference`` on a meter that rolls over: the shorter way round, either sign."""
+    modulus = meter_modulus(code)
+    delta = (value - reference) % modulus
+    return delta - modulus if delta > modulus // 2 else delta
 
 
 def _pick(name: str, raw: dict[int, int]) -> tuple[int | None, int | None]:
@@ -185,4 +361,5 @@ def _unit_factor(code: int, denom: int) -> int:
     return 1
 
 
-__all__ = ["MONEY_KEY", "QUANTITIES", "Ledger", "Observation", "Quantity", "meter_modulus"]
+__all__ = ["COIN_IN", "GAME_QUANTITIES", "MONEY_KEY", "QUANTITIES", "Game", "Ledger", "Observation", "Quantity",
+           "meter_modulus"]

@@ -23,12 +23,33 @@ Money (protocols/sync/money.py is the contract):
   deltas at each snapshot (``source: "meters"``); rounds still come from each 7F;
 * whatever the meters moved and the events did not report becomes an ``integration`` record of
   kind ``missed`` (see :mod:`.ledger` for the settle time that prevents false ones), and
-  events exceeding the meters an ``integration`` of kind ``anomaly`` without money.
+  events exceeding the meters an ``integration`` of kind ``anomaly`` without money (judged one
+  snapshot late: a snapshot is read over several polls, and events confirmed meanwhile are fed
+  before it although its meters may predate them);
+* an RTE game is placed on the coin-in meter by its 7E (:meth:`.ledger.Ledger.place`). One that
+  arrives after a ``missed`` record already covered its window (it waited in the EGM's queue) is
+  *late*: each of its money drafts becomes an ``integration`` of kind ``late`` (``event``, ``data``:
+  the draft it would have been; no money) as long as the epoch's ``missed`` records hold that
+  much, so the money is counted once, by the record, and never corrected afterwards. A game placed
+  in the baseline (queued at connect) is emitted as usual but not reconciled against this epoch.
+
+Crash safety (:mod:`.checkpoint`): :meth:`Normalizer.take_checkpoints` serializes the devices whose
+state changed since the previous call; the caller commits them in the same transaction as the
+drafts fed meanwhile, so a checkpoint always matches exactly the committed events. After a crash,
+:meth:`Normalizer.restore` brings that state back: facts read after the checkpoint are lost (the
+EGM will not send them again) but their meters moved, so the ledger — continued, not rebaselined —
+declares them ``missed`` once the first snapshots after the restart settle (reason
+``agent_restart``). On the first fact after a restore the settle time starts again (the EGM's
+queue drains only once it is polled again) and, if the wall clock went back meanwhile, the
+checkpoint's times go back with it. An open round survives: its 7F, still queued in the EGM,
+ends it as usual; if that 7F was read but lost, the next 7E replaces the round and the win and
+round show up as ``missed``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any, Final
 
 import structlog
@@ -44,9 +65,10 @@ from protocols.sas.exceptions import (
     GameStartedData,
 )
 
+from . import checkpoint
 from .device_state import DeviceState, HeldWin, OpenRound
 from .drafts import EventDraft, SnapshotRequest, micros
-from .ledger import MONEY_KEY, QUANTITIES, Observation
+from .ledger import GAME_QUANTITIES, MONEY_KEY, QUANTITIES, Game, Observation
 
 log = structlog.get_logger("agent.pipeline")
 
@@ -90,8 +112,10 @@ class Normalizer:
     ``tz``: the hall's time zone for that boundary; None means the host's local time zone.
     ``default_denomination_cents``: used (with a warning) while a device's accounting
     denomination is unknown (no Identity yet); the simulator and most US machines use 1.
-    ``settle_seconds``: how long after a snapshot its meters are compared with the events for
-    ``missed`` (exceptions still queued in the EGM when the meters were read arrive meanwhile).
+    ``settle_seconds``: how long after a snapshot (and after the last link-up: a queue drains only
+    while polled) its meters are compared with the events for ``missed`` (exceptions still queued
+    in the EGM when the meters were read arrive meanwhile; an RTE game arriving even later is
+    recognised by its coin-in meter and absorbed, see the module docstring).
     """
 
     def __init__(self, currency: str, *, gaming_day_start: dt.time = dt.time(6, 0),
@@ -106,6 +130,7 @@ class Normalizer:
         self.settle_seconds = settle_seconds
         self.devices: dict[str, DeviceState] = {}
         self._gaming_day: dt.date | None = None
+        self._dirty: set[str] = set()   # devices whose state changed since the last take_checkpoints()
 
     # ---- public API ---------------------------------------------------------------------------------
 
@@ -114,11 +139,55 @@ class Normalizer:
         state = self.devices.get(fact.device)
         if state is None:
             state = self.devices[fact.device] = DeviceState(fact.device)
+            state.ledger.settle = self.settle_seconds
+        if state.resumed:
+            self._resume(state, fact)
         out: list[EventDraft] = []
         handler = _HANDLERS.get(type(fact))
         if handler is not None:
             handler(self, state, fact, out)
+        state.last_wall = fact.wall
+        self._dirty.add(fact.device)
         return out
+
+    def take_checkpoints(self) -> dict[str, bytes]:
+        """The serialized state of every device changed since the previous call (by :meth:`feed`
+        or :meth:`tick`), to be committed with the drafts fed since: device → checkpoint bytes."""
+        dirty, self._dirty = self._dirty, set()
+        return {device: checkpoint.dump(self.devices[device], self._gaming_day)
+                for device in sorted(dirty) if device in self.devices}
+
+    def restore(self, checkpoints: Mapping[str, bytes]) -> list[str]:
+        """Resume from the last committed checkpoints (at agent start, before any fact is fed).
+
+        Returns the devices whose checkpoint could not be used (garbage, unknown version): they
+        start afresh — their next snapshot is a new baseline — after a warning. Never raises."""
+        unreadable: list[str] = []
+        days: list[dt.date] = []
+        try:
+            items = list(checkpoints.items())
+        except Exception as exc:
+            log.warning("checkpoints unreadable; every device starts afresh", error=repr(exc))
+            return unreadable
+        for device, blob in items:
+            try:
+                state, day = checkpoint.load(device, bytes(blob), self.settle_seconds)
+            except Exception as exc:   # whatever the bytes are, the agent must start
+                log.warning("checkpoint unreadable; reconciliation of this device starts afresh",
+                            device=str(device), error=str(exc))
+                unreadable.append(str(device))
+                self.devices.pop(str(device), None)
+                continue
+            state.resumed = True
+            self.devices[device] = state
+            self._dirty.discard(device)
+            if day is not None:
+                days.append(day)
+            log.info("device state restored from its checkpoint", device=device, baseline=state.ledger.active,
+                     open_round=state.round is not None)
+        if days and self._gaming_day is None:
+            self._gaming_day = max(days)   # a day that ended while the agent was down still closes
+        return unreadable
 
     def tick(self, now_wall: float) -> list[SnapshotRequest]:
         """Time passes: at the gaming-day boundary, ask for a snapshot of every known device.
@@ -133,6 +202,7 @@ class Normalizer:
         requests = []
         for device, state in self.devices.items():
             state.close_pending = closing
+            self._dirty.add(device)
             requests.append(SnapshotRequest(device, "gaming_day_close", closing))
         log.info("gaming day closed", gaming_day=closing, devices=len(requests))
         return requests
@@ -147,14 +217,37 @@ class Normalizer:
     # ---- helpers ------------------------------------------------------------------------------------
 
     def _emit(self, state: DeviceState, out: list[EventDraft], fact: F.FactBase, type_: str,
-              data: dict[str, Any]) -> None:
+              data: dict[str, Any], *, game: Game | None = None, count: bool = True) -> None:
         """Append a draft and count its money in the device's ledger (``missed`` is counted by
-        the reconciliation itself, per ledger quantity)."""
+        the reconciliation itself, per ledger quantity). ``game``: the placed game it belongs to;
+        ``count=False`` for a game of the baseline (its money is real but not this epoch's)."""
         out.append(EventDraft(state.device, type_, None, micros(fact.wall), data))
         quantity = _quantity(type_, data)
-        if quantity is not None:
-            value = 1 if quantity == "rounds" else data["amount"]
-            state.ledger.report(quantity, value)
+        if quantity is not None and count:
+            state.ledger.report(quantity, _value(quantity, data), fact.wall, game)
+
+    def _emit_game(self, state: DeviceState, out: list[EventDraft], fact: F.FactBase, type_: str,
+                   data: dict[str, Any], game: Game | None) -> None:
+        """Emit a draft of an RTE game according to where its 7E placed it (see the module docstring).
+
+        A late game's money is already in a ``missed`` record: the draft is kept for the log as an
+        ``integration`` of kind ``late`` (no money) while the records hold that much; beyond that
+        it was not covered and counts as usual."""
+        if game is None or game.status == "open":
+            self._emit(state, out, fact, type_, data, game=game)
+            return
+        if game.status == "before":
+            self._emit(state, out, fact, type_, data, count=False)
+            return
+        quantity = _quantity(type_, data)
+        if quantity is None or not state.ledger.absorb(quantity, _value(quantity, data)):
+            self._emit(state, out, fact, type_, data, game=game)
+            return
+        log.warning("late event absorbed by the missed record that covered it", device=state.device,
+                    type=type_, quantity=quantity, coin_in=game.pos)
+        self._emit(state, out, fact, "integration", {
+            "kind": "late", "event": type_, "data": data, "quantity": quantity, "coin_in": game.pos,
+            "reason": "covered_by_missed"})
 
     def _denom(self, state: DeviceState) -> int:
         if state.denom is None:
@@ -168,9 +261,24 @@ class Normalizer:
     def _money(self, amount: int, **extra: Any) -> dict[str, Any]:
         return {"amount": amount, "currency": self.currency, **extra}
 
+    def _resume(self, state: DeviceState, fact: F.FactBase) -> None:
+        """The first fact after a restore: the device is polled again from now (so the settle time
+        starts again: the EGM's queue drains from here), and a wall clock set back while the agent
+        was down moves the checkpoint's times back with it (else its snapshots would settle only
+        once the clock caught up). The ``missed`` records that follow name the restart as a reason."""
+        state.resumed = False
+        last = state.last_wall
+        if last is not None and fact.wall < last:
+            log.warning("wall clock went back since the checkpoint; its times are moved back with it",
+                        device=state.device, seconds=round(last - fact.wall, 3))
+            state.ledger.shift_times(fact.wall - last)
+        state.link_up_since = fact.wall
+        state.hints.add("agent_restart")
+
     # ---- link, identity, clock, commands ------------------------------------------------------------
 
     def _link_up(self, state: DeviceState, fact: F.LinkUp, out: list[EventDraft]) -> None:
+        state.link_up_since = fact.wall
         self._emit(state, out, fact, "device.status", {"status": "online", "online": True, "reason": fact.reason})
 
     def _link_down(self, state: DeviceState, fact: F.LinkDown, out: list[EventDraft]) -> None:
@@ -259,15 +367,22 @@ class Normalizer:
             state.round = OpenRound(state.game, None, None)
             return
         state.rte_mode = True
-        amount = data.credits_wagered * self._denom(state)
-        state.round = OpenRound(state.game, amount, data.credits_wagered)
-        self._emit(state, out, fact, "game.bet", self._money(
-            amount, game=state.game, credits=data.credits_wagered, coin_in_meter=data.coin_in_meter, source="rte"))
+        denom = self._denom(state)
+        amount = data.credits_wagered * denom
+        placed = state.ledger.place(data.coin_in_meter, data.credits_wagered, denom, fact.wall,
+                                    reset_pending=state.reset_pending)
+        if placed.status == "before":
+            log.info("game from before the baseline", device=state.device, coin_in_meter=data.coin_in_meter)
+        state.round = OpenRound(state.game, amount, data.credits_wagered, placed)
+        self._emit_game(state, out, fact, "game.bet", self._money(
+            amount, game=state.game, credits=data.credits_wagered, coin_in_meter=data.coin_in_meter, source="rte"),
+            placed)
 
     def _game_ended(self, state: DeviceState, fact: F.ExceptionFact, out: list[EventDraft]) -> None:
         rnd, state.round = state.round, None
         game = rnd.game if rnd is not None else state.game
         bet = rnd.bet if rnd is not None else None
+        placed = rnd.placed if rnd is not None else None
         data = fact.data
         if not isinstance(data, GameEndedData):
             state.legacy_in_interval = True
@@ -291,9 +406,10 @@ class Normalizer:
             state.handpay_bound = True
             paid_by = "handpay"
         else:
-            self._emit(state, out, fact, "game.win", self._money(win, game=game, paid_by="machine", source="rte"))
-        self._emit(state, out, fact, "game.ended",
-                   {"game": game, "bet": bet, "win": win, "paid_by": paid_by, "source": "rte"})
+            self._emit_game(state, out, fact, "game.win",
+                            self._money(win, game=game, paid_by="machine", source="rte"), placed)
+        self._emit_game(state, out, fact, "game.ended",
+                        {"game": game, "bet": bet, "win": win, "paid_by": paid_by, "source": "rte"}, placed)
 
     def _bill(self, state: DeviceState, fact: F.ExceptionFact, out: list[EventDraft]) -> None:
         data = fact.data
@@ -411,6 +527,7 @@ class Normalizer:
             state.held_wins = []
         state.bill_meters.clear()
         state.last_ticket = None
+        state.ledger.unplaced.clear()   # their coin in is on the meters that were just wiped
         self._close_session(state, fact, out, "ram_clear")
 
     # ---- meters and reconciliation ------------------------------------------------------------------
@@ -447,6 +564,7 @@ class Normalizer:
             state.hints = set()
         else:
             self._reconcile(state, fact, obs, out)
+            ledger.commit_seen(fact.wall)
         state.last_snapshot_time = micros(fact.wall)
         credits = raw.get(0x0C)
         if credits is not None and state.round is None and not state.handpay_pending:
@@ -457,11 +575,17 @@ class Normalizer:
 
     def _reconcile(self, state: DeviceState, fact: F.MetersSnapshot, obs: Observation,
                    out: list[EventDraft]) -> None:
-        """Compare the ledger with this snapshot; emit meter-derived bets/wins, `missed`, anomalies."""
+        """Compare the ledger with this snapshot; emit meter-derived bets/wins, `missed`, anomalies.
+
+        Excess is judged on what was fed before the previous snapshot (``certain``): what was fed
+        since may have happened while this snapshot was being read. ``missed`` is judged on the
+        settled snapshot, leaving out games placed after it (they are the next window's)."""
         ledger = state.ledger
         meters_mode = state.legacy_in_interval or state.rte_mode is False
         wins_unknown = bool(state.held_wins)
-        settled_at, settled = ledger.settled(fact.wall, self.settle_seconds)
+        settled_at, settled = ledger.settled(fact.wall, state.link_up_since)
+        window = settled.get("bets") if not meters_mode else None
+        later = ledger.placed_after(window) if window is not None else {}
         missed: dict[str, int] = {}
         excess: dict[str, int] = {}
         if not wins_unknown and {"wins_machine", "wins_handpay"} <= obs.available:
@@ -471,22 +595,26 @@ class Normalizer:
             if name not in obs.available:
                 continue
             q = ledger.quantities[name]
-            if q.effective > q.meters:
-                extra = q.effective - q.meters
+            if q.certain > q.meters:
+                extra = q.certain - q.meters
                 q.excess += extra
-                if ledger.in_grace(fact.wall, self.settle_seconds):
+                before = min(extra, q.grace)
+                q.grace -= before
+                if before:
                     # Events confirmed just after the baseline snapshot may have happened before it.
                     log.warning("events exceed the meters right after the baseline; attributed to before it",
-                                device=state.device, quantity=name, excess=extra)
-                else:
-                    excess[name] = extra
+                                device=state.device, quantity=name, excess=before)
+                if extra > before:
+                    excess[name] = extra - before
             if meters_mode and name in ("bets", "wins_machine"):
                 if q.meters > q.effective:
                     derived[name] = q.meters - q.effective
             elif name in settled and not (wins_unknown and name.startswith("wins")):
-                if settled[name] > q.effective:
-                    missed[name] = settled[name] - q.effective
+                known = q.effective - (later.get(name, 0) if name in GAME_QUANTITIES else 0)
+                if settled[name] > known:
+                    missed[name] = settled[name] - known
                     q.reported += missed[name]
+                    q.missed += missed[name]
         ledger.remember(fact.wall, obs.available)
         square = all(ledger.quantities[n].meters == ledger.quantities[n].effective for n in obs.available)
         state.legacy_in_interval = False
@@ -495,6 +623,12 @@ class Normalizer:
         if derived.get("wins_machine"):
             self._emit(state, out, fact, "game.win",
                        self._money(derived["wins_machine"], game=0, paid_by="machine", source="meters"))
+        for name, value in derived.items():
+            ledger.quantities[name].missed += value   # stands for every game up to now, as a record does
+        if meters_mode and "bets" in obs.available:
+            ledger.declare(ledger.quantities["bets"].meters)
+        elif window is not None:
+            ledger.declare(window)
         hints = sorted(state.hints)
         if missed:
             totals: dict[str, int] = {}
@@ -516,15 +650,23 @@ class Normalizer:
 def _rebalance_wins(state: DeviceState) -> None:
     """A win labelled with the wrong payer (a handpay whose kind LP 1B never told) shows as excess
     on one wins meter and deficit on the other: move it across before judging either. Wins are
-    wins in money.py; only the meter that moved differs."""
+    wins in money.py; only the meter that moved differs (so a move never changes the money, even
+    when the excess is only a win fed during the read; ``seen`` moves along with ``reported``)."""
     machine = state.ledger.quantities["wins_machine"]
     handpay = state.ledger.quantities["wins_handpay"]
     for over, under in ((handpay, machine), (machine, handpay)):
         shift = min(over.effective - over.meters, under.meters - under.effective)
         if shift > 0:
             over.reported -= shift
+            over.seen -= shift
             under.reported += shift
+            under.seen += shift
             log.info("win re-attributed between coin-out and jackpot meters", device=state.device, amount=shift)
+
+
+def _value(quantity: str, data: dict[str, Any]) -> int:
+    """What a draft adds to its ledger quantity: one round, or its amount."""
+    return 1 if quantity == "rounds" else int(data["amount"])
 
 
 def _quantity(type_: str, data: dict[str, Any]) -> str | None:

@@ -149,6 +149,8 @@ def test_events_exceeding_meters_are_flagged_without_money() -> None:
     f.meters(dt_=10)                                  # out of the baseline grace
     f.exc(0x4F, BillAcceptedData(0, 3, 1))            # $10 …
     f.meters(dt_=1)                                   # … that the meters never saw
+    assert not f.of("integration", "anomaly")         # (it may have come while this one was read)
+    f.meters(dt_=1)                                   # read after the bill was fed: certain now
     anomalies = f.of("integration", "anomaly")
     assert len(anomalies) == 1 and anomalies[0].data["excess"] == {"cash_in_bills": 1000}
     assert contribution("integration", anomalies[0].data) == ZERO
@@ -294,3 +296,138 @@ def test_property_lost_games_are_always_made_exact(games: list[tuple[int, int, b
 def test_currency_is_checked() -> None:
     with pytest.raises(ValueError):
         Normalizer("eur")
+
+
+def test_game_confirmed_during_a_meter_read_is_counted_once() -> None:
+    """The interleaving of the sim's double count: a 6F read takes several long polls and RTE events
+    answer them in between, so a game's 7E/7F can be fed *before* a snapshot whose coin-in was read
+    *before* that game. It is not an excess (nor, later, a missed): the next snapshot has it."""
+    f = Feed(settle=5)
+    f.meters(reason="connect")
+    f.meters(dt_=10)                                  # out of the baseline's grace
+    f.game(bet=5, win=0, coin_in=5)
+    f.meters(coin_in=5, games_played=1)
+    f.game(bet=30, win=0, coin_in=35)                 # confirmed while the next read was under way…
+    f.meters(dt_=0.01, coin_in=5, games_played=1)     # … whose coin in was read before the game
+    for _ in range(3):
+        f.meters(dt_=10, coin_in=35, games_played=2)
+    assert not f.of("integration", "anomaly") and not f.of("integration", "missed")
+    assert f.totals() == Contribution(bets=35, rounds=2)
+    sealed(f.drafts)
+
+
+def test_jackpot_reset_confirmed_during_a_meter_read_is_counted_once() -> None:
+    """Same interleaving with a hand-paid jackpot: 52 (and its game.win) is fed before a snapshot
+    whose jackpot meter was read before the attendant's reset — inside the baseline's grace,
+    where the excess used to be written off as "before the baseline" and then declared missed."""
+    f = Feed(settle=5)
+    f.meters(reason="connect")
+    f.exc(0x51)
+    f.game(bet=100, win=6000, coin_in=100)
+    f.fact(F.HandpayInfo, progressive_group=0, level=0, amount_cents=6000, partial_pay_cents=0, reset_id=0)
+    f.exc(0x52)
+    f.meters(dt_=0.01, coin_in=100, games_played=1)            # jackpot meter read before the reset
+    for _ in range(3):
+        f.meters(dt_=10, coin_in=100, games_played=1, jackpot=6000)
+    assert not f.of("integration", "anomaly") and not f.of("integration", "missed")
+    assert f.totals() == Contribution(bets=100, wins=6000, rounds=1)
+
+
+def test_late_game_after_its_missed_record_is_absorbed_not_counted_again() -> None:
+    """A game still queued in the EGM when its window settled: `missed` stands for it, and when its
+    7E/7F finally come, their coin-in meter says so — they are logged as `late`, without money."""
+    f = Feed(settle=5)
+    f.meters(reason="connect")
+    f.game(bet=10, win=0, coin_in=10)
+    f.meters(dt_=10, coin_in=40, coin_out=60, games_played=2)   # game 2 (bet 30, win 60) still queued
+    f.meters(dt_=10, coin_in=40, coin_out=60, games_played=2)   # settles the first: declared missed
+    missed = f.of("integration", "missed")
+    assert [{k: m.data.get(k) for k in ("bets", "wins", "rounds")} for m in missed] == [
+        {"bets": 30, "wins": 60, "rounds": 1}]
+    f.game(bet=30, win=60, coin_in=40)                           # … and now it arrives
+    late = f.of("integration", "late")
+    assert [(d.data["event"], d.data["quantity"]) for d in late] == [
+        ("game.bet", "bets"), ("game.win", "wins_machine"), ("game.ended", "rounds")]
+    assert late[0].data["data"]["amount"] == 30 and all(contribution(d.type, d.data) == ZERO for d in late)
+    assert f.totals() == Contribution(bets=40, wins=60, rounds=2)
+    f.game(bet=5, win=0, coin_in=45)                             # new play counts as usual
+    for _ in range(2):
+        f.meters(dt_=10, coin_in=45, coin_out=60, games_played=3)
+    assert not f.of("integration", "anomaly") and len(f.of("integration", "missed")) == 1
+    assert f.totals() == Contribution(bets=45, wins=60, rounds=3)
+    sealed(f.drafts)
+
+
+def test_games_placed_after_the_settled_snapshot_do_not_hide_a_loss() -> None:
+    """`missed` for a settled window leaves out games its coin in does not reach: the loss is declared
+    whole (not netted against later play), so a straggler of that window finds it covered."""
+    f = Feed(settle=5)
+    f.meters(reason="connect")
+    f.meters(dt_=10, coin_in=50, games_played=2)     # two games of 25: one lost, one still queued
+    f.game(bet=20, win=0, coin_in=70)                # later play, confirmed before the settle…
+    f.meters(dt_=10, coin_in=70, games_played=3)     # … which judges only coin in up to 50
+    assert [m.data["bets"] for m in f.of("integration", "missed")] == [50]
+    f.game(bet=25, win=0, coin_in=50)                # the straggler: covered, absorbed
+    assert [d.data["event"] for d in f.of("integration", "late")] == ["game.bet", "game.ended"]
+    for _ in range(2):
+        f.meters(dt_=10, coin_in=70, games_played=3)
+    assert not f.of("integration", "anomaly") and len(f.of("integration", "missed")) == 1
+    assert f.totals() == Contribution(bets=70, rounds=3)
+
+
+def test_queue_held_during_a_link_outage_settles_after_the_link_is_back() -> None:
+    """Nobody polls a disconnected EGM, so its queue cannot drain: the settle time counts from the
+    link-up, and the events queued before the outage arrive before any `missed` is declared."""
+    f = Feed(settle=5)
+    f.fact(F.LinkUp, reason="connect")
+    f.meters(reason="connect")
+    f.exc(0x4F, BillAcceptedData(0, 3, 1))
+    f.meters(dt_=10, coin_in=30, games_played=1, bills_accepted_credits=1000)   # the game is queued
+    f.fact(F.LinkDown, dt_=0.1, missed=3, last_seen_wall=None)
+    f.fact(F.LinkUp, dt_=60, reason="recovered")
+    f.meters(dt_=0.1, reason="connect", coin_in=30, games_played=1, bills_accepted_credits=1000)
+    assert not f.of("integration", "missed")
+    f.game(bet=30, win=0, coin_in=30)
+    for _ in range(2):
+        f.meters(dt_=10, coin_in=30, games_played=1, bills_accepted_credits=1000)
+    assert not f.of("integration", "missed") and not f.of("integration", "anomaly")
+    assert f.totals() == Contribution(bets=30, rounds=1, cash_in=1000)
+
+
+def test_game_fed_before_the_baseline_but_played_after_its_read_counts() -> None:
+    """The baseline is read over several polls too: a game confirmed meanwhile whose coin in is
+    beyond the baseline's belongs to the new epoch (else the next windows would call it missed)."""
+    f = Feed(settle=5)
+    f.game(bet=5, win=0, coin_in=105)                # queued from before: in the baseline
+    f.game(bet=30, win=0, coin_in=135)               # played while the baseline was being read
+    f.meters(dt_=0.01, reason="connect", coin_in=105, games_played=7)
+    for _ in range(3):
+        f.meters(dt_=10, coin_in=135, games_played=8)
+    assert not f.of("integration", "missed") and not f.of("integration", "anomaly")
+
+
+def test_game_queued_before_the_baseline_is_not_this_epochs() -> None:
+    """Right after connecting, queued games of the baseline arrive; their coin in says so."""
+    f = Feed(settle=5)
+    f.meters(reason="connect", coin_in=100, coin_out=40, games_played=4)
+    f.game(bet=20, win=40, coin_in=100)              # already in the baseline's meters
+    f.game(bet=5, win=0, coin_in=105)                # new play
+    for _ in range(3):
+        f.meters(dt_=10, coin_in=105, coin_out=40, games_played=5)
+    assert not f.of("integration", "missed") and not f.of("integration", "anomaly")
+    assert f.norm.devices[DEV].ledger.quantities["bets"].reported == 5
+
+
+def test_event_of_the_baseline_is_excused_only_during_the_grace() -> None:
+    """Right after connecting, a queued bill already in the baseline is no anomaly; the allowance
+    ends once the grace has been judged, so a later double report is flagged."""
+    f = Feed(settle=5)
+    f.meters(reason="connect", bills_accepted_credits=1000)
+    f.exc(0x4F, BillAcceptedData(0, 3, 1))            # the baseline's $10, confirmed after it
+    for _ in range(3):
+        f.meters(dt_=10, bills_accepted_credits=1000)
+    assert not f.of("integration")
+    f.exc(0x4F, BillAcceptedData(0, 3, 2))            # a $10 the meters never saw
+    for _ in range(2):
+        f.meters(dt_=10, bills_accepted_credits=1000)
+    assert [d.data["excess"] for d in f.of("integration", "anomaly")] == [{"cash_in_bills": 1000}]

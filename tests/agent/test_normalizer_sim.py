@@ -186,14 +186,6 @@ async def scenario(r: Rig, seed: int, pace: float = 0.01) -> None:
     r.egm.cash_out()
 
 
-KNOWN_DOUBLE_COUNT = pytest.mark.xfail(
-    strict=False,
-    reason="known bug (issue 02 note): in about 1 run in 5 a late RTE event is counted after a missed "
-           "record already covered it (bets or wins counted twice); kept running so the fix shows as XPASS",
-)
-
-
-@KNOWN_DOUBLE_COUNT
 async def test_rte_on_every_cent_matches_truth() -> None:
     async with rig(handpay_limit=5000, ticket_limit=20_000) as r:
         await scenario(r, 1, pace=0.04)
@@ -210,7 +202,6 @@ async def test_rte_on_every_cent_matches_truth() -> None:
         assert got.rounds >= 100 and r.egm.meter(0x05) == got.rounds
 
 
-@KNOWN_DOUBLE_COUNT
 async def test_rte_on_fast_play_overflows_and_missed_makes_it_exact() -> None:
     """A player faster than the link: the 20-entry FIFO overflows (exception 70) while playing."""
     async with rig(handpay_limit=5000, ticket_limit=20_000) as r:
