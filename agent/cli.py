@@ -14,8 +14,15 @@ import tomllib
 from collections.abc import Sequence
 from typing import Any
 
+from .cli_ops import add_parsers
+from .cli_ops import devices as _devices
+from .cli_ops import outbox as _outbox
+from .cli_ops import run as _run
+from .cli_ops import status as _status
 from .diag.errors import EXIT_USAGE, DiagError
 from .logging_setup import setup_logging
+
+OPS = {"run": _run, "status": _status, "devices": _devices, "outbox": _outbox}
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "sas": {"framing": "marks", "transport": None, "seconds": None, "json": False, "watch": False,
@@ -23,7 +30,6 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "scan": {"framing": "marks", "transport": None, "first": 1, "last": 127, "timeout_ms": None, "json": False,
              "log_level": "warning"},
 }
-LATER = ("run", "status", "devices", "outbox")
 
 
 def _address(text: str) -> int:
@@ -84,9 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     kinit.add_argument("--data-dir", required=True, metavar="DIR", help="the agent's data directory")
     kinit.add_argument("--force", action="store_true", help="replace an existing key (HQ must re-register it)")
 
-    for name in LATER:
-        later = sub.add_parser(name, help=f"{name} (not available yet)", description=f"{name}: not available yet")
-        later.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    add_parsers(sub)
     return parser
 
 
@@ -120,9 +124,8 @@ def _seconds(opts: dict[str, Any]) -> float:
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in LATER:
-        raise DiagError(f"'hall-agent {args.command}' is not available yet (it comes with the event pipeline); "
-                        f"use 'hall-agent diag'", EXIT_USAGE)
+    if args.command in OPS:
+        return OPS[args.command](args)
     if args.command == "keys":
         return _keys(args)
     if args.command != "diag" or args.diag is None:

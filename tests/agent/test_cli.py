@@ -102,6 +102,20 @@ def test_every_command_has_help() -> None:
         assert res.returncode == 0 and "usage:" in res.stdout
 
 
-def test_later_commands_say_not_available() -> None:
+def test_ops_commands_have_help() -> None:
+    for cmd in ("run", "status", "devices", "outbox"):
+        res = run(cmd, "--help")
+        assert res.returncode == 0 and "usage:" in res.stdout
+
+
+def test_run_without_required_options_names_them() -> None:
     res = run("run")
-    assert res.returncode == 2 and "not available yet" in res.stderr
+    assert res.returncode == 2
+    assert "--hall" in res.stderr and "--mqtt" in res.stderr and "--central-key" in res.stderr
+
+
+def test_status_of_a_data_dir_without_agent(tmp_path) -> None:
+    res = run("status", "--data-dir", str(tmp_path))
+    assert res.returncode == 1 and "not running" in res.stdout
+    res = run("outbox", "--data-dir", str(tmp_path))
+    assert res.returncode == 2 and "does not exist" in res.stderr

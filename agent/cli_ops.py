@@ -1,0 +1,239 @@
+"""``hall-agent run|status|devices|outbox``: the daemon and what an operator asks of it.
+
+``run`` options may come from ``--config FILE`` (TOML: top-level keys and a ``[run]`` table; flags
+win). ``status``/``devices`` read the state file the running agent rewrites every few seconds;
+``outbox`` reads it too, or the outbox database itself (read-only) when the agent is not running.
+Exit codes: 0 ok; 1 the agent is not running (state stale); 2 usage or start-up error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import datetime as dt
+import json
+import os
+import signal
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from .diag.errors import EXIT_USAGE, DiagError
+
+DEFAULT_DATA_DIR = "/var/lib/hallsync"
+RUN_KEYS = ("hall", "data_dir", "devices", "mqtt", "central_key", "currency", "log_level", "log_format",
+            "gaming_day_start")
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    run = sub.add_parser("run", help="run the agent: poll devices, record events, replicate to HQ",
+                         description="Poll every device of the devices file, record events in the durable "
+                                     "outbox and replicate them to HQ over MQTT. Stops cleanly on SIGTERM/Ctrl-C.")
+    run.add_argument("--config", metavar="FILE", help="TOML file holding any of these options (flags win)")
+    run.add_argument("--hall", help="this hall's ID (as registered at HQ)")
+    run.add_argument("--data-dir", metavar="DIR", help=f"keys, outbox and state (default {DEFAULT_DATA_DIR})")
+    run.add_argument("--devices", metavar="FILE", help="devices.toml ([[devices]] id, protocol, port, address…)")
+    run.add_argument("--mqtt", metavar="URL", help="broker URL, mqtt://host:port or mqtts://host:port")
+    run.add_argument("--central-key", metavar="FILE", help="HQ's public key (central.pub), to verify acks")
+    run.add_argument("--currency", help="the hall's ISO 4217 currency (default EUR)")
+    run.add_argument("--gaming-day-start", metavar="HH:MM", help="local time the gaming day ends (default 06:00)")
+    run.add_argument("--meter-interval", type=float, metavar="SEC",
+                     help="seconds between scheduled meter snapshots of every machine (default 900)")
+    run.add_argument("--meter-settle", type=float, metavar="SEC",
+                     help="how long after a snapshot late exceptions may still arrive before a meter difference "
+                          "becomes a 'missed' record (default 30)")
+    run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default info")
+    run.add_argument("--log-format", choices=("json", "console"), help="default: json unless stderr is a terminal")
+    for name, text in (("status", "is the agent running, connected, caught up?"),
+                       ("devices", "every device, its link and last activity"),
+                       ("outbox", "events recorded, acknowledged by HQ, waiting")):
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("--config", metavar="FILE", help="TOML file (data_dir)")
+        p.add_argument("--data-dir", metavar="DIR", help=f"the agent's data directory (default {DEFAULT_DATA_DIR})")
+        p.add_argument("--json", action="store_true", help="machine-readable JSON output")
+
+
+def _options(args: argparse.Namespace, section: str) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    if args.config:
+        try:
+            with open(args.config, "rb") as fh:
+                data = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise DiagError(f"config file {args.config}: {exc}", EXIT_USAGE) from exc
+        opts.update({k.replace("-", "_"): v for k, v in data.items() if not isinstance(v, dict)})
+        opts.update({k.replace("-", "_"): v for k, v in data.get(section, {}).items()})
+    opts.update({k: v for k, v in vars(args).items() if v is not None and k not in ("command", "config")})
+    opts.setdefault("data_dir", DEFAULT_DATA_DIR)
+    return opts
+
+
+# -- run ----------------------------------------------------------------------------------------------
+
+def run(args: argparse.Namespace) -> int:
+    from .logging_setup import setup_logging
+    from .runtime import AgentConfig, HallAgent, StartupError
+    from .sas.config import PollConfig
+
+    opts = _options(args, "run")
+    missing = [k for k in ("hall", "devices", "mqtt", "central_key") if not opts.get(k)]
+    if missing:
+        raise DiagError("missing " + ", ".join("--" + m.replace("_", "-") for m in missing)
+                        + " (on the command line or in --config)", EXIT_USAGE)
+    log_format = opts.get("log_format")
+    setup_logging(opts.get("log_level", "info"), None if log_format is None else log_format == "json")
+    try:
+        day_start = dt.time.fromisoformat(str(opts.get("gaming_day_start", "06:00")))
+    except ValueError as exc:
+        raise DiagError(f"--gaming-day-start: {exc}", EXIT_USAGE) from exc
+    poll = PollConfig()
+    if opts.get("meter_interval") is not None:
+        poll = dataclasses.replace(poll, meter_interval=float(opts["meter_interval"]))
+    config = AgentConfig(hall=str(opts["hall"]), data_dir=Path(opts["data_dir"]), devices=Path(opts["devices"]),
+                         mqtt=str(opts["mqtt"]), central_key=Path(opts["central_key"]),
+                         currency=str(opts.get("currency", "EUR")), gaming_day_start=day_start, poll=poll,
+                         meter_settle_seconds=float(opts.get("meter_settle", 30.0)))
+
+    async def main() -> None:
+        agent = HallAgent(config)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await agent.run(stop)
+
+    try:
+        asyncio.run(main())
+    except StartupError as exc:
+        raise DiagError(f"cannot start: {exc}", EXIT_USAGE) from exc
+    return 0
+
+
+# -- status / devices / outbox ------------------------------------------------------------------------
+
+def _read_state(data_dir: Path) -> tuple[dict[str, Any] | None, bool]:
+    """(state, running): running means the file is fresh and its process exists."""
+    from .runtime import STATE_FILE
+
+    try:
+        state = json.loads((data_dir / STATE_FILE).read_text())
+    except FileNotFoundError:
+        return None, False
+    except (OSError, ValueError):
+        return None, False
+    fresh = time.time() - float(state.get("updated_at", 0)) < 3 * float(state.get("state_interval", 2.0)) + 2
+    alive = _pid_alive(int(state.get("pid", 0)))
+    return state, fresh and alive
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def status(args: argparse.Namespace) -> int:
+    opts = _options(args, "status")
+    data_dir = Path(opts["data_dir"])
+    state, running = _read_state(data_dir)
+    if args.json:
+        print(json.dumps({"running": running, "state": state}, indent=1, sort_keys=True))
+        return 0 if running else 1
+    if state is None:
+        print(f"agent: not running (no state in {data_dir})")
+        return 1
+    now = time.time()
+    ob, rep = state["outbox"], state["replicator"]
+    up = sum(1 for d in state["devices"] if d.get("link_up"))
+    oldest = ob.get("oldest_unacked_agent_time")
+    print(f"hall:      {state['hall']}")
+    print(f"agent:     {'running' if running else 'NOT RUNNING'} (pid {state['pid']}, up "
+          f"{_age(state['updated_at'] - state['started_at'])}, state {_age(now - state['updated_at'])} old)")
+    print(f"broker:    {rep['broker']} {'connected' if rep['connected'] else 'DISCONNECTED'} "
+          f"(session {rep['session']}, last error: {rep['link'].get('last_error') or '-'})")
+    print(f"outbox:    {ob['state']}; last seq {ob['last_seq']}, acked through {ob['acked_through']}, "
+          f"{ob['unacked_count']} waiting (oldest {_age(now - oldest / 1e6) if oldest else '-'})")
+    fail = state.get("fail_closed")
+    print(f"fail-closed: {'NO' if not fail else 'YES — ' + str(fail.get('reason')) + ' (machines locked)'}")
+    print(f"devices:   {len(state['devices'])} ({up} answering)")
+    return 0 if running else 1
+
+
+def devices(args: argparse.Namespace) -> int:
+    opts = _options(args, "devices")
+    state, running = _read_state(Path(opts["data_dir"]))
+    if args.json:
+        print(json.dumps({"running": running, "devices": (state or {}).get("devices", [])}, indent=1, sort_keys=True))
+        return 0 if running else 1
+    if state is None:
+        print(f"agent: not running (no state in {opts['data_dir']})")
+        return 1
+    if not running:
+        print("agent: NOT RUNNING — last known state:")
+    now = time.time()
+    header = f"{'device':<12} {'proto':<6} {'where':<18} {'link':<5} {'game':<8} {'last seen':>10} {'polls':>8} " \
+             f"{'missed':>7}  note"
+    print(header)
+    for d in state["devices"]:
+        where = f"{d.get('port', '')}#{d.get('address', '')}" if d.get("protocol") == "sas" else "-"
+        link = {True: "up", False: "DOWN", None: "-"}[d.get("link_up")]
+        seen = _age(now - d["last_seen"]) if d.get("last_seen") else "-"
+        note = "LOCKED (fail-closed)" if d.get("locked_by_agent") else (d.get("last_error") or d.get("note") or "")
+        print(f"{d['id']:<12} {d.get('protocol', ''):<6} {where[-18:]:<18} {link:<5} {d.get('game_id') or '-'!s:<8} "
+              f"{seen:>10} {d.get('polls', 0):>8} {d.get('missed_polls', 0):>7}  {note}")
+    return 0 if running else 1
+
+
+def outbox(args: argparse.Namespace) -> int:
+    from .outbox import inspect_outbox
+    from .runtime import OUTBOX_FILE
+
+    opts = _options(args, "outbox")
+    data_dir = Path(opts["data_dir"])
+    state, running = _read_state(data_dir)
+    if running and state is not None:
+        info = dict(state["outbox"])
+        info["source"] = "running agent"
+    else:
+        try:
+            info = inspect_outbox(data_dir / OUTBOX_FILE)
+        except FileNotFoundError as exc:
+            raise DiagError(str(exc), EXIT_USAGE) from exc
+        except Exception as exc:
+            raise DiagError(f"cannot read {data_dir / OUTBOX_FILE}: {exc}", EXIT_USAGE) from exc
+        info["source"] = "outbox file (agent not running)"
+    if args.json:
+        print(json.dumps(info, indent=1, sort_keys=True))
+        return 0
+    oldest = info.get("oldest_unacked_agent_time")
+    print(f"source:        {info['source']}")
+    print(f"last seq:      {info['last_seq']}")
+    print(f"acked through: {info['acked_through']}")
+    print(f"waiting:       {info['unacked_count']} events"
+          + (f" (oldest {_age(time.time() - oldest / 1e6)})" if oldest else ""))
+    if info.get("unacked_by_type"):
+        print("  by type:     " + ", ".join(f"{k} {v}" for k, v in sorted(info["unacked_by_type"].items())))
+    if "state" in info:
+        print(f"state:         {info['state']}" + (f" ({info['reason']})" if info.get("reason") else ""))
+    print(f"pruned through: {info['pruned_through']}")
+    print(f"file size:     {info['db_bytes'] / 1e6:.1f} MB")
+    return 0

@@ -1,0 +1,334 @@
+"""The replicator: ships the outbox to HQ as signed batches and moves the ack watermark.
+
+Delivery (design.md, "Delivery contract"):
+
+* Batches are contiguous runs of the chain, in seq order, published with QoS 1 on
+  ``hallsync/v1/halls/{hall}/batches``. A batch goes out when it is full (``batch_max`` events) or
+  its first event has waited ``linger`` seconds, whichever comes first.
+* At most ``window_events`` events are published and not yet acked (bounded memory at the broker
+  and at HQ; a 1M-event backlog drains window by window).
+* Only a verified ack (central's signature, this hall, the hash the outbox holds at that seq) moves
+  the watermark; the outbox refuses anything else. No ack progress for ``ack_timeout`` seconds
+  while events are in flight → go back to the watermark and publish again (the timeout doubles up
+  to ``ack_timeout_max`` while HQ stays silent, so a stopped HQ is not flooded). Central treats
+  what it already holds as a duplicate, so re-publishing is always safe; losing is never.
+* A resend request from central (a gap it saw) publishes exactly the requested range first.
+* Every (re)connect starts again from the watermark: whatever was in flight on the old
+  connection may be lost.
+* Presence: a retained ``status`` (online) after every connect and the same message with
+  ``online: false`` as the MQTT last will; the session counter (persisted in the data dir) grows
+  by one per connection so central can ignore a stale will arriving after a reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from mqttlink import BrokerUrl, LinkDown, MqttLink, Received, Will
+from protocols.sync import (
+    VERSION,
+    Status,
+    SyncError,
+    decode_ack,
+    decode_resend,
+    encode_batch,
+    encode_status,
+    parse_topic,
+    topic,
+)
+
+from .outbox import Outbox
+
+log = structlog.get_logger("agent.replicator")
+
+
+def now_micros() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicatorConfig:
+    batch_max: int = 1000
+    linger: float = 0.05
+    window_events: int = 20_000
+    ack_timeout: float = 10.0
+    ack_timeout_max: float = 120.0
+    publish_timeout: float = 15.0
+    max_publishes_in_flight: int = 4
+
+
+async def _first_of(*aws: Any) -> None:
+    """Wait until the first of ``aws`` finishes; cancel the rest (no task outlives this call)."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class SessionCounter:
+    """A number that grows by one per MQTT connection and survives restarts (a file in the data dir)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.value = int(path.read_text().strip() or 0)
+        except FileNotFoundError:
+            self.value = 0
+        except ValueError:
+            log.warning("session_counter_unreadable", path=str(path))
+            self.value = 0
+
+    def next(self) -> int:
+        self.value += 1
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w") as fh:
+            fh.write(f"{self.value}\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+        return self.value
+
+
+class Replicator:
+    """Owns the MQTT link of one hall agent and the send loop; see the module docstring."""
+
+    def __init__(self, outbox: Outbox, hall: str, key: Ed25519PrivateKey, central_key: Ed25519PublicKey,
+                 url: BrokerUrl, *, data_dir: str | os.PathLike[str], config: ReplicatorConfig | None = None,
+                 clock: Callable[[], int] = now_micros, client_id: str | None = None) -> None:
+        self.outbox = outbox
+        self.hall = hall
+        self.key = key
+        self.central_key = central_key
+        self.config = config or ReplicatorConfig()
+        self.clock = clock
+        self.session = SessionCounter(Path(data_dir) / "mqtt-session")
+        self._current_session = self.session.value
+        self.link = MqttLink(url, client_id=client_id or f"hallsync-agent-{hall}", handler=self._on_message,
+                             subscriptions=[topic(hall, "acks"), topic(hall, "resend")], will=self._will,
+                             on_connect=self._on_connect, publish_timeout=self.config.publish_timeout)
+        self._sent_through = outbox.acked_through
+        self._connection = 0  # bumps on every connect, so a send loop notices it must start over
+        self._resends: collections.deque[tuple[int, int]] = collections.deque()
+        self._kick = asyncio.Event()
+        self._last_progress = time.monotonic()
+        self._ack_timeout = self.config.ack_timeout
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._publishing: set[asyncio.Task[bool]] = set()
+        self._rewind = False
+        self.stats: dict[str, int] = collections.Counter()
+        self.last_ack_at: int | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self.link.run(), name="mqtt-link"),
+                       asyncio.create_task(self._send_loop(), name="replicator-send")]
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Say goodbye (retained offline status), then close the link."""
+        if self.link.connected:
+            with contextlib.suppress(LinkDown):
+                await self.link.publish(topic(self.hall, "status"), self._status(False), retain=True, timeout=timeout)
+        for task in [*self._tasks, *self._publishing]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._publishing, return_exceptions=True)
+        self._tasks = []
+        self._publishing.clear()
+
+    # -- presence -------------------------------------------------------------------------------------
+
+    def _status(self, online: bool) -> bytes:
+        return encode_status(Status(v=VERSION, hall=self.hall, online=online, session=self._current_session,
+                                    at=self.clock()))
+
+    def _will(self) -> Will:
+        self._current_session = self.session.next()
+        return Will(topic(self.hall, "status"), self._status(False), qos=1, retain=True)
+
+    async def _on_connect(self) -> None:
+        self._connection += 1
+        self._rewind = False
+        self._sent_through = self.outbox.acked_through
+        self._last_progress = time.monotonic()
+        self._kick.set()
+        await self.link.publish(topic(self.hall, "status"), self._status(True), retain=True)
+        log.info("replicator_online", hall=self.hall, session=self._current_session,
+                 acked_through=self.outbox.acked_through, last_seq=self.outbox.last_seq)
+
+    # -- acks and resend requests ---------------------------------------------------------------------
+
+    async def _on_message(self, msg: Received) -> None:
+        try:
+            hall, kind = parse_topic(msg.topic)
+            if hall != self.hall:
+                raise SyncError(f"message for hall {hall!r} on the link of {self.hall!r}")
+            if kind == "acks":
+                ack = decode_ack(msg.payload, self.central_key, expect_hall=self.hall)
+            elif kind == "resend":
+                request = decode_resend(msg.payload, self.central_key, expect_hall=self.hall)
+            else:
+                raise SyncError(f"unexpected topic kind {kind!r}")
+        except SyncError as exc:
+            self.stats["refused_messages"] += 1
+            log.error("central_message_refused", topic=msg.topic, error=f"{type(exc).__name__}: {exc}")
+            return
+        if kind == "acks":
+            await self._ack(ack.acked_through_seq, ack.last_hash)
+        else:
+            self._resend(request.from_seq, request.to_seq, request.reason)
+
+    async def _ack(self, through: int, last_hash: str) -> None:
+        try:
+            moved = await self.outbox.mark_acked(through, last_hash)
+        except Exception as exc:  # not recorded: the events stay unacked and go out again
+            log.error("ack_not_recorded", through=through, error=repr(exc))
+            return
+        self.stats["acks"] += 1
+        if moved:
+            self.last_ack_at = self.clock()
+            self._last_progress = time.monotonic()
+            self._ack_timeout = self.config.ack_timeout
+            self._kick.set()
+
+    def _resend(self, first: int, last: int, reason: str) -> None:
+        acked = self.outbox.acked_through
+        first = max(first, acked + 1)
+        last = min(last, self.outbox.last_seq)
+        if first > last:
+            return
+        self.stats["resend_requests"] += 1
+        log.info("resend_requested", first=first, last=last, reason=reason)
+        self._resends.append((first, last))
+        self._kick.set()
+
+    # -- sending --------------------------------------------------------------------------------------
+
+    async def _send_loop(self) -> None:
+        while True:
+            try:
+                await self._send_some()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a storage hiccup: wait and go on; nothing is lost (all in the outbox)
+                log.exception("replicator_error", error=repr(exc))
+                await asyncio.sleep(1.0)
+
+    async def _wait_kick(self, timeout: float) -> None:
+        self._kick.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._kick.wait(), timeout)
+
+    async def _send_some(self) -> None:
+        cfg = self.config
+        if not self.link.connected:
+            await self.link.wait_connected(1.0)
+            return
+        connection = self._connection
+        acked = self.outbox.acked_through
+        if self._rewind:
+            self._rewind = False
+            self._sent_through = acked
+        self._sent_through = max(self._sent_through, acked)
+        in_flight = self._sent_through - acked
+        if in_flight and time.monotonic() - self._last_progress > self._ack_timeout:
+            self.stats["ack_timeouts"] += 1
+            log.warning("ack_timeout", acked_through=acked, sent_through=self._sent_through,
+                        waited=round(time.monotonic() - self._last_progress, 1))
+            self._sent_through = acked
+            self._last_progress = time.monotonic()
+            self._ack_timeout = min(self._ack_timeout * 2, cfg.ack_timeout_max)
+            return
+        if self._resends:
+            first, last = self._resends.popleft()
+            first = max(first, acked + 1)
+            seq = first - 1
+            while seq < last and connection == self._connection:
+                events = await self.outbox.read_unacked(seq, min(cfg.batch_max, last - seq))
+                if not events:
+                    break
+                await self._publish(events)
+                seq = events[-1].seq
+            return
+        if in_flight >= cfg.window_events:
+            await self._wait_kick(self._deadline())
+            return
+        room = min(cfg.batch_max, cfg.window_events - in_flight)
+        events = await self.outbox.read_unacked(self._sent_through, room)
+        if not events:
+            await _first_of(self.outbox.wait_for_events(self._sent_through, self._deadline()),
+                            self._wait_kick(self._deadline()))
+            return
+        if len(events) < room and cfg.linger > 0:
+            oldest = events[0].agent_time
+            wait = cfg.linger - max(0.0, (self.clock() - oldest) / 1e6)
+            if wait > 0 and await self.outbox.wait_for_events(self._sent_through + room - 1, wait):
+                events = await self.outbox.read_unacked(self._sent_through, room)
+            elif wait > 0:
+                events = await self.outbox.read_unacked(self._sent_through, room)
+        if connection != self._connection:
+            return
+        if not in_flight:
+            self._last_progress = time.monotonic()
+        # Pipelined: up to max_publishes_in_flight batches await their PUBACK at once. They leave in
+        # order (each task hands its batch to the client before its first await, tasks start in
+        # creation order); if one fails, sending starts again from the last ack.
+        task = asyncio.create_task(self._publish(events), name=f"publish-{events[0].seq}")
+        self._sent_through = events[-1].seq
+        self._publishing.add(task)
+        task.add_done_callback(lambda t, c=connection: self._published(t, c))
+        if len(self._publishing) >= cfg.max_publishes_in_flight:
+            await asyncio.wait(set(self._publishing), return_when=asyncio.FIRST_COMPLETED)
+
+    def _published(self, task: asyncio.Task[bool], connection: int) -> None:
+        self._publishing.discard(task)
+        if task.cancelled() or task.exception() is not None or not task.result():
+            if connection == self._connection:
+                self._rewind = True
+                self._kick.set()
+
+    def _deadline(self) -> float:
+        """Seconds until the ack timeout would fire (at least a little, at most 1 s)."""
+        if self._sent_through <= self.outbox.acked_through:
+            return 1.0
+        left = self._ack_timeout - (time.monotonic() - self._last_progress)
+        return min(1.0, max(0.05, left))
+
+    async def _publish(self, events: list[Any]) -> bool:
+        payload = encode_batch(events, self.hall, self.key, created_at=self.clock())
+        try:
+            await self.link.publish(topic(self.hall, "batches"), payload, qos=1)
+        except LinkDown as exc:
+            self.stats["publish_failures"] += 1
+            log.warning("batch_not_published", first_seq=events[0].seq, last_seq=events[-1].seq, error=str(exc))
+            return False
+        self.stats["batches"] += 1
+        self.stats["events_sent"] += len(events)
+        return True
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "connected": self.link.connected,
+            "broker": str(self.link.url),
+            "session": self._current_session,
+            "sent_through": self._sent_through,
+            "acked_through": self.outbox.acked_through,
+            "last_ack_at": self.last_ack_at,
+            "ack_timeout_s": self._ack_timeout,
+            "link": {"connects": self.link.stats.connects, "disconnects": self.link.stats.disconnects,
+                     "connect_failures": self.link.stats.connect_failures, "last_error": self.link.stats.last_error},
+            **dict(self.stats),
+        }

@@ -1,0 +1,286 @@
+"""``hall-agent run``: pollers → normalizer → outbox → replicator, and the agent's own state file.
+
+Crash safety: every append carries the normalizer's checkpoints of the devices it touched, committed
+in the same transaction as the events; at start the normalizer is restored from them. Facts read
+but not committed when the process died are therefore visible as meter differences (``missed``)
+after the restart, never silently gone.
+
+Ownership (every task has one owner, cancelled on stop, in this order):
+
+1. the SAS poller (lines and coordinators) stops first, so no new facts arrive;
+2. the pipeline task drains the facts already read into the outbox, then stops;
+3. the replicator says goodbye (retained offline status) and closes the link;
+4. the outbox flushes and closes (``append`` returned ⇒ committed, so nothing accepted is lost).
+
+Fail closed (design.md, delivery rule 1): when the outbox cannot commit (disk full, broken file),
+every machine this agent polls is disabled (LP 01) and a critical alarm is logged; the machines
+are enabled again only when the outbox recovers, and only those the agent disabled itself.
+While the outbox is failed the pipeline holds its drafts in memory and retries: the facts queue
+then fills, and the pollers slow down rather than drop anything (the EGM keeps its own buffer).
+
+State: ``DATA_DIR/agent-state.json`` is rewritten atomically every ``state_interval`` seconds;
+``hall-agent status|devices|outbox`` read it (and say so when it is stale: agent not running).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from mqttlink import parse_broker_url
+from protocols.sync import check_hall_id, public_key_from_pem
+
+from .keys import KEY_FILE, load_private_key
+from .outbox import Outbox, OutboxUnavailable
+from .pipeline import EventDraft, Normalizer
+from .pipeline.drafts import micros
+from .replicator import Replicator, ReplicatorConfig
+from .sas import facts as F
+from .sas.config import PollConfig
+from .sas.poller import SasPoller, load_devices
+
+log = structlog.get_logger("agent.runtime")
+
+STATE_FILE = "agent-state.json"
+OUTBOX_FILE = "outbox.db"
+FACTS_PER_APPEND = 500
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    hall: str
+    data_dir: Path
+    devices: Path
+    mqtt: str
+    central_key: Path
+    currency: str = "EUR"
+    gaming_day_start: dt.time = dt.time(6, 0)
+    state_interval: float = 2.0
+    prune_interval: float = 3600.0
+    retention_days: float = 7.0
+    meter_settle_seconds: float = 30.0
+    poll: PollConfig = field(default_factory=PollConfig)
+    replicator: ReplicatorConfig = field(default_factory=ReplicatorConfig)
+
+
+class StartupError(Exception):
+    """The agent cannot start (bad key, devices file, broker URL); the message says what to fix."""
+
+
+class HallAgent:
+    """One hall's agent process; see the module docstring."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        try:
+            check_hall_id(config.hall)
+            self.url = parse_broker_url(config.mqtt)
+        except Exception as exc:
+            raise StartupError(str(exc)) from exc
+        try:
+            self.key = load_private_key(config.data_dir / KEY_FILE)
+        except Exception as exc:
+            raise StartupError(f"hall key: {exc}") from exc
+        try:
+            self.central_key = public_key_from_pem(config.central_key.read_bytes())
+        except Exception as exc:
+            raise StartupError(f"central key {config.central_key}: {exc}") from exc
+        try:
+            self.devices = load_devices(config.devices)
+        except Exception as exc:
+            raise StartupError(f"devices file {config.devices}: {exc}") from exc
+        self.skipped = _other_protocols(config.devices)
+        self.outbox = Outbox(config.data_dir / OUTBOX_FILE, config.hall,
+                             retention_seconds=config.retention_days * 86400,
+                             on_fail_closed=self._fail_closed, on_recovered=self._recovered)
+        self.normalizer = Normalizer(config.currency, gaming_day_start=config.gaming_day_start,
+                                     settle_seconds=config.meter_settle_seconds)
+        self.poller = SasPoller(self.devices, config.poll)
+        self.replicator = Replicator(self.outbox, config.hall, self.key, self.central_key, self.url,
+                                     data_dir=config.data_dir, config=config.replicator)
+        self.started_at = time.time()
+        self.events_appended = 0
+        self.fail_closed: dict[str, Any] | None = None
+        self._locked_by_us: set[str] = set()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._side_tasks: set[asyncio.Task[Any]] = set()
+        self._last_fact: dict[str, float] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then shut down in order (module docstring)."""
+        try:
+            await self.outbox.start()
+        except OutboxUnavailable as exc:
+            raise StartupError(str(exc)) from exc
+        self.normalizer.restore(await self.outbox.checkpoints())  # logs each unreadable one itself
+        log.info("agent_starting", hall=self.config.hall, devices=len(self.devices), broker=str(self.url),
+                 last_seq=self.outbox.last_seq, acked_through=self.outbox.acked_through)
+        for dev in self.skipped:
+            log.warning("device_skipped", device=dev, reason="Modbus terminals are polled from issue 03 on")
+        await self.poller.start()
+        await self.replicator.start()
+        self._tasks = [asyncio.create_task(self._pipeline(), name="pipeline"),
+                       asyncio.create_task(self._ticker(), name="gaming-day"),
+                       asyncio.create_task(self._state_writer(), name="state-file"),
+                       asyncio.create_task(self._pruner(), name="prune")]
+        try:
+            await stop.wait()
+        finally:
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        log.info("agent_stopping", hall=self.config.hall)
+        await self.poller.stop()
+        pipeline, *others = self._tasks
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+        for _ in range(200):  # up to 10 s for the pipeline to empty the facts queue into the outbox
+            if self.poller.facts.empty() or self.outbox.state != "ok":
+                break
+            await asyncio.sleep(0.05)
+        pipeline.cancel()
+        await asyncio.gather(pipeline, return_exceptions=True)
+        for task in list(self._side_tasks):
+            task.cancel()
+        await asyncio.gather(*self._side_tasks, return_exceptions=True)
+        await self.replicator.stop()
+        await self.outbox.stop()
+        self._write_state()
+        log.info("agent_stopped", hall=self.config.hall, last_seq=self.outbox.last_seq,
+                 acked_through=self.outbox.acked_through)
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    # -- facts → events -------------------------------------------------------------------------------
+
+    async def _pipeline(self) -> None:
+        facts = self.poller.facts
+        while True:
+            batch = [await facts.get()]
+            while len(batch) < FACTS_PER_APPEND and not facts.empty():
+                batch.append(facts.get_nowait())
+            drafts: list[EventDraft] = []
+            for fact in batch:
+                self._last_fact[fact.device] = fact.wall
+                drafts.extend(self.normalizer.feed(fact))
+            checkpoints = self.normalizer.take_checkpoints()
+            if drafts or checkpoints:
+                await self._append(drafts, checkpoints)
+
+    async def _append(self, drafts: list[EventDraft], checkpoints: dict[str, bytes]) -> None:
+        """Append with the normalizer's checkpoints (same transaction), retrying while the outbox is
+        failed: drafts are never dropped, and a restart resumes from exactly what was committed."""
+        while True:
+            try:
+                await self.outbox.append(drafts, checkpoints=checkpoints)
+                self.events_appended += len(drafts)
+                return
+            except OutboxUnavailable as exc:
+                log.error("outbox_unavailable", held_events=len(drafts), reason=str(exc))
+                await asyncio.sleep(1.0)
+
+    async def _ticker(self) -> None:
+        """Gaming-day close: the normalizer asks for meter snapshots, the coordinators read them."""
+        while True:
+            for request in self.normalizer.tick(time.time()):
+                coord = self.poller.coordinators.get(request.device)
+                if coord is not None:
+                    self._spawn(coord.read_meters(), f"day-close:{request.device}")
+            await asyncio.sleep(1.0)
+
+    async def _pruner(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.prune_interval)
+            try:
+                await self.outbox.prune(micros(time.time()))
+            except Exception as exc:  # pruning is housekeeping; try again next time
+                log.warning("prune_failed", error=repr(exc))
+
+    # -- fail closed ----------------------------------------------------------------------------------
+
+    def _fail_closed(self, reason: str, devices: frozenset[str]) -> None:
+        self.fail_closed = {"reason": reason, "since": time.time(), "devices_with_pending": sorted(devices)}
+        log.critical("fail_closed", reason=reason, action="disabling every machine until the outbox recovers",
+                     devices=sorted(self.poller.coordinators))
+        for device, coord in self.poller.coordinators.items():
+            if device not in self._locked_by_us:
+                self._locked_by_us.add(device)
+                self._spawn(self._command(coord.disable_machine(), device, "disable_machine"), f"lock:{device}")
+
+    def _recovered(self) -> None:
+        log.warning("fail_closed_recovered", enabling=sorted(self._locked_by_us))
+        self.fail_closed = None
+        for device in sorted(self._locked_by_us):
+            coord = self.poller.coordinators.get(device)
+            if coord is not None:
+                self._spawn(self._command(coord.enable_machine(), device, "enable_machine"), f"unlock:{device}")
+        self._locked_by_us.clear()
+
+    async def _command(self, call: Any, device: str, action: str) -> None:
+        try:
+            result: F.CommandResult = await call
+        except Exception as exc:
+            log.error("machine_command_failed", device=device, action=action, error=repr(exc))
+            return
+        log.warning("machine_command", device=device, action=action, acked=getattr(result, "acked", None))
+
+    # -- state for the CLI ----------------------------------------------------------------------------
+
+    async def _state_writer(self) -> None:
+        while True:
+            try:
+                self._write_state()
+            except OSError as exc:  # a full disk must not stop the agent; the outbox handles that case
+                log.warning("state_file_not_written", error=str(exc))
+            await asyncio.sleep(self.config.state_interval)
+
+    def state(self) -> dict[str, Any]:
+        devices = []
+        for dev in self.devices:
+            coord = self.poller.coordinators[dev.id]
+            ident = coord.identity
+            stats = coord.stats
+            devices.append({
+                "id": dev.id, "protocol": "sas", "port": dev.port, "address": dev.address,
+                "link_up": coord.link_up, "rte": coord.rte_active, "fast_polling": coord.fast_polling,
+                "locked_by_agent": dev.id in self._locked_by_us,
+                "game_id": ident.game_id if ident else None, "serial": ident.serial if ident else None,
+                "last_seen": coord.last_seen_wall, "last_fact": self._last_fact.get(dev.id),
+                "last_error": coord.last_error, "polls": stats.transmissions, "answered": stats.answered,
+                "missed_polls": stats.missed_polls, "retries": stats.retries,
+            })
+        for dev in self.skipped:
+            devices.append({"id": dev, "protocol": "modbus", "link_up": None, "note": "polled from issue 03 on"})
+        return {
+            "hall": self.config.hall, "pid": os.getpid(), "started_at": self.started_at, "updated_at": time.time(),
+            "state_interval": self.config.state_interval, "currency": self.config.currency,
+            "fail_closed": self.fail_closed, "events_appended": self.events_appended,
+            "outbox": self.outbox.status(), "replicator": self.replicator.status(), "devices": devices,
+        }
+
+    def _write_state(self) -> None:
+        path = self.config.data_dir / STATE_FILE
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.state(), indent=1, sort_keys=True, default=str))
+        os.replace(tmp, path)
+
+
+def _other_protocols(path: Path) -> list[str]:
+    with open(path, "rb") as fh:
+        data = tomllib.load(fh)
+    return [str(d.get("id")) for d in data.get("devices", []) if d.get("protocol", "sas") != "sas"]

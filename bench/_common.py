@@ -1,0 +1,190 @@
+"""Helpers shared by the whole-system benchmarks: child processes, /proc figures, the HQ setup.
+
+Every figure read from ``/proc`` is Linux-only (the benchmarks' target). CPU times are user + system
+seconds of every thread of the process; RSS figures are MiB (``VmRSS`` now, ``VmHWM`` peak).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+BIN = Path(sys.executable).parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# -- /proc ------------------------------------------------------------------------------------------
+
+def proc_status(pid: int | str = "self") -> dict[str, int]:
+    """The kB fields of /proc/PID/status (VmRSS, VmHWM, …); empty if the process is gone."""
+    out: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                name, _, rest = line.partition(":")
+                parts = rest.split()
+                if len(parts) == 2 and parts[1] == "kB":
+                    out[name] = int(parts[0])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return out
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    return proc_status(pid).get("VmRSS", 0) / 1024
+
+
+def peak_rss_mb(pid: int | str = "self") -> float:
+    return proc_status(pid).get("VmHWM", 0) / 1024
+
+
+def reset_peak_rss(pid: int | str = "self") -> bool:
+    """Reset VmHWM to the current RSS (Linux ≥ 4.0: write 5 to clear_refs); False if not allowed."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def cpu_seconds(pid: int | str = "self") -> float:
+    """user + system CPU seconds of a process (all its threads); NaN if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            text = fh.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return float("nan")
+    fields = text[text.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15 of stat(5))
+
+
+# -- child processes --------------------------------------------------------------------------------
+
+class Proc:
+    """A child process with stdout+stderr in a log file, in its own session (so it gets no Ctrl-C twice)."""
+
+    def __init__(self, name: str, args: list[str], logdir: Path) -> None:
+        self.name, self.args, self.log = name, args, logdir / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Proc:
+        with open(self.log, "ab") as fh:
+            self.proc = subprocess.Popen(self.args, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM, wait; SIGKILL if it does not stop in time. Returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                print(f"warning: {self.name} did not stop within {timeout} s of SIGTERM; killing it", file=sys.stderr)
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+    def tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except FileNotFoundError:
+            return ""
+
+
+def cli(*args: str) -> str:
+    """Run one of the project's console scripts; its stdout, or SystemExit with its stderr."""
+    done = subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed ({done.returncode}):\n{done.stderr}{done.stdout}")
+    return done.stdout
+
+
+def http_json(url: str, timeout: float = 2.0) -> dict:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def wait_until(check, timeout: float, what: str, *procs: Proc, interval: float = 0.1):
+    """Poll ``check()`` until it returns something truthy; SystemExit with the children's logs if not."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        for p in procs:
+            if p.proc is not None and p.proc.poll() is not None:
+                raise SystemExit(f"{p.name} exited with {p.proc.returncode} while waiting for {what}:\n{p.tail()}")
+        try:
+            last = check()
+            if last:
+                return last
+        except (OSError, urllib.error.URLError, ValueError, KeyError):
+            pass
+        time.sleep(interval)
+    logs = "\n".join(f"--- {p.name} ---\n{p.tail()}" for p in procs)
+    raise SystemExit(f"timed out after {timeout} s waiting for {what} (last: {last!r})\n{logs}")
+
+
+# -- HQ set-up ---------------------------------------------------------------------------------------
+
+def setup_hq(work: Path, hall: str) -> tuple[Path, Path, Path]:
+    """Central's key pair, the hall's key pair, the hall registered: (central_dir, agent_dir, db)."""
+    from agent.keys import init_keys
+
+    central_dir, agent_dir, db = work / "central", work / "agent", work / "central.db"
+    cli("hall-central", "keys", "init", "--data-dir", str(central_dir))
+    init_keys(agent_dir)
+    cli("hall-central", "halls", "add", hall, "--public-key", str(agent_dir / "hall.pub"), "--db", str(db))
+    return central_dir, agent_dir, db
+
+
+def start_central(work: Path, central_dir: Path, db: Path, mqtt: str, http_port: int,
+                  log_level: str = "warning") -> Proc:
+    """``hall-central serve`` as its own process; returns once health answers and ingest is connected."""
+    central = Proc("central", [str(BIN / "hall-central"), "serve", "--data-dir", str(central_dir), "--db", str(db),
+                               "--mqtt", mqtt, "--http", f"127.0.0.1:{http_port}", "--log-level", log_level,
+                               "--client-id", "bench-central", "--share-group", "bench"], work).start()
+    health = f"http://127.0.0.1:{http_port}/api/v1/health"
+
+    def ready() -> bool:
+        body = http_json(health)
+        ingest = body.get("presence", {}).get("ingest")
+        return body.get("status") == "ok" and (ingest is None or bool(ingest.get("connected")))
+
+    wait_until(ready, 30, "central health + MQTT connection", central)
+    return central
+
+
+def start_broker(work: Path, mqtt: str | None):
+    """(broker or None, URL text): our own Mosquitto unless ``mqtt`` names one."""
+    if mqtt:
+        return None, mqtt
+    from mqttlink.broker import Mosquitto
+
+    broker = Mosquitto(work / "mosquitto")
+    broker.start()
+    return broker, broker.url_text
+
+
+def fmt_s(seconds: float) -> str:
+    return f"{seconds:.2f} s"

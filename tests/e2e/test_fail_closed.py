@@ -1,0 +1,111 @@
+"""A full disk under a running agent: the machines are locked, no event is lost, play resumes after.
+
+Real parts: simulated EGMs on real ptys, the agent's whole runtime (pollers, normalizer, outbox,
+replicator) with its data directory on a tiny real filesystem that the test fills, and Mosquitto.
+What the operator checks: while the outbox cannot commit, the EGMs refuse play (LP 01 reached them);
+once space is back they are enabled again and every game played before the lock is in the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import pytest
+
+from agent.keys import init_keys
+from agent.runtime import AgentConfig, HallAgent
+from agent.sas.config import PollConfig
+from firmware_sim.egm import Egm, PlayRefused
+from firmware_sim.pty_egm import PtyEgmServer
+from protocols.sync import decode_event, generate_private_key, public_key_to_pem
+from protocols.sync.money import ZERO, contribution
+from tests.conftest import fill
+
+HALL = "hall-full"
+
+
+async def wait_until(predicate, timeout: float, what: str) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out: {what}")
+
+
+def outbox_totals(path: Path) -> dict[str, object]:
+    import sqlite3
+
+    con = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    try:
+        bodies = [row[0] for row in con.execute("SELECT body FROM events ORDER BY seq")]
+    finally:
+        con.close()
+    totals: dict[str, object] = {}
+    for body in bodies:
+        event = decode_event(body)
+        totals[event.device] = totals.get(event.device, ZERO) + contribution(event.type, event.data)
+    return totals
+
+
+@pytest.mark.slow
+async def test_disk_full_locks_the_machines_and_loses_nothing(small_fs: Path, tmp_path: Path, mosquitto) -> None:
+    data = small_fs / "agent"
+    init_keys(data)
+    central = tmp_path / "central.pub"
+    central.write_bytes(public_key_to_pem(generate_private_key().public_key()))
+    egms = [Egm(address, seed=address, pace=0) for address in (1, 2)]
+    servers = [PtyEgmServer(egm) for egm in egms]
+    ports = [await s.start() for s in servers]
+    devices = tmp_path / "devices.toml"
+    devices.write_text("".join(f'[[devices]]\nid = "egm-00{i + 1}"\nprotocol = "sas"\nport = "{port}"\n'
+                               f'address = {i + 1}\nframing = "marks"\n\n' for i, port in enumerate(ports)))
+    agent = HallAgent(AgentConfig(hall=HALL, data_dir=data, devices=devices, mqtt=mosquitto.url_text,
+                                  central_key=central, meter_settle_seconds=0.5,
+                                  poll=PollConfig(meter_interval=1.0)))
+    agent.outbox.retry_interval = 0.2
+    stop = asyncio.Event()
+    run = asyncio.create_task(agent.run(stop))
+    filler = small_fs / "filler"
+    try:
+        await wait_until(lambda: all(c.link_up and c.identity for c in agent.poller.coordinators.values()), 15,
+                         "both machines identified")
+        for egm in egms:
+            assert egm.insert_bill(100)
+        for _ in range(5):
+            for egm in egms:
+                egm.play_game(bet=10)
+            await asyncio.sleep(0.05)
+        await wait_until(lambda: agent.outbox.last_seq > 20, 10, "first events committed")
+
+        fill(filler)  # the disk is full: the next commit fails
+        for egm in egms:
+            egm.play_game(bet=20)
+            egm.play_game(bet=30)
+        await wait_until(lambda: agent.fail_closed is not None, 15, "the agent to fail closed")
+        await wait_until(lambda: not any(e.enabled for e in egms), 10, "LP 01 to reach both machines")
+        for egm in egms:
+            with pytest.raises(PlayRefused, match=r"disabled|enabled|locked|cannot"):
+                egm.play_game(bet=10)
+        assert agent.outbox.state == "failed" and "FULL" in str(agent.outbox.status()["reason"]).upper()
+
+        filler.unlink()  # space is back
+        await wait_until(lambda: agent.outbox.state == "ok" and agent.fail_closed is None, 15, "recovery")
+        await wait_until(lambda: all(e.enabled for e in egms), 10, "LP 02 to re-enable both machines")
+        egms[0].play_game(bet=40)
+
+        def matches() -> bool:
+            totals = outbox_totals(data / "outbox.db")
+            return all(totals.get(f"egm-00{i + 1}", ZERO).bets == e.truth.bets
+                       and totals.get(f"egm-00{i + 1}", ZERO).rounds == e.truth.rounds
+                       and totals.get(f"egm-00{i + 1}", ZERO).wins == e.truth.wins for i, e in enumerate(egms))
+
+        await wait_until(matches, 15, "every game in the outbox")
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            filler.unlink()
+        stop.set()
+        await asyncio.wait_for(run, 30)
+        for s in servers:
+            await s.stop()

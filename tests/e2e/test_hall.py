@@ -1,0 +1,172 @@
+"""A whole hall, as separate processes: ``hall-sim floor`` → ``hall-agent run`` → Mosquitto → ``hall-central serve``.
+
+What the operator checks: the GGR central reports per machine (bets, wins, rounds) equals what the
+simulated players really did (``truth.json``), to the minor unit, even though during play the agent
+is SIGKILLed and restarted, the broker is SIGKILLed and restarted, and central is stopped for a while
+and started again. Nothing is lost, nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from mqttlink.broker import free_port
+
+BIN = Path(sys.executable).parent
+HALL = "hall-e2e"
+EGMS = 3
+ROUNDS = 45
+PACE = 0.25
+
+pytestmark = pytest.mark.slow
+
+
+class Proc:
+    """A child process with its stderr in a file (read on failure), killable like in the field."""
+
+    def __init__(self, name: str, args: list[str], logdir: Path) -> None:
+        self.name, self.args, self.log = name, args, logdir / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Proc:
+        with open(self.log, "ab") as fh:
+            self.proc = subprocess.Popen(self.args, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def kill(self) -> None:
+        assert self.proc is not None and self.proc.poll() is None, f"{self.name} died early:\n{self.tail()}"
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self, timeout: float = 20) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise AssertionError(f"{self.name} did not stop on SIGTERM within {timeout} s:\n{self.tail()}") from None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except FileNotFoundError:
+            return ""
+
+
+def cli(*args: str) -> str:
+    done = subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def api(url: str, key: str) -> dict:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+async def eventually(check, timeout: float, what: str, *procs: Proc):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = await asyncio.to_thread(check)
+            if last:
+                return last
+        except (OSError, urllib.error.URLError, ValueError, KeyError):
+            pass
+        await asyncio.sleep(0.25)
+    logs = "\n".join(f"--- {p.name} ---\n{p.tail()}" for p in procs)
+    raise AssertionError(f"timed out waiting for {what}; last: {last}\n{logs}")
+
+
+async def test_ggr_equals_truth_through_kills_and_restarts(tmp_path: Path, mosquitto) -> None:
+    floor_dir, agent_dir, central_dir = tmp_path / "floor", tmp_path / "agent", tmp_path / "central"
+    db = str(tmp_path / "central.db")
+    cli("hall-central", "keys", "init", "--data-dir", str(central_dir))
+    cli("hall-agent", "keys", "init", "--data-dir", str(agent_dir))
+    cli("hall-central", "halls", "add", HALL, "--public-key", str(agent_dir / "hall.pub"), "--db", db)
+    key = cli("hall-central", "apikeys", "create", "--role", "viewer", "--db", db)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/api/v1"
+
+    floor = Proc("floor", [str(BIN / "hall-sim"), "floor", "--egms", str(EGMS), "--rounds", str(ROUNDS),
+                           "--pace", str(PACE), "--seed", "11", "--out", str(floor_dir)], tmp_path)
+    central = Proc("central", [str(BIN / "hall-central"), "serve", "--data-dir", str(central_dir), "--db", db,
+                               "--mqtt", mosquitto.url_text, "--http", f"127.0.0.1:{port}", "--log-level", "info"],
+                   tmp_path)
+    agent = Proc("agent", [str(BIN / "hall-agent"), "run", "--hall", HALL, "--data-dir", str(agent_dir),
+                           "--devices", str(floor_dir / "devices.toml"), "--mqtt", mosquitto.url_text,
+                           "--central-key", str(central_dir / "central.pub"), "--meter-interval", "2",
+                           "--meter-settle", "1.5", "--log-level", "info", "--log-format", "json"], tmp_path)
+    procs = (floor, agent, central)
+    try:
+        floor.start()
+        await eventually(lambda: (floor_dir / "devices.toml").exists(), 20, "devices.toml", floor)
+        central.start()
+        await eventually(lambda: api(f"{base}/halls", key), 20, "central HTTP", central)
+        agent.start()
+        await eventually(lambda: any(r["bets"] for r in api(f"{base}/reports/ggr?group_by=device", key)["rows"]),
+                         30, "first bets at central", *procs)
+
+        agent.kill()  # SIGKILL mid-play: facts in memory are gone, the meters still know
+        await asyncio.sleep(0.5)
+        agent.start()
+        await asyncio.sleep(2.5)
+
+        mosquitto.kill()  # the broker dies with batches and acks in flight
+        await asyncio.sleep(1.0)
+        mosquitto.start()
+        await asyncio.sleep(2.0)
+
+        assert central.terminate() == 0, central.tail()  # HQ down for a while; the hall keeps playing
+        await asyncio.sleep(3.0)
+        central.start()
+
+        truth_file = floor_dir / "truth.json"
+        await eventually(truth_file.exists, ROUNDS * PACE * 4 + 60, "the floor to finish its rounds", *procs)
+        truth = json.loads(truth_file.read_text())["devices"]
+        want = {d: {k: t[k] for k in ("bets", "wins", "rounds")} for d, t in truth.items()}
+
+        def central_matches() -> dict | None:
+            rows = api(f"{base}/reports/ggr?group_by=device&hall={HALL}", key)["rows"]
+            got = {r["key"]: {k: r[k] for k in ("bets", "wins", "rounds")} for r in rows}
+            return got if got == want else None
+
+        try:
+            await eventually(central_matches, 90, "central GGR == truth", *procs)
+        except AssertionError:
+            rows = api(f"{base}/reports/ggr?group_by=device&hall={HALL}", key)["rows"]
+            got = {r["key"]: {k: r[k] for k in ("bets", "wins", "rounds")} for r in rows}
+            raise AssertionError(f"central {got}\ntruth   {want}\n" +
+                                 "\n".join(f"--- {p.name} ---\n{p.tail(60)}" for p in procs)) from None
+        ggr = api(f"{base}/reports/ggr?group_by=hall", key)
+        assert ggr["rows"][0]["ggr"] == sum(t["bets"] - t["wins"] for t in truth.values())
+        # every event the agent recorded is acked: the outbox holds nothing unconfirmed
+        await eventually(lambda: _outbox_json(agent_dir)["unacked_count"] == 0, 30, "outbox drained", *procs)
+    finally:
+        for p in (agent, central, floor):
+            if p.alive():
+                p.terminate()
+
+
+def _outbox_json(agent_dir: Path) -> dict:
+    done = subprocess.run([str(BIN / "hall-agent"), "outbox", "--data-dir", str(agent_dir), "--json"],
+                          capture_output=True, text=True, timeout=30)
+    return json.loads(done.stdout)

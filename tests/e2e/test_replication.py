@@ -1,0 +1,213 @@
+"""Outbox → replicator → real Mosquitto → central ingest service → SQLite: exactly once, through failures.
+
+In one process (the whole-hall tests with separate processes and SIGKILL live in test_hall.py): the
+agent's real outbox and replicator, a real broker (killed and restarted), central's real ingest
+service and store (stopped and started again). What a user checks: central's GGR per device equals
+what the hall recorded, every event is acked, nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from agent.outbox import Outbox
+from agent.pipeline import EventDraft
+from agent.replicator import Replicator, ReplicatorConfig
+from central.ingest import Ingestor
+from central.service import IngestService, ServiceConfig
+from central.store import SqliteStore
+from protocols.sync import (
+    VERSION,
+    Ack,
+    encode_ack,
+    generate_private_key,
+    topic,
+)
+from protocols.sync.keys import Ed25519PrivateKey
+from protocols.sync.money import ZERO, Contribution
+from tests.central.builders import FakeHall
+
+HALL = "hall-e2e"
+FAST = ReplicatorConfig(batch_max=200, linger=0.02, window_events=1000, ack_timeout=2.0, ack_timeout_max=4.0)
+
+
+def drafts_of(fake: FakeHall, count: int) -> list[EventDraft]:
+    return [EventDraft(e.device, e.type, e.device_time, e.agent_time, dict(e.data)) for e in fake.play(count)]
+
+
+@dataclass
+class Rig:
+    tmp: Path
+    broker: object
+    fake: FakeHall
+    central_key: Ed25519PrivateKey
+    outbox: Outbox
+    replicator: Replicator
+    store: SqliteStore
+    service: IngestService | None = None
+
+    async def start_central(self) -> None:
+        self.service = IngestService(self.store, Ingestor(self.store, self.central_key), self.broker.url,
+                                     ServiceConfig(client_id="central-test"))
+        await self.service.start()
+        assert await self.service.link.wait_connected(10)
+
+    async def stop_central(self) -> None:
+        assert self.service is not None
+        await self.service.stop()
+        self.service = None
+
+    async def all_acked(self, timeout: float = 60.0) -> None:
+        for _ in range(int(timeout / 0.05)):
+            if 0 < self.outbox.last_seq == self.outbox.acked_through:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"not all acked: {self.outbox.acked_through} of {self.outbox.last_seq}")
+
+    async def central_totals(self) -> dict[str, Contribution]:
+        rows = await self.store.ggr("device")
+        return {r.key: Contribution(bets=r.bets, wins=r.wins, rounds=r.rounds, cash_in=r.cash_in,
+                                    cash_out=r.cash_out) for r in rows if (r.bets, r.wins, r.rounds, r.cash_in,
+                                                                           r.cash_out) != (0, 0, 0, 0, 0)}
+
+    def truth(self) -> dict[str, Contribution]:
+        return {d: c for d, c in self.fake.per_device.items() if c != ZERO}
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, mosquitto) -> AsyncIterator[Rig]:
+    fake = FakeHall(HALL, seed=7, devices=5)
+    central_key = generate_private_key()
+    store = await SqliteStore.open(tmp_path / "central.db")
+    await store.add_hall(HALL, fake.public_pem, now=1)
+    outbox = Outbox(tmp_path / "outbox.db", HALL)
+    await outbox.start()
+    replicator = Replicator(outbox, HALL, fake.key, central_key.public_key(), mosquitto.url,
+                            data_dir=tmp_path, config=FAST)
+    r = Rig(tmp_path, mosquitto, fake, central_key, outbox, replicator, store)
+    try:
+        yield r
+    finally:
+        await replicator.stop()
+        if r.service is not None:
+            await r.stop_central()
+        await outbox.stop()
+        await store.close()
+
+
+async def test_backlog_reaches_central_exactly_once(rig: Rig) -> None:
+    await rig.outbox.append(drafts_of(rig.fake, 3000))
+    await rig.start_central()
+    await rig.replicator.start()
+    await rig.all_acked()
+    assert await rig.central_totals() == rig.truth()
+    hall = await rig.store.get_hall(HALL)
+    assert hall is not None and hall.last_seq == rig.outbox.last_seq
+    assert hall.online is True and hall.session == 1
+    # live events after the backlog go out within the linger
+    await rig.outbox.append(drafts_of(rig.fake, 50))
+    await rig.all_acked(10)
+    assert await rig.central_totals() == rig.truth()
+
+
+async def test_broker_killed_and_central_stopped_while_the_hall_plays(rig: Rig) -> None:
+    await rig.start_central()
+    await rig.replicator.start()
+    produced = 0
+
+    async def play(n: int) -> None:
+        nonlocal produced
+        for _ in range(n):
+            await rig.outbox.append(drafts_of(rig.fake, 40))
+            produced += 40
+            await asyncio.sleep(0.01)
+
+    await play(20)
+    rig.broker.kill()  # SIGKILL: in-flight batches and acks vanish
+    await play(20)  # the hall keeps playing; events wait in the outbox
+    rig.broker.start()
+    await play(10)
+    await rig.stop_central()  # HQ down for a while: the agent times out and keeps everything
+    await play(20)
+    assert rig.outbox.acked_through < rig.outbox.last_seq
+    await asyncio.sleep(2.5)
+    await rig.start_central()
+    await play(5)
+    await rig.all_acked()
+    assert await rig.central_totals() == rig.truth()
+    assert rig.replicator.link.stats.disconnects >= 1
+    hall = await rig.store.get_hall(HALL)
+    assert hall is not None and hall.last_seq == rig.outbox.last_seq
+
+
+async def test_forged_ack_moves_nothing(rig: Rig) -> None:
+    """An ack not signed by central (here: signed by another key) must not let the hall forget events."""
+    await rig.outbox.append(drafts_of(rig.fake, 100))
+    await rig.replicator.start()  # central is not running: nothing can be acked
+    assert await rig.replicator.link.wait_connected(10)
+    forger = generate_private_key()
+    last = rig.outbox.last_seq
+    events = await rig.outbox.read_unacked(0, last)
+    forged = encode_ack(Ack(v=VERSION, hall=HALL, acked_through_seq=last, last_hash=events[-1].hash,
+                            created_at=1), forger)
+    await rig.replicator.link.publish(topic(HALL, "acks"), forged)
+    await asyncio.sleep(0.5)
+    assert rig.outbox.acked_through == 0
+    assert rig.replicator.stats["refused_messages"] == 1
+    # a real ack with the wrong hash is refused by the outbox too
+    wrong = encode_ack(Ack(v=VERSION, hall=HALL, acked_through_seq=last, last_hash="ab" * 32, created_at=1),
+                       rig.central_key)
+    await rig.replicator.link.publish(topic(HALL, "acks"), wrong)
+    await asyncio.sleep(0.5)
+    assert rig.outbox.acked_through == 0
+    await rig.start_central()
+    await rig.all_acked()
+    assert await rig.central_totals() == rig.truth()
+
+
+async def test_resend_request_fills_a_gap(rig: Rig) -> None:
+    """Central misses a batch (here: its ingest drops the first message) and asks; the agent resends."""
+    await rig.start_central()
+    assert rig.service is not None
+    original = rig.service.ingestor.prepare
+    dropped: list[str] = []
+
+    async def drop_first(topic_name: str, payload: bytes):
+        if not dropped:
+            dropped.append(topic_name)
+            return await original(topic_name, b"not json")  # logged as format_error, nothing stored
+        return await original(topic_name, payload)
+
+    rig.service.ingestor.prepare = drop_first  # type: ignore[method-assign]
+    await rig.outbox.append(drafts_of(rig.fake, 600))
+    await rig.replicator.start()
+    await rig.all_acked()
+    assert dropped
+    assert rig.replicator.stats["resend_requests"] >= 1
+    assert rig.replicator.stats["ack_timeouts"] == 0
+    assert await rig.central_totals() == rig.truth()
+    kinds = {e.kind for e in await rig.store.integration_log()}
+    assert {"format_error", "resend"} <= kinds
+
+
+async def test_status_goes_offline_on_stop(rig: Rig) -> None:
+    await rig.start_central()
+    await rig.replicator.start()
+    assert await rig.replicator.link.wait_connected(10)
+    for _ in range(100):
+        hall = await rig.store.get_hall(HALL)
+        if hall is not None and hall.online:
+            break
+        await asyncio.sleep(0.05)
+    await rig.replicator.stop()
+    for _ in range(100):
+        hall = await rig.store.get_hall(HALL)
+        if hall is not None and hall.online is False:
+            break
+        await asyncio.sleep(0.05)
+    assert hall is not None and hall.online is False and hall.session == 1
