@@ -171,7 +171,8 @@ def status(args: argparse.Namespace) -> int:
     print(f"broker:    {rep['broker']} {'connected' if rep['connected'] else 'DISCONNECTED'} "
           f"(session {rep['session']}, last error: {rep['link'].get('last_error') or '-'})")
     print(f"outbox:    {ob['state']}; last seq {ob['last_seq']}, acked through {ob['acked_through']}, "
-          f"{ob['unacked_count']} waiting (oldest {_age(now - oldest / 1e6) if oldest else '-'})")
+          f"{ob['unacked_count']} waiting (oldest {_age(state['updated_at'] - oldest / 1e6) if oldest else '-'} "
+          f"when the state was written)")
     fail = state.get("fail_closed")
     print(f"fail-closed: {'NO' if not fail else 'YES — ' + str(fail.get('reason')) + ' (machines locked)'}")
     print(f"devices:   {len(state['devices'])} ({up} answering)")

@@ -49,6 +49,7 @@ from protocols.sync import (
 )
 
 from .outbox import Outbox
+from .tasks import stop_task
 
 log = structlog.get_logger("agent.replicator")
 
@@ -144,8 +145,7 @@ class Replicator:
             with contextlib.suppress(LinkDown):
                 await self.link.publish(topic(self.hall, "status"), self._status(False), retain=True, timeout=timeout)
         for task in [*self._tasks, *self._publishing]:
-            task.cancel()
-        await asyncio.gather(*self._tasks, *self._publishing, return_exceptions=True)
+            await stop_task(task)
         self._tasks = []
         self._publishing.clear()
 

@@ -47,6 +47,7 @@ from .replicator import Replicator, ReplicatorConfig
 from .sas import facts as F
 from .sas.config import PollConfig
 from .sas.poller import SasPoller, load_devices
+from .tasks import stop_task
 
 log = structlog.get_logger("agent.runtime")
 
@@ -144,17 +145,14 @@ class HallAgent:
         await self.poller.stop()
         pipeline, *others = self._tasks
         for task in others:
-            task.cancel()
-        await asyncio.gather(*others, return_exceptions=True)
+            await stop_task(task)
         for _ in range(200):  # up to 10 s for the pipeline to empty the facts queue into the outbox
             if self.poller.facts.empty() or self.outbox.state != "ok":
                 break
             await asyncio.sleep(0.05)
-        pipeline.cancel()
-        await asyncio.gather(pipeline, return_exceptions=True)
+        await stop_task(pipeline)
         for task in list(self._side_tasks):
-            task.cancel()
-        await asyncio.gather(*self._side_tasks, return_exceptions=True)
+            await stop_task(task)
         await self.replicator.stop()
         await self.outbox.stop()
         self._write_state()

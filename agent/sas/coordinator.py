@@ -14,7 +14,6 @@ exceptions in NVRAM meanwhile, so back-pressure loses nothing, whereas dropping 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import time
 from collections import deque
@@ -31,6 +30,7 @@ from protocols.sas.errors import SASError
 from protocols.sas.exceptions import DOOR_CODES, exception_name
 from protocols.sas.meters import meter_name, meter_unit
 
+from ..tasks import stop_task
 from ..transport.errors import TransportError
 from . import facts as F
 from .config import PollConfig
@@ -118,10 +118,7 @@ class MachineCoordinator:
         """Cancel the poll task and hand over whatever facts are still pending (space permitting)."""
         self._running = False
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
         for _, fut in self._commands:
             if not fut.done():
                 fut.cancel()

@@ -23,6 +23,7 @@ import structlog
 from protocols.sas import framing, wire
 from protocols.sas.ackstate import HostAckTracker
 
+from ..tasks import stop_task
 from ..transport.base import SasTransport
 from ..transport.errors import TransportError
 from .transaction import Outcome, Timing, TransactionResult, transact
@@ -111,10 +112,7 @@ class SasLine:
     async def stop(self) -> None:
         """Cancel the task, confirm what is held (no next poll will come) and close the port."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
         self._deliver(self._tracker.flush())
         while not self._queue.empty():
             req = self._queue.get_nowait()

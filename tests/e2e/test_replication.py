@@ -9,6 +9,7 @@ what the hall recorded, every event is acked, nothing is counted twice.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,9 @@ from central.store import SqliteStore
 from protocols.sync import (
     VERSION,
     Ack,
+    decode_event,
     encode_ack,
+    encode_batch,
     generate_private_key,
     topic,
 )
@@ -211,3 +214,40 @@ async def test_status_goes_offline_on_stop(rig: Rig) -> None:
             break
         await asyncio.sleep(0.05)
     assert hall is not None and hall.online is False and hall.session == 1
+
+
+async def test_hostile_messages_through_the_broker_change_nothing_and_are_logged(rig: Rig) -> None:
+    """Replayed, altered, mis-addressed and garbage batches arrive over the real broker while the hall
+    replicates: totals stay exact, each is logged with its kind, and the honest hall is not slowed."""
+    await rig.start_central()
+    await rig.outbox.append(drafts_of(rig.fake, 400))
+    await rig.replicator.start()
+    await rig.all_acked()
+    stored = await rig.store.events(hall=HALL, limit=50)
+    assert len(stored) == 50
+    # the first 50 events, signed by the hall again: a replay of a range central already holds
+    chain = [decode_event(json.dumps({k: v for k, v in e.items() if k != "central_time"}).encode()) for e in stored]
+    replay = encode_batch(chain, HALL, rig.fake.key, created_at=1)
+    altered = json.loads(replay)
+    for event in altered["events"]:
+        if event["type"] == "game.bet":
+            event["data"]["amount"] += 1
+            break
+    other = FakeHall("hall-other", seed=3)
+    await rig.store.add_hall("hall-other", other.public_pem, now=1)
+    sender = rig.replicator.link
+    await sender.publish(topic(HALL, "batches"), replay)
+    await sender.publish(topic(HALL, "batches"), json.dumps(altered).encode())
+    await sender.publish(topic("hall-other", "batches"), replay)  # our batch on another hall's topic
+    await sender.publish(topic(HALL, "batches"), b"\x00garbage{")
+    await rig.outbox.append(drafts_of(rig.fake, 100))  # the honest hall goes on
+    await rig.all_acked(20)
+    for _ in range(100):
+        kinds = [e.kind for e in await rig.store.integration_log(limit=100)]
+        if kinds.count("rejected") >= 2 and "format_error" in kinds and "duplicate" in kinds:
+            break
+        await asyncio.sleep(0.05)
+    assert "duplicate" in kinds and kinds.count("rejected") >= 2 and "format_error" in kinds, kinds
+    assert await rig.central_totals() == rig.truth()
+    other_hall = await rig.store.get_hall("hall-other")
+    assert other_hall is not None and other_hall.last_seq == 0
