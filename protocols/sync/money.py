@@ -9,7 +9,9 @@ here (not in agent or central) is what lets both sides, and the end-to-end tests
   (``data.paid_by``: ``"machine"``, ``"handpay"``), jackpots included. A hand-paid jackpot therefore
   appears as a ``game.win`` (money) *and* as a ``handpay``/``jackpot`` event (the attendant's
   record), and only the ``game.win`` counts.
-* ``game.ended`` — one round (``data.game``, ``data.bet``, ``data.win`` for reading; not summed).
+* ``game.ended`` — one round (``data.game``, ``data.bet``, ``data.win`` for reading; not summed), or
+  ``data.rounds`` rounds (int ≥ 1) when one event reports several settled together (a terminal's
+  rounds counter moving by more than one between two polls).
 * ``bill.accepted``, ``ticket.redeemed``, ``transfer`` with ``data.direction == "in"`` — cash in.
 * ``ticket.printed``, ``transfer`` with ``data.direction == "out"``, ``handpay`` with
   ``data.kind == "cancelled_credits"`` — cash out.
@@ -61,7 +63,12 @@ def contribution(event_type: str, data: dict[str, Any]) -> Contribution:
     if event_type == "game.win":
         return Contribution(wins=_int(data, "amount"))
     if event_type == "game.ended":
-        return Contribution(rounds=1)
+        if "rounds" not in data:
+            return Contribution(rounds=1)
+        rounds = _int(data, "rounds")
+        if rounds < 1:
+            raise ValueError("data.rounds of game.ended must be ≥ 1")
+        return Contribution(rounds=rounds)
     if event_type in ("bill.accepted", "ticket.redeemed"):
         return Contribution(cash_in=_int(data, "amount"))
     if event_type == "ticket.printed":

@@ -37,3 +37,13 @@ def test_bad_amounts_are_refused(data: dict) -> None:
         contribution("game.bet", data)
     with pytest.raises(ValueError):
         contribution("transfer", {"amount": 5})
+
+
+def test_game_ended_may_report_several_rounds() -> None:
+    from protocols.sync.money import contribution
+
+    assert contribution("game.ended", {"game": "g"}).rounds == 1
+    assert contribution("game.ended", {"rounds": 3}).rounds == 3
+    for bad in (0, -1, "2", True):
+        with pytest.raises(ValueError):
+            contribution("game.ended", {"rounds": bad})
