@@ -60,9 +60,9 @@ def now_micros() -> int:
 
 @dataclass(frozen=True, slots=True)
 class ReplicatorConfig:
-    batch_max: int = 1000
+    batch_max: int = 5000
     linger: float = 0.05
-    window_events: int = 20_000
+    window_events: int = 50_000
     ack_timeout: float = 10.0
     ack_timeout_max: float = 120.0
     publish_timeout: float = 15.0

@@ -451,8 +451,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--events", type=int, default=100_000, help="events in the backlog (default 100000)")
     p.add_argument("--mqtt", metavar="URL", help="use this broker instead of starting a Mosquitto")
-    p.add_argument("--batch", type=int, default=1000, help="events per batch (default 1000)")
-    p.add_argument("--window", type=int, default=20_000, help="unacked events in flight (default 20000)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="events per batch (default: the agent's 5000; 1000 with --bare, the reference pipeline)")
+    p.add_argument("--window", type=int, default=None,
+                   help="unacked events in flight (default: the agent's 50000; 20000 with --bare)")
     p.add_argument("--linger", type=float, default=0.05, help="replicator linger in s (default 0.05)")
     p.add_argument("--devices", type=int, default=200, help="EGMs in the fake hall (default 200)")
     p.add_argument("--seed", type=int, default=1)
@@ -463,6 +465,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--db", help=argparse.SUPPRESS)
     p.add_argument("--hall", default=HALL, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    bare = args.bare or args.bare_receiver
+    if args.batch is None:
+        args.batch = 1000 if bare else 5000
+    if args.window is None:
+        args.window = 20_000 if bare else 50_000
     if args.events < 1 or args.batch < 1 or args.window < args.batch:
         p.error("need --events >= 1, --batch >= 1 and --window >= --batch")
     if args.bare_receiver and not (args.mqtt and args.db):

@@ -38,6 +38,9 @@ class ServiceConfig:
     share_group: str = "central"
     client_id: str = "hallsync-central"
     per_hall_queue: int = 256
+    per_hall_bytes: int = 32 * 1024 * 1024
+    """A hall's queued payloads beyond this are dropped (unacked, so the agent sends them again):
+    memory stays bounded even if an agent floods or central falls behind."""
     idle_worker_seconds: float = 60.0
     max_workers: int = 10_000
 
@@ -54,6 +57,7 @@ class IngestService:
                                             subscription("status")])
         self._queues: dict[str, asyncio.Queue[Received]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
+        self._bytes: dict[str, int] = {}
         self._link_task: asyncio.Task[None] | None = None
         self.stats: collections.Counter[str] = collections.Counter()
 
@@ -87,12 +91,20 @@ class IngestService:
             if queue is None:
                 queue = self._queues[hall] = asyncio.Queue(self.config.per_hall_queue)
                 self._workers[hall] = asyncio.create_task(self._worker(hall, queue), name=f"ingest-{hall}")
+        queued = self._bytes.get(hall, 0)
+        if queued + len(msg.payload) > self.config.per_hall_bytes and not queue.empty():
+            self.stats["dropped_overload"] += 1
+            log.warning("ingest_queue_full", hall=hall, dropped_topic=msg.topic, queued_bytes=queued,
+                        note="not acked; the agent publishes it again")
+            return
         try:
             queue.put_nowait(msg)
         except asyncio.QueueFull:
             self.stats["dropped_overload"] += 1
             log.warning("ingest_queue_full", hall=hall, dropped_topic=msg.topic,
                         note="not acked; the agent publishes it again")
+            return
+        self._bytes[hall] = queued + len(msg.payload)
 
     async def _presence(self, hall: str, msg: Received) -> None:
         if not msg.payload:  # a cleared retained message
@@ -136,11 +148,13 @@ class IngestService:
                         if queue.empty():
                             return
                         continue
+                    self._taken(hall, msg)
                     preparing = asyncio.create_task(self.ingestor.prepare(msg.topic, msg.payload))
                 prepared = await preparing
                 preparing = None
                 if not queue.empty():
                     nxt = queue.get_nowait()
+                    self._taken(hall, nxt)
                     preparing = asyncio.create_task(self.ingestor.prepare(nxt.topic, nxt.payload))
                 outcome = await self.ingestor.commit(prepared)
                 self.stats[outcome.status] += 1
@@ -158,6 +172,10 @@ class IngestService:
             if self._workers.get(hall) is asyncio.current_task():
                 del self._workers[hall]
                 self._queues.pop(hall, None)
+                self._bytes.pop(hall, None)
+
+    def _taken(self, hall: str, msg: Received) -> None:
+        self._bytes[hall] = max(0, self._bytes.get(hall, 0) - len(msg.payload))
 
     def status(self) -> dict[str, Any]:
         return {"connected": self.link.connected, "broker": str(self.link.url), "workers": len(self._workers),
