@@ -1,8 +1,9 @@
-"""``hall-sim``: simulated EGMs on ptys for the agent, for tests and for third-party SAS hosts.
+"""``hall-sim``: simulated EGMs on ptys and Modbus terminals for the agent, for tests and third-party hosts.
 
-Commands: ``floor`` (N EGMs, devices.toml, truth.json) and ``egm`` (one machine, its port printed
-as one JSON line). Every option can also come from ``--config FILE`` (TOML, top-level keys or a
-``[floor]`` / ``[egm]`` table; dashes or underscores); a flag on the command line wins.
+Commands: ``floor`` (N EGMs and M terminals, devices.toml, truth.json), ``egm`` (one machine, its port
+printed as one JSON line) and ``terminal`` (one Modbus terminal, TCP or RTU, its endpoint printed as
+one JSON line). Every option can also come from ``--config FILE`` (TOML, top-level keys or a
+``[floor]`` / ``[egm]`` / ``[terminal]`` table; dashes or underscores); a flag on the command line wins.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from typing import Any
 import structlog
 
 from .egm import Egm
-from .floor import Floor
+from .floor import MAX_TERMINALS, Floor
 from .games import parse_games
+from .modbus_server import ModbusTerminalServer
 from .pty_egm import FRAMINGS, PtyEgmServer
 from .responder import LinkConfig
+from .terminal import COUNTER_MODULUS, DEFAULT_RTP, Terminal
 
 log = structlog.get_logger("firmware_sim.cli")
 
@@ -38,13 +41,24 @@ def _non_negative(kind: type) -> Any:
     return parse
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _shared(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML file holding any of these options")
     parser.add_argument("--seed", type=int, default=0, help="seed of players and outcomes (same seed, same truth)")
     parser.add_argument("--pace", type=_non_negative(float), default=3.0,
-                        help="seconds between a player's games (default 3; 0 = no players)")
+                        help="seconds between a player's games or a customer's bets (default 3; 0 = no players)")
     parser.add_argument("--rounds", type=_non_negative(int), default=None,
-                        help="games per machine after which players stop (polls are still answered)")
+                        help="games (bets) per device after which players stop (polls are still answered)")
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+
+
+def _counter_start(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--counter-start", type=_non_negative(int), default=0,
+                        help="terminals' counters start at this value (e.g. 4294967000 to exercise the 32-bit "
+                             "rollover; default 0)")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    _shared(parser)
     parser.add_argument("--framing", choices=FRAMINGS, default="marks",
                         help="marks: wakeup bit as PARMRK marks (default); structural: for hosts that cannot mark")
     parser.add_argument("--games", type=parse_games, default=None,
@@ -53,18 +67,20 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="ignore own polls after power-up/loop break until another address is polled")
     parser.add_argument("--chirp-after", type=_non_negative(float), default=5.0,
                         help="seconds without polls before the EGM chirps (default 5)")
-    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hall-sim", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    floor = sub.add_parser("floor", help="N EGMs on N ptys, devices.toml and truth.json",
-                           description="Start N EGMs (SAS addresses 1..N) on their own ptys, write OUT/devices.toml, "
-                                       "and OUT/truth.json once all rounds are played and again on SIGTERM/SIGINT.")
-    floor.add_argument("--egms", type=int, default=None, help="number of EGMs (1..127)")
+    floor = sub.add_parser("floor", help="N EGMs on N ptys, M Modbus TCP terminals, devices.toml and truth.json",
+                           description="Start N EGMs (SAS addresses 1..N) on their own ptys and M Modbus TCP "
+                                       "terminals (term-01.., unit 1, each on its own loopback port), write "
+                                       "OUT/devices.toml, and OUT/truth.json once all rounds are played and again "
+                                       "on SIGTERM/SIGINT.")
+    floor.add_argument("--egms", type=int, default=None, help="number of EGMs (0..127; 0 needs --terminals)")
     floor.add_argument("--terminals", type=_non_negative(int), default=0,
-                       help="Modbus terminals (not available yet: must be 0)")
+                       help=f"number of Modbus TCP terminals on loopback (0..{MAX_TERMINALS}, default 0)")
+    _counter_start(floor)
     floor.add_argument("--out", type=Path, default=None, help="directory for devices.toml and truth.json")
     floor.add_argument("--exit-when-done", action=argparse.BooleanOptionalAction, default=False,
                        help="exit after writing truth.json when all rounds are played, instead of serving on")
@@ -74,7 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
                                      "JSON line when ready; run until SIGTERM/SIGINT.")
     egm.add_argument("--address", type=int, default=None, help="SAS address (1..127)")
     _common(egm)
-    parser.set_defaults(_commands={"floor": floor, "egm": egm})
+    terminal = sub.add_parser("terminal", help="one Modbus terminal (TCP on loopback, or RTU on a pty)",
+                              description="Serve one cash/betting terminal (hallsync terminal map v1, holding "
+                                          "registers 0..19); print {\"host\", \"port\", \"unit\"} (TCP) or "
+                                          "{\"port\": PTY, \"unit\"} (--rtu) as one JSON line when ready; run "
+                                          "until SIGTERM/SIGINT.")
+    terminal.add_argument("--unit", type=int, default=1, help="Modbus unit id (1..247, default 1)")
+    terminal.add_argument("--rtu", action=argparse.BooleanOptionalAction, default=False,
+                          help="serve Modbus RTU on a pty instead of Modbus TCP")
+    terminal.add_argument("--host", default="127.0.0.1", help="TCP address to listen on (default 127.0.0.1)")
+    terminal.add_argument("--port", type=_non_negative(int), default=0, help="TCP port (default 0: a free port)")
+    terminal.add_argument("--number", type=int, default=1, help="terminal number (seeds its customers; default 1)")
+    terminal.add_argument("--rtp", type=float, default=DEFAULT_RTP * 100,
+                          help=f"return to player in percent (default {DEFAULT_RTP * 100:g})")
+    _counter_start(terminal)
+    _shared(terminal)
+    parser.set_defaults(_commands={"floor": floor, "egm": egm, "terminal": terminal})
     return parser
 
 
@@ -102,7 +133,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             sub.error(f"unknown option(s) in {args.config}: {', '.join(unknown)}")
         sub.set_defaults(**{k: str(v) if k == "out" else v for k, v in config.items()})
         args = parser.parse_args(argv)
-        if isinstance(args.games, str):
+        if isinstance(getattr(args, "games", None), str):
             args.games = parse_games(args.games)
     return args
 
@@ -115,6 +146,8 @@ def _configure_logging(level: str) -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
+    # pymodbus reports every request a vanished terminal drops; only a debugging user wants that.
+    logging.getLogger("pymodbus").setLevel(logging.DEBUG if level == "debug" else logging.ERROR)
 
 
 def _stop_event() -> asyncio.Event:
@@ -127,8 +160,8 @@ def _stop_event() -> asyncio.Event:
 
 async def _run_floor(args: argparse.Namespace) -> int:
     link = LinkConfig(sync_rule=args.sync_rule, chirp_after=args.chirp_after)
-    floor = Floor(args.out, args.egms, seed=args.seed, pace=args.pace, rounds=args.rounds, framing=args.framing,
-                  games=args.games, link=link)
+    floor = Floor(args.out, args.egms, terminals=args.terminals, seed=args.seed, pace=args.pace, rounds=args.rounds,
+                  framing=args.framing, games=args.games, link=link, counter_start=args.counter_start)
     await floor.run(_stop_event(), exit_when_done=args.exit_when_done)
     return 0
 
@@ -147,20 +180,44 @@ async def _run_egm(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _run_terminal(args: argparse.Namespace) -> int:
+    terminal = Terminal(args.number, seed=args.seed, pace=args.pace, rounds=args.rounds, rtp=args.rtp / 100,
+                        preset=args.counter_start or None)
+    stop = _stop_event()
+    server = ModbusTerminalServer(terminal, unit=args.unit, transport="rtu" if args.rtu else "tcp",
+                                  host=args.host, port=args.port)
+    try:
+        await server.start()
+        print(json.dumps(server.endpoint), flush=True)
+        await stop.wait()
+    finally:
+        await server.stop()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     parser = build_parser()
     if args.command == "floor":
-        if args.terminals:
-            parser.exit(2, "hall-sim: error: Modbus terminals are not implemented yet; use --terminals 0\n")
+        if args.egms is None and args.terminals:
+            args.egms = 0
         if args.egms is None or args.out is None:
             parser.exit(2, "hall-sim: error: floor needs --egms and --out (flags or config)\n")
-        if not 1 <= args.egms <= 127:
-            parser.exit(2, "hall-sim: error: --egms must be 1..127 (one SAS loop's addresses)\n")
+        if not 0 <= args.egms <= 127 or args.egms + args.terminals == 0:
+            parser.exit(2, "hall-sim: error: --egms must be 1..127 (one SAS loop's addresses), or 0 with --terminals\n")
+        if args.terminals > MAX_TERMINALS:
+            parser.exit(2, f"hall-sim: error: --terminals must be 0..{MAX_TERMINALS}\n")
+    elif args.command == "terminal":
+        if not 1 <= args.unit <= 247:
+            parser.exit(2, "hall-sim: error: terminal needs --unit 1..247\n")
+        if not 50 <= args.rtp < 100:
+            parser.exit(2, "hall-sim: error: --rtp must be at least 50 and below 100 (percent)\n")
     elif args.address is None or not 1 <= args.address <= 127:
         parser.exit(2, "hall-sim: error: egm needs --address 1..127\n")
+    if getattr(args, "counter_start", 0) >= COUNTER_MODULUS:
+        parser.exit(2, "hall-sim: error: --counter-start must be below 2**32\n")
     _configure_logging(args.log_level)
-    runner = _run_floor if args.command == "floor" else _run_egm
+    runner = {"floor": _run_floor, "egm": _run_egm, "terminal": _run_terminal}[args.command]
     try:
         return asyncio.run(runner(args))
     except ValueError as exc:

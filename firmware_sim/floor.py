@@ -1,8 +1,9 @@
-"""A simulated hall floor: N EGMs on N ptys in one process, the agent's device list, and the truth.
+"""A simulated hall floor: N EGMs on N ptys and M Modbus TCP terminals on loopback in one process, the
+agent's device list, and the truth.
 
 ``devices.toml`` is written as soon as the ptys exist (the agent's input). ``truth.json`` — what the
-players really did, plus each machine's meters — is written once every machine has finished its
-rounds, and written again on stop, so a host that keeps reading final meters after the rounds
+players really did, plus each machine's meters or terminal's counters — is written once every device
+has finished its rounds, and written again on stop, so a host that keeps reading final meters after the rounds
 still sees the same figures. Both files are replaced atomically (write, then rename), so a reader
 that waits for them never sees half a file.
 """
@@ -19,14 +20,24 @@ import structlog
 
 from .egm import Egm
 from .games import GameConfig
+from .modbus_server import ModbusTerminalServer
 from .pty_egm import Framing, PtyEgmServer
 from .responder import LinkConfig
+from .terminal import Terminal
 
 log = structlog.get_logger("firmware_sim.floor")
 
 
+MAX_TERMINALS = 99
+TERMINAL_MAP = "hallsync-terminal-v1"
+
+
 def device_id(address: int) -> str:
     return f"egm-{address:03d}"
+
+
+def terminal_id(number: int) -> str:
+    return f"term-{number:02d}"
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -35,8 +46,8 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def devices_toml(servers: Sequence[PtyEgmServer]) -> str:
-    """The agent's device list (design.md): one ``[[devices]]`` table per EGM."""
+def devices_toml(servers: Sequence[PtyEgmServer], terminals: Sequence[ModbusTerminalServer] = ()) -> str:
+    """The agent's device list (design.md): one ``[[devices]]`` table per EGM, then per terminal."""
     out = []
     for server in servers:
         out.append("[[devices]]\n"
@@ -45,43 +56,70 @@ def devices_toml(servers: Sequence[PtyEgmServer]) -> str:
                    f"port = {json.dumps(server.path)}\n"
                    f"address = {server.egm.address}\n"
                    f"framing = {json.dumps(server.framing)}\n")
+    for term in terminals:
+        out.append("[[devices]]\n"
+                   f"id = {json.dumps(terminal_id(term.terminal.number))}\n"
+                   'protocol = "modbus"\n'
+                   f"host = {json.dumps(term.host)}\n"
+                   f"port = {term.port}\n"
+                   f"unit = {term.unit}\n"
+                   f"map = {json.dumps(TERMINAL_MAP)}\n")
     return "\n".join(out)
 
 
-def truth_document(egms: Sequence[Egm]) -> dict[str, object]:
-    return {"devices": {device_id(egm.address): egm.snapshot() for egm in egms}}
+def truth_document(egms: Sequence[Egm], terminals: Sequence[Terminal] = ()) -> dict[str, object]:
+    devices = {device_id(egm.address): egm.snapshot() for egm in egms}
+    devices.update({terminal_id(term.number): term.snapshot() for term in terminals})
+    return {"devices": devices}
 
 
 class Floor:
-    """EGMs at SAS addresses 1..N, each on its own pty, with their players."""
+    """EGMs at SAS addresses 1..N, each on its own pty, with their players; terminals ``term-01``…
+    each a Modbus TCP server (unit 1) on its own loopback port, with their customers."""
 
-    def __init__(self, out: Path, egms: int, *, seed: int = 0, pace: float = 3.0, rounds: int | None = None,
-                 framing: Framing = "marks", games: list[GameConfig] | None = None,
-                 link: LinkConfig | None = None) -> None:
-        if not 1 <= egms <= 127:
+    def __init__(self, out: Path, egms: int, *, terminals: int = 0, seed: int = 0, pace: float = 3.0,
+                 rounds: int | None = None, framing: Framing = "marks", games: list[GameConfig] | None = None,
+                 link: LinkConfig | None = None, counter_start: int = 0) -> None:
+        if not 0 <= egms <= 127:
             raise ValueError("a SAS loop holds 1..127 EGMs")
+        if not 0 <= terminals <= MAX_TERMINALS:
+            raise ValueError(f"a floor holds 0..{MAX_TERMINALS} terminals")
+        if egms + terminals == 0:
+            raise ValueError("a floor needs at least one EGM or terminal")
         self.out = out
         self.servers = [PtyEgmServer(Egm(address, games, seed=seed, pace=pace, rounds=rounds), framing,
                                      link=link) for address in range(1, egms + 1)]
+        self.terminal_servers = [
+            ModbusTerminalServer(Terminal(number, seed=seed, pace=pace, rounds=rounds, preset=counter_start or None))
+            for number in range(1, terminals + 1)]
 
     @property
     def egms(self) -> list[Egm]:
         return [server.egm for server in self.servers]
 
+    @property
+    def terminals(self) -> list[Terminal]:
+        return [server.terminal for server in self.terminal_servers]
+
     async def start(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         for server in self.servers:
             await server.start()
-        _atomic_write(self.out / "devices.toml", devices_toml(self.servers))
-        log.info("floor.ready", egms=len(self.servers), devices=str(self.out / "devices.toml"))
+        for term in self.terminal_servers:
+            await term.start()
+        _atomic_write(self.out / "devices.toml", devices_toml(self.servers, self.terminal_servers))
+        log.info("floor.ready", egms=len(self.servers), terminals=len(self.terminal_servers),
+                 devices=str(self.out / "devices.toml"))
 
     def write_truth(self) -> Path:
         path = self.out / "truth.json"
-        _atomic_write(path, json.dumps(truth_document(self.egms), indent=2, sort_keys=True) + "\n")
+        document = truth_document(self.egms, self.terminals)
+        _atomic_write(path, json.dumps(document, indent=2, sort_keys=True) + "\n")
         return path
 
     async def all_finished(self) -> None:
-        await asyncio.gather(*(server.finished.wait() for server in self.servers))
+        await asyncio.gather(*(server.finished.wait() for server in self.servers),
+                             *(term.finished.wait() for term in self.terminal_servers))
 
     async def run(self, stop: asyncio.Event, exit_when_done: bool = False) -> None:
         """Serve until ``stop`` is set; write truth when the rounds are done and again at the end."""
@@ -106,4 +144,5 @@ class Floor:
             log.info("floor.stopped", truth=str(self.write_truth()))
 
     async def stop(self) -> None:
-        await asyncio.gather(*(server.stop() for server in self.servers))
+        await asyncio.gather(*(server.stop() for server in self.servers),
+                             *(term.stop() for term in self.terminal_servers))

@@ -12,6 +12,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from pymodbus.client import ModbusSerialClient, ModbusTcpClient
+
+from protocols.modbus import HALLSYNC_TERMINAL_V1, decode
 
 pytestmark = pytest.mark.timeout(60)
 CLI = [sys.executable, "-m", "firmware_sim.cli"]
@@ -91,12 +94,98 @@ def test_floor_writes_truth_on_sigterm_before_the_rounds_end(tmp_path: Path) -> 
     check_consistent(truth)
 
 
-def test_terminals_are_refused_with_one_clear_line(tmp_path: Path) -> None:
-    proc = subprocess.run([*CLI, "floor", "--egms", "1", "--terminals", "2", "--out", str(tmp_path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=20)
-    assert proc.returncode == 2
-    assert len(proc.stderr.strip().splitlines()) == 1 and "terminals" in proc.stderr
-    assert not (tmp_path / "devices.toml").exists()
+def check_terminal_consistent(dev: dict) -> None:
+    meters = dev["meters"]
+    assert dev["kind"] == "terminal"
+    assert set(meters) == {"bets", "wins", "rounds", "cash_in", "cash_out", "tickets_in", "tickets_out"}
+    assert dev["bets"] == meters["bets"] and dev["wins"] == meters["wins"] and dev["rounds"] == meters["rounds"]
+    assert dev["cash_in"] == meters["cash_in"] + meters["tickets_in"]
+    assert dev["cash_out"] == meters["cash_out"] + meters["tickets_out"]
+    assert dev["cash_in"] - dev["bets"] + dev["wins"] - dev["cash_out"] == 0     # every customer cashed out
+
+
+def test_floor_with_terminals_writes_modbus_devices_and_their_truth(tmp_path: Path) -> None:
+    proc = start("floor", "--egms", "1", "--terminals", "2", "--pace", "0.02", "--rounds", "10", "--seed", "4",
+                 "--out", str(tmp_path))
+    try:
+        wait_for(tmp_path / "devices.toml")
+        devices = tomllib.loads((tmp_path / "devices.toml").read_text())["devices"]
+        assert [d["id"] for d in devices] == ["egm-001", "term-01", "term-02"]
+        terminals = devices[1:]
+        for dev in terminals:
+            assert dev["protocol"] == "modbus" and dev["host"] == "127.0.0.1" and dev["unit"] == 1
+            assert dev["map"] == "hallsync-terminal-v1" and isinstance(dev["port"], int)
+        assert terminals[0]["port"] != terminals[1]["port"]
+        client = ModbusTcpClient(terminals[0]["host"], port=terminals[0]["port"], timeout=2, retries=0)
+        assert client.connect()
+        try:
+            rr = client.read_holding_registers(0, count=20, device_id=terminals[0]["unit"])
+            assert decode(HALLSYNC_TERMINAL_V1, rr.registers)["map_version"] == 1
+        finally:
+            client.close()
+        wait_for(tmp_path / "truth.json")
+        assert proc.poll() is None
+    finally:
+        code, err = stop(proc)
+    assert code == 0, err
+    truth = json.loads((tmp_path / "truth.json").read_text())["devices"]
+    assert set(truth) == {"egm-001", "term-01", "term-02"}
+    assert truth["egm-001"]["kind"] == "egm"
+    for name in ("term-01", "term-02"):
+        assert truth[name]["rounds"] == 10
+        check_terminal_consistent(truth[name])
+    assert truth["term-01"] != truth["term-02"]
+
+
+def test_floor_of_terminals_only_with_counters_near_the_top(tmp_path: Path) -> None:
+    proc = subprocess.run([*CLI, "floor", "--terminals", "1", "--pace", "0.01", "--rounds", "5",
+                           "--counter-start", str(2**32 - 10), "--exit-when-done", "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=20)
+    assert proc.returncode == 0, proc.stderr
+    dev = json.loads((tmp_path / "truth.json").read_text())["devices"]["term-01"]
+    assert dev["rounds"] == 5 and dev["meters"]["rounds"] == (2**32 - 10 + 5) % 2**32
+    assert dev["meters"]["bets"] == (2**32 - 10 + dev["bets"]) % 2**32
+
+
+def test_terminal_prints_its_tcp_endpoint_and_answers_its_unit() -> None:
+    proc = start("terminal", "--unit", "3", "--pace", "0")
+    try:
+        assert proc.stdout is not None
+        line = json.loads(proc.stdout.readline())
+        assert line["host"] == "127.0.0.1" and line["unit"] == 3 and line["port"] > 0
+        client = ModbusTcpClient(line["host"], port=line["port"], timeout=2, retries=0)
+        assert client.connect()
+        try:
+            rr = client.read_holding_registers(0, count=20, device_id=3)
+            assert decode(HALLSYNC_TERMINAL_V1, rr.registers).flags["enabled"]
+            assert not client.write_register(18, 1, device_id=3).isError()
+            rr = client.read_holding_registers(0, count=20, device_id=3)
+            assert not decode(HALLSYNC_TERMINAL_V1, rr.registers).flags["enabled"]
+        finally:
+            client.close()
+    finally:
+        code, err = stop(proc)
+    assert code == 0, err
+
+
+def test_terminal_rtu_prints_its_pty(tmp_path: Path) -> None:
+    config = tmp_path / "term.toml"
+    config.write_text("[terminal]\nrtu = true\nunit = 9\npace = 0\n")
+    proc = start("terminal", "--config", str(config))
+    try:
+        assert proc.stdout is not None
+        line = json.loads(proc.stdout.readline())
+        assert set(line) == {"port", "unit"} and line["unit"] == 9 and os.path.exists(line["port"])
+        client = ModbusSerialClient(line["port"], baudrate=19200, timeout=2, retries=0)
+        assert client.connect()
+        try:
+            rr = client.read_holding_registers(0, count=20, device_id=9)
+            assert decode(HALLSYNC_TERMINAL_V1, rr.registers)["map_version"] == 1
+        finally:
+            client.close()
+    finally:
+        code, err = stop(proc)
+    assert code == 0, err
 
 
 def test_egm_prints_its_port_and_a_config_file_is_overridden_by_flags(tmp_path: Path) -> None:
@@ -114,7 +203,7 @@ def test_egm_prints_its_port_and_a_config_file_is_overridden_by_flags(tmp_path: 
 
 
 def test_every_command_has_help() -> None:
-    for args in ([], ["floor"], ["egm"]):
+    for args in ([], ["floor"], ["egm"], ["terminal"]):
         proc = subprocess.run([*CLI, *args, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=20)
         assert proc.returncode == 0 and "usage: hall-sim" in proc.stdout
 
