@@ -1,7 +1,7 @@
 """``hall-agent``: the technician's command line.
 
 Every option can also come from ``--config FILE`` (TOML): top-level keys apply to every command,
-a ``[diag.sas]`` / ``[diag.scan]`` table to that command only; a flag on the command line wins.
+a ``[diag.sas]`` / ``[diag.scan]`` / ``[diag.modbus]`` table to that command only; a flag on the command line wins.
 Errors are one line on stderr with what to check, and a non-zero exit code (see diag/errors.py).
 """
 
@@ -27,6 +27,9 @@ OPS = {"run": _run, "status": _status, "devices": _devices, "outbox": _outbox}
 DEFAULTS: dict[str, dict[str, Any]] = {
     "sas": {"framing": "marks", "transport": None, "seconds": None, "json": False, "watch": False,
             "response_timeout_ms": None, "interval_ms": 200.0, "log_level": "warning"},
+    "modbus": {"host": None, "port": 502, "serial": None, "baudrate": 19200, "unit": 1,
+               "map": "hallsync-terminal-v1", "timeout_ms": 1000.0, "interval_ms": 1000.0, "seconds": None,
+               "json": False, "watch": False, "log_level": "warning"},
     "scan": {"framing": "marks", "transport": None, "first": 1, "last": 127, "timeout_ms": None, "json": False,
              "log_level": "warning"},
 }
@@ -37,6 +40,46 @@ def _address(text: str) -> int:
     if not 1 <= value <= 127:
         raise argparse.ArgumentTypeError(f"SAS address {value} is outside 1..127")
     return value
+
+
+def _unit(text: str) -> int:
+    value = int(text, 0)
+    if not 0 <= value <= 247:
+        raise argparse.ArgumentTypeError(f"Modbus unit {value} is outside 0..247")
+    return value
+
+
+def _tcp_port(text: str) -> int:
+    value = int(text, 0)
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"TCP port {value} is outside 1..65535")
+    return value
+
+
+def _modbus_parser(dsub: Any) -> None:
+    mb = dsub.add_parser("modbus", help="read a Modbus terminal's registers, raw and decoded; watch them move",
+                         description="Read the whole register map of one terminal (Modbus TCP with --host/--port, "
+                                     "or RTU with --serial) and print every field: address, raw words, decoded "
+                                     "value, and the status bits. --watch prints what changes.")
+    mb.add_argument("--config", metavar="FILE", help="TOML file holding any of these options (flags win)")
+    mb.add_argument("--host", help="the terminal's IP address or host name (Modbus TCP)")
+    mb.add_argument("--port", type=_tcp_port, default=None, help="TCP port (default 502)")
+    mb.add_argument("--serial", metavar="PORT", help="serial port or pty path (Modbus RTU), instead of --host")
+    mb.add_argument("--baudrate", type=int, default=None, help="RTU baud rate (default 19200)")
+    mb.add_argument("--unit", type=_unit, default=None, help="Modbus unit (device) id (default 1)")
+    mb.add_argument("--map", default=None, help="register map (default hallsync-terminal-v1)")
+    mb.add_argument("--timeout-ms", type=float, default=None, help="per-request timeout (default 1000)")
+    mb.add_argument("--interval-ms", type=float, default=None, help="--watch poll interval (default 1000)")
+    mb.add_argument("--seconds", type=float, default=None, help="--watch duration (default 0 = until Ctrl-C)")
+    mb.add_argument("--watch", action="store_true", default=None, help="keep polling and print what changes")
+    mb.add_argument("--json", action="store_true", default=None, help="machine-readable JSON output")
+    mb.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=None,
+                    help="log level of the agent's own logs on stderr (default warning)")
+    act = mb.add_mutually_exclusive_group()
+    act.add_argument("--disable", dest="action", action="store_const", const="disable",
+                     help="write 1 to the control register (the terminal stops taking bets) before reading")
+    act.add_argument("--enable", dest="action", action="store_const", const="enable",
+                     help="write 2 to the control register (the terminal takes bets again) before reading")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -81,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--last", type=_address, default=None, help="last address (default 127)")
     scan.add_argument("--timeout-ms", type=float, default=None,
                       help="per-address reply timeout (default 20)")
+
+    _modbus_parser(dsub)
 
     keys = sub.add_parser("keys", help="the hall's signing key", description="the hall's Ed25519 signing key")
     ksub = keys.add_subparsers(dest="keys", metavar="ACTION")
@@ -133,6 +178,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_USAGE
     opts = _merge(args, args.diag)
     setup_logging(opts["log_level"])
+    if args.diag == "modbus":
+        return _diag_modbus(opts)
     if not opts["port"]:
         raise DiagError("--port is required (the serial port or pty path), on the command line or in --config",
                         EXIT_USAGE)
@@ -152,6 +199,22 @@ def _main(argv: Sequence[str] | None) -> int:
         seconds=_seconds(opts), json=bool(opts["json"]), watch=bool(opts["watch"]), action=opts["action"],
         response_timeout=resp / 1000 if resp is not None else None, poll_interval=float(opts["interval_ms"]) / 1000)
     return asyncio.run(run_sas_diag(diag_opts))
+
+
+def _diag_modbus(opts: dict[str, Any]) -> int:
+    from .diag.modbus import ModbusDiagOptions, run_modbus_diag
+
+    try:
+        diag_opts = ModbusDiagOptions(
+            host=opts["host"], port=int(opts["port"] or 502), serial=opts["serial"], baudrate=int(opts["baudrate"]),
+            unit=int(opts["unit"]), map=str(opts["map"]), timeout=float(opts["timeout_ms"]) / 1000,
+            interval=float(opts["interval_ms"]) / 1000, seconds=float(opts["seconds"] or 0),
+            watch=bool(opts["watch"]), json=bool(opts["json"]), action=opts["action"])
+    except (TypeError, ValueError) as exc:
+        raise DiagError(f"bad option value: {exc}", EXIT_USAGE) from exc
+    if diag_opts.timeout <= 0 or diag_opts.interval <= 0:
+        raise DiagError("--timeout-ms and --interval-ms must be > 0", EXIT_USAGE)
+    return asyncio.run(run_modbus_diag(diag_opts))
 
 
 def _keys(args: argparse.Namespace) -> int:

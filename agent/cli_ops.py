@@ -195,7 +195,12 @@ def devices(args: argparse.Namespace) -> int:
              f"{'missed':>7}  note"
     print(header)
     for d in state["devices"]:
-        where = f"{d.get('port', '')}#{d.get('address', '')}" if d.get("protocol") == "sas" else "-"
+        if d.get("protocol") == "sas":
+            where = f"{d.get('port', '')}#{d.get('address', '')}"
+        elif d.get("host"):
+            where = f"{d['host']}:{d.get('port', '')}/{d.get('unit', '')}"
+        else:
+            where = f"{d.get('serial') or d.get('port') or '-'}/{d.get('unit', '')}"
         link = {True: "up", False: "DOWN", None: "-"}[d.get("link_up")]
         seen = _age(now - d["last_seen"]) if d.get("last_seen") else "-"
         note = "LOCKED (fail-closed)" if d.get("locked_by_agent") else (d.get("last_error") or d.get("note") or "")

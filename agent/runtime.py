@@ -7,16 +7,23 @@ after the restart, never silently gone.
 
 Ownership (every task has one owner, cancelled on stop, in this order):
 
-1. the SAS poller (lines and coordinators) stops first, so no new facts arrive;
+1. the SAS poller (lines and coordinators) and the Modbus poller (terminal coordinators) stop
+   first, so no new facts arrive;
 2. the pipeline task drains the facts already read into the outbox, then stops;
 3. the replicator says goodbye (retained offline status) and closes the link;
 4. the outbox flushes and closes (``append`` returned ⇒ committed, so nothing accepted is lost).
 
 Fail closed (design.md, delivery rule 1): when the outbox cannot commit (disk full, broken file),
-every machine this agent polls is disabled (LP 01) and a critical alarm is logged; the machines
-are enabled again only when the outbox recovers, and only those the agent disabled itself.
+every machine this agent polls is disabled (LP 01; a terminal gets control register 18 = 1) and a
+critical alarm is logged; the machines are enabled again (LP 02; terminal control = 2) only when the
+outbox recovers, and only those the agent disabled itself.
 While the outbox is failed the pipeline holds its drafts in memory and retries: the facts queue
 then fills, and the pollers slow down rather than drop anything (the EGM keeps its own buffer).
+
+Terminals (Modbus): a :class:`~agent.modbus.ModbusPoller` puts its facts on the SAS poller's queue;
+the pipeline routes them to a :class:`~agent.modbus.TerminalNormalizer` (counter deltas), and both
+normalizers' checkpoints go into the same append (device ids are unique across protocols). At start
+each normalizer is restored from the checkpoints of its own devices.
 
 State: ``DATA_DIR/agent-state.json`` is rewritten atomically every ``state_interval`` seconds;
 ``hall-agent status|devices|outbox`` read it (and say so when it is stale: agent not running).
@@ -29,7 +36,6 @@ import datetime as dt
 import json
 import os
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +46,14 @@ from mqttlink import parse_broker_url
 from protocols.sync import check_hall_id, public_key_from_pem
 
 from .keys import KEY_FILE, load_private_key
+from .modbus import (
+    TERMINAL_FACTS,
+    ModbusPollConfig,
+    ModbusPoller,
+    TerminalCommandResult,
+    TerminalNormalizer,
+    load_modbus_devices,
+)
 from .outbox import Outbox, OutboxUnavailable
 from .pipeline import EventDraft, Normalizer
 from .pipeline.drafts import micros
@@ -70,6 +84,7 @@ class AgentConfig:
     retention_days: float = 7.0
     meter_settle_seconds: float = 30.0
     poll: PollConfig = field(default_factory=PollConfig)
+    modbus: ModbusPollConfig = field(default_factory=ModbusPollConfig)
     replicator: ReplicatorConfig = field(default_factory=ReplicatorConfig)
 
 
@@ -97,15 +112,20 @@ class HallAgent:
             raise StartupError(f"central key {config.central_key}: {exc}") from exc
         try:
             self.devices = load_devices(config.devices)
+            self.terminals = load_modbus_devices(config.devices)
         except Exception as exc:
             raise StartupError(f"devices file {config.devices}: {exc}") from exc
-        self.skipped = _other_protocols(config.devices)
+        ids = [d.id for d in self.devices] + [t.id for t in self.terminals]
+        if len(set(ids)) != len(ids):
+            raise StartupError(f"devices file {config.devices}: device ids must be unique")
         self.outbox = Outbox(config.data_dir / OUTBOX_FILE, config.hall,
                              retention_seconds=config.retention_days * 86400,
                              on_fail_closed=self._fail_closed, on_recovered=self._recovered)
         self.normalizer = Normalizer(config.currency, gaming_day_start=config.gaming_day_start,
                                      settle_seconds=config.meter_settle_seconds)
+        self.terminal_normalizer = TerminalNormalizer(config.currency)
         self.poller = SasPoller(self.devices, config.poll)
+        self.modbus = ModbusPoller(self.terminals, config.modbus, facts=self.poller.facts)
         self.replicator = Replicator(self.outbox, config.hall, self.key, self.central_key, self.url,
                                      data_dir=config.data_dir, config=config.replicator)
         self.started_at = time.time()
@@ -124,12 +144,15 @@ class HallAgent:
             await self.outbox.start()
         except OutboxUnavailable as exc:
             raise StartupError(str(exc)) from exc
-        self.normalizer.restore(await self.outbox.checkpoints())  # logs each unreadable one itself
-        log.info("agent_starting", hall=self.config.hall, devices=len(self.devices), broker=str(self.url),
-                 last_seq=self.outbox.last_seq, acked_through=self.outbox.acked_through)
-        for dev in self.skipped:
-            log.warning("device_skipped", device=dev, reason="Modbus terminals are polled from issue 03 on")
+        checkpoints = await self.outbox.checkpoints()
+        terminal_ids = set(self.modbus.coordinators)
+        # each normalizer logs every unreadable checkpoint itself
+        self.normalizer.restore({d: cp for d, cp in checkpoints.items() if d not in terminal_ids})
+        self.terminal_normalizer.restore({d: cp for d, cp in checkpoints.items() if d in terminal_ids})
+        log.info("agent_starting", hall=self.config.hall, devices=len(self.devices), terminals=len(self.terminals),
+                 broker=str(self.url), last_seq=self.outbox.last_seq, acked_through=self.outbox.acked_through)
         await self.poller.start()
+        await self.modbus.start()
         await self.replicator.start()
         self._tasks = [asyncio.create_task(self._pipeline(), name="pipeline"),
                        asyncio.create_task(self._ticker(), name="gaming-day"),
@@ -143,6 +166,7 @@ class HallAgent:
     async def _shutdown(self) -> None:
         log.info("agent_stopping", hall=self.config.hall)
         await self.poller.stop()
+        await self.modbus.stop()
         pipeline, *others = self._tasks
         for task in others:
             await stop_task(task)
@@ -175,8 +199,11 @@ class HallAgent:
             drafts: list[EventDraft] = []
             for fact in batch:
                 self._last_fact[fact.device] = fact.wall
-                drafts.extend(self.normalizer.feed(fact))
-            checkpoints = self.normalizer.take_checkpoints()
+                if isinstance(fact, TERMINAL_FACTS):
+                    drafts.extend(self.terminal_normalizer.feed(fact))
+                else:
+                    drafts.extend(self.normalizer.feed(fact))
+            checkpoints = {**self.normalizer.take_checkpoints(), **self.terminal_normalizer.take_checkpoints()}
             if drafts or checkpoints:
                 await self._append(drafts, checkpoints)
 
@@ -211,11 +238,16 @@ class HallAgent:
 
     # -- fail closed ----------------------------------------------------------------------------------
 
+    def _controllable(self) -> dict[str, Any]:
+        """Every device the agent can disable: SAS machines (LP 01/02) and terminals (control 1/2)."""
+        return {**self.poller.coordinators, **self.modbus.coordinators}
+
     def _fail_closed(self, reason: str, devices: frozenset[str]) -> None:
         self.fail_closed = {"reason": reason, "since": time.time(), "devices_with_pending": sorted(devices)}
+        coordinators = self._controllable()
         log.critical("fail_closed", reason=reason, action="disabling every machine until the outbox recovers",
-                     devices=sorted(self.poller.coordinators))
-        for device, coord in self.poller.coordinators.items():
+                     devices=sorted(coordinators))
+        for device, coord in coordinators.items():
             if device not in self._locked_by_us:
                 self._locked_by_us.add(device)
                 self._spawn(self._command(coord.disable_machine(), device, "disable_machine"), f"lock:{device}")
@@ -223,15 +255,16 @@ class HallAgent:
     def _recovered(self) -> None:
         log.warning("fail_closed_recovered", enabling=sorted(self._locked_by_us))
         self.fail_closed = None
+        coordinators = self._controllable()
         for device in sorted(self._locked_by_us):
-            coord = self.poller.coordinators.get(device)
+            coord = coordinators.get(device)
             if coord is not None:
                 self._spawn(self._command(coord.enable_machine(), device, "enable_machine"), f"unlock:{device}")
         self._locked_by_us.clear()
 
     async def _command(self, call: Any, device: str, action: str) -> None:
         try:
-            result: F.CommandResult = await call
+            result: F.CommandResult | TerminalCommandResult = await call
         except Exception as exc:
             log.error("machine_command_failed", device=device, action=action, error=repr(exc))
             return
@@ -262,8 +295,17 @@ class HallAgent:
                 "last_error": coord.last_error, "polls": stats.transmissions, "answered": stats.answered,
                 "missed_polls": stats.missed_polls, "retries": stats.retries,
             })
-        for dev in self.skipped:
-            devices.append({"id": dev, "protocol": "modbus", "link_up": None, "note": "polled from issue 03 on"})
+        for term in self.terminals:
+            tc = self.modbus.coordinators[term.id]
+            ep = term.endpoint
+            devices.append({
+                "id": term.id, "protocol": "modbus", "transport": ep.transport, "host": ep.host,
+                "port": ep.port if ep.host is not None else None, "serial": ep.serial, "unit": ep.unit,
+                "map": term.map, "link_up": tc.link_up, "stale": tc.stale,
+                "locked_by_agent": term.id in self._locked_by_us,
+                "last_seen": tc.last_seen_wall, "last_fact": self._last_fact.get(term.id),
+                "last_error": tc.last_error, "polls": tc.polls, "errors": tc.errors, "missed_polls": tc.errors,
+            })
         return {
             "hall": self.config.hall, "pid": os.getpid(), "started_at": self.started_at, "updated_at": time.time(),
             "state_interval": self.config.state_interval, "currency": self.config.currency,
@@ -277,8 +319,3 @@ class HallAgent:
         tmp.write_text(json.dumps(self.state(), indent=1, sort_keys=True, default=str))
         os.replace(tmp, path)
 
-
-def _other_protocols(path: Path) -> list[str]:
-    with open(path, "rb") as fh:
-        data = tomllib.load(fh)
-    return [str(d.get("id")) for d in data.get("devices", []) if d.get("protocol", "sas") != "sas"]

@@ -57,7 +57,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
                                                                    client_id=config.client_id))
         service = ingest
         app = build_app(store, currency=config.currency, presence=lambda: {"ingest": service.status()})
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)  # in-flight requests get 5 s
         await runner.setup()
         site = web.TCPSite(runner, config.http_host, config.http_port)
         await site.start()

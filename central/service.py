@@ -64,11 +64,18 @@ class IngestService:
     async def start(self) -> None:
         self._link_task = asyncio.create_task(self.link.run(), name="central-mqtt")
 
-    async def stop(self) -> None:
-        tasks = [t for t in (self._link_task, *self._workers.values()) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Cancel the link and every worker, again until they are done (bounded), so stop never hangs."""
+        tasks = {t for t in (self._link_task, *self._workers.values()) if t is not None}
+        deadline = asyncio.get_running_loop().time() + timeout
+        while tasks:
+            for task in tasks:
+                task.cancel()
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                log.error("ingest_tasks_did_not_stop", tasks=sorted(t.get_name() for t in tasks))
+                break
+            _, tasks = await asyncio.wait(tasks, timeout=min(0.2, left))
         self._workers.clear()
         self._queues.clear()
         self._link_task = None
@@ -142,8 +149,9 @@ class IngestService:
         try:
             while True:
                 if preparing is None:
-                    try:
-                        msg = await asyncio.wait_for(queue.get(), self.config.idle_worker_seconds)
+                    try:  # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+                        async with asyncio.timeout(self.config.idle_worker_seconds):
+                            msg = await queue.get()
                     except TimeoutError:
                         if queue.empty():
                             return

@@ -25,6 +25,7 @@ from mqttlink.broker import free_port
 BIN = Path(sys.executable).parent
 HALL = "hall-e2e"
 EGMS = 3
+TERMINALS = 2
 ROUNDS = 45
 PACE = 0.25
 
@@ -103,10 +104,12 @@ async def test_ggr_equals_truth_through_kills_and_restarts(tmp_path: Path, mosqu
     cli("hall-agent", "keys", "init", "--data-dir", str(agent_dir))
     cli("hall-central", "halls", "add", HALL, "--public-key", str(agent_dir / "hall.pub"), "--db", db)
     key = cli("hall-central", "apikeys", "create", "--role", "viewer", "--db", db)
+    admin = cli("hall-central", "apikeys", "create", "--role", "admin", "--db", db)
     port = free_port()
     base = f"http://127.0.0.1:{port}/api/v1"
 
-    floor = Proc("floor", [str(BIN / "hall-sim"), "floor", "--egms", str(EGMS), "--rounds", str(ROUNDS),
+    floor = Proc("floor", [str(BIN / "hall-sim"), "floor", "--egms", str(EGMS), "--terminals", str(TERMINALS),
+                           "--rounds", str(ROUNDS),
                            "--pace", str(PACE), "--seed", "11", "--out", str(floor_dir)], tmp_path)
     central = Proc("central", [str(BIN / "hall-central"), "serve", "--data-dir", str(central_dir), "--db", db,
                                "--mqtt", mosquitto.url_text, "--http", f"127.0.0.1:{port}", "--log-level", "info"],
@@ -142,22 +145,34 @@ async def test_ggr_equals_truth_through_kills_and_restarts(tmp_path: Path, mosqu
         truth_file = floor_dir / "truth.json"
         await eventually(truth_file.exists, ROUNDS * PACE * 4 + 60, "the floor to finish its rounds", *procs)
         truth = json.loads(truth_file.read_text())["devices"]
-        want = {d: {k: t[k] for k in ("bets", "wins", "rounds")} for d, t in truth.items()}
+        assert sorted(t["kind"] for t in truth.values()) == ["egm"] * EGMS + ["terminal"] * TERMINALS
+        want = {d: {k: t[k] for k in ("bets", "wins", "rounds", "cash_in", "cash_out")} for d, t in truth.items()}
+        # A terminal's money counts from its enrollment: the agent's first reading is the baseline (its
+        # counters may hold years of history), recorded as a device.status event with those counters.
+        for device, t in truth.items():
+            if t["kind"] != "terminal":
+                continue
+            rows = api(f"{base}/events?hall={HALL}&device={device}&type=device.status&limit=1000", admin)["rows"]
+            (baseline,) = [r["data"]["counters"] for r in rows if r["data"].get("status") == "baseline"]
+            want[device] = {"bets": t["bets"] - baseline["bets"], "wins": t["wins"] - baseline["wins"],
+                            "rounds": t["rounds"] - baseline["rounds"],
+                            "cash_in": t["cash_in"] - baseline["cash_in"] - baseline["tickets_in"],
+                            "cash_out": t["cash_out"] - baseline["cash_out"] - baseline["tickets_out"]}
 
         def central_matches() -> dict | None:
             rows = api(f"{base}/reports/ggr?group_by=device&hall={HALL}", key)["rows"]
-            got = {r["key"]: {k: r[k] for k in ("bets", "wins", "rounds")} for r in rows}
+            got = {r["key"]: {k: r[k] for k in ("bets", "wins", "rounds", "cash_in", "cash_out")} for r in rows}
             return got if got == want else None
 
         try:
             await eventually(central_matches, 90, "central GGR == truth", *procs)
         except AssertionError:
             rows = api(f"{base}/reports/ggr?group_by=device&hall={HALL}", key)["rows"]
-            got = {r["key"]: {k: r[k] for k in ("bets", "wins", "rounds")} for r in rows}
+            got = {r["key"]: {k: r[k] for k in ("bets", "wins", "rounds", "cash_in", "cash_out")} for r in rows}
             raise AssertionError(f"central {got}\ntruth   {want}\n" +
                                  "\n".join(f"--- {p.name} ---\n{p.tail(60)}" for p in procs)) from None
         ggr = api(f"{base}/reports/ggr?group_by=hall", key)
-        assert ggr["rows"][0]["ggr"] == sum(t["bets"] - t["wins"] for t in truth.values())
+        assert ggr["rows"][0]["ggr"] == sum(w["bets"] - w["wins"] for w in want.values())
         # every event the agent recorded is acked: the outbox holds nothing unconfirmed
         await eventually(lambda: _outbox_json(agent_dir)["unacked_count"] == 0, 30, "outbox drained", *procs)
     finally:
