@@ -122,3 +122,38 @@ def test_rtu_over_a_pty_with_the_simulated_terminal() -> None:
             await other.close()
 
     asyncio.run(go())
+
+
+def test_garbage_answers_are_a_clear_error_and_the_next_terminal_answer_works() -> None:
+    """A device (or a man in the middle) answering bytes that are no Modbus frame: our error, no crash;
+    after it the adapter reconnects and a real answer is read again."""
+    from agent.modbus.adapter import ModbusError
+
+    async def go() -> None:
+        replies = [b"\x00\x01\x00\x00\x00\x03\x01\x83", b"\xff" * 64, b"not modbus at all\r\n"]
+
+        async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(260)
+            writer.write(replies.pop(0) if replies else b"\x00")
+            await writer.drain()
+            await asyncio.sleep(0.5)
+            writer.close()
+
+        server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        adapter = ModbusAdapter(ModbusEndpoint(host="127.0.0.1", port=port), timeout=0.3)
+        failures = 0
+        for _ in range(3):
+            with pytest.raises(ModbusError):
+                await adapter.read_holding(0, 20)
+            failures += 1
+        await adapter.close()
+        server.close()
+        await server.wait_closed()
+        assert failures == 3
+        async with TestTerminal(bets=5) as term:
+            adapter = ModbusAdapter(ModbusEndpoint(host="127.0.0.1", port=term.port), timeout=1.0)
+            assert decode(HALLSYNC_TERMINAL_V1, await adapter.read_holding(0, 20))["bets"] == 5
+            await adapter.close()
+
+    asyncio.run(go())
