@@ -58,3 +58,19 @@ def test_counter_delta_wrap_reset_and_growth() -> None:
 @given(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1))
 def test_counter_delta_is_never_negative(previous: int, current: int) -> None:
     assert counter_delta(previous, current).amount >= 0
+
+
+def test_a_second_vendor_is_a_new_table_not_new_code() -> None:
+    """Another layout (other addresses, low word first, no map-version register) decodes with the same code."""
+    from protocols.modbus import Field, RegisterMap
+
+    other = RegisterMap(vendor="acme", name="kiosk", version=3, start=100, span=8, word_order="low_first",
+                        fields=(Field("status", 100, 1, "status"), Field("bets", 101, 2, "counter", "minor"),
+                                Field("wins", 103, 2, "counter", "minor"), Field("rounds", 105, 2, "counter", "count"),
+                                Field("error_code", 107, 1, "code")))
+    words = [0b11, 0x0002, 0x0001, 5, 0, 9, 0, 0]
+    reading = decode(other, words)
+    assert (reading["bets"], reading["wins"], reading["rounds"]) == (0x0001_0002, 5, 9)
+    assert reading.flags["enabled"] and reading.flags["in_service"] and not reading.flags["door_open"]
+    assert encode(other, {"bets": 0x0001_0002, "wins": 5, "rounds": 9, "status": 3}) == words
+    assert [f.name for f in other.counters] == ["bets", "wins", "rounds"]
