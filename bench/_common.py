@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from tests.procs import Proc  # noqa: E402  (the repo root must be on sys.path first)
 
 BIN = Path(sys.executable).parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -71,47 +72,6 @@ def cpu_seconds(pid: int | str = "self") -> float:
 
 
 # -- child processes --------------------------------------------------------------------------------
-
-class Proc:
-    """A child process with stdout+stderr in a log file, in its own session (so it gets no Ctrl-C twice)."""
-
-    def __init__(self, name: str, args: list[str], logdir: Path) -> None:
-        self.name, self.args, self.log = name, args, logdir / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Proc:
-        with open(self.log, "ab") as fh:
-            self.proc = subprocess.Popen(self.args, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout: float = 30.0) -> int | None:
-        """SIGTERM, wait; SIGKILL if it does not stop in time. Returns the exit code."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                print(f"warning: {self.name} did not stop within {timeout} s of SIGTERM; killing it", file=sys.stderr)
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
-
-    def tail(self, n: int = 30) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
-        except FileNotFoundError:
-            return ""
-
 
 def cli(*args: str) -> str:
     """Run one of the project's console scripts; its stdout, or SystemExit with its stderr."""

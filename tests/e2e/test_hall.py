@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from mqttlink.broker import free_port
+from tests.procs import Proc
 
 BIN = Path(sys.executable).parent
 HALL = "hall-e2e"
@@ -30,44 +30,6 @@ ROUNDS = 45
 PACE = 0.25
 
 pytestmark = pytest.mark.slow
-
-
-class Proc:
-    """A child process with its stderr in a file (read on failure), killable like in the field."""
-
-    def __init__(self, name: str, args: list[str], logdir: Path) -> None:
-        self.name, self.args, self.log = name, args, logdir / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Proc:
-        with open(self.log, "ab") as fh:
-            self.proc = subprocess.Popen(self.args, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-        return self
-
-    def kill(self) -> None:
-        assert self.proc is not None and self.proc.poll() is None, f"{self.name} died early:\n{self.tail()}"
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def terminate(self, timeout: float = 20) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-            raise AssertionError(f"{self.name} did not stop on SIGTERM within {timeout} s:\n{self.tail()}") from None
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
-        except FileNotFoundError:
-            return ""
 
 
 def cli(*args: str) -> str:
@@ -138,7 +100,7 @@ async def test_ggr_equals_truth_through_kills_and_restarts(tmp_path: Path, mosqu
         mosquitto.start()
         await asyncio.sleep(2.0)
 
-        assert central.terminate() == 0, central.tail()  # HQ down for a while; the hall keeps playing
+        assert central.stop(20) == 0, central.tail()  # HQ down for a while; the hall keeps playing
         await asyncio.sleep(3.0)
         central.start()
 
@@ -177,8 +139,7 @@ async def test_ggr_equals_truth_through_kills_and_restarts(tmp_path: Path, mosqu
         await eventually(lambda: _outbox_json(agent_dir)["unacked_count"] == 0, 30, "outbox drained", *procs)
     finally:
         for p in (agent, central, floor):
-            if p.alive():
-                p.terminate()
+            p.stop()
 
 
 def _outbox_json(agent_dir: Path) -> dict:
