@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -52,6 +52,14 @@ from .outbox import Outbox
 from .tasks import stop_task
 
 log = structlog.get_logger("agent.replicator")
+
+
+class CommandSink(Protocol):
+    """Takes the messages of the hall's ``commands`` topic (see :class:`agent.commands.CommandHandler`)."""
+
+    async def on_message(self, payload: bytes) -> None: ...
+
+    async def on_connect(self) -> None: ...
 
 
 def now_micros() -> int:
@@ -119,7 +127,8 @@ class Replicator:
         self.session = SessionCounter(Path(data_dir) / "mqtt-session")
         self._current_session = self.session.value
         self.link = MqttLink(url, client_id=client_id or f"hallsync-agent-{hall}", handler=self._on_message,
-                             subscriptions=[topic(hall, "acks"), topic(hall, "resend")], will=self._will,
+                             subscriptions=[topic(hall, "acks"), topic(hall, "resend"), topic(hall, "commands")],
+                             will=self._will,
                              on_connect=self._on_connect, publish_timeout=self.config.publish_timeout)
         self._sent_through = outbox.acked_through
         self._connection = 0  # bumps on every connect, so a send loop notices it must start over
@@ -132,6 +141,7 @@ class Replicator:
         self._rewind = False
         self.stats: dict[str, int] = collections.Counter()
         self.last_ack_at: int | None = None
+        self.commands: CommandSink | None = None  # installed by the runtime before start()
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -166,6 +176,8 @@ class Replicator:
         self._last_progress = time.monotonic()
         self._kick.set()
         await self.link.publish(topic(self.hall, "status"), self._status(True), retain=True)
+        if self.commands is not None:
+            await self.commands.on_connect()
         log.info("replicator_online", hall=self.hall, session=self._current_session,
                  acked_through=self.outbox.acked_through, last_seq=self.outbox.last_seq)
 
@@ -176,7 +188,10 @@ class Replicator:
             hall, kind = parse_topic(msg.topic)
             if hall != self.hall:
                 raise SyncError(f"message for hall {hall!r} on the link of {self.hall!r}")
-            if kind == "acks":
+            if kind == "commands":
+                if self.commands is None:
+                    raise SyncError("command received but this agent has no command handler")
+            elif kind == "acks":
                 ack = decode_ack(msg.payload, self.central_key, expect_hall=self.hall)
             elif kind == "resend":
                 request = decode_resend(msg.payload, self.central_key, expect_hall=self.hall)
@@ -186,7 +201,9 @@ class Replicator:
             self.stats["refused_messages"] += 1
             log.error("central_message_refused", topic=msg.topic, error=f"{type(exc).__name__}: {exc}")
             return
-        if kind == "acks":
+        if kind == "commands":
+            await self.commands.on_message(msg.payload)  # type: ignore[union-attr]  # checked above
+        elif kind == "acks":
             await self._ack(ack.acked_through_seq, ack.last_hash)
         else:
             self._resend(request.from_seq, request.to_seq, request.reason)

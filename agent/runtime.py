@@ -45,6 +45,7 @@ import structlog
 from mqttlink import parse_broker_url
 from protocols.sync import check_hall_id, public_key_from_pem
 
+from .commands import COMMANDS_FILE, CommandHandler
 from .keys import KEY_FILE, load_private_key
 from .modbus import (
     TERMINAL_FACTS,
@@ -128,6 +129,10 @@ class HallAgent:
         self.modbus = ModbusPoller(self.terminals, config.modbus, facts=self.poller.facts)
         self.replicator = Replicator(self.outbox, config.hall, self.key, self.central_key, self.url,
                                      data_dir=config.data_dir, config=config.replicator)
+        self.commands = CommandHandler(config.hall, self.key, self.central_key, config.data_dir / COMMANDS_FILE,
+                                       sas=lambda: self.poller.coordinators, terminals=lambda: self.modbus.coordinators,
+                                       append=self._append_command_events, link=self.replicator.link)
+        self.replicator.commands = self.commands
         self.started_at = time.time()
         self.events_appended = 0
         self.fail_closed: dict[str, Any] | None = None
@@ -153,6 +158,7 @@ class HallAgent:
                  broker=str(self.url), last_seq=self.outbox.last_seq, acked_through=self.outbox.acked_through)
         await self.poller.start()
         await self.modbus.start()
+        await self.commands.start()  # before the link: commands queued at the broker arrive on connect
         await self.replicator.start()
         self._tasks = [asyncio.create_task(self._pipeline(), name="pipeline"),
                        asyncio.create_task(self._ticker(), name="gaming-day"),
@@ -165,6 +171,7 @@ class HallAgent:
 
     async def _shutdown(self) -> None:
         log.info("agent_stopping", hall=self.config.hall)
+        await self.commands.stop()  # first: no command starts on a machine whose poller is going away
         await self.poller.stop()
         await self.modbus.stop()
         pipeline, *others = self._tasks
@@ -218,6 +225,10 @@ class HallAgent:
             except OutboxUnavailable as exc:
                 log.error("outbox_unavailable", held_events=len(drafts), reason=str(exc))
                 await asyncio.sleep(1.0)
+
+    async def _append_command_events(self, drafts: list[EventDraft]) -> None:
+        """The command trail (``integration`` kind ``command``): retried while the outbox is failed."""
+        await self._append(drafts, {})
 
     async def _ticker(self) -> None:
         """Gaming-day close: the normalizer asks for meter snapshots, the coordinators read them."""
@@ -311,6 +322,7 @@ class HallAgent:
             "state_interval": self.config.state_interval, "currency": self.config.currency,
             "fail_closed": self.fail_closed, "events_appended": self.events_appended,
             "outbox": self.outbox.status(), "replicator": self.replicator.status(), "devices": devices,
+            "commands": self.commands.status(),
         }
 
     def _write_state(self) -> None:

@@ -1,0 +1,283 @@
+"""Central's commands on the agent side (design.md, delivery rule 5): verified, applied at most once, answered.
+
+Flow for a message on ``hallsync/v1/halls/{hall}/commands`` (handed over by the replicator):
+
+1. :func:`protocols.sync.decode_command` with central's key and this hall: a forged, malformed or
+   other-hall command is refused (logged, counted), never applied and never answered (there is
+   nothing trustworthy to answer to).
+2. An id seen before is not applied again: its stored result is published again (nothing while it is
+   still queued or being applied).
+3. An expired command is answered ``expired`` and not applied.
+4. Otherwise the id is recorded durably (``queued``, :mod:`agent.command_store`) *before* anything
+   touches a machine, and queued for its device. A per-device worker task applies commands in
+   arrival order: the row becomes ``applying`` (committed) just before the coordinator call, so a
+   crash there can never lead to a second application: the restart answers ``failed`` with
+   "agent restarted while applying; state unknown, check the machine". Commands still ``queued``
+   at a restart are applied then (after checking their expiry again).
+5. The result (signed with the hall key) is stored, published with QoS 1 on ``command-results``
+   (kept and published on the next connect if the link is down), and an ``integration`` event
+   ``{kind: "command", id, action, device?, game?, status, detail}`` goes into the outbox.
+
+Nothing here blocks the MQTT handler: the handler only verifies and records; machines are driven by
+the workers, results are published by tasks; all are owned here and stopped by :meth:`stop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from mqttlink import LinkDown, MqttLink
+from protocols.sync import (
+    VERSION,
+    Command,
+    CommandResult,
+    SyncError,
+    command_expired,
+    decode_command,
+    encode_command_result,
+    topic,
+)
+
+from .command_store import CommandRow, CommandStore
+from .pipeline import EventDraft
+from .tasks import stop_task
+
+log = structlog.get_logger("agent.commands")
+
+COMMANDS_FILE = "commands.db"
+RESTART_DETAIL = "agent restarted while applying; state unknown, check the machine"
+NOT_SUPPORTED = "not supported by this agent yet"
+HALL_DEVICE = "agent"
+"""The ``device`` of the outbox event for a command that names no device (e.g. ``set_config``)."""
+
+
+def now_micros() -> int:
+    return time.time_ns() // 1000
+
+
+Coordinators = Callable[[], Mapping[str, Any]]
+AppendEvents = Callable[[list[EventDraft]], Awaitable[Any]]
+
+
+class CommandHandler:
+    """See the module docstring. ``sas()``/``terminals()`` return the coordinators by device id;
+    ``append`` appends drafts to the outbox; ``link`` is the replicator's MQTT link."""
+
+    def __init__(self, hall: str, hall_key: Ed25519PrivateKey, central_key: Ed25519PublicKey,
+                 store_path: str | Path, *, sas: Coordinators, terminals: Coordinators, append: AppendEvents,
+                 link: MqttLink | None = None, clock: Callable[[], int] = now_micros,
+                 link_wait: float = 5.0) -> None:
+        self.hall = hall
+        self.hall_key = hall_key
+        self.central_key = central_key
+        self.store = CommandStore(store_path)
+        self.sas = sas
+        self.terminals = terminals
+        self.append = append
+        self.link = link
+        self.clock = clock
+        self.link_wait = link_wait
+        self.stats: collections.Counter[str] = collections.Counter()
+        self._queues: dict[str, asyncio.Queue[Command]] = {}
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._started = False
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store and settle what a previous run left: ``applying`` → failed, ``queued`` → queue again."""
+        self.store.open()
+        self._started = True
+        for row in self.store.with_status("applying"):
+            log.error("command_interrupted", id=row.id, action=row.action, device=row.device, detail=RESTART_DETAIL)
+            self.stats["interrupted"] += 1
+            await self._finish_row(row, "failed", RESTART_DETAIL)
+        for row in self.store.with_status("queued"):
+            try:
+                cmd = decode_command(row.command, self.central_key, expect_hall=self.hall)
+            except SyncError as exc:  # cannot happen unless the central key changed; do not apply
+                await self._finish_row(row, "failed", f"stored command no longer verifies: {exc}")
+                continue
+            if command_expired(cmd, self.clock()):
+                await self._finish(cmd, "expired", "expired before it could be applied")
+            else:
+                self._enqueue(cmd)
+
+    async def stop(self) -> None:
+        """Stop the workers and publishing tasks (a command cut off while applying is settled at restart)."""
+        for task in [*self._workers.values(), *self._tasks]:
+            await stop_task(task)
+        self._workers.clear()
+        self._tasks.clear()
+        self.store.close()
+        self._started = False
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- receiving ------------------------------------------------------------------------------------
+
+    async def on_message(self, payload: bytes) -> None:
+        """A message from the commands topic (called by the replicator's MQTT handler; never blocks long)."""
+        try:
+            cmd = decode_command(payload, self.central_key, expect_hall=self.hall)
+        except SyncError as exc:
+            self.stats["refused"] += 1
+            log.error("command_refused", hall=self.hall, error=f"{type(exc).__name__}: {exc}", size=len(payload))
+            return
+        if not self._started:
+            self.stats["not_started"] += 1
+            log.error("command_before_start", id=cmd.id)
+            return
+        now = self.clock()
+        row = self.store.get(cmd.id)
+        if row is not None:
+            self.stats["duplicates"] += 1
+            log.warning("command_duplicate", id=cmd.id, action=cmd.action, status=row.status)
+            if row.result is not None:
+                self._publish_soon(row.id, row.result)
+            return
+        expired = command_expired(cmd, now)
+        self.store.insert(cmd.id, cmd.action, cmd.device, cmd.game, "queued", now, payload)
+        self.stats["received"] += 1
+        log.info("command_received", id=cmd.id, action=cmd.action, device=cmd.device, game=cmd.game,
+                 expired=expired)
+        if expired:
+            await self._finish(cmd, "expired", "expired before it reached the agent")
+        else:
+            self._enqueue(cmd)
+
+    def _enqueue(self, cmd: Command) -> None:
+        key = cmd.device or HALL_DEVICE
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = asyncio.Queue()
+        queue.put_nowait(cmd)
+        worker = self._workers.get(key)
+        if worker is None or worker.done():
+            self._workers[key] = asyncio.create_task(self._work(queue), name=f"commands:{key}")
+
+    async def _work(self, queue: asyncio.Queue[Command]) -> None:
+        while True:
+            cmd = await queue.get()
+            await self._wait_for_device(cmd.device)
+            if command_expired(cmd, self.clock()):
+                await self._finish(cmd, "expired", "expired while waiting for earlier commands")
+                continue
+            self.store.set_status(cmd.id, "applying")
+            try:
+                status, detail = await self._apply(cmd)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a coordinator bug must not kill the worker; the outcome is unknown
+                log.exception("command_apply_error", id=cmd.id, action=cmd.action, device=cmd.device)
+                status, detail = "failed", f"error while applying ({type(exc).__name__}); check the machine"
+            await self._finish(cmd, status, detail)
+
+    # -- applying -------------------------------------------------------------------------------------
+
+    async def _wait_for_device(self, device: str | None) -> None:
+        """Give a machine whose link is not up yet (agent just started, line hiccup) up to ``link_wait``
+        seconds, so a command queued at the broker while the agent was away does not fail needlessly."""
+        if device is None:
+            return
+        coord = self.sas().get(device) or self.terminals().get(device)
+        if coord is None:
+            return
+        deadline = time.monotonic() + self.link_wait
+        while not getattr(coord, "link_up", True) and time.monotonic() < deadline:  # noqa: ASYNC110 (no event to wait on)
+            await asyncio.sleep(0.05)
+
+    async def _apply(self, cmd: Command) -> tuple[str, str]:
+        action, device = cmd.action, cmd.device
+        if action not in ("disable_machine", "enable_machine", "disable_game", "enable_game"):
+            return "failed", NOT_SUPPORTED
+        assert device is not None  # decode_command guarantees a device for these actions
+        sas = self.sas().get(device)
+        terminal = self.terminals().get(device)
+        if sas is None and terminal is None:
+            return "failed", f"unknown device {device!r}"
+        if action in ("disable_game", "enable_game"):
+            if sas is None:
+                return "failed", f"{action} needs a SAS machine; {device!r} is a terminal"
+            game = cmd.game or ""
+            if not (game.isascii() and game.isdigit() and 1 <= int(game) <= 0xFFFF and game == str(int(game))):
+                return "failed", f"unknown game {game!r}"
+            result = await getattr(sas, action)(int(game))
+        else:
+            result = await getattr(sas if sas is not None else terminal, action)()
+        if result.acked:
+            return "applied", ""
+        return "failed", result.detail or "the machine did not acknowledge"
+
+    async def _finish_row(self, row: CommandRow, status: str, detail: str) -> None:
+        await self._settle(row.id, row.action, row.device, row.game, status, detail)
+
+    async def _finish(self, cmd: Command, status: str, detail: str) -> None:
+        await self._settle(cmd.id, cmd.action, cmd.device, cmd.game, status, detail)
+
+    async def _settle(self, cid: str, action: str, device: str | None, game: str | None, status: str,
+                      detail: str) -> None:
+        now = self.clock()
+        payload = encode_command_result(CommandResult(v=VERSION, id=cid, hall=self.hall, status=status,  # type: ignore[arg-type]
+                                                      detail=detail[:2000], at=now), self.hall_key)
+        self.store.finish(cid, status, detail, payload)
+        self.stats[status] += 1
+        logger = log.info if status == "applied" else log.warning
+        logger("command_result", id=cid, action=action, device=device, game=game, status=status, detail=detail)
+        data: dict[str, Any] = {"kind": "command", "id": cid, "action": action, "status": status, "detail": detail}
+        if device is not None:
+            data["device"] = device
+        if game is not None:
+            data["game"] = game
+        draft = EventDraft(device=device or HALL_DEVICE, type="integration", device_time=None, agent_time=now,
+                           data=data)
+        self._spawn(self._record_event(draft, cid), f"command-event:{cid}")
+        self._publish_soon(cid, payload)
+
+    async def _record_event(self, draft: EventDraft, cid: str) -> None:
+        try:
+            await self.append([draft])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the result itself is durable in commands.db; the trail event is best effort
+            self.stats["event_failures"] += 1
+            log.error("command_event_not_recorded", id=cid, error=repr(exc))
+
+    # -- publishing -----------------------------------------------------------------------------------
+
+    def _publish_soon(self, cid: str, payload: bytes) -> None:
+        self._spawn(self._publish(cid, payload), f"command-result:{cid}")
+
+    async def _publish(self, cid: str, payload: bytes) -> None:
+        if self.link is None or not self.link.connected:
+            return  # kept (published = 0): on_connect sends it
+        try:
+            await self.link.publish(topic(self.hall, "command-results"), payload, qos=1)
+        except LinkDown as exc:
+            log.warning("command_result_not_published", id=cid, error=str(exc))
+            return
+        self.store.mark_published(cid)
+        self.stats["results_published"] += 1
+
+    async def on_connect(self) -> None:
+        """After every (re)connect: publish every result the broker has not acknowledged yet."""
+        if not self._started:
+            return
+        for row in self.store.unpublished():
+            if row.result is not None:
+                self._publish_soon(row.id, row.result)
+
+    def status(self) -> dict[str, Any]:
+        return {"queued": sum(q.qsize() for q in self._queues.values()), **dict(self.stats)}
