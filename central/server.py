@@ -56,7 +56,8 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         ingest = IngestService(store, ingestor, url, ServiceConfig(share_group=config.share_group,
                                                                    client_id=config.client_id))
         service = ingest
-        app = build_app(store, currency=config.currency, presence=lambda: {"ingest": service.status()})
+        app = build_app(store, currency=config.currency, presence=lambda: {"ingest": service.status()},
+                        command_publisher=ingest.publish_command, central_key=key)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)  # in-flight requests get 5 s
         await runner.setup()
         site = web.TCPSite(runner, config.http_host, config.http_port)

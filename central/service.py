@@ -22,10 +22,19 @@ from typing import Any
 import structlog
 
 from mqttlink import BrokerUrl, LinkDown, MqttLink, Received
-from protocols.sync import SyncError, decode_status, parse_topic, shared_subscription, subscription
+from protocols.sync import (
+    SyncError,
+    decode_command_result,
+    decode_status,
+    parse_topic,
+    public_key_from_pem,
+    shared_subscription,
+    subscription,
+)
 
+from .commands import RESULT_TO_STATUS, CommandNotPublished, result_detail
 from .ingest import Ingestor, IngestOutcome, Verified
-from .store.base import LogEntry, Store
+from .store.base import LogEntry, LogKind, Store
 from .timeutil import now_micros
 
 log = structlog.get_logger("central.service")
@@ -54,6 +63,7 @@ class IngestService:
         self.config = config or ServiceConfig()
         self.link = MqttLink(url, client_id=self.config.client_id, handler=self._on_message, clean_session=False,
                              subscriptions=[shared_subscription(self.config.share_group, "batches"),
+                                            shared_subscription(self.config.share_group, "command-results"),
                                             subscription("status")])
         self._queues: dict[str, asyncio.Queue[Received]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
@@ -89,6 +99,9 @@ class IngestService:
             hall, kind = _FORMAT_ERRORS, "batches"
         if kind == "status":
             await self._presence(hall, msg)
+            return
+        if kind == "command-results":
+            await self._command_result(hall, msg)
             return
         queue = self._queues.get(hall)
         if queue is None:
@@ -137,9 +150,58 @@ class IngestService:
                                                detail=f"agent {'online' if status.online else 'offline'} "
                                                       f"(session {status.session})")])
 
-    async def _log_format_error(self, hall: str, detail: str) -> None:
+    async def _log_format_error(self, hall: str | None, detail: str) -> None:
+        await self._log("format_error", hall, detail)
+
+    async def _log(self, kind: LogKind, hall: str | None, detail: str) -> None:
+        log.warning("integration", kind=kind, hall=hall, detail=detail[:2000])
         with contextlib.suppress(Exception):
-            await self.store.log([LogEntry(kind="format_error", hall=hall, time=now_micros(), detail=detail[:2000])])
+            await self.store.log([LogEntry(kind=kind, hall=hall, time=now_micros(), detail=detail[:2000])])
+
+    # -- commands ---------------------------------------------------------------------------------------
+
+    async def publish_command(self, topic_name: str, payload: bytes) -> None:
+        """The API's command publisher: QoS 1 through this link; :class:`CommandNotPublished` when offline."""
+        if not self.link.connected:
+            raise CommandNotPublished("central is not connected to the MQTT broker")
+        await self.link.publish(topic_name, payload, qos=1)
+
+    async def _command_result(self, hall: str, msg: Received) -> None:
+        self.stats["command_results"] += 1
+        if hall == _FORMAT_ERRORS:
+            self.stats["bad_command_results"] += 1
+            await self._log_format_error(None, f"command result on a bad topic {msg.topic[:200]!r}")
+            return
+        try:
+            record = await self.store.get_hall(hall)
+            if record is None:
+                self.stats["bad_command_results"] += 1
+                await self._log("rejected", hall, "command result from an unregistered hall")
+                return
+            try:
+                result = decode_command_result(msg.payload, public_key_from_pem(record.public_key_pem.encode()),
+                                               expect_hall=hall)
+            except SyncError as exc:
+                self.stats["bad_command_results"] += 1
+                kind: LogKind = "rejected" if exc.log_kind == "rejected" else "format_error"
+                await self._log(kind, hall, f"command result: {type(exc).__name__}: {exc}")
+                return
+            command = await self.store.command(result.id)
+            if command is None or command.hall != hall:
+                self.stats["bad_command_results"] += 1
+                await self._log("rejected", hall, f"command result for {result.id}, which is not a command of {hall}")
+                return
+            status = RESULT_TO_STATUS[result.status]
+            changed = await self.store.update_command(result.id, status, result_detail(result.status, result.detail),
+                                                      now_micros())
+            if not changed:
+                current = await self.store.command(result.id)
+                await self._log("duplicate", hall, f"command result {result.status} for {result.id} ignored: the "
+                                                   f"command is {current.status if current else 'gone'}")
+            else:
+                log.info("command_result", hall=hall, command=result.id, status=status)
+        except Exception as exc:  # a store failure must not take the link down; the log says what happened
+            log.error("command_result_not_stored", hall=hall, error=repr(exc))
 
     # -- one worker per hall --------------------------------------------------------------------------
 

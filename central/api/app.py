@@ -17,16 +17,27 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
 import structlog
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from central.apikeys import authenticate
-from central.store.base import LOG_KINDS, ApiKeyRecord, GgrRow, Store
+from central.commands import (
+    DEFAULT_TTL_SECONDS,
+    MAX_TTL_SECONDS,
+    USER_ACTIONS,
+    CommandNotPublished,
+    CommandPublisher,
+)
+from central.store.base import LOG_KINDS, ApiKeyRecord, CommandRecord, GgrRow, Store
 from central.timeutil import Clock, now_micros
-from protocols.sync import fingerprint, public_key_from_pem
+from protocols.sync import VERSION, Command, encode_command, fingerprint, public_key_from_pem, topic
+from protocols.sync.commands import GAME_ACTIONS
+from protocols.sync.fields import HALL_RE, ID_RE
 
 from . import params as p
 from .openapi import EVENTS_MAX_LIMIT, GROUP_BY_PARAM, LOG_MAX_LIMIT, document
@@ -60,8 +71,12 @@ class _Api:
     """The handlers and the state they share (store, currency, clock, auth cache)."""
 
     def __init__(self, store: Store, currency: str, clock: Clock,
-                 presence: Callable[[], Mapping[str, Any]] | None) -> None:
+                 presence: Callable[[], Mapping[str, Any]] | None,
+                 command_publisher: CommandPublisher | None = None,
+                 central_key: Ed25519PrivateKey | None = None) -> None:
         self.store = store
+        self.command_publisher = command_publisher
+        self.central_key = central_key
         self.currency = currency
         self.clock = clock
         self.presence = presence
@@ -190,6 +205,97 @@ class _Api:
                  "device": e.device} for e in entries]
         return _json({"rows": rows})
 
+    # --- commands -------------------------------------------------------------------------------
+    async def post_command(self, request: web.Request) -> web.Response:
+        key = request[_KEY]
+        body = await _json_body(request)
+        unknown = sorted(set(body) - {"hall", "device", "action", "game", "ttl_seconds"})
+        if unknown:
+            raise p.bad_request(f"{unknown[0]} is not a field of a command (hall, device, action, game, ttl_seconds)")
+        hall = body.get("hall")
+        if not isinstance(hall, str) or HALL_RE.match(hall) is None:
+            raise p.bad_request("hall must be a hall ID ([A-Za-z0-9_-]{1,64})")
+        if key.halls is not None and hall not in key.halls:
+            raise ApiError(403, "forbidden", f"hall {hall!r} is outside this API key's halls")
+        action = body.get("action")
+        if action not in USER_ACTIONS:
+            raise p.bad_request(f"action must be one of {', '.join(USER_ACTIONS)}, not {action!r}")
+        device = body.get("device")
+        if not isinstance(device, str) or ID_RE.match(device) is None:
+            raise p.bad_request("device is required: a device ID ([A-Za-z0-9_.:-]{1,64})")
+        game = body.get("game")
+        if action in GAME_ACTIONS:
+            if not isinstance(game, str) or ID_RE.match(game) is None:
+                raise p.bad_request(f"game is required for {action}: a game ID ([A-Za-z0-9_.:-]{{1,64}})")
+        elif game is not None:
+            raise p.bad_request(f"game is only for {' and '.join(sorted(GAME_ACTIONS))}, not {action}")
+        ttl = body.get("ttl_seconds", DEFAULT_TTL_SECONDS)
+        if type(ttl) is not int or not 1 <= ttl <= MAX_TTL_SECONDS:
+            raise p.bad_request(f"ttl_seconds must be an integer from 1 to {MAX_TTL_SECONDS}, not {ttl!r}")
+        if await self.store.get_hall(hall) is None:
+            raise p.bad_request(f"hall {hall!r} is not registered")
+
+        now = self.clock()
+        command = Command(v=VERSION, id=str(uuid.uuid4()), hall=hall, device=device, action=action, game=game,
+                          params={}, issued_at=now, expires_at=now + ttl * 1_000_000)
+        await self.store.add_command(CommandRecord(
+            id=command.id, hall=hall, device=device, action=action, game=game, params={}, issued_at=now,
+            expires_at=command.expires_at, status="pending", detail=f"issued by API key {key.id}",
+            created_by=key.id, created_at=now, updated_at=now))
+        await self._publish(command)
+        record = await self.store.command(command.id)
+        assert record is not None
+        return _json({"id": record.id, "status": record.status}, status=202)
+
+    async def _publish(self, command: Command) -> None:
+        """Sign and publish; record ``sent``, ``failed`` or (outcome unknown) ``pending`` with a detail."""
+        if self.command_publisher is None or self.central_key is None:
+            await self.store.update_command(command.id, "failed", "central has no MQTT link to publish commands",
+                                            self.clock())
+            return
+        payload = encode_command(command, self.central_key)
+        try:
+            await self.command_publisher(topic(command.hall, "commands"), payload)
+        except CommandNotPublished as exc:
+            await self.store.update_command(command.id, "failed", f"not published: {exc}", self.clock())
+            return
+        except Exception as exc:
+            log.warning("command_publish_unconfirmed", command=command.id, hall=command.hall, error=repr(exc))
+            await self.store.update_command(command.id, "pending",
+                                            f"publish not confirmed ({type(exc).__name__}: {exc}); the hall's "
+                                            f"result or the expiry settles it", self.clock())
+            return
+        await self.store.update_command(command.id, "sent", "published; the broker acknowledged", self.clock())
+
+    async def get_command(self, request: web.Request) -> web.Response:
+        key = request[_KEY]
+        command_id = request.match_info["id"]
+        record = await self.store.command(command_id)
+        if record is None or (key.halls is not None and record.hall not in key.halls):
+            raise ApiError(404, "not_found", f"no command {command_id!r}")
+        now = self.clock()
+        if not record.final and now >= record.expires_at:
+            await self.store.update_command(record.id, "expired", "no result from the hall before expires_at", now)
+            record = await self.store.command(record.id)
+            assert record is not None
+        return _json({"id": record.id, "hall": record.hall, "device": record.device, "action": record.action,
+                      "game": record.game, "status": record.status, "detail": record.detail,
+                      "created_by": record.created_by,
+                      "issued_at": p.rfc3339(record.issued_at), "issued_at_us": record.issued_at,
+                      "expires_at": p.rfc3339(record.expires_at), "expires_at_us": record.expires_at,
+                      "updated_at": p.rfc3339(record.updated_at), "updated_at_us": record.updated_at})
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        body = json.loads(raw)
+    except ValueError:  # also UnicodeDecodeError
+        raise p.bad_request("the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise p.bad_request("the body must be a JSON object")
+    return body
+
 
 def _route_of(request: web.Request) -> str | None:
     """``"GET /reports/ggr"`` for a matched route of ours, else None (404/405 are raised by the handler)."""
@@ -220,15 +326,19 @@ def _unassigned_provider(rows: list[GgrRow]) -> list[GgrRow]:
 
 
 def build_app(store: Store, *, currency: str, clock: Callable[[], int] = now_micros,
-              presence: Callable[[], Mapping[str, Any]] | None = None) -> web.Application:
+              presence: Callable[[], Mapping[str, Any]] | None = None,
+              command_publisher: CommandPublisher | None = None,
+              central_key: Ed25519PrivateKey | None = None) -> web.Application:
     """The HTTP API on ``store``: mount it with ``aiohttp.web.AppRunner`` (or a test server).
 
     ``currency`` is the minor-unit currency of every amount (reports name it); ``clock`` gives now in
     microseconds (for the short positive auth cache); ``presence``, if given, is called by
     ``GET /health`` and its mapping returned under ``presence`` (keep it free of secrets: health needs
-    no key). The app does not own ``store``: closing it is the caller's job.
+    no key). ``command_publisher`` (see :mod:`central.commands`) and ``central_key`` (which signs
+    commands) let ``POST /commands`` publish; without them a command is stored as ``failed``. The app
+    does not own ``store``: closing it is the caller's job.
     """
-    api = _Api(store, currency, clock, presence)
+    api = _Api(store, currency, clock, presence, command_publisher, central_key)
     app = web.Application(middlewares=[api.middleware])
     handlers: dict[str, Handler] = {
         "GET /health": api.health,
@@ -238,6 +348,8 @@ def build_app(store: Store, *, currency: str, clock: Callable[[], int] = now_mic
         "GET /halls": api.halls,
         "GET /events": api.events,
         "GET /integration-log": api.integration_log,
+        "POST /commands": api.post_command,
+        "GET /commands/{id}": api.get_command,
     }
     if set(handlers) != set(ROUTE_ROLES):
         raise AssertionError("every route needs an entry in ROUTE_ROLES and a handler")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import copy
 from typing import Any, Final
 
-from central.store.base import LOG_KINDS, ROLES
+from central.commands import DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, USER_ACTIONS
+from central.store.base import COMMAND_STATUSES, LOG_KINDS, ROLES
 
 from .roles import ROUTE_ROLES
 
@@ -54,7 +55,8 @@ DOCUMENT: Final[dict[str, Any]] = {
         "version": "1.0.0",
         "description": (
             "Read access to what the halls reported: GGR reports, devices, halls and their agents' status, "
-            "stored events and the integration log. Amounts are integers in minor units of `currency`; "
+            "stored events and the integration log; signed commands to halls (`POST /commands`). "
+            "Amounts are integers in minor units of `currency`; "
             "times are RFC 3339 UTC strings with microseconds, with the raw microseconds beside them "
             "(`*_us`). Every request except `/health` and `/openapi.json` needs `Authorization: Bearer KEY`; "
             "a key with a hall scope sees only its halls, and naming another hall with `hall=` is 403. "
@@ -154,6 +156,38 @@ DOCUMENT: Final[dict[str, Any]] = {
                      "schema": {"type": "integer", "minimum": 1, "maximum": LOG_MAX_LIMIT, "default": 100}},
                 ],
                 "responses": {"200": _json("LogList", "Log rows, newest first."), **_WITH_400},
+            },
+        },
+        "/commands": {
+            "post": {
+                "operationId": "sendCommand",
+                "summary": "Send a signed command to one device of a hall.",
+                "description": (
+                    "Central signs the command with its key, stores it `pending`, publishes it (MQTT QoS 1) to "
+                    "`hallsync/v1/halls/{hall}/commands` and marks it `sent` once the broker acknowledged. "
+                    "If central is not connected to the broker it is `failed` at once; if the publish was not "
+                    "confirmed it stays `pending` (the hall's result or the expiry settles it). The hall applies "
+                    "it at most once and answers; follow it with `GET /commands/{id}`. A key with a hall scope "
+                    "may only address its halls (403). The hall must be registered (400)."),
+                "requestBody": {"required": True,
+                                "content": {"application/json": {"schema": _ref("CommandRequest")}}},
+                "responses": {"202": _json("CommandAccepted", "Stored (and published, see `status`)."),
+                              **_WITH_400},
+            },
+        },
+        "/commands/{id}": {
+            "get": {
+                "operationId": "getCommand",
+                "summary": "A command and its status.",
+                "description": (
+                    "`pending` (stored, publish not confirmed), `sent` (the broker acknowledged), `applied` or "
+                    "`failed` (the hall's signed result; a command the hall rejected is `failed` with the reason "
+                    "in `detail`), `expired` (the hall answered expired, or no result came before `expires_at`: "
+                    "reading it then turns it `expired`). Another hall's command is 404 for a hall-scoped key."),
+                "parameters": [{"name": "id", "in": "path", "required": True,
+                                "schema": {"type": "string", "format": "uuid"}}],
+                "responses": {"200": _json("CommandStatus", "The command."),
+                              "404": _json("Error", "No such command (`not_found`)."), **_ERRORS},
             },
         },
     },
@@ -266,6 +300,39 @@ DOCUMENT: Final[dict[str, Any]] = {
                     "time": _TIME, "time_us": _MICROS,
                     "hall": {"type": "string", "nullable": True}, "device": {"type": "string", "nullable": True},
                     "kind": {"type": "string", "enum": list(LOG_KINDS)}, "detail": {"type": "string"},
+                },
+            },
+            "CommandRequest": {
+                "type": "object", "required": ["hall", "device", "action"], "additionalProperties": False,
+                "properties": {
+                    "hall": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                    "device": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
+                    "action": {"type": "string", "enum": list(USER_ACTIONS)},
+                    "game": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$",
+                             "description": "Required for `disable_game`/`enable_game`, refused otherwise."},
+                    "ttl_seconds": {"type": "integer", "minimum": 1, "maximum": MAX_TTL_SECONDS,
+                                    "default": DEFAULT_TTL_SECONDS,
+                                    "description": "The command expires this long after it is issued."},
+                },
+            },
+            "CommandAccepted": {
+                "type": "object", "required": ["id", "status"],
+                "properties": {"id": {"type": "string", "format": "uuid"},
+                               "status": {"type": "string", "enum": list(COMMAND_STATUSES)}},
+            },
+            "CommandStatus": {
+                "type": "object",
+                "required": ["id", "hall", "device", "action", "game", "status", "detail", "issued_at", "expires_at",
+                             "updated_at"],
+                "properties": {
+                    "id": {"type": "string", "format": "uuid"}, "hall": {"type": "string"},
+                    "device": {"type": "string", "nullable": True},
+                    "action": {"type": "string"}, "game": {"type": "string", "nullable": True},
+                    "status": {"type": "string", "enum": list(COMMAND_STATUSES)},
+                    "detail": {"type": "string"},
+                    "created_by": {"type": "string", "nullable": True, "description": "API key id."},
+                    "issued_at": _TIME, "issued_at_us": _MICROS, "expires_at": _TIME, "expires_at_us": _MICROS,
+                    "updated_at": _TIME, "updated_at_us": _MICROS,
                 },
             },
             "LogList": {"type": "object", "required": ["rows"],

@@ -11,6 +11,8 @@ document lists it per operation (``x-roles``), and the tests walk every route ×
 | GET /halls               |  yes  |   yes    |  yes   |    yes     |     —     |
 | GET /events              |  yes  |    —     |   —    |     —      |    yes    |
 | GET /integration-log     |  yes  |    —     |   —    |    yes     |    yes    |
+| POST /commands           |  yes  |   yes    |   —    |     —      |     —     |
+| GET /commands/{id}       |  yes  |   yes    |  yes   |    yes     |     —     |
 | GET /health, /openapi.json | public (no key)                                     |
 
 Reasons: ``viewer`` reads reports, devices and status (``/halls`` is the agents' online status) but
@@ -19,7 +21,13 @@ the same; ``technician`` reads devices and diagnostics of its halls — the agen
 integration log (rejected or malformed batches, gaps, connection trouble) are those diagnostics — and
 no money (no reports, no events); ``regulator`` reads reports, events and the integration log
 (read-only evidence of what was rejected, missed or resent), not the operational device and hall
-status; ``admin`` reads everything. A key with a hall scope sees only those halls on every route.
+status; ``admin`` reads everything.
+Commands: only ``operator`` and ``admin`` send them (design.md). Reading one back is status, not money:
+``viewer`` (reads status) and ``technician`` (a command's outcome on a device of its halls is a
+diagnostic) may read it, ``regulator`` (evidence, not operations) may not — the integration log's
+``command`` rows are its record of them. A hall-scoped key may send commands only to its halls (403)
+and gets 404 for another hall's command (its existence is not revealed). A key with a hall scope sees
+only those halls on every route.
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ ROUTE_ROLES: Final[dict[str, frozenset[str] | None]] = {
     "GET /halls": frozenset({"admin", "operator", "viewer", "technician"}),
     "GET /events": frozenset({"admin", "regulator"}),
     "GET /integration-log": frozenset({"admin", "technician", "regulator"}),
+    "POST /commands": frozenset({"admin", "operator"}),
+    "GET /commands/{id}": frozenset({"admin", "operator", "viewer", "technician"}),
 }
 
 if not all(roles is None or roles <= set(ROLES) for roles in ROUTE_ROLES.values()):

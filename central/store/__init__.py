@@ -7,11 +7,14 @@
 from __future__ import annotations
 
 from .base import (
+    COMMAND_STATUSES,
+    FINAL_COMMAND_STATUSES,
     GROUP_BY,
     LOG_KINDS,
     ROLES,
     ApiKeyRecord,
     BackendUnavailable,
+    CommandRecord,
     DeviceRecord,
     GgrRow,
     HallKeyConflict,
@@ -24,8 +27,24 @@ from .base import (
 from .sqlite import SqliteStore
 
 __all__ = [
-    "GROUP_BY", "LOG_KINDS", "ROLES", "ApiKeyRecord", "BackendUnavailable", "DeviceRecord", "GgrRow",
-    "HallKeyConflict", "HallRecord", "IngestResult", "LogEntry", "SqliteStore", "Store", "StoreError", "open_store",
+    "COMMAND_STATUSES",
+    "FINAL_COMMAND_STATUSES",
+    "GROUP_BY",
+    "LOG_KINDS",
+    "ROLES",
+    "ApiKeyRecord",
+    "BackendUnavailable",
+    "CommandRecord",
+    "DeviceRecord",
+    "GgrRow",
+    "HallKeyConflict",
+    "HallRecord",
+    "IngestResult",
+    "LogEntry",
+    "SqliteStore",
+    "Store",
+    "StoreError",
+    "open_store",
 ]
 
 

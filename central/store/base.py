@@ -27,6 +27,23 @@ ROLES: Final = ("admin", "operator", "technician", "viewer", "regulator")
 GROUP_BY: Final = ("device", "game", "hall", "day")
 """GGR report groupings available now; ``provider`` arrives with the game catalog."""
 
+COMMAND_STATUSES: Final = ("pending", "sent", "applied", "failed", "expired")
+"""Statuses of a command central sent (design.md, ``GET /commands/{id}``)."""
+
+FINAL_COMMAND_STATUSES: Final = frozenset({"applied", "failed", "expired"})
+
+COMMAND_TRANSITIONS: Final[dict[str, frozenset[str]]] = {
+    "pending": frozenset({"pending", "sent", "applied", "failed", "expired"}),
+    "sent": frozenset({"applied", "failed", "expired"}),
+}
+"""The only status changes :meth:`Store.update_command` makes; a final status never changes.
+
+``pending → sent`` after the broker's PUBACK; ``pending → failed`` when it could not be published;
+``sent → applied|failed|expired`` from the hall's result; any non-final → ``expired`` past
+``expires_at``. ``pending → applied|failed`` also covers a result that arrives before central recorded
+the PUBACK (the agent can answer faster than central's bookkeeping). ``pending → pending`` changes
+only the detail (a publish whose outcome central does not know)."""
+
 LogKind = Literal["duplicate", "rejected", "format_error", "missed", "resend", "connection", "command", "manual"]
 IngestStatus = Literal["stored", "duplicate", "gap", "conflict"]
 
@@ -147,6 +164,34 @@ class DeviceRecord:
     last_seq: int
 
 
+@dataclass(frozen=True, slots=True)
+class CommandRecord:
+    """A command central issued to a hall, and where it stands."""
+
+    id: str
+    hall: str
+    device: str | None
+    action: str
+    game: str | None
+    params: dict[str, Any]
+    issued_at: int
+    expires_at: int
+    status: str
+    detail: str
+    created_by: str | None
+    created_at: int
+    updated_at: int
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL_COMMAND_STATUSES
+
+
+def command_transition_allowed(old: str, new: str) -> bool:
+    """True when :data:`COMMAND_TRANSITIONS` lets a command in ``old`` move to ``new``."""
+    return new in COMMAND_TRANSITIONS.get(old, frozenset())
+
+
 @runtime_checkable
 class Store(Protocol):
     """Everything central persists. One instance per process; safe to call from one event loop."""
@@ -226,3 +271,22 @@ class Store(Protocol):
 
     async def devices(self, *, hall: str | None = None, halls: Sequence[str] | None = None) -> list[DeviceRecord]:
         """Devices by (hall, id)."""
+
+    # commands ----------------------------------------------------------------------------------
+    async def add_command(self, record: CommandRecord) -> None:
+        """Store a new command (its id must be new) and its ``command`` integration-log row, in one transaction."""
+
+    async def command(self, command_id: str) -> CommandRecord | None:
+        """The command with ``command_id``, or None."""
+
+    async def update_command(self, command_id: str, status: str, detail: str, at: int) -> bool:
+        """Move a command to ``status`` if :data:`COMMAND_TRANSITIONS` allows it; False (nothing changed) if not.
+
+        In one transaction: read the current status (locked against concurrent writers), refuse an
+        unknown id or a change the table does not allow (a final status never changes), else set
+        ``status``/``detail``/``updated_at = at`` and append a ``command`` integration-log row.
+        """
+
+    async def commands(self, *, hall: str | None = None, status: str | None = None, limit: int = 100,
+                       halls: Sequence[str] | None = None) -> list[CommandRecord]:
+        """Commands, newest first; ``halls`` restricts to a scope."""

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final = 2
-"""1: the first schema. 2: hall presence columns (``halls.online``, ``session``, ``status_at``)."""
+SCHEMA_VERSION: Final = 3
+"""1: the first schema. 2: hall presence columns (``halls.online``, ``session``, ``status_at``).
+3: the ``commands`` table (a new table: ``CREATE TABLE IF NOT EXISTS`` adds it to older files)."""
 
 DDL: Final = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -83,6 +84,23 @@ CREATE TABLE IF NOT EXISTS api_keys (
     halls       TEXT,                            -- JSON array of hall IDs, NULL = every hall
     created_at  INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS commands (
+    id          TEXT PRIMARY KEY,                -- UUID, also the command's id on the wire
+    hall        TEXT NOT NULL,
+    device      TEXT,
+    action      TEXT NOT NULL,
+    game        TEXT,
+    params      TEXT NOT NULL,                   -- canonical JSON object
+    issued_at   INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    status      TEXT NOT NULL,                   -- pending | sent | applied | failed | expired
+    detail      TEXT NOT NULL,
+    created_by  TEXT,                            -- API key id (NULL when not created through the API)
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS commands_by_hall ON commands (hall, created_at);
+CREATE INDEX IF NOT EXISTS commands_by_status ON commands (status, created_at);
 """
 
 ADDED_COLUMNS: Final[tuple[tuple[str, str, str], ...]] = (

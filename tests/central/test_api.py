@@ -19,7 +19,7 @@ from central.api import params as api_params
 from central.apikeys import create_api_key, new_key
 from central.ingest import Ingestor
 from central.store import LOG_KINDS, ROLES, SqliteStore
-from protocols.sync import fingerprint
+from protocols.sync import fingerprint, generate_private_key
 from protocols.sync.money import ZERO, Contribution, contribution
 
 from .builders import T0, FakeHall
@@ -37,7 +37,23 @@ EXPECTED_ROLES: dict[str, set[str] | None] = {
     "GET /halls": {"admin", "operator", "viewer", "technician"},
     "GET /events": {"admin", "regulator"},
     "GET /integration-log": {"admin", "technician", "regulator"},
+    "POST /commands": {"admin", "operator"},
+    "GET /commands/{id}": {"admin", "operator", "viewer", "technician"},
 }
+COMMAND_HALL = FakeHall("hall-cmd", seed=77)
+
+
+class FakePublisher:
+    """Records what the API publishes; ``fail`` makes the next publishes raise it."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+        self.fail: Exception | None = None
+
+    async def __call__(self, topic_name: str, payload: bytes) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.sent.append((topic_name, payload))
 
 
 class ManualClock:
@@ -51,10 +67,13 @@ class ManualClock:
 class Api:
     """A test client of the app plus helpers to mint keys and GET JSON."""
 
-    def __init__(self, client: TestClient, store: SqliteStore, clock: ManualClock) -> None:
+    def __init__(self, client: TestClient, store: SqliteStore, clock: ManualClock,
+                 publisher: FakePublisher | None = None, central_key: Any = None) -> None:
         self.client = client
         self.store = store
         self.clock = clock
+        self.publisher = publisher
+        self.central_key = central_key
         self._keys: dict[tuple[str, tuple[str, ...] | None], str] = {}
 
     async def key(self, role: str = "admin", halls: tuple[str, ...] | None = None) -> str:
@@ -78,12 +97,49 @@ class Api:
         assert code == status, body
         return body
 
+    async def post(self, route: str, body: Any, *, role: str = "admin", halls: tuple[str, ...] | None = None,
+                   status: int = 202, headers: Mapping[str, str] | None = None) -> Any:
+        hdrs = {"Authorization": f"Bearer {await self.key(role, halls)}", **(headers or {})}
+        response = await self.client.post(PREFIX + route, json=body, headers=hdrs)
+        assert response.content_type == "application/json"
+        got = await response.json()
+        assert response.status == status, got
+        return got
+
+    async def command_hall(self) -> str:
+        if await self.store.get_hall(COMMAND_HALL.hall) is None:
+            await register(self.store, COMMAND_HALL)
+        return COMMAND_HALL.hall
+
+    async def call(self, route: str, key: str | None = None,
+                   headers: Mapping[str, str] | None = None) -> tuple[int, Any, Mapping[str, str]]:
+        """A valid request for ``route`` (``"METHOD /path"``): commands get a registered hall and a real id."""
+        method, path = route.split(" ", 1)
+        hdrs = dict(headers or {})
+        if key is not None:
+            hdrs["Authorization"] = f"Bearer {key}"
+        if route == "POST /commands":
+            body = {"hall": await self.command_hall(), "device": "egm-001", "action": "disable_machine"}
+            response = await self.client.post(PREFIX + path, json=body, headers=hdrs)
+            assert response.content_type == "application/json"
+            return response.status, await response.json(), response.headers
+        if route == "GET /commands/{id}":
+            created = await self.post("/commands", {"hall": await self.command_hall(), "device": "egm-001",
+                                                    "action": "enable_machine"})
+            path = f"/commands/{created['id']}"
+        assert method == "GET", route
+        return await self.raw(path, headers=hdrs)
+
 
 async def _serve(store: SqliteStore, **kwargs: Any) -> AsyncIterator[Api]:
     clock = ManualClock()
+    publisher = FakePublisher()
+    central_key = generate_private_key()
+    kwargs.setdefault("command_publisher", publisher)
+    kwargs.setdefault("central_key", central_key)
     app = build_app(store, currency="EUR", clock=clock, **kwargs)
     async with TestClient(TestServer(app)) as client:
-        yield Api(client, store, clock)
+        yield Api(client, store, clock, publisher, central_key)
 
 
 @pytest.fixture
@@ -292,11 +348,10 @@ def test_route_table_is_the_design_table() -> None:
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("route", sorted(ROUTE_ROLES))
 async def test_every_route_for_every_role(api: Api, route: str, role: str) -> None:
-    path = route.split(" ", 1)[1]
-    status, body, _ = await api.raw(path, await api.key(role))
+    status, body, _ = await api.call(route, await api.key(role))
     allowed = EXPECTED_ROLES[route]
     if allowed is None or role in allowed:
-        assert status == 200, body
+        assert status == (202 if route.startswith("POST") else 200), body
     else:
         assert status == 403
         assert body["error"]["code"] == "forbidden" and role in body["error"]["message"]
@@ -304,7 +359,6 @@ async def test_every_route_for_every_role(api: Api, route: str, role: str) -> No
 
 @pytest.mark.parametrize("route", PROTECTED)
 async def test_no_key_or_a_bad_key_is_401(api: Api, route: str) -> None:
-    path = route.split(" ", 1)[1]
     good = await api.key("admin")
     key_id = good.split("_")[1]
     bad_secret = f"hsk_{key_id}_" + ("A" * 43 if not good.endswith("A" * 43) else "B" * 43)
@@ -314,12 +368,12 @@ async def test_no_key_or_a_bad_key_is_401(api: Api, route: str) -> None:
         {"Authorization": f"Bearer hsk_0000000000000000_{'x' * 43}"}, {"X-Api-Key": good},
     ]
     for headers in attempts:
-        status, body, response_headers = await api.raw(path, headers=headers)
+        status, body, response_headers = await api.call(route, headers=headers)
         assert status == 401, headers
         assert body["error"]["code"] == "unauthorized" and body["error"]["message"]
         assert response_headers["WWW-Authenticate"].startswith("Bearer")
-    status, _, _ = await api.raw(path, headers={"Authorization": f"bearer  {good} "})
-    assert status == 200
+    status, _, _ = await api.call(route, headers={"Authorization": f"bearer  {good} "})
+    assert status == (202 if route.startswith("POST") else 200)
 
 
 @pytest.mark.parametrize("route", sorted(r for r, roles in ROUTE_ROLES.items() if roles is None))
@@ -470,12 +524,13 @@ async def test_openapi_document_matches_the_app(api: Api) -> None:
     for path, item in doc["paths"].items():
         for method, op in item.items():
             route = f"{method.upper()} {path}"
-            assert op["operationId"] and op["summary"] and "200" in op["responses"], route
+            assert op["operationId"] and op["summary"] and {"200", "202"} & set(op["responses"]), route
             for code, response in op["responses"].items():
                 assert re.fullmatch(r"[1-5]\d\d", code) and ("$ref" in response or "description" in response)
             for param in op.get("parameters", []):
                 if "$ref" not in param:
-                    assert {"name", "in", "schema"} <= set(param) and param["in"] == "query", route
+                    assert {"name", "in", "schema"} <= set(param), route
+                    assert param["in"] == "query" or (param["in"] == "path" and f"{{{param['name']}}}" in path)
             if ROUTE_ROLES[route] is None:
                 assert op["security"] == [] and op["x-roles"] == ["public"]
             else:
@@ -493,7 +548,15 @@ async def test_openapi_document_matches_the_app(api: Api) -> None:
     assert names == {("/reports/ggr", n) for n in ("group_by", "from", "to", "hall")} | {
         ("/devices", "hall")} | {("/events", n) for n in ("hall", "device", "type", "from", "to", "after_seq",
                                                            "limit")} | {
-        ("/integration-log", n) for n in ("hall", "kind", "limit")}
+        ("/integration-log", n) for n in ("hall", "kind", "limit")} | {("/commands/{id}", "id")}
+    body_schema = doc["paths"]["/commands"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert _resolve(doc, body_schema)["properties"].keys() == {"hall", "device", "action", "game", "ttl_seconds"}
+
+
+def _resolve(doc: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    for part in node["$ref"][2:].split("/"):
+        doc = doc[part]
+    return doc
 
 
 async def test_app_does_not_close_the_store(store: SqliteStore) -> None:

@@ -181,7 +181,7 @@ async def test_schema_1_file_is_migrated_additively(tmp_path: Path) -> None:
 
     assert columns(path) == columns(tmp_path / "fresh.db")
     con = sqlite3.connect(path)
-    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "3"
     con.close()
 
 
