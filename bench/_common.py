@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -148,3 +149,14 @@ def start_broker(work: Path, mqtt: str | None):
 
 def fmt_s(seconds: float) -> str:
     return f"{seconds:.2f} s"
+
+
+def work_dir(keep: str | None, prefix: str) -> Path:
+    """``--keep DIR`` (created, must be empty) or a fresh temporary directory."""
+    if keep:
+        work = Path(keep).resolve()
+        work.mkdir(parents=True, exist_ok=True)
+        if any(work.iterdir()):
+            raise SystemExit(f"--keep {work}: directory is not empty")
+        return work
+    return Path(tempfile.mkdtemp(prefix=prefix))

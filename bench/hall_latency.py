@@ -26,7 +26,6 @@ import math
 import shutil
 import sqlite3
 import sys
-import tempfile
 import time
 import tomllib
 from pathlib import Path
@@ -44,6 +43,7 @@ from _common import (  # the repo root goes on sys.path first
     start_broker,
     start_central,
     wait_until,
+    work_dir,
 )
 
 HALL = "bench-latency"
@@ -257,13 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.egms < 1 or args.seconds <= 0:
         p.error("need --egms >= 1 and --seconds > 0")
-    if args.keep:
-        work = Path(args.keep).resolve()
-        work.mkdir(parents=True, exist_ok=True)
-        if any(work.iterdir()):
-            raise SystemExit(f"--keep {work}: directory is not empty")
-    else:
-        work = Path(tempfile.mkdtemp(prefix="hallsync-latency-"))
+    work = work_dir(args.keep, "hallsync-latency-")
     started = time.perf_counter()
     try:
         p99 = run(args, work)

@@ -29,7 +29,6 @@ import resource
 import shutil
 import sqlite3
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ from _common import (  # the repo root goes on sys.path first
     start_broker,
     start_central,
     wait_until,
+    work_dir,
 )
 
 HALL = "bench-hall"
@@ -484,13 +484,7 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(bare_receiver(args))
         except KeyboardInterrupt:
             return 0
-    if args.keep:
-        work = Path(args.keep).resolve()
-        work.mkdir(parents=True, exist_ok=True)
-        if any(work.iterdir()):
-            raise SystemExit(f"--keep {work}: directory is not empty")
-    else:
-        work = Path(tempfile.mkdtemp(prefix="hallsync-bench-"))
+    work = work_dir(args.keep, "hallsync-bench-")
     started = time.perf_counter()
     broker, mqtt = start_broker(work, args.mqtt)
     try:

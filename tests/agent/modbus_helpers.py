@@ -9,6 +9,7 @@ from typing import Any
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from agent.modbus.coordinator import ModbusPollConfig
 from protocols.modbus import HALLSYNC_TERMINAL_V1, STATUS_BITS, encode
 from protocols.modbus.registers import CONTROL_DISABLE, CONTROL_ENABLE
 
@@ -95,3 +96,16 @@ class SilentServer:
     async def __aexit__(self, *exc: object) -> None:
         assert self.server is not None
         self.server.close()
+
+
+POLL = ModbusPollConfig(poll_interval=0.05, timeout=0.3, offline_after=2, probe_interval=0.05,
+                        probe_max_interval=0.2, stale_after=0, command_timeout=1.0)
+"""Fast polling for in-process agent tests with a terminal."""
+
+
+async def wait_until(predicate, timeout: float, what: str) -> None:
+    for _ in range(int(timeout / 0.02)):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out: {what}")

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from agent.commands import RESTART_DETAIL
 from agent.keys import init_keys, load_private_key
-from agent.modbus import ModbusPollConfig
 from agent.runtime import AgentConfig, HallAgent
 from firmware_sim.egm import Egm
 from firmware_sim.pty_egm import PtyEgmServer
@@ -33,19 +32,9 @@ from protocols.sync import (
     topic,
 )
 
-from .modbus_helpers import TestTerminal
+from .modbus_helpers import POLL, TestTerminal, wait_until
 
 HALL = "hall-cmd"
-POLL = ModbusPollConfig(poll_interval=0.05, timeout=0.3, offline_after=2, probe_interval=0.05,
-                        probe_max_interval=0.2, stale_after=0, command_timeout=1.0)
-
-
-async def wait_until(predicate, timeout: float, what: str) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out: {what}")
 
 
 def now() -> int:

@@ -9,24 +9,13 @@ import sqlite3
 from pathlib import Path
 
 from agent.keys import init_keys
-from agent.modbus import ModbusPollConfig
 from agent.runtime import AgentConfig, HallAgent
 from protocols.sync import decode_event, generate_private_key, public_key_to_pem
 from protocols.sync.money import ZERO, Contribution, contribution
 
-from .modbus_helpers import TestTerminal
+from .modbus_helpers import POLL, TestTerminal, wait_until
 
 HALL = "hall-term"
-POLL = ModbusPollConfig(poll_interval=0.05, timeout=0.3, offline_after=2, probe_interval=0.05,
-                        probe_max_interval=0.2, stale_after=0, command_timeout=1.0)
-
-
-async def wait_until(predicate, timeout: float, what: str) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out: {what}")
 
 
 def outbox_events(path: Path, device: str) -> list:
