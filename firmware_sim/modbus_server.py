@@ -37,6 +37,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from protocols.modbus import HALLSYNC_TERMINAL_V1
 
 from .customers import Customer
+from .pacing import act_until_done
 from .terminal import Terminal, TerminalRefused
 
 Transport = Literal["tcp", "rtu"]
@@ -249,16 +250,8 @@ class ModbusTerminalServer:
 
     async def _serve_customers(self) -> None:
         assert self.customer is not None
-        while True:
-            try:
-                delay = self.customer.act()
-            except TerminalRefused as exc:   # the host changed something under the customer's feet
-                log.debug("terminal.customer_refused", number=self.terminal.number, reason=str(exc))
-                delay = self.terminal.pace
-            if delay is None:
-                self.finished.set()
-                return
-            await asyncio.sleep(delay)
+        await act_until_done(self.customer.act, TerminalRefused, self.terminal.pace, self.finished,
+                             terminal=self.terminal.number)
 
 
 __all__ = ["ModbusTerminalServer", "Transport"]

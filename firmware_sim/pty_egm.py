@@ -29,6 +29,7 @@ from protocols.sas.wire import MarkDecoder, mark_message
 
 from .egm import Egm, PlayRefused
 from .faults import Faults
+from .pacing import act_until_done
 from .players import Player
 from .responder import LinkConfig, SasResponder
 
@@ -229,13 +230,4 @@ class PtyEgmServer:
 
     async def _play(self) -> None:
         assert self.player is not None
-        while True:
-            try:
-                delay = self.player.act()
-            except PlayRefused as exc:   # the host changed something under the player's feet
-                log.debug("egm.player_refused", address=self.egm.address, reason=str(exc))
-                delay = self.egm.pace
-            if delay is None:
-                self.finished.set()
-                return
-            await asyncio.sleep(delay)
+        await act_until_done(self.player.act, PlayRefused, self.egm.pace, self.finished, address=self.egm.address)
