@@ -16,9 +16,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-import json
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import structlog
@@ -40,6 +39,9 @@ from protocols.sync.commands import GAME_ACTIONS
 from protocols.sync.fields import HALL_RE, ID_RE
 
 from . import params as p
+from .context import KEY, ApiContext, Handler, dumps, json_body, json_response
+from .context import scope as _scope
+from .features import FEATURES
 from .openapi import EVENTS_MAX_LIMIT, GROUP_BY_PARAM, LOG_MAX_LIMIT, document
 from .params import ApiError
 from .roles import ROUTE_ROLES, allowed, is_public
@@ -51,16 +53,11 @@ AUTH_CACHE_US: Final = 5_000_000
 _AUTH_CACHE_MAX: Final = 1024
 PROVIDER_UNASSIGNED: Final = "unassigned"
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_KEY: Final = web.RequestKey("api_key", ApiKeyRecord)
+_KEY: Final = KEY
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-
-
-def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.json_response(body, status=status, headers=headers, dumps=_dumps)
+_dumps = dumps
+_json = json_response
 
 
 def _error(exc: ApiError) -> web.Response:
@@ -133,12 +130,7 @@ class _Api:
     # --- scope ----------------------------------------------------------------------------------
     @staticmethod
     def scope(request: web.Request) -> tuple[str | None, Sequence[str] | None]:
-        """(the ``hall=`` filter, the key's hall scope); a filter outside the scope is 403."""
-        key = request[_KEY]
-        hall = p.text(request.query, "hall")
-        if hall is not None and key.halls is not None and hall not in key.halls:
-            raise ApiError(403, "forbidden", f"hall {hall!r} is outside this API key's halls")
-        return hall, key.halls
+        return _scope(request)
 
     # --- handlers -------------------------------------------------------------------------------
     async def health(self, request: web.Request) -> web.Response:
@@ -286,15 +278,7 @@ class _Api:
                       "updated_at": p.rfc3339(record.updated_at), "updated_at_us": record.updated_at})
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    try:
-        body = json.loads(raw)
-    except ValueError:  # also UnicodeDecodeError
-        raise p.bad_request("the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise p.bad_request("the body must be a JSON object")
-    return body
+_json_body = json_body
 
 
 def _route_of(request: web.Request) -> str | None:
@@ -351,6 +335,14 @@ def build_app(store: Store, *, currency: str, clock: Callable[[], int] = now_mic
         "POST /commands": api.post_command,
         "GET /commands/{id}": api.get_command,
     }
+    ctx = ApiContext(store=store, currency=currency, clock=clock, command_publisher=command_publisher,
+                     central_key=central_key, presence=presence)
+    for feature in FEATURES:
+        more = feature.handlers(ctx)
+        clash = set(more) & set(handlers)
+        if clash:
+            raise AssertionError(f"{feature.__name__} redefines {sorted(clash)}")
+        handlers.update(more)
     if set(handlers) != set(ROUTE_ROLES):
         raise AssertionError("every route needs an entry in ROUTE_ROLES and a handler")
     for route, handler in handlers.items():

@@ -344,7 +344,12 @@ DOCUMENT: Final[dict[str, Any]] = {
 
 def document() -> dict[str, Any]:
     """A copy of :data:`DOCUMENT` with each operation's ``x-roles`` from the route table."""
+    from .features import FEATURES  # features import this module's helpers
+
     doc = copy.deepcopy(DOCUMENT)
+    for feature in FEATURES:
+        doc["paths"].update(copy.deepcopy(feature.PATHS))
+        doc["components"]["schemas"].update(copy.deepcopy(feature.SCHEMAS))
     for path, item in doc["paths"].items():
         for method, operation in item.items():
             roles = ROUTE_ROLES[f"{method.upper()} {path}"]

@@ -1,0 +1,87 @@
+"""What a feature module of the API needs from the app: the shared context and request helpers.
+
+The core routes live in :mod:`.app`; every further feature (catalog, audit, export, monitoring,
+metrics…) is a module listed in :data:`central.api.features.FEATURES` that exposes
+
+* ``handlers(ctx: ApiContext) -> dict[str, Handler]`` — ``{"GET /path": handler}``, paths relative to
+  ``/api/v1``, each also in :data:`central.api.roles.ROUTE_ROLES`;
+* ``PATHS`` — its OpenAPI path items (``x-roles`` is filled in from the route table);
+* ``SCHEMAS`` — its OpenAPI component schemas.
+
+so that features are small modules with one job each, and the middleware (auth, roles, JSON errors)
+stays in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Final
+
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from central.commands import CommandPublisher
+from central.store.base import ApiKeyRecord, Store
+from central.timeutil import Clock
+
+from . import params as p
+from .params import ApiError
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+KEY: Final = web.RequestKey("api_key", ApiKeyRecord)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ApiContext:
+    """Shared by every handler: the store (not owned), the currency of every amount, now in µs,
+    and — when central has an MQTT link — the command publisher and the key that signs commands."""
+
+    store: Store
+    currency: str
+    clock: Clock
+    command_publisher: CommandPublisher | None = None
+    central_key: Ed25519PrivateKey | None = None
+    presence: Callable[[], Mapping[str, Any]] | None = None
+
+
+def api_key(request: web.Request) -> ApiKeyRecord:
+    """The authenticated key of this request (set by the middleware on every non-public route)."""
+    return request[KEY]
+
+
+def scope(request: web.Request) -> tuple[str | None, Sequence[str] | None]:
+    """(the ``hall=`` filter, the key's hall scope); a filter outside the scope is 403."""
+    key = request[KEY]
+    hall = p.text(request.query, "hall")
+    if hall is not None and key.halls is not None and hall not in key.halls:
+        raise ApiError(403, "forbidden", f"hall {hall!r} is outside this API key's halls")
+    return hall, key.halls
+
+
+def require_hall_in_scope(request: web.Request, hall: str) -> None:
+    """403 when ``hall`` is outside the key's halls (for halls named in a body or path)."""
+    key = request[KEY]
+    if key.halls is not None and hall not in key.halls:
+        raise ApiError(403, "forbidden", f"hall {hall!r} is outside this API key's halls")
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.json_response(body, status=status, headers=headers, dumps=dumps)
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 that says so."""
+    raw = await request.read()
+    try:
+        body = json.loads(raw)
+    except ValueError:  # also UnicodeDecodeError
+        raise p.bad_request("the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise p.bad_request("the body must be a JSON object")
+    return body
