@@ -115,6 +115,25 @@ class IngestResult:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One change made through the API or the CLI: who, when, what, and the state before and after.
+
+    ``actor`` is the API key id, or ``cli:<user>`` for the command line; ``action`` names the change
+    (``command.create``, ``catalog.game.update``, ``hall.add``…); ``target`` what it changed
+    (``hall/A/device/egm-001``); ``before``/``after`` are JSON-able snapshots (None when the thing did
+    not exist before / no longer exists after). ``id`` is assigned by the store.
+    """
+
+    time: int
+    actor: str
+    action: str
+    target: str
+    before: Any = None
+    after: Any = None
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ApiKeyRecord:
     """An API key as stored: never the key itself, only its id and the SHA-256 of its secret."""
 
@@ -290,3 +309,13 @@ class Store(Protocol):
     async def commands(self, *, hall: str | None = None, status: str | None = None, limit: int = 100,
                        halls: Sequence[str] | None = None) -> list[CommandRecord]:
         """Commands, newest first; ``halls`` restricts to a scope."""
+
+    # audit ---------------------------------------------------------------------------------------
+    async def add_audit(self, entry: AuditEntry) -> int:
+        """Append one audit entry; returns its id. Audit entries are never changed or deleted."""
+        ...
+
+    async def audit(self, *, actor: str | None = None, action: str | None = None, time_from: int | None = None,
+                    time_to: int | None = None, after_id: int | None = None, limit: int = 100) -> list[AuditEntry]:
+        """Audit entries oldest first, filtered; ``after_id`` pages (entries with a larger id)."""
+        ...

@@ -101,6 +101,16 @@ CREATE TABLE IF NOT EXISTS commands (
 );
 CREATE INDEX IF NOT EXISTS commands_by_hall ON commands (hall, created_at);
 CREATE INDEX IF NOT EXISTS commands_by_status ON commands (status, created_at);
+CREATE TABLE IF NOT EXISTS audit (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,   -- append-only: never updated or deleted
+    time    INTEGER NOT NULL,
+    actor   TEXT NOT NULL,                       -- API key id, or cli:<user>
+    action  TEXT NOT NULL,
+    target  TEXT NOT NULL,
+    before  TEXT,                                -- canonical JSON, NULL when absent
+    after   TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_by_time ON audit (time, id);
 """
 
 ADDED_COLUMNS: Final[tuple[tuple[str, str, str], ...]] = (

@@ -32,6 +32,7 @@ from .base import (
     COMMAND_STATUSES,
     GROUP_BY,
     ApiKeyRecord,
+    AuditEntry,
     CommandRecord,
     DeviceRecord,
     GgrRow,
@@ -492,3 +493,41 @@ class SqliteStore:
             return [_command(r) for r in con.execute(sql, params)]
 
         return await self._reader.run(body)
+
+    # audit -------------------------------------------------------------------------------------
+    async def add_audit(self, entry: AuditEntry) -> int:
+        row = (entry.time, entry.actor, entry.action, entry.target, _json_or_none(entry.before),
+               _json_or_none(entry.after))
+
+        def body(c: sqlite3.Connection) -> int:
+            cur = c.execute("INSERT INTO audit (time, actor, action, target, before, after)"
+                            " VALUES (?, ?, ?, ?, ?, ?)", row)
+            assert cur.lastrowid is not None
+            return cur.lastrowid
+
+        return await self._writer.run(lambda con: _transaction(con, body))
+
+    async def audit(self, *, actor: str | None = None, action: str | None = None, time_from: int | None = None,
+                    time_to: int | None = None, after_id: int | None = None, limit: int = 100) -> list[AuditEntry]:
+        where: list[str] = []
+        params: list[Any] = []
+        for column, op, value in (("actor", "=", actor), ("action", "=", action), ("time", ">=", time_from),
+                                  ("time", "<", time_to), ("id", ">", after_id)):
+            if value is not None:
+                where.append(f"{column} {op} ?")
+                params.append(value)
+        sql = (f"SELECT id, time, actor, action, target, before, after FROM audit{_where(where)}"
+               f" ORDER BY id LIMIT ?")
+        params.append(max(1, min(limit, _MAX_EVENTS_LIMIT)))
+
+        def body(con: sqlite3.Connection) -> list[AuditEntry]:
+            return [AuditEntry(id=r[0], time=r[1], actor=r[2], action=r[3], target=r[4],
+                               before=None if r[5] is None else json.loads(r[5]),
+                               after=None if r[6] is None else json.loads(r[6]))
+                    for r in con.execute(sql, params)]
+
+        return await self._reader.run(body)
+
+
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
