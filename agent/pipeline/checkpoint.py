@@ -22,7 +22,9 @@ Versioning (``v``, :data:`VERSION`):
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import deque
+from pathlib import Path
 from typing import Any, Final, Literal
 
 import msgspec
@@ -57,6 +59,7 @@ class QuantityV1(_Struct):
     grace: int = 0
     missed: int = 0
     absorbed: int = 0
+    read_at: float | None = None     # monotonic: only meaningful on the boot named by LedgerV1.boot
 
 
 class GameV1(_Struct):
@@ -65,6 +68,7 @@ class GameV1(_Struct):
     pos: int | None = None
     status: Literal["open", "late", "before"] = "open"
     contributed: dict[str, int] = {}
+    end_at: float | None = None      # monotonic, as QuantityV1.read_at
 
 
 class RoundV1(_Struct):
@@ -103,6 +107,7 @@ class LedgerV1(_Struct):
     history: list[tuple[float, dict[str, int]]] = []
     games: list[GameV1] = []
     unplaced: list[GameV1] = []
+    boot: str | None = None            # the kernel's boot id when the monotonic stamps were taken
 
 
 class DeviceV1(_Struct):
@@ -178,18 +183,18 @@ def dump(state: DeviceState, gaming_day: dt.date | None = None) -> bytes:
             declared=ledger.declared,
             quantities={name: QuantityV1(code=q.code, last_raw=q.last_raw, meters=q.meters, reported=q.reported,
                                          seen=q.seen, excess=q.excess, grace=q.grace, missed=q.missed,
-                                         absorbed=q.absorbed)
+                                         absorbed=q.absorbed, read_at=q.read_at)
                         for name, q in ledger.quantities.items()},
             history=[(when, dict(values)) for when, values in ledger.history],
             games=[_game_out(g) for g in ledger.games],
-            unplaced=[_game_out(g) for g in ledger.unplaced]),
+            unplaced=[_game_out(g) for g in ledger.unplaced], boot=boot_id()),
     )
     return _ENCODER.encode(body)
 
 
 def _game_out(game: Game) -> GameV1:
     return GameV1(raw=game.raw, credits=game.credits, pos=game.pos, status=game.status,  # type: ignore[arg-type]
-                  contributed=dict(game.contributed))
+                  contributed=dict(game.contributed), end_at=game.end_at)
 
 
 # ---- bytes → state ---------------------------------------------------------------------------------
@@ -228,7 +233,7 @@ def load(device: str, blob: bytes, settle: float) -> tuple[DeviceState, dt.date 
                 raise CheckpointError(f"open round placed at {r.placed_in}[{r.placed_index}], which does not exist")
             placed = games[r.placed_index]
         elif r.placed is not None:
-            placed = _game_in(r.placed)
+            placed = _game_in(r.placed, body.ledger.boot is not None and body.ledger.boot == boot_id())
         rnd = OpenRound(r.game, r.bet, r.credits, placed)
     info = None
     if body.handpay_info is not None:
@@ -250,6 +255,7 @@ def load(device: str, blob: bytes, settle: float) -> tuple[DeviceState, dt.date 
 
 
 def _ledger_in(body: LedgerV1, settle: float) -> Ledger:
+    same_boot = body.boot is not None and body.boot == boot_id()   # else monotonic stamps mean nothing
     unknown = (set(body.quantities) | {n for _, values in body.history for n in values}) - set(QUANTITIES)
     if unknown:
         raise CheckpointError(f"unknown ledger quantities {sorted(unknown)}")
@@ -257,18 +263,29 @@ def _ledger_in(body: LedgerV1, settle: float) -> Ledger:
     for name, q in body.quantities.items():
         quantities[name] = Quantity(code=q.code, last_raw=q.last_raw, meters=q.meters, reported=q.reported,
                                     seen=q.seen, excess=q.excess, grace=q.grace, missed=q.missed,
-                                    absorbed=q.absorbed)
+                                    absorbed=q.absorbed, read_at=q.read_at if same_boot else None)
     return Ledger(quantities=quantities, active=body.active, baseline_wall=body.baseline_wall, settle=settle,
                   history=deque((when, dict(values)) for when, values in body.history),
-                  games=deque(_game_in(g) for g in body.games), unplaced=[_game_in(g) for g in body.unplaced],
+                  games=deque(_game_in(g, same_boot) for g in body.games),
+                  unplaced=[_game_in(g, same_boot) for g in body.unplaced],
                   declared=body.declared, seen_wall=body.seen_wall)
 
 
-def _game_in(body: GameV1) -> Game:
+def _game_in(body: GameV1, same_boot: bool) -> Game:
     unknown = set(body.contributed) - set(QUANTITIES)
     if unknown:
         raise CheckpointError(f"unknown ledger quantities {sorted(unknown)} in a game")
-    return Game(body.raw, body.credits, body.pos, body.status, dict(body.contributed))
+    return Game(body.raw, body.credits, body.pos, body.status, dict(body.contributed),
+                body.end_at if same_boot else None)
+
+
+@functools.cache
+def boot_id() -> str | None:
+    """The kernel's id of this boot: ``time.monotonic()`` stamps compare only within one boot."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
 
 
 def _frozen(value: Any) -> Any:

@@ -36,6 +36,15 @@ also holds: an event can wait in the EGM's queue well after a snapshot that cont
   game placed at or before a window already declared ``missed`` is *late*: the missed record
   already stands for it, so it is absorbed against the record (:meth:`Ledger.absorb`) instead of
   being counted twice. Games placed at or before the baseline belong to the previous epoch.
+* **The end of a game of the baseline is ordered by poll, not guessed**: a game's wager is in the
+  baseline when its 7E's coin in is, but its win and round move their meters when it *ends*,
+  which may be after those meters were read (the snapshot is read over several polls; the agent
+  may have been restarted right after it). Each meter carries when the reply that read it arrived
+  and each 7F when it arrived: in RTE mode the EGM answers any poll with a queued event first, so
+  a 7F that reached us after a meter's reply happened after that meter was read. Such an end is
+  counted in the new epoch (:meth:`Ledger.ended_after_read`); an earlier one is in the baseline.
+  Without those stamps (a checkpoint from another boot, a fake line) the end is taken to be in
+  the baseline, as its wager is.
 """
 
 from __future__ import annotations
@@ -79,6 +88,8 @@ COIN_IN: Final = 0x00
 GAME_QUANTITIES: Final[tuple[str, ...]] = ("bets", "wins_machine", "rounds")
 """What a placed game contributes (its machine-paid win and round move their meters at its end,
 which is after its wager; a hand-paid jackpot moves the jackpot meter at the reset instead)."""
+END_QUANTITIES: Final[frozenset[str]] = frozenset({"wins_machine", "rounds"})
+"""What a game's end (its 7F) moves."""
 MAX_TRACKED_GAMES: Final = 4096
 """Bound on games remembered per device; forgetting one only makes a ``missed`` smaller (later)."""
 
@@ -99,6 +110,7 @@ class Quantity:
     grace: int = 0                 # reported right after the baseline: may have happened before it
     missed: int = 0                # declared ``missed`` (or derived from the meters) in this epoch
     absorbed: int = 0              # late events absorbed against ``missed``
+    read_at: float | None = None   # monotonic arrival of the reply that read its baseline meter
 
     @property
     def effective(self) -> int:
@@ -127,6 +139,7 @@ class Game:
     pos: int | None = None
     status: str = "open"
     contributed: dict[str, int] = field(default_factory=dict)
+    end_at: float | None = None    # monotonic arrival of its 7F (None: not ended, or unknown)
 
 
 @dataclass
@@ -205,6 +218,13 @@ class Ledger:
             left -= take
         return True
 
+    def ended_after_read(self, quantity: str, end_at: float | None) -> bool:
+        """True when a game of the baseline whose 7F arrived at ``end_at`` (monotonic) ended after
+        the baseline read ``quantity``'s meter, so that meter did not contain its end (see the
+        module docstring). False when it did, or when either stamp is unknown."""
+        read_at = self.quantities[quantity].read_at
+        return quantity in END_QUANTITIES and read_at is not None and end_at is not None and end_at > read_at
+
     def placed_after(self, coin_in: int) -> dict[str, int]:
         """Contributions of counted games placed after ``coin_in``: not part of that window."""
         totals: dict[str, int] = {}
@@ -221,15 +241,19 @@ class Ledger:
         limit = self.declared
         self.games = deque(g for g in self.games if g.pos is not None and g.pos > limit)
 
-    def rebaseline(self, raw: dict[int, int], wall: float, denom: int = 1) -> None:
+    def rebaseline(self, raw: dict[int, int], wall: float, denom: int = 1,
+                   reads: dict[int, float] | None = None) -> None:
         """A new epoch from this snapshot. Games fed before it (no baseline yet, or a reset
         pending) whose coin in lies beyond its coin-in meter happened while it was being read:
-        they belong to the new epoch, not to the baseline."""
+        they belong to the new epoch, not to the baseline; and those whose wager is in it but
+        whose 7F arrived after a meter was read contribute their end to the new epoch.
+        ``reads``: when each meter's reply arrived (monotonic), by code."""
         self.active = True
         self.baseline_wall = wall
         for name, q in self.quantities.items():
             q.meters = q.reported = q.seen = q.excess = q.grace = q.missed = q.absorbed = 0
             q.code, q.last_raw = _pick(name, raw)
+            q.read_at = None if reads is None or q.code is None else reads.get(q.code)
         self.history = deque([(wall, dict.fromkeys(QUANTITIES, 0))])
         self.games.clear()
         self.declared = None
@@ -246,6 +270,9 @@ class Ledger:
                     self._track(game)
                 else:
                     game.status = "before"
+                    for name, value in game.contributed.items():
+                        if self.ended_after_read(name, game.end_at):
+                            self.quantities[name].reported += value
         self.commit_seen(wall)
 
     def commit_seen(self, wall: float) -> None:
@@ -292,10 +319,12 @@ class Ledger:
     def remember(self, wall: float, available: set[str]) -> None:
         self.history.append((wall, {name: self.quantities[name].meters for name in available}))
 
-    def observe(self, raw: dict[int, int], denom: int, wall: float, *, force_reset: bool = False) -> Observation:
-        """Advance the cumulative meters to this snapshot (raw values by meter code)."""
+    def observe(self, raw: dict[int, int], denom: int, wall: float, *, force_reset: bool = False,
+                reads: dict[int, float] | None = None) -> Observation:
+        """Advance the cumulative meters to this snapshot (raw values by meter code; ``reads``:
+        when each was read, see :meth:`rebaseline`)."""
         if not self.active or force_reset:
-            self.rebaseline(raw, wall, denom)
+            self.rebaseline(raw, wall, denom, reads)
             return Observation(True, "baseline" if not force_reset else "reset", self._available(raw))
         self.unplaced.clear()   # fed since the last snapshot without a coin-in meter: counted as usual
         deltas: dict[str, int] = {}
@@ -319,7 +348,7 @@ class Ledger:
                     delta = wrapped
                     obs.rollovers.append(name)
                 else:
-                    self.rebaseline(raw, wall, denom)
+                    self.rebaseline(raw, wall, denom, reads)
                     return Observation(True, f"meter {code:02X} went back from {q.last_raw} to {value}",
                                        self._available(raw))
             deltas[name] = delta
@@ -361,5 +390,5 @@ def _unit_factor(code: int, denom: int) -> int:
     return 1
 
 
-__all__ = ["COIN_IN", "GAME_QUANTITIES", "MONEY_KEY", "QUANTITIES", "Game", "Ledger", "Observation", "Quantity",
-           "meter_modulus"]
+__all__ = ["COIN_IN", "END_QUANTITIES", "GAME_QUANTITIES", "MONEY_KEY", "QUANTITIES", "Game", "Ledger",
+           "Observation", "Quantity", "meter_modulus"]

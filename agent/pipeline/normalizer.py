@@ -237,7 +237,12 @@ class Normalizer:
             self._emit(state, out, fact, type_, data, game=game)
             return
         if game.status == "before":
-            self._emit(state, out, fact, type_, data, count=False)
+            # Its wager is in the baseline; its end is too unless it came after that meter's read.
+            quantity = _quantity(type_, data)
+            if quantity is not None and state.ledger.ended_after_read(quantity, game.end_at):
+                self._emit(state, out, fact, type_, data, game=game)
+            else:
+                self._emit(state, out, fact, type_, data, count=False)
             return
         quantity = _quantity(type_, data)
         if quantity is None or not state.ledger.absorb(quantity, _value(quantity, data)):
@@ -389,6 +394,8 @@ class Normalizer:
             self._emit(state, out, fact, "game.ended", {"game": game, "source": "exception"})
             return
         state.rte_mode = True
+        if placed is not None:
+            placed.end_at = fact.mono
         if rnd is None:
             state.hints.add("lost_game_start")
         win = data.win_amount * self._denom(state)
@@ -551,7 +558,8 @@ class Normalizer:
         self._emit(state, out, fact, "meters.snapshot", data)
         raw = fact.by_code()
         ledger = state.ledger
-        obs = ledger.observe(raw, denom, fact.wall, force_reset=state.reset_pending and ledger.active)
+        reads = {m.code: m.read_mono for m in fact.meters if m.read_mono is not None}
+        obs = ledger.observe(raw, denom, fact.wall, force_reset=state.reset_pending and ledger.active, reads=reads)
         state.reset_pending = False
         if obs.rollovers:
             log.info("meters rolled over", device=state.device, quantities=obs.rollovers)

@@ -106,6 +106,7 @@ class MachineCoordinator:
         self._next_meters = float("inf")
         self._next_clock = float("inf")
         self._last_answer = 0.0
+        self._reply_mono = 0.0           # when the last long poll's own reply (not an event) arrived
         self._just_polled = False
 
     # ---- lifecycle -------------------------------------------------------------------------------
@@ -413,6 +414,7 @@ class MachineCoordinator:
                 self._on_exception(reply.code)
                 continue  # the line ACKs the event (poll to address 0) before asking again
             if res.outcome is Outcome.REPLY:
+                self._reply_mono = res.mono
                 return reply
             return None
         return None
@@ -501,22 +503,27 @@ class MachineCoordinator:
             sources.remove(self._meter_source)
             sources.insert(0, self._meter_source)
         for source in sources:
-            values = await self._meters_via(source)
-            if values is not None:
+            read = await self._meters_via(source)
+            if read is not None:
+                values, stamps = read
                 self._meter_source = source
                 denom = self.identity.accounting_denomination_cents if self.identity else None
                 snap = self._fact(F.MetersSnapshot, reason=reason, source=source, game=0,
                                   accounting_denomination_cents=denom,
-                                  meters=tuple(F.Meter(code, meter_name(code), value, meter_unit(code))
+                                  meters=tuple(F.Meter(code, meter_name(code), value, meter_unit(code),
+                                                       stamps.get(code))
                                                for code, value in sorted(values.items())))
                 self._emit(snap)
                 return snap
         self._log.warning("meters unreadable", reason=reason)
         return None
 
-    async def _meters_via(self, source: str) -> dict[int, int] | None:
+    async def _meters_via(self, source: str) -> tuple[dict[int, int], dict[int, float]] | None:
+        """Meter values by code, and when the reply carrying each arrived (see :class:`F.Meter`;
+        only in RTE mode, where a meter reply proves the EGM's event queue was empty)."""
         codes = self.config.meter_codes
         values: dict[int, int] = {}
+        stamps: dict[int, float] = {}
         if source == "1C":
             m = await self._read(lp.SendMeters1C(), lp.Meters1C, retries=1)
             if m is None:
@@ -524,7 +531,9 @@ class MachineCoordinator:
             for name, code in METERS_1C:
                 if code is not None:
                     values[code] = getattr(m, name)
-            return values
+                    if self.rte_active:
+                        stamps[code] = self._reply_mono
+            return values, stamps
         size = 12 if source == "6F" else 10
         for i in range(0, len(codes), size):
             chunk = tuple(codes[i:i + size])
@@ -535,7 +544,9 @@ class MachineCoordinator:
             if m is None:
                 return None
             values.update(dict(m.meters))
-        return values
+            if self.rte_active:
+                stamps.update(dict.fromkeys(dict(m.meters), self._reply_mono))
+        return values, stamps
 
     async def _read_handpay(self) -> None:
         info = await self._read(lp.SendHandpayInfo(), lp.HandpayInfo)

@@ -82,6 +82,11 @@ class Meter:
     name: str
     value: int
     unit: str  # "credits" (of the accounting denomination), "cents", or "count"
+    read_mono: float | None = None
+    """``time.monotonic()`` when the reply carrying this meter arrived. In RTE mode an EGM answers
+    any poll with a queued event first (SAS §3.6), so a meter reply means its queue was empty: an
+    event that reaches us after ``read_mono`` happened after the meter was read, one before it
+    happened before. This is what orders a game's end against a snapshot read over several polls."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

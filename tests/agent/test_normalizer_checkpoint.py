@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import random
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -384,7 +385,10 @@ def test_checkpoint_format_is_compact_versioned_json_with_integer_money() -> Non
     body = json.loads(blob)
     assert body["v"] == VERSION == 1 and body["device"] == DEV
     assert body["ledger"]["quantities"]["bets"] == {"code": 0, "last_raw": 100, "reported": 10}   # defaults omitted
+    game = body["ledger"]["games"][0]
+    assert isinstance(game.pop("end_at"), float)   # when its 7F arrived (monotonic; compared within one boot)
     assert body["ledger"]["games"] == [{"raw": 110, "credits": 10, "pos": 10, "contributed": {"bets": 10, "rounds": 1}}]
+    assert body["ledger"]["boot"] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 
 
 def test_old_checkpoint_without_newer_fields_is_read_with_their_defaults() -> None:

@@ -67,9 +67,6 @@ async def eventually(check, timeout: float, what: str, *procs: Proc):
     raise AssertionError(f"timed out waiting for {what}; last: {last}\n{logs}")
 
 
-@pytest.mark.xfail(strict=False, reason="known bug, issue 02 note: after a SIGKILL the restored normalizer can count "
-                   "one round (and its win) both from its late 7F and in a `missed` record; fails ~1 run in 5 idle, "
-                   "~1 in 2 under load")
 async def test_ggr_equals_truth_through_kills_and_restarts(tmp_path: Path, mosquitto) -> None:
     floor_dir, agent_dir, central_dir = tmp_path / "floor", tmp_path / "agent", tmp_path / "central"
     db = str(tmp_path / "central.db")
@@ -115,6 +112,7 @@ async def test_ggr_equals_truth_through_kills_and_restarts(tmp_path: Path, mosqu
         assert central.stop(20) == 0, central.tail()  # HQ down for a while; the hall keeps playing
         await asyncio.sleep(3.0)
         central.start()
+        await eventually(lambda: api(f"{base}/halls", key), 30, "central HTTP after its restart", central)
 
         truth_file = floor_dir / "truth.json"
         await eventually(truth_file.exists, ROUNDS * PACE * 4 + 60, "the floor to finish its rounds", *procs)
