@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     floor.add_argument("--out", type=Path, default=None, help="directory for devices.toml and truth.json")
     floor.add_argument("--exit-when-done", action=argparse.BooleanOptionalAction, default=False,
                        help="exit after writing truth.json when all rounds are played, instead of serving on")
+    floor.add_argument("--wait-for-host", action=argparse.BooleanOptionalAction, default=False,
+                       help="EGMs hold play until a SAS host first polls them (so no play predates the host)")
     _common(floor)
     egm = sub.add_parser("egm", help="one EGM on one pty",
                          description="Serve one EGM on a pty; print {\"port\", \"address\", \"framing\"} as one "
@@ -161,7 +163,8 @@ def _stop_event() -> asyncio.Event:
 async def _run_floor(args: argparse.Namespace) -> int:
     link = LinkConfig(sync_rule=args.sync_rule, chirp_after=args.chirp_after)
     floor = Floor(args.out, args.egms, terminals=args.terminals, seed=args.seed, pace=args.pace, rounds=args.rounds,
-                  framing=args.framing, games=args.games, link=link, counter_start=args.counter_start)
+                  framing=args.framing, games=args.games, link=link, counter_start=args.counter_start,
+                  wait_for_host=args.wait_for_host)
     await floor.run(_stop_event(), exit_when_done=args.exit_when_done)
     return 0
 

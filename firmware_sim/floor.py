@@ -79,7 +79,7 @@ class Floor:
 
     def __init__(self, out: Path, egms: int, *, terminals: int = 0, seed: int = 0, pace: float = 3.0,
                  rounds: int | None = None, framing: Framing = "marks", games: list[GameConfig] | None = None,
-                 link: LinkConfig | None = None, counter_start: int = 0) -> None:
+                 link: LinkConfig | None = None, counter_start: int = 0, wait_for_host: bool = False) -> None:
         if not 0 <= egms <= 127:
             raise ValueError("a SAS loop holds 1..127 EGMs")
         if not 0 <= terminals <= MAX_TERMINALS:
@@ -88,7 +88,7 @@ class Floor:
             raise ValueError("a floor needs at least one EGM or terminal")
         self.out = out
         self.servers = [PtyEgmServer(Egm(address, games, seed=seed, pace=pace, rounds=rounds), framing,
-                                     link=link) for address in range(1, egms + 1)]
+                                     link=link, wait_for_host=wait_for_host) for address in range(1, egms + 1)]
         self.terminal_servers = [
             ModbusTerminalServer(Terminal(number, seed=seed, pace=pace, rounds=rounds, preset=counter_start or None))
             for number in range(1, terminals + 1)]

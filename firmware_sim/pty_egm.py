@@ -46,7 +46,8 @@ class PtyEgmServer:
     """Serves ``egm`` on a fresh pty; ``await start()`` returns the slave path a host opens."""
 
     def __init__(self, egm: Egm, framing: Framing = "marks", faults: Faults | None = None, *,
-                 link: LinkConfig | None = None, gap: float = STRUCTURAL_GAP, player: Player | None = None) -> None:
+                 link: LinkConfig | None = None, gap: float = STRUCTURAL_GAP, player: Player | None = None,
+                 wait_for_host: bool = False) -> None:
         if framing not in FRAMINGS:
             raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, not {framing!r}")
         self.egm = egm
@@ -55,6 +56,10 @@ class PtyEgmServer:
         self.link = link or LinkConfig()
         self.gap = gap
         self.player = player or (Player(egm) if egm.pace > 0 else None)
+        self.wait_for_host = wait_for_host
+        self.host_seen = asyncio.Event()
+        """Hold play until a SAS host first polls the machine (EGMs can be set to require their host);
+        lets a test count every game from the first, with no play lost before the host connected."""
         self.finished = asyncio.Event()   # the players are done with their rounds
         self.path: str | None = None
         self.responder: SasResponder | None = None
@@ -170,6 +175,8 @@ class PtyEgmServer:
             reply = handle(msg, now)
             if reply is not None:
                 self._send(reply)
+        if self.responder.host_seen and not self.host_seen.is_set():
+            self.host_seen.set()
 
     def _gap_check(self) -> None:
         assert self._loop is not None
@@ -230,4 +237,6 @@ class PtyEgmServer:
 
     async def _play(self) -> None:
         assert self.player is not None
+        if self.wait_for_host:
+            await self.host_seen.wait()
         await act_until_done(self.player.act, PlayRefused, self.egm.pace, self.finished, address=self.egm.address)

@@ -78,6 +78,7 @@ class SasResponder:
         self._boot_seen = egm.boot_count
         self._gp_key = bytes((0x80 | self.address,))
         self.polls_answered = 0
+        self.host_seen = False     # a host has polled this address (an EGM set to require its host waits for it)
         self._handlers: dict[int, Callable[[lp.Message], _Sent | None]] = self._build_handlers()
 
     # ---- link state ----------------------------------------------------------------------------------
@@ -138,6 +139,7 @@ class SasResponder:
             return None
         if not self.synced:
             return None
+        self.host_seen = True
         if isinstance(msg, GeneralPoll):
             return self._general_poll()
         if isinstance(msg, Unsupported):

@@ -80,7 +80,7 @@ async def test_ggr_equals_truth_through_kills_and_restarts(tmp_path: Path, mosqu
     base = f"http://127.0.0.1:{port}/api/v1"
 
     floor = Proc("floor", [str(BIN / "hall-sim"), "floor", "--egms", str(EGMS), "--terminals", str(TERMINALS),
-                           "--rounds", str(ROUNDS),
+                           "--rounds", str(ROUNDS), "--wait-for-host",
                            "--pace", str(PACE), "--seed", "11", "--out", str(floor_dir)], tmp_path)
     central = Proc("central", [str(BIN / "hall-central"), "serve", "--data-dir", str(central_dir), "--db", db,
                                "--mqtt", mosquitto.url_text, "--http", f"127.0.0.1:{port}", "--log-level", "info"],

@@ -234,3 +234,20 @@ async def test_players_play_their_rounds_and_the_wire_shows_the_meters() -> None
         host.close()
         await server.stop()
     assert not server._tasks
+
+
+async def test_an_egm_set_to_require_its_host_holds_play_until_first_polled() -> None:
+    egm = Egm(1, GAMES, pace=0.02, rounds=5)
+    server = PtyEgmServer(egm, wait_for_host=True)
+    path = await server.start()
+    host = PtyHost(path)
+    try:
+        await asyncio.sleep(0.3)                         # fifteen paces: a free machine would have played
+        assert egm.meter(m.GAMES_PLAYED) == 0 and not server.finished.is_set()
+        host.send(b"\x80")
+        assert len(await host.poll(CREDITS, 8)) == 8     # the host's first poll
+        await asyncio.wait_for(server.finished.wait(), 5)
+        assert egm.meter(m.GAMES_PLAYED) == 5
+    finally:
+        host.close()
+        await server.stop()
