@@ -24,7 +24,7 @@ from .diag.errors import EXIT_USAGE, DiagError
 
 DEFAULT_DATA_DIR = "/var/lib/hallsync"
 RUN_KEYS = ("hall", "data_dir", "devices", "mqtt", "central_key", "currency", "log_level", "log_format",
-            "gaming_day_start")
+            "gaming_day_start", "metrics")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -35,7 +35,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     run.add_argument("--hall", help="this hall's ID (as registered at HQ)")
     run.add_argument("--data-dir", metavar="DIR", help=f"keys, outbox and state (default {DEFAULT_DATA_DIR})")
     run.add_argument("--devices", metavar="FILE", help="devices.toml ([[devices]] id, protocol, port, address…)")
-    run.add_argument("--mqtt", metavar="URL", help="broker URL, mqtt://host:port or mqtts://host:port")
+    run.add_argument("--mqtt", metavar="URL", help="broker URL, mqtt://host:port or mqtts://HALL:PASSWORD@host:port"
+                                                   "?ca=CA.pem (TLS; put it in --config, `hall-central halls add` "
+                                                   "prints it)")
     run.add_argument("--central-key", metavar="FILE", help="HQ's public key (central.pub), to verify acks")
     run.add_argument("--currency", help="the hall's ISO 4217 currency (default EUR)")
     run.add_argument("--gaming-day-start", metavar="HH:MM", help="local time the gaming day ends (default 06:00)")
@@ -44,6 +46,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     run.add_argument("--meter-settle", type=float, metavar="SEC",
                      help="how long after a snapshot late exceptions may still arrive before a meter difference "
                           "becomes a 'missed' record (default 30)")
+    run.add_argument("--metrics", metavar="HOST:PORT",
+                     help="serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9464 (default off; "
+                          "no authentication: keep it on loopback or the management network)")
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default info")
     run.add_argument("--log-format", choices=("json", "console"), help="default: json unless stderr is a terminal")
     for name, text in (("status", "is the agent running, connected, caught up?"),
@@ -94,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
     config = AgentConfig(hall=str(opts["hall"]), data_dir=Path(opts["data_dir"]), devices=Path(opts["devices"]),
                          mqtt=str(opts["mqtt"]), central_key=Path(opts["central_key"]),
                          currency=str(opts.get("currency", "EUR")), gaming_day_start=day_start, poll=poll,
-                         meter_settle_seconds=float(opts.get("meter_settle", 30.0)))
+                         meter_settle_seconds=float(opts.get("meter_settle", 30.0)),
+                         metrics=str(opts["metrics"]) if opts.get("metrics") else None)
 
     async def main() -> None:
         agent = HallAgent(config)

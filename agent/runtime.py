@@ -12,6 +12,7 @@ Ownership (every task has one owner, cancelled on stop, in this order):
 2. the pipeline task drains the facts already read into the outbox, then stops;
 3. the replicator says goodbye (retained offline status) and closes the link;
 4. the outbox flushes and closes (``append`` returned ⇒ committed, so nothing accepted is lost).
+5. the ``--metrics`` listener (:mod:`agent.metrics_http`) closes last, so scrapes see the shutdown.
 
 Fail closed (design.md, delivery rule 1): when the outbox cannot commit (disk full, broken file),
 every machine this agent polls is disabled (LP 01; a terminal gets control register 18 = 1) and a
@@ -45,8 +46,11 @@ import structlog
 from mqttlink import parse_broker_url
 from protocols.sync import check_hall_id, public_key_from_pem
 
+from . import sdnotify
 from .commands import COMMANDS_FILE, CommandHandler
 from .keys import KEY_FILE, load_private_key
+from .metrics import AgentMetrics
+from .metrics_http import MetricsServer, parse_listen
 from .modbus import (
     TERMINAL_FACTS,
     ModbusPollConfig,
@@ -63,6 +67,7 @@ from .sas import facts as F
 from .sas.config import PollConfig
 from .sas.poller import SasPoller, load_devices
 from .tasks import stop_task
+from .transport.errors import TransportError
 
 log = structlog.get_logger("agent.runtime")
 
@@ -87,6 +92,8 @@ class AgentConfig:
     poll: PollConfig = field(default_factory=PollConfig)
     modbus: ModbusPollConfig = field(default_factory=ModbusPollConfig)
     replicator: ReplicatorConfig = field(default_factory=ReplicatorConfig)
+    metrics: str | None = None
+    """``HOST:PORT`` to serve Prometheus ``/metrics`` on (port 0: any free port); None: no listener."""
 
 
 class StartupError(Exception):
@@ -116,6 +123,10 @@ class HallAgent:
             self.terminals = load_modbus_devices(config.devices)
         except Exception as exc:
             raise StartupError(f"devices file {config.devices}: {exc}") from exc
+        try:
+            self._metrics_at = parse_listen(config.metrics) if config.metrics else None
+        except ValueError as exc:
+            raise StartupError(str(exc)) from exc
         ids = [d.id for d in self.devices] + [t.id for t in self.terminals]
         if len(set(ids)) != len(ids):
             raise StartupError(f"devices file {config.devices}: device ids must be unique")
@@ -140,6 +151,9 @@ class HallAgent:
         self._tasks: list[asyncio.Task[Any]] = []
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self._last_fact: dict[str, float] = {}
+        self.metrics = AgentMetrics(self)
+        self.metrics_server: MetricsServer | None = None
+        self._pipeline_turns = 0  # grows once per pipeline loop: the watchdog's sign that facts are drained
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -156,36 +170,59 @@ class HallAgent:
         self.terminal_normalizer.restore({d: cp for d, cp in checkpoints.items() if d in terminal_ids})
         log.info("agent_starting", hall=self.config.hall, devices=len(self.devices), terminals=len(self.terminals),
                  broker=str(self.url), last_seq=self.outbox.last_seq, acked_through=self.outbox.acked_through)
-        await self.poller.start()
-        await self.modbus.start()
-        await self.commands.start()  # before the link: commands queued at the broker arrive on connect
-        await self.replicator.start()
-        self._tasks = [asyncio.create_task(self._pipeline(), name="pipeline"),
-                       asyncio.create_task(self._ticker(), name="gaming-day"),
-                       asyncio.create_task(self._state_writer(), name="state-file"),
-                       asyncio.create_task(self._pruner(), name="prune")]
-        try:
+        try:  # whatever fails from here on, what did start is stopped in order (the outbox last)
+            try:
+                await self.poller.start()
+            except TransportError as exc:
+                raise StartupError(f"serial line: {exc}") from exc
+            await self.modbus.start()
+            await self.commands.start()  # before the link: commands queued at the broker arrive on connect
+            await self.replicator.start()
+            self._tasks = [asyncio.create_task(self._pipeline(), name="pipeline"),
+                           asyncio.create_task(self._ticker(), name="gaming-day"),
+                           asyncio.create_task(self._state_writer(), name="state-file"),
+                           asyncio.create_task(self._pruner(), name="prune")]
+            self._tasks.append(asyncio.create_task(self._watchdog(), name="watchdog"))  # last: stopped with the rest
+            await self._start_metrics()
+            # Ready only once everything answers, the metrics listener included (a taken port is a failed start).
+            sdnotify.notify(f"READY=1\nSTATUS=hall {self.config.hall}: polling {len(self.devices)} machines, "
+                            f"{len(self.terminals)} terminals")
             await stop.wait()
         finally:
             await self._shutdown()
 
+    async def _start_metrics(self) -> None:
+        """Listen for scrapes once everything they read exists; a taken address stops the agent (cleanly)."""
+        if self._metrics_at is None:
+            return
+        server = MetricsServer(*self._metrics_at, self.metrics.render)
+        try:
+            await server.start()
+        except OSError as exc:
+            raise StartupError(f"--metrics {self.config.metrics}: cannot listen: {exc.strerror or exc}") from exc
+        self.metrics_server = server
+
     async def _shutdown(self) -> None:
         log.info("agent_stopping", hall=self.config.hall)
+        sdnotify.notify("STOPPING=1")
         await self.commands.stop()  # first: no command starts on a machine whose poller is going away
         await self.poller.stop()
         await self.modbus.stop()
-        pipeline, *others = self._tasks
-        for task in others:
-            await stop_task(task)
-        for _ in range(200):  # up to 10 s for the pipeline to empty the facts queue into the outbox
-            if self.poller.facts.empty() or self.outbox.state != "ok":
-                break
-            await asyncio.sleep(0.05)
-        await stop_task(pipeline)
+        if self._tasks:
+            pipeline, *others = self._tasks
+            for task in others:
+                await stop_task(task)
+            for _ in range(200):  # up to 10 s for the pipeline to empty the facts queue into the outbox
+                if self.poller.facts.empty() or self.outbox.state != "ok":
+                    break
+                await asyncio.sleep(0.05)
+            await stop_task(pipeline)
         for task in list(self._side_tasks):
             await stop_task(task)
         await self.replicator.stop()
         await self.outbox.stop()
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
         self._write_state()
         log.info("agent_stopped", hall=self.config.hall, last_seq=self.outbox.last_seq,
                  acked_through=self.outbox.acked_through)
@@ -200,6 +237,7 @@ class HallAgent:
     async def _pipeline(self) -> None:
         facts = self.poller.facts
         while True:
+            self._pipeline_turns += 1
             batch = [await facts.get()]
             while len(batch) < FACTS_PER_APPEND and not facts.empty():
                 batch.append(facts.get_nowait())
@@ -219,7 +257,9 @@ class HallAgent:
         failed: drafts are never dropped, and a restart resumes from exactly what was committed."""
         while True:
             try:
+                started = time.monotonic()
                 await self.outbox.append(drafts, checkpoints=checkpoints)
+                self.metrics.append_seconds.observe(time.monotonic() - started)
                 self.events_appended += len(drafts)
                 return
             except OutboxUnavailable as exc:
@@ -238,6 +278,30 @@ class HallAgent:
                 if coord is not None:
                     self._spawn(coord.read_meters(), f"day-close:{request.device}")
             await asyncio.sleep(1.0)
+
+    async def _watchdog(self) -> None:
+        """Ping systemd's watchdog (``WatchdogSec=``) only while the agent works, so a hung agent is
+        restarted: a blocked event loop sends nothing; a dead task or a stuck pipeline stops the pings.
+
+        A full or broken outbox is *not* a hang: fail-closed already locks the machines and recovers
+        by itself, and a restart could not append either (it would only forget which machines the
+        agent locked), so the pings go on while the pipeline deliberately holds its facts.
+        """
+        period = sdnotify.watchdog_period()
+        if period is None:
+            return
+        turns, backlog = self._pipeline_turns, False
+        while True:
+            await asyncio.sleep(period)
+            stalled = (backlog and turns == self._pipeline_turns and not self.poller.facts.empty()
+                       and self.outbox.state == "ok")
+            dead = [t.get_name() for t in self._tasks if t.done() and t is not asyncio.current_task()]
+            if dead or stalled:
+                log.critical("watchdog_withheld", dead_tasks=dead, pipeline_stalled=stalled,
+                             queued_facts=self.poller.facts.qsize())
+            else:
+                sdnotify.notify("WATCHDOG=1")
+            turns, backlog = self._pipeline_turns, not self.poller.facts.empty()
 
     async def _pruner(self) -> None:
         while True:

@@ -17,11 +17,13 @@ import sys
 import tomllib
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from protocols.sync import SyncError, check_hall_id, fingerprint, public_key_from_pem
 
+from . import audit
 from .apikeys import create_api_key
+from .brokeraccount import instructions, new_account
 from .keyfiles import KeyFileError, init_keys
 from .logging_setup import setup_logging
 from .store import ROLES, BackendUnavailable, StoreError, open_store, sqlite_path
@@ -32,17 +34,24 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # Per command: option defaults (None = no default) and which options must end up set.
 DEFAULTS: dict[str, dict[str, Any]] = {
     "keys.init": {"data_dir": None, "force": False},
-    "halls.add": {"public_key": None, "db": None, "replace": False},
+    "halls.add": {"public_key": None, "db": None, "replace": False, "broker": None},
     "halls.list": {"db": None, "json": False},
     "apikeys.create": {"role": None, "db": None, "halls": None},
+    "export.write": {"db": None, "data_dir": None, "from": None, "to": None, "out": None, "format": "jsonl",
+                     "hall": None},
+    "export.verify": {"file": None, "central_pub": None, "allow_unsigned": False},
     "serve": {"data_dir": None, "db": None, "mqtt": None, "http": "127.0.0.1:8080", "currency": "EUR",
-              "share_group": "central", "client_id": "hallsync-central"},
+              "share_group": "central", "client_id": "hallsync-central", "metrics_token": None,
+              "monitor_interval": 15.0, "alert_door_open": None, "alert_device_silent": None,
+              "alert_delay": None, "no_shared_subscription": False},
 }
 REQUIRED: dict[str, tuple[str, ...]] = {
     "keys.init": ("data_dir",),
     "halls.add": ("public_key", "db"),
     "halls.list": ("db",),
     "apikeys.create": ("role", "db"),
+    "export.write": ("db", "data_dir", "from", "to", "out"),
+    "export.verify": ("file",),
     "serve": ("data_dir", "db", "mqtt"),
 }
 S = argparse.SUPPRESS
@@ -95,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     _db(add)
     add.add_argument("--replace", action="store_true", default=S,
                      help="replace the key of an already registered hall (logged as a manual intervention)")
+    add.add_argument("--broker", default=S, metavar="HOST:PORT",
+                     help="HQ broker's address as halls reach it, for the printed agent URL (default a placeholder)")
     lst = hsub.add_parser("list", help="list registered halls", description="List registered halls with their key "
                                                                              "fingerprint and stored chain end.")
     _common(lst)
@@ -112,6 +123,32 @@ def build_parser() -> argparse.ArgumentParser:
     _db(create)
     create.add_argument("--halls", default=S, metavar="H1,H2", help="limit the key to these halls (default: all)")
 
+    export = sub.add_parser(
+        "export", help="regulatory export of a period's events, and its offline check",
+        description="Write the events of [--from, --to) to one file signed by central (the same format as GET "
+                    "/api/v1/export; see central/export.py), or `export verify FILE` to check such a file offline.")
+    _common(export)
+    _db(export)
+    export.add_argument("--data-dir", default=S, metavar="DIR", help="directory holding central.key (signs the file)")
+    export.add_argument("--from", default=S, metavar="TIME",
+                        help="period start (inclusive): YYYY-MM-DD (UTC), RFC 3339 with offset, or microseconds")
+    export.add_argument("--to", default=S, metavar="TIME", help="period end (exclusive), same forms as --from")
+    export.add_argument("--out", default=S, metavar="FILE", help="the export file to write")
+    export.add_argument("--format", choices=("jsonl", "csv"), default=S, help="jsonl (default) or csv")
+    export.add_argument("--hall", default=S, metavar="ID", help="only this hall")
+    esub = export.add_subparsers(dest="action", metavar="ACTION")
+    verify = esub.add_parser("verify", help="check an export file offline",
+                             description="Check an export file offline: every event's hash, the chain links, each "
+                                         "hall's signature and central's signed manifest. Prints what it checked; "
+                                         "exits 1 naming every problem found.")
+    _common(verify)
+    verify.add_argument("file", metavar="FILE", help="the export file (jsonl or csv)")
+    verify.add_argument("--central-pub", default=S, metavar="FILE",
+                        help="central.pub to check the manifest against (default: the key inside the file)")
+    verify.add_argument("--allow-unsigned", action="store_true", default=S,
+                        help="accept halls whose events carry no hall signature (stored before central kept them)")
+    export.set_defaults(action="write")
+
     serve = sub.add_parser("serve", help="ingest (MQTT) and the HTTP API",
                            description="Run ingest (a shared MQTT subscription to every hall's batches and status) "
                                        "and the HTTP API under /api/v1. Several processes may serve one database "
@@ -119,11 +156,27 @@ def build_parser() -> argparse.ArgumentParser:
     _common(serve)
     serve.add_argument("--data-dir", default=S, metavar="DIR", help="directory holding central.key")
     _db(serve)
-    serve.add_argument("--mqtt", default=S, metavar="URL", help="broker URL, e.g. mqtt://127.0.0.1:1883")
+    serve.add_argument("--mqtt", default=S, metavar="URL", help="broker URL, e.g. mqtt://127.0.0.1:1883 or "
+                       "mqtts://hq.central:PASSWORD@127.0.0.1:8884?ca=CA.pem (TLS; better in --config)")
     serve.add_argument("--http", default=S, metavar="HOST:PORT", help="HTTP listen address (default 127.0.0.1:8080)")
     serve.add_argument("--currency", default=S, help="the network's ISO 4217 currency for reports (default EUR)")
     serve.add_argument("--share-group", default=S, help="MQTT shared-subscription group (default central)")
     serve.add_argument("--client-id", default=S, help="MQTT client id, unique per process (default hallsync-central)")
+    serve.add_argument("--no-shared-subscription", action="store_true", default=S,
+                       help="subscribe without $share, for a broker that lacks shared subscriptions (hall demo's "
+                            "embedded broker); then only ONE central process may serve that broker")
+    serve.add_argument("--metrics-token", default=S, metavar="TOKEN",
+                       help="bearer token Prometheus must send to GET /metrics (put it in --config to keep it out "
+                            "of ps); without it only loopback clients may scrape")
+    serve.add_argument("--monitor-interval", type=float, default=S, metavar="SEC",
+                       help="seconds between evaluations of the alert list (default 15; 0: no monitor in this "
+                            "process, for all but one of several processes serving one database)")
+    serve.add_argument("--alert-door-open", type=int, default=S, metavar="SEC",
+                       help="alert when a machine door stays open longer (default 300)")
+    serve.add_argument("--alert-device-silent", type=int, default=S, metavar="SEC",
+                       help="alert when a machine of an online hall sends nothing for longer (default 1800)")
+    serve.add_argument("--alert-delay", type=int, default=S, metavar="SEC",
+                       help="alert when events reach central later than this after the agent wrote them (default 60)")
     return parser
 
 
@@ -195,11 +248,17 @@ def cmd_halls_add(opts: dict[str, Any]) -> int:
     async def run() -> int:
         store = await open_store(str(opts["db"]))
         try:
-            outcome = await store.add_hall(hall, pem.decode("ascii").strip() + "\n", now=now_micros(),
+            old, now = await store.get_hall(hall), now_micros()
+            outcome = await store.add_hall(hall, pem.decode("ascii").strip() + "\n", now=now,
                                            replace=bool(opts["replace"]))
+            await audit.hall_added(store, actor=audit.cli_actor(), time=now, hall=hall, outcome=outcome,
+                                   old_fingerprint=None if old is None else _key_fingerprint(old.public_key_pem),
+                                   new_fingerprint=fingerprint(key))
         finally:
             await store.close()
         print(f"{outcome} hall {hall} ({fingerprint(key)})")
+        for line in instructions(new_account(hall, opts["broker"])):  # the hall's broker account
+            print(line)
         return EXIT_OK
 
     return _run(run)
@@ -250,7 +309,10 @@ def cmd_apikeys_create(opts: dict[str, Any]) -> int:
     async def run() -> int:
         store = await open_store(str(opts["db"]))
         try:
-            key_id, key = await create_api_key(store, opts["role"], halls, now=now_micros())
+            now = now_micros()
+            key_id, key = await create_api_key(store, opts["role"], halls, now=now)
+            await audit.apikey_created(store, actor=audit.cli_actor(), time=now, key_id=key_id, role=opts["role"],
+                                       halls=halls)
         finally:
             await store.close()
         print(f"id: {key_id}")
@@ -273,7 +335,11 @@ def cmd_serve(opts: dict[str, Any]) -> int:
         raise UsageError(str(exc)) from None
     config = ServerConfig(data_dir=Path(opts["data_dir"]), db=str(opts["db"]), mqtt=str(opts["mqtt"]),
                           http_host=host, http_port=port, currency=str(opts["currency"]),
-                          share_group=str(opts["share_group"]), client_id=str(opts["client_id"]))
+                          share_group=None if opts["no_shared_subscription"] else str(opts["share_group"]),
+                          client_id=str(opts["client_id"]),
+                          metrics_token=str(opts["metrics_token"]) if opts["metrics_token"] else None,
+                          monitor_interval=_positive(opts["monitor_interval"], "--monitor-interval", zero=True),
+                          alert_thresholds=_thresholds(opts))
     try:
         run_forever(config)
     except KeyFileError as exc:
@@ -285,6 +351,115 @@ def cmd_serve(opts: dict[str, Any]) -> int:
     return EXIT_OK
 
 
+def _positive(value: Any, flag: str, *, zero: bool = False) -> float:
+    if (isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 86_400
+            or (value == 0 and not zero)):
+        low = "0" if zero else "more than 0"
+        raise UsageError(f"{flag} must be a number of seconds from {low} to 86400, not {value!r}")
+    return float(value)
+
+
+def _thresholds(opts: dict[str, Any]) -> Any:
+    """The alert thresholds with the serve flags (or config keys) that override the defaults."""
+    import dataclasses
+
+    from .monitor import DEFAULTS as ALERT_DEFAULTS
+
+    changes = {}
+    for option, field_name in (("alert_door_open", "door_open_s"), ("alert_device_silent", "device_silent_s"),
+                               ("alert_delay", "processing_delay_s")):
+        if opts[option] is not None:
+            changes[field_name] = max(1, round(_positive(opts[option], "--" + option.replace("_", "-"))))
+    return dataclasses.replace(ALERT_DEFAULTS, **changes)
+
+
+def cmd_export_write(opts: dict[str, Any]) -> int:
+    from .export import ExportError, parse_instant, write_export
+    from .keyfiles import load_private_key
+
+    try:
+        time_from, time_to = parse_instant(str(opts["from"])), parse_instant(str(opts["to"]))
+    except ValueError as exc:
+        raise UsageError(f"--from/--to: {exc}") from None
+    if time_from >= time_to:
+        raise UsageError("--from must be before --to")
+    if opts["format"] not in ("jsonl", "csv"):
+        raise UsageError("--format must be jsonl or csv")
+    if not Path(sqlite_path(str(opts["db"]))).exists():
+        raise Failed(f"database {opts['db']} does not exist")
+    try:
+        key = load_private_key(Path(opts["data_dir"]))
+    except (KeyFileError, SyncError) as exc:
+        raise Failed(str(exc)) from None
+    out = Path(opts["out"])
+    partial = out.with_name(f".{out.name}.partial")  # renamed to --out only once the manifest is written
+
+    async def run(handle: BinaryIO) -> dict[str, Any]:
+        async def sink(chunk: bytes) -> None:
+            handle.write(chunk)
+
+        store = await open_store(str(opts["db"]))
+        try:
+            if opts["hall"] and await store.get_hall(str(opts["hall"])) is None:
+                raise Failed(f"hall {opts['hall']} is not registered")
+            return await write_export(store, sink, fmt=str(opts["format"]), time_from=time_from, time_to=time_to,
+                                      key=key, generated_at=now_micros(), generated_by=audit.cli_actor(),
+                                      hall=opts["hall"] or None)
+        finally:
+            await store.close()
+
+    try:
+        with open(partial, "wb") as handle:
+            manifest = asyncio.run(run(handle))
+        partial.replace(out)
+    except OSError as exc:
+        raise Failed(f"cannot write {out}: {exc.strerror}") from None
+    except ExportError as exc:
+        raise Failed(f"export failed: {exc}") from None
+    finally:
+        partial.unlink(missing_ok=True)
+    data = manifest["data"]
+    print(f"wrote {out}: {data['events']} events of {len(manifest['halls'])} halls, {manifest['period']['from']} "
+          f".. {manifest['period']['to']}")
+    print(f"data sha256 {data['sha256']}; manifest signed by central {manifest['central']['fingerprint']}")
+    return EXIT_OK
+
+
+def cmd_export_verify(opts: dict[str, Any]) -> int:
+    from .export_verify import verify_export
+
+    trusted = None
+    if opts["central_pub"]:
+        try:
+            trusted = public_key_from_pem(Path(opts["central_pub"]).read_bytes())
+        except OSError as exc:
+            raise Failed(f"cannot read {opts['central_pub']}: {exc.strerror}") from None
+        except SyncError as exc:
+            raise Failed(f"{opts['central_pub']}: {exc}") from None
+    try:
+        with open(opts["file"], "rb") as handle:
+            report = verify_export(handle, central_public_key=trusted, allow_unsigned=bool(opts["allow_unsigned"]))
+    except OSError as exc:
+        raise Failed(f"cannot read {opts['file']}: {exc.strerror}") from None
+    for line in report.checked:
+        print(f"ok: {line}")
+    for line in report.notes:
+        print(f"note: {line}")
+    for line in report.problems:
+        print(f"FAILED: {line}", file=sys.stderr)
+    if not report.ok:
+        raise Failed(f"{opts['file']} is NOT a verified export: {len(report.problems)} problem(s) above")
+    print(f"verified: {opts['file']} is intact and holds the halls' own events")
+    return EXIT_OK
+
+
+def _key_fingerprint(pem: str) -> str | None:
+    try:
+        return fingerprint(public_key_from_pem(pem.encode()))
+    except SyncError:  # a stored key that no longer parses: the audit says "unknown" rather than fail
+        return None
+
+
 def _iso(micros: int) -> str:
     return dt.datetime.fromtimestamp(micros / 1_000_000, dt.UTC).isoformat(timespec="seconds")
 
@@ -294,6 +469,8 @@ COMMANDS: dict[str, Callable[[dict[str, Any]], int]] = {
     "halls.add": cmd_halls_add,
     "halls.list": cmd_halls_list,
     "apikeys.create": cmd_apikeys_create,
+    "export.write": cmd_export_write,
+    "export.verify": cmd_export_verify,
     "serve": cmd_serve,
 }
 

@@ -46,6 +46,7 @@ from protocols.sync import (
     Batch,
     ResendRequest,
     SyncError,
+    canonical_bytes,
     decode_batch,
     encode_ack,
     encode_resend,
@@ -55,12 +56,16 @@ from protocols.sync import (
     verify_batch,
 )
 
-from .store.base import IngestResult, LogEntry, LogKind, Store
+from .store.base import IngestResult, LogEntry, LogKind, SignedHeader, Store
 from .timeutil import Clock, now_micros
 
 log = structlog.get_logger("central.ingest")
 
 OutcomeStatus = Literal["stored", "duplicate", "gap", "rejected", "format_error", "error"]
+
+CONFLICT_DETAIL: Final = "conflicts with stored chain"
+"""The ``detail`` of a ``rejected`` outcome that disagrees with a stored hash (fork or forgery), so
+metrics can tell it from a bad signature without another status every caller must know."""
 
 _THREAD_THRESHOLD: Final = 16 * 1024
 """Payloads at least this big are decoded and verified on a worker thread (hashing ~1000 events takes
@@ -211,7 +216,8 @@ class Ingestor:
     # --- storing --------------------------------------------------------------------------------
     async def _store_batch(self, hall: str, batch: Batch) -> IngestOutcome:
         h = batch.header
-        result = await self._store.ingest_events(hall, batch.events, central_time=self._clock())
+        result = await self._store.ingest_events(hall, batch.events, central_time=self._clock(),
+                                                 signed=signed_header(batch))
         if result.status == "gap":
             return await self._gap(hall, batch, result)
         if result.status == "duplicate":
@@ -221,7 +227,7 @@ class Ingestor:
         if result.status == "conflict":
             entry = await self._log("rejected", hall, f"seq {h.first_seq}..{h.last_seq}: hash at seq "
                                     f"{result.conflict_seq} differs from the stored chain (fork or forgery)")
-            return IngestOutcome("rejected", hall, "conflicts with stored chain", logged=entry)
+            return IngestOutcome("rejected", hall, CONFLICT_DETAIL, logged=entry)
         logged = list(await self._money_errors(hall, result))
         logged.extend(await self._missed_records(hall, batch, result))
         stored = result.stored
@@ -288,7 +294,8 @@ class Ingestor:
                 break
             batch = pending.batches.pop(min(ready))
             pending.events -= batch.header.count
-            nxt = await self._store.ingest_events(hall, batch.events, central_time=self._clock())
+            nxt = await self._store.ingest_events(hall, batch.events, central_time=self._clock(),
+                                                  signed=signed_header(batch))
             if nxt.status == "stored":
                 stored += nxt.stored
                 logged.extend(await self._money_errors(hall, nxt))
@@ -367,6 +374,13 @@ class Ingestor:
                 self._keys.clear()
             key = self._keys[pem] = public_key_from_pem(pem.encode())
         return key
+
+
+def signed_header(batch: Batch) -> SignedHeader:
+    """The batch's header as the hall signed it, for the store to keep beside the events (exports)."""
+    h = batch.header
+    return SignedHeader(hall=h.hall, first_seq=h.first_seq, last_seq=h.last_seq,
+                        header=canonical_bytes(h).decode(), sig=batch.sig)
 
 
 def _decode_and_verify(payload: bytes, public_key: Ed25519PublicKey, hall: str) -> Batch:

@@ -3,6 +3,8 @@
 Order: open the store → start the HTTP listener (so health answers at once) → start ingest. On
 SIGTERM: stop ingest (no new batches), stop HTTP, close the store. Every ack was sent only after its
 commit, so stopping at any point loses nothing: unacked batches are published again by the agents.
+The alert monitor (central.monitor) starts after ingest and stops first; a tick it was in the middle of
+is rolled back by its transaction and done again at the next start.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from mqttlink import parse_broker_url
 from .api import build_app
 from .ingest import Ingestor
 from .keyfiles import load_private_key
+from .metrics import CentralMetrics
+from .metrics import install as install_metrics
+from .monitor import DEFAULTS as ALERT_DEFAULTS
+from .monitor import Monitor, Thresholds
 from .service import IngestService, ServiceConfig
 from .store import open_store
 
@@ -34,8 +40,15 @@ class ServerConfig:
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     currency: str = "EUR"
-    share_group: str = "central"
+    share_group: str | None = "central"
+    """None: no shared subscription (``--no-shared-subscription``; see ServiceConfig.share_group)."""
     client_id: str = "hallsync-central"
+    metrics_token: str | None = None
+    """Bearer token ``GET /metrics`` requires; None: loopback clients only (see central.metrics)."""
+    monitor_interval: float = 15.0
+    """Seconds between two evaluations of the alert list (central.monitor); 0: no monitor in this process
+    (several processes may serve one database; one monitor keeps the alert history free of flapping)."""
+    alert_thresholds: Thresholds = ALERT_DEFAULTS
 
 
 def parse_http(text: str) -> tuple[str, int]:
@@ -51,6 +64,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
     store = await open_store(config.db)
     ingest: IngestService | None = None
     runner: web.AppRunner | None = None
+    monitor: Monitor | None = None
     try:
         ingestor = Ingestor(store, key)
         ingest = IngestService(store, ingestor, url, ServiceConfig(share_group=config.share_group,
@@ -58,15 +72,23 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         service = ingest
         app = build_app(store, currency=config.currency, presence=lambda: {"ingest": service.status()},
                         command_publisher=ingest.publish_command, central_key=key)
+        metrics = CentralMetrics(store)
+        metrics.service, ingest.metrics = ingest, metrics
+        install_metrics(app, metrics, token=config.metrics_token)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)  # in-flight requests get 5 s
         await runner.setup()
         site = web.TCPSite(runner, config.http_host, config.http_port)
         await site.start()
         await ingest.start()
+        if config.monitor_interval > 0:
+            monitor = Monitor(store, thresholds=config.alert_thresholds, interval=config.monitor_interval)
+            monitor.start()
         log.warning("central_serving", http=f"http://{config.http_host}:{config.http_port}/api/v1",
                     broker=str(url), db=config.db if "://" not in config.db else config.db.split("@")[-1])
         await stop.wait()
     finally:
+        if monitor is not None:
+            await monitor.stop()
         if ingest is not None:
             await ingest.stop()
         if runner is not None:

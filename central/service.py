@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -37,6 +38,9 @@ from .ingest import Ingestor, IngestOutcome, Verified
 from .store.base import LogEntry, LogKind, Store
 from .timeutil import now_micros
 
+if TYPE_CHECKING:
+    from .metrics import CentralMetrics
+
 log = structlog.get_logger("central.service")
 
 _FORMAT_ERRORS = "_format"  # the queue for messages whose topic names no valid hall
@@ -44,7 +48,9 @@ _FORMAT_ERRORS = "_format"  # the queue for messages whose topic names no valid 
 
 @dataclass(frozen=True, slots=True)
 class ServiceConfig:
-    share_group: str = "central"
+    share_group: str | None = "central"
+    """None: plain subscriptions, for a broker without ``$share`` (the demo's embedded amqtt); only one
+    central process may then serve the broker, or each batch would be ingested by every process."""
     client_id: str = "hallsync-central"
     per_hall_queue: int = 256
     per_hall_bytes: int = 32 * 1024 * 1024
@@ -62,14 +68,19 @@ class IngestService:
         self.ingestor = ingestor
         self.config = config or ServiceConfig()
         self.link = MqttLink(url, client_id=self.config.client_id, handler=self._on_message, clean_session=False,
-                             subscriptions=[shared_subscription(self.config.share_group, "batches"),
-                                            shared_subscription(self.config.share_group, "command-results"),
+                             subscriptions=[self._subscription("batches"), self._subscription("command-results"),
                                             subscription("status")])
         self._queues: dict[str, asyncio.Queue[Received]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._bytes: dict[str, int] = {}
         self._link_task: asyncio.Task[None] | None = None
         self.stats: collections.Counter[str] = collections.Counter()
+        self.metrics: CentralMetrics | None = None
+        """Set by ``serve``: told once per batch (never per event) what the batch came to."""
+
+    def _subscription(self, kind: str) -> str:
+        group = self.config.share_group
+        return subscription(kind) if group is None else shared_subscription(group, kind)
 
     async def start(self) -> None:
         self._link_task = asyncio.create_task(self.link.run(), name="central-mqtt")
@@ -141,6 +152,7 @@ class IngestService:
         try:
             changed = await setter(hall, online=status.online, session=status.session, at=status.at)
         except Exception as exc:
+            self.stats["presence_store_errors"] += 1
             log.error("presence_not_stored", hall=hall, error=repr(exc))
             return
         if changed:
@@ -201,6 +213,7 @@ class IngestService:
             else:
                 log.info("command_result", hall=hall, command=result.id, status=status)
         except Exception as exc:  # a store failure must not take the link down; the log says what happened
+            self.stats["command_result_store_errors"] += 1
             log.error("command_result_not_stored", hall=hall, error=repr(exc))
 
     # -- one worker per hall --------------------------------------------------------------------------
@@ -220,15 +233,19 @@ class IngestService:
                         continue
                     self._taken(hall, msg)
                     preparing = asyncio.create_task(self.ingestor.prepare(msg.topic, msg.payload))
+                    taken_at = time.monotonic()
                 prepared = await preparing
-                preparing = None
+                preparing, started = None, taken_at
                 if not queue.empty():
                     nxt = queue.get_nowait()
                     self._taken(hall, nxt)
                     preparing = asyncio.create_task(self.ingestor.prepare(nxt.topic, nxt.payload))
+                    taken_at = time.monotonic()
                 outcome = await self.ingestor.commit(prepared)
                 self.stats[outcome.status] += 1
                 self.stats["events_stored"] += outcome.stored
+                if self.metrics is not None:
+                    self.metrics.batch(outcome, prepared, time.monotonic() - started)
                 for out in outcome.publish:
                     try:
                         await self.link.publish(out.topic, out.payload, qos=1)

@@ -40,7 +40,11 @@ class Mosquitto:
     """A Mosquitto process owned by the caller; ``start``/``kill``/``stop``/``restart`` on one port."""
 
     def __init__(self, workdir: str | Path, *, port: int | None = None, persistence: bool = True,
-                 max_queued_messages: int = 100_000, binary: str | None = None) -> None:
+                 max_queued_messages: int = 100_000, binary: str | None = None,
+                 config_text: str | None = None) -> None:
+        """``config_text``: a whole configuration instead of the open loopback one (e.g. the shipped
+        TLS + password + ACL config with test paths); it must listen on ``port``. Logging to
+        ``mosquitto.log`` and, as root, the ``user`` line are added to it."""
         exe = binary or find_mosquitto()
         if exe is None:
             raise FileNotFoundError("mosquitto not found (Debian: apt-get install mosquitto)")
@@ -52,6 +56,7 @@ class Mosquitto:
         self.max_queued_messages = max_queued_messages
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.workdir / "mosquitto.log"
+        self.config_text = config_text
 
     @property
     def url(self) -> BrokerUrl:
@@ -62,6 +67,8 @@ class Mosquitto:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def _config(self) -> Path:
+        if self.config_text is not None:
+            return self._custom_config(self.config_text)
         lines = [
             f"listener {self.port} 127.0.0.1",
             "allow_anonymous true",
@@ -77,6 +84,15 @@ class Mosquitto:
             lines.append(f"user {getpass.getuser()}")  # as root, mosquitto would switch to user 'mosquitto'
         if self.persistence:
             lines += ["persistence true", f"persistence_location {self.workdir}/", "autosave_interval 1"]
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text("\n".join(lines) + "\n")
+        return conf
+
+    def _custom_config(self, text: str) -> Path:
+        lines = [text.rstrip("\n"), "log_type error", "log_type warning", "log_type notice",
+                 f"log_dest file {self.log_path}"]
+        if os.geteuid() == 0:
+            lines.append(f"user {getpass.getuser()}")
         conf = self.workdir / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n")
         return conf

@@ -114,8 +114,8 @@ class MqttLink:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.tls_context = tls_context
-        if url.tls and tls_context is None:
-            self.tls_context = ssl.create_default_context()
+        if url.tls and tls_context is None:  # verifies the broker's name and chain: never switched off
+            self.tls_context = ssl.create_default_context(cafile=url.ca_file)
         self.stats = LinkStats()
         self._client: aiomqtt.Client | None = None
         self._lost: asyncio.Future[None] | None = None

@@ -14,9 +14,7 @@ that authenticated is remembered for at most :data:`AUTH_CACHE_US` (failures are
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
@@ -24,17 +22,17 @@ import structlog
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from central import dashboard
 from central.apikeys import authenticate
 from central.commands import (
     DEFAULT_TTL_SECONDS,
     MAX_TTL_SECONDS,
     USER_ACTIONS,
-    CommandNotPublished,
     CommandPublisher,
 )
-from central.store.base import LOG_KINDS, ApiKeyRecord, CommandRecord, GgrRow, Store
+from central.store.base import LOG_KINDS, ApiKeyRecord, Store
 from central.timeutil import Clock, now_micros
-from protocols.sync import VERSION, Command, encode_command, fingerprint, public_key_from_pem, topic
+from protocols.sync import fingerprint, public_key_from_pem
 from protocols.sync.commands import GAME_ACTIONS
 from protocols.sync.fields import HALL_RE, ID_RE
 
@@ -42,8 +40,10 @@ from . import params as p
 from .context import KEY, ApiContext, Handler, dumps, json_body, json_response
 from .context import scope as _scope
 from .features import FEATURES
+from .issue import issue_command
 from .openapi import EVENTS_MAX_LIMIT, GROUP_BY_PARAM, LOG_MAX_LIMIT, document
 from .params import ApiError
+from .provider_reports import ggr_by_provider
 from .roles import ROUTE_ROLES, allowed, is_public
 
 log = structlog.get_logger("central.api")
@@ -79,6 +79,8 @@ class _Api:
         self.presence = presence
         self._auth_cache: dict[bytes, tuple[ApiKeyRecord, int]] = {}
         self._openapi = _dumps(document())
+        self.ctx = ApiContext(store=store, currency=currency, clock=clock, command_publisher=command_publisher,
+                              central_key=central_key, presence=presence)
 
     # --- auth -----------------------------------------------------------------------------------
     async def authenticate(self, request: web.Request) -> ApiKeyRecord:
@@ -149,10 +151,10 @@ class _Api:
         if day_from is not None and day_to is not None and day_from > day_to:
             raise p.bad_request(f"from ({day_from}) is after to ({day_to})")
         hall, halls = self.scope(request)
-        grouping = "game" if group_by == "provider" else group_by
-        rows = await self.store.ggr(grouping, day_from=day_from, day_to=day_to, hall=hall, halls=halls)
-        if group_by == "provider":
-            rows = _unassigned_provider(rows)
+        if group_by != "provider":
+            rows = await self.store.ggr(group_by, day_from=day_from, day_to=day_to, hall=hall, halls=halls)
+        else:  # the game catalog maps (hall, device, game number) to providers
+            rows = await ggr_by_provider(self.store, day_from=day_from, day_to=day_to, hall=hall, halls=halls)
         return _json({"currency": self.currency, "group_by": group_by, "rows": [r.as_dict() for r in rows]})
 
     async def devices(self, request: web.Request) -> web.Response:
@@ -227,37 +229,9 @@ class _Api:
         if await self.store.get_hall(hall) is None:
             raise p.bad_request(f"hall {hall!r} is not registered")
 
-        now = self.clock()
-        command = Command(v=VERSION, id=str(uuid.uuid4()), hall=hall, device=device, action=action, game=game,
-                          params={}, issued_at=now, expires_at=now + ttl * 1_000_000)
-        await self.store.add_command(CommandRecord(
-            id=command.id, hall=hall, device=device, action=action, game=game, params={}, issued_at=now,
-            expires_at=command.expires_at, status="pending", detail=f"issued by API key {key.id}",
-            created_by=key.id, created_at=now, updated_at=now))
-        await self._publish(command)
-        record = await self.store.command(command.id)
-        assert record is not None
+        record = await issue_command(self.ctx, hall=hall, device=device, action=action, game=game,
+                                     ttl_seconds=ttl, created_by=key.id)
         return _json({"id": record.id, "status": record.status}, status=202)
-
-    async def _publish(self, command: Command) -> None:
-        """Sign and publish; record ``sent``, ``failed`` or (outcome unknown) ``pending`` with a detail."""
-        if self.command_publisher is None or self.central_key is None:
-            await self.store.update_command(command.id, "failed", "central has no MQTT link to publish commands",
-                                            self.clock())
-            return
-        payload = encode_command(command, self.central_key)
-        try:
-            await self.command_publisher(topic(command.hall, "commands"), payload)
-        except CommandNotPublished as exc:
-            await self.store.update_command(command.id, "failed", f"not published: {exc}", self.clock())
-            return
-        except Exception as exc:
-            log.warning("command_publish_unconfirmed", command=command.id, hall=command.hall, error=repr(exc))
-            await self.store.update_command(command.id, "pending",
-                                            f"publish not confirmed ({type(exc).__name__}: {exc}); the hall's "
-                                            f"result or the expiry settles it", self.clock())
-            return
-        await self.store.update_command(command.id, "sent", "published; the broker acknowledged", self.clock())
 
     async def get_command(self, request: web.Request) -> web.Response:
         key = request[_KEY]
@@ -295,18 +269,6 @@ def _fingerprint(pem: str) -> str | None:
         return fingerprint(public_key_from_pem(pem.encode()))
     except Exception:  # a stored key that no longer parses must not break the list
         return None
-
-
-def _unassigned_provider(rows: list[GgrRow]) -> list[GgrRow]:
-    """Every game under one provider ``unassigned`` (there is no game catalog yet)."""
-    if not rows:
-        return []
-    total = GgrRow(PROVIDER_UNASSIGNED, 0, 0, 0, 0, 0)
-    for r in rows:
-        total = dataclasses.replace(total, bets=total.bets + r.bets, wins=total.wins + r.wins,
-                                    rounds=total.rounds + r.rounds, cash_in=total.cash_in + r.cash_in,
-                                    cash_out=total.cash_out + r.cash_out)
-    return [total]
 
 
 def build_app(store: Store, *, currency: str, clock: Callable[[], int] = now_micros,
@@ -348,4 +310,5 @@ def build_app(store: Store, *, currency: str, clock: Callable[[], int] = now_mic
     for route, handler in handlers.items():
         method, path = route.split(" ", 1)
         app.router.add_route(method, PREFIX + path, handler)
+    dashboard.add_routes(app)  # public static files: "/" and /dashboard/... (no data; see central.dashboard)
     return app

@@ -91,9 +91,10 @@ DOCUMENT: Final[dict[str, Any]] = {
                 "description": (
                     "Days are UTC calendar days of the events' agent time, `from`/`to` inclusive. "
                     "`group_by=device` rows carry `hall` (device IDs are per hall). `group_by=game` has the "
-                    "key `\"\"` for money outside a game (bills, tickets). `group_by=provider`: there is no "
-                    "game catalog yet, so every game (and the money outside games) is summed into one row "
-                    "with the key `unassigned`; when the catalog arrives, games map to their providers."),
+                    "key `\"\"` for money outside a game (bills, tickets). `group_by=provider`: each (hall, "
+                    "device, SAS game number) maps to a catalog game by the device's placements, else by "
+                    "its reported game and paytable IDs; money no catalog game accounts for (and money outside "
+                    "games) is under the key `unassigned`, so the rows add up to the network total."),
                 "parameters": [
                     {"name": "group_by", "in": "query", "required": False,
                      "schema": {"type": "string", "enum": list(GROUP_BY_PARAM), "default": "device"}},
@@ -215,7 +216,8 @@ DOCUMENT: Final[dict[str, Any]] = {
                 "type": "object", "required": ["error"],
                 "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
                     "code": {"type": "string", "enum": ["bad_request", "unauthorized", "forbidden", "not_found",
-                                                        "method_not_allowed", "internal"]},
+                                                        "method_not_allowed", "internal",
+                                                        "unavailable"]},
                     "message": {"type": "string"}}}},
             },
             "Health": {

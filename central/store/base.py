@@ -12,11 +12,13 @@ threads it owns (see :mod:`central.store.sqlite`).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
+from central.catalog import CatalogGame, Placement, Provider, RuleRecord
 from protocols.sync import Event
+from protocols.sync.money import Contribution  # monitoring and reconciliation (issue 04)
 
 LOG_KINDS: Final = ("duplicate", "rejected", "format_error", "missed", "resend", "connection", "command", "manual")
 """Kinds of integration-log rows (design.md, ``GET /integration-log``)."""
@@ -58,6 +60,25 @@ class BackendUnavailable(StoreError):
 
 class HallKeyConflict(StoreError):
     """``add_hall`` with a different key for an existing hall, without ``replace``."""
+
+
+class CatalogConflict(StoreError):
+    """A catalog change that names what the catalog lacks (a game of an unknown provider, a placement of
+    an unknown game); nothing was changed."""
+
+
+@dataclass(frozen=True, slots=True)
+class RollupCell:
+    """The rollups of one (hall, device, game) summed over a period (the game catalog's reports)."""
+
+    hall: str
+    device: str
+    game: str
+    bets: int
+    wins: int
+    rounds: int
+    cash_in: int
+    cash_out: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +232,150 @@ def command_transition_allowed(old: str, new: str) -> bool:
     return new in COMMAND_TRANSITIONS.get(old, frozenset())
 
 
+# export (issue 04): the halls' signed batch headers and the rows of a regulatory export --------------
+@dataclass(frozen=True, slots=True)
+class SignedHeader:
+    """A batch header exactly as its hall signed it: kept so an export can carry the hall's signature.
+
+    ``header`` is the canonical JSON of :class:`protocols.sync.BatchHeader`; ``sig`` the Ed25519
+    signature (hex) over ``hallsync/v1/batch`` LF ``header``; ``public_key_pem`` the hall key it was
+    checked with (the hall's key may be replaced later; old signatures still verify with this one).
+    """
+
+    hall: str
+    first_seq: int
+    last_seq: int
+    header: str
+    sig: str
+    public_key_pem: str = ""
+    """Filled in by the store from the hall's registered key when the batch is stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRange:
+    """One hall's part of an export: the contiguous seqs ``first_seq..last_seq`` (None: no events)."""
+
+    hall: str
+    first_seq: int | None
+    last_seq: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRow:
+    """A stored event with its ``data`` still as the canonical JSON text it was hashed in."""
+
+    hall: str
+    seq: int
+    id: str
+    device: str
+    type: str
+    device_time: int | None
+    agent_time: int
+    central_time: int
+    prev_hash: str
+    hash: str
+    data: str
+
+
+# monitoring and reconciliation (issue 04: central.monitor, central.reconcile; SQLite in
+# central.store.monitor_sqlite) -----------------------------------------------------------------------
+
+ALERT_STATES: Final = ("open", "acked", "cleared", "active", "all")
+"""``open``: holds, not acknowledged; ``acked``: holds, acknowledged; ``active``: holds (either);
+``cleared``: its condition ended; ``all``."""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertDraft:
+    """A condition that holds now and must have an open alert, identified by (hall, device, kind, subject):
+    while an alert with that identity is open, the same condition raises nothing new."""
+
+    hall: str
+    device: str | None
+    kind: str
+    subject: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """An alert as stored: raised once, cleared when its condition stopped, acknowledged by an API key."""
+
+    id: int
+    hall: str
+    device: str | None
+    kind: str
+    subject: str
+    detail: str
+    raised_at: int
+    cleared_at: int | None
+    acked_by: str | None
+    acked_at: int | None
+
+    @property
+    def state(self) -> str:
+        if self.cleared_at is not None:
+            return "cleared"
+        return "open" if self.acked_at is None else "acked"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceCondition:
+    """A state a device's events put it in (a door open, a fault, a pending handpay) and since when
+    (agent time); kept by the monitor so a restart does not forget a door that is still open."""
+
+    hall: str
+    device: str
+    name: str
+    since: int
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorInputs:
+    """The store's state the alert evaluator reads at one moment (see :mod:`central.monitor`).
+
+    ``delays``: per hall, the largest ``central_time - agent_time`` among its newest events stored
+    recently; ``link_errors``: per hall, recent integration-log rows by kind; ``failed_commands``:
+    per (hall, device), commands that failed recently; ``switches``: the newest *applied*
+    enable/disable command per (hall, device, game or None) as (action, updated_at)."""
+
+    halls: list[HallRecord]
+    devices: list[DeviceRecord]
+    delays: dict[str, int]
+    link_errors: dict[str, dict[str, int]]
+    failed_commands: dict[tuple[str, str], int]
+    switches: dict[tuple[str, str, str | None], tuple[str, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEventRow:
+    """One stored event of a device, reduced to what the reconciliation reads."""
+
+    seq: int
+    agent_time: int
+    type: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class FloorReads:
+    """What the floor view (:mod:`central.floor`) reads of one hall besides its devices and the
+    monitor's stored conditions.
+
+    ``events``: per device, its events of :data:`central.floor.CONDITION_TYPES` with seq in
+    (``from_seq``, ``newest_seq``] and its newest game event if in that range, by seq; ``last_play``:
+    per device, the agent time of its newest game event; ``switches``: per device, the newest applied
+    enable (True) / disable (False) command of the machine (key None) and of each game (key: game).
+    ``from_seq`` is above the caller's ``after_seq`` when more than ``max_events`` seqs followed it."""
+
+    events: dict[str, list[DeviceEventRow]]
+    last_play: dict[str, int]
+    switches: dict[str, dict[str | None, bool]]
+    from_seq: int
+    newest_seq: int
+
+
 @runtime_checkable
 class Store(Protocol):
     """Everything central persists. One instance per process; safe to call from one event loop."""
@@ -249,13 +414,15 @@ class Store(Protocol):
         """
 
     # ingest ------------------------------------------------------------------------------------
-    async def ingest_events(self, hall: str, events: Sequence[Event], *, central_time: int) -> IngestResult:
+    async def ingest_events(self, hall: str, events: Sequence[Event], *, central_time: int,
+                            signed: SignedHeader | None = None) -> IngestResult:
         """Store a verified, contiguous run of one hall's chain, idempotently, with its rollups.
 
         In one transaction: read the hall's chain state (locked against concurrent writers), decide
         duplicate / gap / conflict / new tail, insert the new events (unique ``(hall, seq)``), add
         their money to the rollups and update devices and the chain state, commit. The caller has
-        verified the signature and the chain links inside ``events``.
+        verified the signature and the chain links inside ``events``. ``signed`` (the batch's signed
+        header) is kept in the same transaction when the batch stored new events (for exports).
         """
 
     async def log(self, entries: Sequence[LogEntry]) -> None:
@@ -316,6 +483,163 @@ class Store(Protocol):
         ...
 
     async def audit(self, *, actor: str | None = None, action: str | None = None, time_from: int | None = None,
-                    time_to: int | None = None, after_id: int | None = None, limit: int = 100) -> list[AuditEntry]:
-        """Audit entries oldest first, filtered; ``after_id`` pages (entries with a larger id)."""
+                    time_to: int | None = None, after_id: int | None = None, limit: int = 100,
+                    halls: Sequence[str] | None = None) -> list[AuditEntry]:
+        """Audit entries oldest first, filtered; ``after_id`` pages (entries with a larger id).
+
+        ``halls`` restricts to entries whose target is ``hall/<H>`` or under ``hall/<H>/`` for H in
+        ``halls`` (the scope rule of :mod:`central.audit`)."""
+        ...
+
+    # game catalog (central.catalog; SQLite in central.store.catalog_sqlite) ---------------------------
+    async def catalog_providers(self) -> list[Provider]:
+        """Every provider, by id."""
+        ...
+
+    async def put_provider(self, provider: Provider) -> Provider | None:
+        """Create or replace a provider; returns the previous one (None if new)."""
+        ...
+
+    async def catalog_games(self) -> list[CatalogGame]:
+        """Every catalog game, by id."""
+        ...
+
+    async def put_game(self, game: CatalogGame) -> CatalogGame | None:
+        """Create or replace a game (its provider must exist, else :class:`CatalogConflict`); returns the previous."""
+        ...
+
+    async def placements(self, *, hall: str | None = None, halls: Sequence[str] | None = None,
+                         device: str | None = None) -> list[Placement]:
+        """Desired configuration rows by (hall, device, number)."""
+        ...
+
+    async def replace_placements(self, hall: str, device: str, placements: Sequence[Placement]) -> list[Placement]:
+        """Replace one device's placements in one transaction (unknown game → :class:`CatalogConflict`);
+        returns the previous ones."""
+        ...
+
+    async def add_rule(self, rule: RuleRecord) -> None:
+        """Store a new rule and its command ids."""
+        ...
+
+    async def add_rule_commands(self, rule_id: str, command_ids: Sequence[str]) -> None:
+        """Attach more issued commands to a rule."""
+        ...
+
+    async def set_rule_status(self, rule_id: str, status: str, at: int) -> RuleRecord | None:
+        """Set a rule's status; returns it as it was before (None if unknown)."""
+        ...
+
+    async def rule(self, rule_id: str) -> RuleRecord | None:
+        """One rule with its command ids."""
+        ...
+
+    async def rules(self, *, kind: str | None = None, status: str | None = None, limit: int = 100) -> list[RuleRecord]:
+        """Rules, newest first."""
+        ...
+
+    async def rollup_cells(self, *, day_from: dt.date | None = None, day_to: dt.date | None = None,
+                           hall: str | None = None, halls: Sequence[str] | None = None) -> list[RollupCell]:
+        """Rollups summed per (hall, device, game) over the days (inclusive)."""
+        ...
+
+    async def latest_identities(self, *, hall: str | None = None,
+                                halls: Sequence[str] | None = None) -> list[tuple[str, str, int, dict[str, Any]]]:
+        """(hall, device, agent_time, data) of each device's newest ``device.status`` identity event."""
+        ...
+
+    async def event_counts(self, types: Sequence[str], *, time_from: int | None = None, time_to: int | None = None,
+                           hall: str | None = None, halls: Sequence[str] | None = None) -> dict[tuple[str, str], int]:
+        """How many events of ``types`` each (hall, device) has with agent_time in [from, to)."""
+        ...
+
+    # export (issue 04) ---------------------------------------------------------------------------
+    async def export_ranges(self, *, time_from: int, time_to: int, hall: str | None = None,
+                            halls: Sequence[str] | None = None) -> list[ExportRange]:
+        """Per registered hall in scope, by id: the seqs from the first event with agent_time ≥ ``time_from``
+        to the last with agent_time < ``time_to`` — every stored event between them included, so an
+        export is a gap-free piece of each chain even where an agent's clock stepped back."""
+        ...
+
+    async def export_rows(self, hall: str, *, after_seq: int, through_seq: int, limit: int) -> list[ExportRow]:
+        """One page: the hall's events with ``after_seq < seq <= through_seq``, by seq, at most ``limit``."""
+        ...
+
+    def export_pages(self, hall: str, first_seq: int, last_seq: int, *,
+                     page_size: int = 1000) -> AsyncIterator[list[ExportRow]]:
+        """The hall's events ``first_seq..last_seq`` in pages of at most ``page_size`` (constant memory)."""
+        ...
+
+    async def signed_header_covering(self, hall: str, seq: int) -> SignedHeader | None:
+        """The stored signed batch header with the smallest ``last_seq >= seq`` (None if none)."""
+        ...
+
+    # monitoring and alerts (issue 04: central.monitor; SQLite in central.store.monitor_sqlite) ----------
+    async def monitor_state(self) -> tuple[dict[str, int], list[DeviceCondition]]:
+        """The monitor's cursor per hall (the last seq it has read) and the device conditions it keeps."""
+        ...
+
+    async def monitor_events(self, hall: str, *, after_seq: int,
+                             through_seq: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        """The hall's events with seq in (after, through] that can change a device condition (doors,
+        errors, status, handpays, service) as dicts (``seq``, ``device``, ``type``, ``agent_time``,
+        ``data``) by seq, and per device the seq of its last game event in that range — play is the
+        bulk of the events and only its last occurrence matters to the conditions."""
+        ...
+
+    async def monitor_inputs(self, *, delay_since: int, link_since: int, failures_since: int) -> MonitorInputs:
+        """What the alert evaluator reads (see :class:`MonitorInputs`); ``*_since`` bound "recent"."""
+        ...
+
+    async def sync_alerts(self, drafts: Sequence[AlertDraft], *, now: int, cursors: dict[str, int],
+                          conditions: Sequence[DeviceCondition],
+                          hold: Sequence[tuple[str, str]] = ()) -> tuple[int, int]:
+        """In one transaction: raise an alert for each draft without an open one, clear open alerts whose
+        draft is gone — except those of a held (hall, kind) — store the cursors and replace the
+        conditions. Returns (raised, cleared)."""
+        ...
+
+    async def alerts(self, *, hall: str | None = None, halls: Sequence[str] | None = None, state: str = "open",
+                     kind: str | None = None, device: str | None = None, limit: int = 100) -> list[AlertRecord]:
+        """Alerts in :data:`ALERT_STATES` ``state``, newest first; ``halls`` restricts to a scope."""
+        ...
+
+    async def alert(self, alert_id: int) -> AlertRecord | None:
+        """One alert, or None."""
+        ...
+
+    async def ack_alert(self, alert_id: int, *, by: str, at: int) -> bool:
+        """Record the acknowledgement once; False (nothing changed) if unknown or already acknowledged."""
+        ...
+
+    # meters-versus-events reconciliation (issue 04: central.reconcile) ----------------------------------
+    async def meter_snapshots(self, hall: str, device: str, *, time_from: int, time_to: int) -> list[DeviceEventRow]:
+        """The device's ``meters.snapshot`` events with agent_time in [from, to), and the newest one
+        before ``time_from`` (the opening meters), by seq."""
+        ...
+
+    async def device_integration_events(self, hall: str, device: str, *, after_seq: int) -> list[DeviceEventRow]:
+        """The device's ``integration`` events with seq > ``after_seq``, by seq."""
+        ...
+
+    async def device_money(self, hall: str, device: str, ranges: Sequence[tuple[int, int]]) -> Contribution:
+        """The money of the device's events with seq in any ``(after, through]`` of ``ranges``, by
+        :func:`central.reconcile.event_money` (the shared rule, ``missed`` records left out)."""
+        ...
+
+    async def device_days(self, *, day_from: dt.date, day_to: dt.date, hall: str | None = None,
+                          halls: Sequence[str] | None = None,
+                          device: str | None = None) -> dict[tuple[str, str, str], Contribution]:
+        """Rollup money per (hall, device, UTC day ``YYYY-MM-DD``) with any activity in the days (inclusive)."""
+        ...
+
+    # metrics (central.metrics; SQLite in central.store.metrics_sqlite) -------------------------------
+    async def command_counts(self) -> dict[str, int]:
+        """How many commands are in each status (statuses with none are absent)."""
+        ...
+
+    # floor view (issue 05 dashboard: central.floor; SQLite in central.store.floor_sqlite) -------------
+    async def floor_reads(self, hall: str, *, after_seq: int, max_events: int) -> FloorReads:
+        """What the floor view of ``hall`` folds after seq ``after_seq`` (the monitor's cursor), reading
+        at most the hall's newest ``max_events`` seqs (see :class:`FloorReads`)."""
         ...

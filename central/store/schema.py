@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 """1: the first schema. 2: hall presence columns (``halls.online``, ``session``, ``status_at``).
-3: the ``commands`` table (a new table: ``CREATE TABLE IF NOT EXISTS`` adds it to older files)."""
+3: the ``commands`` table (a new table: ``CREATE TABLE IF NOT EXISTS`` adds it to older files).
+4: issue 04's tables — ``audit``, ``catalog_*``, ``batches`` (the halls' signed headers, for export),
+``alerts`` and ``monitor_*`` — and two partial indexes on ``events`` (snapshots, integration rows);
+all new, so older files gain them unchanged. Events stored before 4 have no batch signature."""
 
 DDL: Final = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -111,6 +114,91 @@ CREATE TABLE IF NOT EXISTS audit (
     after   TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_by_time ON audit (time, id);
+-- game catalog (central.catalog): providers, games, desired placements, network-wide rules
+CREATE TABLE IF NOT EXISTS catalog_providers (
+    id     TEXT PRIMARY KEY,
+    name   TEXT NOT NULL,
+    status TEXT NOT NULL                         -- active | inactive
+);
+CREATE TABLE IF NOT EXISTS catalog_games (
+    id          TEXT PRIMARY KEY,
+    provider    TEXT NOT NULL,                   -- catalog_providers.id
+    name        TEXT NOT NULL,
+    category    TEXT NOT NULL,
+    rtp_bp      INTEGER NOT NULL,                -- theoretical RTP in basis points (9612 = 96.12 %)
+    status      TEXT NOT NULL,                   -- active | inactive
+    min_bet     INTEGER NOT NULL,                -- minor units per round
+    max_bet     INTEGER NOT NULL,
+    sas_game_id TEXT NOT NULL DEFAULT '',        -- what a machine reports (LP 1F/53), '' = unknown
+    paytable_id TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS catalog_placements (
+    hall    TEXT NOT NULL,
+    device  TEXT NOT NULL,
+    number  INTEGER NOT NULL,                    -- SAS game number on the device
+    game    TEXT NOT NULL,                       -- catalog_games.id
+    enabled INTEGER NOT NULL,
+    PRIMARY KEY (hall, device, number)
+);
+CREATE TABLE IF NOT EXISTS catalog_rules (
+    id         TEXT PRIMARY KEY,
+    kind       TEXT NOT NULL,                    -- disable_game | enable_game | max_bet
+    params     TEXT NOT NULL,                    -- JSON object
+    halls      TEXT,                             -- JSON array of hall IDs, NULL = every hall
+    created_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    status     TEXT NOT NULL,                    -- active | revoked
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS catalog_rule_commands (
+    rule    TEXT NOT NULL,
+    command TEXT NOT NULL,                       -- commands.id
+    PRIMARY KEY (rule, command)
+);
+-- export (issue 04): each stored batch's header as the hall signed it, so an export carries the
+-- halls' own signatures over its chain ends
+CREATE TABLE IF NOT EXISTS batches (
+    hall           TEXT NOT NULL,
+    first_seq      INTEGER NOT NULL,
+    last_seq       INTEGER NOT NULL,              -- only batches that stored new events: unique per hall
+    header         TEXT NOT NULL,                 -- canonical JSON of the signed batch header
+    sig            TEXT NOT NULL,                 -- Ed25519 signature, hex, over hallsync/v1/batch LF header
+    public_key_pem TEXT NOT NULL,                 -- the hall key registered when it was stored
+    stored_at      INTEGER NOT NULL,
+    PRIMARY KEY (hall, last_seq)
+);
+-- monitoring and reconciliation (issue 04: central.monitor, central.reconcile). Partial indexes cover
+-- only the rare snapshot and integration events (cheap at ingest); the reconciliation reads them per
+-- device. integration_log_by_time serves the monitor's "link errors in the last minutes".
+CREATE INDEX IF NOT EXISTS events_snapshots ON events (hall, device, agent_time) WHERE type = 'meters.snapshot';
+CREATE INDEX IF NOT EXISTS events_integration ON events (hall, device, seq) WHERE type = 'integration';
+CREATE INDEX IF NOT EXISTS integration_log_by_time ON integration_log (time);
+CREATE TABLE IF NOT EXISTS alerts (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    hall       TEXT NOT NULL,
+    device     TEXT,                             -- NULL for a hall-wide alert
+    kind       TEXT NOT NULL,                    -- hall_offline, door_open, ... (central.monitor.ALERT_KINDS)
+    subject    TEXT NOT NULL,                    -- what within the device ('' or a door, a game, a code)
+    detail     TEXT NOT NULL,
+    raised_at  INTEGER NOT NULL,
+    cleared_at INTEGER,                          -- NULL while the condition holds
+    acked_by   TEXT,                             -- API key id
+    acked_at   INTEGER
+);
+CREATE INDEX IF NOT EXISTS alerts_open ON alerts (cleared_at, hall);
+CREATE INDEX IF NOT EXISTS alerts_by_hall ON alerts (hall, id);
+CREATE TABLE IF NOT EXISTS monitor_cursors (
+    hall TEXT PRIMARY KEY,
+    seq  INTEGER NOT NULL                        -- the monitor has read the hall's events up to here
+);
+CREATE TABLE IF NOT EXISTS monitor_conditions (
+    hall   TEXT NOT NULL,
+    device TEXT NOT NULL,
+    name   TEXT NOT NULL,                        -- door:<door>, fault, handpay_pending, out_of_service
+    since  INTEGER NOT NULL,                     -- agent time it began
+    detail TEXT NOT NULL,
+    PRIMARY KEY (hall, device, name)
+);
 """
 
 ADDED_COLUMNS: Final[tuple[tuple[str, str, str], ...]] = (

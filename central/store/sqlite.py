@@ -40,9 +40,15 @@ from .base import (
     HallRecord,
     IngestResult,
     LogEntry,
+    SignedHeader,
     StoreError,
     command_transition_allowed,
 )
+from .catalog_sqlite import CatalogSqliteMixin
+from .export_sqlite import ExportSqliteMixin, insert_signed_header
+from .floor_sqlite import FloorSqliteMixin
+from .metrics_sqlite import MetricsSqliteMixin
+from .monitor_sqlite import MonitorSqliteMixin
 from .rollup import effects
 from .schema import ADDED_COLUMNS, DDL, SCHEMA_VERSION
 
@@ -178,7 +184,8 @@ def _where(where: list[str]) -> str:
     return (" WHERE " + " AND ".join(where)) if where else ""
 
 
-class SqliteStore:
+class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, MonitorSqliteMixin,
+                  FloorSqliteMixin):
     """:class:`central.store.base.Store` on one SQLite file. Create with :meth:`open`."""
 
     def __init__(self, path: str) -> None:
@@ -267,13 +274,15 @@ class SqliteStore:
         return await self._writer.run(lambda con: _transaction(con, body))
 
     # ingest ------------------------------------------------------------------------------------
-    async def ingest_events(self, hall: str, events: Sequence[Event], *, central_time: int) -> IngestResult:
+    async def ingest_events(self, hall: str, events: Sequence[Event], *, central_time: int,
+                            signed: SignedHeader | None = None) -> IngestResult:
         if not events:
             raise ValueError("ingest_events needs at least one event")
         return await self._writer.run(lambda con: _transaction(con, lambda c: self._ingest(c, hall, events,
-                                                                                           central_time)))
+                                                                                           central_time, signed)))
 
-    def _ingest(self, con: sqlite3.Connection, hall: str, events: Sequence[Event], central_time: int) -> IngestResult:
+    def _ingest(self, con: sqlite3.Connection, hall: str, events: Sequence[Event], central_time: int,
+                signed: SignedHeader | None = None) -> IngestResult:
         row = con.execute("SELECT last_seq, last_hash FROM halls WHERE id = ?", (hall,)).fetchone()
         if row is None:
             raise StoreError(f"hall {hall!r} is not registered")
@@ -316,6 +325,8 @@ class SqliteStore:
         ])
         new_hash = new[-1].hash
         con.execute("UPDATE halls SET last_seq = ?, last_hash = ? WHERE id = ?", (last, new_hash, hall))
+        if signed is not None:  # export (issue 04): the hall's signature over this chain end
+            insert_signed_header(con, hall, last, signed, central_time)
         return IngestResult("stored", last, new_hash, stored=len(new), skipped=len(events) - len(new),
                             money_errors=tuple(fx.money_errors))
 
@@ -508,9 +519,16 @@ class SqliteStore:
         return await self._writer.run(lambda con: _transaction(con, body))
 
     async def audit(self, *, actor: str | None = None, action: str | None = None, time_from: int | None = None,
-                    time_to: int | None = None, after_id: int | None = None, limit: int = 100) -> list[AuditEntry]:
+                    time_to: int | None = None, after_id: int | None = None, limit: int = 100,
+                    halls: Sequence[str] | None = None) -> list[AuditEntry]:
         where: list[str] = []
         params: list[Any] = []
+        if halls is not None:  # the hall-scope rule of central.audit: target hall/<H> or under hall/<H>/
+            if not halls:
+                return []
+            where.append("(" + " OR ".join("target = ? OR substr(target, 1, ?) = ?" for _ in halls) + ")")
+            for h in halls:
+                params.extend((f"hall/{h}", len(f"hall/{h}/"), f"hall/{h}/"))
         for column, op, value in (("actor", "=", actor), ("action", "=", action), ("time", ">=", time_from),
                                   ("time", "<", time_to), ("id", ">", after_id)):
             if value is not None:

@@ -119,3 +119,23 @@ def test_status_of_a_data_dir_without_agent(tmp_path) -> None:
     assert res.returncode == 1 and "not running" in res.stdout
     res = run("outbox", "--data-dir", str(tmp_path))
     assert res.returncode == 2 and "does not exist" in res.stderr
+
+
+def test_run_with_a_serial_port_that_does_not_exist_fails_cleanly(tmp_path: Path) -> None:
+    """A startup failure after the outbox opened: a clear error, exit 2, the outbox closed again
+    (its file is readable by ``hall-agent outbox`` at once), no traceback."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    assert run("keys", "init", "--data-dir", str(tmp_path)).returncode == 0
+    central_pub = tmp_path / "central.pub"
+    central_pub.write_bytes(Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    devices = tmp_path / "devices.toml"
+    devices.write_text('[[devices]]\nid = "egm-001"\nprotocol = "sas"\nport = "/dev/ttyNOSUCH0"\naddress = 1\n')
+    res = run("run", "--hall", "h1", "--data-dir", str(tmp_path), "--devices", str(devices),
+              "--mqtt", "mqtt://127.0.0.1:1", "--central-key", str(central_pub), timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert "cannot start: serial line: port /dev/ttyNOSUCH0 not found" in res.stderr and "Traceback" not in res.stderr
+    outbox = run("outbox", "--data-dir", str(tmp_path), "--json")
+    assert outbox.returncode == 0 and json.loads(outbox.stdout)["last_seq"] == 0

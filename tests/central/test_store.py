@@ -11,6 +11,7 @@ import pytest
 from central.apikeys import authenticate, create_api_key
 from central.ingest import Ingestor
 from central.store import BackendUnavailable, HallKeyConflict, SqliteStore, StoreError, open_store, sqlite_path
+from central.store.schema import SCHEMA_VERSION
 
 from .builders import T0, FakeHall
 from .conftest import register
@@ -181,7 +182,8 @@ async def test_schema_1_file_is_migrated_additively(tmp_path: Path) -> None:
 
     assert columns(path) == columns(tmp_path / "fresh.db")
     con = sqlite3.connect(path)
-    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "3"
+    version = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+    assert version == str(SCHEMA_VERSION) == "4"
     con.close()
 
 

@@ -1,0 +1,185 @@
+"""``GET /reports/reconciliation``: meters versus events per machine and gaming day, over HTTP.
+
+The judging is :mod:`central.reconcile` (pure); this module reads what it needs per device — the
+snapshots framing the period, the device's ``integration`` events (``missed`` records, meter resets,
+anomalies) and the events' money per window — and lists one row per (hall, device, gaming day) on
+which the device had money in the rollups or a meter snapshot. It is money, so it has the GGR
+report's roles.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from typing import Any, Final
+
+from aiohttp import web
+
+from central import reconcile as rc
+from central.store.base import DeviceEventRow, Store
+from protocols.sync.money import ZERO, Contribution
+
+from . import params as p
+from .context import ApiContext, Handler, json_response, scope
+from .openapi import _WITH_400, _param, _ref
+
+
+async def device_rows(store: Store, hall: str, device: str, days: list[dt.date],
+                      day_money: dict[dt.date, Contribution]) -> list[rc.ReconRow]:
+    """Reconcile one device over ``days`` (sorted); ``day_money`` is its rollup money per day (shown as
+    unreconciled when there are no meters to compare with)."""
+    start, _ = rc.day_bounds(days[0] - dt.timedelta(days=1))   # a day each side: see rc.widen
+    _, end = rc.day_bounds(days[-1] + dt.timedelta(days=1))
+    snapshots = [s for s in (rc.snapshot_from_event(r.seq, r.agent_time, r.data)
+                             for r in await store.meter_snapshots(hall, device, time_from=start, time_to=end))
+                 if s is not None]
+    integration: list[DeviceEventRow] = []
+    if snapshots:
+        integration = await store.device_integration_events(hall, device, after_seq=snapshots[0].seq)
+    missed = [m for m in (rc.missed_from_event(r.seq, r.data) for r in integration) if m is not None]
+    resets = rc.reset_snapshots(snapshots, [r.seq for r in integration if r.data.get("kind") == "meters_reset"])
+    anomalies = [r.seq for r in integration if r.data.get("kind") == "anomaly"]
+    out = []
+    for day in days:
+        plan = rc.plan_day(hall, device, day, snapshots, resets=resets)
+        if not plan.segments:
+            out.append(rc.judge(plan, ZERO, ZERO, unreconciled=day_money.get(day, ZERO)))
+            continue
+        events = await store.device_money(hall, device, plan.counted)
+        unreconciled = await store.device_money(hall, device, plan.excluded) if plan.excluded else ZERO
+        flagged = rc.judged_in(plan, snapshots, anomalies)
+        row = rc.judge(plan, events, rc.attribute_missed(plan, missed), unreconciled=unreconciled,
+                       anomalies=flagged)
+        if "unexplained" in row.reasons and await _timing_explains(store, plan, snapshots, resets, missed):
+            row = rc.as_boundary_timing(row)
+        out.append(row)
+    return out
+
+
+async def _timing_explains(store: Store, plan: rc.DayPlan, snapshots: list[rc.Snapshot], resets: set[int],
+                           missed: list[rc.MissedRecord]) -> bool:
+    """True when widening the window by a few snapshot intervals leaves no residual (rc.widen)."""
+    previous: rc.DayPlan | None = None
+    for steps in range(1, rc.BOUNDARY_STEPS + 1):
+        wider = rc.widen(plan, snapshots, steps=steps, resets=resets)
+        if wider is None or (previous is not None and wider.segments == previous.segments):
+            return False   # nothing (more) to widen by
+        check = rc.judge(wider, await store.device_money(plan.hall, plan.device, wider.counted),
+                         rc.attribute_missed(wider, missed))
+        if "unexplained" not in check.reasons:
+            return True
+        previous = wider
+    return False
+
+
+def handlers(ctx: ApiContext) -> dict[str, Handler]:
+    store = ctx.store
+
+    async def reconciliation(request: web.Request) -> web.Response:
+        q = request.query
+        today = rc.gaming_day(ctx.clock())
+        day_to = p.date(q, "to") or today
+        day_from = p.date(q, "from") or day_to
+        if day_from > day_to:
+            raise p.bad_request(f"from ({day_from}) is after to ({day_to})")
+        if (day_to - day_from).days + 1 > rc.MAX_DAYS:
+            raise p.bad_request(f"the period may span at most {rc.MAX_DAYS} days")
+        hall, halls = scope(request)
+        device = p.text(q, "device")
+        cells = await store.device_days(day_from=day_from, day_to=day_to, hall=hall, halls=halls, device=device)
+        per_device: dict[tuple[str, str], dict[dt.date, Contribution]] = defaultdict(dict)
+        for (cell_hall, cell_device, day), money in cells.items():
+            per_device[(cell_hall, cell_device)][dt.date.fromisoformat(day)] = money
+        rows: list[dict[str, Any]] = []
+        for (row_hall, row_device), money in sorted(per_device.items()):
+            for row in await device_rows(store, row_hall, row_device, sorted(money), money):
+                rows.append(row.as_dict())
+        return json_response({"currency": ctx.currency, "from": day_from.isoformat(), "to": day_to.isoformat(),
+                              "gaming_day_start_hour_utc": rc.GAMING_DAY_START_HOUR, "rows": rows})
+
+    return {"GET /reports/reconciliation": reconciliation}
+
+
+_LINE: Final = {
+    "type": "object",
+    "properties": {
+        "meters": {"type": "integer", "format": "int64", "nullable": True,
+                   "description": "How far the meters moved in the counted windows (null: not metered)."},
+        "events": {"type": "integer", "format": "int64", "description": "What the events contributed."},
+        "missed": {"type": "integer", "format": "int64", "description": "What `missed` records added."},
+        "variance": {"type": "integer", "format": "int64", "nullable": True,
+                     "description": "meters − events (before `missed` records)."},
+        "variance_bp": {"type": "integer", "nullable": True,
+                        "description": "variance / |meters| in basis points (1/100 %), half away from zero; "
+                                       "null when the meters did not move."},
+        "residual": {"type": "integer", "format": "int64", "nullable": True,
+                     "description": "meters − events − missed: 0 unless the reason is `unexplained` or "
+                                    "`boundary_timing`."},
+    },
+}
+_MONEY5: Final = {"type": "object", "properties": {k: {"type": "integer", "format": "int64"}
+                                                    for k in rc.QUANTITY_NAMES}}
+_SNAP: Final = {"type": "object", "nullable": True,
+                "properties": {"seq": {"type": "integer", "format": "int64"},
+                               "agent_time_us": {"type": "integer", "format": "int64"}}}
+
+PATHS: Final[dict[str, Any]] = {
+    "/reports/reconciliation": {
+        "get": {
+            "operationId": "reconciliationReport",
+            "summary": "Meters versus events per machine and gaming day: the variance in money and in %, and why.",
+            "description": (
+                "For each machine and gaming day (00:00 UTC to 00:00 UTC; no per-hall day start yet), the movement "
+                "of its meters between the day's opening snapshot (the last one before the day, else the "
+                "first in it) and its closing snapshot (the last in it), against the money of the machine's "
+                "events in between (by seq, by the shared money rule). `missed` records (the agent's account of "
+                "what the meters showed but events did not) are their own column: after them `residual` must "
+                "be 0. Wins are machine-paid plus hand-paid (coin out + jackpot meters). `reason`: `exact`, "
+                "`missed_recorded`, `boundary_timing` (a game on the other side of the closing or opening "
+                "snapshot than its events: the variance reverses on the neighbouring day), `meter_reset` (a RAM "
+                "clear or meter reset inside the window: that interval is excluded and its events' money is "
+                "`unreconciled`), `events_exceed_meters` (the agent flagged it), `unexplained` (a residual "
+                "remains even with the neighbouring snapshot intervals), `single_snapshot`, `no_snapshot` "
+                "(events but no meters: their money is `unreconciled`). `from`/`to` default to today; at most "
+                "62 days."),
+            "parameters": [
+                _param("hall"),
+                {"name": "device", "in": "query", "required": False, "schema": {"type": "string"}},
+                {"name": "from", "in": "query", "required": False, "description": "First gaming day (inclusive).",
+                 "schema": {"type": "string", "format": "date"}},
+                {"name": "to", "in": "query", "required": False, "description": "Last gaming day (inclusive).",
+                 "schema": {"type": "string", "format": "date"}},
+            ],
+            "responses": {"200": {"description": "The report.", "content": {"application/json": {
+                "schema": _ref("ReconciliationReport")}}}, **_WITH_400},
+        },
+    },
+}
+
+SCHEMAS: Final[dict[str, Any]] = {
+    "ReconciliationReport": {
+        "type": "object", "required": ["currency", "from", "to", "rows"],
+        "properties": {
+            "currency": {"type": "string"}, "from": {"type": "string", "format": "date"},
+            "to": {"type": "string", "format": "date"}, "gaming_day_start_hour_utc": {"type": "integer"},
+            "rows": {"type": "array", "items": _ref("ReconciliationRow")},
+        },
+    },
+    "ReconciliationRow": {
+        "type": "object",
+        "required": ["hall", "device", "day", "reason", "reasons", "quantities", "ggr", "unreconciled"],
+        "properties": {
+            "hall": {"type": "string"}, "device": {"type": "string"}, "day": {"type": "string", "format": "date"},
+            "reason": {"type": "string", "enum": list(rc.REASONS)},
+            "reasons": {"type": "array", "items": {"type": "string", "enum": list(rc.REASONS)}},
+            "notes": {"type": "array", "items": {"type": "string"}},
+            "opening": _SNAP, "closing": _SNAP, "snapshots_in_day": {"type": "integer"},
+            "ggr": {**_LINE, "nullable": True, "description": "bets − wins, on each side."},
+            "quantities": {"type": "object", "properties": {k: _LINE for k in rc.QUANTITY_NAMES}},
+            "excluded": {"type": "array", "items": {"type": "object", "properties": {
+                "after_seq": {"type": "integer", "format": "int64"},
+                "through_seq": {"type": "integer", "format": "int64"}}}},
+            "unreconciled": {**_MONEY5, "description": "Events' money the meters could not check."},
+        },
+    },
+}

@@ -1,0 +1,50 @@
+"""``GET /whoami``: the calling key's id, role and halls.
+
+The dashboard asks this right after login so that it shows only what the key may use (a viewer gets
+no disable buttons) and can tell a bad key (401) from a good one before it loads anything else.
+It reveals nothing a key holder does not already have: every role may call it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from aiohttp import web
+
+from central.store.base import ROLES
+
+from .context import ApiContext, Handler, api_key, json_response
+from .openapi import _ERRORS, _ref
+from .roles import ROUTE_ROLES
+
+
+def handlers(ctx: ApiContext) -> dict[str, Handler]:
+    async def whoami(request: web.Request) -> web.Response:
+        key = api_key(request)
+        routes = sorted(r for r, roles in ROUTE_ROLES.items() if roles is not None and key.role in roles)
+        return json_response({"id": key.id, "role": key.role,
+                              "halls": None if key.halls is None else list(key.halls), "routes": routes})
+
+    return {"GET /whoami": whoami}
+
+
+PATHS: Final[dict[str, Any]] = {
+    "/whoami": {"get": {
+        "operationId": "whoami", "summary": "The calling API key: its id, role, hall scope and the routes it may use.",
+        "responses": {"200": {"description": "The key.", "content": {"application/json": {
+            "schema": _ref("WhoAmI")}}}, **_ERRORS}}},
+}
+
+SCHEMAS: Final[dict[str, Any]] = {
+    "WhoAmI": {
+        "type": "object", "required": ["id", "role", "halls", "routes"],
+        "properties": {
+            "id": {"type": "string", "description": "The API key's id (never its secret)."},
+            "role": {"type": "string", "enum": list(ROLES)},
+            "halls": {"type": "array", "items": {"type": "string"}, "nullable": True,
+                      "description": "The halls the key may see; null for every hall."},
+            "routes": {"type": "array", "items": {"type": "string"},
+                       "description": "`METHOD /path` of every keyed route the role may call."},
+        },
+    },
+}

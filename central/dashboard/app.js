@@ -1,0 +1,593 @@
+// hallsync dashboard: plain JavaScript, no build step, no external URL.
+// Every number comes from /api/v1 with the user's API key (Authorization: Bearer). The key lives in
+// sessionStorage only. The UI asks GET /whoami for the key's role and shows what that role may use;
+// a section the role may not read says so (403) instead of failing. Text from the API is always set
+// with textContent (never innerHTML), so data cannot inject markup.
+"use strict";
+
+(function () {
+  const API = "/api/v1";
+  const KEY_STORE = "hallsync.apiKey";
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  const STATES = ["offline", "door_open", "tilt", "disabled", "playing", "idle"];
+  const STATE_LABEL = {
+    offline: "offline", door_open: "door open", tilt: "tilt", disabled: "disabled",
+    playing: "playing", idle: "idle",
+  };
+  const FINAL = ["applied", "failed", "expired"];
+  const POLL_MS = 1000;
+  const POLL_LIMIT = 120;
+  const REFRESH_MS = 15000;
+
+  const state = {
+    key: null, who: null, currency: "", view: "overview", floorHall: null,
+    commands: [], // {id, hall, device, action, game, status, detail}
+    timer: null,
+  };
+
+  class ApiError extends Error {
+    constructor(status, code, message) {
+      super(message);
+      this.status = status;
+      this.code = code;
+    }
+  }
+
+  // ---- helpers ----------------------------------------------------------------------------------
+  function $(id) { return document.getElementById(id); }
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (name === "text") node.textContent = String(value);
+      else if (name === "class") node.className = value;
+      else if (name === "onclick") node.addEventListener("click", value);
+      else node.setAttribute(name, value === true ? "" : String(value));
+    }
+    for (const child of children) {
+      if (child === null || child === undefined) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function svg(tag, attrs) {
+    const node = document.createElementNS(SVG_NS, tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (name === "text") node.textContent = String(value);
+      else node.setAttribute(name, String(value));
+    }
+    return node;
+  }
+
+  // Integer minor units → "1 234.56 EUR" with integer arithmetic only (no float rounding of money).
+  function money(minor) {
+    if (typeof minor !== "number" || !Number.isSafeInteger(minor)) return "—";
+    const sign = minor < 0 ? "-" : "";
+    const abs = Math.abs(minor);
+    const major = Math.trunc(abs / 100);
+    const cents = abs - major * 100;
+    const grouped = String(major).replace(/\B(?=(\d{3})+(?!\d))/g, " ");
+    return sign + grouped + "." + String(cents).padStart(2, "0") + (state.currency ? " " + state.currency : "");
+  }
+
+  function utcDay(offsetDays) {
+    const d = new Date(Date.now() + (offsetDays || 0) * 86400000);
+    return d.toISOString().slice(0, 10);
+  }
+
+  function when(iso) { return iso ? iso.replace("T", " ").replace(/\.\d+Z$/, "Z") : "—"; }
+
+  function canUse(route) { return !!state.who && state.who.routes.includes(route); }
+
+  // ---- API ------------------------------------------------------------------------------------
+  async function api(path, options) {
+    const opts = options || {};
+    const headers = { "Authorization": "Bearer " + (opts.key || state.key), "Accept": "application/json" };
+    const init = { method: opts.method || "GET", headers, cache: "no-store" };
+    if (opts.body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(opts.body);
+    }
+    let response;
+    try {
+      response = await fetch(API + path, init);
+    } catch (err) {
+      throw new ApiError(0, "network", "central does not answer (" + err.message + ")");
+    }
+    let body = null;
+    try { body = await response.json(); } catch (err) { body = null; }
+    if (!response.ok) {
+      const e = body && body.error ? body.error : {};
+      throw new ApiError(response.status, e.code || "error", e.message || ("HTTP " + response.status));
+    }
+    return body;
+  }
+
+  // Renders a section's failure in place: 403 is a role matter, 401 means log in again.
+  function showError(container, err) {
+    container.replaceChildren();
+    if (err.status === 401) {
+      logout("Your API key is no longer valid: log in again.");
+      return;
+    }
+    if (err.status === 403) {
+      container.append(el("p", { class: "denied", text: "Not permitted for your role (" + state.who.role + ")." }));
+    } else if (err.status === 404) {
+      container.append(el("p", { class: "notice", text: "Not available on this server: " + err.message }));
+    } else {
+      container.append(el("p", { class: "error", text: "Could not load: " + err.message }));
+    }
+  }
+
+  async function section(container, route, load) {
+    if (!canUse(route)) {
+      container.replaceChildren(el("p", { class: "denied",
+        text: "Not permitted for your role (" + state.who.role + ")." }));
+      return;
+    }
+    try {
+      await load();
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      showError(container, err);
+    }
+  }
+
+  function table(headers, rows, attrs) {
+    const thead = el("thead", {}, el("tr", {}, ...headers.map((h) => el("th", { text: h }))));
+    const tbody = el("tbody", {}, ...rows);
+    return el("table", attrs || {}, thead, tbody);
+  }
+
+  // ---- login ----------------------------------------------------------------------------------
+  async function login(key) {
+    const who = await api("/whoami", { key });
+    state.key = key;
+    state.who = who;
+    sessionStorage.setItem(KEY_STORE, key);
+    $("whoami").textContent = who.id + " · " + who.role + (who.halls ? " · halls: " + who.halls.join(", ") : "");
+    $("whoami").dataset.role = who.role;
+    $("login").hidden = true;
+    $("app").hidden = false;
+    $("session").hidden = false;
+    await show(state.view);
+    schedule();
+  }
+
+  function logout(message) {
+    sessionStorage.removeItem(KEY_STORE);
+    state.key = null;
+    state.who = null;
+    if (state.timer) clearInterval(state.timer);
+    state.timer = null;
+    // nothing of the last user's data stays on the page for the next one
+    state.view = "overview";
+    state.floorHall = null;
+    state.commands = [];
+    state.currency = "";
+    for (const node of document.querySelectorAll(".panel, .summary, .legend, #floor-hall")) node.replaceChildren();
+    $("whoami").textContent = "";
+    $("app").hidden = true;
+    $("session").hidden = true;
+    $("login").hidden = false;
+    $("api-key").value = "";
+    const error = $("login-error");
+    error.hidden = !message;
+    error.textContent = message || "";
+  }
+
+  async function onLogin(event) {
+    event.preventDefault();
+    const key = $("api-key").value.trim();
+    const error = $("login-error");
+    error.hidden = true;
+    if (!key) return;
+    try {
+      await login(key);
+    } catch (err) {
+      error.textContent = err.status === 401 ? "That API key is not valid." : "Login failed: " + err.message;
+      error.hidden = false;
+    }
+  }
+
+  function schedule() {
+    if (state.timer) clearInterval(state.timer);
+    state.timer = setInterval(() => { if (state.key) refresh(); }, REFRESH_MS);
+  }
+
+  // ---- views ----------------------------------------------------------------------------------
+  const VIEWS = {
+    overview: renderOverview, floor: renderFloor, charts: renderCharts, alerts: renderAlerts, catalog: renderCatalog,
+  };
+
+  async function show(view) {
+    state.view = view;
+    for (const button of document.querySelectorAll("#views button")) {
+      button.classList.toggle("active", button.dataset.view === view);
+    }
+    for (const name of Object.keys(VIEWS)) $("view-" + name).hidden = name !== view;
+    await refresh();
+  }
+
+  async function refresh() {
+    const main = document.querySelector("main");
+    main.dataset.loading = "true";
+    try {
+      await VIEWS[state.view]();
+    } finally {
+      main.dataset.loading = "false";
+    }
+  }
+
+  async function hallIds() {
+    if (!canUse("GET /halls")) return state.who.halls || [];
+    const halls = await api("/halls");
+    return halls.rows.map((h) => h.id);
+  }
+
+  // Network: halls online and today's GGR per hall (UTC day, as the rollups count it).
+  async function renderOverview() {
+    const body = $("overview-body");
+    const summary = $("overview-summary");
+    const mayHalls = canUse("GET /halls");
+    const mayGgr = canUse("GET /reports/ggr");
+    const denied = "not permitted for your role";
+    if (!mayHalls && !mayGgr) {
+      summary.textContent = "";
+      body.replaceChildren(el("p", { class: "denied", text: "Not permitted for your role (" + state.who.role + ")." }));
+      return;
+    }
+    try {
+      const halls = mayHalls ? (await api("/halls")).rows : null;
+      let ggr = null;
+      let ggrError = null;
+      if (mayGgr) {
+        try {
+          const today = utcDay(0);
+          ggr = await api("/reports/ggr?group_by=hall&from=" + today + "&to=" + today);
+          state.currency = ggr.currency;
+        } catch (err) {
+          if (!(err instanceof ApiError) || err.status === 401) throw err;
+          ggrError = err;
+        }
+      }
+      const byHall = new Map((ggr ? ggr.rows : []).map((r) => [r.key, r]));
+      // machines per state, for the roles that see the floor (one small request per hall)
+      const floors = new Map();
+      if (halls && canUse("GET /floor")) {
+        await Promise.all(halls.map(async (h) => {
+          try {
+            floors.set(h.id, await api("/floor?hall=" + encodeURIComponent(h.id)));
+          } catch (err) {
+            if (!(err instanceof ApiError) || err.status === 401) throw err;
+          }
+        }));
+      }
+      // a role without the agents' status (regulator) still sees each hall's money
+      const list = halls || (ggr ? ggr.rows.map((r) => ({ id: r.key, online: undefined, status_at: null })) : []);
+      const parts = [];
+      if (halls) parts.push(halls.filter((h) => h.online === true).length + " of " + halls.length + " halls online");
+      if (ggr) parts.push("GGR today " + money(ggr.rows.reduce((sum, r) => sum + r.ggr, 0)));
+      summary.textContent = parts.join(" · ");
+      const rows = list.map((h) => {
+        const r = byHall.get(h.id);
+        const status = h.online === true ? "online" : h.online === false ? "offline" : "unknown";
+        const agentCell = halls ? el("td", { class: "online " + status, text: status })
+          : el("td", { class: "online denied", text: denied });
+        const ggrCell = ggr
+          ? el("td", { class: "ggr num", "data-minor": r ? r.ggr : 0, text: money(r ? r.ggr : 0) })
+          : el("td", { class: "ggr denied", text: ggrError && ggrError.status !== 403 ? ggrError.message : denied });
+        const name = canUse("GET /floor")
+          ? el("button", { type: "button", class: "link", text: h.id,
+            onclick: () => { state.floorHall = h.id; show("floor"); } })
+          : h.id;
+        const floor = floors.get(h.id);
+        const machines = floor
+          ? el("td", { class: "machines", "data-total": floor.machines.length,
+            text: floor.machines.length + " machines: " + STATES.filter((st) => floor.counts[st])
+              .map((st) => floor.counts[st] + " " + STATE_LABEL[st]).join(", ") })
+          : el("td", { class: "machines denied", text: canUse("GET /floor") ? "—" : denied });
+        return el("tr", { "data-hall": h.id }, el("td", {}, name), agentCell, ggrCell,
+          el("td", { class: "num", text: r ? r.rounds : (ggr ? 0 : "—") }), machines,
+          el("td", { text: when(h.status_at) }));
+      });
+      body.replaceChildren(rows.length ? table(["Hall", "Agent", "GGR today", "Rounds today", "Machines",
+        "Status since"], rows,
+        { id: "halls-table" }) : el("p", { class: "notice", text: "No hall is registered yet." }));
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      showError(body, err);
+    }
+  }
+
+  // Floor: each machine with its state; operators and admins may disable or enable it.
+  async function renderFloor() {
+    const grid = $("floor-grid");
+    const select = $("floor-hall");
+    await section(grid, "GET /floor", async () => {
+      const ids = await hallIds();
+      if (!state.floorHall || !ids.includes(state.floorHall)) state.floorHall = ids[0] || null;
+      select.replaceChildren(...ids.map((id) => el("option", { value: id, text: id,
+        selected: id === state.floorHall })));
+      if (!state.floorHall) {
+        grid.replaceChildren(el("p", { class: "notice", text: "No hall is registered yet." }));
+        return;
+      }
+      const floor = await api("/floor?hall=" + encodeURIComponent(state.floorHall));
+      $("floor-summary").textContent = STATES.map((s) => floor.counts[s] + " " + STATE_LABEL[s]).join(" · ") +
+        (floor.hall_online === false ? " · the hall's agent is offline" : "") +
+        (floor.complete === false ? " · central's monitor is behind: an older open door or tilt may be missing" : "");
+      $("floor-legend").replaceChildren(...STATES.map((s) => el("span", { class: "chip state-" + s,
+        text: STATE_LABEL[s] })));
+      const mayCommand = canUse("POST /commands");
+      const tiles = floor.machines.map((m) => {
+        const tile = el("div", { class: "machine state-" + m.state, "data-device": m.device, "data-state": m.state },
+          el("div", { class: "device", text: m.device }),
+          el("div", { class: "kind", text: m.kind }),
+          el("div", { class: "state", text: STATE_LABEL[m.state] || m.state }),
+          el("div", { class: "detail", text: m.detail || (m.last_play ? "last game " + when(m.last_play) : "") }),
+          m.disabled_games.length ? el("div", { class: "games-off", text: "games off: " + m.disabled_games.join(", ") })
+            : null);
+        if (mayCommand) {
+          const action = m.enabled ? "disable_machine" : "enable_machine";
+          tile.append(el("button", { type: "button", class: m.enabled ? "cmd-disable" : "cmd-enable",
+            text: m.enabled ? "Disable" : "Enable",
+            onclick: (event) => { event.target.disabled = true; sendCommand({ hall: floor.hall, device: m.device, action }); },
+          }));
+        }
+        const last = latestCommand(floor.hall, m.device, null);
+        if (last) tile.append(commandBadge(last));
+        return tile;
+      });
+      grid.replaceChildren(...(tiles.length ? tiles
+        : [el("p", { class: "notice", text: "No machine has reported in this hall yet." })]));
+    });
+  }
+
+  // ---- charts (inline SVG, our own code) -------------------------------------------------------
+  function barChart(name, rows, labelOf) {
+    const width = 640;
+    const barGap = 6;
+    const height = 220;
+    const top = 16;
+    const bottom = 48;
+    const left = 8;
+    const values = rows.map((r) => r.ggr);
+    const max = Math.max(0, ...values);
+    const min = Math.min(0, ...values);
+    const span = max - min || 1;
+    const plot = height - top - bottom;
+    const zeroY = top + (max / span) * plot;
+    const barWidth = rows.length ? Math.max(4, Math.min(60, (width - left * 2) / rows.length - barGap)) : 0;
+    const chart = svg("svg", { class: "chart", "data-chart": name, viewBox: "0 0 " + width + " " + height,
+      role: "img", "aria-label": "GGR by " + name });
+    chart.append(svg("line", { class: "axis", x1: left, x2: width - left, y1: zeroY, y2: zeroY }));
+    rows.forEach((r, i) => {
+      const x = left + i * (barWidth + barGap);
+      const h = (Math.abs(r.ggr) / span) * plot;
+      const y = r.ggr >= 0 ? zeroY - h : zeroY;
+      const bar = svg("rect", { class: "bar" + (r.ggr < 0 ? " negative" : ""), x, y, width: barWidth,
+        height: Math.max(h, 1), "data-key": r.key, "data-ggr": r.ggr });
+      bar.append(svg("title", { text: labelOf(r) + ": " + money(r.ggr) + " (bets " + money(r.bets) +
+        ", wins " + money(r.wins) + ", " + r.rounds + " rounds)" }));
+      chart.append(bar);
+      chart.append(svg("text", { class: "value", x: x + barWidth / 2, y: r.ggr >= 0 ? y - 3 : y + h + 11,
+        "text-anchor": "middle", text: money(r.ggr).replace(" " + state.currency, "") }));
+      chart.append(svg("text", { class: "label", x: x + barWidth / 2, y: height - bottom + 24,
+        "text-anchor": "middle", text: labelOf(r) }));
+    });
+    if (!rows.length) {
+      chart.append(svg("text", { class: "label", x: width / 2, y: height / 2, "text-anchor": "middle",
+        text: "no play in this period" }));
+    }
+    return chart;
+  }
+
+  async function renderCharts() {
+    const specs = [
+      ["day", "/reports/ggr?group_by=day&from=" + utcDay(-29) + "&to=" + utcDay(0), (r) => r.key.slice(5)],
+      ["provider", "/reports/ggr?group_by=provider", (r) => r.key],
+      ["hall", "/reports/ggr?group_by=hall", (r) => r.key],
+    ];
+    for (const [name, path, labelOf] of specs) {
+      const box = $("chart-" + name);
+      await section(box, "GET /reports/ggr", async () => {
+        const report = await api(path);
+        state.currency = report.currency;
+        const rows = name === "day" ? report.rows.slice().sort((a, b) => a.key.localeCompare(b.key)) : report.rows;
+        const total = rows.reduce((s, r) => s + r.ggr, 0);
+        box.replaceChildren(barChart(name, rows, labelOf),
+          el("p", { class: "total", "data-minor": total, text: "Total " + money(total) }));
+      });
+    }
+  }
+
+  // ---- alerts and the integration log ---------------------------------------------------------
+  async function renderAlerts() {
+    const alerts = $("alerts-body");
+    const log = $("log-body");
+    await section(alerts, "GET /alerts", async () => {
+      const data = await api("/alerts?state=active&limit=200");
+      const mayAck = canUse("POST /alerts/{id}/ack");
+      const rows = data.rows.map((a) => el("tr", { "data-alert": a.id, class: "alert-" + a.kind },
+        el("td", { text: when(a.raised_at) }), el("td", { text: a.hall }), el("td", { text: a.device || "" }),
+        el("td", { text: a.kind }), el("td", { text: a.detail }),
+        el("td", { class: "state", text: a.state + (a.acked_by ? " by " + a.acked_by : "") }),
+        el("td", {}, mayAck && a.state === "open" ? el("button", { type: "button", class: "ack",
+          text: "Acknowledge", onclick: () => acknowledge(a.id) }) : null)));
+      alerts.replaceChildren(rows.length ? table(["Raised", "Hall", "Device", "Kind", "Detail", "State", ""], rows,
+        { id: "alerts-table" }) : el("p", { class: "notice", text: "No active alert." }));
+    });
+    await section(log, "GET /integration-log", async () => {
+      const data = await api("/integration-log?limit=200");
+      const rows = data.rows.map((e) => el("tr", { class: "log-" + e.kind },
+        el("td", { text: when(e.time) }), el("td", { text: e.hall || "" }), el("td", { text: e.kind }),
+        el("td", { text: e.device || "" }), el("td", { text: e.detail })));
+      log.replaceChildren(rows.length ? table(["Time", "Hall", "Kind", "Device", "Detail"], rows,
+        { id: "log-table" }) : el("p", { class: "notice", text: "The integration log is empty." }));
+    });
+  }
+
+  // "Seen, on it": recorded once by central (who and when, audited); the alert stays until its cause ends.
+  async function acknowledge(id) {
+    try {
+      await api("/alerts/" + encodeURIComponent(id) + "/ack", { method: "POST" });
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      if (err.status !== 409) {   // 409: someone acknowledged it meanwhile; the refresh shows who
+        showError($("alerts-body"), err);
+        return;
+      }
+    }
+    await refresh();
+  }
+
+  // ---- catalog and commands -------------------------------------------------------------------
+  async function renderCatalog() {
+    renderCommands();
+    await section($("catalog-games"), "GET /catalog/games", async () => {
+      const data = await api("/catalog/games");
+      const rows = data.rows.map((g) => el("tr", { "data-game": g.id },
+        el("td", { text: g.id }), el("td", { text: g.name }), el("td", { text: g.provider }),
+        el("td", { text: g.category }), el("td", { class: "num", text: bp(g.rtp_bp) }),
+        el("td", { class: "num", text: money(g.min_bet) + " – " + money(g.max_bet) }), el("td", { text: g.status })));
+      $("catalog-games").replaceChildren(rows.length ? table(["Game", "Name", "Provider", "Category", "RTP",
+        "Bet", "Status"], rows, { id: "games-table" }) : el("p", { class: "notice", text: "The catalog is empty." }));
+    });
+    await section($("catalog-devices"), "GET /catalog/availability", async () => {
+      const data = await api("/catalog/availability");
+      const mayCommand = canUse("POST /commands");
+      const rows = [];
+      for (const d of data.devices) {
+        for (const g of d.games) {
+          const on = g.available;
+          const action = on ? "disable_game" : "enable_game";
+          rows.push(el("tr", { "data-device": d.device, "data-number": g.number },
+            el("td", { text: d.hall }), el("td", { text: d.device }), el("td", { class: "num", text: g.number }),
+            el("td", { text: g.game || "(not in the catalog)" }), el("td", { text: g.provider || "" }),
+            el("td", { class: on ? "available" : "unavailable", text: on ? "available" : "unavailable" }),
+            el("td", {}, mayCommand ? el("button", { type: "button", class: on ? "cmd-disable" : "cmd-enable",
+              text: on ? "Disable game" : "Enable game",
+              onclick: (event) => {
+                event.target.disabled = true;
+                sendCommand({ hall: d.hall, device: d.device, action, game: String(g.number) });
+              } })
+              : null)));
+        }
+      }
+      $("catalog-devices").replaceChildren(rows.length ? table(["Hall", "Machine", "No.", "Game", "Provider",
+        "Now", ""], rows, { id: "availability-table" })
+        : el("p", { class: "notice", text: "No machine has reported or been given games yet." }));
+    });
+  }
+
+  function bp(value) {
+    if (typeof value !== "number") return "—";
+    return Math.trunc(value / 100) + "." + String(value % 100).padStart(2, "0") + " %";
+  }
+
+  function latestCommand(hall, device, game) {
+    for (let i = state.commands.length - 1; i >= 0; i--) {
+      const c = state.commands[i];
+      if (c.hall === hall && c.device === device && (game === null || c.game === game)) return c;
+    }
+    return null;
+  }
+
+  function commandBadge(c) {
+    return el("div", { class: "command-status status-" + c.status, "data-command": c.id, "data-status": c.status,
+      title: c.detail || "", text: c.action.replace("_", " ") + (c.game ? " " + c.game : "") + ": " + c.status });
+  }
+
+  function renderCommands() {
+    const box = $("commands-body");
+    if (!canUse("POST /commands")) {
+      box.replaceChildren(el("p", { class: "denied", text: "Sending commands is not permitted for your role (" +
+        state.who.role + ")." }));
+      return;
+    }
+    const rows = state.commands.slice().reverse().map((c) => el("tr", { "data-command": c.id },
+      el("td", { text: c.id }), el("td", { text: c.hall }), el("td", { text: c.device }),
+      el("td", { text: c.action + (c.game ? " " + c.game : "") }),
+      el("td", { class: "status status-" + c.status, text: c.status }), el("td", { text: c.detail || "" })));
+    box.replaceChildren(rows.length ? table(["Command", "Hall", "Machine", "Action", "Status", "Detail"], rows,
+      { id: "commands-table" }) : el("p", { class: "notice",
+      text: "No command sent from this tab yet: use Disable / Enable on the floor or per game below." }));
+  }
+
+  function commandChanged() {
+    // Update every badge and the command table in place (no reload of the view needed).
+    for (const c of state.commands) {
+      for (const node of document.querySelectorAll('[data-command="' + CSS.escape(c.id) + '"]')) {
+        if (node.classList.contains("command-status")) node.replaceWith(commandBadge(c));
+      }
+    }
+    if (state.view === "catalog") renderCommands();
+    if (state.view === "floor") {
+      for (const tile of document.querySelectorAll("#floor-grid .machine")) {
+        const c = latestCommand(state.floorHall, tile.dataset.device, null);
+        const old = tile.querySelector(".command-status");
+        if (c && (!old || old.dataset.command !== c.id)) {
+          if (old) old.replaceWith(commandBadge(c)); else tile.append(commandBadge(c));
+        }
+      }
+    }
+  }
+
+  async function sendCommand(body) {
+    let created;
+    try {
+      created = await api("/commands", { method: "POST", body });
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      if (err.status === 401) { logout("Your API key is no longer valid: log in again."); return; }
+      const failed = { id: "(not sent)", ...body, game: body.game || null, status: "failed",
+        detail: err.status === 403 ? "not permitted for your role" : err.message };
+      state.commands.push(failed);
+      commandChanged();
+      return;
+    }
+    const command = { id: created.id, hall: body.hall, device: body.device, action: body.action,
+      game: body.game || null, status: created.status, detail: "" };
+    state.commands.push(command);
+    commandChanged();
+    for (let i = 0; i < POLL_LIMIT && !FINAL.includes(command.status) && state.key; i++) {
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+      try {
+        const now = await api("/commands/" + encodeURIComponent(command.id));
+        if (now.status !== command.status || now.detail !== command.detail) {
+          command.status = now.status;
+          command.detail = now.detail || "";
+          commandChanged();
+        }
+      } catch (err) {
+        if (!(err instanceof ApiError)) throw err;
+        if (err.status === 401 || err.status === 403) break;
+      }
+    }
+  }
+
+  // ---- start ----------------------------------------------------------------------------------
+  function start() {
+    $("login-form").addEventListener("submit", onLogin);
+    $("logout").addEventListener("click", () => logout(""));
+    $("refresh").addEventListener("click", () => refresh());
+    for (const button of document.querySelectorAll("#views button")) {
+      button.addEventListener("click", () => show(button.dataset.view));
+    }
+    $("floor-hall").addEventListener("change", (event) => {
+      state.floorHall = event.target.value;
+      refresh();
+    });
+    const saved = sessionStorage.getItem(KEY_STORE);
+    if (saved) {
+      login(saved).catch((err) => logout(err.status === 401 ? "Your saved API key is no longer valid." : err.message));
+    }
+    document.body.dataset.ready = "true";
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();

@@ -1,0 +1,60 @@
+"""The floor view's part of the SQLite store: what :func:`central.floor.derive` needs of one hall.
+
+A mixin of :class:`central.store.sqlite.SqliteStore` (which provides ``_reader``). Every read is
+bounded: the condition events after the monitor's cursor (a range of the primary key, at most
+``max_events`` seqs), each device's newest game event (``events_by_device`` newest first: play is
+most of a machine's events, so the first match is near), and the applied enable/disable commands of
+the hall (``commands_by_hall``). Only SQL PostgreSQL also accepts; event data is decoded in Python.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import msgspec
+
+from central.floor import CONDITION_TYPES, PLAY_TYPES
+
+from .base import DeviceEventRow, FloorReads
+
+_DECODER = msgspec.json.Decoder()
+_CONDITIONS = ", ".join(f"'{t}'" for t in CONDITION_TYPES)
+_PLAYS = ", ".join(f"'{t}'" for t in PLAY_TYPES)
+_SWITCHES = {"disable_machine": False, "enable_machine": True, "disable_game": False, "enable_game": True}
+
+
+class FloorSqliteMixin:
+    _reader: Any
+
+    async def floor_reads(self, hall: str, *, after_seq: int, max_events: int) -> FloorReads:
+        def body(con: sqlite3.Connection) -> FloorReads:
+            newest = con.execute("SELECT MAX(seq) FROM events WHERE hall = ?", (hall,)).fetchone()[0] or 0
+            from_seq = max(after_seq, newest - max_events)
+            events: dict[str, list[DeviceEventRow]] = {}
+            for seq, device, at, kind, data in con.execute(
+                    "SELECT seq, device, agent_time, type, data FROM events WHERE hall = ? AND seq > ?"
+                    f" AND type IN ({_CONDITIONS}) ORDER BY seq", (hall, from_seq)):
+                events.setdefault(device, []).append(DeviceEventRow(seq, at, kind, _DECODER.decode(data)))
+            last_play: dict[str, int] = {}
+            for (device,) in con.execute("SELECT id FROM devices WHERE hall = ? ORDER BY id", (hall,)).fetchall():
+                row = con.execute("SELECT seq, agent_time, type, data FROM events WHERE hall = ? AND device = ?"
+                                  f" AND type IN ({_PLAYS}) ORDER BY seq DESC LIMIT 1", (hall, device)).fetchone()
+                if row is None:
+                    continue
+                last_play[device] = row[1]
+                if row[0] > after_seq:   # the monitor has not folded it yet: it may clear a fault
+                    play = DeviceEventRow(row[0], row[1], row[2], _DECODER.decode(row[3]))
+                    events[device] = sorted([*events.get(device, []), play], key=lambda e: e.seq)
+            switches: dict[str, dict[str | None, bool]] = {}
+            marks = ", ".join("?" for _ in _SWITCHES)
+            for device, action, game in con.execute(
+                    "SELECT device, action, game FROM commands WHERE hall = ? AND status = 'applied'"
+                    f" AND device IS NOT NULL AND action IN ({marks}) ORDER BY updated_at, created_at",
+                    (hall, *_SWITCHES)):
+                key = game if action.endswith("_game") else None
+                switches.setdefault(device, {})[key] = _SWITCHES[action]
+            return FloorReads(events=events, last_play=last_play, switches=switches, from_seq=from_seq,
+                              newest_seq=newest)
+
+        return await self._reader.run(body)

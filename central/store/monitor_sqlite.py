@@ -1,0 +1,287 @@
+"""Monitoring's and the reconciliation's part of the SQLite store: alerts, the monitor's cursors and
+device conditions, and the per-device reads the meters-versus-events report needs.
+
+A mixin of :class:`central.store.sqlite.SqliteStore` (which provides ``_writer``/``_reader``); kept
+here so this feature's SQL is in one file. Only SQL PostgreSQL also accepts: no JSON functions (event
+data is decoded in Python), partial indexes with literal predicates (both databases have them).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import msgspec
+
+from central.reconcile import day_bounds, event_money, gaming_day
+from protocols.sync.money import ZERO, Contribution
+
+from .base import (
+    ALERT_STATES,
+    AlertDraft,
+    AlertRecord,
+    DeviceCondition,
+    DeviceEventRow,
+    DeviceRecord,
+    HallRecord,
+    MonitorInputs,
+)
+
+T = TypeVar("T")
+_DECODER = msgspec.json.Decoder()
+_MAX_LIMIT = 10_000
+_ALERT_COLUMNS = "id, hall, device, kind, subject, detail, raised_at, cleared_at, acked_by, acked_at"
+_DELAY_SAMPLE = 50
+"""Newest events per hall whose processing delay the monitor looks at (the primary key reads them)."""
+_LINK_KINDS = ("rejected", "format_error", "resend", "missed")
+"""Integration-log kinds the monitor counts: trouble on a hall's link (gaps, refused or malformed
+batches) and ``missed`` records (meters moved more than the events said), which get their own alert."""
+_CONDITION_TYPES = "'device.door', 'game.error', 'device.status', 'handpay', 'service'"
+_PLAY_TYPES = "'game.bet', 'game.win', 'game.ended', 'game.loss'"
+_SWITCH_ACTIONS = ("disable_machine", "enable_machine", "disable_game", "enable_game")
+
+
+def _tx(con: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
+    """BEGIN IMMEDIATE … COMMIT (the same discipline as the rest of the store), rolled back on error."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        result = body(con)
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+    return result
+
+
+def _hall_filter(where: list[str], params: list[Any], hall: str | None, halls: Sequence[str] | None) -> bool:
+    """Add hall filters; False when the scope is empty (the query can return nothing)."""
+    if hall is not None:
+        if halls is not None and hall not in halls:
+            return False
+        where.append("hall = ?")
+        params.append(hall)
+    elif halls is not None:
+        if not halls:
+            return False
+        where.append(f"hall IN ({', '.join('?' for _ in halls)})")
+        params.extend(halls)
+    return True
+
+
+def _alert(r: tuple[Any, ...]) -> AlertRecord:
+    return AlertRecord(id=r[0], hall=r[1], device=r[2], kind=r[3], subject=r[4], detail=r[5], raised_at=r[6],
+                       cleared_at=r[7], acked_by=r[8], acked_at=r[9])
+
+
+def _row(r: tuple[Any, ...]) -> DeviceEventRow:
+    return DeviceEventRow(seq=r[0], agent_time=r[1], type=r[2], data=_DECODER.decode(r[3]))
+
+
+class MonitorSqliteMixin:
+    """See the module docstring; every method is one read or one transaction."""
+
+    _reader: Any
+    _writer: Any
+
+    # ---- monitor state ---------------------------------------------------------------------------------
+    async def monitor_state(self) -> tuple[dict[str, int], list[DeviceCondition]]:
+        def body(con: sqlite3.Connection) -> tuple[dict[str, int], list[DeviceCondition]]:
+            cursors = {r[0]: r[1] for r in con.execute("SELECT hall, seq FROM monitor_cursors")}
+            conditions = [DeviceCondition(hall=r[0], device=r[1], name=r[2], since=r[3], detail=r[4])
+                          for r in con.execute("SELECT hall, device, name, since, detail FROM monitor_conditions"
+                                               " ORDER BY hall, device, name")]
+            return cursors, conditions
+
+        return await self._reader.run(body)
+
+    async def monitor_events(self, hall: str, *, after_seq: int,
+                             through_seq: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        def body(con: sqlite3.Connection) -> tuple[list[dict[str, Any]], dict[str, int]]:
+            events = [{"seq": r[0], "device": r[1], "type": r[2], "agent_time": r[3], "data": _DECODER.decode(r[4])}
+                      for r in con.execute(
+                          "SELECT seq, device, type, agent_time, data FROM events WHERE hall = ? AND seq > ?"
+                          f" AND seq <= ? AND type IN ({_CONDITION_TYPES}) ORDER BY seq",
+                          (hall, after_seq, through_seq))]
+            play = {r[0]: r[1] for r in con.execute(
+                "SELECT device, MAX(seq) FROM events WHERE hall = ? AND seq > ? AND seq <= ?"
+                f" AND type IN ({_PLAY_TYPES}) GROUP BY device", (hall, after_seq, through_seq))}
+            return events, play
+
+        return await self._reader.run(body)
+
+    async def monitor_inputs(self, *, delay_since: int, link_since: int, failures_since: int) -> MonitorInputs:
+        def body(con: sqlite3.Connection) -> MonitorInputs:
+            halls = [HallRecord(id=r[0], public_key_pem="", added_at=r[1], last_seq=r[2], last_hash="",
+                                online=None if r[3] is None else bool(r[3]), session=r[4], status_at=r[5])
+                     for r in con.execute("SELECT id, added_at, last_seq, online, session, status_at FROM halls"
+                                          " ORDER BY id")]
+            devices = [DeviceRecord(id=r[0], hall=r[1], kind=r[2], online=None if r[3] is None else bool(r[3]),
+                                    enabled=bool(r[4]), first_seen=r[5], last_seen=r[6], last_seq=r[7])
+                       for r in con.execute("SELECT id, hall, kind, online, enabled, first_seen, last_seen, last_seq"
+                                            " FROM devices ORDER BY hall, id")]
+            delays: dict[str, int] = {}
+            for hall in halls:
+                worst = None
+                for central_time, agent_time in con.execute(
+                        "SELECT central_time, agent_time FROM events WHERE hall = ? ORDER BY seq DESC LIMIT ?",
+                        (hall.id, _DELAY_SAMPLE)):
+                    if central_time >= delay_since:
+                        delay = central_time - agent_time
+                        worst = delay if worst is None else max(worst, delay)
+                if worst is not None:
+                    delays[hall.id] = worst
+            link: dict[str, dict[str, int]] = {}
+            marks = ", ".join("?" for _ in _LINK_KINDS)
+            for hall, kind, count in con.execute(
+                    f"SELECT hall, kind, COUNT(*) FROM integration_log WHERE time >= ? AND hall IS NOT NULL"
+                    f" AND kind IN ({marks}) GROUP BY hall, kind", (link_since, *_LINK_KINDS)):
+                link.setdefault(hall, {})[kind] = count
+            failed = {(r[0], r[1]): r[2] for r in con.execute(
+                "SELECT hall, device, COUNT(*) FROM commands WHERE status = 'failed' AND updated_at >= ?"
+                " AND device IS NOT NULL GROUP BY hall, device", (failures_since,))}
+            switches: dict[tuple[str, str, str | None], tuple[str, int]] = {}
+            marks = ", ".join("?" for _ in _SWITCH_ACTIONS)
+            for hall, device, game, action, at in con.execute(
+                    f"SELECT hall, device, game, action, updated_at FROM commands WHERE status = 'applied'"
+                    f" AND device IS NOT NULL AND action IN ({marks}) ORDER BY updated_at, id", _SWITCH_ACTIONS):
+                target = (hall, device, game if action.endswith("_game") else None)
+                switches[target] = (action, at)  # ordered by time: the newest applied one wins
+            return MonitorInputs(halls=halls, devices=devices, delays=delays, link_errors=link,
+                                 failed_commands=failed, switches=switches)
+
+        return await self._reader.run(body)
+
+    async def sync_alerts(self, drafts: Sequence[AlertDraft], *, now: int, cursors: dict[str, int],
+                          conditions: Sequence[DeviceCondition],
+                          hold: Sequence[tuple[str, str]] = ()) -> tuple[int, int]:
+        wanted = {(d.hall, d.device or "", d.kind, d.subject): d for d in drafts}
+        held = set(hold)
+
+        def body(con: sqlite3.Connection) -> tuple[int, int]:
+            open_rows = {(r[1], r[2] or "", r[3], r[4]): r[0] for r in con.execute(
+                "SELECT id, hall, device, kind, subject FROM alerts WHERE cleared_at IS NULL")}
+            raised = cleared = 0
+            for key, alert_id in open_rows.items():
+                if key not in wanted and (key[0], key[2]) not in held:
+                    con.execute("UPDATE alerts SET cleared_at = ? WHERE id = ? AND cleared_at IS NULL", (now, alert_id))
+                    cleared += 1
+            for key, draft in wanted.items():
+                if key in open_rows:
+                    continue
+                con.execute("INSERT INTO alerts (hall, device, kind, subject, detail, raised_at)"
+                            " VALUES (?, ?, ?, ?, ?, ?)",
+                            (draft.hall, draft.device, draft.kind, draft.subject, draft.detail[:2000], now))
+                raised += 1
+            for hall, seq in cursors.items():
+                con.execute("INSERT INTO monitor_cursors (hall, seq) VALUES (?, ?)"
+                            " ON CONFLICT (hall) DO UPDATE SET seq = excluded.seq", (hall, seq))
+            con.execute("DELETE FROM monitor_conditions")
+            con.executemany("INSERT INTO monitor_conditions (hall, device, name, since, detail) VALUES (?, ?, ?, ?, ?)",
+                            [(c.hall, c.device, c.name, c.since, c.detail[:2000]) for c in conditions])
+            return raised, cleared
+
+        return await self._writer.run(lambda con: _tx(con, body))
+
+    # ---- alerts ----------------------------------------------------------------------------------------
+    async def alerts(self, *, hall: str | None = None, halls: Sequence[str] | None = None, state: str = "open",
+                     kind: str | None = None, device: str | None = None, limit: int = 100) -> list[AlertRecord]:
+        if state not in ALERT_STATES:
+            raise ValueError(f"state must be one of {', '.join(ALERT_STATES)}, not {state!r}")
+        where: list[str] = []
+        params: list[Any] = []
+        if not _hall_filter(where, params, hall, halls):
+            return []
+        where.extend({"open": ["cleared_at IS NULL", "acked_at IS NULL"],
+                      "acked": ["cleared_at IS NULL", "acked_at IS NOT NULL"],
+                      "active": ["cleared_at IS NULL"],
+                      "cleared": ["cleared_at IS NOT NULL"],
+                      "all": []}[state])
+        for column, value in (("kind", kind), ("device", device)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        params.append(max(1, min(limit, _MAX_LIMIT)))
+        sql = (f"SELECT {_ALERT_COLUMNS} FROM alerts{' WHERE ' + ' AND '.join(where) if where else ''}"
+               " ORDER BY id DESC LIMIT ?")
+        return await self._reader.run(
+            lambda con: [_alert(r) for r in con.execute(sql, params)])
+
+    async def alert(self, alert_id: int) -> AlertRecord | None:
+        def body(con: sqlite3.Connection) -> AlertRecord | None:
+            row = con.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+            return None if row is None else _alert(row)
+
+        return await self._reader.run(body)
+
+    async def ack_alert(self, alert_id: int, *, by: str, at: int) -> bool:
+        def body(con: sqlite3.Connection) -> bool:
+            cur = con.execute("UPDATE alerts SET acked_by = ?, acked_at = ? WHERE id = ? AND acked_at IS NULL",
+                              (by, at, alert_id))
+            return cur.rowcount == 1
+
+        return await self._writer.run(lambda con: _tx(con, body))
+
+    # ---- reconciliation reads --------------------------------------------------------------------------
+    async def meter_snapshots(self, hall: str, device: str, *, time_from: int, time_to: int) -> list[DeviceEventRow]:
+        def body(con: sqlite3.Connection) -> list[DeviceEventRow]:
+            base = ("SELECT seq, agent_time, type, data FROM events WHERE hall = ? AND device = ?"
+                    " AND type = 'meters.snapshot'")
+            before = con.execute(base + " AND agent_time < ? ORDER BY agent_time DESC, seq DESC LIMIT 1",
+                                 (hall, device, time_from)).fetchall()
+            inside = con.execute(base + " AND agent_time >= ? AND agent_time < ? ORDER BY seq",
+                                 (hall, device, time_from, time_to)).fetchall()
+            return sorted((_row(r) for r in before + inside), key=lambda e: e.seq)
+
+        return await self._reader.run(body)
+
+    async def device_integration_events(self, hall: str, device: str, *, after_seq: int) -> list[DeviceEventRow]:
+        sql = ("SELECT seq, agent_time, type, data FROM events WHERE hall = ? AND device = ?"
+               " AND type = 'integration' AND seq > ? ORDER BY seq")
+        return await self._reader.run(
+            lambda con: [_row(r) for r in con.execute(sql, (hall, device, after_seq))])
+
+    async def device_money(self, hall: str, device: str, ranges: Sequence[tuple[int, int]]) -> Contribution:
+        def body(con: sqlite3.Connection) -> Contribution:
+            total = ZERO
+            for after, through in ranges:
+                # streamed row by row: a month of a busy machine is millions of events
+                for kind, data in con.execute("SELECT type, data FROM events WHERE hall = ? AND device = ?"
+                                              " AND seq > ? AND seq <= ?", (hall, device, after, through)):
+                    money = event_money(kind, _DECODER.decode(data))
+                    if money is not ZERO:
+                        total = total + money
+            return total
+
+        return await self._reader.run(body)
+
+    async def device_days(self, *, day_from: dt.date, day_to: dt.date, hall: str | None = None,
+                          halls: Sequence[str] | None = None,
+                          device: str | None = None) -> dict[tuple[str, str, str], Contribution]:
+        where: list[str] = ["day >= ?", "day <= ?"]
+        params: list[Any] = [day_from.isoformat(), day_to.isoformat()]
+        if not _hall_filter(where, params, hall, halls):
+            return {}
+        if device is not None:
+            where.append("device = ?")
+            params.append(device)
+        sql = ("SELECT hall, device, day, SUM(bets), SUM(wins), SUM(rounds), SUM(cash_in), SUM(cash_out)"
+               f" FROM rollups WHERE {' AND '.join(where)} GROUP BY hall, device, day")
+        # a machine whose meters moved while no event (not even a ``missed`` record) arrived has no
+        # rollup: its snapshots alone must still give it a row
+        snap_where = ["type = 'meters.snapshot'", "agent_time >= ?", "agent_time < ?"]
+        snap_params: list[Any] = [day_bounds(day_from)[0], day_bounds(day_to)[1]]
+        _hall_filter(snap_where, snap_params, hall, halls)
+        if device is not None:
+            snap_where.append("device = ?")
+            snap_params.append(device)
+        snap_sql = f"SELECT DISTINCT hall, device, agent_time FROM events WHERE {' AND '.join(snap_where)}"
+
+        def body(con: sqlite3.Connection) -> dict[tuple[str, str, str], Contribution]:
+            out = {(r[0], r[1], r[2]): Contribution(*r[3:]) for r in con.execute(sql, params)}
+            for hall_id, device_id, agent_time in con.execute(snap_sql, snap_params):
+                out.setdefault((hall_id, device_id, gaming_day(agent_time).isoformat()), ZERO)
+            return out
+
+        return await self._reader.run(body)
