@@ -193,8 +193,12 @@ class _Api:
         kind = p.choice(q, "kind", LOG_KINDS)
         limit = p.integer(q, "limit", low=1, high=LOG_MAX_LIMIT, default=100)
         assert limit is not None
+        time_from, time_to = p.instant(q, "from"), p.instant(q, "to")
+        if time_from is not None and time_to is not None and time_from > time_to:
+            raise p.bad_request("from is after to")
         hall, halls = self.scope(request)
-        entries = await self.store.integration_log(hall=hall, kind=kind, limit=limit, halls=halls)
+        entries = await self.store.integration_log(hall=hall, kind=kind, limit=limit, halls=halls,
+                                                   device=p.text(q, "device"), time_from=time_from, time_to=time_to)
         rows = [{"time": p.rfc3339(e.time), "time_us": e.time, "hall": e.hall, "kind": e.kind, "detail": e.detail,
                  "device": e.device} for e in entries]
         return _json({"rows": rows})

@@ -149,10 +149,14 @@ DOCUMENT: Final[dict[str, Any]] = {
             "get": {
                 "operationId": "integrationLog",
                 "summary": "Integration log (duplicates, rejections, format errors, gaps, ...), newest first.",
+                "description": "`from`/`to` bound the row's time as [from, to).",
                 "parameters": [
                     _param("hall"),
                     {"name": "kind", "in": "query", "required": False,
                      "schema": {"type": "string", "enum": list(LOG_KINDS)}},
+                    {"name": "device", "in": "query", "required": False, "schema": {"type": "string"}},
+                    {"name": "from", "in": "query", "required": False, "schema": _INSTANT},
+                    {"name": "to", "in": "query", "required": False, "schema": _INSTANT},
                     {"name": "limit", "in": "query", "required": False,
                      "schema": {"type": "integer", "minimum": 1, "maximum": LOG_MAX_LIMIT, "default": 100}},
                 ],

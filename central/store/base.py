@@ -452,8 +452,9 @@ class Store(Protocol):
         """
 
     async def integration_log(self, *, hall: str | None = None, kind: str | None = None, limit: int = 100,
-                              halls: Sequence[str] | None = None) -> list[LogEntry]:
-        """Newest first."""
+                              halls: Sequence[str] | None = None, device: str | None = None,
+                              time_from: int | None = None, time_to: int | None = None) -> list[LogEntry]:
+        """Newest first; ``time_from``/``time_to`` bound the row's time as [from, to) in µs."""
 
     async def devices(self, *, hall: str | None = None, halls: Sequence[str] | None = None) -> list[DeviceRecord]:
         """Devices by (hall, id)."""

@@ -411,14 +411,17 @@ class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, Mon
         return await self._reader.run(body)
 
     async def integration_log(self, *, hall: str | None = None, kind: str | None = None, limit: int = 100,
-                              halls: Sequence[str] | None = None) -> list[LogEntry]:
+                              halls: Sequence[str] | None = None, device: str | None = None,
+                              time_from: int | None = None, time_to: int | None = None) -> list[LogEntry]:
         where: list[str] = []
         params: list[Any] = []
         if not _scope(where, params, hall, halls):
             return []
-        if kind is not None:
-            where.append("kind = ?")
-            params.append(kind)
+        for column, op, value in (("kind", "=", kind), ("device", "=", device), ("time", ">=", time_from),
+                                  ("time", "<", time_to)):
+            if value is not None:
+                where.append(f"{column} {op} ?")
+                params.append(value)
         params.append(max(1, min(limit, _MAX_EVENTS_LIMIT)))
         sql = f"SELECT time, hall, device, kind, detail FROM integration_log{_where(where)} ORDER BY id DESC LIMIT ?"
 

@@ -18,7 +18,7 @@ from central.api import app as api_app
 from central.api import params as api_params
 from central.apikeys import create_api_key, new_key
 from central.ingest import Ingestor
-from central.store import LOG_KINDS, ROLES, SqliteStore
+from central.store import LOG_KINDS, ROLES, LogEntry, SqliteStore
 from protocols.sync import fingerprint, generate_private_key
 from protocols.sync.money import ZERO, Contribution, contribution
 
@@ -364,6 +364,30 @@ async def test_integration_log_filters_by_kind(
     assert (await api.get("/integration-log", hall="hall-b"))["rows"] == []
 
 
+async def test_integration_log_filters_by_device_and_period(api: Api, store: SqliteStore) -> None:
+    """A technician looks for one machine's trouble yesterday: device and [from, to) narrow the log."""
+    day = 86_400_000_000
+    t0 = 1_780_000_000_000_000
+    await store.log([
+        LogEntry(kind="missed", detail="egm-1 yesterday", time=t0, hall="hall-a", device="egm-1"),
+        LogEntry(kind="missed", detail="egm-2 yesterday", time=t0 + 1, hall="hall-a", device="egm-2"),
+        LogEntry(kind="missed", detail="egm-1 today", time=t0 + day, hall="hall-a", device="egm-1"),
+        LogEntry(kind="rejected", detail="no device", time=t0 + 2, hall="hall-a"),
+    ])
+    rows = (await api.get("/integration-log", device="egm-1"))["rows"]
+    assert [r["detail"] for r in rows] == ["egm-1 today", "egm-1 yesterday"]
+    rows = (await api.get("/integration-log", device="egm-1", **{"from": str(t0), "to": str(t0 + day)}))["rows"]
+    assert [r["detail"] for r in rows] == ["egm-1 yesterday"]
+    rows = (await api.get("/integration-log", **{"from": api_params.rfc3339(t0 + 2)}))["rows"]
+    assert [r["detail"] for r in rows] == ["no device", "egm-1 today"]   # newest written first
+    key = await api.key("technician")
+    status, body, _ = await api.raw("/integration-log", key, **{"from": "2026-01-02T00:00:00Z",
+                                                              "to": "2026-01-01T00:00:00Z"})
+    assert status == 400 and body["error"]["code"] == "bad_request"
+    status, body, _ = await api.raw("/integration-log", key, **{"from": "yesterday"})
+    assert status == 400 and "from" in body["error"]["message"]
+
+
 # --- auth and roles --------------------------------------------------------------------------------
 def test_route_table_is_the_design_table() -> None:
     assert {route: (None if roles is None else set(roles)) for route, roles in ROUTE_ROLES.items()} == EXPECTED_ROLES
@@ -573,7 +597,7 @@ async def test_openapi_document_matches_the_app(api: Api) -> None:
     assert names == {("/reports/ggr", n) for n in ("group_by", "from", "to", "hall")} | {
         ("/devices", "hall")} | {("/events", n) for n in ("hall", "device", "type", "from", "to", "after_seq",
                                                            "limit")} | {
-        ("/integration-log", n) for n in ("hall", "kind", "limit")} | {("/commands/{id}", "id")}
+        ("/integration-log", n) for n in ("hall", "kind", "device", "from", "to", "limit")} | {("/commands/{id}", "id")}
     body_schema = doc["paths"]["/commands"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert _resolve(doc, body_schema)["properties"].keys() == {"hall", "device", "action", "game", "ttl_seconds"}
 
