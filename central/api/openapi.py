@@ -15,7 +15,7 @@ from central.store.base import COMMAND_STATUSES, LOG_KINDS, ROLES
 
 from .roles import ROUTE_ROLES
 
-GROUP_BY_PARAM: Final = ("device", "game", "provider", "hall", "day")
+GROUP_BY_PARAM: Final = ("device", "game", "provider", "hall", "day", "network")
 EVENTS_MAX_LIMIT: Final = 1000
 LOG_MAX_LIMIT: Final = 1000
 
@@ -94,7 +94,8 @@ DOCUMENT: Final[dict[str, Any]] = {
                     "key `\"\"` for money outside a game (bills, tickets). `group_by=provider`: each (hall, "
                     "device, SAS game number) maps to a catalog game by the device's placements, else by "
                     "its reported game and paytable IDs; money no catalog game accounts for (and money outside "
-                    "games) is under the key `unassigned`, so the rows add up to the network total."),
+                    "games) is under the key `unassigned`, so the rows add up to the network total. "
+                    "`group_by=network`: one row, key `network`, over every hall in the key's scope (or `hall`)."),
                 "parameters": [
                     {"name": "group_by", "in": "query", "required": False,
                      "schema": {"type": "string", "enum": list(GROUP_BY_PARAM), "default": "device"}},

@@ -26,8 +26,9 @@ LOG_KINDS: Final = ("duplicate", "rejected", "format_error", "missed", "resend",
 ROLES: Final = ("admin", "operator", "technician", "viewer", "regulator")
 """API key roles (design.md, HTTP section)."""
 
-GROUP_BY: Final = ("device", "game", "hall", "day")
-"""GGR report groupings available now; ``provider`` arrives with the game catalog."""
+GROUP_BY: Final = ("device", "game", "hall", "day", "network")
+"""GGR groupings of the store; ``network`` is one row (key ``network``) over every hall in scope.
+``provider`` is built over ``game`` by the catalog (central/api/provider_reports.py)."""
 
 COMMAND_STATUSES: Final = ("pending", "sent", "applied", "failed", "expired")
 """Statuses of a command central sent (design.md, ``GET /commands/{id}``)."""

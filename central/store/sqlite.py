@@ -369,13 +369,16 @@ class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, Mon
         if day_to is not None:
             where.append("day <= ?")
             params.append(day_to.isoformat())
-        columns = "hall, device" if group_by == "device" else group_by
+        columns = {"device": "hall, device", "network": "'network'"}.get(group_by, group_by)
+        grouping = "" if group_by == "network" else f" GROUP BY {columns} ORDER BY {columns}"
         sql = (f"SELECT {columns}, SUM(bets), SUM(wins), SUM(rounds), SUM(cash_in), SUM(cash_out) FROM rollups"
-               f"{_where(where)} GROUP BY {columns} ORDER BY {columns}")
+               f"{_where(where)}{grouping}")
 
         def body(con: sqlite3.Connection) -> list[GgrRow]:
             out = []
             for row in con.execute(sql, params):
+                if group_by == "network" and row[1] is None:
+                    continue   # nothing in scope: no row, as for every other grouping
                 if group_by == "device":
                     out.append(GgrRow(row[1], *row[2:], hall=row[0]))
                 else:

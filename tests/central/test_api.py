@@ -228,6 +228,7 @@ async def test_ggr_equals_what_the_halls_sent_per_device_game_hall_day_and_provi
         "hall": {h.hall: _row(h.total) for h in halls},
         "day": _truth_by(halls, lambda _, e: _utc_day(e.agent_time)),
         "provider": {"unassigned": _row(a.total + b.total)},
+        "network": {"network": _row(a.total + b.total)},
     }
     for group_by, expected in cases.items():
         rows = (await api.get("/reports/ggr", group_by=group_by))["rows"]
@@ -241,6 +242,10 @@ async def test_ggr_equals_what_the_halls_sent_per_device_game_hall_day_and_provi
     assert [(r["key"], _money(r)) for r in rows["rows"]] == [("hall-a", one_day)]
     rows = (await api.get("/reports/ggr", group_by="device", hall="hall-b"))["rows"]
     assert {r["key"]: _money(r) for r in rows} == {d: _row(c) for d, c in b.per_device.items()}
+    rows = (await api.get("/reports/ggr", group_by="network", hall="hall-b"))["rows"]
+    assert [(r["key"], _money(r)) for r in rows] == [("network", _row(b.total))]
+    assert (await api.get("/reports/ggr", group_by="network", **{"from": "2000-01-01", "to": "2000-01-01"}))[
+        "rows"] == []
 
 
 async def test_provider_report_of_nothing_is_empty(api: Api) -> None:
