@@ -95,7 +95,7 @@ async def test_api_keys_store_only_a_hash(store: SqliteStore, tmp_path: Path) ->
     assert await authenticate(store, "Bearer nonsense") is None
     with pytest.raises(ValueError):
         await create_api_key(store, "root", None, now=T0)
-    secret = key.rsplit("_", 1)[1]
+    secret = key.split("_", 2)[2]   # hsk_<id>_<secret>; the secret itself may hold "_"
     with sqlite3.connect(tmp_path / "central.db") as con:
         dump = "\n".join(con.iterdump())
     assert key_id in dump and secret not in dump
