@@ -22,6 +22,7 @@ from pathlib import Path
 import aiohttp
 
 from .brokers import BrokerChoice, plan_broker
+from .catalog import catalog_entries
 from .children import Child, ChildFailed
 from .probe import Central
 from .provision import HALL, Layout, provision
@@ -156,6 +157,10 @@ async def run_demo(opts: DemoOptions) -> int:
         await start(central)
         await _until(api.healthy, t, "central did not answer /api/v1/health", stop, started, central)
         say(f"central: API {api.base} (database {layout.db})")
+        for path, body in catalog_entries():
+            problem = await api.put(path, body)
+            if problem is not None:
+                raise DemoFailed(f"central refused the demo catalog ({path}): {problem}")
 
         async def devices_listed() -> bool:
             return layout.devices.exists()

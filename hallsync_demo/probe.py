@@ -34,6 +34,15 @@ class Central:
         except (aiohttp.ClientError, TimeoutError, ValueError):
             return None
 
+    async def put(self, path: str, body: dict[str, Any]) -> str | None:
+        """PUT a JSON body; None when central took it (200/201), else what it said."""
+        try:
+            async with self.session.put(self.base + path, json=body, headers=self.headers,
+                                        timeout=REQUEST_TIMEOUT) as resp:
+                return None if resp.status in (200, 201) else f"{resp.status} {await resp.text()}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return repr(exc)
+
     async def healthy(self) -> bool:
         body = await self._get("/health", auth=False)
         return isinstance(body, dict) and body.get("status") == "ok"

@@ -295,6 +295,11 @@ class Normalizer:
         if fact.accounting_denomination_cents:
             state.denom = fact.accounting_denomination_cents
         state.rte_mode = fact.rte
+        if fact.selected_game and fact.selected_game != state.game:
+            # LP 55 at connect: the game selected before the agent saw any 8C (an open round keeps its own)
+            state.game = fact.selected_game
+            self._emit(state, out, fact, "device.status",
+                       {"status": "game_selected", "game": state.game, "source": "LP 55"})
         key = (fact.game_id, fact.serial, fact.paytable_id, fact.accounting_denomination_cents, fact.sas_version,
                fact.enabled_games, fact.rte)
         if key == state.identity_key:

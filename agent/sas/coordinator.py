@@ -483,12 +483,16 @@ class MachineCoordinator:
                                             DENOMINATION_CENTS.get(cfg.denomination), cfg.max_bet, cfg.base_percent))
         features = await self._read(lp.SendEnabledFeatures(game=0), lp.EnabledFeatures, retries=1)
         self.fast_polling = bool(features is not None and features.features3 & lp.FEATURES3_MAX_POLLING_40MS)
+        # Last, so that no 8C can be confirmed between this reply and the Identity fact (events are
+        # confirmed by the next poll): the selected game it carries is the newest the agent knows.
+        selected = await self._read(lp.SendSelectedGame(), lp.SelectedGame, retries=1)
         ident = self._fact(
             F.Identity, game_id=info.game_id, additional_id=info.additional_id, paytable_id=info.paytable_id,
             base_percent=info.base_percent, accounting_denomination_cents=DENOMINATION_CENTS.get(info.denomination),
             max_bet=info.max_bet, sas_version=version.version if version else "",
             serial=version.serial if version else "", game_count=count.count if count else 0,
-            enabled_games=numbers, games=tuple(games), fast_polling=self.fast_polling, rte=self.rte_active)
+            enabled_games=numbers, games=tuple(games), fast_polling=self.fast_polling, rte=self.rte_active,
+            selected_game=selected.game if selected is not None else None)
         self.identity = ident
         self._emit(ident)
         self._log.info("identity", game_id=info.game_id, serial=ident.serial, games=len(games),

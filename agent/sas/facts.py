@@ -74,6 +74,9 @@ class Identity(FactBase):
     games: tuple[GameIdentity, ...]
     fast_polling: bool          # LP A0 allows 40 ms polls
     rte: bool                   # real-time event reporting is active
+    selected_game: int | None = None
+    """LP 55, read last: the game the next wager is on (0 or None: unknown). Exception 8C reports
+    only changes, so without this the games played before the first change have no number."""
 
 
 @dataclass(frozen=True, slots=True)

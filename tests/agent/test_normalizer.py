@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from agent.pipeline import EventDraft, Normalizer
 from agent.sas import facts as F
-from protocols.sas.exceptions import BillAcceptedData, GameEndedData, GameStartedData
+from protocols.sas.exceptions import BillAcceptedData, GameEndedData, GameSelectedData, GameStartedData
 from protocols.sync.events import UnsealedEvent, seal
 from protocols.sync.fields import GENESIS_HASH
 from protocols.sync.money import ZERO, Contribution, contribution
@@ -431,3 +431,20 @@ def test_event_of_the_baseline_is_excused_only_during_the_grace() -> None:
     for _ in range(2):
         f.meters(dt_=10, bills_accepted_credits=1000)
     assert [d.data["excess"] for d in f.of("integration", "anomaly")] == [{"cash_in_bills": 1000}]
+
+
+def test_selected_game_from_lp55_numbers_the_games_before_any_8c() -> None:
+    """A machine connected mid-session: 8C reports only changes, so the wagers before the first
+    change take their game number from LP 55 read with the identity."""
+    f = Feed()
+    f.meters(reason="connect")
+    f.fact(F.Identity, game_id="HS", additional_id="000", paytable_id="P00196", base_percent="9600",
+           accounting_denomination_cents=1, max_bet=100, sas_version="602", serial="S1", game_count=3,
+           enabled_games=(1, 2, 3), games=(), fast_polling=False, rte=True, selected_game=2)
+    f.game(bet=10, win=0, coin_in=10)
+    assert [d.data["game"] for d in f.drafts if d.type in ("game.bet", "game.ended", "game.loss")] == [2, 2, 2]
+    assert [d.data for d in f.of("device.status") if d.data.get("status") == "game_selected"] == [
+        {"status": "game_selected", "game": 2, "source": "LP 55"}]
+    f.exc(0x8C, GameSelectedData(3))
+    f.game(bet=10, win=0, coin_in=20)
+    assert f.of("game.bet")[-1].data["game"] == 3

@@ -116,6 +116,11 @@ async def test_demo_prints_the_url_last_serves_the_hall_and_stops_on_ctrl_c(tmp_
         assert devices == {f"egm-{i:03d}" for i in range(1, 13)} | {"term-01", "term-02"}
         first = hall_bets(base, key)
         assert first > 0  # the demo printed its URL only once games had reached central
+        # the demo's catalog names the simulated games, so the EGMs' money is under their provider
+        providers = {r["key"]: r["bets"] for r in api(f"{base}/reports/ggr?group_by=provider", key)["rows"]}
+        assert providers.get("hallsync-sim", 0) > 0, providers
+        games = {g["id"] for g in api(f"{base}/catalog/games", key)["rows"]}
+        assert games == {"sim-1", "sim-2", "sim-3"}
         deadline = time.monotonic() + 20
         while hall_bets(base, key) == first:  # and the hall keeps playing: the numbers move
             assert time.monotonic() < deadline, "GGR did not move within 20 s"
