@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -19,6 +19,10 @@ import msgspec
 from central.catalog import CatalogGame, Placement, Provider, RuleRecord
 
 from .base import CatalogConflict, RollupCell
+from .sqlhelpers import hall_scope as _hall_filter
+from .sqlhelpers import rollup_scope
+from .sqlhelpers import transaction as _tx
+from .sqlhelpers import where_clause as _where
 
 T = TypeVar("T")
 _DECODER = msgspec.json.Decoder()
@@ -26,34 +30,10 @@ _GAME_COLUMNS = "id, provider, name, category, rtp_bp, status, min_bet, max_bet,
 _RULE_COLUMNS = "id, kind, params, halls, created_by, created_at, status, updated_at"
 
 
-def _tx(con: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
-    """BEGIN IMMEDIATE … COMMIT (the same discipline as the rest of the store), rolled back on error."""
-    con.execute("BEGIN IMMEDIATE")
-    try:
-        result = body(con)
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
-    return result
 
 
-def _hall_filter(where: list[str], params: list[Any], hall: str | None, halls: Sequence[str] | None) -> bool:
-    if hall is not None:
-        if halls is not None and hall not in halls:
-            return False
-        where.append("hall = ?")
-        params.append(hall)
-    elif halls is not None:
-        if not halls:
-            return False
-        where.append(f"hall IN ({', '.join('?' for _ in halls)})")
-        params.extend(halls)
-    return True
 
 
-def _where(where: list[str]) -> str:
-    return (" WHERE " + " AND ".join(where)) if where else ""
 
 
 def _game(r: tuple[Any, ...]) -> CatalogGame:
@@ -212,14 +192,8 @@ class CatalogSqliteMixin:
                            hall: str | None = None, halls: Sequence[str] | None = None) -> list[RollupCell]:
         where: list[str] = []
         params: list[Any] = []
-        if not _hall_filter(where, params, hall, halls):
+        if not rollup_scope(where, params, hall, halls, day_from, day_to):
             return []
-        if day_from is not None:
-            where.append("day >= ?")
-            params.append(day_from.isoformat())
-        if day_to is not None:
-            where.append("day <= ?")
-            params.append(day_to.isoformat())
         sql = ("SELECT hall, device, game, SUM(bets), SUM(wins), SUM(rounds), SUM(cash_in), SUM(cash_out)"
                f" FROM rollups{_where(where)} GROUP BY hall, device, game ORDER BY hall, device, game")
 

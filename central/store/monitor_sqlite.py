@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -28,6 +28,8 @@ from .base import (
     HallRecord,
     MonitorInputs,
 )
+from .sqlhelpers import hall_scope as _hall_filter
+from .sqlhelpers import transaction as _tx
 
 T = TypeVar("T")
 _DECODER = msgspec.json.Decoder()
@@ -43,31 +45,8 @@ _PLAY_TYPES = "'game.bet', 'game.win', 'game.ended', 'game.loss'"
 _SWITCH_ACTIONS = ("disable_machine", "enable_machine", "disable_game", "enable_game")
 
 
-def _tx(con: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
-    """BEGIN IMMEDIATE … COMMIT (the same discipline as the rest of the store), rolled back on error."""
-    con.execute("BEGIN IMMEDIATE")
-    try:
-        result = body(con)
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
-    return result
 
 
-def _hall_filter(where: list[str], params: list[Any], hall: str | None, halls: Sequence[str] | None) -> bool:
-    """Add hall filters; False when the scope is empty (the query can return nothing)."""
-    if hall is not None:
-        if halls is not None and hall not in halls:
-            return False
-        where.append("hall = ?")
-        params.append(hall)
-    elif halls is not None:
-        if not halls:
-            return False
-        where.append(f"hall IN ({', '.join('?' for _ in halls)})")
-        params.extend(halls)
-    return True
 
 
 def _alert(r: tuple[Any, ...]) -> AlertRecord:

@@ -51,6 +51,10 @@ from .metrics_sqlite import MetricsSqliteMixin
 from .monitor_sqlite import MonitorSqliteMixin
 from .rollup import effects
 from .schema import ADDED_COLUMNS, DDL, SCHEMA_VERSION
+from .sqlhelpers import hall_scope as _scope
+from .sqlhelpers import rollup_scope
+from .sqlhelpers import transaction as _transaction
+from .sqlhelpers import where_clause as _where
 
 T = TypeVar("T")
 log = structlog.get_logger("central.store")
@@ -131,31 +135,8 @@ class _Worker:
         self._pool.shutdown(wait=True)
 
 
-def _transaction(con: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
-    """Run ``body`` inside BEGIN IMMEDIATE … COMMIT, rolling back on any exception."""
-    con.execute("BEGIN IMMEDIATE")
-    try:
-        result = body(con)
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
-    return result
 
 
-def _scope(where: list[str], params: list[Any], hall: str | None, halls: Sequence[str] | None) -> bool:
-    """Add hall filters; False when the scope is empty (the query can return nothing)."""
-    if hall is not None:
-        if halls is not None and hall not in halls:
-            return False
-        where.append("hall = ?")
-        params.append(hall)
-    elif halls is not None:
-        if not halls:
-            return False
-        where.append(f"hall IN ({', '.join('?' for _ in halls)})")
-        params.extend(halls)
-    return True
 
 
 def _presence_is_newer(stored_online: int | None, stored_session: int | None, stored_at: int | None,
@@ -180,8 +161,6 @@ def _command_log_detail(command_id: str, action: str, game: str | None, status: 
     return (f"{text}: {detail}" if detail else text)[:2000]
 
 
-def _where(where: list[str]) -> str:
-    return (" WHERE " + " AND ".join(where)) if where else ""
 
 
 class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, MonitorSqliteMixin,
@@ -361,14 +340,8 @@ class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, Mon
             raise ValueError(f"group_by must be one of {', '.join(GROUP_BY)}, not {group_by!r}")
         where: list[str] = []
         params: list[Any] = []
-        if not _scope(where, params, hall, halls):
+        if not rollup_scope(where, params, hall, halls, day_from, day_to):
             return []
-        if day_from is not None:
-            where.append("day >= ?")
-            params.append(day_from.isoformat())
-        if day_to is not None:
-            where.append("day <= ?")
-            params.append(day_to.isoformat())
         columns = {"device": "hall, device", "network": "'network'"}.get(group_by, group_by)
         grouping = "" if group_by == "network" else f" GROUP BY {columns} ORDER BY {columns}"
         sql = (f"SELECT {columns}, SUM(bets), SUM(wins), SUM(rounds), SUM(cash_in), SUM(cash_out) FROM rollups"
