@@ -31,23 +31,33 @@ class BrokerUrl:
 
 
 def parse_broker_url(text: str) -> BrokerUrl:
-    """Parse a broker URL; a bad one raises ValueError naming what is wrong."""
+    """Parse a broker URL; a bad one raises ValueError naming what is wrong (never the password:
+    errors end up in logs)."""
     parts = urllib.parse.urlsplit(text)
+    shown = _redacted(parts)
     if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-        raise ValueError(f"broker URL {text!r}: scheme must be mqtt:// or mqtts://")
+        raise ValueError(f"broker URL {shown!r}: scheme must be mqtt:// or mqtts://")
     if not parts.hostname:
-        raise ValueError(f"broker URL {text!r}: no host")
+        raise ValueError(f"broker URL {shown!r}: no host")
     tls = parts.scheme in ("mqtts", "ssl")
     try:
         port = parts.port or (8883 if tls else 1883)
     except ValueError as exc:
-        raise ValueError(f"broker URL {text!r}: {exc}") from None
+        raise ValueError(f"broker URL {shown!r}: {exc}") from None
     if parts.path not in ("", "/"):
-        raise ValueError(f"broker URL {text!r}: no path allowed")
+        raise ValueError(f"broker URL {shown!r}: no path allowed")
     ca_file = _ca_file(parts.query, tls)
     username = urllib.parse.unquote(parts.username) if parts.username else None
     password = urllib.parse.unquote(parts.password) if parts.password else None
     return BrokerUrl(parts.hostname, port, tls, username, password, ca_file)
+
+
+def _redacted(parts: urllib.parse.SplitResult) -> str:
+    """The URL as given with its password replaced by ``***``."""
+    if parts.password is None:
+        return parts.geturl()
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
 
 
 def _ca_file(query: str, tls: bool) -> str | None:

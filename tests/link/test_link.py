@@ -155,3 +155,12 @@ async def test_a_failing_handler_does_not_stop_the_link(mosquitto) -> None:
             await asyncio.sleep(0.02)
     assert seen == [b"bad", b"good"]
     assert link.stats.handler_errors == 1 and link.stats.connects == 1
+
+
+@pytest.mark.parametrize("url", ["mqtt://hall-01:s3cret-Pw@:1883", "mqtt://hall-01:s3cret-Pw@host:99999",
+                                 "mqtt://hall-01:s3cret-Pw@host:1883/path", "http://hall-01:s3cret-Pw@host"])
+def test_a_bad_broker_url_is_named_without_its_password(url: str) -> None:
+    """The error goes to logs and terminals: it shows the URL with the password masked."""
+    with pytest.raises(ValueError) as err:
+        parse_broker_url(url)
+    assert "s3cret-Pw" not in str(err.value) and "hall-01:***@" in str(err.value)
