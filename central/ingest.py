@@ -359,12 +359,14 @@ class Ingestor:
         entry = LogEntry(kind=kind, detail=detail[:2000], time=now, hall=hall)
         level = "info" if kind in ("duplicate", "resend") else "warning"
         getattr(log, level)("integration", kind=kind, hall=hall, detail=entry.detail)
-        try:
-            await self._store.log([entry])
-        except Exception as exc:
-            log.error("integration_log_failed", hall=hall, kind=kind, error=repr(exc))
-            return ()
-        return (entry,)
+        for attempt in (1, 2):  # one retry: a rare SQLITE_MISUSE has cost a row once (session note, issue 02)
+            try:
+                await self._store.log([entry])
+            except Exception as exc:
+                log.error("integration_log_failed", hall=hall, kind=kind, attempt=attempt, error=repr(exc))
+                continue
+            return (entry,)
+        return ()
 
     def _public_key(self, pem: str) -> Ed25519PublicKey:
         """Parse a registered key once; keyed by the PEM so a replaced key takes effect at once."""

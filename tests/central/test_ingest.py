@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import sqlite3
 
 import pytest
 
@@ -303,3 +304,30 @@ async def test_missed_records_reach_the_integration_log_once(store: SqliteStore,
     (entry,) = await store.integration_log(kind="missed")
     assert entry.hall == "hall-09" and entry.device == "egm-002" and "'bets': 70" in entry.detail
     assert await hall_totals(store, hall.hall) == hall.total
+
+
+class _FlakyLog:
+    """The real store, except that its first integration-log write fails as SQLite's MISUSE once did."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store, self.failures = store, 1
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def log(self, entries: list) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise sqlite3.InterfaceError("bad parameter or other API misuse")
+        await self._store.log(entries)
+
+
+async def test_a_failed_integration_log_write_is_retried_and_the_row_kept(
+        store: SqliteStore, central_key: Ed25519PrivateKey) -> None:
+    hall = FakeHall("hall-a", seed=44)
+    await register(store, hall)
+    ingestor = Ingestor(_FlakyLog(store), central_key, StepClock())  # type: ignore[arg-type]
+    outcome = await ingestor.handle(hall.topic, b"{not json")
+    assert outcome.status == "format_error" and outcome.logged
+    (row,) = await store.integration_log(hall="hall-a", kind="format_error")
+    assert "Malformed" in row.detail
