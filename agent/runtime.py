@@ -171,8 +171,8 @@ class HallAgent:
         log.info("agent_starting", hall=self.config.hall, devices=len(self.devices), terminals=len(self.terminals),
                  broker=str(self.url), last_seq=self.outbox.last_seq, acked_through=self.outbox.acked_through)
         try:  # whatever fails from here on, what did start is stopped in order (the outbox last)
-            try:
-                await self.poller.start()
+            try:  # a missing adapter leaves its machines offline (retried), never the whole hall
+                await self.poller.start(tolerate_missing_ports=True)
             except TransportError as exc:
                 raise StartupError(f"serial line: {exc}") from exc
             await self.modbus.start()

@@ -101,6 +101,7 @@ class MachineCoordinator:
         self._missed = 0
         self._need_sync = True
         self._ever_up = False
+        self._failed_probes = 0           # before the first contact: reported once as offline
         self._meter_source: str | None = None
         self._next_general = 0.0
         self._next_meters = float("inf")
@@ -256,6 +257,7 @@ class MachineCoordinator:
                     if await self._probe():
                         backoff = self.config.probe_interval
                     else:
+                        self._never_answered()
                         self._fail_commands("link down")
                         await self._sleep(backoff)
                         backoff = min(backoff * 2, self.config.probe_max_interval)
@@ -332,6 +334,16 @@ class MachineCoordinator:
         if isinstance(res.reply, framing.RteEvent):
             self._on_exception(res.reply.code)
         return True
+
+    def _never_answered(self) -> None:
+        """A machine that has not answered since the agent started (powered off, cable or adapter
+        missing) is reported offline once, so HQ sees it rather than nothing at all."""
+        if self._ever_up:
+            return
+        self._failed_probes += 1
+        if self._failed_probes == self.config.link_down_after:
+            self._log.warning("no answer since start", probes=self._failed_probes, error=self.last_error)
+            self._emit(self._fact(F.LinkDown, missed=self._failed_probes, last_seen_wall=None))
 
     def _link_established(self, reason: str) -> None:
         self._ever_up = True

@@ -103,10 +103,22 @@ class SasLine:
         self.last_error: TransportError | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Open the port (raises TransportError with a clear message) and start the line task."""
-        await self.transport.open()
-        self._open = True
+    async def start(self, *, tolerate_missing: bool = False) -> None:
+        """Open the port (raises TransportError with a clear message) and start the line task.
+
+        ``tolerate_missing``: a port that cannot be opened yet (an unplugged USB adapter) is logged
+        and retried every :data:`REOPEN_BACKOFF` seconds like a port that failed later, instead of
+        raising — so one missing adapter leaves its machines offline, not the whole hall unpolled."""
+        try:
+            await self.transport.open()
+        except TransportError as exc:
+            if not tolerate_missing:
+                raise
+            self.last_error = exc
+            self._next_open = time.monotonic() + REOPEN_BACKOFF
+            log.error("port unavailable; retrying", port=self.name, error=str(exc), retry_seconds=REOPEN_BACKOFF)
+        else:
+            self._open = True
         self._task = asyncio.create_task(self._run(), name=f"sas-line:{self.name}")
 
     async def stop(self) -> None:

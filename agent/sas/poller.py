@@ -69,9 +69,10 @@ class SasPoller:
             self.coordinators[dev.id] = MachineCoordinator(line, dev.address, device=dev.id,
                                                            config=self.config, facts=self.facts)
 
-    async def start(self) -> None:
+    async def start(self, *, tolerate_missing_ports: bool = False) -> None:
+        """Open every line (see :meth:`SasLine.start` for ``tolerate_missing_ports``), then poll."""
         for line in self.lines.values():
-            await line.start()
+            await line.start(tolerate_missing=tolerate_missing_ports)
         for coord in self.coordinators.values():
             await coord.start()
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -121,9 +124,9 @@ def test_status_of_a_data_dir_without_agent(tmp_path) -> None:
     assert res.returncode == 2 and "does not exist" in res.stderr
 
 
-def test_run_with_a_serial_port_that_does_not_exist_fails_cleanly(tmp_path: Path) -> None:
-    """A startup failure after the outbox opened: a clear error, exit 2, the outbox closed again
-    (its file is readable by ``hall-agent outbox`` at once), no traceback."""
+def test_run_with_a_serial_port_that_does_not_exist_keeps_the_hall_running(tmp_path: Path) -> None:
+    """An unplugged USB adapter must not stop the whole hall: the agent runs, says which port is
+    missing, reports its machine offline (an event for HQ) and retries the port."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -133,9 +136,26 @@ def test_run_with_a_serial_port_that_does_not_exist_fails_cleanly(tmp_path: Path
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     devices = tmp_path / "devices.toml"
     devices.write_text('[[devices]]\nid = "egm-001"\nprotocol = "sas"\nport = "/dev/ttyNOSUCH0"\naddress = 1\n')
-    res = run("run", "--hall", "h1", "--data-dir", str(tmp_path), "--devices", str(devices),
-              "--mqtt", "mqtt://127.0.0.1:1", "--central-key", str(central_pub), timeout=60)
-    assert res.returncode == 2, res.stderr
-    assert "cannot start: serial line: port /dev/ttyNOSUCH0 not found" in res.stderr and "Traceback" not in res.stderr
-    outbox = run("outbox", "--data-dir", str(tmp_path), "--json")
-    assert outbox.returncode == 0 and json.loads(outbox.stdout)["last_seq"] == 0
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([AGENT, "run", "--hall", "h1", "--data-dir", str(tmp_path), "--devices", str(devices),
+                             "--mqtt", "mqtt://127.0.0.1:1", "--central-key", str(central_pub), "--log-format", "json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        recorded: list[tuple[str, str, bytes]] = []
+        while not recorded:
+            assert time.monotonic() < deadline and proc.poll() is None, "no offline event for the machine"
+            time.sleep(0.5)
+            with contextlib.closing(sqlite3.connect(f"file:{tmp_path / 'outbox.db'}?mode=ro", uri=True)) as con:
+                recorded = con.execute("SELECT device, type, body FROM events").fetchall()
+        ((device_id, kind, body),) = recorded
+        assert (device_id, kind) == ("egm-001", "device.status")
+        assert json.loads(body)["data"]["status"] == "offline"
+        (device,) = json.loads(run("devices", "--data-dir", str(tmp_path), "--json").stdout)["devices"]
+        assert device["id"] == "egm-001" and not device["link_up"]
+        assert "/dev/ttyNOSUCH0" in (device.get("last_error") or ""), device
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "port unavailable; retrying" in out and "Traceback" not in out
