@@ -38,13 +38,13 @@ from protocols.modbus import HALLSYNC_TERMINAL_V1
 
 from .customers import Customer
 from .pacing import act_until_done
+from .tasks import DeviceTasks
 from .terminal import Terminal, TerminalRefused
 
 Transport = Literal["tcp", "rtu"]
 CONTROL_ADDRESS = HALLSYNC_TERMINAL_V1.field("control").address
 SPAN = HALLSYNC_TERMINAL_V1.span
 _SERVED_FUNCTIONS = frozenset({3, 6, 16})
-_STOP_TIMEOUT = 2.0
 
 log = structlog.get_logger("firmware_sim.modbus")
 
@@ -73,7 +73,7 @@ class ModbusTerminalServer:
         self._server: ModbusTcpServer | ModbusSerialServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fds: list[int] = []           # RTU: inner master, inner slave, outer master, outer slave
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = DeviceTasks(f"term{terminal.number}", number=terminal.number)
         self._started = False
 
     # ---- the register block --------------------------------------------------------------------------
@@ -128,7 +128,7 @@ class ModbusTerminalServer:
             await self.stop()
             raise
         if self.customer is not None:
-            self._spawn(self._serve_customers(), "customers")
+            self._tasks.spawn(self._serve_customers(), "customers")
         elif self.terminal.rounds is not None:
             self.finished.set()
         log.info("terminal.started", number=self.terminal.number, **self.endpoint)
@@ -181,12 +181,7 @@ class ModbusTerminalServer:
 
     async def stop(self) -> None:
         """Stop the customers, the server and the relay; close the ptys. Safe to call twice."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=_STOP_TIMEOUT)
-        self._tasks.clear()
+        await self._tasks.cancel_all()
         await self._shutdown_server()
         self._close_ptys()
 
@@ -236,17 +231,6 @@ class ModbusTerminalServer:
         self._fds = []
 
     # ---- customers -----------------------------------------------------------------------------------
-
-    def _spawn(self, coro: object, name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=f"term{self.terminal.number}-{name}")  # type: ignore[arg-type]
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("terminal.task_failed", number=self.terminal.number, task=task.get_name(),
-                      error=repr(task.exception()))
 
     async def _serve_customers(self) -> None:
         assert self.customer is not None

@@ -32,12 +32,12 @@ from .faults import Faults
 from .pacing import act_until_done
 from .players import Player
 from .responder import LinkConfig, SasResponder
+from .tasks import DeviceTasks
 
 Framing = Literal["marks", "structural"]
 FRAMINGS: tuple[str, ...] = ("marks", "structural")
 STRUCTURAL_GAP = 0.010      # an idle line this long ends a message in structural mode
 _HOUSEKEEPING_MAX_SLEEP = 0.1
-_STOP_TIMEOUT = 2.0
 
 log = structlog.get_logger("firmware_sim.pty")
 
@@ -70,7 +70,7 @@ class PtyEgmServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._decoder = MarkDecoder()
         self._framer = HostMessageFramer(structural=framing == "structural")
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = DeviceTasks(f"egm{egm.address}", address=egm.address)
         self._handles: set[asyncio.TimerHandle] = set()
         self._gap_handle: asyncio.TimerHandle | None = None
         self._last_rx = 0.0
@@ -89,9 +89,9 @@ class PtyEgmServer:
         self.path = os.ttyname(slave)
         self.responder = SasResponder(self.egm, self.link, now=loop.time())
         loop.add_reader(master, self._on_readable)
-        self._spawn(self._housekeeping(), "housekeeping")
+        self._tasks.spawn(self._housekeeping(), "housekeeping")
         if self.player is not None:
-            self._spawn(self._play(), "players")
+            self._tasks.spawn(self._play(), "players")
         elif self.egm.rounds is not None:
             self.finished.set()
         log.info("egm.started", address=self.egm.address, port=self.path, framing=self.framing)
@@ -99,12 +99,7 @@ class PtyEgmServer:
 
     async def stop(self) -> None:
         """Cancel every task, timer and the reader, then close both fds. Safe to call twice."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=_STOP_TIMEOUT)
-        self._tasks.clear()
+        await self._tasks.cancel_all()
         for handle in self._handles:
             handle.cancel()
         self._handles.clear()
@@ -126,17 +121,6 @@ class PtyEgmServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
-
-    def _spawn(self, coro: object, name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=f"egm{self.egm.address}-{name}")  # type: ignore[arg-type]
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("egm.task_failed", address=self.egm.address, task=task.get_name(),
-                      error=repr(task.exception()))
 
     # ---- power ---------------------------------------------------------------------------------------
 
@@ -228,7 +212,7 @@ class PtyEgmServer:
         while True:
             if self.faults.power_off_for is not None:
                 off, self.faults.power_off_for = self.faults.power_off_for, None
-                self._spawn(self.power_cycle(off), "power")
+                self._tasks.spawn(self.power_cycle(off), "power")
             chirp = responder.idle(loop.time())
             if chirp is not None:
                 self._send(chirp, chirp=True)   # lost while the link is dead, like the polls
