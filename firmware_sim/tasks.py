@@ -21,6 +21,10 @@ class DeviceTasks:
         self._who = who
         self._tasks: set[asyncio.Task[Any]] = set()
 
+    def __len__(self) -> int:
+        """Tasks still running (a stopped device has none)."""
+        return len(self._tasks)
+
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=f"{self._prefix}-{name}")
         self._tasks.add(task)
