@@ -45,10 +45,14 @@ def embedded_available() -> bool:
     return importlib.util.find_spec("amqtt") is not None
 
 
-def plan_broker(choice: BrokerChoice, data_dir: Path) -> BrokerPlan:
+def plan_broker(choice: BrokerChoice, data_dir: Path, *, avoid: int | None = None) -> BrokerPlan:
+    """``avoid``: a port already promised to someone else (central's HTTP): a free port now is not
+    reserved, so the OS may offer it to us too."""
     workdir = data_dir / "broker"
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
+    while port == avoid:
+        port = free_port()
     mosquitto = find_mosquitto()
     if choice == "mosquitto" or (choice == "auto" and mosquitto is not None):
         if mosquitto is None:

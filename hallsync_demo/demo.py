@@ -125,7 +125,7 @@ async def run_demo(opts: DemoOptions) -> int:
     layout.data_dir.mkdir(parents=True, exist_ok=True)
     say(f"hall demo: files and logs in {layout.data_dir}")
     key = await provision(layout)
-    broker = plan_broker(opts.broker, layout.data_dir)
+    broker = plan_broker(opts.broker, layout.data_dir, avoid=opts.http_port)
     py = sys.executable
     central_argv = [py, "-m", "central.cli", "serve", "--data-dir", str(layout.central_dir), "--db", str(layout.db),
                     "--mqtt", broker.url, "--http", f"{opts.http_host}:{opts.http_port}", "--log-level", "info"]
