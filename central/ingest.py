@@ -57,6 +57,7 @@ from protocols.sync import (
 )
 
 from .store.base import IngestResult, LogEntry, LogKind, SignedHeader, Store
+from .store.staging import StagedEvents, stage_events
 from .timeutil import Clock, now_micros
 
 log = structlog.get_logger("central.ingest")
@@ -98,10 +99,12 @@ class IngestOutcome:
 
 @dataclass(frozen=True, slots=True)
 class Verified:
-    """A batch whose signature, chain and hall were checked, ready for :meth:`Ingestor.commit`."""
+    """A batch whose signature, chain and hall were checked, ready for :meth:`Ingestor.commit`,
+    staged for the store (rows and rollup effects computed off the single writer)."""
 
     hall: str
     batch: Batch
+    staged: StagedEvents
 
 
 @dataclass(slots=True)
@@ -139,7 +142,7 @@ class _Throttle:
 class _Pending:
     """Verified batches of one hall waiting for a gap to close, keyed by first seq."""
 
-    batches: dict[int, Batch] = field(default_factory=dict)
+    batches: dict[int, Verified] = field(default_factory=dict)
     events: int = 0
 
 
@@ -191,35 +194,33 @@ class Ingestor:
         try:
             public_key = self._public_key(record.public_key_pem)
             if len(payload) >= _THREAD_THRESHOLD:
-                batch = await asyncio.to_thread(_decode_and_verify, payload, public_key, hall)
-            else:
-                batch = _decode_and_verify(payload, public_key, hall)
+                return await asyncio.to_thread(_decode_verify_stage, payload, public_key, hall, self._clock())
+            return _decode_verify_stage(payload, public_key, hall, self._clock())
         except SyncError as exc:
             return await self._refuse(exc.log_kind, hall, f"{type(exc).__name__}: {exc}")  # type: ignore[arg-type]
-        return Verified(hall, batch)
 
     async def commit(self, prepared: IngestOutcome | Verified) -> IngestOutcome:
         """The storing half of :meth:`handle`, under the hall's lock; passes a refusal through."""
         if isinstance(prepared, IngestOutcome):
             return prepared
-        hall, batch = prepared.hall, prepared.batch
+        hall = prepared.hall
         lock = self._locks.get(hall)
         if lock is None:
             lock = self._locks[hall] = asyncio.Lock()
         async with lock:
             try:
-                return await self._store_batch(hall, batch)
+                return await self._store_batch(prepared)
             except Exception as exc:
-                log.error("ingest_failed", hall=hall, first_seq=batch.header.first_seq, error=repr(exc))
+                log.error("ingest_failed", hall=hall, first_seq=prepared.batch.header.first_seq, error=repr(exc))
                 return IngestOutcome("error", hall, f"store: {exc!r}")
 
     # --- storing --------------------------------------------------------------------------------
-    async def _store_batch(self, hall: str, batch: Batch) -> IngestOutcome:
+    async def _store_batch(self, verified: Verified) -> IngestOutcome:
+        hall, batch = verified.hall, verified.batch
         h = batch.header
-        result = await self._store.ingest_events(hall, batch.events, central_time=self._clock(),
-                                                 signed=signed_header(batch))
+        result = await self._store.ingest_staged(verified.staged, signed=signed_header(batch))
         if result.status == "gap":
-            return await self._gap(hall, batch, result)
+            return await self._gap(verified, result)
         if result.status == "duplicate":
             entry = await self._log("duplicate", hall, f"seq {h.first_seq}..{h.last_seq} already stored (replay)")
             return IngestOutcome("duplicate", hall, "already stored", publish=(self._ack(hall, result),),
@@ -229,7 +230,7 @@ class Ingestor:
                                     f"{result.conflict_seq} differs from the stored chain (fork or forgery)")
             return IngestOutcome("rejected", hall, CONFLICT_DETAIL, logged=entry)
         logged = list(await self._money_errors(hall, result))
-        logged.extend(await self._missed_records(hall, batch, result))
+        logged.extend(await self._missed_records(hall, result))
         stored = result.stored
         result, more, more_logged = await self._drain(hall, result)
         stored += more
@@ -239,14 +240,14 @@ class Ingestor:
         return IngestOutcome("stored", hall, publish=(self._ack(hall, result),), logged=tuple(logged),
                              stored=stored, acked_through_seq=result.last_seq)
 
-    async def _gap(self, hall: str, batch: Batch, result: IngestResult) -> IngestOutcome:
+    async def _gap(self, verified: Verified, result: IngestResult) -> IngestOutcome:
         """Keep the early batch (if it fits) and ask for exactly the seqs nobody has delivered yet.
 
         The drain is a no-op with one process; with several on one database another process may have
         moved the end meanwhile, so buffered batches that now fit are stored first.
         """
-        h = batch.header
-        buffered = self._buffer(hall, batch)
+        hall, h = verified.hall, verified.batch.header
+        buffered = self._buffer(hall, verified)
         result, stored, logged = await self._drain(hall, result)
         publish = [self._ack(hall, result)] if stored else []
         pending = self._pending.get(hall)
@@ -266,19 +267,19 @@ class Ingestor:
         return IngestOutcome("gap", hall, reason, publish=tuple(publish), logged=tuple(logged), stored=stored,
                              acked_through_seq=result.last_seq if stored else None, buffered=buffered)
 
-    def _buffer(self, hall: str, batch: Batch) -> bool:
+    def _buffer(self, hall: str, verified: Verified) -> bool:
         pending = self._pending.setdefault(hall, _Pending())
-        first = batch.header.first_seq
-        old = pending.batches.get(first)
+        header = verified.batch.header
+        old = pending.batches.get(header.first_seq)
         if old is not None:
-            if old.header.last_seq >= batch.header.last_seq:
+            if old.batch.header.last_seq >= header.last_seq:
                 return True
-            pending.events -= old.header.count
-            del pending.batches[first]
-        if len(pending.batches) >= self._max_batches or pending.events + batch.header.count > self._max_events:
+            pending.events -= old.batch.header.count
+            del pending.batches[header.first_seq]
+        if len(pending.batches) >= self._max_batches or pending.events + header.count > self._max_events:
             return False
-        pending.batches[first] = batch
-        pending.events += batch.header.count
+        pending.batches[header.first_seq] = verified
+        pending.events += header.count
         return True
 
     async def _drain(self, hall: str, result: IngestResult) -> tuple[IngestResult, int, list[LogEntry]]:
@@ -287,19 +288,19 @@ class Ingestor:
         logged: list[LogEntry] = []
         pending = self._pending.get(hall)
         while pending is not None and pending.batches:
-            for first in [f for f, b in pending.batches.items() if b.header.last_seq <= result.last_seq]:
-                pending.events -= pending.batches.pop(first).header.count
+            for first in [f for f, v in pending.batches.items() if v.batch.header.last_seq <= result.last_seq]:
+                pending.events -= pending.batches.pop(first).batch.header.count
             ready = [f for f in pending.batches if f <= result.last_seq + 1]
             if not ready:
                 break
-            batch = pending.batches.pop(min(ready))
+            verified = pending.batches.pop(min(ready))
+            batch = verified.batch
             pending.events -= batch.header.count
-            nxt = await self._store.ingest_events(hall, batch.events, central_time=self._clock(),
-                                                  signed=signed_header(batch))
+            nxt = await self._store.ingest_staged(verified.staged, signed=signed_header(batch))
             if nxt.status == "stored":
                 stored += nxt.stored
                 logged.extend(await self._money_errors(hall, nxt))
-                logged.extend(await self._missed_records(hall, batch, nxt))
+                logged.extend(await self._missed_records(hall, nxt))
                 result = nxt
             elif nxt.status == "conflict":
                 logged.extend(await self._log("rejected", hall, f"buffered seq {batch.header.first_seq}.."
@@ -315,19 +316,16 @@ class Ingestor:
                                            f"{reason}"))
         return tuple(entries)
 
-    async def _missed_records(self, hall: str, batch: Batch, result: IngestResult) -> tuple[LogEntry, ...]:
+    async def _missed_records(self, hall: str, result: IngestResult) -> tuple[LogEntry, ...]:
         """A ``missed`` record from the hall (meters moved more than its events said) goes to the
-        integration log as ``missed``, once: only for events this call newly stored. Not throttled:
-        each one is money an operator must be able to find."""
-        first_new = result.last_seq - result.stored + 1
+        integration log as ``missed``, once: only for events this call newly stored (the store
+        reports those). Not throttled: each one is money an operator must be able to find."""
         entries = []
-        for event in batch.events:
-            if event.seq < first_new or event.type != "integration" or event.data.get("kind") != "missed":
-                continue
-            amounts = {k: v for k, v in event.data.items() if k not in ("kind", "currency") and isinstance(v, int)}
-            detail = f"seq {event.seq}: meters show activity the events missed: {amounts}"
+        for record in result.missed:
+            amounts = {k: v for k, v in record.data.items() if k not in ("kind", "currency") and isinstance(v, int)}
+            detail = f"seq {record.seq}: meters show activity the events missed: {amounts}"
             entries.append(LogEntry(kind="missed", detail=detail[:2000], time=self._clock(), hall=hall,
-                                    device=event.device))
+                                    device=record.device))
         if not entries:
             return ()
         try:
@@ -385,11 +383,12 @@ def signed_header(batch: Batch) -> SignedHeader:
                         header=canonical_bytes(h).decode(), sig=batch.sig)
 
 
-def _decode_and_verify(payload: bytes, public_key: Ed25519PublicKey, hall: str) -> Batch:
-    """Decode strictly and verify signature, chain and hall; raises only SyncError subclasses."""
+def _decode_verify_stage(payload: bytes, public_key: Ed25519PublicKey, hall: str, central_time: int) -> Verified:
+    """Decode strictly, verify signature, chain and hall (raising only SyncError subclasses), then
+    stage the events for the store, all on the caller's thread (a worker thread for big batches)."""
     batch = decode_batch(payload)
     verify_batch(batch, public_key, expect_hall=hall)
-    return batch
+    return Verified(hall, batch, stage_events(hall, batch.events, central_time))
 
 
 __all__ = ["IngestOutcome", "Ingestor", "Publish", "Verified"]

@@ -26,6 +26,7 @@ from .base import (
     StoreError,
 )
 from .sqlite import SqliteStore
+from .staging import StagedEvents, stage_events
 
 __all__ = [
     "COMMAND_STATUSES",
@@ -44,9 +45,11 @@ __all__ = [
     "IngestResult",
     "LogEntry",
     "SqliteStore",
+    "StagedEvents",
     "Store",
     "StoreError",
     "open_store",
+    "stage_events",
 ]
 
 

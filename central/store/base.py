@@ -20,6 +20,8 @@ from central.catalog import CatalogGame, Placement, Provider, RuleRecord
 from protocols.sync import Event
 from protocols.sync.money import Contribution  # monitoring and reconciliation (issue 04)
 
+from .staging import MissedRecord, StagedEvents
+
 LOG_KINDS: Final = ("duplicate", "rejected", "format_error", "missed", "resend", "connection", "command", "manual")
 """Kinds of integration-log rows (design.md, ``GET /integration-log``)."""
 
@@ -134,6 +136,8 @@ class IngestResult:
     skipped: int = 0
     conflict_seq: int | None = None
     money_errors: tuple[tuple[int, str], ...] = field(default_factory=tuple)
+    missed: tuple[MissedRecord, ...] = ()
+    """The hall's ``missed`` records among the newly stored events (for the integration log)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,6 +428,13 @@ class Store(Protocol):
         their money to the rollups and update devices and the chain state, commit. The caller has
         verified the signature and the chain links inside ``events``. ``signed`` (the batch's signed
         header) is kept in the same transaction when the batch stored new events (for exports).
+        """
+
+    async def ingest_staged(self, staged: StagedEvents, *, signed: SignedHeader | None = None) -> IngestResult:
+        """:meth:`ingest_events` for a run staged ahead with :func:`central.store.staging.stage_events`.
+
+        Ingest stages each batch on the thread that verified it, so the single writer only checks
+        the chain against stored state and writes; ``staged.central_time`` is the events' central time.
         """
 
     async def log(self, entries: Sequence[LogEntry]) -> None:
