@@ -39,10 +39,11 @@ from mqttlink import BrokerUrl, LinkDown, MqttLink, Received, Will
 from protocols.sync import (
     VERSION,
     Status,
+    StoredEvent,
     SyncError,
     decode_ack,
     decode_resend,
-    encode_batch,
+    encode_batch_stored,
     encode_status,
     parse_topic,
     topic,
@@ -274,7 +275,7 @@ class Replicator:
             first = max(first, acked + 1)
             seq = first - 1
             while seq < last and connection == self._connection:
-                events = await self.outbox.read_unacked(seq, min(cfg.batch_max, last - seq))
+                events = await self.outbox.read_unacked_stored(seq, min(cfg.batch_max, last - seq))
                 if not events:
                     break
                 await self._publish(events)
@@ -284,7 +285,7 @@ class Replicator:
             await self._wait_kick(self._deadline())
             return
         room = min(cfg.batch_max, cfg.window_events - in_flight)
-        events = await self.outbox.read_unacked(self._sent_through, room)
+        events = await self.outbox.read_unacked_stored(self._sent_through, room)
         if not events:
             await _first_of(self.outbox.wait_for_events(self._sent_through, self._deadline()),
                             self._wait_kick(self._deadline()))
@@ -293,9 +294,9 @@ class Replicator:
             oldest = events[0].agent_time
             wait = cfg.linger - max(0.0, (self.clock() - oldest) / 1e6)
             if wait > 0 and await self.outbox.wait_for_events(self._sent_through + room - 1, wait):
-                events = await self.outbox.read_unacked(self._sent_through, room)
+                events = await self.outbox.read_unacked_stored(self._sent_through, room)
             elif wait > 0:
-                events = await self.outbox.read_unacked(self._sent_through, room)
+                events = await self.outbox.read_unacked_stored(self._sent_through, room)
         if connection != self._connection:
             return
         if not in_flight:
@@ -324,8 +325,8 @@ class Replicator:
         left = self._ack_timeout - (time.monotonic() - self._last_progress)
         return min(1.0, max(0.05, left))
 
-    async def _publish(self, events: list[Any]) -> bool:
-        payload = encode_batch(events, self.hall, self.key, created_at=self.clock())
+    async def _publish(self, events: list[StoredEvent]) -> bool:
+        payload = encode_batch_stored(events, self.hall, self.key, created_at=self.clock())
         try:
             await self.link.publish(topic(self.hall, "batches"), payload, qos=1)
         except LinkDown as exc:

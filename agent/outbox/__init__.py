@@ -1,8 +1,8 @@
 """The agent's durable outbox: every game and money event, numbered, hash-chained and committed to
 SQLite before anyone is told it happened; the only copy that counts until HQ acks it.
 
-Public API: :class:`Outbox` (``start``/``stop``, ``append``, ``read_unacked``, ``mark_acked``,
-``prune``, ``status``), :class:`OutboxUnavailable`, and :class:`DraftLike` (what ``append`` takes).
+Public API: :class:`Outbox` (``start``/``stop``, ``append``, ``read_unacked``, ``read_unacked_stored``,
+``mark_acked``, ``prune``, ``status``), :class:`OutboxUnavailable`, and :class:`DraftLike` (what ``append`` takes).
 """
 
 from .drafts import DraftLike

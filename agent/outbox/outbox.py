@@ -36,7 +36,7 @@ from typing import Any, Literal, TypeVar
 
 import structlog
 
-from protocols.sync import Event, UnsealedEvent, seal
+from protocols.sync import Event, StoredEvent, UnsealedEvent, seal
 
 from .drafts import DraftLike
 from .errors import OutboxUnavailable, failure_reason
@@ -390,10 +390,18 @@ class Outbox:
         The replicator pages through the backlog with this (``after_seq`` = the last seq it got), so
         memory stays bounded by ``limit`` however large the backlog is.
         """
+        return await self._read_page(self._store.read, after_seq, limit)
+
+    async def read_unacked_stored(self, after_seq: int, limit: int = 1000) -> list[StoredEvent]:
+        """:meth:`read_unacked` as stored bytes checked against their hashes, for
+        ``protocols.sync.encode_batch_stored`` (the replicator's send path: no decode, no re-encode)."""
+        return await self._read_page(self._store.read_stored, after_seq, limit)
+
+    async def _read_page(self, read: Callable[[int, int], list[T]], after_seq: int, limit: int) -> list[T]:
         if limit < 1:
             raise ValueError("limit must be >= 1")
         start = max(after_seq, self._store.state.acked_through)
-        return await self._call(self._store.read, start, limit)
+        return await self._call(read, start, limit)
 
     async def mark_acked(self, through_seq: int, last_hash: str) -> bool:
         """Record central's ack up to ``through_seq``; only forward, and only if ``last_hash`` is the

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from protocols.sync import GENESIS_HASH, Event, decode_event, encode_event
+from protocols.sync import GENESIS_HASH, Event, StoredEvent, decode_event, encode_event, stored_event
 
 from .errors import ChainMismatch, HallMismatch
 
@@ -230,6 +230,16 @@ class OutboxStore:
         rows = self._db().execute("SELECT body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
                                   (after_seq, limit)).fetchall()
         return [decode_event(body) for (body,) in rows]
+
+    def read_stored(self, after_seq: int, limit: int) -> list[StoredEvent]:
+        """:meth:`read` for sending: the stored bytes, each checked against its hash, not decoded.
+
+        A damaged row raises ``protocols.sync.BrokenChain`` or ``Malformed`` naming its seq, as
+        :meth:`read` does (see ``protocols.sync.stored_event`` for why the hash check suffices).
+        """
+        rows = self._db().execute("SELECT seq, agent_time, hash, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                                  (after_seq, limit)).fetchall()
+        return [stored_event(body, seq, hash_, agent_time) for seq, agent_time, hash_, body in rows]
 
     def hash_at(self, seq: int) -> str | None:
         """The stored hash of ``seq`` (GENESIS for 0, the pruned cut for a pruned seq), else None."""

@@ -57,7 +57,15 @@ Messages (wire forms; receivers accept any key order and recompute canonical byt
 """
 
 from .acks import Ack, ResendRequest, decode_ack, decode_resend, encode_ack, encode_resend
-from .batch import MAX_BATCH_EVENTS, Batch, BatchHeader, decode_batch, encode_batch, verify_batch
+from .batch import (
+    MAX_BATCH_EVENTS,
+    Batch,
+    BatchHeader,
+    decode_batch,
+    encode_batch,
+    encode_batch_stored,
+    verify_batch,
+)
 from .canonical import canonical_bytes, signing_input
 from .commands import (
     ACTIONS,
@@ -84,12 +92,14 @@ from .errors import (
 from .events import (
     EVENT_TYPES,
     Event,
+    StoredEvent,
     UnsealedEvent,
     canonical_event_bytes,
     chain_hash,
     decode_event,
     encode_event,
     seal,
+    stored_event,
     verify_chain,
 )
 from .fields import GENESIS_HASH, VERSION
@@ -107,11 +117,11 @@ from .topics import TOPIC_KINDS, check_hall_id, parse_topic, shared_subscription
 __all__ = [
     "ACTIONS", "EVENT_TYPES", "GENESIS_HASH", "MAX_BATCH_EVENTS", "MONEY_TYPES", "RESULT_STATUSES", "TOPIC_KINDS",
     "VERSION", "Ack", "BadSignature", "BadTopic", "Batch", "BatchHeader", "BrokenChain", "Command", "CommandResult",
-    "Event", "HallMismatch", "InvalidKey", "Malformed", "ResendRequest", "Status", "SyncError", "UnsealedEvent",
-    "UnsupportedVersion", "canonical_bytes", "canonical_event_bytes", "chain_hash", "check_hall_id",
+    "Event", "HallMismatch", "InvalidKey", "Malformed", "ResendRequest", "Status", "StoredEvent", "SyncError",
+    "UnsealedEvent", "UnsupportedVersion", "canonical_bytes", "canonical_event_bytes", "chain_hash", "check_hall_id",
     "command_expired", "decode_ack", "decode_batch", "decode_command", "decode_command_result", "decode_event",
-    "decode_resend", "decode_status", "encode_ack", "encode_batch", "encode_command", "encode_command_result",
-    "encode_event", "encode_resend", "encode_status", "fingerprint", "generate_private_key", "parse_topic",
-    "private_key_from_pem", "private_key_to_pem", "public_key_from_pem", "public_key_to_pem", "seal",
-    "shared_subscription", "signing_input", "subscription", "topic", "verify_batch", "verify_chain",
+    "decode_resend", "decode_status", "encode_ack", "encode_batch", "encode_batch_stored", "encode_command",
+    "encode_command_result", "encode_event", "encode_resend", "encode_status", "fingerprint", "generate_private_key",
+    "parse_topic", "private_key_from_pem", "private_key_to_pem", "public_key_from_pem", "public_key_to_pem", "seal",
+    "shared_subscription", "signing_input", "stored_event", "subscription", "topic", "verify_batch", "verify_chain",
 ]

@@ -8,6 +8,7 @@ central sets it after the agent signed.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Final, Literal, get_args
 
@@ -217,6 +218,65 @@ def decode_event(payload: bytes) -> Event:
     if chain_hash(event) != event.hash:
         raise BrokenChain("hash does not match the event's content", event.seq)
     return event
+
+
+class StoredEvent(msgspec.Struct, frozen=True, gc=False):
+    """A sealed event as the agent stores it: its exact wire bytes plus what sending needs to know.
+
+    ``body`` is :func:`encode_event` of the sealed event, byte for byte what a batch carries for it,
+    so a batch is spliced from bodies (:func:`encode_batch_stored`) instead of decoded and re-encoded.
+    Build one with :func:`stored_event`, which checks the body's integrity.
+    """
+
+    seq: int
+    agent_time: int
+    prev_hash: str
+    hash: str
+    body: bytes
+
+
+_STORED_TAIL = re.compile(
+    rb'"hash":"(.{64})","id":".{36}","prev_hash":"(.{64})","seq":([1-9][0-9]{0,18}),"type":"[^"]{1,64}","v":1}\Z',
+    re.DOTALL,
+)
+"""The end of a stored body from its ``hash`` member on: the top-level members that follow ``hash``
+(``id, prev_hash, seq, type, v``), laid out from the body's end. The fixed-length values are matched
+as any bytes (cheaper than character classes; the hash check vouches for their content), which
+still pins every member to one position counted back from the end."""
+
+
+def stored_event(body: bytes, seq: int, hash: str, agent_time: int) -> StoredEvent:
+    """Check a stored event's bytes against its hash (no strict decode) and describe it for sending.
+
+    ``body`` is the stored :func:`encode_event` bytes, ``seq``/``hash``/``agent_time`` the columns
+    stored beside it. Raises :class:`BrokenChain` (naming ``seq``) when the content does not match
+    the hash and :class:`Malformed` when the body is not in the form an agent stores.
+
+    Why this is sound without decoding: the agent sealed these bytes itself, and :func:`seal`
+    strictly decoded them (exactly as central will) before hashing, so a stored row never held
+    anything central would refuse. What a row can suffer afterwards is corruption (disk, file
+    copying, a stray write), and the hash catches that. The hash covers the canonical bytes of the
+    event without its ``hash`` member; with keys sorted that member sits between ``hall`` and ``id``,
+    so those bytes are ``body`` with the one ``"hash":"<hex>",`` member cut out. The member is found
+    by searching from the END (``data``, the only nested, free-form value, comes first and may itself
+    hold keys named ``hash`` or ``seq``), and everything after it must be the top-level tail
+    ``"id":…,"prev_hash":…,"seq":…,"type":…,"v":1}`` through to the last byte. If SHA-256 of the
+    cut bytes equals ``hash``, they are the very bytes that were hashed; the tail then fixes where
+    the member was cut (right before the one ``"id"`` member whose layout runs to the end, i.e. the
+    top-level one, after ``hall``), which is where canonical order puts it, so ``body`` is exactly
+    the sealed event's wire form. ``seq`` and ``agent_time`` are
+    checked against the body too, so the columns used for paging and lingering cannot disagree.
+    """
+    at = body.rfind(b'"hash":"')
+    tail = _STORED_TAIL.match(body, at) if at > 0 else None
+    if tail is None or not body.startswith(b'{"agent_time":%d,' % agent_time):
+        raise Malformed(f"event: stored seq {seq} is not in the stored wire form (damaged row?)")
+    named = tail[1].decode()
+    if named != hash or int(tail[3]) != seq:
+        raise BrokenChain("the stored row's seq or hash differs from its body", seq)
+    if hashlib.sha256(body[:at] + body[tail.end(1) + 2:]).hexdigest() != named:  # cut '"hash":"<hex>",'
+        raise BrokenChain("hash does not match the event's content", seq)
+    return StoredEvent(seq=seq, agent_time=agent_time, prev_hash=tail[2].decode(), hash=named, body=body)
 
 
 def require_agent_form(event: Event, index: int) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from agent.outbox import ChainMismatch, Outbox, OutboxStore, OutboxUnavailable
-from protocols.sync import GENESIS_HASH, Event, Malformed, verify_chain
+from protocols.sync import GENESIS_HASH, Event, Malformed, encode_event, verify_chain
 
 HALL = "hall-7"
 T0 = 1_780_000_000_000_000  # µs UTC
@@ -176,6 +176,21 @@ async def test_read_unacked_pages_a_large_backlog(db: Path) -> None:
             prev = verify_chain(prev, page, first_seq=after + 1)
             after, pages = page[-1].seq, pages + 1
         assert (after, pages) == (total, 40)
+
+
+async def test_read_unacked_stored_pages_exactly_like_read_unacked(db: Path) -> None:
+    """The replicator's read: the same rows under the same paging and ack floor, as the stored bytes."""
+    async with Outbox(db, HALL) as ob:
+        events = await ob.append([Draft(agent_time=T0 + i) for i in range(12)])
+        assert await ob.mark_acked(5, events[4].hash)
+        for after, limit in [(0, 100), (0, 3), (4, 2), (5, 1), (7, 2), (11, 5), (12, 5), (40, 5)]:
+            decoded = await ob.read_unacked(after, limit)
+            stored = await ob.read_unacked_stored(after, limit)
+            assert [(s.seq, s.agent_time, s.prev_hash, s.hash, s.body) for s in stored] == [
+                (e.seq, e.agent_time, e.prev_hash, e.hash, encode_event(e)) for e in decoded]
+        assert [s.seq for s in await ob.read_unacked_stored(0, 100)] == list(range(6, 13))
+        with pytest.raises(ValueError):
+            await ob.read_unacked_stored(0, 0)
 
 
 async def test_stop_flushes_pending_appends_and_refuses_new_ones(db: Path) -> None:

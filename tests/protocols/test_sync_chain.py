@@ -22,6 +22,7 @@ from protocols.sync import (
     Event,
     HallMismatch,
     Malformed,
+    StoredEvent,
     SyncError,
     UnsealedEvent,
     UnsupportedVersion,
@@ -31,10 +32,12 @@ from protocols.sync import (
     decode_batch,
     decode_event,
     encode_batch,
+    encode_batch_stored,
     encode_event,
     generate_private_key,
     seal,
     signing_input,
+    stored_event,
     verify_batch,
     verify_chain,
 )
@@ -467,3 +470,111 @@ def test_batch_version_and_shape_errors() -> None:
     with pytest.raises(Malformed):
         decode_batch(payload.replace(b'"sig":"', b'"extra":1,"sig":"', 1))
     assert Malformed.log_kind == "format_error"
+
+
+# --- stored events: batches spliced from the outbox's bytes ---------------------------------------
+
+
+def _stored(events: list[Event]) -> list[StoredEvent]:
+    return [stored_event(encode_event(e), e.seq, e.hash, e.agent_time) for e in events]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(chains(), TIMES)
+def test_encode_batch_stored_is_byte_identical_to_encode_batch(chain: tuple[str, list[Event]], created_at: int) -> None:
+    hall, events = chain
+    stored = _stored(events)
+    assert [(s.seq, s.agent_time, s.prev_hash, s.hash) for s in stored] == [
+        (e.seq, e.agent_time, e.prev_hash, e.hash) for e in events]
+    payload = encode_batch_stored(stored, hall, KEY_A, created_at=created_at)
+    assert payload == encode_batch(events, hall, KEY_A, created_at=created_at)
+    batch = decode_batch(payload)  # central's strict decoder and verifier accept it
+    verify_batch(batch, KEY_A.public_key(), expect_hall=hall)
+    assert batch.events == tuple(events)
+
+
+def test_stored_event_refuses_every_single_byte_change() -> None:
+    """Whatever byte of a stored body is damaged (data, amount, prev_hash, the hash member, the keys,
+    the punctuation), the row is refused rather than sent."""
+    event = make_chain(3)[2]
+    body = encode_event(event)
+    for index in range(len(body)):
+        for replacement in {body[index] ^ 0x01, ord("0") if body[index] != ord("0") else ord("1")}:
+            damaged = body[:index] + bytes([replacement]) + body[index + 1:]
+            with pytest.raises(SyncError):
+                stored_event(damaged, event.seq, event.hash, event.agent_time)
+    assert stored_event(body, event.seq, event.hash, event.agent_time).body is body
+
+
+def test_stored_event_names_the_damage() -> None:
+    event = make_chain(3)[1]
+    body = encode_event(event)
+    args = (event.seq, event.hash, event.agent_time)
+    cases = [
+        body.replace(b'"amount":101', b'"amount":901'),  # the money
+        body.replace(b'"game":"g-1"', b'"game":"g-2"'),  # a data string
+        body.replace(event.prev_hash.encode(), ("0" + event.prev_hash[1:]).encode()),  # the link
+    ]
+    assert all(case != body for case in cases)
+    for damaged in cases:
+        with pytest.raises(BrokenChain, match="hash does not match the event's content") as info:
+            stored_event(damaged, *args)
+        assert info.value.seq == event.seq
+    with pytest.raises(BrokenChain) as info:  # the hash column is not the body's hash
+        stored_event(body, event.seq, "f" * 64, event.agent_time)
+    assert info.value.seq == event.seq
+    with pytest.raises(BrokenChain):  # the row is filed under another seq
+        stored_event(body, event.seq + 1, event.hash, event.agent_time)
+    with pytest.raises(Malformed):  # agent_time column disagrees with the body
+        stored_event(body, event.seq, event.hash, event.agent_time + 1)
+    with pytest.raises(Malformed):
+        stored_event(body[:-1], *args)  # truncated
+    with pytest.raises(Malformed):
+        stored_event(b"", *args)
+    # the hash member moved into data: the rest hashes correctly, but it is no longer the event
+    member = b'"hash":"' + event.hash.encode() + b'",'
+    moved = body.replace(member, b"").replace(b'"data":{', b'"data":{' + member)
+    assert hashlib.sha256(moved.replace(member, b"")).hexdigest() == event.hash
+    with pytest.raises(Malformed):
+        stored_event(moved, *args)
+
+
+def test_stored_event_finds_the_top_level_members_past_look_alikes_in_data() -> None:
+    """``data`` comes first and may hold keys named hash, prev_hash, seq (even a whole event-like
+    object): the members are found from the end, so they do not confuse the check."""
+    decoy = {"hash": "a" * 64, "id": str(uuid.UUID(int=9)), "prev_hash": "b" * 64, "seq": 99, "type": "game.bet",
+             "v": 1}
+    first = seal(bet(amount=5, currency="EUR", hash="c" * 64, prev_hash="d" * 64, seq=7, inner=decoy), GENESIS_HASH)
+    second = seal(msgspec.structs.replace(bet(amount=6, currency="EUR", **decoy), seq=2), first.hash)
+    for event in (first, second):
+        assert encode_event(event).find(b'"hash":"') < encode_event(event).rfind(b'"hash":"')
+    stored = _stored([first, second])
+    assert [(s.seq, s.prev_hash, s.hash) for s in stored] == [
+        (1, GENESIS_HASH, first.hash), (2, first.hash, second.hash)]
+    payload = encode_batch_stored(stored, "hall-01", KEY_A, created_at=T0)
+    assert payload == encode_batch([first, second], "hall-01", KEY_A, created_at=T0)
+    verify_batch(decode_batch(payload), KEY_A.public_key(), expect_hall="hall-01")
+    # the hash member moved into a nested look-alike of the event's tail: refused, the tail must end the body
+    tail = {k: v for k, v in decoy.items() if k != "hash"}
+    third = seal(msgspec.structs.replace(bet(amount=7, currency="EUR", inner=tail), seq=3), second.hash)
+    body, member = encode_event(third), b'"hash":"' + third.hash.encode() + b'",'
+    moved = body.replace(member, b"").replace(b'"inner":{', b'"inner":{' + member)
+    assert moved != body and hashlib.sha256(moved.replace(member, b"")).hexdigest() == third.hash
+    with pytest.raises(Malformed):
+        stored_event(moved, 3, third.hash, third.agent_time)
+    assert stored_event(body, 3, third.hash, third.agent_time).prev_hash == second.hash
+
+
+def test_encode_batch_stored_refuses_what_encode_batch_refuses() -> None:
+    stored = _stored(make_chain(4))
+    with pytest.raises(Malformed):
+        encode_batch_stored([], "hall-01", KEY_A, created_at=T0)
+    with pytest.raises(BrokenChain, match="expected seq 2"):
+        encode_batch_stored([stored[0], stored[2]], "hall-01", KEY_A, created_at=T0)
+    relinked = msgspec.structs.replace(stored[1], prev_hash="ab" * 32)
+    with pytest.raises(BrokenChain, match="prev_hash does not link"):
+        encode_batch_stored([stored[0], relinked], "hall-01", KEY_A, created_at=T0)
+    with pytest.raises(Malformed):
+        encode_batch_stored(stored, "hall-01", KEY_A, created_at=-1)
+    with pytest.raises(Malformed):
+        encode_batch_stored(stored, "hall/01", KEY_A, created_at=T0)  # not a hall ID

@@ -98,8 +98,13 @@ def test_signed_messages_round_trip_and_resist_tampering(
         position = data.draw(st.integers(0, len(payload) - 1))
         altered = bytearray(payload)
         altered[position] ^= data.draw(st.sampled_from([0x01, 0x20, 0x04]))
-        with pytest.raises((BadSignature, Malformed, HallMismatch)):
-            decode(bytes(altered), public, expect_hall=message.hall)  # type: ignore[attr-defined]
+        try:
+            got = decode(bytes(altered), public, expect_hall=message.hall)  # type: ignore[attr-defined]
+        except (BadSignature, Malformed, HallMismatch):
+            return
+        # The signature covers the message, not its spelling: a flip that only changes how the same
+        # value is written (the case of a hex digit in a \u escape) decodes to the very same message.
+        assert got == message
 
     check()
 

@@ -1,0 +1,107 @@
+"""The replicator's send path on a real outbox file: batches are spliced from the stored bytes
+(no decode, no re-encode), are exactly what ``encode_batch`` would produce, and a damaged row is
+never sent. The MQTT link is a stand-in that records what would be published."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.outbox import Outbox, OutboxStore
+from agent.replicator import Replicator, ReplicatorConfig
+from mqttlink import parse_broker_url
+from protocols.sync import (
+    BrokenChain,
+    decode_batch,
+    encode_batch,
+    generate_private_key,
+    topic,
+    verify_batch,
+)
+
+from .test_outbox import HALL, T0, Draft
+
+KEY = generate_private_key()
+CREATED = T0 + 123
+
+
+class RecordingLink:
+    """What the replicator needs of an MqttLink: connected, publish, wait_connected."""
+
+    connected = True
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, bytes]] = []
+
+    async def publish(self, where: str, payload: bytes, **_: Any) -> None:
+        self.published.append((where, payload))
+
+    async def wait_connected(self, timeout: float) -> bool:
+        return True
+
+
+def replicator(ob: Outbox, tmp_path: Path) -> tuple[Replicator, RecordingLink]:
+    rep = Replicator(ob, HALL, KEY, generate_private_key().public_key(), parse_broker_url("mqtt://127.0.0.1:1"),
+                     data_dir=tmp_path, config=ReplicatorConfig(linger=0, batch_max=4), clock=lambda: CREATED)
+    link = RecordingLink()
+    rep.link = link  # type: ignore[assignment]
+    return rep, link
+
+
+async def drain(rep: Replicator) -> None:
+    await rep._send_some()
+    for task in list(rep._publishing):
+        await task
+
+
+async def test_batches_are_spliced_from_the_stored_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with Outbox(tmp_path / "outbox.db", HALL) as ob:
+        events = await ob.append([Draft(agent_time=T0 + i, data={"amount": i, "currency": "EUR", "hash": "x"})
+                                  for i in range(6)])
+
+        def no_decoding(*_: object) -> None:
+            raise AssertionError("the send path must not decode stored events")
+
+        monkeypatch.setattr(OutboxStore, "read", no_decoding)
+        rep, link = replicator(ob, tmp_path)
+        await drain(rep)
+        await drain(rep)
+        assert [where for where, _ in link.published] == [topic(HALL, "batches")] * 2
+        payloads = [payload for _, payload in link.published]
+        assert payloads == [encode_batch(events[:4], HALL, KEY, created_at=CREATED),
+                            encode_batch(events[4:], HALL, KEY, created_at=CREATED)]
+        for payload in payloads:
+            verify_batch(decode_batch(payload), KEY.public_key(), expect_hall=HALL)
+        # a resend request publishes exactly the asked range, built the same way
+        link.published.clear()
+        rep._resend(2, 3, "gap")
+        await rep._send_some()
+        assert [p for _, p in link.published] == [encode_batch(events[1:3], HALL, KEY, created_at=CREATED)]
+
+
+async def test_a_damaged_row_is_refused_and_never_sent(tmp_path: Path) -> None:
+    db = tmp_path / "outbox.db"
+    async with Outbox(db, HALL) as ob:
+        events = await ob.append([Draft(agent_time=T0 + i) for i in range(5)])
+    with sqlite3.connect(db) as conn:  # one byte of seq 3's stored body changes: amount 100 → 900
+        [(body,)] = conn.execute("SELECT body FROM events WHERE seq = 3").fetchall()
+        damaged = body.replace(b'"amount":100', b'"amount":900')
+        assert damaged != body and len(damaged) == len(body)
+        conn.execute("UPDATE events SET body = ? WHERE seq = 3", (damaged,))
+    async with Outbox(db, HALL) as ob:
+        with pytest.raises(BrokenChain, match="seq 3: hash does not match") as info:
+            await ob.read_unacked_stored(0, 100)
+        assert info.value.seq == 3
+        assert [e.seq for e in await ob.read_unacked_stored(3, 100)] == [4, 5]  # the rows after it still read
+        rep, link = replicator(ob, tmp_path)
+        with pytest.raises(BrokenChain):  # the send loop logs this and tries again later
+            await drain(rep)
+        assert link.published == [] and rep._sent_through == 0
+        assert await ob.mark_acked(2, events[1].hash)  # whatever comes before the damage still goes out
+        rep._sent_through = 2
+        with pytest.raises(BrokenChain):
+            await drain(rep)
+        assert link.published == []
