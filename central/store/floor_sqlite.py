@@ -2,8 +2,8 @@
 
 A mixin of :class:`central.store.sqlite.SqliteStore` (which provides ``_reader``). Every read is
 bounded: the condition events after the monitor's cursor (a range of the primary key, at most
-``max_events`` seqs), each device's newest game event (``events_by_device`` newest first: play is
-most of a machine's events, so the first match is near), and the applied enable/disable commands of
+``max_events`` seqs), each device's newest game event (``devices.last_play_seq``, kept by ingest: one
+primary-key lookup per device), and the applied enable/disable commands of
 the hall (``commands_by_hall``). Only SQL PostgreSQL also accepts; event data is decoded in Python.
 """
 
@@ -14,13 +14,12 @@ from typing import Any
 
 import msgspec
 
-from central.floor import CONDITION_TYPES, PLAY_TYPES
+from central.floor import CONDITION_TYPES
 
 from .base import DeviceEventRow, FloorReads
 
 _DECODER = msgspec.json.Decoder()
 _CONDITIONS = ", ".join(f"'{t}'" for t in CONDITION_TYPES)
-_PLAYS = ", ".join(f"'{t}'" for t in PLAY_TYPES)
 _SWITCHES = {"disable_machine": False, "enable_machine": True, "disable_game": False, "enable_game": True}
 
 
@@ -37,11 +36,9 @@ class FloorSqliteMixin:
                     f" AND type IN ({_CONDITIONS}) ORDER BY seq", (hall, from_seq)):
                 events.setdefault(device, []).append(DeviceEventRow(seq, at, kind, _DECODER.decode(data)))
             last_play: dict[str, int] = {}
-            for (device,) in con.execute("SELECT id FROM devices WHERE hall = ? ORDER BY id", (hall,)).fetchall():
-                row = con.execute("SELECT seq, agent_time, type, data FROM events WHERE hall = ? AND device = ?"
-                                  f" AND type IN ({_PLAYS}) ORDER BY seq DESC LIMIT 1", (hall, device)).fetchone()
-                if row is None:
-                    continue
+            for device, *row in con.execute(
+                    "SELECT d.id, e.seq, e.agent_time, e.type, e.data FROM devices d JOIN events e"
+                    " ON e.hall = d.hall AND e.seq = d.last_play_seq WHERE d.hall = ? ORDER BY d.id", (hall,)):
                 last_play[device] = row[1]
                 if row[0] > after_seq:   # the monitor has not folded it yet: it may clear a fault
                     play = DeviceEventRow(row[0], row[1], row[2], _DECODER.decode(row[3]))

@@ -225,9 +225,18 @@ class MonitorSqliteMixin:
         def body(con: sqlite3.Connection) -> Contribution:
             total = ZERO
             for after, through in ranges:
-                # streamed row by row: a month of a busy machine is millions of events
-                for kind, data in con.execute("SELECT type, data FROM events WHERE hall = ? AND device = ?"
-                                              " AND seq > ? AND seq <= ?", (hall, device, after, through)):
+                marks = {r[0]: Contribution(*r[1:]) for r in con.execute(
+                    "SELECT seq, bets, wins, rounds, cash_in, cash_out FROM device_marks"
+                    " WHERE hall = ? AND device = ? AND seq IN (?, ?)", (hall, device, after, through))}
+                if after in marks and through in marks:   # both ends are meter snapshots (schema 5)
+                    start, end = marks[after], marks[through]
+                    total = total + Contribution(end.bets - start.bets, end.wins - start.wins,
+                                                 end.rounds - start.rounds, end.cash_in - start.cash_in,
+                                                 end.cash_out - start.cash_out)
+                    continue
+                # Otherwise read the range: streamed row by row, the hall's events in it (no device index)
+                for kind, data in con.execute("SELECT type, data FROM events WHERE hall = ? AND seq > ?"
+                                              " AND seq <= ? AND device = ?", (hall, after, through, device)):
                     money = event_money(kind, _DECODER.decode(data))
                     if money is not ZERO:
                         total = total + money

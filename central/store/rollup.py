@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from central.floor import PLAY_TYPES
 from protocols.sync import Event
 from protocols.sync.money import ZERO, Contribution, contribution
 
@@ -47,9 +48,20 @@ def game_of(data: dict[str, Any]) -> str:
     return ""
 
 
+Mark = tuple[int, int, int, int, int, int]
+"""(seq of a ``meters.snapshot``, bets, wins, rounds, cash_in, cash_out): a device's events money
+counted up to and including that seq."""
+
+
 @dataclass(slots=True)
 class DeviceUpdate:
-    """What a batch tells about one device: when it was last seen and, if stated, its kind and status."""
+    """What a batch tells about one device: when it was last seen and, if stated, its kind and status.
+
+    ``money`` is the device's *events* money in the batch (the reconciliation's rule: ``missed``
+    records excluded) and ``marks`` its running total at each of its meter snapshots, counted from
+    the batch's start; the store adds the device's total before the batch. ``last_play_seq`` is its
+    newest play event (the floor view's "last played").
+    """
 
     first_seen: int
     last_seen: int
@@ -57,6 +69,9 @@ class DeviceUpdate:
     kind: str | None = None
     online: bool | None = None
     enabled: bool | None = None
+    last_play_seq: int | None = None
+    money: list[int] = field(default_factory=lambda: [0, 0, 0, 0, 0])
+    marks: list[Mark] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -115,6 +130,18 @@ def effects(hall: str, events: Iterable[Event]) -> BatchEffects:
             update.first_seen = min(update.first_seen, event.agent_time)
             update.last_seen = max(update.last_seen, event.agent_time)
             update.last_seq = event.seq
+        kind = event.type
+        if amount is not ZERO and not (kind == "integration" and event.data.get("kind") == "missed"):
+            money = update.money
+            money[0] += amount.bets
+            money[1] += amount.wins
+            money[2] += amount.rounds
+            money[3] += amount.cash_in
+            money[4] += amount.cash_out
+        if kind in PLAY_TYPES:
+            update.last_play_seq = event.seq
+        elif kind == "meters.snapshot":
+            update.marks.append((event.seq, *update.money))
         hint = _kind_hint(event)
         if hint is not None and update.kind is None:
             update.kind = hint

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 """1: the first schema. 2: hall presence columns (``halls.online``, ``session``, ``status_at``).
 3: the ``commands`` table (a new table: ``CREATE TABLE IF NOT EXISTS`` adds it to older files).
 4: issue 04's tables — ``audit``, ``catalog_*``, ``batches`` (the halls' signed headers, for export),
 ``alerts`` and ``monitor_*`` — and two partial indexes on ``events`` (snapshots, integration rows);
-all new, so older files gain them unchanged. Events stored before 4 have no batch signature."""
+all new, so older files gain them unchanged. Events stored before 4 have no batch signature.
+5: no per-event device index. ``events_by_device (hall, device, seq)`` cost a random B-tree insert
+per event (about 40 % of the writer's SQLite time: ``bench/store_insert.py``); per-device reads now
+go through ``devices.last_play_seq`` (the floor), ``device_marks`` (the reconciliation's events money
+between meter snapshots, with the running totals in ``devices.money_*``) and partial indexes over the
+rare event types. Opening an older file drops the index and fills the new columns and marks from its
+events once."""
 
 DDL: Final = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -46,7 +52,6 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (hall, seq)                      -- idempotence: one row per (hall, seq), ever
 );
 CREATE INDEX IF NOT EXISTS events_by_time ON events (agent_time);
-CREATE INDEX IF NOT EXISTS events_by_device ON events (hall, device, seq);
 CREATE TABLE IF NOT EXISTS rollups (
     hall     TEXT NOT NULL,
     device   TEXT NOT NULL,
@@ -173,6 +178,7 @@ CREATE TABLE IF NOT EXISTS batches (
 CREATE INDEX IF NOT EXISTS events_snapshots ON events (hall, device, agent_time) WHERE type = 'meters.snapshot';
 CREATE INDEX IF NOT EXISTS events_integration ON events (hall, device, seq) WHERE type = 'integration';
 CREATE INDEX IF NOT EXISTS integration_log_by_time ON integration_log (time);
+CREATE INDEX IF NOT EXISTS events_status ON events (hall, device, seq) WHERE type = 'device.status';
 CREATE TABLE IF NOT EXISTS alerts (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
     hall       TEXT NOT NULL,
@@ -199,12 +205,31 @@ CREATE TABLE IF NOT EXISTS monitor_conditions (
     detail TEXT NOT NULL,
     PRIMARY KEY (hall, device, name)
 );
+-- schema 5: a device's events money (bets, wins, rounds, cash in and out by the reconciliation's rule:
+-- ``missed`` records are not events money) counted through each of its meter snapshots, so the money
+-- between two snapshots is one subtraction instead of a read of every event in between
+CREATE TABLE IF NOT EXISTS device_marks (
+    hall     TEXT NOT NULL,
+    device   TEXT NOT NULL,
+    seq      INTEGER NOT NULL,                   -- a meters.snapshot event of the device
+    bets     INTEGER NOT NULL,
+    wins     INTEGER NOT NULL,
+    rounds   INTEGER NOT NULL,
+    cash_in  INTEGER NOT NULL,
+    cash_out INTEGER NOT NULL,
+    PRIMARY KEY (hall, device, seq)
+);
 """
+
+DEVICE_MONEY_COLUMNS: Final = ("money_bets", "money_wins", "money_rounds", "money_cash_in", "money_cash_out")
+"""``devices`` columns (schema 5): the device's events money over all its stored events."""
 
 ADDED_COLUMNS: Final[tuple[tuple[str, str, str], ...]] = (
     ("halls", "online", "INTEGER"),
     ("halls", "session", "INTEGER"),
     ("halls", "status_at", "INTEGER"),
+    ("devices", "last_play_seq", "INTEGER"),     # schema 5: its newest play event, NULL before one
+    *(("devices", column, "INTEGER") for column in DEVICE_MONEY_COLUMNS),   # schema 5 (NULL = not yet counted)
 )
 """Columns added after schema 1, as (table, column, type): the migration adds whichever an existing
 file lacks (``ALTER TABLE … ADD COLUMN``), so old databases keep working. Only nullable columns without

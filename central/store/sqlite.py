@@ -18,7 +18,7 @@ import datetime as dt
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,7 +26,10 @@ from typing import Any, TypeVar
 import msgspec
 import structlog
 
+from central.floor import PLAY_TYPES
+from central.reconcile import event_money
 from protocols.sync import GENESIS_HASH, Event, canonical_bytes
+from protocols.sync.money import ZERO
 
 from .base import (
     COMMAND_STATUSES,
@@ -49,7 +52,8 @@ from .export_sqlite import ExportSqliteMixin, insert_signed_header
 from .floor_sqlite import FloorSqliteMixin
 from .metrics_sqlite import MetricsSqliteMixin
 from .monitor_sqlite import MonitorSqliteMixin
-from .schema import ADDED_COLUMNS, DDL, SCHEMA_VERSION
+from .rollup import DeviceUpdate
+from .schema import ADDED_COLUMNS, DDL, DEVICE_MONEY_COLUMNS, SCHEMA_VERSION
 from .sqlhelpers import hall_scope as _scope
 from .sqlhelpers import insert_rows, rollup_scope
 from .sqlhelpers import transaction as _transaction
@@ -70,7 +74,8 @@ _ROLLUPS_CONFLICT = (
     " rounds = rollups.rounds + excluded.rounds, cash_in = rollups.cash_in + excluded.cash_in,"
     " cash_out = rollups.cash_out + excluded.cash_out"
 )
-_INSERT_DEVICES = "INSERT INTO devices (hall, id, kind, online, enabled, first_seen, last_seen, last_seq)"
+_INSERT_DEVICES = (f"INSERT INTO devices (hall, id, kind, online, enabled, first_seen, last_seen, last_seq,"
+                   f" last_play_seq, {', '.join(DEVICE_MONEY_COLUMNS)})")
 _DEVICES_CONFLICT = (  # {enabled}: excluded.enabled when the batch said, else the stored value
     " ON CONFLICT (hall, id) DO UPDATE SET"
     " kind = CASE WHEN devices.kind = 'unknown' THEN excluded.kind ELSE devices.kind END,"
@@ -79,8 +84,13 @@ _DEVICES_CONFLICT = (  # {enabled}: excluded.enabled when the batch said, else t
     " first_seen = CASE WHEN excluded.first_seen < devices.first_seen THEN excluded.first_seen"
     " ELSE devices.first_seen END,"
     " last_seen = CASE WHEN excluded.last_seen > devices.last_seen THEN excluded.last_seen ELSE devices.last_seen END,"
-    " last_seq = CASE WHEN excluded.last_seq > devices.last_seq THEN excluded.last_seq ELSE devices.last_seq END"
+    " last_seq = CASE WHEN excluded.last_seq > devices.last_seq THEN excluded.last_seq ELSE devices.last_seq END,"
+    " last_play_seq = CASE WHEN devices.last_play_seq IS NULL OR excluded.last_play_seq > devices.last_play_seq"
+    " THEN COALESCE(excluded.last_play_seq, devices.last_play_seq) ELSE devices.last_play_seq END, "
+    + ", ".join(f"{c} = COALESCE(devices.{c}, 0) + excluded.{c}" for c in DEVICE_MONEY_COLUMNS)
 )
+_DEVICE_WIDTH = 14
+_INSERT_MARKS = "INSERT INTO device_marks (hall, device, seq, bets, wins, rounds, cash_in, cash_out)"
 _HALL_COLUMNS = "id, public_key_pem, added_at, last_seq, last_hash, online, session, status_at"
 _COMMAND_COLUMNS = ("id, hall, device, action, game, params, issued_at, expires_at, status, detail, created_by,"
                     " created_at, updated_at")
@@ -143,6 +153,50 @@ class _Worker:
 
 
 
+def _fill_device_money(con: sqlite3.Connection) -> None:
+    """Schema 5 on an older file: every device's last play, events money and snapshot marks, from its
+    stored events (one pass in (hall, seq) order, by the same rule as ingest's effects)."""
+    totals: dict[tuple[str, str], list[int]] = {}
+    last_play: dict[tuple[str, str], int] = {}
+    marks: list[Any] = []
+    for hall, seq, device, kind, raw in con.execute("SELECT hall, seq, device, type, data FROM events"
+                                                    " ORDER BY hall, seq"):
+        key = (hall, device)
+        total = totals.setdefault(key, [0, 0, 0, 0, 0])
+        if kind in PLAY_TYPES:
+            last_play[key] = seq
+        elif kind == "meters.snapshot":
+            marks.extend((hall, device, seq, *total))
+            continue
+        money = event_money(kind, _DATA_DECODER.decode(raw))
+        if money is not ZERO:
+            for index, amount in enumerate((money.bets, money.wins, money.rounds, money.cash_in, money.cash_out)):
+                total[index] += amount
+    insert_rows(con, _INSERT_MARKS, 8, marks)
+    sets = ", ".join(f"{column} = ?" for column in DEVICE_MONEY_COLUMNS)
+    con.executemany(f"UPDATE devices SET last_play_seq = ?, {sets} WHERE hall = ? AND id = ?",
+                    [(last_play.get(key), *total, *key) for key, total in totals.items()])
+
+
+def _marks(con: sqlite3.Connection, hall: str, devices: Mapping[str, DeviceUpdate]) -> list[Any]:
+    """``device_marks`` rows for the batch's meter snapshots: the batch-relative running totals plus
+    each device's stored total before the batch (flat, 8 values per row)."""
+    marked = [device for device, u in devices.items() if u.marks]
+    if not marked:
+        return []
+    columns = ", ".join(DEVICE_MONEY_COLUMNS)
+    stored = {r[0]: r[1:] for r in con.execute(
+        f"SELECT id, {columns} FROM devices WHERE hall = ? AND id IN ({', '.join('?' * len(marked))})",
+        (hall, *marked))}
+    rows: list[Any] = []
+    for device in marked:
+        base = [value or 0 for value in stored.get(device, (0, 0, 0, 0, 0))]
+        for seq, bets, wins, rounds, cash_in, cash_out in devices[device].marks:
+            rows.extend((hall, device, seq, base[0] + bets, base[1] + wins, base[2] + rounds, base[3] + cash_in,
+                         base[4] + cash_out))
+    return rows
+
+
 def _presence_is_newer(stored_online: int | None, stored_session: int | None, stored_at: int | None,
                        online: bool, session: int, at: int) -> bool:
     """The ordering rule of :meth:`central.store.base.Store.set_presence` (read its docstring)."""
@@ -199,6 +253,9 @@ class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, Mon
                 have = {r[1] for r in c.execute(f"PRAGMA table_info({table})")}
                 if column not in have:
                     c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+            c.execute("DROP INDEX IF EXISTS events_by_device")   # schema 5
+            if row is not None and int(row[0]) < 5:
+                _fill_device_money(c)
             c.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)"
                       " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
 
@@ -300,14 +357,17 @@ class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, Mon
         for key, c in fx.rollups.items():
             rollups.extend((*key, c.bets, c.wins, c.rounds, c.cash_in, c.cash_out))
         insert_rows(con, _INSERT_ROLLUPS, 9, rollups, _ROLLUPS_CONFLICT)
+        insert_rows(con, _INSERT_MARKS, 8, _marks(con, hall, fx.devices))   # before the devices' totals move
         stated: list[Any] = []    # devices whose batch says whether they are enabled
         unstated: list[Any] = []
         for device, u in fx.devices.items():
             (unstated if u.enabled is None else stated).extend((
                 hall, device, u.kind or "unknown", None if u.online is None else int(u.online),
-                1 if u.enabled is None else int(u.enabled), u.first_seen, u.last_seen, u.last_seq))
-        insert_rows(con, _INSERT_DEVICES, 8, unstated, _DEVICES_CONFLICT.format(enabled="devices.enabled"))
-        insert_rows(con, _INSERT_DEVICES, 8, stated, _DEVICES_CONFLICT.format(enabled="excluded.enabled"))
+                1 if u.enabled is None else int(u.enabled), u.first_seen, u.last_seen, u.last_seq,
+                u.last_play_seq, *u.money))
+        insert_rows(con, _INSERT_DEVICES, _DEVICE_WIDTH, unstated,
+                    _DEVICES_CONFLICT.format(enabled="devices.enabled"))
+        insert_rows(con, _INSERT_DEVICES, _DEVICE_WIDTH, stated, _DEVICES_CONFLICT.format(enabled="excluded.enabled"))
         new_hash = new.events[-1].hash
         con.execute("UPDATE halls SET last_seq = ?, last_hash = ? WHERE id = ?", (last, new_hash, hall))
         if signed is not None:  # export (issue 04): the hall's signature over this chain end
