@@ -61,8 +61,20 @@ def reset_peak_rss(pid: int | str = "self") -> bool:
         return False
 
 
-def cpu_seconds(pid: int | str = "self") -> float:
-    """user + system CPU seconds of a process (all its threads); NaN if it is gone."""
+def cpu_seconds(pid: int | str = "self", *, children: bool = True) -> float:
+    """user + system CPU seconds of a process (all its threads) and, with ``children``, of its live child
+    processes (hall-central's verify pool); NaN if it is gone."""
+    total = _own_cpu(str(pid))
+    if children and total == total:
+        root = str(os.getpid()) if pid == "self" else str(pid)
+        for child in _children(root):
+            own = _own_cpu(child)
+            if own == own:
+                total += own
+    return total
+
+
+def _own_cpu(pid: str) -> float:
     try:
         with open(f"/proc/{pid}/stat") as fh:
             text = fh.read()
@@ -70,6 +82,27 @@ def cpu_seconds(pid: int | str = "self") -> float:
         return float("nan")
     fields = text[text.rindex(")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15 of stat(5))
+
+
+def _children(pid: str) -> list[str]:
+    """Every live descendant of ``pid`` (from the kernel's per-thread child lists)."""
+    out: list[str] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as fh:
+                    found = fh.read().split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            out.extend(found)
+            todo.extend(found)
+    return out
 
 
 # -- child processes --------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ what it holds, everything stops, and central's ``events`` table gives ``central_
 per event. Only events whose ``agent_time`` falls inside the measured window are counted.
 
 ``agent_time`` is taken by the agent when its poller saw the fact; ``central_time`` is central's clock
-when it started the store transaction of the batch (so it excludes the commit of that transaction,
-a few ms). Both clocks are this machine's. Also printed: the agent's CPU% and RSS, polls/s from the
+when it began verifying the batch (so it excludes the wait for the single writer and the commit; at a
+hall's pace both are a few ms). Both clocks are this machine's. Also printed: the agent's CPU% and RSS, polls/s from the
 agent's state file, and the CPU% of the other processes (they share the machine's cores).
 
 The last line is ``p99 ms: X``.

@@ -6,7 +6,8 @@ Run: ``.venv/bin/python bench/sync_throughput.py --events 100000 [--mqtt URL] [-
 Full mode: a temp dir, our own Mosquitto (unless ``--mqtt``), central's and the hall's keys, the hall
 registered, ``hall-central serve`` as a separate process (the machine's second core). This process is
 the agent: it fills its durable outbox with N realistic events (``tests.central.builders.FakeHall``:
-bills, bets, wins, games ended, tickets, status; timed on its own), then starts the real replicator
+bills, bets, wins, games ended, tickets, status, at a hall's pace: ``--rate`` events per second of hall
+time, by default half an event per EGM; timed on its own), then starts the real replicator
 and times until ``outbox.acked_through == N``, i.e. every event is signed, published, verified by
 central, stored with its rollups, committed and acked (with central's signature, checked here).
 Then central's per-device GGR is compared with FakeHall's truth.
@@ -93,13 +94,16 @@ def _minus(a: Any, b: Any) -> Any:
                         a.cash_out - b.cash_out)
 
 
-async def fill_outbox(outbox: Any, n: int, seed: int, devices: int) -> tuple[dict[str, Any], float, float]:
-    """Append exactly ``n`` FakeHall events; (truth per device, generation seconds, append seconds)."""
+async def fill_outbox(outbox: Any, n: int, seed: int, devices: int,
+                      rate: float) -> tuple[dict[str, Any], float, float]:
+    """Append exactly ``n`` FakeHall events, ``rate`` per second of hall time on average (so the rollups
+    get a real hall's number of device x game x day keys per batch); (truth per device, generation
+    seconds, append seconds)."""
     from agent.pipeline.drafts import EventDraft
     from protocols.sync.money import contribution
     from tests.central.builders import FakeHall
 
-    fake = FakeHall(HALL, seed=seed, devices=devices)
+    fake = FakeHall(HALL, seed=seed, devices=devices, gap_us=(1, max(2, round(2_000_000 / rate))))
     gen_s = append_s = 0.0
     left = n
     while left:
@@ -144,7 +148,8 @@ async def agent_side(args: argparse.Namespace, agent_dir: Path, central_dir: Pat
     await outbox.start()
     try:
         rss0 = rss_mb()
-        truth, gen_s, append_s = await fill_outbox(outbox, n, args.seed, args.devices)
+        truth, gen_s, append_s = await fill_outbox(outbox, n, args.seed, args.devices,
+                                                   args.rate or args.devices / 2)
         assert outbox.last_seq == n, (outbox.last_seq, n)
         status = outbox.status()
         print(f"fill: {n:,} events in {append_s:.2f} s ({rate(n, append_s)}; durable appends of {APPEND_SIZE}, "
@@ -457,6 +462,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="unacked events in flight (default: the agent's 50000; 20000 with --bare)")
     p.add_argument("--linger", type=float, default=0.05, help="replicator linger in s (default 0.05)")
     p.add_argument("--devices", type=int, default=200, help="EGMs in the fake hall (default 200)")
+    p.add_argument("--rate", type=float, default=None,
+                   help="the hall's events per second of its own time (default devices / 2: a game every ~5 s per"
+                        " EGM, bet + end + every other a win)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--stall", type=float, default=120.0, help="give up after this long without ack progress (s)")
     p.add_argument("--bare", action="store_true", help="the baseline pipeline: no crypto, no chain, no rollups")

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from protocols.sync import (
     VERSION,
     Ack,
-    Batch,
+    BatchHeader,
     ResendRequest,
     SyncError,
     canonical_bytes,
@@ -103,8 +103,21 @@ class Verified:
     staged for the store (rows and rollup effects computed off the single writer)."""
 
     hall: str
-    batch: Batch
+    header: BatchHeader
+    sig: str
     staged: StagedEvents
+
+
+class VerifierUnavailable(Exception):
+    """The process that verifies batches (central.verify_pool) died or did not answer in time: the batch
+    was not judged, so it gets an ``error`` outcome and no ack (the hall publishes it again)."""
+
+
+class Preparer(Protocol):
+    """Where big batches are decoded, verified and staged instead of a thread (central.verify_pool)."""
+
+    async def prepare(self, payload: bytes, pem: str, hall: str,
+                      central_time: int) -> Verified | tuple[str, str]: ...
 
 
 @dataclass(slots=True)
@@ -151,7 +164,8 @@ class Ingestor:
 
     def __init__(self, store: Store, central_private_key: Ed25519PrivateKey, clock: Clock = now_micros, *,
                  max_buffered_batches: int = 16, max_buffered_events: int = 50_000,
-                 log_burst: int = 20, log_window_s: float = 60.0) -> None:
+                 log_burst: int = 20, log_window_s: float = 60.0, preparer: Preparer | None = None) -> None:
+        self._preparer = preparer
         self._store = store
         self._key = central_private_key
         self._clock = clock
@@ -191,11 +205,20 @@ class Ingestor:
             return IngestOutcome("error", hall, f"store: {exc!r}")
         if record is None:
             return await self._refuse("rejected", hall, "hall is not registered")
+        if self._preparer is not None and len(payload) >= _THREAD_THRESHOLD:
+            try:
+                judged = await self._preparer.prepare(payload, record.public_key_pem, hall, self._clock())
+            except VerifierUnavailable as exc:
+                return IngestOutcome("error", hall, f"verifier: {exc}")
+            if isinstance(judged, Verified):
+                return judged
+            kind, detail = judged
+            return await self._refuse(kind, hall, detail)  # type: ignore[arg-type]
         try:
             public_key = self._public_key(record.public_key_pem)
             if len(payload) >= _THREAD_THRESHOLD:
-                return await asyncio.to_thread(_decode_verify_stage, payload, public_key, hall, self._clock())
-            return _decode_verify_stage(payload, public_key, hall, self._clock())
+                return await asyncio.to_thread(decode_verify_stage, payload, public_key, hall, self._clock())
+            return decode_verify_stage(payload, public_key, hall, self._clock())
         except SyncError as exc:
             return await self._refuse(exc.log_kind, hall, f"{type(exc).__name__}: {exc}")  # type: ignore[arg-type]
 
@@ -211,14 +234,13 @@ class Ingestor:
             try:
                 return await self._store_batch(prepared)
             except Exception as exc:
-                log.error("ingest_failed", hall=hall, first_seq=prepared.batch.header.first_seq, error=repr(exc))
+                log.error("ingest_failed", hall=hall, first_seq=prepared.header.first_seq, error=repr(exc))
                 return IngestOutcome("error", hall, f"store: {exc!r}")
 
     # --- storing --------------------------------------------------------------------------------
     async def _store_batch(self, verified: Verified) -> IngestOutcome:
-        hall, batch = verified.hall, verified.batch
-        h = batch.header
-        result = await self._store.ingest_staged(verified.staged, signed=signed_header(batch))
+        hall, h = verified.hall, verified.header
+        result = await self._store.ingest_staged(verified.staged, signed=signed_header(h, verified.sig))
         if result.status == "gap":
             return await self._gap(verified, result)
         if result.status == "duplicate":
@@ -246,7 +268,7 @@ class Ingestor:
         The drain is a no-op with one process; with several on one database another process may have
         moved the end meanwhile, so buffered batches that now fit are stored first.
         """
-        hall, h = verified.hall, verified.batch.header
+        hall, h = verified.hall, verified.header
         buffered = self._buffer(hall, verified)
         result, stored, logged = await self._drain(hall, result)
         publish = [self._ack(hall, result)] if stored else []
@@ -269,12 +291,12 @@ class Ingestor:
 
     def _buffer(self, hall: str, verified: Verified) -> bool:
         pending = self._pending.setdefault(hall, _Pending())
-        header = verified.batch.header
+        header = verified.header
         old = pending.batches.get(header.first_seq)
         if old is not None:
-            if old.batch.header.last_seq >= header.last_seq:
+            if old.header.last_seq >= header.last_seq:
                 return True
-            pending.events -= old.batch.header.count
+            pending.events -= old.header.count
             del pending.batches[header.first_seq]
         if len(pending.batches) >= self._max_batches or pending.events + header.count > self._max_events:
             return False
@@ -288,23 +310,23 @@ class Ingestor:
         logged: list[LogEntry] = []
         pending = self._pending.get(hall)
         while pending is not None and pending.batches:
-            for first in [f for f, v in pending.batches.items() if v.batch.header.last_seq <= result.last_seq]:
-                pending.events -= pending.batches.pop(first).batch.header.count
+            for first in [f for f, v in pending.batches.items() if v.header.last_seq <= result.last_seq]:
+                pending.events -= pending.batches.pop(first).header.count
             ready = [f for f in pending.batches if f <= result.last_seq + 1]
             if not ready:
                 break
             verified = pending.batches.pop(min(ready))
-            batch = verified.batch
-            pending.events -= batch.header.count
-            nxt = await self._store.ingest_staged(verified.staged, signed=signed_header(batch))
+            header = verified.header
+            pending.events -= header.count
+            nxt = await self._store.ingest_staged(verified.staged, signed=signed_header(header, verified.sig))
             if nxt.status == "stored":
                 stored += nxt.stored
                 logged.extend(await self._money_errors(hall, nxt))
                 logged.extend(await self._missed_records(hall, nxt))
                 result = nxt
             elif nxt.status == "conflict":
-                logged.extend(await self._log("rejected", hall, f"buffered seq {batch.header.first_seq}.."
-                                              f"{batch.header.last_seq} conflicts at seq {nxt.conflict_seq}"))
+                logged.extend(await self._log("rejected", hall, f"buffered seq {header.first_seq}.."
+                                              f"{header.last_seq} conflicts at seq {nxt.conflict_seq}"))
         if pending is not None and not pending.batches:
             del self._pending[hall]
         return result, stored, logged
@@ -376,19 +398,18 @@ class Ingestor:
         return key
 
 
-def signed_header(batch: Batch) -> SignedHeader:
+def signed_header(header: BatchHeader, sig: str) -> SignedHeader:
     """The batch's header as the hall signed it, for the store to keep beside the events (exports)."""
-    h = batch.header
-    return SignedHeader(hall=h.hall, first_seq=h.first_seq, last_seq=h.last_seq,
-                        header=canonical_bytes(h).decode(), sig=batch.sig)
+    return SignedHeader(hall=header.hall, first_seq=header.first_seq, last_seq=header.last_seq,
+                        header=canonical_bytes(header).decode(), sig=sig)
 
 
-def _decode_verify_stage(payload: bytes, public_key: Ed25519PublicKey, hall: str, central_time: int) -> Verified:
+def decode_verify_stage(payload: bytes, public_key: Ed25519PublicKey, hall: str, central_time: int) -> Verified:
     """Decode strictly, verify signature, chain and hall (raising only SyncError subclasses), then
     stage the events for the store, all on the caller's thread (a worker thread for big batches)."""
     batch = decode_batch(payload)
     verify_batch(batch, public_key, expect_hall=hall)
-    return Verified(hall, batch, stage_events(hall, batch.events, central_time))
+    return Verified(hall, batch.header, batch.sig, stage_events(hall, batch.events, central_time))
 
 
-__all__ = ["IngestOutcome", "Ingestor", "Publish", "Verified"]
+__all__ = ["IngestOutcome", "Ingestor", "Preparer", "Publish", "Verified", "VerifierUnavailable", "decode_verify_stage"]

@@ -112,7 +112,7 @@ class CentralMetrics:
         if outcome.stored:
             self.events.inc(label, amount=outcome.stored)
             if isinstance(prepared, Verified):
-                oldest = prepared.batch.events[0].agent_time
+                oldest = prepared.staged.first_agent_time
                 self.latency.observe(max(0.0, self.clock() - oldest / 1_000_000))
         self.processing.observe(max(0.0, seconds))
 

@@ -29,6 +29,7 @@ from .monitor import DEFAULTS as ALERT_DEFAULTS
 from .monitor import Monitor, Thresholds
 from .service import IngestService, ServiceConfig
 from .store import open_store
+from .verify_pool import VerifyPool
 
 log = structlog.get_logger("central.server")
 
@@ -50,6 +51,9 @@ class ServerConfig:
     """Seconds between two evaluations of the alert list (central.monitor); 0: no monitor in this process
     (several processes may serve one database; one monitor keeps the alert history free of flapping)."""
     alert_thresholds: Thresholds = ALERT_DEFAULTS
+    verify_processes: int = 1
+    """Child processes that decode, verify and stage big batches (central.verify_pool); 0: threads of this
+    process instead (the GIL then serves the store writer and the verifying in turns)."""
 
 
 def parse_http(text: str) -> tuple[str, int]:
@@ -66,8 +70,12 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
     ingest: IngestService | None = None
     runner: web.AppRunner | None = None
     monitor: Monitor | None = None
+    pool: VerifyPool | None = None
     try:
-        ingestor = Ingestor(store, key)
+        if config.verify_processes > 0:
+            pool = VerifyPool(config.verify_processes)
+            await pool.start()
+        ingestor = Ingestor(store, key, preparer=pool)
         ingest = IngestService(store, ingestor, url, ServiceConfig(share_group=config.share_group,
                                                                    client_id=config.client_id))
         service = ingest
@@ -92,6 +100,8 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
             await monitor.stop()
         if ingest is not None:
             await ingest.stop()
+        if pool is not None:
+            await pool.stop()
         if runner is not None:
             await runner.cleanup()
         await store.close()

@@ -58,6 +58,8 @@ class ServiceConfig:
     memory stays bounded even if an agent floods or central falls behind."""
     idle_worker_seconds: float = 60.0
     max_workers: int = 10_000
+    prepare_ahead: int = 2
+    """Batches of one hall verified at once ahead of the one committing (see ``_worker``)."""
 
 
 class IngestService:
@@ -219,11 +221,22 @@ class IngestService:
     # -- one worker per hall --------------------------------------------------------------------------
 
     async def _worker(self, hall: str, queue: asyncio.Queue[Received]) -> None:
-        """Store this hall's batches in arrival order; verify the next one while the current one commits."""
-        preparing: asyncio.Task[IngestOutcome | Verified] | None = None
+        """Store this hall's batches in arrival order; verify the next ones while the current one commits.
+
+        Up to ``prepare_ahead`` batches are being verified at once (in the verify pool's child, or in
+        threads), so the verifier never waits for the commit and the commit never waits for the
+        verifier; results are committed strictly in the order the batches arrived."""
+        ahead: collections.deque[tuple[asyncio.Task[IngestOutcome | Verified], float]] = collections.deque()
+
+        def top_up() -> None:
+            while len(ahead) < self.config.prepare_ahead and not queue.empty():
+                msg = queue.get_nowait()
+                self._taken(hall, msg)
+                ahead.append((asyncio.create_task(self.ingestor.prepare(msg.topic, msg.payload)), time.monotonic()))
+
         try:
             while True:
-                if preparing is None:
+                if not ahead:
                     try:  # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
                         async with asyncio.timeout(self.config.idle_worker_seconds):
                             msg = await queue.get()
@@ -232,15 +245,12 @@ class IngestService:
                             return
                         continue
                     self._taken(hall, msg)
-                    preparing = asyncio.create_task(self.ingestor.prepare(msg.topic, msg.payload))
-                    taken_at = time.monotonic()
+                    ahead.append((asyncio.create_task(self.ingestor.prepare(msg.topic, msg.payload)),
+                                  time.monotonic()))
+                top_up()
+                preparing, started = ahead.popleft()
                 prepared = await preparing
-                preparing, started = None, taken_at
-                if not queue.empty():
-                    nxt = queue.get_nowait()
-                    self._taken(hall, nxt)
-                    preparing = asyncio.create_task(self.ingestor.prepare(nxt.topic, nxt.payload))
-                    taken_at = time.monotonic()
+                top_up()
                 outcome = await self.ingestor.commit(prepared)
                 self.stats[outcome.status] += 1
                 self.stats["events_stored"] += outcome.stored
@@ -253,9 +263,9 @@ class IngestService:
                         self.stats["publish_failures"] += 1
                         log.warning("reply_not_published", hall=hall, topic=out.topic, error=str(exc))
         finally:
-            if preparing is not None:
-                preparing.cancel()
-                await asyncio.gather(preparing, return_exceptions=True)
+            for task, _ in ahead:
+                task.cancel()
+            await asyncio.gather(*(task for task, _ in ahead), return_exceptions=True)
             if self._workers.get(hall) is asyncio.current_task():
                 del self._workers[hall]
                 self._queues.pop(hall, None)

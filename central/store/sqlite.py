@@ -324,12 +324,12 @@ class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, Mon
         return await self._writer.run(lambda con: _transaction(con, lambda c: self._ingest(c, staged, signed)))
 
     def _ingest(self, con: sqlite3.Connection, staged: StagedEvents, signed: SignedHeader | None) -> IngestResult:
-        hall, events = staged.hall, staged.events
+        hall = staged.hall
         row = con.execute("SELECT last_seq, last_hash FROM halls WHERE id = ?", (hall,)).fetchone()
         if row is None:
             raise StoreError(f"hall {hall!r} is not registered")
         last_seq, last_hash = row
-        first, last = events[0].seq, events[-1].seq
+        first, last = staged.first_seq, staged.last_seq
         if first > last_seq + 1:
             return IngestResult("gap", last_seq, last_hash)
         if last <= last_seq:
@@ -339,16 +339,16 @@ class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, Mon
                 found = con.execute("SELECT hash FROM events WHERE hall = ? AND seq = ?", (hall, last)).fetchone()
                 stored_hash = None if found is None else found[0]
             # The chain binds every earlier event to this hash, so one comparison covers the batch.
-            if stored_hash == events[-1].hash:
-                return IngestResult("duplicate", last_seq, last_hash, skipped=len(events))
+            if stored_hash == staged.hash_at(-1):
+                return IngestResult("duplicate", last_seq, last_hash, skipped=staged.count)
             return IngestResult("conflict", last_seq, last_hash, conflict_seq=last)
         if first <= last_seq:
             index = last_seq - first
-            if events[index].hash != last_hash:
+            if staged.hash_at(index) != last_hash:
                 return IngestResult("conflict", last_seq, last_hash, conflict_seq=last_seq)
             new = staged.tail(index + 1)
         else:
-            if events[0].prev_hash != last_hash:
+            if staged.first_prev_hash != last_hash:
                 return IngestResult("conflict", last_seq, last_hash, conflict_seq=first)
             new = staged
         insert_rows(con, _INSERT_EVENTS, WIDTH, new.rows)
@@ -368,11 +368,11 @@ class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, Mon
         insert_rows(con, _INSERT_DEVICES, _DEVICE_WIDTH, unstated,
                     _DEVICES_CONFLICT.format(enabled="devices.enabled"))
         insert_rows(con, _INSERT_DEVICES, _DEVICE_WIDTH, stated, _DEVICES_CONFLICT.format(enabled="excluded.enabled"))
-        new_hash = new.events[-1].hash
+        new_hash = new.hash_at(-1)
         con.execute("UPDATE halls SET last_seq = ?, last_hash = ? WHERE id = ?", (last, new_hash, hall))
         if signed is not None:  # export (issue 04): the hall's signature over this chain end
             insert_signed_header(con, hall, last, signed, staged.central_time)
-        return IngestResult("stored", last, new_hash, stored=len(new.events), skipped=len(events) - len(new.events),
+        return IngestResult("stored", last, new_hash, stored=new.count, skipped=staged.count - new.count,
                             money_errors=tuple(fx.money_errors), missed=new.missed)
 
     async def log(self, entries: Sequence[LogEntry]) -> None:

@@ -13,7 +13,7 @@ backend can bind.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -44,32 +44,53 @@ class MissedRecord:
 
 @dataclass(frozen=True, slots=True)
 class StagedEvents:
-    """A verified, contiguous run of one hall's events and everything storing it needs."""
+    """A verified, contiguous run of one hall's events and everything storing it needs.
+
+    Built from the rows alone, so it can come from another process (central.verify_pool) without the
+    decoded events: ``load_events`` gives them when the rare overlapping batch needs its tail's effects
+    recomputed.
+    """
 
     hall: str
-    events: Sequence[Event]
     central_time: int
     rows: list[Any]
     """Flat column values, :data:`WIDTH` per event, in seq order."""
     effects: BatchEffects
     missed: tuple[MissedRecord, ...]
+    load_events: Callable[[], Sequence[Event]]
+
+    @property
+    def count(self) -> int:
+        return len(self.rows) // WIDTH
 
     @property
     def first_seq(self) -> int:
-        return self.events[0].seq
+        return self.rows[1]  # type: ignore[no-any-return]
 
     @property
     def last_seq(self) -> int:
-        return self.events[-1].seq
+        return self.rows[-WIDTH + 1]  # type: ignore[no-any-return]
+
+    @property
+    def first_prev_hash(self) -> str:
+        return self.rows[8]  # type: ignore[no-any-return]
+
+    @property
+    def first_agent_time(self) -> int:
+        return self.rows[5]  # type: ignore[no-any-return]
+
+    def hash_at(self, index: int) -> str:
+        """The hash of the ``index``-th event of the run (negative counts from the end)."""
+        return self.rows[(index % self.count) * WIDTH + 9]  # type: ignore[no-any-return]
 
     def tail(self, start: int) -> StagedEvents:
-        """The run from ``events[start]`` on (a batch that overlaps what is stored keeps only its new
+        """The run from its ``start``-th event on (a batch that overlaps what is stored keeps only its new
         tail); the effects are recomputed for exactly those events."""
         if start == 0:
             return self
-        events = self.events[start:]
-        return StagedEvents(self.hall, events, self.central_time, self.rows[start * WIDTH:],
-                            effects(self.hall, events), tuple(m for m in self.missed if m.seq >= events[0].seq))
+        events = self.load_events()[start:]
+        return StagedEvents(self.hall, self.central_time, self.rows[start * WIDTH:], effects(self.hall, events),
+                            tuple(m for m in self.missed if m.seq >= events[0].seq), lambda: events)
 
 
 def stage_events(hall: str, events: Sequence[Event], central_time: int) -> StagedEvents:
@@ -85,4 +106,4 @@ def stage_events(hall: str, events: Sequence[Event], central_time: int) -> Stage
                 encode(e.data).decode()))
         if e.type == "integration" and e.data.get("kind") == "missed":
             missed.append(MissedRecord(e.seq, e.device, e.data))
-    return StagedEvents(hall, events, central_time, rows, effects(hall, events), tuple(missed))
+    return StagedEvents(hall, central_time, rows, effects(hall, events), tuple(missed), lambda: events)

@@ -39,6 +39,9 @@ class FakeHall:
     total: Contribution = ZERO
     per_device: dict[str, Contribution] = field(default_factory=dict)
     time: int = T0
+    gap_us: tuple[int, int] = (1_000, 400_000_000)
+    """Range of the time between two consecutive events of the hall: wide by default, so that batches
+    cross UTC days; a benchmark passes a hall's real pace."""
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -53,7 +56,7 @@ class FakeHall:
 
     def _append(self, device: str, kind: str, data: dict[str, object]) -> Event:
         seq = len(self.events) + 1
-        self.time += self.rng.randint(1_000, 400_000_000)  # up to ~7 min apart: batches cross UTC days
+        self.time += self.rng.randint(*self.gap_us)  # by default up to ~7 min apart: batches cross UTC days
         prev = self.events[-1].hash if self.events else GENESIS_HASH
         event = seal(UnsealedEvent(seq=seq, id=str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
                                    hall=self.hall, device=device, type=kind, device_time=self.time - 120,
