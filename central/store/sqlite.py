@@ -438,16 +438,26 @@ class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, Mon
             if value is not None:
                 where.append(clause)
                 params.append(value)
-        params.append(max(1, min(limit, _MAX_EVENTS_LIMIT)))
-        sql = ("SELECT hall, seq, id, device, type, agent_time, device_time, central_time, prev_hash, hash, data"
-               f" FROM events{_where(where)} ORDER BY hall, seq LIMIT ?")
+        limit = max(1, min(limit, _MAX_EVENTS_LIMIT))
+        columns = "hall, seq, id, device, type, agent_time, device_time, central_time, prev_hash, hash, data"
 
         def body(con: sqlite3.Connection) -> list[dict[str, Any]]:
+            clauses, values = list(where), list(params)
+            if device is not None and hall is not None:
+                # No per-event device index (schema 5): the hall's events are walked in seq order, so stop
+                # at the device's newest event instead of reading to the hall's end.
+                newest = con.execute("SELECT last_seq FROM devices WHERE hall = ? AND id = ?",
+                                     (hall, device)).fetchone()
+                if newest is None:
+                    return []
+                clauses.append("seq <= ?")
+                values.append(newest[0])
+            sql = f"SELECT {columns} FROM events{_where(clauses)} ORDER BY hall, seq LIMIT ?"
             return [
                 {"v": 1, "hall": r[0], "seq": r[1], "id": r[2], "device": r[3], "type": r[4], "agent_time": r[5],
                  "device_time": r[6], "central_time": r[7], "prev_hash": r[8], "hash": r[9],
                  "data": _DATA_DECODER.decode(r[10])}
-                for r in con.execute(sql, params)
+                for r in con.execute(sql, [*values, limit])
             ]
 
         return await self._reader.run(body)
