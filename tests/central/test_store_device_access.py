@@ -98,3 +98,23 @@ async def test_an_older_file_gets_the_same_marks_and_loses_the_device_index(tmp_
         assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("5",)
     finally:
         con.close()
+
+
+async def test_events_of_a_device_stop_at_its_newest_event(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "c.db")
+    try:
+        chain, (a, b) = await _hall(store)
+        await chain.flush(Ingestor(store, generate_private_key(), clock=StepClock()), size=50)
+        for egm in (a, b):
+            mine = [e.seq for e in chain.events if e.device == egm.device]
+            got = await store.events(hall="hall-m", device=egm.device, limit=10_000)
+            assert [e["seq"] for e in got] == mine and {e["device"] for e in got} == {egm.device}
+            page = await store.events(hall="hall-m", device=egm.device, after_seq=mine[3], limit=2)
+            assert [e["seq"] for e in page] == mine[4:6]
+            assert await store.events(hall="hall-m", device=egm.device, after_seq=mine[-1]) == []
+        assert await store.events(hall="hall-m", device="egm-unknown") == []
+        bills = await store.events(hall="hall-m", device="egm-b", type="bill.accepted", limit=10_000)
+        assert [e["seq"] for e in bills] == [e.seq for e in chain.events
+                                              if e.device == "egm-b" and e.type == "bill.accepted"]
+    finally:
+        await store.close()
