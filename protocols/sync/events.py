@@ -1,8 +1,9 @@
 """Event records, their hash, sealing into the per-agent chain, and chain verification.
 
-An event is hashed exactly once, when the agent seals it; the agent stores the hash, batches reuse
-it, and central recomputes it once while verifying. ``central_time`` is outside the hash because
-central sets it after the agent signed.
+An event's hash is computed when the agent seals it and stored with it; batches carry the stored
+bytes and hash. The agent re-checks a stored row's hash over its bytes each time it sends it
+(:func:`stored_event`, which catches a corrupted row), and central recomputes it once while
+verifying. ``central_time`` is outside the hash because central sets it after the agent signed.
 """
 
 from __future__ import annotations
