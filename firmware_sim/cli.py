@@ -22,6 +22,7 @@ from typing import Any
 import structlog
 
 from .egm import Egm
+from .faults import WireNoise
 from .floor import MAX_TERMINALS, Floor
 from .games import parse_games
 from .modbus_server import ModbusTerminalServer
@@ -86,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="exit after writing truth.json when all rounds are played, instead of serving on")
     floor.add_argument("--wait-for-host", action=argparse.BooleanOptionalAction, default=False,
                        help="EGMs hold play until a SAS host first polls them (so no play predates the host)")
+    floor.add_argument("--wire-faults", default="off", metavar="SPEC",
+                       help="random faults on every EGM's SAS line, per reply: corrupt=P (one byte flipped), "
+                            "drop=P (reply lost), truncate=P (last byte lost), seed=N (default: --seed); e.g. "
+                            "corrupt=0.01,drop=0.005. Each line draws from its own seeded stream; the machines' "
+                            "meters and truth.json are untouched; OUT/wire-faults.json counts what each line "
+                            "suffered (default off)")
     _common(floor)
     egm = sub.add_parser("egm", help="one EGM on one pty",
                          description="Serve one EGM on a pty; print {\"port\", \"address\", \"framing\"} as one "
@@ -164,7 +171,7 @@ async def _run_floor(args: argparse.Namespace) -> int:
     link = LinkConfig(sync_rule=args.sync_rule, chirp_after=args.chirp_after)
     floor = Floor(args.out, args.egms, terminals=args.terminals, seed=args.seed, pace=args.pace, rounds=args.rounds,
                   framing=args.framing, games=args.games, link=link, counter_start=args.counter_start,
-                  wait_for_host=args.wait_for_host)
+                  wait_for_host=args.wait_for_host, wire=WireNoise.parse(str(args.wire_faults), args.seed))
     await floor.run(_stop_event(), exit_when_done=args.exit_when_done)
     return 0
 
@@ -210,6 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.exit(2, "hall-sim: error: --egms must be 1..127 (one SAS loop's addresses), or 0 with --terminals\n")
         if args.terminals > MAX_TERMINALS:
             parser.exit(2, f"hall-sim: error: --terminals must be 0..{MAX_TERMINALS}\n")
+        try:
+            WireNoise.parse(str(args.wire_faults), args.seed)
+        except ValueError as exc:
+            parser.exit(2, f"hall-sim: error: --wire-faults: {exc}\n")
     elif args.command == "terminal":
         if not 1 <= args.unit <= 247:
             parser.exit(2, "hall-sim: error: terminal needs --unit 1..247\n")

@@ -6,6 +6,10 @@ players really did, plus each machine's meters or terminal's counters — is wri
 has finished its rounds, and written again on stop, so a host that keeps reading final meters after the rounds
 still sees the same figures. Both files are replaced atomically (write, then rename), so a reader
 that waits for them never sees half a file.
+
+With wire noise (``--wire-faults``) each EGM's line gets its own seeded stream of corrupted, truncated
+and dropped replies, and ``wire-faults.json`` (written beside truth.json, at the same moments) counts
+what each line suffered. truth.json is unaffected: the noise is on the wire, not in the machines.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 import structlog
 
 from .egm import Egm
+from .faults import Faults, WireNoise
 from .games import GameConfig
 from .modbus_server import ModbusTerminalServer
 from .pty_egm import Framing, PtyEgmServer
@@ -79,7 +84,8 @@ class Floor:
 
     def __init__(self, out: Path, egms: int, *, terminals: int = 0, seed: int = 0, pace: float = 3.0,
                  rounds: int | None = None, framing: Framing = "marks", games: list[GameConfig] | None = None,
-                 link: LinkConfig | None = None, counter_start: int = 0, wait_for_host: bool = False) -> None:
+                 link: LinkConfig | None = None, counter_start: int = 0, wait_for_host: bool = False,
+                 wire: WireNoise | None = None) -> None:
         if not 0 <= egms <= 127:
             raise ValueError("a SAS loop holds 1..127 EGMs")
         if not 0 <= terminals <= MAX_TERMINALS:
@@ -87,7 +93,9 @@ class Floor:
         if egms + terminals == 0:
             raise ValueError("a floor needs at least one EGM or terminal")
         self.out = out
+        self.wire = wire if wire is not None and wire.active else None
         self.servers = [PtyEgmServer(Egm(address, games, seed=seed, pace=pace, rounds=rounds), framing,
+                                     faults=Faults(noise=self.wire.for_device(address)) if self.wire else None,
                                      link=link, wait_for_host=wait_for_host) for address in range(1, egms + 1)]
         self.terminal_servers = [
             ModbusTerminalServer(Terminal(number, seed=seed, pace=pace, rounds=rounds, preset=counter_start or None))
@@ -115,7 +123,18 @@ class Floor:
         path = self.out / "truth.json"
         document = truth_document(self.egms, self.terminals)
         _atomic_write(path, json.dumps(document, indent=2, sort_keys=True) + "\n")
+        if self.wire is not None:
+            _atomic_write(self.out / "wire-faults.json", json.dumps(self.wire_report(), indent=2) + "\n")
         return path
+
+    def wire_report(self) -> dict[str, object]:
+        """What the noise did to each line so far: replies sent, and how many were corrupted,
+        truncated or dropped (a campaign prints these beside its process faults)."""
+        assert self.wire is not None
+        rates = {"corrupt": self.wire.corrupt, "drop": self.wire.drop, "truncate": self.wire.truncate}
+        devices = {device_id(server.egm.address): server.faults.noise.report()
+                   for server in self.servers if server.faults.noise is not None}
+        return {"seed": self.wire.seed, "rates": rates, "devices": devices}
 
     async def all_finished(self) -> None:
         await asyncio.gather(*(server.finished.wait() for server in self.servers),

@@ -10,7 +10,8 @@ Framing: ``marks`` (default) carries the wakeup bit as PARMRK marks in both dire
 doubled, and its chirp is marked. ``structural`` serves hosts that cannot mark: host messages are
 framed by their structure plus idle gaps, and replies go out raw.
 
-Players run in a task of the server; faults (``faults.py``) are applied on the way out.
+Players run in a task of the server; faults (``faults.py``: one-shot knobs and random wire noise) are
+applied on the way out, after the EGM's own bookkeeping, so they never change what the machine did.
 """
 
 from __future__ import annotations
@@ -175,8 +176,7 @@ class PtyEgmServer:
 
     def _send(self, reply: bytes, chirp: bool = False) -> None:
         faults = self.faults
-        data = faults.mangle(reply) if (faults.drop_replies or faults.truncate_replies
-                                        or faults.corrupt_replies) else reply
+        data = faults.mangle(reply) if faults.mangles else reply
         if not data or faults.link_dead():
             return
         if self.framing == "marks":
