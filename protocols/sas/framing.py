@@ -9,6 +9,12 @@ a long-poll reply is ``addr cmd [len] data CRC``, an ACK (``addr``), a NACK (``a
 (``addr 00``) or, in RTE mode, an event in the RTE form. An EGM that lost the link chirps: its
 address with the wakeup bit.
 
+What a lone address byte means (notes/sas-protocol.md §1.2.1, §3.1, §3.6, §4.2) is decided by
+:class:`ReplyReader` only once the line is idle, because the same byte starts an RTE event, a data
+reply and busy: after a long poll that is ACKed it is the ACK; after a general poll it is *not* an
+exception code equal to the address (see :class:`AddressEcho`) unless the host expects legacy
+replies and that value is a defined exception code.
+
 Incremental parsers take 9-bit characters (``wire.WAKEUP`` set where marked) and say when a message
 is complete, so a transport can answer or stop waiting at once instead of waiting out a gap.
 """
@@ -20,7 +26,7 @@ from dataclasses import dataclass
 from . import longpolls as lp
 from .crc import append_crc, strip_crc
 from .errors import FrameError, SASError
-from .exceptions import RTE_DATA_LENGTH, RteData, decode_rte_data, encode_rte_data
+from .exceptions import EXCEPTION_NAMES, RTE_DATA_LENGTH, RteData, decode_rte_data, encode_rte_data
 from .wire import WAKEUP
 
 RTE_MARKER = 0xFF
@@ -297,7 +303,9 @@ class HostMessageFramer:
 
 @dataclass(frozen=True, slots=True)
 class ExceptionReply:
-    """A general-poll reply outside RTE mode: the exception code (00 = no activity)."""
+    """A general-poll reply in the legacy form: the exception code (00 = no activity).
+
+    In RTE mode it means the EGM left RTE mode (a power cycle does that)."""
 
     code: int
 
@@ -339,7 +347,23 @@ class Chirp:
     address: int
 
 
-EgmReply = ExceptionReply | RteEvent | Ack | Nack | Busy | Reply | Chirp
+@dataclass(frozen=True, slots=True)
+class AddressEcho:
+    """The EGM's address alone, unmarked, answering a general poll: the EGM is there, nothing happened.
+
+    No exception is carried. In RTE mode an EGM answers a general poll with an event or with silence
+    (notes §3.6), so a lone address is one of: a chirp whose wakeup bit was lost (structural framing,
+    a UART that cannot mark), a late ACK of an earlier long poll (LP 0E after a restart on a loaded
+    line), or an EGM that acknowledges an empty RTE poll with its address. Outside RTE mode the byte
+    is an exception code only if SAS defines that code; addresses 01–10 (hex), for example, are not
+    codes, so a lone ``01`` was never "exception 01". Reporting the echo as an exception made an
+    agent restart show ``device.status`` "unknown exception 01" (issue 12).
+    """
+
+    address: int
+
+
+EgmReply = ExceptionReply | RteEvent | Ack | Nack | Busy | Reply | Chirp | AddressEcho
 
 
 class ReplyReader:
@@ -347,7 +371,17 @@ class ReplyReader:
 
     ``command`` None means the poll was a general poll. :meth:`feed` returns the reply once it is
     complete and raises :class:`SASError` for bytes no valid reply starts with, or a bad CRC.
-    :meth:`gap` tells the reader that the line went idle: an address alone then counts as an ACK.
+    :meth:`gap` tells the reader that the line went idle and decides what an address alone was.
+
+    ``rte`` is what the host *believes*; the EGM may disagree (an agent restarts while the EGM stays
+    in RTE mode; a power cycle drops the EGM out of it). So the reader never decides on a byte equal
+    to the address before it knows what follows: ``addr FF code data CRC`` is an RTE event whatever
+    the host believes (``FF`` is no reply's command, and the CRC guards it), and only an idle line
+    makes the address an ACK (long poll) or an :class:`AddressEcho` (general poll). A lone byte that
+    is not the address answering a general poll is a legacy exception code, in RTE mode too (the
+    EGM left RTE mode). The one value left ambiguous is a legacy exception code equal to the
+    EGM's own address (addresses 11 hex and up): with ``rte`` False it is taken as that exception,
+    with ``rte`` True as an echo (the EGM's next legacy reply then shows it left RTE mode).
     """
 
     def __init__(self, address: int, command: int | None, rte: bool = False) -> None:
@@ -362,10 +396,13 @@ class ReplyReader:
         return bool(self._buf)
 
     def gap(self) -> EgmReply | None:
+        """The line went idle: the reply so far, if it is a whole one (only an address alone can be)."""
         if bytes(self._buf) != bytes((self.address,)):
             return None
         if self.command is None:
-            return ExceptionReply(self.address)  # RTE expected, a legacy code equal to the address came
+            if not self.rte and self.address in EXCEPTION_NAMES:
+                return ExceptionReply(self.address)   # legacy mode: a defined code that equals the address
+            return AddressEcho(self.address)
         return Ack() if lp.is_acked(self.command) else None
 
     def feed(self, characters: list[int]) -> EgmReply | None:
@@ -383,25 +420,21 @@ class ReplyReader:
         buf = self._buf
         buf.append(value)
         if len(buf) == 1:
-            if self.command is None and (not self.rte or value != self.address):
-                # Outside RTE mode the reply is one byte; in RTE mode a lone code that is not our
-                # address means the EGM dropped out of RTE mode (a power cycle does that).
+            if self.command is None and value != self.address:
+                # A legacy exception code (in RTE mode: the EGM dropped out of it, as after a power
+                # cycle). Our address instead may start an RTE event: wait for what follows.
                 return ExceptionReply(value)
-            if value == self.address | NACK_BIT:
+            if self.command is not None and value == self.address | NACK_BIT:
                 return Nack()
             if value != self.address:
                 raise FrameError(f"reply starts with {value:02X}, expected address {self.address:02X}")
-            if self.command is not None and lp.is_acked(self.command) and not self.rte:
-                return Ack()
-            return None
+            return None   # an ACK or an echo only once the line is idle (gap); else more follows
         if len(buf) == 2:
             second = buf[1]
             if second == BUSY:
                 return Busy()
             if second == RTE_MARKER:
-                if not self.rte:
-                    raise FrameError("RTE event while RTE reporting is off")
-                return None
+                return None   # an RTE event, even where the host believed RTE was off
             if self.command is None or second != self.command:
                 raise FrameError(f"reply to LP {self.command!r} carries command {second:02X}")
             cls = lp.RESPONSES.get(second)
@@ -435,7 +468,7 @@ def decode_reply(frame: bytes, address: int, command: int | None, rte: bool = Fa
 
 
 __all__ = [
-    "Ack", "Busy", "Chirp", "EgmReply", "ExceptionReply", "Garbled", "GeneralPoll", "HostMessage",
+    "Ack", "AddressEcho", "Busy", "Chirp", "EgmReply", "ExceptionReply", "Garbled", "GeneralPoll", "HostMessage",
     "HostMessageFramer", "LongPollFrame", "Nack", "Reply", "ReplyReader", "RteEvent", "SASError",
     "Unsupported", "decode_long_poll", "decode_reply", "decode_response", "decode_wrapped_response",
     "encode_ack", "encode_busy", "encode_general_poll", "encode_long_poll", "encode_nack",

@@ -82,13 +82,74 @@ def test_reply_reader_in_rte_mode() -> None:
     assert framing.decode_reply(b"\x17", 3, None, rte=True) == framing.ExceptionReply(0x17)
 
 
-def test_reply_reader_rejects_events_outside_rte_and_strangers() -> None:
-    with pytest.raises(FrameError):
-        framing.decode_reply(framing.encode_rte_event(3, 0x11), 3, 0x1A)
+def test_reply_reader_rejects_strangers() -> None:
     with pytest.raises(FrameError):
         framing.decode_reply(framing.encode_response(4, lp.CurrentCredits(5)), 3, 0x1A)
     with pytest.raises(FrameError):
         framing.decode_reply(framing.encode_response(3, lp.CurrentCredits(5)), 3, 0x54)
+
+
+# ---- a lone address byte (issue 12): what it means depends on the poll, the mode and what follows ----
+
+Read = tuple[framing.EgmReply | None, framing.EgmReply | None]
+
+
+def _read(wire_bytes: str, address: int, command: int | None, rte: bool) -> Read:
+    """(what feed() returned, what gap() returned after it) for bytes on the wire, one at a time."""
+    reader = framing.ReplyReader(address, command, rte)
+    fed = None
+    for byte in bytes.fromhex(wire_bytes):
+        assert fed is None, "reply reported complete before its last byte"
+        fed = reader.feed([byte])
+    return fed, (reader.gap() if fed is None else None)
+
+
+def test_a_lone_address_after_an_rte_general_poll_is_an_echo_not_exception_01() -> None:
+    # RTE mode, nothing queued: silence, an unmarked chirp, a late ACK or an ACK-like echo -> "01".
+    assert _read("01", 1, None, rte=True) == (None, framing.AddressEcho(1))
+    # ... also where the address is a defined code (0x17 = AC power applied): RTE events come as
+    # "17 FF code ..", so "17" alone is the echo of address 0x17.
+    assert _read("17", 0x17, None, rte=True) == (None, framing.AddressEcho(0x17))
+
+
+def test_a_lone_address_after_a_legacy_general_poll_is_an_exception_only_if_sas_defines_it() -> None:
+    # 01..10 are no exception codes: "01" from EGM 1 is its address echoed (chirp without mark, late ACK).
+    assert _read("01", 1, None, rte=False) == (None, framing.AddressEcho(1))
+    assert _read("10", 0x10, None, rte=False) == (None, framing.AddressEcho(0x10))
+    # 11 is "slot door opened": in legacy mode EGM 0x11 reports it with exactly this byte.
+    assert _read("11", 0x11, None, rte=False) == (None, framing.ExceptionReply(0x11))
+    # Any other single byte is the exception at once (no wait for the idle line).
+    assert _read("11", 1, None, rte=False) == (framing.ExceptionReply(0x11), None)
+    assert _read("00", 1, None, rte=False) == (framing.ExceptionReply(0x00), None)
+    assert _read("81", 1, None, rte=False) == (framing.ExceptionReply(0x81), None)   # hopper low, not NACK
+
+
+def test_a_legacy_code_while_rte_was_expected_means_the_egm_left_rte_mode() -> None:
+    assert _read("17", 1, None, rte=True) == (framing.ExceptionReply(0x17), None)
+    assert _read("00", 1, None, rte=True) == (framing.ExceptionReply(0x00), None)
+
+
+def test_an_rte_event_is_read_whole_where_the_host_believed_rte_off() -> None:
+    """After an agent restart the EGM is still in RTE mode while the new agent polls in legacy mode:
+    the event is read whole (with its data), not cut to an exception 01 and an unread tail."""
+    event = framing.encode_rte_event(1, 0x7F, GameEndedData(40))
+    assert event.hex(" ") == "01 ff 7f 00 00 00 40 " + event[-2:].hex(" ")
+    assert _read(event.hex(), 1, None, rte=False) == (framing.RteEvent(0x7F, GameEndedData(40)), None)
+    # the same for a long poll, ACKed (LP 0E) or with data (LP 1A): "01" is not an ACK yet
+    assert _read(event.hex(), 1, 0x0E, rte=False) == (framing.RteEvent(0x7F, GameEndedData(40)), None)
+    assert _read(event.hex(), 1, 0x1A, rte=False) == (framing.RteEvent(0x7F, GameEndedData(40)), None)
+    door = framing.encode_rte_event(1, 0x11)
+    assert _read(door.hex(), 1, None, rte=False) == (framing.RteEvent(0x11, None), None)
+
+
+def test_an_ack_is_decided_by_the_idle_line_in_either_mode() -> None:
+    for rte in (False, True):
+        assert _read("05", 5, 0x01, rte) == (None, framing.Ack())
+        assert _read("05", 5, 0x1A, rte) == (None, None)            # LP 1A is never ACKed: cut short
+        assert _read("85", 5, 0x1A, rte) == (framing.Nack(), None)
+        assert _read("05 00", 5, 0x1A, rte) == (framing.Busy(), None)
+    with pytest.raises(FrameError):
+        framing.ReplyReader(1, None).feed([1, 0x1A])               # a general poll has no data reply
 
 
 def test_reply_reader_sees_a_chirp() -> None:
