@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
 import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from mqttlink.broker import free_port
+from tests.hallcheck import BIN, api, central_by_device, cli, expected, outbox, post, terminal_baselines
 from tests.procs import Proc
 
-BIN = Path(sys.executable).parent
 HALL = "hall-e2e"
 EGMS = 3
 TERMINALS = 2
@@ -31,25 +28,6 @@ ROUNDS = 45
 PACE = 0.25
 
 pytestmark = pytest.mark.slow
-
-
-def cli(*args: str) -> str:
-    done = subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=30)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip().splitlines()[-1]
-
-
-def post(url: str, key: str, body: dict) -> dict:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        return json.loads(resp.read())
-
-
-def api(url: str, key: str) -> dict:
-    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        return json.loads(resp.read())
 
 
 async def eventually(check, timeout: float, what: str, *procs: Proc):
@@ -118,35 +96,28 @@ async def test_ggr_equals_truth_through_kills_and_restarts(tmp_path: Path, mosqu
         await eventually(truth_file.exists, ROUNDS * PACE * 4 + 60, "the floor to finish its rounds", *procs)
         truth = json.loads(truth_file.read_text())["devices"]
         assert sorted(t["kind"] for t in truth.values()) == ["egm"] * EGMS + ["terminal"] * TERMINALS
-        want = {d: {k: t[k] for k in ("bets", "wins", "rounds", "cash_in", "cash_out")} for d, t in truth.items()}
         # A terminal's money counts from its enrollment: the agent's first reading is the baseline (its
         # counters may hold years of history), recorded as a device.status event with those counters.
+        baselines = {}
         for device, t in truth.items():
-            if t["kind"] != "terminal":
-                continue
-            rows = api(f"{base}/events?hall={HALL}&device={device}&type=device.status&limit=1000", admin)["rows"]
-            (baseline,) = [r["data"]["counters"] for r in rows if r["data"].get("status") == "baseline"]
-            want[device] = {"bets": t["bets"] - baseline["bets"], "wins": t["wins"] - baseline["wins"],
-                            "rounds": t["rounds"] - baseline["rounds"],
-                            "cash_in": t["cash_in"] - baseline["cash_in"] - baseline["tickets_in"],
-                            "cash_out": t["cash_out"] - baseline["cash_out"] - baseline["tickets_out"]}
+            if t["kind"] == "terminal":
+                (baselines[device],) = terminal_baselines(base, admin, HALL, device)
+        want = expected(truth, baselines)
 
         def central_matches() -> dict | None:
-            rows = api(f"{base}/reports/ggr?group_by=device&hall={HALL}", key)["rows"]
-            got = {r["key"]: {k: r[k] for k in ("bets", "wins", "rounds", "cash_in", "cash_out")} for r in rows}
+            got = central_by_device(base, key, HALL)
             return got if got == want else None
 
         try:
             await eventually(central_matches, 90, "central GGR == truth", *procs)
         except AssertionError:
-            rows = api(f"{base}/reports/ggr?group_by=device&hall={HALL}", key)["rows"]
-            got = {r["key"]: {k: r[k] for k in ("bets", "wins", "rounds", "cash_in", "cash_out")} for r in rows}
+            got = central_by_device(base, key, HALL)
             raise AssertionError(f"central {got}\ntruth   {want}\n" +
                                  "\n".join(f"--- {p.name} ---\n{p.tail(60)}" for p in procs)) from None
         ggr = api(f"{base}/reports/ggr?group_by=hall", key)
         assert ggr["rows"][0]["ggr"] == sum(w["bets"] - w["wins"] for w in want.values())
         # every event the agent recorded is acked: the outbox holds nothing unconfirmed
-        await eventually(lambda: _outbox_json(agent_dir)["unacked_count"] == 0, 30, "outbox drained", *procs)
+        await eventually(lambda: outbox(agent_dir)["unacked_count"] == 0, 30, "outbox drained", *procs)
 
         # HQ switches a machine and a terminal off and on again: signed command → agent → LP 01/02 or the
         # terminal's control register → signed result → applied, visible through the API
@@ -161,9 +132,3 @@ async def test_ggr_equals_truth_through_kills_and_restarts(tmp_path: Path, mosqu
     finally:
         for p in (agent, central, floor):
             p.stop()
-
-
-def _outbox_json(agent_dir: Path) -> dict:
-    done = subprocess.run([str(BIN / "hall-agent"), "outbox", "--data-dir", str(agent_dir), "--json"],
-                          capture_output=True, text=True, timeout=30)
-    return json.loads(done.stdout)
