@@ -67,6 +67,15 @@ class DeviceState:
     ledger: Ledger = field(default_factory=Ledger)
     last_wall: float | None = None           # wall time of the last fact fed
     resumed: bool = False                    # restored from a checkpoint, no fact fed since (not persisted)
+    # Not persisted (they name this boot's moments; after a restart the link comes up again first):
+    link_up: bool = field(default=True, compare=False)
+    """False after a LinkDown until the next LinkUp."""
+    ticket_mono: float | None = field(default=None, compare=False)
+    """Arrival of the 3D whose LP 3D read is still to come (the ticket's place among the meter reads)."""
+    activity_wall: float | None = field(default=None, compare=False)
+    """Money moved (or events were lost) after the last snapshot: the books are open."""
+    judge_asked_at: float | None = field(default=None, compare=False)
+    """Wall time a snapshot was last asked to close the books (``Normalizer.tick``)."""
 
 
 __all__ = ["DeviceState", "HeldWin", "OpenRound"]

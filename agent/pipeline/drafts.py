@@ -37,15 +37,16 @@ class EventDraft:
 class SnapshotRequest:
     """Returned by :meth:`Normalizer.tick`: please read this device's meters now.
 
-    The caller (the agent's run loop) calls ``MachineCoordinator.read_meters()``; the normalizer
-    tags the next :class:`~agent.sas.facts.MetersSnapshot` of ``device`` with ``reason``
-    (``gaming_day_close``) and ``gaming_day`` (ISO date of the day being closed), whatever reason
-    the coordinator gave it.
+    The caller (the agent's run loop) calls ``MachineCoordinator.read_meters(reason)``. For
+    ``gaming_day_close`` the normalizer tags the next :class:`~agent.sas.facts.MetersSnapshot` of
+    ``device`` with that reason and ``gaming_day`` (ISO date of the day being closed), whatever
+    reason the coordinator gave it; ``settle`` asks for a snapshot that judges a settled window of
+    a machine gone idle (``gaming_day`` empty).
     """
 
     device: str
     reason: str
-    gaming_day: str
+    gaming_day: str = ""
 
 
 __all__ = ["EventDraft", "SnapshotRequest", "micros"]

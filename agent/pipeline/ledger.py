@@ -45,6 +45,16 @@ also holds: an event can wait in the EGM's queue well after a snapshot that cont
   counted in the new epoch (:meth:`Ledger.ended_after_read`); an earlier one is in the baseline.
   Without those stamps (a checkpoint from another boot, a fake line) the end is taken to be in
   the baseline, as its wager is.
+* **Every other event of an epoch's start is ordered the same way** (bills, tickets, handpays):
+  one confirmed before the baseline snapshot's fact but after the reply that read its meter
+  (a bill answering the second 6F of the read, say) is *not* in the baseline, so it is counted in
+  the new epoch (:attr:`Ledger.recent`); one fed after the baseline whose exception arrived before
+  that reply (a ticket: its LP 3D is read after the meters, its 3D came before) *is* in the
+  baseline and is not counted. Counting the first as "before the baseline" made its meter
+  movement a ``missed`` record as well: the same bill twice. The same holds at every rebaseline
+  (RAM clear, meters reset): what arrived after the new baseline's read belongs to the new epoch.
+* **A window is judged even when the machine goes idle** (:meth:`Ledger.unjudged`): the newest
+  snapshot is judged only by a later one, so the normalizer asks for one once it has settled.
 """
 
 from __future__ import annotations
@@ -163,13 +173,29 @@ class Ledger:
     unplaced: list[Game] = field(default_factory=list)  # fed while they could not be placed
     declared: int | None = None    # coin in (cumulative) up to which ``missed`` has been judged
     seen_wall: float = 0.0         # when the previous snapshot was fed
+    recent: list[tuple[str, int, float | None]] = field(default_factory=list, compare=False)
+    """(quantity, value, monotonic arrival) of every contribution outside a game fed since the last
+    snapshot: at a rebaseline, those that arrived after the new baseline read their meter are the
+    new epoch's (module docstring). Not persisted: after a restart every later read follows them."""
 
-    def report(self, quantity: str, value: int, wall: float, game: Game | None = None) -> None:
-        """Count a draft's contribution (only once a baseline exists: earlier ones are in it)."""
+    def report(self, quantity: str, value: int, wall: float, game: Game | None = None, *,
+               mono: float | None = None, reset_pending: bool = False) -> None:
+        """Count a draft's contribution in this epoch.
+
+        ``mono``: when the exception that carried it arrived (monotonic). Before a baseline exists
+        (or while a reset waits for the next one) nothing is counted yet: :meth:`rebaseline` decides
+        by ``mono`` whether the new baseline contains it. After the baseline, one that arrived
+        before the baseline read its meter is in the baseline and is not counted."""
         if game is not None:
             game.contributed[quantity] = game.contributed.get(quantity, 0) + value
-        if self.active and value:
+        if not value:
+            return
+        if game is None:
+            self.recent.append((quantity, value, mono))
+        if self.active and not reset_pending:
             q = self.quantities[quantity]
+            if game is None and mono is not None and q.read_at is not None and mono < q.read_at:
+                return   # its meter moved before the baseline read it
             q.reported += value
             if game is None and self.in_grace(wall):
                 q.grace += value
@@ -273,6 +299,11 @@ class Ledger:
                     for name, value in game.contributed.items():
                         if self.ended_after_read(name, game.end_at):
                             self.quantities[name].reported += value
+        recent, self.recent = self.recent, []
+        for name, value, mono in recent:
+            q = self.quantities[name]
+            if mono is not None and q.read_at is not None and mono > q.read_at:
+                q.reported += value   # arrived after the baseline read its meter: not in it
         self.commit_seen(wall)
 
     def commit_seen(self, wall: float) -> None:
@@ -304,6 +335,19 @@ class Ledger:
             self.history.popleft()
         return self.history[0]
 
+    def unjudged(self, wall: float, since: float | None = None) -> bool:
+        """The newest snapshot moved the meters since the one last judged and has settled, so the
+        next snapshot would judge it: without one (the machine went idle, nothing significant
+        happens) whatever its window lost would never become ``missed``. The history's first entry
+        is the snapshot judged last (or the baseline): :meth:`settled` drops the older ones."""
+        if not self.active or len(self.history) < 2:
+            return False
+        newest_at, newest = self.history[-1]
+        first = self.history[0][1]
+        if all(value == first.get(name, 0) for name, value in newest.items()):
+            return False
+        return wall - (newest_at if since is None else max(newest_at, since)) >= self.settle
+
     def in_grace(self, wall: float) -> bool:
         """Right after a baseline, events may still arrive that happened before it."""
         return wall - self.baseline_wall < self.settle
@@ -327,6 +371,7 @@ class Ledger:
             self.rebaseline(raw, wall, denom, reads)
             return Observation(True, "baseline" if not force_reset else "reset", self._available(raw))
         self.unplaced.clear()   # fed since the last snapshot without a coin-in meter: counted as usual
+        self.recent.clear()
         deltas: dict[str, int] = {}
         obs = Observation(available=set())
         for name, q in self.quantities.items():

@@ -194,17 +194,52 @@ class Normalizer:
 
         The first call only learns the current gaming day. Devices asked get their next snapshot
         tagged ``reason: "gaming_day_close"`` and ``gaming_day`` (the day that ended)."""
+        requests = self._judging_requests(now_wall)
         day = self.gaming_day(now_wall)
         previous, self._gaming_day = self._gaming_day, day
         if previous is None or day <= previous:
-            return []
+            return requests
         closing = previous.isoformat()
-        requests = []
+        requests = [r for r in requests if r.device not in self.devices]
         for device, state in self.devices.items():
             state.close_pending = closing
             self._dirty.add(device)
             requests.append(SnapshotRequest(device, "gaming_day_close", closing))
         log.info("gaming day closed", gaming_day=closing, devices=len(requests))
+        return requests
+
+    def books_open(self, device: str) -> bool:
+        """Whether some money of ``device`` is not yet judged against its meters: money moved (or
+        events were lost) since its last snapshot, or that snapshot moved the meters and has not
+        been judged yet. An idle machine's books close by themselves (:meth:`tick`)."""
+        state = self.devices.get(device)
+        if state is None or not state.ledger.active:
+            return state is not None
+        return state.activity_wall is not None or state.ledger.unjudged(float("inf"))
+
+    def _judging_requests(self, now_wall: float) -> list[SnapshotRequest]:
+        """Snapshots that close the books of a machine gone idle, where no scheduled or significant
+        snapshot may come for a long time and what its last window lost would stay a silent
+        difference: ``idle`` once money moved (or events were lost) since the last snapshot and
+        nothing happened for a settle time, so the meters are read after the last game; then
+        ``settle`` once that newest snapshot has settled unjudged, so it is judged. Each device is
+        asked at most once per settle time (a read that failed is asked again)."""
+        requests = []
+        for device, state in self.devices.items():
+            if state.reset_pending or not state.link_up or not state.ledger.active:
+                continue
+            asked = state.judge_asked_at
+            if asked is not None and 0 <= now_wall - asked < self.settle_seconds:
+                continue
+            active = state.activity_wall
+            if active is not None and now_wall - active >= self.settle_seconds:
+                reason = "idle"
+            elif state.ledger.unjudged(now_wall, state.link_up_since):
+                reason = "settle"
+            else:
+                continue
+            state.judge_asked_at = now_wall
+            requests.append(SnapshotRequest(device, reason))
         return requests
 
     def gaming_day(self, wall: float) -> dt.date:
@@ -224,7 +259,12 @@ class Normalizer:
         out.append(EventDraft(state.device, type_, None, micros(fact.wall), data))
         quantity = _quantity(type_, data)
         if quantity is not None and count:
-            state.ledger.report(quantity, _value(quantity, data), fact.wall, game)
+            mono = fact.mono
+            if isinstance(fact, F.TicketInfo) and state.ticket_mono is not None:
+                mono = state.ticket_mono   # the ticket's meter moved before its 3D, read before LP 3D
+            state.ledger.report(quantity, _value(quantity, data), fact.wall, game, mono=mono or None,
+                                reset_pending=state.reset_pending)
+            state.activity_wall = fact.wall
 
     def _emit_game(self, state: DeviceState, out: list[EventDraft], fact: F.FactBase, type_: str,
                    data: dict[str, Any], game: Game | None) -> None:
@@ -284,10 +324,12 @@ class Normalizer:
 
     def _link_up(self, state: DeviceState, fact: F.LinkUp, out: list[EventDraft]) -> None:
         state.link_up_since = fact.wall
+        state.link_up = True
         self._emit(state, out, fact, "device.status", {"status": "online", "online": True, "reason": fact.reason})
 
     def _link_down(self, state: DeviceState, fact: F.LinkDown, out: list[EventDraft]) -> None:
         state.hints.add("link_down")
+        state.link_up = False
         self._emit(state, out, fact, "device.status",
                    {"status": "offline", "online": False, "missed_polls": fact.missed})
 
@@ -342,7 +384,7 @@ class Normalizer:
         elif code == 0x52:
             self._handpay_reset(state, fact, out)
         elif code == 0x3D:
-            pass  # the ticket itself comes as TicketInfo (LP 3D), read right after
+            state.ticket_mono = fact.mono  # the ticket itself comes as TicketInfo (LP 3D), read right after
         elif code in DOOR_CODES:
             door, opened = DOOR_CODES[code]
             self._emit(state, out, fact, "device.door", {"door": door, "open": opened, "code": hex_code})
@@ -360,6 +402,7 @@ class Normalizer:
                 state.reset_pending = True
         elif code == 0x70:
             state.hints.add("buffer_overflow")
+            state.activity_wall = fact.wall
             log.warning("EGM exception buffer overflowed: events were lost", device=state.device)
             self._emit(state, out, fact, "integration", {"kind": "buffer_overflow", "code": hex_code})
         elif code in IGNORED_CODES:
@@ -511,6 +554,7 @@ class Normalizer:
         state.last_ticket = fact.validation_number
         self._emit(state, out, fact, "ticket.printed", self._money(
             fact.amount_cents, kind="cash_out", validation=f"{fact.validation_number:08d}"))
+        state.ticket_mono = None
         self._close_session(state, fact, out, "ticket")
 
     # ---- sessions -----------------------------------------------------------------------------------
@@ -561,6 +605,7 @@ class Normalizer:
             log.warning("empty meter snapshot", device=state.device)
             return
         self._emit(state, out, fact, "meters.snapshot", data)
+        state.activity_wall = None
         raw = fact.by_code()
         ledger = state.ledger
         reads = {m.code: m.read_mono for m in fact.meters if m.read_mono is not None}

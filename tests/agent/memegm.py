@@ -86,6 +86,9 @@ class MemoryEgm(_Driver):
         self.egm = egm
         self.responder = SasResponder(egm, LinkConfig(sync_rule=sync_rule), now=time.monotonic())  # type: ignore[arg-type]
         self.chirps = 0
+        self.before_answer: Callable[[framing.HostMessage], None] | None = None
+        """Called with each host message before the EGM answers it: a test's player acts at an exact
+        point of the agent's polling (a bill between two polls of one meter read, say)."""
 
     def on_idle(self, now: float) -> list[int] | None:
         chirp = self.responder.idle(now)
@@ -95,6 +98,8 @@ class MemoryEgm(_Driver):
         return None
 
     def answer(self, msg: framing.HostMessage, now: float) -> list[int] | None:
+        if self.before_answer is not None:
+            self.before_answer(msg)
         reply = self.responder.handle(msg, now)
         return list(reply) if reply else None
 

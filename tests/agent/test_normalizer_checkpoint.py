@@ -16,6 +16,7 @@ import dataclasses
 import datetime as dt
 import json
 import random
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -423,8 +424,10 @@ class Agent:
     batch of facts, then commit its drafts with ``take_checkpoints()`` (unless ``committing`` is off:
     from then on what it reads is lost, as by a process killed before its next commit)."""
 
-    def __init__(self, host: Any, store: Store, config: PollConfig) -> None:
+    def __init__(self, host: Any, store: Store, config: PollConfig, *, ticking: bool = False) -> None:
         self.store = store
+        self.ticking = ticking
+        """Also run the runtime's ticker: the snapshots the normalizer asks for are read."""
         self.norm = Normalizer("EUR", settle_seconds=SETTLE)
         self.unreadable = self.norm.restore(store.checkpoints)
         self.line = SasLine(host, TIMING)
@@ -433,11 +436,23 @@ class Agent:
         self.lost: list[EventDraft] = []
         self.committing = True
         self._task: asyncio.Task[None] | None = None
+        self._ticker_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.line.start()
         await self.coord.start()
         self._task = asyncio.create_task(self._pipeline())
+        if self.ticking:
+            self._ticker_task = asyncio.create_task(self._ticker())
+
+    async def _ticker(self) -> None:
+        """As ``HallAgent._ticker``: read every snapshot the normalizer asks for (a failed read is
+        asked again later)."""
+        while True:
+            for request in self.norm.tick(time.time()):
+                with contextlib.suppress(Exception):
+                    await self.coord.read_meters(request.reason)
+            await asyncio.sleep(0.02)
 
     async def _pipeline(self) -> None:
         facts = self.coord.facts
@@ -462,7 +477,7 @@ class Agent:
         The tasks are cancelled until they are done rather than stopped (``stop()`` confirms what
         the line holds, which a killed process never does; and on Python 3.11 ``asyncio.wait_for``
         can swallow a cancellation, which leaves ``SasLine.stop()`` waiting for ever)."""
-        for task in (self._task, self.coord._task, self.line._task):
+        for task in (self._ticker_task, self._task, self.coord._task, self.line._task):
             while task is not None and not task.done():
                 task.cancel()
                 await asyncio.wait({task}, timeout=0.05)
@@ -472,7 +487,8 @@ class Agent:
 class Harness:
     """One simulated EGM on one serial line, and the agent processes that poll it in turn."""
 
-    def __init__(self, config: PollConfig, **egm_kw: Any) -> None:
+    def __init__(self, config: PollConfig, *, ticking: bool = False, **egm_kw: Any) -> None:
+        self.ticking = ticking
         self.host, dev = pair()
         self.egm = Egm(3, seed=11, pace=0, **egm_kw)
         self.sim = MemoryEgm(dev, self.egm)
@@ -496,7 +512,7 @@ class Harness:
 
     async def boot(self) -> Agent:
         """A new agent process, restored from what the previous ones committed; until its first snapshot."""
-        agent = self.agent = Agent(self.host, self.store, self.config)
+        agent = self.agent = Agent(self.host, self.store, self.config, ticking=self.ticking)
         self.agents.append(agent)
         assert agent.unreadable == []
         await agent.start()
@@ -557,8 +573,8 @@ class Harness:
 
 
 @contextlib.asynccontextmanager
-async def harness(config: PollConfig = FAST, **egm_kw: Any) -> AsyncIterator[Harness]:
-    h = Harness(config, **egm_kw)
+async def harness(config: PollConfig = FAST, *, ticking: bool = False, **egm_kw: Any) -> AsyncIterator[Harness]:
+    h = Harness(config, ticking=ticking, **egm_kw)
     await h.sim.start()
     try:
         await h.boot()
