@@ -32,6 +32,14 @@ interval or a few (:data:`BOUNDARY_STEPS`) on each side (:func:`widen`) is repor
 ``boundary_timing`` — the variance still shows, the reason says where it goes — and only a residual
 that remains is ``unexplained``.
 
+Unmetered. An event the agent wrote before a snapshot may still be missing from that snapshot's
+meters (its exception arrived after the reply that read its meter: a bill during the baseline read,
+a game started between two polls of one read). The agent lists that money in the snapshot's
+``data.unmetered``; a window's events are then its events by seq, plus its opening snapshot's
+unmetered money, minus its closing snapshot's (:func:`window_events`). Without it, a bill just before
+a device's first snapshot was ``unexplained`` on a day whose GGR was exact (no earlier snapshot to
+widen to).
+
 ``missed`` records are attributed by ``data.meters_time`` — the time of the snapshot whose meters
 showed the gap (a record is written one settle time *after* that snapshot, so its seq may lie in the
 next window) — and by seq when a record has no ``meters_time``.
@@ -94,6 +102,8 @@ class Snapshot:
     agent_time: int
     meters: Mapping[str, int]
     denomination_cents: int | None = None
+    unmetered: Contribution = ZERO
+    """Money of events written before this snapshot that its meters do not contain yet."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +277,27 @@ def snapshot_from_event(seq: int, agent_time: int, data: Mapping[str, Any]) -> S
         return None
     clean = {str(k): v for k, v in meters.items() if type(v) is int and v >= 0}
     denom = data.get("denomination_cents")
-    return Snapshot(seq, agent_time, clean, denom if type(denom) is int and denom > 0 else None)
+    unmetered = data.get("unmetered")
+    outside = ZERO
+    if isinstance(unmetered, dict):
+        outside = Contribution(**{k: v for k, v in unmetered.items()
+                                  if k in QUANTITY_NAMES and type(v) is int and v >= 0})
+    return Snapshot(seq, agent_time, clean, denom if type(denom) is int and denom > 0 else None, outside)
+
+
+def window_events(plan: DayPlan, by_seq: Contribution) -> Contribution:
+    """The events' money of a plan's counted intervals: ``by_seq`` (the events between their snapshots
+    by seq) with each interval's opening snapshot's ``unmetered`` money added and its closing
+    snapshot's taken out (see the module docstring)."""
+    total = by_seq
+    for segment in plan.segments:
+        if segment.delta is not None:
+            total = total + segment.start.unmetered + _negated(segment.end.unmetered)
+    return total
+
+
+def _negated(c: Contribution) -> Contribution:
+    return Contribution(-c.bets, -c.wins, -c.rounds, -c.cash_in, -c.cash_out)
 
 
 def missed_from_event(seq: int, data: Mapping[str, Any]) -> MissedRecord | None:

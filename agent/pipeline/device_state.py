@@ -74,6 +74,10 @@ class DeviceState:
     """Arrival of the 3D whose LP 3D read is still to come (the ticket's place among the meter reads)."""
     activity_wall: float | None = field(default=None, compare=False)
     """Money moved (or events were lost) after the last snapshot: the books are open."""
+    logged: list[tuple[str, int, float | None]] = field(default_factory=list, compare=False)
+    """(ledger quantity, value, arrival) of every money draft since the last snapshot: which of them
+    the next snapshot's meters lack (its ``unmetered``). After a restart the first snapshot is read
+    after every earlier event arrived, so nothing is lost by not persisting it."""
     judge_asked_at: float | None = field(default=None, compare=False)
     """Wall time a snapshot was last asked to close the books (``Normalizer.tick``)."""
 

@@ -278,7 +278,7 @@ class Ledger:
         self.baseline_wall = wall
         for name, q in self.quantities.items():
             q.meters = q.reported = q.seen = q.excess = q.grace = q.missed = q.absorbed = 0
-            q.code, q.last_raw = _pick(name, raw)
+            q.code, q.last_raw = pick_meter(name, raw)
             q.read_at = None if reads is None or q.code is None else reads.get(q.code)
         self.history = deque([(wall, dict.fromkeys(QUANTITIES, 0))])
         self.games.clear()
@@ -375,7 +375,7 @@ class Ledger:
         deltas: dict[str, int] = {}
         obs = Observation(available=set())
         for name, q in self.quantities.items():
-            code, value = _pick(name, raw)
+            code, value = pick_meter(name, raw)
             if code is None or value is None:
                 continue
             if q.code != code or q.last_raw is None:
@@ -405,7 +405,7 @@ class Ledger:
         return obs
 
     def _available(self, raw: dict[int, int]) -> set[str]:
-        return {name for name in QUANTITIES if _pick(name, raw)[0] is not None}
+        return {name for name in QUANTITIES if pick_meter(name, raw)[0] is not None}
 
     def _track(self, game: Game) -> None:
         if len(self.games) >= MAX_TRACKED_GAMES:
@@ -420,7 +420,8 @@ def _signed_delta(value: int, reference: int, code: int) -> int:
     return delta - modulus if delta > modulus // 2 else delta
 
 
-def _pick(name: str, raw: dict[int, int]) -> tuple[int | None, int | None]:
+def pick_meter(name: str, raw: dict[int, int]) -> tuple[int | None, int | None]:
+    """The meter (code, raw value) of a snapshot that measures quantity ``name`` (METER_SOURCES)."""
     for code, _unit in METER_SOURCES[name]:
         if code in raw:
             return code, raw[code]
@@ -436,4 +437,4 @@ def _unit_factor(code: int, denom: int) -> int:
 
 
 __all__ = ["COIN_IN", "END_QUANTITIES", "GAME_QUANTITIES", "MONEY_KEY", "QUANTITIES", "Game", "Ledger",
-           "Observation", "Quantity", "meter_modulus"]
+           "Observation", "Quantity", "meter_modulus", "pick_meter"]

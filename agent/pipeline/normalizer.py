@@ -68,7 +68,7 @@ from protocols.sas.exceptions import (
 from . import checkpoint
 from .device_state import DeviceState, HeldWin, OpenRound
 from .drafts import EventDraft, SnapshotRequest, micros
-from .ledger import GAME_QUANTITIES, MONEY_KEY, QUANTITIES, Game, Observation
+from .ledger import GAME_QUANTITIES, MONEY_KEY, QUANTITIES, Game, Observation, pick_meter
 
 log = structlog.get_logger("agent.pipeline")
 
@@ -258,12 +258,15 @@ class Normalizer:
         ``count=False`` for a game of the baseline (its money is real but not this epoch's)."""
         out.append(EventDraft(state.device, type_, None, micros(fact.wall), data))
         quantity = _quantity(type_, data)
-        if quantity is not None and count:
-            mono = fact.mono
-            if isinstance(fact, F.TicketInfo) and state.ticket_mono is not None:
-                mono = state.ticket_mono   # the ticket's meter moved before its 3D, read before LP 3D
-            state.ledger.report(quantity, _value(quantity, data), fact.wall, game, mono=mono or None,
-                                reset_pending=state.reset_pending)
+        if quantity is None:
+            return
+        mono = fact.mono or None
+        if isinstance(fact, F.TicketInfo) and state.ticket_mono is not None:
+            mono = state.ticket_mono   # the ticket's meter moved before its 3D, read before LP 3D
+        value = _value(quantity, data)
+        state.logged.append((quantity, value, mono))
+        if count:
+            state.ledger.report(quantity, value, fact.wall, game, mono=mono, reset_pending=state.reset_pending)
             state.activity_wall = fact.wall
 
     def _emit_game(self, state: DeviceState, out: list[EventDraft], fact: F.FactBase, type_: str,
@@ -604,11 +607,15 @@ class Normalizer:
         if not values:
             log.warning("empty meter snapshot", device=state.device)
             return
+        raw = fact.by_code()
+        reads = {m.code: m.read_mono for m in fact.meters if m.read_mono is not None}
+        unmetered = _unmetered(state.logged, raw, reads)
+        state.logged = []
+        if unmetered:
+            data["unmetered"] = unmetered
         self._emit(state, out, fact, "meters.snapshot", data)
         state.activity_wall = None
-        raw = fact.by_code()
         ledger = state.ledger
-        reads = {m.code: m.read_mono for m in fact.meters if m.read_mono is not None}
         obs = ledger.observe(raw, denom, fact.wall, force_reset=state.reset_pending and ledger.active, reads=reads)
         state.reset_pending = False
         if obs.rollovers:
@@ -720,6 +727,23 @@ def _rebalance_wins(state: DeviceState) -> None:
             under.reported += shift
             under.seen += shift
             log.info("win re-attributed between coin-out and jackpot meters", device=state.device, amount=shift)
+
+
+def _unmetered(logged: list[tuple[str, int, float | None]], raw: dict[int, int],
+               reads: dict[int, float]) -> dict[str, int]:
+    """The money of drafts written before a snapshot that its meters do not contain yet, by money key
+    (protocols.sync.money's sums): the snapshot's ``unmetered``, so that central compares each window's
+    meter movement with exactly the events it contains. In RTE mode an event that arrived after the
+    reply that read its meter happened after that read (the EGM answers with queued events first).
+    Without read stamps (legacy mode) nothing is known to be outside, and nothing is listed."""
+    out: dict[str, int] = {}
+    for quantity, value, mono in logged:
+        code = pick_meter(quantity, raw)[0]
+        read = reads.get(code) if code is not None else None
+        if mono is not None and read is not None and mono > read:
+            key = MONEY_KEY[quantity]
+            out[key] = out.get(key, 0) + value
+    return out
 
 
 def _value(quantity: str, data: dict[str, Any]) -> int:

@@ -45,7 +45,7 @@ async def device_rows(store: Store, hall: str, device: str, days: list[dt.date],
         if not plan.segments:
             out.append(rc.judge(plan, ZERO, ZERO, unreconciled=day_money.get(day, ZERO)))
             continue
-        events = await store.device_money(hall, device, plan.counted)
+        events = rc.window_events(plan, await store.device_money(hall, device, plan.counted))
         unreconciled = await store.device_money(hall, device, plan.excluded) if plan.excluded else ZERO
         flagged = rc.judged_in(plan, snapshots, anomalies)
         row = rc.judge(plan, events, rc.attribute_missed(plan, missed), unreconciled=unreconciled,
@@ -64,7 +64,8 @@ async def _timing_explains(store: Store, plan: rc.DayPlan, snapshots: list[rc.Sn
         wider = rc.widen(plan, snapshots, steps=steps, resets=resets)
         if wider is None or (previous is not None and wider.segments == previous.segments):
             return False   # nothing (more) to widen by
-        check = rc.judge(wider, await store.device_money(plan.hall, plan.device, wider.counted),
+        check = rc.judge(wider, rc.window_events(wider, await store.device_money(plan.hall, plan.device,
+                                                                                wider.counted)),
                          rc.attribute_missed(wider, missed))
         if "unexplained" not in check.reasons:
             return True

@@ -115,6 +115,10 @@ async def test_link_lost_while_the_queue_overflows_then_back_and_idle() -> None:
         await h.wait_for(lambda: sum(isinstance(f, F.LinkUp) for f in h.facts) > ups)
         await exact_when_idle(h)
         assert missed_reasons(h)
+        # The EGM answered LP 0E with its queued events first; RTE is on again all the same, and the
+        # link stayed up (polling in legacy mode would take its RTE silence for missed polls).
+        assert h.agent.coord.rte_active
+        assert sum(isinstance(f, F.LinkDown) for f in h.facts) == downs + 1
 
 
 async def test_a_game_end_whose_start_was_lost() -> None:
@@ -176,6 +180,10 @@ async def test_a_bill_during_the_baseline_read_is_counted_once() -> None:
         await exact_when_idle(h)
         assert not missed_reasons(h)
         assert [d.data["amount"] for d in h.store.drafts if d.type == "bill.accepted"] == [2000]
+        # central's reconciliation gets told: the baseline's meters lack the bill written before it
+        baseline = next(d for d in h.store.drafts if d.type == "meters.snapshot")
+        assert baseline.data["unmetered"] == {"cash_in": 2000}
+        assert baseline.data["meters"]["bills_accepted_credits"] == 0
     finally:
         if h.agent is not None:
             await h.kill()
@@ -224,6 +232,12 @@ async def test_a_ticket_printed_before_the_baseline_read_is_in_the_baseline() ->
         await exact_when_idle(h)
         assert not armed[0] and of(h.store.drafts, "ticket.printed")
         assert not missed_reasons(h)
+        # The log orders it before the snapshot whose meters contain it (its LP 3D is read before
+        # the snapshot goes out), so central's windows by seq agree with the meters.
+        kinds = [d.type for d in h.store.drafts if d.type in ("ticket.printed", "meters.snapshot")]
+        assert kinds[:2] == ["ticket.printed", "meters.snapshot"]
+        baseline = next(d for d in h.store.drafts if d.type == "meters.snapshot")
+        assert baseline.data["meters"]["ticket_out_cents"] == of(h.store.drafts, "ticket.printed")[0].data["amount"]
     finally:
         if h.agent is not None:
             await h.kill()

@@ -89,9 +89,15 @@ class Egm:
         self.truth = self.truth + Contribution(cash_out=amount)
         self.emit("ticket.printed", {"amount": amount, "currency": "EUR", "validation": f"{at % 10**18:018d}"}, at)
 
-    def snapshot(self, at: int, reason: str = "schedule") -> Event:
-        return self.emit("meters.snapshot", {"reason": reason, "source": "6F", "game": 0, "denomination_cents": 1,
-                                              "meters": dict(self.meters)}, at)
+    def snapshot(self, at: int, reason: str = "schedule", *, meters: dict[str, int] | None = None,
+                 unmetered: dict[str, int] | None = None) -> Event:
+        """``meters``: what the read saw if not the machine's meters now (an event arrived during the
+        read); ``unmetered``: the money of events written before it that those meters lack."""
+        data = {"reason": reason, "source": "6F", "game": 0, "denomination_cents": 1,
+                "meters": dict(self.meters if meters is None else meters)}
+        if unmetered:
+            data["unmetered"] = unmetered
+        return self.emit("meters.snapshot", data, at)
 
     def missed(self, at: int, meters_time: int, **amounts: int) -> Event:
         return self.emit("integration", {"kind": "missed", **amounts, "reason": "buffer_overflow",

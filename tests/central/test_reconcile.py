@@ -296,6 +296,37 @@ async def test_a_game_astride_the_closing_snapshot_is_boundary_timing_and_revers
     assert day1["quantities"]["bets"]["variance"] + day2["quantities"]["bets"]["variance"] == 0
 
 
+@pytest.mark.parametrize("listed", [True, False], ids=["unmetered_listed", "old_agent"])
+async def test_an_event_written_before_a_snapshot_its_meters_lack_is_the_next_windows(
+        store: SqliteStore, ingestor: Ingestor, client: TestClient, listed: bool) -> None:
+    """A bill during the device's first meter read (its 4F answered the second poll: written before
+    the snapshot, not in its meters) and a game started between two polls of a later read. The agent
+    lists them as the snapshot's ``unmetered``; without that the first window, with no snapshot before
+    it to widen to, was ``unexplained`` although every cent was there."""
+    chain = await hall(store, "hall-a")
+    egm = Egm(chain, "egm-001")
+    before = dict(egm.meters)
+    egm.bill(2000, T0 + 1 * H)
+    egm.snapshot(T0 + 1 * H + 1, reason="connect", meters=before,
+                 unmetered={"cash_in": 2000} if listed else None)
+    for n in range(5):
+        egm.play(bet=20, win=(0, 40)[n % 2], at=T0 + 2 * H + n * 60 * US)
+    before = dict(egm.meters)
+    egm.play(bet=30, win=0, at=T0 + 3 * H)
+    egm.snapshot(T0 + 3 * H + 10, meters=before, unmetered={"bets": 30, "rounds": 1} if listed else None)
+    egm.snapshot(T0 + 5 * H)
+    await chain.flush(ingestor)
+    row = rows_by(await report(client, store, **{"from": "2026-01-01"}))[("hall-a", "egm-001", "2026-01-01")]
+    if not listed:
+        assert row["reason"] == "unexplained" and row["quantities"]["cash_in"]["residual"] == 2000
+        return
+    assert row["reason"] == "exact", row
+    truth = egm.truth
+    assert_line(row["quantities"]["cash_in"], 2000, 2000)
+    assert_line(row["quantities"]["bets"], truth.bets, truth.bets)
+    assert_line(row["quantities"]["rounds"], truth.rounds, truth.rounds)
+
+
 async def test_a_ram_clear_excludes_its_interval_and_shows_the_money_the_meters_cannot_check(
         store: SqliteStore, ingestor: Ingestor, client: TestClient) -> None:
     chain = await hall(store, "hall-a")
