@@ -1,9 +1,11 @@
 """``hall-agent run|status|devices|outbox``: the daemon and what an operator asks of it.
 
 ``run`` options may come from ``--config FILE`` (TOML: top-level keys and a ``[run]`` table; flags
-win). ``status``/``devices`` read the state file the running agent rewrites every few seconds;
-``outbox`` reads it too, or the outbox database itself (read-only) when the agent is not running.
-Exit codes: 0 ok; 1 the agent is not running (state stale); 2 usage or start-up error.
+win). ``status``/``devices``/``outbox`` ask the running agent on its socket (``DATA_DIR/agent.sock``,
+answered from memory, so a full disk or a loaded machine cannot make a running agent look dead); when
+nothing answers there they read the state file the agent rewrites every few seconds (its last known
+state), and ``outbox`` the outbox database itself (read-only) when the agent is not running.
+Exit codes: 0 ok; 1 the agent is not running; 2 usage or start-up error.
 """
 
 from __future__ import annotations
@@ -119,19 +121,56 @@ def run(args: argparse.Namespace) -> int:
 
 # -- status / devices / outbox ------------------------------------------------------------------------
 
-def _read_state(data_dir: Path) -> tuple[dict[str, Any] | None, bool]:
-    """(state, running): running means the file is fresh and its process exists."""
-    from .runtime import STATE_FILE
+@dataclasses.dataclass(frozen=True)
+class Observed:
+    """What the CLI found out about the agent: its state, whether it runs, and from where."""
+
+    state: dict[str, Any] | None
+    running: bool
+    source: str | None          # "agent socket", "state file" or None (nothing found)
+    note: str | None = None     # why the socket did not answer, when it did not
+
+
+def _observe(data_dir: Path) -> Observed:
+    """Ask the live agent first; fall back to the state file.
+
+    The socket decides liveness when it can, because a file's age cannot (a full disk or a loaded
+    machine stops it from being rewritten while the agent runs):
+
+    * an answer: running (unless it comes from a shutdown in progress);
+    * refused (a socket file nobody listens on): the agent that bound it is gone, whatever the file says;
+    * accepted but unanswered in time: a process holds the socket, so the agent exists but is busy,
+      hung or stopped; running if the state file's pid exists (the note says it did not answer);
+    * no socket (an agent that could not bind one): the file rule, fresh and its process exists.
+
+    A state file written by a clean stop says so (``stopped_at``): not running.
+    """
+    from .state_socket import SOCKET_FILE, STATE_FILE, AgentNotAnswering, ask_agent
 
     try:
+        live = ask_agent(data_dir / SOCKET_FILE)
+        return Observed(live, live.get("stopped_at") is None, "agent socket")
+    except AgentNotAnswering as exc:
+        why: AgentNotAnswering = exc
+    try:
         state = json.loads((data_dir / STATE_FILE).read_text())
-    except FileNotFoundError:
-        return None, False
     except (OSError, ValueError):
-        return None, False
-    fresh = time.time() - float(state.get("updated_at", 0)) < 3 * float(state.get("state_interval", 2.0)) + 2
+        return Observed(None, False, None, str(why))
+    if not isinstance(state, dict):
+        return Observed(None, False, None, str(why))
+    if why.refused or state.get("stopped_at") is not None:
+        return Observed(state, False, "state file", str(why))
     alive = _pid_alive(int(state.get("pid", 0)))
-    return state, fresh and alive
+    if why.connected:
+        return Observed(state, alive, "state file", str(why))
+    fresh = time.time() - float(state.get("updated_at", 0)) < 3 * float(state.get("state_interval", 2.0)) + 2
+    return Observed(state, fresh and alive, "state file", str(why))
+
+
+def _read_state(data_dir: Path) -> tuple[dict[str, Any] | None, bool]:
+    """(state, running), see :func:`_observe`."""
+    seen = _observe(data_dir)
+    return seen.state, seen.running
 
 
 def _pid_alive(pid: int) -> bool:
@@ -160,9 +199,11 @@ def _age(seconds: float | None) -> str:
 def status(args: argparse.Namespace) -> int:
     opts = _options(args, "status")
     data_dir = Path(opts["data_dir"])
-    state, running = _read_state(data_dir)
+    seen = _observe(data_dir)
+    state, running = seen.state, seen.running
     if args.json:
-        print(json.dumps({"running": running, "state": state}, indent=1, sort_keys=True))
+        print(json.dumps({"running": running, "state": state, "source": seen.source,
+                          "socket_error": seen.note}, indent=1, sort_keys=True))
         return 0 if running else 1
     if state is None:
         print(f"agent: not running (no state in {data_dir})")
@@ -171,9 +212,15 @@ def status(args: argparse.Namespace) -> int:
     ob, rep = state["outbox"], state["replicator"]
     up = sum(1 for d in state["devices"] if d.get("link_up"))
     oldest = ob.get("oldest_unacked_agent_time")
+    where = "live, from its socket" if seen.source == "agent socket" else \
+        f"state file {_age(now - state['updated_at'])} old"
+    if seen.running and seen.source != "agent socket" and seen.note:
+        where += f"; {seen.note}"
     print(f"hall:      {state['hall']}")
     print(f"agent:     {'running' if running else 'NOT RUNNING'} (pid {state['pid']}, up "
-          f"{_age(state['updated_at'] - state['started_at'])}, state {_age(now - state['updated_at'])} old)")
+          f"{_age(state['updated_at'] - state['started_at'])}, {where})")
+    if state.get("state_file_error"):
+        print(f"state file: NOT WRITTEN — {state['state_file_error']}")
     print(f"broker:    {rep['broker']} {'connected' if rep['connected'] else 'DISCONNECTED'} "
           f"(session {rep['session']}, last error: {rep['link'].get('last_error') or '-'})")
     print(f"outbox:    {ob['state']}; last seq {ob['last_seq']}, acked through {ob['acked_through']}, "
@@ -216,9 +263,6 @@ def devices(args: argparse.Namespace) -> int:
 
 
 def outbox(args: argparse.Namespace) -> int:
-    from .outbox import inspect_outbox
-    from .runtime import OUTBOX_FILE
-
     opts = _options(args, "outbox")
     data_dir = Path(opts["data_dir"])
     state, running = _read_state(data_dir)
@@ -226,6 +270,9 @@ def outbox(args: argparse.Namespace) -> int:
         info = dict(state["outbox"])
         info["source"] = "running agent"
     else:
+        from .outbox import inspect_outbox
+        from .runtime import OUTBOX_FILE
+
         try:
             info = inspect_outbox(data_dir / OUTBOX_FILE)
         except FileNotFoundError as exc:

@@ -26,13 +26,17 @@ the pipeline routes them to a :class:`~agent.modbus.TerminalNormalizer` (counter
 normalizers' checkpoints go into the same append (device ids are unique across protocols). At start
 each normalizer is restored from the checkpoints of its own devices.
 
-State: ``DATA_DIR/agent-state.json`` is rewritten atomically every ``state_interval`` seconds;
-``hall-agent status|devices|outbox`` read it (and say so when it is stale: agent not running).
+State: the running agent answers ``hall-agent status|devices|outbox`` from memory on the Unix
+socket ``DATA_DIR/agent.sock`` (:mod:`agent.state_socket`), so they stay truthful while the disk is
+full or the machine is loaded. ``DATA_DIR/agent-state.json`` is still rewritten atomically every
+``state_interval`` seconds, for an agent that could not bind its socket and as the last known state
+once it stopped; the CLI reads it when the socket does not answer (and says when it is stale).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -66,12 +70,12 @@ from .replicator import Replicator, ReplicatorConfig
 from .sas import facts as F
 from .sas.config import PollConfig
 from .sas.poller import SasPoller, load_devices
+from .state_socket import SOCKET_FILE, STATE_FILE, StateServer
 from .tasks import stop_task
 from .transport.errors import TransportError
 
 log = structlog.get_logger("agent.runtime")
 
-STATE_FILE = "agent-state.json"
 OUTBOX_FILE = "outbox.db"
 FACTS_PER_APPEND = 500
 
@@ -153,6 +157,9 @@ class HallAgent:
         self._last_fact: dict[str, float] = {}
         self.metrics = AgentMetrics(self)
         self.metrics_server: MetricsServer | None = None
+        self.state_server: StateServer | None = None
+        self.state_file_error: str | None = None   # why the last state-file write failed (disk full)
+        self.stopped_at: float | None = None        # set by a clean shutdown: the last state says so
         self._pipeline_turns = 0  # grows once per pipeline loop: the watchdog's sign that facts are drained
 
     # -- lifecycle ------------------------------------------------------------------------------------
@@ -183,6 +190,7 @@ class HallAgent:
                            asyncio.create_task(self._state_writer(), name="state-file"),
                            asyncio.create_task(self._pruner(), name="prune")]
             self._tasks.append(asyncio.create_task(self._watchdog(), name="watchdog"))  # last: stopped with the rest
+            await self._start_state_socket()
             await self._start_metrics()
             # Ready only once everything answers, the metrics listener included (a taken port is a failed start).
             sdnotify.notify(f"READY=1\nSTATUS=hall {self.config.hall}: polling {len(self.devices)} machines, "
@@ -201,6 +209,18 @@ class HallAgent:
         except OSError as exc:
             raise StartupError(f"--metrics {self.config.metrics}: cannot listen: {exc.strerror or exc}") from exc
         self.metrics_server = server
+
+    async def _start_state_socket(self) -> None:
+        """Serve the state on ``DATA_DIR/agent.sock``. A socket that cannot be bound (a data dir path
+        over the 107 bytes AF_UNIX allows, a read-only dir) is logged: the CLI then reads the file."""
+        server = StateServer(self.config.data_dir / SOCKET_FILE, self.state)
+        try:
+            await server.start()
+        except OSError as exc:
+            log.warning("state_socket_unavailable", path=str(server.path), error=str(exc),
+                        fallback="hall-agent status reads the state file")
+            return
+        self.state_server = server
 
     async def _shutdown(self) -> None:
         log.info("agent_stopping", hall=self.config.hall)
@@ -223,7 +243,13 @@ class HallAgent:
         await self.outbox.stop()
         if self.metrics_server is not None:
             await self.metrics_server.stop()
-        self._write_state()
+        self.stopped_at = time.time()
+        try:
+            self._write_state()
+        except OSError as exc:  # a full disk at shutdown: the socket answered while we ran, the file is old
+            log.warning("state_file_not_written", error=str(exc))
+        if self.state_server is not None:
+            await self.state_server.stop()
         log.info("agent_stopped", hall=self.config.hall, last_seq=self.outbox.last_seq,
                  acked_through=self.outbox.acked_through)
 
@@ -348,11 +374,20 @@ class HallAgent:
     # -- state for the CLI ----------------------------------------------------------------------------
 
     async def _state_writer(self) -> None:
+        """Rewrite the state file; a failure (full disk) is logged once per streak and shown in the
+        state the socket serves, because the agent keeps running (the outbox fails closed itself)."""
         while True:
             try:
                 self._write_state()
-            except OSError as exc:  # a full disk must not stop the agent; the outbox handles that case
-                log.warning("state_file_not_written", error=str(exc))
+            except OSError as exc:
+                if self.state_file_error is None:
+                    log.warning("state_file_not_written", error=str(exc),
+                                note="hall-agent status still answers from the agent's socket")
+                self.state_file_error = str(exc)
+            else:
+                if self.state_file_error is not None:
+                    log.info("state_file_written_again")
+                self.state_file_error = None
             await asyncio.sleep(self.config.state_interval)
 
     def state(self) -> dict[str, Any]:
@@ -387,11 +422,20 @@ class HallAgent:
             "fail_closed": self.fail_closed, "events_appended": self.events_appended,
             "outbox": self.outbox.status(), "replicator": self.replicator.status(), "devices": devices,
             "commands": self.commands.status(),
+            "socket": str(self.state_server.path) if self.state_server is not None else None,
+            "state_file_error": self.state_file_error, "stopped_at": self.stopped_at,
         }
 
     def _write_state(self) -> None:
+        """Atomically (tmp + rename). A write cut short by a full disk removes its tmp file, so the
+        agent never holds space the outbox needs to recover."""
         path = self.config.data_dir / STATE_FILE
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.state(), indent=1, sort_keys=True, default=str))
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(self.state(), indent=1, sort_keys=True, default=str))
+            os.replace(tmp, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
 
