@@ -273,6 +273,7 @@ class Campaign:
         self.t0 = time.monotonic()
         self.notes: list[str] = []
         self.injected: Counter[str] = Counter()
+        self.fault_log: list[dict[str, Any]] = []   # written to WORK/faults.json: when, what, how long
         self.active: dict[str, Active] = {}
         self.hogs: list[subprocess.Popen[bytes]] = []
         self.broker: Mosquitto | None = None
@@ -296,7 +297,10 @@ class Campaign:
         for _ in range(cfg.hogs):
             self.hogs.append(subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True,
                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        if "disk_full" in self.kinds:
+        if "disk_full" not in self.kinds or not cfg.faults:
+            with contextlib.suppress(ValueError):
+                self.kinds.remove("disk_full")    # no random faults: the agent's data stays on the real disk
+        else:
             self.disk = SmallDisk(self.agent_dir, cfg.disk_mb)
             why = self.disk.try_mount()
             if why is not None:
@@ -413,16 +417,19 @@ class Campaign:
         elif kind == "disk_full":
             assert self.disk is not None
             hold = rng.uniform(2.0, 10.0)
-            written = self.disk.fill()
-            self.active["agent"] = Active(kind, "agent", now + hold, self._free_disk)
-            kind_note = f" ({written >> 20} MiB of filler)"
-            self.injected[kind] += 1
-            self.say(f"fault {sum(self.injected.values())}: {kind}{kind_note}, for {hold:.1f} s")
+            written = self.disk.fill()   # the hold starts once the disk is full (filling takes a while)
+            self.active["agent"] = Active(kind, "agent", time.monotonic() + hold, self._free_disk)
+            self._record(kind, now, hold, f" ({written >> 20} MiB of filler)")
             return
         else:
             raise ValueError(kind)
+        self._record(kind, now, hold, "")
+
+    def _record(self, kind: str, at: float, hold: float, extra: str) -> None:
         self.injected[kind] += 1
-        self.say(f"fault {sum(self.injected.values())}: {kind}, for {hold:.1f} s")
+        self.fault_log.append({"n": sum(self.injected.values()), "kind": kind, "at_s": round(at - self.t0, 2),
+                               "wall": time.time() - (time.monotonic() - at), "hold_s": round(hold, 2)})
+        self.say(f"fault {sum(self.injected.values())}: {kind}{extra}, for {hold:.1f} s")
 
     def _signal(self, proc: Proc, sig: int) -> bool:
         if not proc.alive():
@@ -511,6 +518,8 @@ class Campaign:
     # ---- stop ---------------------------------------------------------------------------------------------
     def close(self) -> None:
         """Stop everything, bounded: SIGCONT first (a stopped process cannot act on SIGTERM)."""
+        with contextlib.suppress(OSError):
+            (self.work / "faults.json").write_text(json.dumps(self.fault_log, indent=1) + "\n")
         if self.agent is not None and self.stopped_agent:
             self._signal(self.agent, signal.SIGCONT)
         if self.disk is not None:
@@ -774,9 +783,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     def interrupted(signum: int, _frame: object) -> None:
+        # once: a second Ctrl-C must not cut the teardown short (it is bounded anyway)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
         raise KeyboardInterrupt(f"signal {signum}")
 
-    signal.signal(signal.SIGTERM, interrupted)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, interrupted)
     try:
         result = run_campaign(cfg)
     except KeyboardInterrupt:
