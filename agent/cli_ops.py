@@ -26,7 +26,8 @@ from .diag.errors import EXIT_USAGE, DiagError
 
 DEFAULT_DATA_DIR = "/var/lib/hallsync"
 RUN_KEYS = ("hall", "data_dir", "devices", "mqtt", "central_key", "currency", "log_level", "log_format",
-            "gaming_day_start", "metrics")
+            "gaming_day_start", "metrics", "meter_interval", "meter_settle", "retention_days", "retention_max_mb",
+            "prune_interval")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -48,6 +49,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     run.add_argument("--meter-settle", type=float, metavar="SEC",
                      help="how long after a snapshot late exceptions may still arrive before a meter difference "
                           "becomes a 'missed' record (default 30)")
+    run.add_argument("--retention-days", type=float, metavar="DAYS",
+                     help="keep events HQ acknowledged for this long, then prune them (default 7; events HQ has "
+                          "not acknowledged are never pruned)")
+    run.add_argument("--retention-max-mb", type=float, metavar="MB",
+                     help="and keep acknowledged events only while the outbox holds at most this many MB, the "
+                          "oldest going first, whichever keeps less (default 1024; 0 = no size cap)")
+    run.add_argument("--prune-interval", type=float, metavar="SEC",
+                     help="seconds between outbox prunes; the first runs 30 s after start (default 3600)")
     run.add_argument("--metrics", metavar="HOST:PORT",
                      help="serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9464 (default off; "
                           "no authentication: keep it on loopback or the management network)")
@@ -98,11 +107,19 @@ def run(args: argparse.Namespace) -> int:
     poll = PollConfig()
     if opts.get("meter_interval") is not None:
         poll = dataclasses.replace(poll, meter_interval=float(opts["meter_interval"]))
+    try:
+        retention = {"retention_days": float(opts.get("retention_days", 7.0)),
+                     "retention_max_mb": float(opts.get("retention_max_mb", 1024.0)),
+                     "prune_interval": float(opts.get("prune_interval", 3600.0))}
+    except (TypeError, ValueError) as exc:
+        raise DiagError(f"retention option: {exc}", EXIT_USAGE) from exc
+    if retention["retention_days"] <= 0 or retention["prune_interval"] <= 0:
+        raise DiagError("--retention-days and --prune-interval must be > 0", EXIT_USAGE)
     config = AgentConfig(hall=str(opts["hall"]), data_dir=Path(opts["data_dir"]), devices=Path(opts["devices"]),
                          mqtt=str(opts["mqtt"]), central_key=Path(opts["central_key"]),
                          currency=str(opts.get("currency", "EUR")), gaming_day_start=day_start, poll=poll,
                          meter_settle_seconds=float(opts.get("meter_settle", 30.0)),
-                         metrics=str(opts["metrics"]) if opts.get("metrics") else None)
+                         metrics=str(opts["metrics"]) if opts.get("metrics") else None, **retention)
 
     async def main() -> None:
         agent = HallAgent(config)
@@ -294,5 +311,14 @@ def outbox(args: argparse.Namespace) -> int:
     if "state" in info:
         print(f"state:         {info['state']}" + (f" ({info['reason']})" if info.get("reason") else ""))
     print(f"pruned through: {info['pruned_through']}")
-    print(f"file size:     {info['db_bytes'] / 1e6:.1f} MB")
+    free = info.get("free_bytes")
+    if free is None and info.get("last_prune"):
+        free = info["last_prune"].get("free_bytes")
+    print(f"file size:     {info['db_bytes'] / 1e6:.1f} MB"
+          + (f" ({free / 1e6:.1f} MB of it free, reused before the file grows)" if free is not None else ""))
+    retention = info.get("retention")
+    if retention:
+        cap = retention.get("max_mb")
+        print(f"retention:     acked events {retention['days']:g} days"
+              + (f", at most {cap:g} MB in use" if cap else "") + " (unacked: never pruned)")
     return 0

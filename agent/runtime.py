@@ -77,6 +77,9 @@ from .transport.errors import TransportError
 log = structlog.get_logger("agent.runtime")
 
 OUTBOX_FILE = "outbox.db"
+PRUNE_FIRST_DELAY = 30.0
+"""The first prune runs this soon after start (an agent restarted more often than ``prune_interval``
+would otherwise never prune), late enough not to compete with the start-up's first polls and sends."""
 FACTS_PER_APPEND = 500
 
 
@@ -91,7 +94,12 @@ class AgentConfig:
     gaming_day_start: dt.time = dt.time(6, 0)
     state_interval: float = 2.0
     prune_interval: float = 3600.0
+    """Seconds between outbox prunes; the first runs :data:`PRUNE_FIRST_DELAY` after start."""
     retention_days: float = 7.0
+    """Acked events older than this are pruned (unacked ones never are)."""
+    retention_max_mb: float = 1024.0
+    """And while the outbox's pages in use exceed this many MB (10^6 bytes), the oldest acked events
+    go even if younger: whichever keeps less. 0 or less: no size cap."""
     meter_settle_seconds: float = 30.0
     poll: PollConfig = field(default_factory=PollConfig)
     modbus: ModbusPollConfig = field(default_factory=ModbusPollConfig)
@@ -136,6 +144,8 @@ class HallAgent:
             raise StartupError(f"devices file {config.devices}: device ids must be unique")
         self.outbox = Outbox(config.data_dir / OUTBOX_FILE, config.hall,
                              retention_seconds=config.retention_days * 86400,
+                             retention_max_bytes=int(config.retention_max_mb * 1e6) if config.retention_max_mb > 0
+                             else None,
                              on_fail_closed=self._fail_closed, on_recovered=self._recovered)
         self.normalizer = Normalizer(config.currency, gaming_day_start=config.gaming_day_start,
                                      settle_seconds=config.meter_settle_seconds)
@@ -330,12 +340,15 @@ class HallAgent:
             turns, backlog = self._pipeline_turns, not self.poller.facts.empty()
 
     async def _pruner(self) -> None:
+        """Prune the outbox on its retention (README, "Outbox retention"): soon after start, then every
+        ``prune_interval``."""
+        await asyncio.sleep(min(PRUNE_FIRST_DELAY, self.config.prune_interval))
         while True:
-            await asyncio.sleep(self.config.prune_interval)
             try:
                 await self.outbox.prune(micros(time.time()))
             except Exception as exc:  # pruning is housekeeping; try again next time
                 log.warning("prune_failed", error=repr(exc))
+            await asyncio.sleep(self.config.prune_interval)
 
     # -- fail closed ----------------------------------------------------------------------------------
 

@@ -55,6 +55,8 @@ serial pollers sharing the loop."""
 
 PRUNE_CHUNK = 10_000
 """Rows deleted per prune transaction, so appends interleave with a long prune."""
+PRUNE_MAX_CHUNKS = 1_000
+"""Bound on one prune call (10M rows); the next one carries on."""
 
 
 @dataclass(eq=False, slots=True)
@@ -79,6 +81,7 @@ class Outbox:
         max_group: int = 1000,
         max_pending: int = 20_000,
         retention_seconds: float = 7 * 86400,
+        retention_max_bytes: int | None = None,
         retry_interval: float = 5.0,
         commit_timeout: float = 30.0,
         call_timeout: float = 30.0,
@@ -92,6 +95,11 @@ class Outbox:
         self.max_group = max_group
         self.max_pending = max_pending
         self.retention_seconds = retention_seconds
+        self.retention_max_bytes = retention_max_bytes
+        """Size cap on the database's pages in use: beyond it the oldest *acked* events go even when
+        younger than ``retention_seconds`` (None: age only). Unacked events are never pruned, so a
+        long HQ outage can take the file past it."""
+        self._last_prune: dict[str, Any] | None = None
         self.retry_interval = retry_interval
         self.commit_timeout = commit_timeout
         self.call_timeout = call_timeout
@@ -423,20 +431,30 @@ class Outbox:
         return False
 
     async def prune(self, now: int) -> int:
-        """Delete acked events older than the retention (``now`` in microseconds UTC); return how many.
+        """Delete acked events beyond the retention (``now`` in microseconds UTC); return how many.
 
-        Unacked events and the newest event are never deleted; the chain's cut point is kept in meta.
-        Works in chunks so appends interleave with a long prune.
+        Beyond the retention means older than ``retention_seconds`` or, while the database's pages in
+        use exceed ``retention_max_bytes``, the oldest acked ones whatever their age: the smaller
+        retention holds. Unacked events and the newest event are never deleted; the chain's cut point
+        is kept in meta. Works in chunks so appends interleave with a long prune. The space freed is
+        reused by later appends (the file does not shrink, see :mod:`agent.outbox.store`).
         """
         cutoff = now - int(self.retention_seconds * 1_000_000)
+        cap = None if self.retention_max_bytes is None else int(self.retention_max_bytes)
         total = 0
-        while True:
-            deleted = await self._call(self._store.prune_chunk, cutoff, PRUNE_CHUNK)
+        for _ in range(PRUNE_MAX_CHUNKS):
+            deleted = await self._call(self._store.prune_chunk, cutoff, PRUNE_CHUNK, cap)
             total += deleted
-            if deleted < PRUNE_CHUNK:
+            if deleted == 0:
                 break
+        used, free = await self._call(self._store.space)
+        oldest = await self._call(self._store.first_agent_time)
+        self._last_prune = {"at": now, "events": total, "used_bytes": used, "free_bytes": free,
+                            "oldest_kept_agent_time": oldest}
         if total:
-            log.info("outbox_pruned", events=total, pruned_through=self._store.state.pruned_through)
+            log.info("outbox_pruned", events=total, pruned_through=self._store.state.pruned_through,
+                     used_mb=round(used / 1e6, 1), free_mb=round(free / 1e6, 1),
+                     history_hours=None if oldest is None else round((now - oldest) / 3.6e9, 1))
         return total
 
     async def checkpoints(self) -> dict[str, bytes]:
@@ -488,4 +506,7 @@ class Outbox:
             "pruned_through": s.pruned_through,
             "commits": s.commits,
             "db_bytes": self._store.size_bytes(),
+            "retention": {"days": self.retention_seconds / 86400,
+                          "max_mb": None if self.retention_max_bytes is None else self.retention_max_bytes / 1e6},
+            "last_prune": self._last_prune,
         }

@@ -15,10 +15,18 @@ Why this shape:
 * Pruning deletes a prefix of acked rows and records the hash it cut at (``pruned_through``/
   ``pruned_hash``), and never deletes the newest row: the chain can always be continued and the
   first remaining row's ``prev_hash`` can always be checked, even after a restart.
+* No ``auto_vacuum``, no ``VACUUM``: pruned rows leave free pages in the file, and the next appends
+  fill them before the file grows (measured: 60k events pruned, 40k appended, the file stayed at
+  61.6 MB). So the file keeps its high-water size, and that free part is the outbox's own reserve:
+  after an HQ outage it is there for the next one, and an outbox with free pages still commits
+  while something else fills the disk. Returning it (incremental vacuum) would rewrite live rows
+  on every prune, and a full ``VACUUM`` needs the file's size free again and blocks appends.
+  The size cap therefore counts pages in use (:meth:`OutboxStore.space`), not the file's size.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 from collections.abc import Mapping, Sequence
@@ -273,12 +281,15 @@ class OutboxStore:
 
     # -- pruning ------------------------------------------------------------------------------------
 
-    def prune_chunk(self, cutoff_agent_time: int, max_rows: int) -> int:
-        """Delete up to ``max_rows`` of the oldest acked rows whose agent_time is before the cutoff.
+    def prune_chunk(self, cutoff_agent_time: int, max_rows: int, max_used_bytes: int | None = None) -> int:
+        """Delete up to ``max_rows`` of the oldest acked rows that are before the cutoff or over the size cap.
 
-        Deletes a prefix only: it stops at the first row that is young enough to keep (agent clocks
-        can step, so an older seq may carry a later time), at the ack watermark, and one short of the
-        newest row. Returns how many rows went; 0 means there is nothing more to prune now.
+        Deletes a prefix only, and never beyond the ack watermark nor the newest row. By age it stops
+        at the first row young enough to keep (agent clocks can step, so an older seq may carry a
+        later time); by size (``max_used_bytes``: pages in use, see :meth:`space`) it takes as many
+        more of the oldest acked rows as the excess holds at the file's average bytes per row, young
+        or not: whichever rule deletes more wins, so the smaller retention holds. Returns how many
+        rows went; 0 means there is nothing more to prune now.
         """
         s = self.state
         first = s.pruned_through + 1
@@ -289,6 +300,12 @@ class OutboxStore:
         young = conn.execute("SELECT min(seq) FROM events WHERE seq BETWEEN ? AND ? AND agent_time >= ?",
                              (first, upto, cutoff_agent_time)).fetchone()[0]
         end = upto if young is None else young - 1
+        if max_used_bytes is not None:
+            used, _ = self.space()
+            rows = s.last_seq - s.pruned_through
+            if used > max_used_bytes and rows > 0:
+                over = math.ceil((used - max_used_bytes) * rows / used)
+                end = max(end, min(upto, first + over - 1))
         if end < first:
             return 0
         cut_hash = self.hash_at(end)
@@ -303,6 +320,19 @@ class OutboxStore:
             raise
         self.state = replace(s, pruned_through=end, pruned_hash=str(cut_hash))
         return end - first + 1
+
+    def space(self) -> tuple[int, int]:
+        """(bytes in use, bytes free) in the database file: its pages less the freelist (header reads,
+        no scan). Free pages are what pruning left; appends reuse them before the file grows."""
+        conn = self._db()
+        page = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+        free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+        return (pages - free) * page, free * page
+
+    def first_agent_time(self) -> int | None:
+        """agent_time of the oldest row still stored: how far back the kept history reaches."""
+        return self._agent_time(self._db(), self.state.pruned_through + 1)
 
     def size_bytes(self) -> int:
         """Bytes on disk: the database file plus its WAL and shared-memory index."""
@@ -332,9 +362,12 @@ def inspect_outbox(path: str | os.PathLike[str]) -> dict[str, object]:
         last = int(row[0]) if row[0] is not None else pruned
         oldest = conn.execute("SELECT agent_time FROM events WHERE seq = ?", (acked + 1,)).fetchone()
         by_type = dict(conn.execute("SELECT type, COUNT(*) FROM events WHERE seq > ? GROUP BY type", (acked,)))
+        free_pages = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+        free = free_pages * int(conn.execute("PRAGMA page_size").fetchone()[0])
     finally:
         conn.close()
     size = sum(os.stat(f"{p}{s}").st_size for s in ("", "-wal", "-shm") if os.path.exists(f"{p}{s}"))
     return {"hall": meta.get("hall"), "last_seq": last, "acked_through": acked, "unacked_count": last - acked,
             "oldest_unacked_agent_time": int(oldest[0]) if oldest and last > acked else None,
-            "pruned_through": pruned, "stored_rows": int(row[1]), "unacked_by_type": by_type, "db_bytes": size}
+            "pruned_through": pruned, "stored_rows": int(row[1]), "unacked_by_type": by_type, "db_bytes": size,
+            "free_bytes": free}
