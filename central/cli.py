@@ -43,7 +43,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "serve": {"data_dir": None, "db": None, "mqtt": None, "http": "127.0.0.1:8080", "currency": "EUR",
               "share_group": "central", "client_id": "hallsync-central", "metrics_token": None,
               "monitor_interval": 15.0, "alert_door_open": None, "alert_device_silent": None,
-              "alert_delay": None, "no_shared_subscription": False},
+              "alert_delay": None, "alert_missed_share": None, "alert_missed_records": None,
+              "no_shared_subscription": False},
 }
 REQUIRED: dict[str, tuple[str, ...]] = {
     "keys.init": ("data_dir",),
@@ -177,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="alert when a machine of an online hall sends nothing for longer (default 1800)")
     serve.add_argument("--alert-delay", type=int, default=S, metavar="SEC",
                        help="alert when events reach central later than this after the agent wrote them (default 60)")
+    serve.add_argument("--alert-missed-share", type=float, default=S, metavar="PCT",
+                       help="alert when missed records carry at least this % of a machine's bets and wins over "
+                            "the last hour (default 5)")
+    serve.add_argument("--alert-missed-records", type=int, default=S, metavar="N",
+                       help="alert when a machine has at least N missed records within the last hour (default 4)")
     return parser
 
 
@@ -370,6 +376,16 @@ def _thresholds(opts: dict[str, Any]) -> Any:
                                ("alert_delay", "processing_delay_s")):
         if opts[option] is not None:
             changes[field_name] = max(1, round(_positive(opts[option], "--" + option.replace("_", "-"))))
+    share = opts.get("alert_missed_share")
+    if share is not None:
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 100:
+            raise UsageError(f"--alert-missed-share must be a percentage more than 0 and at most 100, not {share!r}")
+        changes["missed_share_bp"] = max(1, round(share * 100))
+    records = opts.get("alert_missed_records")
+    if records is not None:
+        if isinstance(records, bool) or not isinstance(records, int) or records < 1:
+            raise UsageError(f"--alert-missed-records must be a whole number of at least 1, not {records!r}")
+        changes["missed_records_min"] = records
     return dataclasses.replace(ALERT_DEFAULTS, **changes)
 
 

@@ -10,7 +10,9 @@ Two inputs, two pure functions:
   They are stored with the cursor, so a restart does not forget a door that is still open.
 * **Store state** (:class:`~central.store.base.MonitorInputs`): the halls' agent presence, devices'
   online/enabled/last contact, processing delay, recent link trouble in the integration log, failed
-  commands, and the newest applied enable/disable command per machine and game.
+  commands, the newest applied enable/disable command per machine and game, and how much of a
+  machine's recent money came from ``missed`` records (``missed_money``: the agent under-polls it and
+  loses per-game detail, issue 12; the hall-wide ``missed_events`` says only that one arrived).
 
 :func:`evaluate` turns both into :class:`~central.store.base.AlertDraft` s — the conditions that
 hold *now* and deserve an alert — and the store (:meth:`sync_alerts`) raises an alert once for each
@@ -46,6 +48,7 @@ ALERT_KINDS: Final = (
     "processing_delay",    # events reach central too long after the agent wrote them
     "link_errors",         # rejected / malformed / missing batches from the hall recently
     "missed_events",       # the hall's meters showed activity its events missed (``missed`` records)
+    "missed_money",        # a machine's recent money is carried by ``missed`` records above a threshold
     "door_open",           # a door open longer than allowed
     "device_fault",        # a tilt or another machine fault
     "handpay_pending",     # a handpay waiting for an attendant too long
@@ -84,6 +87,15 @@ class Thresholds:
     failures_window_s: int = 3600
     failures_min: int = 3
     """Three failed commands to one machine within an hour: the machine does not follow orders."""
+    missed_window_s: int = 3600
+    """A machine is judged on its ``missed`` records of the last hour: several meter windows (15 min
+    snapshots plus those at doors, bills, handpays), so one short window alone does not decide."""
+    missed_share_bp: int = 500
+    """5 % (basis points) of a machine's bets plus wins in the window carried by ``missed`` records: the
+    per-game detail of that much play is gone and its money came from the meters instead."""
+    missed_records_min: int = 4
+    """Four ``missed`` records from one machine in the window: every meter window of the hour came up
+    short, however small (a machine polled too slowly for its play loses a little each time)."""
 
 
 DEFAULTS: Final = Thresholds()
@@ -166,7 +178,7 @@ def evaluate(inputs: MonitorInputs, conditions: Iterable[DeviceCondition], now: 
     """The alert-worthy conditions that hold at ``now`` (microseconds), one draft per alert identity."""
     online = {hall.id for hall in inputs.halls if hall.online is True}
     return [*_hall_alerts(inputs, th), *_device_alerts(inputs, online, now, th), *_command_alerts(inputs, th),
-            *_condition_alerts(conditions, now, th)]
+            *_missed_alerts(inputs, th), *_condition_alerts(conditions, now, th)]
 
 
 def _hall_alerts(inputs: MonitorInputs, th: Thresholds) -> Iterator[AlertDraft]:
@@ -218,6 +230,25 @@ def _command_alerts(inputs: MonitorInputs, th: Thresholds) -> Iterator[AlertDraf
         if count >= th.failures_min:
             yield AlertDraft(hall, device, "command_failures", "",
                              f"{count} commands failed in the last {th.failures_window_s} s")
+
+
+def _missed_alerts(inputs: MonitorInputs, th: Thresholds) -> Iterator[AlertDraft]:
+    """A machine whose money comes from ``missed`` records above :attr:`Thresholds.missed_share_bp` or
+    :attr:`Thresholds.missed_records_min`: an under-polled line (on the agent's ``/metrics``:
+    ``hallsync_agent_sas_exception_overflows_total``, ``…_poll_cadence_misses_total``) or an agent that
+    keeps being killed between an ACK and its commit. GGR stays right (the meters carry it); the alert is
+    for the detail lost and for the cause to be fixed."""
+    for (hall, device), m in sorted(inputs.missed.items()):
+        if device == HALL_DEVICE or m.records == 0:
+            continue
+        share_bp = (m.missed * 10_000 + m.turnover // 2) // m.turnover if m.turnover > 0 else 0
+        if share_bp >= th.missed_share_bp or m.records >= th.missed_records_min:
+            yield AlertDraft(hall, device, "missed_money", "",
+                             f"{share_bp / 100:.1f} % of bets and wins since {_iso(m.since)} ({m.missed} of "
+                             f"{m.turnover}) came from {m.records} missed record(s) (limit "
+                             f"{th.missed_share_bp / 100:g} % or {th.missed_records_min} records in "
+                             f"{th.missed_window_s} s): the agent misses this machine's games; check its line "
+                             f"(exception overflows, poll cadence on the agent's /metrics)")
 
 
 def _condition_alerts(conditions: Iterable[DeviceCondition], now: int, th: Thresholds) -> Iterator[AlertDraft]:
@@ -299,7 +330,8 @@ class Monitor:
         th = self.thresholds
         inputs = await self.store.monitor_inputs(delay_since=now - th.delay_window_s * US,
                                                  link_since=now - th.link_window_s * US,
-                                                 failures_since=now - th.failures_window_s * US)
+                                                 failures_since=now - th.failures_window_s * US,
+                                                 missed_since=now - th.missed_window_s * US)
         drafts = [d for d in evaluate(inputs, self._conditions.values(), now, th)
                   if not (d.hall in behind and d.kind in CONDITION_KINDS)]
         result.active = len(drafts)

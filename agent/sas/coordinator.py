@@ -48,6 +48,12 @@ SIGNIFICANT_EXCEPTIONS: frozenset[int] = frozenset(DOOR_CODES) | frozenset({
 RTE_REQUEUE_LIMIT = 24
 """How often a long poll is asked again when RTE events answer it instead (each event is consumed,
 and the EGM's FIFO holds at least 20, so a busy machine cannot starve a read forever)."""
+IDENTITY_TRIES = 5
+"""How often per link-up the identity is read again when its LP 1F or LP A0 went unanswered. A
+machine playing faster than its cadence drains has more than :data:`RTE_REQUEUE_LIMIT` events queued
+at connect, so its first read can lose against its own events; without another try it stayed at the
+200 ms cadence (A0 grants 40 ms) until the next link-up — the busiest machines polled slowest
+(bench/sas_lines.py, scenario ``agent``). Each try drains that many events at line speed."""
 METERS_1C: tuple[tuple[str, int | None], ...] = (
     ("coin_in", 0x00), ("coin_out", 0x01), ("total_drop", 0x24), ("jackpot", 0x02),
     ("games_played", 0x05), ("games_won", 0x06), ("slot_door_opened", None), ("power_reset", None),
@@ -109,6 +115,10 @@ class MachineCoordinator:
         self._last_answer = 0.0
         self._reply_mono = 0.0           # when the last long poll's own reply (not an event) arrived
         self._just_polled = False
+        self._cadence_pending = False    # the next poll through the line is a general poll's: time it
+        self._identity_tries = 0         # identity reads asked again since the link came up
+        self._last_general: tuple[float, float] | None = None   # the last general poll's wire time and how
+        # long it had to last at least (its quiet timeout); None: none since the link came up
 
     # ---- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -224,9 +234,11 @@ class MachineCoordinator:
         """The line confirms a reply (the next different poll went out): now the exception counts."""
         reply = result.reply
         if isinstance(reply, framing.ExceptionReply) and reply.code != 0:
+            self.stats.exception(reply.code)
             self._emit(self._fact(F.ExceptionFact, mono=result.mono, wall=result.wall, code=reply.code,
                                   name=exception_name(reply.code), rte=False))
         elif isinstance(reply, framing.RteEvent):
+            self.stats.exception(reply.code)
             self._emit(self._fact(F.ExceptionFact, mono=result.mono, wall=result.wall, code=reply.code,
                                   name=exception_name(reply.code), rte=True, data=reply.data))
 
@@ -354,6 +366,8 @@ class MachineCoordinator:
         self._jobs.clear()
         self._emit(self._fact(F.LinkUp, reason=reason))
         self._log.info("link up", reason=reason)
+        self._last_general = None  # the outage before this is link trouble, not a cadence miss
+        self._identity_tries = 0
         self._queue("rte", self._set_rte)
         if self.config.identity:
             self._queue("identity", self._read_identity)
@@ -379,6 +393,7 @@ class MachineCoordinator:
         """One poll through the line, with sync, statistics and link-state bookkeeping."""
         cfg = self.config
         rte = self.rte_active or probing
+        timed, self._cadence_pending = self._cadence_pending and not probing, False
         try:
             if self._need_sync:
                 await self.line.sync()
@@ -395,6 +410,9 @@ class MachineCoordinator:
         else:
             final, attempts = result.final, result.attempts
             self.stats.record(attempts, quiet_ok)
+            if timed:
+                quiet = final.outcome is Outcome.TIMEOUT and quiet_ok
+                self._general_sent(result.sent, self.line.timing.response_timeout if quiet else 0.0)
         if final.outcome is Outcome.TIMEOUT and not quiet_ok:
             self._need_sync = True  # a power-cycled EGM ignores us until it sees another address
             if probing:
@@ -438,7 +456,21 @@ class MachineCoordinator:
         return None
 
     # ---- general poll and exceptions -------------------------------------------------------------
+    def _general_sent(self, sent: float, lasted: float) -> None:
+        """Cadence bookkeeping for one general poll (or the liveness long poll standing in for one).
+
+        It was due one interval after the previous one went out, but not before that one could be
+        over: a quiet RTE poll lasts its whole response timeout (``lasted``; 100 ms on a pty, more
+        than a 40 ms cadence). Its lateness is how much later it went on the wire: waits behind other
+        machines on a shared line, repeats of a garbled reply, long jobs and a busy event loop (whose
+        delay a measured end time would hide) included."""
+        previous, self._last_general = self._last_general, (sent, lasted)
+        if previous is not None:
+            interval = self.poll_interval
+            self.stats.cadence(sent - previous[0] - max(interval, previous[1]), interval)
+
     async def _general_poll(self) -> None:
+        self._cadence_pending = True
         if self.rte_active and time.monotonic() - self._last_answer > self.config.liveness_interval:
             # In RTE mode silence means "nothing happened"; prove the EGM is there now and then.
             await self._long(lp.SendCurrentCredits())
@@ -477,10 +509,18 @@ class MachineCoordinator:
         self.rte_active = bool(want) and isinstance(reply, framing.Ack)
         self._log.info("real-time event reporting", active=self.rte_active)
 
+    def _identity_again(self) -> None:
+        """Read the identity once more later (see :data:`IDENTITY_TRIES`)."""
+        if self.config.identity and self._identity_tries < IDENTITY_TRIES:
+            self._identity_tries += 1
+            self._log.info("identity read again", attempt=self._identity_tries + 1)
+            self._queue("identity", self._read_identity)
+
     async def _read_identity(self) -> None:
         info = await self._read(lp.SendMachineInfo(), lp.MachineInfo)
         if info is None:
             self._log.warning("no LP 1F answer; identity unknown")
+            self._identity_again()
             return
         version = await self._read(lp.SendSasVersion(), lp.SasVersion, retries=1)
         count = await self._read(lp.SendNumberOfGames(), lp.NumberOfGames, retries=1)
@@ -495,6 +535,8 @@ class MachineCoordinator:
                                             DENOMINATION_CENTS.get(cfg.denomination), cfg.max_bet, cfg.base_percent))
         features = await self._read(lp.SendEnabledFeatures(game=0), lp.EnabledFeatures, retries=1)
         self.fast_polling = bool(features is not None and features.features3 & lp.FEATURES3_MAX_POLLING_40MS)
+        if features is None:
+            self._identity_again()  # the 40 ms cadence depends on it
         # Last, so that no 8C can be confirmed between this reply and the Identity fact (events are
         # confirmed by the next poll): the selected game it carries is the newest the agent knows.
         selected = await self._read(lp.SendSelectedGame(), lp.SelectedGame, retries=1)

@@ -51,6 +51,9 @@ class PollResult:
 
     final: TransactionResult
     attempts: list[TransactionResult] = field(default_factory=list)
+    sent: float = 0.0
+    """time.monotonic() when the first attempt went on the wire (after any wait for the line), which is
+    what a machine's poll cadence is measured by."""
 
     @property
     def outcome(self) -> Outcome:
@@ -101,6 +104,9 @@ class SasLine:
         self._open = False
         self._next_open = 0.0
         self.last_error: TransportError | None = None
+        self.busy_seconds = 0.0
+        """Time spent in transactions (polls, replies, repeats, response timeouts) since start: its rate
+        is the line's utilization, which says when a line carries more than it can keep in cadence."""
 
     # ---- lifecycle ---------------------------------------------------------------------------------
     async def start(self, *, tolerate_missing: bool = False) -> None:
@@ -168,7 +174,11 @@ class SasLine:
                 continue
             try:
                 await self._ensure_open()
-                result = await self._execute(req)
+                began = time.monotonic()
+                try:
+                    result = await self._execute(req)
+                finally:
+                    self.busy_seconds += time.monotonic() - began
             except TransportError as exc:
                 self.last_error = exc
                 await self._drop_port(exc)
@@ -211,28 +221,30 @@ class SasLine:
     async def _execute(self, req: _Request) -> PollResult:
         tracker = self._tracker
         if req.frame is None:
+            sent = time.monotonic()
             await self._send_ack_poll()
             empty = TransactionResult(Outcome.REPLY, mono=time.monotonic(), wall=time.time())
-            return PollResult(empty, [])
+            return PollResult(empty, [], sent)
         key = ack_key(req.frame)
         if tracker.held is not None and tracker.last_key == key:
             # Same poll again while the EGM still holds its last reply: that would be a NACK
             # (resend) to the EGM; ACK it with a poll to address 0 first.
             await self._send_ack_poll()
         attempts: list[TransactionResult] = []
+        sent = time.monotonic()
         while True:
             self._deliver(tracker.before_send(key))
             res = await transact(self.transport, req.address, req.frame, req.command, req.rte, self.timing)
             attempts.append(res)
             if res.outcome is Outcome.REPLY:
                 tracker.received(Held(req.on_confirmed, res) if holds_data(res) else None)
-                return PollResult(res, attempts)
+                return PollResult(res, attempts, sent)
             if res.outcome is Outcome.TIMEOUT and req.quiet_ok:
                 tracker.received(None)
-                return PollResult(res, attempts)
+                return PollResult(res, attempts, sent)
             if res.outcome in (Outcome.BUSY, Outcome.CHIRP):
                 tracker.received(None)
-                return PollResult(res, attempts)
+                return PollResult(res, attempts, sent)
             tracker.garbled()  # TIMEOUT, GARBLED, NACK: the same poll again, at once
             if not tracker.must_repeat or len(attempts) > req.retries:
-                return PollResult(res, attempts)
+                return PollResult(res, attempts, sent)

@@ -87,7 +87,9 @@ PATHS: Final[dict[str, Any]] = {
             "description": (
                 "Central's monitor evaluates, every few seconds, the halls' agent status, devices' status "
                 "and last contact, processing delay, link errors, doors open too long, faults (tilts), pending "
-                "handpays, disabled machines and games, and repeated command failures. An alert is raised once "
+                "handpays, disabled machines and games, repeated command failures, and machines whose money "
+                "comes from `missed` records above a threshold (`missed_money`: at least 5 % of bets and wins "
+                "over the last hour, or 4 records in it; the agent under-polls the machine). An alert is raised once "
                 "while its condition holds and cleared when it stops; `state`: `open` (holds, not acknowledged, "
                 "the default), `acked`, `active` (either), `cleared`, `all`."),
             "parameters": [

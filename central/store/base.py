@@ -337,13 +337,31 @@ class DeviceCondition:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceMissed:
+    """How much of one machine's recent money its ``missed`` records carry (issue 12: a machine the
+    agent under-polls loses per-game detail to its exception queue, and its meters then bring the
+    money back as ``missed`` records; see :func:`central.monitor.evaluate`).
+
+    Counted from the machine's last meter snapshot before the window began: ``records`` ``missed``
+    records, carrying ``missed`` of bets plus wins, out of ``turnover`` bets plus wins in all (events
+    and ``missed`` records together)."""
+
+    records: int
+    missed: int
+    turnover: int
+    since: int
+    """agent_time where the counting starts (that snapshot's, or the window's start without one)."""
+
+
+@dataclass(frozen=True, slots=True)
 class MonitorInputs:
     """The store's state the alert evaluator reads at one moment (see :mod:`central.monitor`).
 
     ``delays``: per hall, the largest ``central_time - agent_time`` among its newest events stored
     recently; ``link_errors``: per hall, recent integration-log rows by kind; ``failed_commands``:
     per (hall, device), commands that failed recently; ``switches``: the newest *applied*
-    enable/disable command per (hall, device, game or None) as (action, updated_at)."""
+    enable/disable command per (hall, device, game or None) as (action, updated_at); ``missed``: per
+    (hall, device) that central logged a ``missed`` record for recently, the money they carry."""
 
     halls: list[HallRecord]
     devices: list[DeviceRecord]
@@ -351,6 +369,7 @@ class MonitorInputs:
     link_errors: dict[str, dict[str, int]]
     failed_commands: dict[tuple[str, str], int]
     switches: dict[tuple[str, str, str | None], tuple[str, int]]
+    missed: dict[tuple[str, str], DeviceMissed] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -600,8 +619,10 @@ class Store(Protocol):
         bulk of the events and only its last occurrence matters to the conditions."""
         ...
 
-    async def monitor_inputs(self, *, delay_since: int, link_since: int, failures_since: int) -> MonitorInputs:
-        """What the alert evaluator reads (see :class:`MonitorInputs`); ``*_since`` bound "recent"."""
+    async def monitor_inputs(self, *, delay_since: int, link_since: int, failures_since: int,
+                             missed_since: int | None = None) -> MonitorInputs:
+        """What the alert evaluator reads (see :class:`MonitorInputs`); ``*_since`` bound "recent"
+        (``missed_since`` None: no :attr:`MonitorInputs.missed`)."""
         ...
 
     async def sync_alerts(self, drafts: Sequence[AlertDraft], *, now: int, cursors: dict[str, int],

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from central.reconcile import day_bounds, event_money, gaming_day
+from central.reconcile import day_bounds, event_money, gaming_day, missed_from_event
 from protocols.sync.money import ZERO, Contribution
 
 from .base import (
@@ -24,6 +24,7 @@ from .base import (
     AlertRecord,
     DeviceCondition,
     DeviceEventRow,
+    DeviceMissed,
     DeviceRecord,
     HallRecord,
     MonitorInputs,
@@ -47,6 +48,44 @@ _SWITCH_ACTIONS = ("disable_machine", "enable_machine", "disable_game", "enable_
 
 
 
+
+
+def _device_missed(con: sqlite3.Connection, since: int) -> dict[tuple[str, str], DeviceMissed]:
+    """:attr:`MonitorInputs.missed`: for each machine central logged a ``missed`` record for since
+    ``since`` (central time; the integration log's time index finds them, and a machine without one
+    costs nothing), its ``missed`` records and bets plus wins from its last meter snapshot before
+    ``since`` on. The events' money there is the running total (``devices.money_*``) minus the
+    snapshot's mark (``device_marks``), so no event is read; the ``missed`` records come through the
+    partial index over integration events, each attributed by its ``meters_time`` as the reconciliation
+    does (written a settle time after its snapshot, it comes after it by seq but is money from before
+    it). Without a mark for that snapshot (none written yet) the
+    count starts at the machine's first event: a larger total, so a smaller share, never a false alert."""
+    out: dict[tuple[str, str], DeviceMissed] = {}
+    for hall, device in con.execute(
+            "SELECT DISTINCT hall, device FROM integration_log WHERE kind = 'missed' AND time >= ?"
+            " AND hall IS NOT NULL AND device IS NOT NULL ORDER BY hall, device", (since,)).fetchall():
+        snapshot = con.execute(
+            "SELECT seq, agent_time FROM events WHERE hall = ? AND device = ? AND type = 'meters.snapshot'"
+            " AND agent_time < ? ORDER BY agent_time DESC, seq DESC LIMIT 1", (hall, device, since)).fetchone()
+        start_seq, start_time = (int(snapshot[0]), int(snapshot[1])) if snapshot else (0, since)
+        base = con.execute("SELECT bets, wins FROM device_marks WHERE hall = ? AND device = ? AND seq = ?",
+                           (hall, device, start_seq)).fetchone() if start_seq else None
+        total = con.execute("SELECT money_bets, money_wins FROM devices WHERE hall = ? AND id = ?",
+                            (hall, device)).fetchone()
+        if total is None:
+            continue
+        turnover = (total[0] or 0) + (total[1] or 0) - ((base[0] + base[1]) if base else 0)
+        records = missed = 0
+        for (data,) in con.execute("SELECT data FROM events WHERE hall = ? AND device = ? AND type = 'integration'"
+                                   " AND seq > ? ORDER BY seq", (hall, device, start_seq)):
+            record = missed_from_event(0, _DECODER.decode(data))
+            if record is None or (start_seq and record.meters_time is not None and record.meters_time <= start_time):
+                continue  # a record is the money its snapshot's meters showed: before the start, not after
+            records += 1
+            missed += record.amounts.bets + record.amounts.wins
+        out[(hall, device)] = DeviceMissed(records=records, missed=missed, turnover=max(0, turnover) + missed,
+                                           since=start_time)
+    return out
 
 
 def _alert(r: tuple[Any, ...]) -> AlertRecord:
@@ -90,7 +129,8 @@ class MonitorSqliteMixin:
 
         return await self._reader.run(body)
 
-    async def monitor_inputs(self, *, delay_since: int, link_since: int, failures_since: int) -> MonitorInputs:
+    async def monitor_inputs(self, *, delay_since: int, link_since: int, failures_since: int,
+                             missed_since: int | None = None) -> MonitorInputs:
         def body(con: sqlite3.Connection) -> MonitorInputs:
             halls = [HallRecord(id=r[0], public_key_pem="", added_at=r[1], last_seq=r[2], last_hash="",
                                 online=None if r[3] is None else bool(r[3]), session=r[4], status_at=r[5])
@@ -127,8 +167,9 @@ class MonitorSqliteMixin:
                     f" AND device IS NOT NULL AND action IN ({marks}) ORDER BY updated_at, id", _SWITCH_ACTIONS):
                 target = (hall, device, game if action.endswith("_game") else None)
                 switches[target] = (action, at)  # ordered by time: the newest applied one wins
+            missed = _device_missed(con, missed_since) if missed_since is not None else {}
             return MonitorInputs(halls=halls, devices=devices, delays=delays, link_errors=link,
-                                 failed_commands=failed, switches=switches)
+                                 failed_commands=failed, switches=switches, missed=missed)
 
         return await self._reader.run(body)
 

@@ -148,6 +148,15 @@ async def test_a_scrape_agrees_with_the_cli_and_the_devices(tmp_path: Path, mosq
             assert v(families, "hallsync_agent_device_online", device=device, protocol=protocol) == up
             assert int(listed[device]["link_up"]) == up
         assert v(families, "hallsync_agent_device_stale", device="term-01") == 0
+        # under-polling (issue 12): one game played, nothing lost; the line worked, the loop was sampled
+        sas = {"device": "egm-001", "port": egm_path}
+        assert v(families, "hallsync_agent_sas_exception_overflows_total", **sas) == 0
+        assert v(families, "hallsync_agent_sas_lost_game_events_total", lost="7F", **sas) == 0
+        assert v(families, "hallsync_agent_sas_lost_game_events_total", lost="7E", **sas) == 0
+        assert v(families, "hallsync_agent_sas_poll_cadence_misses_total", **sas) >= 0
+        assert v(families, "hallsync_agent_sas_poll_lateness_max_seconds", **sas) >= 0
+        assert v(families, "hallsync_agent_sas_line_busy_seconds_total", port=egm_path) > 0
+        assert v(families, "hallsync_agent_event_loop_lag_seconds_count") > 0
         assert v(families, "hallsync_agent_device_polls_total", device="term-01", protocol="modbus") > 0
         assert v(families, "hallsync_agent_device_last_contact_age_seconds", device="egm-001", protocol="sas") < 5
         assert not any(dict(k).get("device") == "egm-002"     # never answered: no age to report
