@@ -307,13 +307,21 @@ class HallAgent:
         await self._append(drafts, {})
 
     async def _ticker(self) -> None:
-        """Gaming-day close: the normalizer asks for meter snapshots, the coordinators read them."""
+        """Gaming-day close and settled windows of idle machines: the normalizer asks for meter
+        snapshots, the coordinators read them."""
         while True:
             for request in self.normalizer.tick(time.time()):
                 coord = self.poller.coordinators.get(request.device)
                 if coord is not None:
-                    self._spawn(coord.read_meters(), f"day-close:{request.device}")
+                    self._spawn(self._snapshot(coord, request.reason), f"{request.reason}:{request.device}")
             await asyncio.sleep(1.0)
+
+    async def _snapshot(self, coord: Any, reason: str) -> None:
+        """One asked-for snapshot; a machine that cannot be read now is asked again later."""
+        try:
+            await coord.read_meters(reason)
+        except Exception as exc:
+            log.info("snapshot_not_read", device=coord.device, reason=reason, error=str(exc) or type(exc).__name__)
 
     async def _watchdog(self) -> None:
         """Ping systemd's watchdog (``WatchdogSec=``) only while the agent works, so a hung agent is

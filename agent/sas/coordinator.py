@@ -45,6 +45,9 @@ log = structlog.get_logger("agent.sas")
 SIGNIFICANT_EXCEPTIONS: frozenset[int] = frozenset(DOOR_CODES) | frozenset({
     0x17, 0x18, 0x31, 0x32, 0x33, 0x3A, 0x3C, 0x3D, 0x51, 0x52, 0x7A, 0x82, 0x83, 0x84, 0x85, 0x86, 0xA2,
 })
+RTE_ENABLE_ROUNDS = 8
+"""How many times LP 0E is asked again while queued RTE events answer it (24 each: a FIFO of 20 and
+the priority exceptions drain long before; a machine still playing fast cannot hold RTE off)."""
 RTE_REQUEUE_LIMIT = 24
 """How often a long poll is asked again when RTE events answer it instead (each event is consumed,
 and the EGM's FIFO holds at least 20, so a busy machine cannot starve a read forever)."""
@@ -54,6 +57,9 @@ machine playing faster than its cadence drains has more than :data:`RTE_REQUEUE_
 at connect, so its first read can lose against its own events; without another try it stayed at the
 200 ms cadence (A0 grants 40 ms) until the next link-up — the busiest machines polled slowest
 (bench/sas_lines.py, scenario ``agent``). Each try drains that many events at line speed."""
+READ_TRIES = 5
+"""How often LP 3D (ticket) and LP 1B (handpay) are asked again when the EGM's queued events kept
+answering them instead (see ``_again``)."""
 METERS_1C: tuple[tuple[str, int | None], ...] = (
     ("coin_in", 0x00), ("coin_out", 0x01), ("total_drop", 0x24), ("jackpot", 0x02),
     ("games_played", 0x05), ("games_won", 0x06), ("slot_door_opened", None), ("power_reset", None),
@@ -115,6 +121,7 @@ class MachineCoordinator:
         self._last_answer = 0.0
         self._reply_mono = 0.0           # when the last long poll's own reply (not an event) arrived
         self._just_polled = False
+        self._rte_events = 0             # RTE events that answered a long poll (LP 0E asks again while they come)
         self._cadence_pending = False    # the next poll through the line is a general poll's: time it
         self._identity_tries = 0         # identity reads asked again since the link came up
         self._last_general: tuple[float, float] | None = None   # the last general poll's wire time and how
@@ -173,9 +180,9 @@ class MachineCoordinator:
         """LP 06."""
         return await self._control("enable_bill_acceptor", lp.EnableBillAcceptor())
 
-    async def read_meters(self) -> F.MetersSnapshot | None:
-        """A meter snapshot now (also emitted as a fact with reason ``request``)."""
-        return await self._submit(lambda: self._read_meters("request"))
+    async def read_meters(self, reason: str = "request") -> F.MetersSnapshot | None:
+        """A meter snapshot now (also emitted as a fact with that reason)."""
+        return await self._submit(lambda: self._read_meters(reason))
 
     async def _control(self, action: str, msg: lp.Message, game: int | None = None) -> F.CommandResult:
         async def run() -> F.CommandResult:
@@ -300,6 +307,15 @@ class MachineCoordinator:
                 fut.set_result(result)
             return
         now = time.monotonic()
+        # The schedules only queue jobs, so they are checked first: on a busy line a general poll is
+        # always due, and checking them only when none was starved every scheduled snapshot (the
+        # last meter window before a machine went idle was then never judged).
+        if now >= self._next_meters:
+            self._next_meters = now + self.config.meter_interval
+            self._queue_meters("schedule")
+        if now >= self._next_clock:
+            self._next_clock = now + self.config.clock_interval
+            self._queue("clock", self._sync_clock)
         if now >= self._next_general and not (self._jobs and self._just_polled):
             # Jobs and due general polls alternate, so neither starves the other.
             self._next_general = max(now, self._next_general + self.poll_interval)
@@ -310,14 +326,6 @@ class MachineCoordinator:
             self._just_polled = False
             _, job = self._jobs.popleft()
             await job()
-            return
-        if now >= self._next_meters:
-            self._next_meters = now + self.config.meter_interval
-            self._queue_meters("schedule")
-            return
-        if now >= self._next_clock:
-            self._next_clock = now + self.config.clock_interval
-            self._queue("clock", self._sync_clock)
             return
         await self._sleep(self._next_general - now)
 
@@ -330,6 +338,17 @@ class MachineCoordinator:
     def _queue(self, name: str, job: Callable[[], Awaitable[None]]) -> None:
         if all(n != name for n, _ in self._jobs):
             self._jobs.append((name, job))
+
+    async def _run_job(self, name: str) -> None:
+        """Run a queued job now, out of turn. A ticket whose 3D answered a poll of a meter read is
+        read before that snapshot goes out, so its ticket.printed is written before the snapshot
+        whose meters may already contain it: the log then orders every event a snapshot's meters
+        contain before that snapshot (what it lacks, it lists as ``unmetered``)."""
+        for index, (queued, job) in enumerate(self._jobs):
+            if queued == name:
+                del self._jobs[index]
+                await job()
+                return
 
     def _queue_meters(self, reason: str) -> None:
         self._queue("meters", lambda: self._meters_job(reason))
@@ -441,6 +460,7 @@ class MachineCoordinator:
             res = await self._xact(frame, msg.COMMAND, retries=retries)
             reply = res.reply
             if isinstance(reply, framing.RteEvent):
+                self._rte_events += 1
                 self._on_exception(reply.code)
                 continue  # the line ACKs the event (poll to address 0) before asking again
             if res.outcome is Outcome.REPLY:
@@ -503,9 +523,20 @@ class MachineCoordinator:
 
     # ---- jobs ------------------------------------------------------------------------------------
     async def _set_rte(self) -> None:
-        """LP 0E: RTE on if configured (and the EGM ACKs), else explicitly off."""
+        """LP 0E: RTE on if configured (and the EGM ACKs), else explicitly off.
+
+        An EGM still in RTE mode (the link came back, the agent restarted) answers LP 0E with its
+        queued events first, up to a full FIFO of them after an outage: asked again while it does,
+        so the queue's length never decides that RTE is off (the agent would then poll in legacy
+        mode, take the EGM's RTE silence for missed polls, and drop the link)."""
         want = 1 if self.config.rte else 0
-        reply = await self._long(lp.RealTimeEventReporting(enable=want), retries=1)
+        msg = lp.RealTimeEventReporting(enable=want)
+        reply: framing.EgmReply | None = None
+        for _ in range(RTE_ENABLE_ROUNDS):
+            events = self._rte_events
+            reply = await self._long(msg, retries=1)
+            if reply is not None or self._rte_events == events:
+                break
         self.rte_active = bool(want) and isinstance(reply, framing.Ack)
         self._log.info("real-time event reporting", active=self.rte_active)
 
@@ -571,6 +602,7 @@ class MachineCoordinator:
                                   meters=tuple(F.Meter(code, meter_name(code), value, meter_unit(code),
                                                        stamps.get(code))
                                                for code, value in sorted(values.items())))
+                await self._run_job("ticket")
                 self._emit(snap)
                 return snap
         self._log.warning("meters unreadable", reason=reason)
@@ -606,21 +638,35 @@ class MachineCoordinator:
                 stamps.update(dict.fromkeys(dict(m.meters), self._reply_mono))
         return values, stamps
 
-    async def _read_handpay(self) -> None:
+    async def _read_handpay(self, attempt: int = 1) -> None:
         info = await self._read(lp.SendHandpayInfo(), lp.HandpayInfo)
         if info is None:
+            if self._again("handpay", attempt, self._read_handpay):
+                return
             self._log.warning("handpay pending but LP 1B unanswered")
             return
         self._emit(self._fact(F.HandpayInfo, progressive_group=info.progressive_group, level=info.level,
                               amount_cents=info.amount, partial_pay_cents=info.partial_pay,
                               reset_id=info.reset_id))
 
-    async def _read_ticket(self) -> None:
+    async def _read_ticket(self, attempt: int = 1) -> None:
         info = await self._read(lp.SendTicketInfo(), lp.TicketInfo)
         if info is None:
+            if self._again("ticket", attempt, self._read_ticket):
+                return
             self._log.warning("ticket printed but LP 3D unanswered")
             return
         self._emit(self._fact(F.TicketInfo, validation_number=info.validation_number, amount_cents=info.amount))
+
+    def _again(self, name: str, attempt: int, read: Callable[[int], Awaitable[None]]) -> bool:
+        """A read the EGM's queued events kept answering (a busy machine at a fast pace) is asked
+        again later, up to :data:`READ_TRIES` times: its detail (the ticket's validation number, the
+        handpay's kind) would otherwise be lost, and its money carried by a ``missed`` record alone."""
+        if attempt >= READ_TRIES or not self.link_up:
+            return False
+        self._log.info("read lost to queued events; asked again", read=name, attempt=attempt)
+        self._queue(name, lambda: read(attempt + 1))
+        return True
 
     async def _sync_clock(self) -> None:
         """Read the EGM clock (LP 7E), then set it to ours (LP 7F, addressed so it is ACKed)."""

@@ -284,3 +284,53 @@ async def test_scheduled_snapshots_are_taken_on_a_line_where_a_general_poll_is_a
             return sum(1 for f in h.facts if isinstance(f, F.MetersSnapshot) and f.reason == "schedule")
         await h.wait_for(lambda: scheduled() >= 3, timeout=10.0)
 
+
+
+async def test_a_ticket_read_that_a_busy_machines_events_kept_answering_is_asked_again() -> None:
+    """LP 3D is answered by queued events first; a player feeding bills as fast as the link drains
+    them kept it unanswered past the re-ask limit, and the ticket's detail was lost (its money came
+    back only as a ``missed`` record). It is asked again, so the ticket itself is written."""
+    async with harness(FAST, ticking=True, handpay_limit=1_000_000) as h:
+        assert h.egm.insert_bill(50)
+        h.egm.play_game(bet=5, game=1, win=0)
+        await h.drained()
+        busy = [40]
+
+        def player(msg: framing.HostMessage) -> None:
+            if busy[0] and isinstance(msg, framing.LongPollFrame) and msg.command == 0x3D:
+                busy[0] -= 1
+                assert h.egm.insert_bill(5)     # one more event in front of every LP 3D
+
+        h.sim.before_answer = player
+        amount = h.egm.cash_out()
+        assert amount > 0
+        await exact_when_idle(h)
+        assert busy[0] < 40 - 24                # LP 3D was asked more often than one read re-asks it
+        assert [d.data["amount"] for d in of(h.store.drafts, "ticket.printed")] == [amount]
+        assert not missed_reasons(h)
+
+
+async def test_rte_is_on_again_after_the_link_comes_back_to_a_machine_whose_events_answer_lp_0e() -> None:
+    """The EGM is still in RTE mode when the link comes back and answers LP 0E with queued events
+    first — for as long as its player keeps them coming. Giving up after one round of re-asks left
+    the agent polling in legacy mode: it took the EGM's RTE silence for missed polls and dropped the
+    link again and again."""
+    async with harness(FAST, handpay_limit=1_000_000) as h:
+        assert h.egm.insert_bill(20)
+        await h.drained()
+        downs = sum(isinstance(f, F.LinkDown) for f in h.facts)
+        h.sim.silent = True
+        await h.wait_for(lambda: sum(isinstance(f, F.LinkDown) for f in h.facts) > downs)
+        busy = [30]
+
+        def player(msg: framing.HostMessage) -> None:
+            if busy[0] and isinstance(msg, framing.LongPollFrame) and msg.command == 0x0E:
+                busy[0] -= 1
+                assert h.egm.insert_bill(1)     # one more event in front of every LP 0E
+
+        h.sim.before_answer = player
+        assert h.agent is not None
+        h.sim.silent = False
+        await h.wait_for(lambda: not busy[0] and h.agent is not None and h.agent.coord.rte_active)
+        await h.drained()
+        assert sum(isinstance(f, F.LinkDown) for f in h.facts) == downs + 1
