@@ -554,11 +554,27 @@ def _amounts(detail: str) -> dict[str, int]:
 
 # -- one campaign ------------------------------------------------------------------------------------------
 
+def source_version() -> str:
+    """Which code ran: the commit, and how many files of the running parts differ from it (a shared
+    checkout often holds work in progress; a difference found must name what it was found in)."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--", "agent", "central",
+                                "protocols", "firmware_sim", "mqttlink"], capture_output=True, text=True,
+                               timeout=10).stdout.splitlines()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    extra = f" + {len(dirty)} uncommitted file(s) in agent/central/protocols/..." if dirty else ""
+    return f"{head or 'unknown'}{extra}"
+
+
 def run_campaign(config: ChaosConfig) -> ChaosResult:
     """Play, inject, drain, compare; stops everything it started before it returns or raises."""
     cfg = config.resolved()
     hall = Campaign(cfg)
-    cfg.log(f"chaos: work directory {hall.work}")
+    cfg.log(f"chaos: work directory {hall.work}; code {source_version()}")
     result: ChaosResult | None = None
     try:
         result = _run(hall)
