@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--alert-delay", type=int, default=S, metavar="SEC",
                        help="alert when events reach central later than this after the agent wrote them (default 60)")
     serve.add_argument("--alert-missed-share", type=float, default=S, metavar="PCT",
-                       help="alert when missed records carry at least this % of a machine's bets and wins over "
+                       help="alert when missed records carry at least this %% of a machine's bets and wins over "
                             "the last hour (default 5)")
     serve.add_argument("--alert-missed-records", type=int, default=S, metavar="N",
                        help="alert when a machine has at least N missed records within the last hour (default 4)")
