@@ -211,11 +211,13 @@ class Normalizer:
     def books_open(self, device: str) -> bool:
         """Whether some money of ``device`` is not yet judged against its meters: money moved (or
         events were lost) since its last snapshot, or that snapshot moved the meters and has not
-        been judged yet. An idle machine's books close by themselves (:meth:`tick`)."""
+        been judged yet, or wins are held for a pending handpay. An idle machine's books close by
+        themselves (:meth:`tick`)."""
         state = self.devices.get(device)
         if state is None or not state.ledger.active:
             return state is not None
-        return state.activity_wall is not None or state.ledger.unjudged(float("inf"))
+        return (state.activity_wall is not None or bool(state.held_wins)   # held wins are not judged
+                or state.ledger.unjudged(float("inf")))
 
     def _judging_requests(self, now_wall: float) -> list[SnapshotRequest]:
         """Snapshots that close the books of a machine gone idle, where no scheduled or significant
@@ -502,6 +504,8 @@ class Normalizer:
     def _handpay_info(self, state: DeviceState, fact: F.HandpayInfo, out: list[EventDraft]) -> None:
         if fact.amount_cents <= 0:
             log.info("LP 1B: no handpay pending (already reset?)", device=state.device)
+            if state.handpay_pending:
+                self._handpay_gone(state, fact, out)
             return
         state.handpay_pending = True
         state.handpay_info = fact
@@ -516,6 +520,21 @@ class Normalizer:
         self._emit(state, out, fact, "device.status", self._money(
             fact.amount_cents, status="handpay_info", kind="cancelled_credits" if cancelled else "jackpot",
             level=fact.level, progressive_group=fact.progressive_group, partial_pay_cents=fact.partial_pay_cents))
+
+    def _handpay_gone(self, state: DeviceState, fact: F.HandpayInfo, out: list[EventDraft]) -> None:
+        """A 51 whose handpay the EGM no longer has: its reset (52) was reported first (both latched
+        while nobody polled; 52 ranks above 51) or lost. Nothing is pending any more: the wins held
+        for it are released as machine-paid (wins are wins; a jackpot among them is moved to the
+        jackpot meter's side by the reconciliation). Left pending, every later win was held and the
+        machine's wins were never judged again — a silent loss of all of them."""
+        held = state.held_wins
+        state.handpay_pending, state.handpay_info, state.handpay_bound, state.held_wins = False, None, False, []
+        log.warning("handpay pending but the EGM has none; its wins are released", device=state.device,
+                    wins=[w.amount for w in held])
+        for win in held:
+            self._emit(state, out, fact, "game.win",
+                       self._money(win.amount, game=win.game, paid_by="machine", source="rte", delayed=True))
+        self._emit(state, out, fact, "device.status", {"status": "handpay_cleared", "reason": "not_pending"})
 
     def _handpay_reset(self, state: DeviceState, fact: F.ExceptionFact, out: list[EventDraft]) -> None:
         info, held = state.handpay_info, state.held_wins

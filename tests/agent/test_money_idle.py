@@ -334,3 +334,30 @@ async def test_rte_is_on_again_after_the_link_comes_back_to_a_machine_whose_even
         await h.wait_for(lambda: not busy[0] and h.agent is not None and h.agent.coord.rte_active)
         await h.drained()
         assert sum(isinstance(f, F.LinkDown) for f in h.facts) == downs + 1
+
+
+async def test_a_handpay_reset_reported_before_its_pending_exception_does_not_hold_wins_for_ever() -> None:
+    """A jackpot handpay keyed off before the agent polled: 51 and 52 are both latched, and 52 ranks
+    first, so the agent saw the reset, then "pending" for a handpay the EGM no longer had. Every later
+    win was held for it, and the machine's wins were never judged again (chaos, offline-hq mode:
+    wins −263,395 with no missed record)."""
+    async with harness(FAST, ticking=True, handpay_limit=5_000) as h:
+        assert h.egm.insert_bill(100)
+        await h.drained()
+        downs = sum(isinstance(f, F.LinkDown) for f in h.facts)
+        h.sim.silent = True
+        await h.wait_for(lambda: sum(isinstance(f, F.LinkDown) for f in h.facts) > downs)
+        h.egm.play_game(bet=5, game=1, win=6000)                    # a hand-paid jackpot: 51 latched
+        assert h.egm.handpay is not None
+        h.egm.reset_handpay()                                       # 52 latched too, before anyone polls
+        ups = sum(isinstance(f, F.LinkUp) for f in h.facts)
+        h.sim.silent = False
+        await h.wait_for(lambda: sum(isinstance(f, F.LinkUp) for f in h.facts) > ups)
+        await h.drained()
+        for n in range(10):                                         # machine-paid wins afterwards
+            h.egm.play_game(bet=5, game=1, win=(0, 10)[n % 2])
+            await asyncio.sleep(0.02)
+        await exact_when_idle(h)
+        codes = [f.code for f in h.facts if isinstance(f, F.ExceptionFact) and f.code in (0x51, 0x52)]
+        assert codes == [0x52, 0x51]
+        assert h.agent is not None and not h.agent.norm.devices["egm-003"].held_wins
