@@ -375,11 +375,21 @@ class Ledger:
         deltas: dict[str, int] = {}
         obs = Observation(available=set())
         for name, q in self.quantities.items():
-            code, value = pick_meter(name, raw)
+            if q.code is not None and q.last_raw is not None:
+                # One meter measures a quantity for the whole epoch. A snapshot that did not read it
+                # (a 6F read garbled, so LP 1C answered: total drop instead of bills) leaves the
+                # quantity unjudged until one does; switching meters anchored the new one at what
+                # the events said, which silently absorbed whatever had been lost since the last
+                # judged snapshot (chaos, offline-hq: a $5 bill).
+                if q.code not in raw:
+                    continue
+                code, value = q.code, raw[q.code]
+            else:
+                code, value = pick_meter(name, raw)
             if code is None or value is None:
                 continue
             if q.code != code or q.last_raw is None:
-                # New or changed meter source: anchor it here; its movement counts from now on.
+                # A meter the baseline lacked: anchor it here; its movement counts from now on.
                 q.code, q.last_raw = code, value
                 q.meters = q.effective
                 for _, values in self.history:

@@ -587,15 +587,17 @@ class MachineCoordinator:
         await self._read_meters(reason)
 
     async def _read_meters(self, reason: str) -> F.MetersSnapshot | None:
-        sources = ["6F", "2F", "1C"] if self.config.meter_poll == "auto" else [self.config.meter_poll]
-        if self._meter_source in sources:
-            sources.remove(self._meter_source)
-            sources.insert(0, self._meter_source)
+        order = ["6F", "2F", "1C"] if self.config.meter_poll == "auto" else [self.config.meter_poll]
+        # Start from the best source this EGM ever answered (skip what it does not support), but a
+        # read that fell back once (a garbled 6F) does not make the fallback the rule: LP 1C lacks
+        # the bill and ticket meters, so every later snapshot would leave cash unjudged.
+        sources = order[order.index(self._meter_source):] if self._meter_source in order else order
         for source in sources:
             read = await self._meters_via(source)
             if read is not None:
                 values, stamps = read
-                self._meter_source = source
+                if self._meter_source not in order or order.index(source) < order.index(self._meter_source):
+                    self._meter_source = source
                 denom = self.identity.accounting_denomination_cents if self.identity else None
                 snap = self._fact(F.MetersSnapshot, reason=reason, source=source, game=0,
                                   accounting_denomination_cents=denom,

@@ -361,3 +361,31 @@ async def test_a_handpay_reset_reported_before_its_pending_exception_does_not_ho
         codes = [f.code for f in h.facts if isinstance(f, F.ExceptionFact) and f.code in (0x51, 0x52)]
         assert codes == [0x52, 0x51]
         assert h.agent is not None and not h.agent.norm.devices["egm-003"].held_wins
+
+
+def _snapshot(norm: Normalizer, t: float, meters: dict[int, int], source: str) -> list:
+    return norm.feed(F.MetersSnapshot(device="egm-1", address=1, mono=t, wall=t, reason="schedule", source=source,
+                                      game=0, accounting_denomination_cents=1,
+                                      meters=tuple(F.Meter(code, f"m{code:02X}", value,
+                                                           "cents" if code == 0x0E else "credits")
+                                                   for code, value in sorted(meters.items()))))
+
+
+def test_a_snapshot_read_through_another_meter_never_absorbs_a_loss() -> None:
+    """A 6F read garbled and LP 1C answered instead: total drop (24) in place of bills (0B). The
+    ledger switched the bills quantity to the other meter and anchored it at what the events said,
+    which silently absorbed a bill lost since the last judged snapshot (chaos, offline-hq: −$5 with
+    residual 0 in every record). One meter per quantity per epoch; a snapshot without it skips it."""
+    norm = Normalizer("EUR", settle_seconds=10.0)
+    full = {0x00: 0, 0x01: 0, 0x02: 0, 0x05: 0, 0x0B: 2000, 0x0E: 0, 0x24: 2000}
+    t = 1_700_000_000.0
+    _snapshot(norm, t, full, "6F")                                  # the baseline
+    drafts = []
+    t += 20
+    full = {**full, 0x0B: 2500, 0x24: 2500}                         # a $5 bill whose 4F was lost
+    drafts += _snapshot(norm, t, {c: full[c] for c in (0x00, 0x01, 0x02, 0x05, 0x24)}, "1C")
+    for _ in range(3):
+        t += 20
+        drafts += _snapshot(norm, t, full, "6F")
+    missed = [d.data for d in drafts if d.type == "integration" and d.data["kind"] == "missed"]
+    assert [m["cash_in"] for m in missed] == [500]
