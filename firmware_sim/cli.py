@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     floor.add_argument("--exit-when-done", action=argparse.BooleanOptionalAction, default=False,
                        help="exit after writing truth.json when all rounds are played, instead of serving on")
     floor.add_argument("--wait-for-host", action=argparse.BooleanOptionalAction, default=False,
-                       help="EGMs hold play until a SAS host first polls them (so no play predates the host)")
+                       help="EGMs hold play until a SAS host has first polled them and read their meters "
+                            "(so no play predates the host's accounting)")
     floor.add_argument("--wire-faults", default="off", metavar="SPEC",
                        help="random faults on every EGM's SAS line, per reply: corrupt=P (one byte flipped), "
                             "drop=P (reply lost), truncate=P (last byte lost), seed=N (default: --seed); e.g. "

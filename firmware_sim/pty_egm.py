@@ -39,6 +39,7 @@ Framing = Literal["marks", "structural"]
 FRAMINGS: tuple[str, ...] = ("marks", "structural")
 STRUCTURAL_GAP = 0.010      # an idle line this long ends a message in structural mode
 _HOUSEKEEPING_MAX_SLEEP = 0.1
+HOST_METERS_WAIT = 30.0     # wait_for_host: play starts this long after a host's first poll if it reads no meters
 
 log = structlog.get_logger("firmware_sim.pty")
 
@@ -59,8 +60,11 @@ class PtyEgmServer:
         self.player = player or (Player(egm) if egm.pace > 0 else None)
         self.wait_for_host = wait_for_host
         self.host_seen = asyncio.Event()
-        """Hold play until a SAS host first polls the machine (EGMs can be set to require their host);
-        lets a test count every game from the first, with no play lost before the host connected."""
+        """Set once a SAS host has polled the machine and read its meters: with ``wait_for_host`` play
+        waits for it (EGMs can be set to require their host), so a test counts every game from the
+        host's first meter read. Before that read no host can account for anything: an event lost
+        then is inside the meters the host starts from (a hall opens once its system is online)."""
+        self._host_first_seen: float | None = None
         self.finished = asyncio.Event()   # the players are done with their rounds
         self.path: str | None = None
         self.responder: SasResponder | None = None
@@ -161,7 +165,11 @@ class PtyEgmServer:
             if reply is not None:
                 self._send(reply)
         if self.responder.host_seen and not self.host_seen.is_set():
-            self.host_seen.set()
+            if self._host_first_seen is None:
+                self._host_first_seen = now
+            # a host that never reads meters still gets play, a while after its first poll
+            if self.responder.meters_read or now - self._host_first_seen > HOST_METERS_WAIT:
+                self.host_seen.set()
 
     def _gap_check(self) -> None:
         assert self._loop is not None

@@ -33,6 +33,9 @@ from . import meters as m
 from .egm import Egm, Ticket
 from .fifo import PendingException
 
+METER_READS = frozenset({0x1C, 0x2F, 0x6F, 0xAF})
+"""Long polls that read the meters: a host's first one is where its accounting of the machine starts."""
+
 
 @dataclass
 class LinkConfig:
@@ -79,6 +82,7 @@ class SasResponder:
         self._gp_key = bytes((0x80 | self.address,))
         self.polls_answered = 0
         self.host_seen = False     # a host has polled this address (an EGM set to require its host waits for it)
+        self.meters_read = False   # the host has read this machine's meters (its accounting starts there)
         self._handlers: dict[int, Callable[[lp.Message], _Sent | None]] = self._build_handlers()
 
     # ---- link state ----------------------------------------------------------------------------------
@@ -197,6 +201,8 @@ class SasResponder:
         if sent is None:
             return None
         self.polls_answered += 1
+        if frame.command in METER_READS:
+            self.meters_read = True
         return sent.data
 
     def _broadcast(self, frame: LongPollFrame) -> None:

@@ -251,6 +251,24 @@ class Ledger:
         read_at = self.quantities[quantity].read_at
         return quantity in END_QUANTITIES and read_at is not None and end_at is not None and end_at > read_at
 
+    def reattribute(self, source: str, target: str, amount: int) -> None:
+        """``amount`` of the tracked games' contributions moves from quantity ``source`` to ``target``
+        (newest game first), as the normalizer moved it between the wins meters. Without this a
+        window's later games (:meth:`placed_after`) still held the moved win on its old meter: the
+        machine-paid side then lacked it against the settled snapshot, and it became ``missed``
+        although its event was counted — a jackpot paid twice, every snapshot (chaos, offline-hq)."""
+        left = amount
+        for game in reversed(self.games):
+            have = game.contributed.get(source, 0)
+            if have <= 0:
+                continue
+            take = min(have, left)
+            game.contributed[source] = have - take
+            game.contributed[target] = game.contributed.get(target, 0) + take
+            left -= take
+            if not left:
+                return
+
     def placed_after(self, coin_in: int) -> dict[str, int]:
         """Contributions of counted games placed after ``coin_in``: not part of that window."""
         totals: dict[str, int] = {}

@@ -736,15 +736,18 @@ def _rebalance_wins(state: DeviceState) -> None:
     on one wins meter and deficit on the other: move it across before judging either. Wins are
     wins in money.py; only the meter that moved differs (so a move never changes the money, even
     when the excess is only a win fed during the read; ``seen`` moves along with ``reported``)."""
-    machine = state.ledger.quantities["wins_machine"]
-    handpay = state.ledger.quantities["wins_handpay"]
-    for over, under in ((handpay, machine), (machine, handpay)):
+    ledger = state.ledger
+    machine = ledger.quantities["wins_machine"]
+    handpay = ledger.quantities["wins_handpay"]
+    for (over_name, over), (under_name, under) in ((("wins_handpay", handpay), ("wins_machine", machine)),
+                                                    (("wins_machine", machine), ("wins_handpay", handpay))):
         shift = min(over.effective - over.meters, under.meters - under.effective)
         if shift > 0:
             over.reported -= shift
             over.seen -= shift
             under.reported += shift
             under.seen += shift
+            ledger.reattribute(over_name, under_name, shift)
             log.info("win re-attributed between coin-out and jackpot meters", device=state.device, amount=shift)
 
 
