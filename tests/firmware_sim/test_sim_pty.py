@@ -236,7 +236,8 @@ async def test_players_play_their_rounds_and_the_wire_shows_the_meters() -> None
     assert not server._tasks
 
 
-async def test_an_egm_set_to_require_its_host_holds_play_until_first_polled() -> None:
+async def test_an_egm_set_to_require_its_host_holds_play_until_its_meters_are_first_read() -> None:
+    """Play starts at the host's first meter read, where its accounting of the machine starts."""
     egm = Egm(1, GAMES, pace=0.02, rounds=5)
     server = PtyEgmServer(egm, wait_for_host=True)
     path = await server.start()
@@ -245,7 +246,12 @@ async def test_an_egm_set_to_require_its_host_holds_play_until_first_polled() ->
         await asyncio.sleep(0.3)                         # fifteen paces: a free machine would have played
         assert egm.meter(m.GAMES_PLAYED) == 0 and not server.finished.is_set()
         host.send(b"\x80")
-        assert len(await host.poll(CREDITS, 8)) == 8     # the host's first poll
+        assert len(await host.poll(CREDITS, 8)) == 8     # the host's first poll: not yet
+        await asyncio.sleep(0.3)
+        assert egm.meter(m.GAMES_PLAYED) == 0
+        meters = framing.encode_long_poll(1, lp.SendMeters1C())
+        assert await host.poll(meters, 2 + lp.payload_size(lp.Meters1C) + 2)   # its first meter read
+        host.send(b"\x80")                               # the next poll: the machine sees the host has read
         await asyncio.wait_for(server.finished.wait(), 5)
         assert egm.meter(m.GAMES_PLAYED) == 5
     finally:
