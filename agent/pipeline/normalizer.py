@@ -669,11 +669,11 @@ class Normalizer:
         wins_unknown = bool(state.held_wins)
         settled_at, settled = ledger.settled(fact.wall, state.link_up_since)
         window = settled.get("bets") if not meters_mode else None
+        if not wins_unknown and {"wins_machine", "wins_handpay"} <= obs.available:
+            _rebalance_wins(state)   # first: it moves wins in the games that ``later`` sums
         later = ledger.placed_after(window) if window is not None else {}
         missed: dict[str, int] = {}
         excess: dict[str, int] = {}
-        if not wins_unknown and {"wins_machine", "wins_handpay"} <= obs.available:
-            _rebalance_wins(state)
         derived: dict[str, int] = {}
         for name in QUANTITIES:
             if name not in obs.available:

@@ -391,7 +391,8 @@ def test_a_snapshot_read_through_another_meter_never_absorbs_a_loss() -> None:
     assert [m["cash_in"] for m in missed] == [500]
 
 
-def test_a_jackpot_paid_by_the_machine_side_is_not_declared_missed_on_every_snapshot() -> None:
+@pytest.mark.parametrize("first", [6.0, 11.0], ids=["judged_later", "judged_at_once"])
+def test_a_jackpot_paid_by_the_machine_side_is_not_declared_missed_on_every_snapshot(first: float) -> None:
     """The jackpot's 7F came after its 52 (reset first, then the game's end): its win is emitted as
     machine-paid while the jackpot meter moved. The reconciliation moves it across to the jackpot
     side; the game that carried it is still newer than the settled window, and its contribution,
@@ -403,7 +404,9 @@ def test_a_jackpot_paid_by_the_machine_side_is_not_declared_missed_on_every_snap
     f.meters(dt_=1.0, coin_in=5, games_played=1)
     # a game lost to the FIFO (its meters moved: bet 5, machine-paid 700), then the jackpot game
     f.game(bet=5, win=120_000, coin_in=15)                       # 7F after its 52: taken as machine-paid
-    for _ in range(4):
+    # the first snapshot after it may already judge a settled window the jackpot game is newer than
+    f.meters(dt_=first, coin_in=15, coin_out=700, jackpot=120_000, games_played=3)
+    for _ in range(3):
         f.meters(dt_=6.0, coin_in=15, coin_out=700, jackpot=120_000, games_played=3)
     got = f.totals()
     assert (got.bets, got.wins, got.rounds) == (15, 120_700, 3), (got, [d.data for d in f.of("integration")])
