@@ -59,6 +59,26 @@ async def exact_when_idle(h: Harness, timeout: float = IDLE_TIMEOUT) -> None:
     h.assert_exact()
 
 
+def links(h: Harness, kind: type) -> int:
+    return sum(isinstance(f, kind) for f in h.facts)
+
+
+async def pull_the_cable(h: Harness) -> int:
+    """Nothing reaches the EGM and nothing comes back, until the agent has declared the link down.
+    Returns how many LinkUp facts there were (for :func:`plug_it_back`)."""
+    downs = links(h, F.LinkDown)
+    h.sim.silent = True
+    await h.wait_for(lambda: links(h, F.LinkDown) > downs)
+    return links(h, F.LinkUp)
+
+
+async def plug_it_back(h: Harness, ups: int) -> int:
+    """The link comes back; returns the index of the LinkUp fact that says so."""
+    h.sim.silent = False
+    await h.wait_for(lambda: links(h, F.LinkUp) > ups)
+    return [i for i, f in enumerate(h.facts) if isinstance(f, F.LinkUp)][ups]
+
+
 def missed_reasons(h: Harness) -> list[str]:
     return [d.data["reason"] for d in of(h.store.drafts, "integration", "missed")]
 
@@ -103,22 +123,19 @@ async def test_link_lost_while_the_queue_overflows_then_back_and_idle() -> None:
         await play_session(h, rng, 8, pace=0.02)                     # type: ignore[arg-type]
         await h.drained()
         assert h.agent is not None
-        downs = sum(isinstance(f, F.LinkDown) for f in h.facts)
-        h.sim.silent = True                                          # nothing reaches the EGM, nothing comes back
-        await h.wait_for(lambda: sum(isinstance(f, F.LinkDown) for f in h.facts) > downs)
+        downs = links(h, F.LinkDown)
+        ups = await pull_the_cable(h)
         h.egm.insert_bill(50)
         for _ in range(15):                                          # 30 exceptions into a 20-entry FIFO
             h.egm.play_game(bet=rng.randint(1, 10), game=1)
         assert h.egm.exceptions.dropped > 0
-        ups = sum(isinstance(f, F.LinkUp) for f in h.facts)
-        h.sim.silent = False
-        await h.wait_for(lambda: sum(isinstance(f, F.LinkUp) for f in h.facts) > ups)
+        await plug_it_back(h, ups)
         await exact_when_idle(h)
         assert missed_reasons(h)
         # The EGM answered LP 0E with its queued events first; RTE is on again all the same, and the
         # link stayed up (polling in legacy mode would take its RTE silence for missed polls).
         assert h.agent.coord.rte_active
-        assert sum(isinstance(f, F.LinkDown) for f in h.facts) == downs + 1
+        assert links(h, F.LinkDown) == downs + 1
 
 
 async def test_a_game_end_whose_start_was_lost() -> None:
@@ -128,20 +145,15 @@ async def test_a_game_end_whose_start_was_lost() -> None:
         h.egm.select_game(1)                                         # its 8C now, not in the FIFO below
         await h.drained()
         assert h.agent is not None
-        downs = sum(isinstance(f, F.LinkDown) for f in h.facts)
-        h.sim.silent = True
-        await h.wait_for(lambda: sum(isinstance(f, F.LinkDown) for f in h.facts) > downs)
+        ups = await pull_the_cable(h)
         assert not h.egm.pending_exceptions()
         while len(h.egm.pending_exceptions()) < 20:                  # fill the FIFO with whole games
             h.egm.play_game(bet=2, game=1, win=3)
         assert h.egm.insert_bill(5)                                  # drops the oldest entry: the first 7E
         assert h.egm.exceptions.dropped == 1
         queued = h.egm.pending_exceptions()
-        ups = sum(isinstance(f, F.LinkUp) for f in h.facts)
-        h.sim.silent = False
-        await h.wait_for(lambda: sum(isinstance(f, F.LinkUp) for f in h.facts) > ups)
+        back = await plug_it_back(h, ups)
         await exact_when_idle(h)
-        back = [i for i, f in enumerate(h.facts) if isinstance(f, F.LinkUp)][ups]   # the link back
         ends = [f.code for f in h.facts[back:] if isinstance(f, F.ExceptionFact) and f.code in (0x7E, 0x7F)]
         assert ends[0] == 0x7F                                       # a 7F with no 7E before it
         # Every queued event reached the agent; none was taken for the ACK of a long poll (the EGM
@@ -318,9 +330,8 @@ async def test_rte_is_on_again_after_the_link_comes_back_to_a_machine_whose_even
     async with harness(FAST, handpay_limit=1_000_000) as h:
         assert h.egm.insert_bill(20)
         await h.drained()
-        downs = sum(isinstance(f, F.LinkDown) for f in h.facts)
-        h.sim.silent = True
-        await h.wait_for(lambda: sum(isinstance(f, F.LinkDown) for f in h.facts) > downs)
+        downs = links(h, F.LinkDown)
+        await pull_the_cable(h)
         busy = [30]
 
         def player(msg: framing.HostMessage) -> None:
@@ -333,7 +344,7 @@ async def test_rte_is_on_again_after_the_link_comes_back_to_a_machine_whose_even
         h.sim.silent = False
         await h.wait_for(lambda: not busy[0] and h.agent is not None and h.agent.coord.rte_active)
         await h.drained()
-        assert sum(isinstance(f, F.LinkDown) for f in h.facts) == downs + 1
+        assert links(h, F.LinkDown) == downs + 1
 
 
 async def test_a_handpay_reset_reported_before_its_pending_exception_does_not_hold_wins_for_ever() -> None:
@@ -344,15 +355,11 @@ async def test_a_handpay_reset_reported_before_its_pending_exception_does_not_ho
     async with harness(FAST, ticking=True, handpay_limit=5_000) as h:
         assert h.egm.insert_bill(100)
         await h.drained()
-        downs = sum(isinstance(f, F.LinkDown) for f in h.facts)
-        h.sim.silent = True
-        await h.wait_for(lambda: sum(isinstance(f, F.LinkDown) for f in h.facts) > downs)
+        ups = await pull_the_cable(h)
         h.egm.play_game(bet=5, game=1, win=6000)                    # a hand-paid jackpot: 51 latched
         assert h.egm.handpay is not None
         h.egm.reset_handpay()                                       # 52 latched too, before anyone polls
-        ups = sum(isinstance(f, F.LinkUp) for f in h.facts)
-        h.sim.silent = False
-        await h.wait_for(lambda: sum(isinstance(f, F.LinkUp) for f in h.facts) > ups)
+        await plug_it_back(h, ups)
         await h.drained()
         for n in range(10):                                         # machine-paid wins afterwards
             h.egm.play_game(bet=5, game=1, win=(0, 10)[n % 2])
