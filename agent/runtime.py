@@ -53,6 +53,7 @@ from protocols.sync import check_hall_id, public_key_from_pem
 from . import sdnotify
 from .commands import COMMANDS_FILE, CommandHandler
 from .keys import KEY_FILE, load_private_key
+from .locks import LOCKS_FILE, LockRecord
 from .metrics import AgentMetrics
 from .metrics_http import MetricsServer, parse_listen
 from .modbus import (
@@ -77,6 +78,9 @@ from .transport.errors import TransportError
 log = structlog.get_logger("agent.runtime")
 
 OUTBOX_FILE = "outbox.db"
+UNLOCK_TRIES = 600
+UNLOCK_RETRY_SECONDS = 1.0
+"""A machine the agent locked is asked to enable every second, for ten minutes, until it ACKs."""
 PRUNE_FIRST_DELAY = 30.0
 """The first prune runs this soon after start (an agent restarted more often than ``prune_interval``
 would otherwise never prune), late enough not to compete with the start-up's first polls and sends."""
@@ -162,6 +166,7 @@ class HallAgent:
         self.events_appended = 0
         self.fail_closed: dict[str, Any] | None = None
         self._locked_by_us: set[str] = set()
+        self.locks = LockRecord(config.data_dir / LOCKS_FILE)
         self._tasks: list[asyncio.Task[Any]] = []
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self._last_fact: dict[str, float] = {}
@@ -180,6 +185,7 @@ class HallAgent:
             await self.outbox.start()
         except OutboxUnavailable as exc:
             raise StartupError(str(exc)) from exc
+        inherited = set(self.locks.prepare())   # machines a previous run locked and did not unlock
         checkpoints = await self.outbox.checkpoints()
         terminal_ids = set(self.modbus.coordinators)
         # each normalizer logs every unreadable checkpoint itself
@@ -193,6 +199,10 @@ class HallAgent:
             except TransportError as exc:
                 raise StartupError(f"serial line: {exc}") from exc
             await self.modbus.start()
+            if inherited:
+                log.warning("fail_closed_inherited", devices=sorted(inherited),
+                            action="a previous run locked these machines; the outbox works now: enabling them")
+                self._unlock(inherited)
             await self.commands.start()  # before the link: commands queued at the broker arrive on connect
             await self.replicator.start()
             self._tasks = [asyncio.create_task(self._pipeline(), name="pipeline"),
@@ -251,6 +261,7 @@ class HallAgent:
             await stop_task(task)
         await self.replicator.stop()
         await self.outbox.stop()
+        self.locks.close()
         if self.metrics_server is not None:
             await self.metrics_server.stop()
         self.stopped_at = time.time()
@@ -373,16 +384,40 @@ class HallAgent:
             if device not in self._locked_by_us:
                 self._locked_by_us.add(device)
                 self._spawn(self._command(coord.disable_machine(), device, "disable_machine"), f"lock:{device}")
+        self.locks.write(self._locked_by_us)   # before the disable reaches anyone: a kill now still knows
 
     def _recovered(self) -> None:
         log.warning("fail_closed_recovered", enabling=sorted(self._locked_by_us))
         self.fail_closed = None
+        self._unlock(self._locked_by_us)
+
+    def _unlock(self, devices: set[str]) -> None:
+        """Enable the machines the agent locked (each retried until its link is up and it ACKs: a
+        machine off the line at recovery would otherwise stay disabled), then forget the record."""
         coordinators = self._controllable()
-        for device in sorted(self._locked_by_us):
+        for device in sorted(devices):
             coord = coordinators.get(device)
             if coord is not None:
-                self._spawn(self._command(coord.enable_machine(), device, "enable_machine"), f"unlock:{device}")
+                self._spawn(self._unlock_machine(coord, device), f"unlock:{device}")
         self._locked_by_us.clear()
+        self.locks.write(set())
+
+    async def _unlock_machine(self, coord: Any, device: str) -> None:
+        for _ in range(UNLOCK_TRIES):
+            if self.fail_closed is not None:
+                return                       # failed again meanwhile: locked again, unlocked at that recovery
+            if coord.link_up:
+                try:
+                    result = await coord.enable_machine()
+                except Exception as exc:
+                    log.warning("machine_command_failed", device=device, action="enable_machine", error=repr(exc))
+                else:
+                    if getattr(result, "acked", False):
+                        log.warning("machine_command", device=device, action="enable_machine", acked=True)
+                        return
+            await asyncio.sleep(UNLOCK_RETRY_SECONDS)
+        log.error("machine_not_unlocked", device=device, tries=UNLOCK_TRIES,
+                  action="still disabled by the agent's fail-closed; enable it by hand (hall-agent diag) or via HQ")
 
     async def _command(self, call: Any, device: str, action: str) -> None:
         try:

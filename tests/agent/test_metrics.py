@@ -131,7 +131,7 @@ async def test_a_scrape_agrees_with_the_cli_and_the_devices(tmp_path: Path, mosq
         for _ in range(50):
             families = await scrape(url)
             await asyncio.sleep(0.5)  # > state_interval: the state file is at least as new as the scrape
-            outbox = cli("outbox", "--data-dir", str(data))
+            outbox = await asyncio.to_thread(cli, "outbox", "--data-dir", str(data))   # the agent answers meanwhile
             if outbox["last_seq"] == v(families, "hallsync_agent_outbox_last_seq"):
                 break
         assert outbox["source"] == "running agent"
@@ -143,7 +143,7 @@ async def test_a_scrape_agrees_with_the_cli_and_the_devices(tmp_path: Path, mosq
         assert v(families, "hallsync_agent_outbox_append_seconds_count") >= 1
         assert v(families, "hallsync_agent_events_appended_total") == outbox["last_seq"]  # a fresh outbox
 
-        listed = {d["id"]: d for d in cli("devices", "--data-dir", str(data))["devices"]}
+        listed = {d["id"]: d for d in (await asyncio.to_thread(cli, "devices", "--data-dir", str(data)))["devices"]}
         for device, protocol, up in (("egm-001", "sas", 1), ("egm-002", "sas", 0), ("term-01", "modbus", 1)):
             assert v(families, "hallsync_agent_device_online", device=device, protocol=protocol) == up
             assert int(listed[device]["link_up"]) == up

@@ -109,3 +109,60 @@ async def test_disk_full_locks_the_machines_and_loses_nothing(small_fs: Path, tm
         await asyncio.wait_for(run, 30)
         for s in servers:
             await s.stop()
+
+
+@pytest.mark.slow
+async def test_an_agent_killed_while_failed_closed_unlocks_the_machines_when_it_comes_back(
+        small_fs: Path, tmp_path: Path, mosquitto) -> None:
+    """The set of machines the agent locked lived in memory: killed while the disk was full (systemd
+    restarts it), the new process did not know it had locked the hall, and every machine stayed
+    disabled for good (bench/chaos.py: an agent SIGKILL during a full disk). The record survives a
+    kill, is written on the full disk itself, and the next run enables what it lists."""
+    data = small_fs / "agent"
+    init_keys(data)
+    central = tmp_path / "central.pub"
+    central.write_bytes(public_key_to_pem(generate_private_key().public_key()))
+    egm = Egm(1, seed=1, pace=0)
+    server = PtyEgmServer(egm)
+    port = await server.start()
+    devices = tmp_path / "devices.toml"
+    devices.write_text(f'[[devices]]\nid = "egm-001"\nprotocol = "sas"\nport = "{port}"\naddress = 1\n'
+                       'framing = "marks"\n')
+
+    def agent() -> HallAgent:
+        a = HallAgent(AgentConfig(hall=HALL, data_dir=data, devices=devices, mqtt=mosquitto.url_text,
+                                  central_key=central, meter_settle_seconds=0.5, poll=PollConfig(meter_interval=1.0)))
+        a.outbox.retry_interval = 0.2
+        return a
+
+    first = agent()
+    stop = asyncio.Event()
+    run = asyncio.create_task(first.run(stop))
+    filler = small_fs / "filler"
+    try:
+        await wait_until(lambda: all(c.link_up and c.identity for c in first.poller.coordinators.values()), 15,
+                         "the machine identified")
+        assert egm.insert_bill(100)
+        egm.play_game(bet=10)
+        await wait_until(lambda: first.outbox.last_seq > 5, 10, "first events committed")
+        fill(filler)
+        egm.play_game(bet=20)
+        await wait_until(lambda: first.fail_closed is not None and not egm.enabled, 15, "the hall locked")
+        run.cancel()                                   # killed: no recovery, no goodbye
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+        assert not egm.enabled
+        filler.unlink()                                # space is back; systemd starts the agent again
+        second = agent()
+        stop2 = asyncio.Event()
+        run2 = asyncio.create_task(second.run(stop2))
+        try:
+            await wait_until(lambda: egm.enabled, 20, "the new agent to enable the machine the old one locked")
+            egm.play_game(bet=30)
+        finally:
+            stop2.set()
+            await asyncio.wait_for(run2, 30)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            filler.unlink()
+        await server.stop()
