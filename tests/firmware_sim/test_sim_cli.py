@@ -25,7 +25,9 @@ def start(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([*CLI, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for(path: Path, timeout: float = 10.0) -> None:
+def wait_for(path: Path, timeout: float = 30.0) -> None:
+    """A condition with a generous bound: starting a Python process with its imports takes seconds on
+    a loaded machine (10 s was exceeded with three simulated halls and six CPU hogs running)."""
     deadline = time.monotonic() + timeout
     while not path.exists():
         assert time.monotonic() < deadline, f"{path} never appeared"
