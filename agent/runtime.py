@@ -167,6 +167,7 @@ class HallAgent:
         self.fail_closed: dict[str, Any] | None = None
         self._locked_by_us: set[str] = set()
         self.locks = LockRecord(config.data_dir / LOCKS_FILE)
+        self._unlocking: set[str] = set()   # asked to enable after a recovery, not yet ACKed (kept in the record)
         self._tasks: list[asyncio.Task[Any]] = []
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self._last_fact: dict[str, float] = {}
@@ -384,7 +385,7 @@ class HallAgent:
             if device not in self._locked_by_us:
                 self._locked_by_us.add(device)
                 self._spawn(self._command(coord.disable_machine(), device, "disable_machine"), f"lock:{device}")
-        self.locks.write(self._locked_by_us)   # before the disable reaches anyone: a kill now still knows
+        self.locks.write(self._locked_by_us | self._unlocking)   # before any disable goes out: a kill now still knows
 
     def _recovered(self) -> None:
         log.warning("fail_closed_recovered", enabling=sorted(self._locked_by_us))
@@ -398,9 +399,10 @@ class HallAgent:
         for device in sorted(devices):
             coord = coordinators.get(device)
             if coord is not None:
+                self._unlocking.add(device)   # stays in the record until the machine ACKs its enable
                 self._spawn(self._unlock_machine(coord, device), f"unlock:{device}")
         self._locked_by_us.clear()
-        self.locks.write(set())
+        self.locks.write(self._unlocking)
 
     async def _unlock_machine(self, coord: Any, device: str) -> None:
         for _ in range(UNLOCK_TRIES):
@@ -414,6 +416,8 @@ class HallAgent:
                 else:
                     if getattr(result, "acked", False):
                         log.warning("machine_command", device=device, action="enable_machine", acked=True)
+                        self._unlocking.discard(device)
+                        self.locks.write(self._locked_by_us | self._unlocking)
                         return
             await asyncio.sleep(UNLOCK_RETRY_SECONDS)
         log.error("machine_not_unlocked", device=device, tries=UNLOCK_TRIES,

@@ -153,6 +153,18 @@ async def test_an_agent_killed_while_failed_closed_unlocks_the_machines_when_it_
             await run
         assert not egm.enabled
         filler.unlink()                                # space is back; systemd starts the agent again
+        # ... but the cable is out: this run cannot reach the machine, and is killed in turn. It must
+        # not forget the lock before the machine has ACKed its enable.
+        server.faults.kill_link(60)
+        between = agent()
+        run_between = asyncio.create_task(between.run(asyncio.Event()))
+        await wait_until(lambda: between.poller.coordinators["egm-001"].stats.transmissions > 3, 15,
+                         "the next run polling the dead line")
+        run_between.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run_between
+        assert not egm.enabled
+        server.faults.kill_link(0)
         second = agent()
         stop2 = asyncio.Event()
         run2 = asyncio.create_task(second.run(stop2))
