@@ -23,6 +23,7 @@ import asyncio
 import dataclasses
 import random
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -171,19 +172,26 @@ def _second_meter_read(msg: framing.HostMessage) -> bool:
     return isinstance(poll, lp.SendExtendedMeters) and bool(poll.codes) and poll.codes[0] != 0x00
 
 
+def act_once(h: Harness, when: Callable[[framing.HostMessage], bool], act: Callable[[], object]) -> list[bool]:
+    """A player who acts once, just before the EGM answers the first host message ``when`` accepts
+    (a bill between two polls of one meter read, say). The flag in the list is cleared then."""
+    armed = [True]
+
+    def player(msg: framing.HostMessage) -> None:
+        if armed[0] and when(msg):
+            armed[0] = False
+            assert act()
+
+    h.sim.before_answer = player
+    return armed
+
+
 async def test_a_bill_during_the_baseline_read_is_counted_once() -> None:
     """A bill accepted between the two 6F polls of the baseline: its 4F answers the second poll, so
     it is confirmed before the snapshot fact, but the bills meter was read without it. It is the new
     epoch's: counting it as "in the baseline" made its meter movement a ``missed`` record too."""
     h = Harness(FAST, ticking=True, handpay_limit=1_000_000)
-    armed = [True]
-
-    def player(msg: framing.HostMessage) -> None:
-        if armed[0] and _second_meter_read(msg):
-            armed[0] = False
-            assert h.egm.insert_bill(20)
-
-    h.sim.before_answer = player
+    armed = act_once(h, _second_meter_read, lambda: h.egm.insert_bill(20))
     await h.sim.start()
     try:
         await h.boot()
@@ -208,14 +216,7 @@ async def test_a_bill_during_the_read_after_a_ram_clear_is_counted_once() -> Non
         await play_session(h, rng, 6, pace=0.02)                     # type: ignore[arg-type]
         assert h.egm.cash_out() > 0
         await exact_when_idle(h)
-        armed = [True]
-
-        def player(msg: framing.HostMessage) -> None:
-            if armed[0] and _second_meter_read(msg):
-                armed[0] = False
-                assert h.egm.insert_bill(50)
-
-        h.sim.before_answer = player
+        armed = act_once(h, _second_meter_read, lambda: h.egm.insert_bill(50))
         h.egm.ram_clear()                                            # 3A: the next snapshot is a new baseline
         await h.wait_for(lambda: not armed[0])
         await play_session(h, rng, 6, bills=(), pace=0.02)           # type: ignore[arg-type]
@@ -228,15 +229,8 @@ async def test_a_ticket_printed_before_the_baseline_read_is_in_the_baseline() ->
     after the snapshot. The ticket is in the baseline: counting it in the epoch would flag excess."""
     h = Harness(FAST, ticking=True, handpay_limit=1_000_000)
     assert h.egm.insert_bill(20)
-    armed = [True]
-
-    def player(msg: framing.HostMessage) -> None:
-        if (armed[0] and isinstance(msg, framing.LongPollFrame) and msg.command == 0x6F
-                and not _second_meter_read(msg)):
-            armed[0] = False
-            assert h.egm.cash_out() > 0
-
-    h.sim.before_answer = player
+    armed = act_once(h, lambda msg: (isinstance(msg, framing.LongPollFrame) and msg.command == 0x6F
+                                     and not _second_meter_read(msg)), h.egm.cash_out)
     await h.sim.start()
     try:
         await h.boot()
