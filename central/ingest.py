@@ -55,6 +55,7 @@ from protocols.sync import (
     topic,
     verify_batch,
 )
+from protocols.sync.gamingday import UTC_MIDNIGHT, DayRule
 
 from .store.base import IngestResult, LogEntry, LogKind, SignedHeader, Store
 from .store.staging import StagedEvents, stage_events
@@ -116,8 +117,8 @@ class VerifierUnavailable(Exception):
 class Preparer(Protocol):
     """Where big batches are decoded, verified and staged instead of a thread (central.verify_pool)."""
 
-    async def prepare(self, payload: bytes, pem: str, hall: str,
-                      central_time: int) -> Verified | tuple[str, str]: ...
+    async def prepare(self, payload: bytes, pem: str, hall: str, central_time: int,
+                      rule: DayRule = ...) -> Verified | tuple[str, str]: ...
 
 
 @dataclass(slots=True)
@@ -207,7 +208,8 @@ class Ingestor:
             return await self._refuse("rejected", hall, "hall is not registered")
         if self._preparer is not None and len(payload) >= _THREAD_THRESHOLD:
             try:
-                judged = await self._preparer.prepare(payload, record.public_key_pem, hall, self._clock())
+                judged = await self._preparer.prepare(payload, record.public_key_pem, hall, self._clock(),
+                                                      record.day_rule)
             except VerifierUnavailable as exc:
                 return IngestOutcome("error", hall, f"verifier: {exc}")
             if isinstance(judged, Verified):
@@ -217,8 +219,9 @@ class Ingestor:
         try:
             public_key = self._public_key(record.public_key_pem)
             if len(payload) >= _THREAD_THRESHOLD:
-                return await asyncio.to_thread(decode_verify_stage, payload, public_key, hall, self._clock())
-            return decode_verify_stage(payload, public_key, hall, self._clock())
+                return await asyncio.to_thread(decode_verify_stage, payload, public_key, hall, self._clock(),
+                                               record.day_rule)
+            return decode_verify_stage(payload, public_key, hall, self._clock(), record.day_rule)
         except SyncError as exc:
             return await self._refuse(exc.log_kind, hall, f"{type(exc).__name__}: {exc}")  # type: ignore[arg-type]
 
@@ -404,12 +407,13 @@ def signed_header(header: BatchHeader, sig: str) -> SignedHeader:
                         header=canonical_bytes(header).decode(), sig=sig)
 
 
-def decode_verify_stage(payload: bytes, public_key: Ed25519PublicKey, hall: str, central_time: int) -> Verified:
+def decode_verify_stage(payload: bytes, public_key: Ed25519PublicKey, hall: str, central_time: int,
+                        rule: DayRule = UTC_MIDNIGHT) -> Verified:
     """Decode strictly, verify signature, chain and hall (raising only SyncError subclasses), then
     stage the events for the store, all on the caller's thread (a worker thread for big batches)."""
     batch = decode_batch(payload)
     verify_batch(batch, public_key, expect_hall=hall)
-    return Verified(hall, batch.header, batch.sig, stage_events(hall, batch.events, central_time))
+    return Verified(hall, batch.header, batch.sig, stage_events(hall, batch.events, central_time, rule))
 
 
 __all__ = ["IngestOutcome", "Ingestor", "Preparer", "Publish", "Verified", "VerifierUnavailable", "decode_verify_stage"]

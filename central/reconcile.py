@@ -14,9 +14,9 @@ day starts (the previous day's closing meters), or else its first snapshot insid
 overlaps: each pair of consecutive snapshots belongs to exactly one day (the day of its later one).
 Events are attributed by ``seq`` (the chain order the agent wrote), not by their clocks.
 
-Gaming day: :data:`GAMING_DAY_START_HOUR` o'clock UTC to the same hour the next day. Central has no
-per-hall time zone or day-start setting yet (the rollups use UTC days too); when it does, the hall's
-local start becomes the bounds given to :func:`day_bounds`, nothing else changes.
+Gaming day: the hall's own (:class:`protocols.sync.gamingday.DayRule`: its time zone and day start,
+UTC midnight for a hall without settings), the same day its rollups and the agent's day-close
+snapshots use. Across a DST change a day is 23 or 25 hours long; the windows still tile.
 
 Resets. A meter that goes back (RAM clear, soft meter reset) — or a snapshot the agent marked with an
 ``integration`` ``meters_reset`` right after it — makes the pair of snapshots around it meaningless:
@@ -60,10 +60,8 @@ from typing import Any, Final
 from protocols.sas.bcd import bcd_max
 from protocols.sas.fields import meter_size_2f
 from protocols.sas.meters import METER_CODES, meter_unit
+from protocols.sync.gamingday import UTC_MIDNIGHT, DayRule
 from protocols.sync.money import ZERO, Contribution, contribution
-
-GAMING_DAY_START_HOUR: Final = 0
-"""Hour (UTC) at which a gaming day starts; see the module docstring."""
 
 MAX_DAYS: Final = 62
 """Longest period one report request may cover (each day × device is a few indexed queries)."""
@@ -202,20 +200,16 @@ class ReconRow:
 
 # ---- days and meters -------------------------------------------------------------------------------
 
-_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_ONE_US: Final = dt.timedelta(microseconds=1)
 
 
-def day_bounds(day: dt.date, start_hour: int = GAMING_DAY_START_HOUR) -> tuple[int, int]:
-    """``[start, end)`` of a gaming day in microseconds since the epoch (UTC start hour)."""
-    start = dt.datetime(day.year, day.month, day.day, start_hour, tzinfo=dt.UTC)
-    first = (start - _EPOCH) // _ONE_US
-    return first, first + 86_400_000_000
+def day_bounds(day: dt.date, rule: DayRule = UTC_MIDNIGHT) -> tuple[int, int]:
+    """``[start, end)`` of a gaming day in microseconds since the epoch."""
+    return rule.bounds(day)
 
 
-def gaming_day(micros: int, start_hour: int = GAMING_DAY_START_HOUR) -> dt.date:
+def gaming_day(micros: int, rule: DayRule = UTC_MIDNIGHT) -> dt.date:
     """The gaming day an instant (microseconds since the epoch) belongs to."""
-    return (_EPOCH + dt.timedelta(microseconds=micros - start_hour * 3_600_000_000)).date()
+    return rule.day_of(micros)
 
 
 def days(first: dt.date, last: dt.date) -> list[dt.date]:
@@ -326,10 +320,10 @@ def event_money(event_type: str, data: Mapping[str, Any]) -> Contribution:
 # ---- planning and judging --------------------------------------------------------------------------
 
 def plan_day(hall: str, device: str, day: dt.date, snapshots: Sequence[Snapshot], *,
-             resets: Iterable[int] = (), start_hour: int = GAMING_DAY_START_HOUR) -> DayPlan:
+             resets: Iterable[int] = (), rule: DayRule = UTC_MIDNIGHT) -> DayPlan:
     """Frame one gaming day from the device's snapshots (any order); ``resets`` are seqs of snapshots
     the agent re-baselined at (an ``integration``/``meters_reset`` follows them)."""
-    start, end = day_bounds(day, start_hour)
+    start, end = day_bounds(day, rule)
     ordered = sorted(snapshots, key=lambda s: s.seq)
     before = [s for s in ordered if s.agent_time < start]
     inside = [s for s in ordered if start <= s.agent_time < end]

@@ -27,6 +27,7 @@ import msgspec
 import structlog
 
 from protocols.sync import BatchHeader, SyncError, decode_batch, public_key_from_pem
+from protocols.sync.gamingday import DEFAULT_START, DEFAULT_ZONE, UTC_MIDNIGHT, DayRule
 from protocols.sync.money import Contribution
 
 from .ingest import Verified, VerifierUnavailable, decode_verify_stage
@@ -42,7 +43,8 @@ _KEYS: dict[str, Any] = {}
 """Parsed public keys, per child process, keyed by PEM (a replaced key is a new entry)."""
 
 
-def _child_prepare(payload: bytes, pem: str, hall: str, central_time: int) -> bytes:
+def _child_prepare(payload: bytes, pem: str, hall: str, central_time: int, zone: str = DEFAULT_ZONE,
+                   start: str = DEFAULT_START) -> bytes:
     """In the child: the in-process path, packed for the parent."""
     key = _KEYS.get(pem)
     if key is None:
@@ -50,32 +52,38 @@ def _child_prepare(payload: bytes, pem: str, hall: str, central_time: int) -> by
             _KEYS.clear()
         key = _KEYS[pem] = public_key_from_pem(pem.encode())
     try:
-        verified = decode_verify_stage(payload, key, hall, central_time)
+        verified = decode_verify_stage(payload, key, hall, central_time, DayRule(zone, start))
     except SyncError as exc:
         return _ENCODER.encode(("refused", exc.log_kind, f"{type(exc).__name__}: {exc}"))
     staged, fx = verified.staged, verified.staged.effects
     devices = [(d, u.first_seen, u.last_seen, u.last_seq, u.kind, u.online, u.enabled, u.last_play_seq, u.money,
                 u.marks) for d, u in fx.devices.items()]
     rollups = [(*key, c.bets, c.wins, c.rounds, c.cash_in, c.cash_out) for key, c in fx.rollups.items()]
+    hours = [(*key, *money) for key, money in fx.hours.items()]
+    days = [(*key, *cell) for key, cell in fx.days.items()]
     return _ENCODER.encode(("ok", msgspec.json.encode(verified.header), verified.sig, staged.rows, rollups, devices,
-                            fx.money_errors, [(m.seq, m.device, m.data) for m in staged.missed]))
+                            fx.money_errors, [(m.seq, m.device, m.data) for m in staged.missed], hours, days))
 
 
 def _child_ready() -> bool:
     return True
 
 
-def unpack(packed: bytes, payload: bytes, hall: str, central_time: int) -> Verified | tuple[str, str]:
+def unpack(packed: bytes, payload: bytes, hall: str, central_time: int,
+           rule: DayRule = UTC_MIDNIGHT) -> Verified | tuple[str, str]:
     """The parent's half: a :class:`Verified` as the in-process path builds it, or (log kind, detail)."""
     message = _DECODER.decode(packed)
     if message[0] == "refused":
         return message[1], message[2]
-    _, header, sig, rows, rollups, devices, money_errors, missed = message
+    _, header, sig, rows, rollups, devices, money_errors, missed, hours, days = message
     effects = BatchEffects(
         {(r[0], r[1], r[2], r[3]): Contribution(*r[4:]) for r in rollups},
         {d[0]: DeviceUpdate(d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], [tuple(m) for m in d[9]])
          for d in devices},
         [(seq, reason) for seq, reason in money_errors],
+        {(h[0], h[1], h[2]): list(h[3:]) for h in hours},
+        {(d[0], d[1]): list(d[2:]) for d in days},
+        rule,
     )
 
     def load_events() -> Any:
@@ -108,7 +116,8 @@ class VerifyPool:
         async with asyncio.timeout(self._timeout):
             await asyncio.gather(*(loop.run_in_executor(self._pool, _child_ready) for _ in range(self._processes)))
 
-    async def prepare(self, payload: bytes, pem: str, hall: str, central_time: int) -> Verified | tuple[str, str]:
+    async def prepare(self, payload: bytes, pem: str, hall: str, central_time: int,
+                      rule: DayRule = UTC_MIDNIGHT) -> Verified | tuple[str, str]:
         """Judge one batch in a child; raises :class:`VerifierUnavailable` if it could not be judged."""
         pool = self._pool
         if pool is None:
@@ -116,12 +125,13 @@ class VerifyPool:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self._timeout):
-                packed = await loop.run_in_executor(pool, _child_prepare, payload, pem, hall, central_time)
+                packed = await loop.run_in_executor(pool, _child_prepare, payload, pem, hall, central_time, rule.zone,
+                                                    rule.start)
         except (BrokenProcessPool, TimeoutError) as exc:
             log.error("verifier_lost", hall=hall, error=repr(exc))
             await self._replace(pool)
             raise VerifierUnavailable(repr(exc)) from None
-        return unpack(packed, payload, hall, central_time)
+        return unpack(packed, payload, hall, central_time, rule)
 
     async def _replace(self, broken: ProcessPoolExecutor) -> None:
         if self._pool is not broken:

@@ -14,6 +14,7 @@ that authenticated is remembered for at most :data:`AUTH_CACHE_US` (failures are
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
@@ -35,7 +36,9 @@ from central.timeutil import Clock, now_micros
 from protocols.sync import fingerprint, public_key_from_pem
 from protocols.sync.commands import GAME_ACTIONS
 from protocols.sync.fields import HALL_RE, ID_RE
+from protocols.sync.gamingday import UTC_MIDNIGHT, DayRule
 
+from . import days
 from . import params as p
 from .context import KEY, ApiContext, Handler, dumps, json_body, json_response
 from .context import scope as _scope
@@ -58,6 +61,13 @@ _KEY: Final = KEY
 
 _dumps = dumps
 _json = json_response
+
+
+def _local_hour(rule: DayRule | None, hour_us: int) -> str:
+    """The hour's start as the hall's clock showed it, with its offset (RFC 3339)."""
+    zone = (rule or UTC_MIDNIGHT).tz
+    moment = dt.datetime.fromtimestamp(hour_us / 1_000_000, dt.UTC).astimezone(zone)
+    return moment.isoformat(timespec="minutes")
 
 
 def _error(exc: ApiError) -> web.Response:
@@ -147,15 +157,45 @@ class _Api:
     async def ggr(self, request: web.Request) -> web.Response:
         q = request.query
         group_by = p.choice(q, "group_by", GROUP_BY_PARAM, default="device")
-        day_from, day_to = p.date(q, "from"), p.date(q, "to")
-        if day_from is not None and day_to is not None and day_from > day_to:
-            raise p.bad_request(f"from ({day_from}) is after to ({day_to})")
         hall, halls = self.scope(request)
-        if group_by != "provider":
-            rows = await self.store.ggr(group_by, day_from=day_from, day_to=day_to, hall=hall, halls=halls)
-        else:  # the game catalog maps (hall, device, game number) to providers
-            rows = await ggr_by_provider(self.store, day_from=day_from, day_to=day_to, hall=hall, halls=halls)
-        return _json({"currency": self.currency, "group_by": group_by, "rows": [r.as_dict() for r in rows]})
+        rules = days.rules_in_scope(await self.store.halls(), hall, halls)
+        parts = []
+        for piece in days.period(q, rules, self.clock()):
+            scoped = days.slice_scope(piece, halls)
+            if group_by != "provider":
+                parts.append(await self.store.ggr(group_by, day_from=piece.day_from, day_to=piece.day_to, hall=hall,
+                                                  halls=scoped))
+            else:  # the game catalog maps (hall, device, game number) to providers
+                parts.append(await ggr_by_provider(self.store, day_from=piece.day_from, day_to=piece.day_to,
+                                                   hall=hall, halls=scoped))
+        rows = days.merge(parts) if parts else []
+        return _json({"currency": self.currency, "group_by": group_by, "rows": [r.as_dict() for r in rows],
+                      "days": days.days_body(rules)})
+
+    async def hourly(self, request: web.Request) -> web.Response:
+        q = request.query
+        hall, halls = self.scope(request)
+        device = p.text(q, "device")
+        if device is not None and hall is None:
+            raise p.bad_request("device IDs are per hall: give hall= too")
+        rules = days.rules_in_scope(await self.store.halls(), hall, halls)
+        rows: list[dict[str, Any]] = []
+        day = p.text(q, "day") or days.TODAY
+        if day != days.TODAY:
+            p.date(q, "day")   # a 400 unless YYYY-MM-DD
+        for piece in days.period({"from": day, "to": day}, rules, self.clock()):
+            if piece.day_from is None:
+                continue
+            for r in await self.store.hourly(day=piece.day_from, hall=hall, halls=days.slice_scope(piece, halls),
+                                             device=device):
+                row: dict[str, Any] = {"hall": r.hall, "day": r.day, "hour": p.rfc3339(r.hour), "hour_us": r.hour,
+                                       "local_hour": _local_hour(rules.get(r.hall), r.hour), "bets": r.bets,
+                                       "wins": r.wins, "ggr": r.ggr, "rounds": r.rounds, "cash_in": r.cash_in,
+                                       "cash_out": r.cash_out}
+                if r.device is not None:
+                    row["device"] = r.device
+                rows.append(row)
+        return _json({"currency": self.currency, "rows": rows, "days": days.days_body(rules)})
 
     async def devices(self, request: web.Request) -> web.Response:
         hall, halls = self.scope(request)
@@ -169,7 +209,8 @@ class _Api:
         key = request[_KEY]
         rows = [{"id": h.id, "fingerprint": _fingerprint(h.public_key_pem), "added_at": p.rfc3339(h.added_at),
                  "added_at_us": h.added_at, "last_seq": h.last_seq, "online": h.online, "session": h.session,
-                 "status_at": p.rfc3339(h.status_at), "status_at_us": h.status_at}
+                 "status_at": p.rfc3339(h.status_at), "status_at_us": h.status_at, "timezone": h.timezone,
+                 "gaming_day_start": h.gaming_day_start, "settings_version": h.settings_version}
                 for h in await self.store.halls() if key.halls is None or h.id in key.halls]
         return _json({"rows": rows})
 
@@ -294,6 +335,7 @@ def build_app(store: Store, *, currency: str, clock: Callable[[], int] = now_mic
         "GET /health": api.health,
         "GET /openapi.json": api.openapi,
         "GET /reports/ggr": api.ggr,
+        "GET /reports/hourly": api.hourly,
         "GET /devices": api.devices,
         "GET /halls": api.halls,
         "GET /events": api.events,

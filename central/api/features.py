@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Final
 
-from . import alerts, audit, catalog, export, floor, provider_reports, reconciliation, rules, whoami
+from . import alerts, audit, catalog, export, floor, hall_settings, provider_reports, reconciliation, rules, whoami
 
 FEATURES: Final[tuple[ModuleType, ...]] = (catalog, rules, provider_reports, alerts, reconciliation, audit,
-                                            export, floor, whoami)
+                                            export, floor, hall_settings, whoami)

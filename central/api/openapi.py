@@ -89,7 +89,9 @@ DOCUMENT: Final[dict[str, Any]] = {
                 "operationId": "ggrReport",
                 "summary": "Gross gaming revenue (bets − wins) from the rollups, grouped.",
                 "description": (
-                    "Days are UTC calendar days of the events' agent time, `from`/`to` inclusive. "
+                    "Days are each hall's gaming days (its time zone and gaming-day start, listed in `days`; UTC "
+                    "midnight for a hall without settings) of the events' agent time, `from`/`to` inclusive; "
+                    "`today` in either means each hall's own current gaming day. "
                     "`group_by=device` rows carry `hall` (device IDs are per hall). `group_by=game` has the "
                     "key `\"\"` for money outside a game (bills, tickets). `group_by=provider`: each (hall, "
                     "device, SAS game number) maps to a catalog game by the device's placements, else by "
@@ -99,13 +101,35 @@ DOCUMENT: Final[dict[str, Any]] = {
                 "parameters": [
                     {"name": "group_by", "in": "query", "required": False,
                      "schema": {"type": "string", "enum": list(GROUP_BY_PARAM), "default": "device"}},
-                    {"name": "from", "in": "query", "required": False, "description": "First day (inclusive).",
-                     "schema": {"type": "string", "format": "date"}},
-                    {"name": "to", "in": "query", "required": False, "description": "Last day (inclusive).",
-                     "schema": {"type": "string", "format": "date"}},
+                    {"name": "from", "in": "query", "required": False,
+                     "description": "First gaming day (inclusive), YYYY-MM-DD or `today`.",
+                     "schema": {"type": "string"}},
+                    {"name": "to", "in": "query", "required": False,
+                     "description": "Last gaming day (inclusive), YYYY-MM-DD or `today`.",
+                     "schema": {"type": "string"}},
                     _param("hall"),
                 ],
                 "responses": {"200": _json("GgrReport", "The report."), **_WITH_400},
+            },
+        },
+        "/reports/hourly": {
+            "get": {
+                "operationId": "hourlyReport",
+                "summary": "GGR and rounds per local clock hour of one gaming day, per hall (or per device).",
+                "description": (
+                    "From the hourly rollups: one row per hall (with `device` and `hall`: per device of that hall) "
+                    "and local clock hour with money, ordered by hour. `hour` is the UTC instant the hour began, "
+                    "`local_hour` the same on the hall's clock (a fall-back night has two 01:00 rows). `day` "
+                    "defaults to each hall's current gaming day."),
+                "parameters": [
+                    {"name": "day", "in": "query", "required": False,
+                     "description": "The gaming day, YYYY-MM-DD or `today` (default).",
+                     "schema": {"type": "string"}},
+                    _param("hall"),
+                    {"name": "device", "in": "query", "required": False, "schema": {"type": "string"}},
+                ],
+                "responses": {"200": {"description": "The hours.", "content": {"application/json": {
+                    "schema": {"type": "object"}}}}, **_WITH_400},
             },
         },
         "/devices": {
@@ -247,7 +271,14 @@ DOCUMENT: Final[dict[str, Any]] = {
                 "type": "object", "required": ["currency", "group_by", "rows"],
                 "properties": {"currency": {"type": "string", "example": "EUR"},
                                "group_by": {"type": "string", "enum": list(GROUP_BY_PARAM)},
-                               "rows": {"type": "array", "items": _ref("GgrRow")}},
+                               "rows": {"type": "array", "items": _ref("GgrRow")},
+                               "days": _ref("HallDays")},
+            },
+            "HallDays": {
+                "type": "object", "description": "Per hall in scope: the gaming day its rows use.",
+                "additionalProperties": {"type": "object", "properties": {
+                    "timezone": {"type": "string", "example": "Europe/Kyiv"},
+                    "gaming_day_start": {"type": "string", "example": "06:00"}}},
             },
             "Device": {
                 "type": "object",

@@ -19,14 +19,14 @@ from aiohttp import web
 
 from central import catalog as cat
 from central.store.base import GgrRow, RollupCell, Store
+from protocols.sync.gamingday import DayRule
 
+from . import days as hall_days
 from . import params as p
 from .catalog import World, _device_games, load_world
 from .context import ApiContext, Handler, json_response, scope
 from .openapi import _WITH_400, _param, _ref
 
-_EPOCH: Final = dt.date(1970, 1, 1)
-_DAY_US: Final = 86_400_000_000
 HOLD_GROUP_BY: Final = ("game", "device")
 
 
@@ -80,10 +80,15 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
         hall, halls = scope(request)
         world = await load_world(store, hall, halls)
         cells = await store.rollup_cells(day_from=day_from, day_to=day_to, hall=hall, halls=halls)
-        time_from = None if day_from is None else (day_from - _EPOCH).days * _DAY_US
-        time_to = None if day_to is None else ((day_to - _EPOCH).days + 1) * _DAY_US
-        errors = await store.event_counts(("game.error",), time_from=time_from, time_to=time_to, hall=hall,
-                                          halls=halls)
+        errors: dict[tuple[str, str], int] = {}
+        by_rule: dict[DayRule, list[str]] = {}
+        for member, rule in hall_days.rules_in_scope(await store.halls(), hall, halls).items():
+            by_rule.setdefault(rule, []).append(member)
+        for rule, members in by_rule.items():   # each hall's own gaming days, as the rollups count them
+            time_from = None if day_from is None else rule.bounds(day_from)[0]
+            time_to = None if day_to is None else rule.bounds(day_to)[1]
+            errors.update(await store.event_counts(("game.error",), time_from=time_from, time_to=time_to,
+                                                   hall=hall, halls=members))
         acc: dict[tuple[str, str], _ProviderHall] = {}
         on_device: dict[tuple[str, str], set[str]] = {}
         for h, d in world.device_keys():

@@ -17,19 +17,21 @@ from aiohttp import web
 
 from central import reconcile as rc
 from central.store.base import DeviceEventRow, Store
+from protocols.sync.gamingday import UTC_MIDNIGHT, DayRule
 from protocols.sync.money import ZERO, Contribution
 
+from . import days as hall_days
 from . import params as p
 from .context import ApiContext, Handler, json_response, scope
 from .openapi import _WITH_400, _param, _ref
 
 
 async def device_rows(store: Store, hall: str, device: str, days: list[dt.date],
-                      day_money: dict[dt.date, Contribution]) -> list[rc.ReconRow]:
-    """Reconcile one device over ``days`` (sorted); ``day_money`` is its rollup money per day (shown as
-    unreconciled when there are no meters to compare with)."""
-    start, _ = rc.day_bounds(days[0] - dt.timedelta(days=1))   # a day each side: see rc.widen
-    _, end = rc.day_bounds(days[-1] + dt.timedelta(days=1))
+                      day_money: dict[dt.date, Contribution], rule: DayRule = UTC_MIDNIGHT) -> list[rc.ReconRow]:
+    """Reconcile one device over ``days`` (sorted, its hall's gaming days by ``rule``); ``day_money`` is
+    its rollup money per day (shown as unreconciled when there are no meters to compare with)."""
+    start, _ = rc.day_bounds(days[0] - dt.timedelta(days=1), rule)   # a day each side: see rc.widen
+    _, end = rc.day_bounds(days[-1] + dt.timedelta(days=1), rule)
     snapshots = [s for s in (rc.snapshot_from_event(r.seq, r.agent_time, r.data)
                              for r in await store.meter_snapshots(hall, device, time_from=start, time_to=end))
                  if s is not None]
@@ -41,7 +43,7 @@ async def device_rows(store: Store, hall: str, device: str, days: list[dt.date],
     anomalies = [r.seq for r in integration if r.data.get("kind") == "anomaly"]
     out = []
     for day in days:
-        plan = rc.plan_day(hall, device, day, snapshots, resets=resets)
+        plan = rc.plan_day(hall, device, day, snapshots, resets=resets, rule=rule)
         if not plan.segments:
             out.append(rc.judge(plan, ZERO, ZERO, unreconciled=day_money.get(day, ZERO)))
             continue
@@ -78,14 +80,15 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
 
     async def reconciliation(request: web.Request) -> web.Response:
         q = request.query
-        today = rc.gaming_day(ctx.clock())
+        hall, halls = scope(request)
+        rules = hall_days.rules_in_scope(await store.halls(), hall, halls)
+        today = hall_days.today(rules, ctx.clock())
         day_to = p.date(q, "to") or today
         day_from = p.date(q, "from") or day_to
         if day_from > day_to:
             raise p.bad_request(f"from ({day_from}) is after to ({day_to})")
         if (day_to - day_from).days + 1 > rc.MAX_DAYS:
             raise p.bad_request(f"the period may span at most {rc.MAX_DAYS} days")
-        hall, halls = scope(request)
         device = p.text(q, "device")
         cells = await store.device_days(day_from=day_from, day_to=day_to, hall=hall, halls=halls, device=device)
         per_device: dict[tuple[str, str], dict[dt.date, Contribution]] = defaultdict(dict)
@@ -93,10 +96,11 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
             per_device[(cell_hall, cell_device)][dt.date.fromisoformat(day)] = money
         rows: list[dict[str, Any]] = []
         for (row_hall, row_device), money in sorted(per_device.items()):
-            for row in await device_rows(store, row_hall, row_device, sorted(money), money):
+            for row in await device_rows(store, row_hall, row_device, sorted(money), money,
+                                         rules.get(row_hall, UTC_MIDNIGHT)):
                 rows.append(row.as_dict())
         return json_response({"currency": ctx.currency, "from": day_from.isoformat(), "to": day_to.isoformat(),
-                              "gaming_day_start_hour_utc": rc.GAMING_DAY_START_HOUR, "rows": rows})
+                              "days": hall_days.days_body(rules), "rows": rows})
 
     return {"GET /reports/reconciliation": reconciliation}
 
@@ -130,7 +134,7 @@ PATHS: Final[dict[str, Any]] = {
             "operationId": "reconciliationReport",
             "summary": "Meters versus events per machine and gaming day: the variance in money and in %, and why.",
             "description": (
-                "For each machine and gaming day (00:00 UTC to 00:00 UTC; no per-hall day start yet), the movement "
+                "For each machine and gaming day (its hall's: time zone and day start in `days`), the movement "
                 "of its meters between the day's opening snapshot (the last one before the day, else the "
                 "first in it) and its closing snapshot (the last in it), against the money of the machine's "
                 "events in between (by seq, by the shared money rule). `missed` records (the agent's account of "
@@ -162,7 +166,7 @@ SCHEMAS: Final[dict[str, Any]] = {
         "type": "object", "required": ["currency", "from", "to", "rows"],
         "properties": {
             "currency": {"type": "string"}, "from": {"type": "string", "format": "date"},
-            "to": {"type": "string", "format": "date"}, "gaming_day_start_hour_utc": {"type": "integer"},
+            "to": {"type": "string", "format": "date"}, "days": _ref("HallDays"),
             "rows": {"type": "array", "items": _ref("ReconciliationRow")},
         },
     },

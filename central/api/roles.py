@@ -6,9 +6,10 @@ document lists it per operation (``x-roles``), and the tests walk every route ×
 
 | route                    | admin | operator | viewer | technician | regulator |
 |--------------------------|-------|----------|--------|------------|-----------|
-| GET /reports/ggr         |  yes  |   yes    |  yes   |     —      |    yes    |
+| GET /reports/ggr, /reports/hourly |  yes  |   yes    |  yes   |     —      |    yes    |
 | GET /devices             |  yes  |   yes    |  yes   |    yes     |     —     |
 | GET /halls               |  yes  |   yes    |  yes   |    yes     |     —     |
+| PUT /halls/{hall}/settings |  yes  |    —     |   —    |     —      |     —     |
 | GET /events              |  yes  |    —     |   —    |     —      |    yes    |
 | GET /integration-log     |  yes  |    —     |   —    |    yes     |    yes    |
 | POST /commands           |  yes  |   yes    |   —    |     —      |     —     |
@@ -73,6 +74,8 @@ ROUTE_ROLES: Final[dict[str, frozenset[str] | None]] = {
     "GET /health": None,
     "GET /openapi.json": None,
     "GET /reports/ggr": frozenset({"admin", "operator", "viewer", "regulator"}),
+    "GET /reports/hourly": frozenset({"admin", "operator", "viewer", "regulator"}),
+    "PUT /halls/{hall}/settings": frozenset({"admin"}),
     "GET /devices": frozenset({"admin", "operator", "viewer", "technician"}),
     "GET /halls": frozenset({"admin", "operator", "viewer", "technician"}),
     "GET /events": frozenset({"admin", "regulator"}),

@@ -18,6 +18,7 @@ from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 from central.catalog import CatalogGame, Placement, Provider, RuleRecord
 from protocols.sync import Event
+from protocols.sync.gamingday import DEFAULT_START, DEFAULT_ZONE, DayRule, day_rule
 from protocols.sync.money import Contribution  # monitoring and reconciliation (issue 04)
 
 from .staging import MissedRecord, StagedEvents
@@ -85,6 +86,26 @@ class RollupCell:
 
 
 @dataclass(frozen=True, slots=True)
+class HourRow:
+    """One local clock hour of a hall's (or a device's) gaming day."""
+
+    hall: str
+    day: str
+    hour: int
+    """UTC microseconds at which the local hour began."""
+    bets: int
+    wins: int
+    rounds: int
+    cash_in: int
+    cash_out: int
+    device: str | None = None
+
+    @property
+    def ggr(self) -> int:
+        return self.bets - self.wins
+
+
+@dataclass(frozen=True, slots=True)
 class HallRecord:
     """A registered hall, the contiguous prefix of its chain that central holds, and its agent's presence.
 
@@ -100,6 +121,15 @@ class HallRecord:
     online: bool | None = None
     session: int | None = None
     status_at: int | None = None
+    timezone: str = DEFAULT_ZONE
+    gaming_day_start: str = DEFAULT_START
+    settings_version: int = 0
+    """Bumped by every change of the hall's settings (the standing data's version)."""
+
+    @property
+    def day_rule(self) -> DayRule:
+        """The hall's gaming day (:mod:`protocols.sync.gamingday`): every report and rollup uses it."""
+        return day_rule(self.timezone, self.gaming_day_start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,6 +451,20 @@ class Store(Protocol):
     async def halls(self) -> list[HallRecord]:
         """Every registered hall, by id."""
 
+    async def set_day_rule(self, hall: str, rule: DayRule, *, now: int) -> HallRecord | None:
+        """Set a hall's time zone and gaming-day start; None if the hall is not registered.
+
+        A change bumps ``settings_version`` and re-buckets the hall's rollups (daily and hourly) and its
+        device days from its stored events, in one transaction, so every report of the hall uses the
+        new day from its first day on; it is written to the integration log as ``manual``. Setting the
+        rule a hall already has changes nothing (same version).
+        """
+
+    async def hourly(self, *, day: dt.date, hall: str | None = None, halls: Sequence[str] | None = None,
+                     device: str | None = None) -> list[HourRow]:
+        """GGR and rounds per local clock hour of one gaming day, per hall (and device if given), by
+        hour: the charts of today."""
+
     async def set_presence(self, hall: str, *, online: bool, session: int, at: int) -> bool:
         """Record the hall agent's MQTT status; False (nothing changed) when it is stale or the hall unknown.
 
@@ -664,7 +708,8 @@ class Store(Protocol):
     async def device_days(self, *, day_from: dt.date, day_to: dt.date, hall: str | None = None,
                           halls: Sequence[str] | None = None,
                           device: str | None = None) -> dict[tuple[str, str, str], Contribution]:
-        """Rollup money per (hall, device, UTC day ``YYYY-MM-DD``) with any activity in the days (inclusive)."""
+        """Rollup money per (hall, device, gaming day ``YYYY-MM-DD``) with money or a meter snapshot in the
+        days (inclusive; each hall's own gaming days)."""
         ...
 
     # metrics (central.metrics; SQLite in central.store.metrics_sqlite) -------------------------------

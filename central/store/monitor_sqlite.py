@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from central.reconcile import day_bounds, event_money, gaming_day, missed_from_event
+from central.reconcile import event_money, missed_from_event
 from protocols.sync.money import ZERO, Contribution
 
 from .base import (
@@ -295,22 +295,12 @@ class MonitorSqliteMixin:
         if device is not None:
             where.append("device = ?")
             params.append(device)
-        sql = ("SELECT hall, device, day, SUM(bets), SUM(wins), SUM(rounds), SUM(cash_in), SUM(cash_out)"
-               f" FROM rollups WHERE {' AND '.join(where)} GROUP BY hall, device, day")
-        # a machine whose meters moved while no event (not even a ``missed`` record) arrived has no
-        # rollup: its snapshots alone must still give it a row
-        snap_where = ["type = 'meters.snapshot'", "agent_time >= ?", "agent_time < ?"]
-        snap_params: list[Any] = [day_bounds(day_from)[0], day_bounds(day_to)[1]]
-        _hall_filter(snap_where, snap_params, hall, halls)
-        if device is not None:
-            snap_where.append("device = ?")
-            snap_params.append(device)
-        snap_sql = f"SELECT DISTINCT hall, device, agent_time FROM events WHERE {' AND '.join(snap_where)}"
+        # device_days (schema 6) holds a row for every device and gaming day with money or a meter
+        # snapshot (a machine whose meters moved while no event arrived still gets its row)
+        sql = (f"SELECT hall, device, day, bets, wins, rounds, cash_in, cash_out FROM device_days"
+               f" WHERE {' AND '.join(where)}")
 
         def body(con: sqlite3.Connection) -> dict[tuple[str, str, str], Contribution]:
-            out = {(r[0], r[1], r[2]): Contribution(*r[3:]) for r in con.execute(sql, params)}
-            for hall_id, device_id, agent_time in con.execute(snap_sql, snap_params):
-                out.setdefault((hall_id, device_id, gaming_day(agent_time).isoformat()), ZERO)
-            return out
+            return {(r[0], r[1], r[2]): Contribution(*r[3:]) for r in con.execute(sql, params)}
 
         return await self._reader.run(body)

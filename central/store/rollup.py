@@ -3,40 +3,34 @@
 Shared by every backend so the money rule lives in one place on central's side too: the amounts come
 only from :func:`protocols.sync.money.contribution` (the rule the agent's normalizer also follows).
 
-The rollup day is the **UTC** calendar day of ``agent_time`` (when the hall saw the event, not when
-HQ received it, so a delayed batch lands on the day it happened). Hall-local gaming days (a day
-boundary at e.g. 06:00 local) arrive with per-hall time-zone configuration; they will be a second
-rollup key, not a change to this one.
+The rollup day is the hall's **gaming day** of ``agent_time`` (when the hall saw the event, not when
+HQ received it, so a delayed batch lands on the day it happened), by the hall's
+:class:`~protocols.sync.gamingday.DayRule` (time zone and day start; UTC midnight for a hall without
+settings, which is what every rollup meant before per-hall settings). Besides the per-game daily
+rollups a batch yields hourly ones (per device and local clock hour, for charts of today) and one
+cell per device and gaming day (its money over all games and how many meter snapshots it took: the
+reconciliation's list of rows, kept so a report reads its period and nothing else).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from central.floor import PLAY_TYPES
 from protocols.sync import Event
+from protocols.sync.gamingday import UTC_MIDNIGHT, DayIndex, DayRule
 from protocols.sync.money import ZERO, Contribution, contribution
 
 RollupKey = tuple[str, str, str, str]
 """(hall, device, game, day ``YYYY-MM-DD``); ``game`` is ``""`` for money outside a game (bills, tickets)."""
 
-_DAY_CACHE: dict[int, str] = {}
-_MICROS_PER_DAY = 86_400_000_000
+HourKey = tuple[str, str, int]
+"""(device, gaming day ``YYYY-MM-DD``, the local hour's start in UTC microseconds)."""
 
-
-def utc_day(micros: int) -> str:
-    """``YYYY-MM-DD`` of a microsecond timestamp in UTC (cached per day number: hot path)."""
-    number = micros // _MICROS_PER_DAY
-    day = _DAY_CACHE.get(number)
-    if day is None:
-        if len(_DAY_CACHE) > 4096:
-            _DAY_CACHE.clear()
-        day = _DAY_CACHE[number] = (dt.date(1970, 1, 1) + dt.timedelta(days=number)).isoformat()
-    return day
-
+DayKey = tuple[str, str]
+"""(device, gaming day ``YYYY-MM-DD``)."""
 
 def game_of(data: dict[str, Any]) -> str:
     """The game an event belongs to (``data.game`` as a string), or ``""``."""
@@ -81,6 +75,12 @@ class BatchEffects:
     rollups: dict[RollupKey, Contribution]
     devices: dict[str, DeviceUpdate]
     money_errors: list[tuple[int, str]]
+    hours: dict[HourKey, list[int]] = field(default_factory=dict)
+    """Per device and local hour: bets, wins, rounds, cash in, cash out (the rollups' money)."""
+    days: dict[DayKey, list[int]] = field(default_factory=dict)
+    """Per device and gaming day: the rollups' money (5 values) and its meter snapshots (a 6th)."""
+    rule: DayRule = UTC_MIDNIGHT
+    """The day rule the keys were computed with (the store recomputes if the hall's changed since)."""
 
 
 def _kind_hint(event: Event) -> str | None:
@@ -96,33 +96,53 @@ def _kind_hint(event: Event) -> str | None:
     return None
 
 
-def effects(hall: str, events: Iterable[Event]) -> BatchEffects:
-    """Sum contributions per (hall, device, game, UTC day) and collect device updates.
+def _add(acc: list[int], amount: Contribution) -> None:
+    acc[0] += amount.bets
+    acc[1] += amount.wins
+    acc[2] += amount.rounds
+    acc[3] += amount.cash_in
+    acc[4] += amount.cash_out
+
+
+def effects(hall: str, events: Iterable[Event], rule: DayRule = UTC_MIDNIGHT) -> BatchEffects:
+    """Sum contributions per (hall, device, game, gaming day), per device and hour and per device and
+    day, and collect device updates.
 
     An event whose money the shared rule refuses (ValueError) contributes zero and is reported in
     ``money_errors`` so the caller logs it; it is still stored, because dropping a signed event
     would break the chain and lose the record.
     """
     sums: dict[RollupKey, list[int]] = {}
+    hours: dict[HourKey, list[int]] = {}
+    cells: dict[DayKey, list[int]] = {}
     devices: dict[str, DeviceUpdate] = {}
     errors: list[tuple[int, str]] = []
+    index = DayIndex(rule)
     for event in events:
         try:
             amount = contribution(event.type, event.data)
         except ValueError as exc:
             errors.append((event.seq, str(exc)))
             amount = ZERO
+        snapshot = event.type == "meters.snapshot"
+        if amount is not ZERO or snapshot:
+            day, hour = index.day_hour(event.agent_time)
+            cell = cells.get((event.device, day))
+            if cell is None:
+                cell = cells[(event.device, day)] = [0, 0, 0, 0, 0, 0]
+            if snapshot:
+                cell[5] += 1
         if amount is not ZERO:
-            key = (hall, event.device, game_of(event.data), utc_day(event.agent_time))
+            _add(cell, amount)
+            key = (hall, event.device, game_of(event.data), day)
             acc = sums.get(key)
             if acc is None:
-                sums[key] = [amount.bets, amount.wins, amount.rounds, amount.cash_in, amount.cash_out]
-            else:
-                acc[0] += amount.bets
-                acc[1] += amount.wins
-                acc[2] += amount.rounds
-                acc[3] += amount.cash_in
-                acc[4] += amount.cash_out
+                acc = sums[key] = [0, 0, 0, 0, 0]
+            _add(acc, amount)
+            acc = hours.get((event.device, day, hour))
+            if acc is None:
+                acc = hours[(event.device, day, hour)] = [0, 0, 0, 0, 0]
+            _add(acc, amount)
         update = devices.get(event.device)
         if update is None:
             update = devices[event.device] = DeviceUpdate(event.agent_time, event.agent_time, event.seq)
@@ -152,4 +172,4 @@ def effects(hall: str, events: Iterable[Event]) -> BatchEffects:
             enabled = event.data.get("enabled")
             if type(enabled) is bool:
                 update.enabled = enabled
-    return BatchEffects({key: Contribution(*acc) for key, acc in sums.items()}, devices, errors)
+    return BatchEffects({key: Contribution(*acc) for key, acc in sums.items()}, devices, errors, hours, cells, rule)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final = 5
+SCHEMA_VERSION: Final = 6
 """1: the first schema. 2: hall presence columns (``halls.online``, ``session``, ``status_at``).
 3: the ``commands`` table (a new table: ``CREATE TABLE IF NOT EXISTS`` adds it to older files).
 4: issue 04's tables — ``audit``, ``catalog_*``, ``batches`` (the halls' signed headers, for export),
@@ -20,7 +20,12 @@ per event (about 40 % of the writer's SQLite time: ``bench/store_insert.py``); p
 go through ``devices.last_play_seq`` (the floor), ``device_marks`` (the reconciliation's events money
 between meter snapshots, with the running totals in ``devices.money_*``) and partial indexes over the
 rare event types. Opening an older file drops the index and fills the new columns and marks from its
-events once."""
+events once.
+6: per-hall gaming days (``halls.timezone``, ``gaming_day_start``, ``settings_version``; NULL = UTC and
+00:00, which is what ``rollups.day`` meant before, so old rows keep their meaning); indexes for period
+queries on ``rollups``; ``rollups_hourly`` (per device and local clock hour) and ``device_days`` (per
+device and gaming day: money and snapshot count, the reconciliation's rows). Opening an older file
+fills the two new tables from its events once."""
 
 DDL: Final = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -56,7 +61,7 @@ CREATE TABLE IF NOT EXISTS rollups (
     hall     TEXT NOT NULL,
     device   TEXT NOT NULL,
     game     TEXT NOT NULL,                      -- '' for money outside a game (bills, tickets)
-    day      TEXT NOT NULL,                      -- YYYY-MM-DD of agent_time in UTC
+    day      TEXT NOT NULL,                      -- the hall's gaming day of agent_time (YYYY-MM-DD)
     bets     INTEGER NOT NULL DEFAULT 0,
     wins     INTEGER NOT NULL DEFAULT 0,
     rounds   INTEGER NOT NULL DEFAULT 0,
@@ -219,6 +224,33 @@ CREATE TABLE IF NOT EXISTS device_marks (
     cash_out INTEGER NOT NULL,
     PRIMARY KEY (hall, device, seq)
 );
+-- schema 6: reports read their period only (GGR over one day costs the same whatever the history)
+CREATE INDEX IF NOT EXISTS rollups_by_day ON rollups (day, hall);
+CREATE INDEX IF NOT EXISTS rollups_by_hall_day ON rollups (hall, day);
+CREATE TABLE IF NOT EXISTS rollups_hourly (
+    day      TEXT NOT NULL,                      -- the hall's gaming day
+    hall     TEXT NOT NULL,
+    hour     INTEGER NOT NULL,                   -- UTC microseconds at which the local clock hour began
+    device   TEXT NOT NULL,
+    bets     INTEGER NOT NULL DEFAULT 0,
+    wins     INTEGER NOT NULL DEFAULT 0,
+    rounds   INTEGER NOT NULL DEFAULT 0,
+    cash_in  INTEGER NOT NULL DEFAULT 0,
+    cash_out INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, hall, hour, device)
+);
+CREATE TABLE IF NOT EXISTS device_days (
+    day       TEXT NOT NULL,                     -- the hall's gaming day
+    hall      TEXT NOT NULL,
+    device    TEXT NOT NULL,
+    bets      INTEGER NOT NULL DEFAULT 0,        -- the rollups' money of the device that day (all games)
+    wins      INTEGER NOT NULL DEFAULT 0,
+    rounds    INTEGER NOT NULL DEFAULT 0,
+    cash_in   INTEGER NOT NULL DEFAULT 0,
+    cash_out  INTEGER NOT NULL DEFAULT 0,
+    snapshots INTEGER NOT NULL DEFAULT 0,        -- its meters.snapshot events that day
+    PRIMARY KEY (day, hall, device)
+);
 """
 
 DEVICE_MONEY_COLUMNS: Final = ("money_bets", "money_wins", "money_rounds", "money_cash_in", "money_cash_out")
@@ -230,6 +262,9 @@ ADDED_COLUMNS: Final[tuple[tuple[str, str, str], ...]] = (
     ("halls", "status_at", "INTEGER"),
     ("devices", "last_play_seq", "INTEGER"),     # schema 5: its newest play event, NULL before one
     *(("devices", column, "INTEGER") for column in DEVICE_MONEY_COLUMNS),   # schema 5 (NULL = not yet counted)
+    ("halls", "timezone", "TEXT"),                 # schema 6: IANA zone, NULL = UTC
+    ("halls", "gaming_day_start", "TEXT"),         # schema 6: HH:MM local, NULL = 00:00
+    ("halls", "settings_version", "INTEGER"),      # schema 6: bumped on every change of the hall's settings
 )
 """Columns added after schema 1, as (table, column, type): the migration adds whichever an existing
 file lacks (``ALTER TABLE … ADD COLUMN``), so old databases keep working. Only nullable columns without

@@ -29,6 +29,7 @@ import structlog
 from central.floor import PLAY_TYPES
 from central.reconcile import event_money
 from protocols.sync import GENESIS_HASH, Event, canonical_bytes
+from protocols.sync.gamingday import DEFAULT_START, DEFAULT_ZONE, UTC_MIDNIGHT, DayRule, day_rule
 from protocols.sync.money import ZERO
 
 from .base import (
@@ -41,6 +42,7 @@ from .base import (
     GgrRow,
     HallKeyConflict,
     HallRecord,
+    HourRow,
     IngestResult,
     LogEntry,
     SignedHeader,
@@ -52,7 +54,7 @@ from .export_sqlite import ExportSqliteMixin, insert_signed_header
 from .floor_sqlite import FloorSqliteMixin
 from .metrics_sqlite import MetricsSqliteMixin
 from .monitor_sqlite import MonitorSqliteMixin
-from .rollup import DeviceUpdate
+from .rollup import BatchEffects, DeviceUpdate, effects
 from .schema import ADDED_COLUMNS, DDL, DEVICE_MONEY_COLUMNS, SCHEMA_VERSION
 from .sqlhelpers import hall_scope as _scope
 from .sqlhelpers import insert_rows, rollup_scope
@@ -91,7 +93,22 @@ _DEVICES_CONFLICT = (  # {enabled}: excluded.enabled when the batch said, else t
 )
 _DEVICE_WIDTH = 14
 _INSERT_MARKS = "INSERT INTO device_marks (hall, device, seq, bets, wins, rounds, cash_in, cash_out)"
-_HALL_COLUMNS = "id, public_key_pem, added_at, last_seq, last_hash, online, session, status_at"
+_HALL_COLUMNS = ("id, public_key_pem, added_at, last_seq, last_hash, online, session, status_at, timezone,"
+                 " gaming_day_start, settings_version")
+_INSERT_HOURS = "INSERT INTO rollups_hourly (hall, device, day, hour, bets, wins, rounds, cash_in, cash_out)"
+_HOURS_CONFLICT = (
+    " ON CONFLICT (day, hall, hour, device) DO UPDATE SET"
+    " bets = rollups_hourly.bets + excluded.bets, wins = rollups_hourly.wins + excluded.wins,"
+    " rounds = rollups_hourly.rounds + excluded.rounds, cash_in = rollups_hourly.cash_in + excluded.cash_in,"
+    " cash_out = rollups_hourly.cash_out + excluded.cash_out"
+)
+_INSERT_DAYS = "INSERT INTO device_days (hall, device, day, bets, wins, rounds, cash_in, cash_out, snapshots)"
+_DAYS_CONFLICT = (
+    " ON CONFLICT (day, hall, device) DO UPDATE SET"
+    " bets = device_days.bets + excluded.bets, wins = device_days.wins + excluded.wins,"
+    " rounds = device_days.rounds + excluded.rounds, cash_in = device_days.cash_in + excluded.cash_in,"
+    " cash_out = device_days.cash_out + excluded.cash_out, snapshots = device_days.snapshots + excluded.snapshots"
+)
 _COMMAND_COLUMNS = ("id, hall, device, action, game, params, issued_at, expires_at, status, detail, created_by,"
                     " created_at, updated_at")
 _INSERT_LOG = "INSERT INTO integration_log (time, hall, device, kind, detail) VALUES (?, ?, ?, ?, ?)"
@@ -178,6 +195,54 @@ def _fill_device_money(con: sqlite3.Connection) -> None:
                     [(last_play.get(key), *total, *key) for key, total in totals.items()])
 
 
+def _insert_day_tables(con: sqlite3.Connection, hall: str, fx: BatchEffects) -> None:
+    """The batch's hourly rollups and device days (schema 6)."""
+    hours: list[Any] = []
+    for (device, day, hour), money in fx.hours.items():
+        hours.extend((hall, device, day, hour, *money))
+    insert_rows(con, _INSERT_HOURS, 9, hours, _HOURS_CONFLICT)
+    cells: list[Any] = []
+    for (device, day), cell in fx.days.items():
+        cells.extend((hall, device, day, *cell))
+    insert_rows(con, _INSERT_DAYS, 9, cells, _DAYS_CONFLICT)
+
+
+class _StoredEvent:
+    """What :func:`central.store.rollup.effects` reads of an event, from a stored row."""
+
+    __slots__ = ("agent_time", "data", "device", "seq", "type")
+
+    def __init__(self, seq: int, device: str, type_: str, agent_time: int, data: dict[str, Any]) -> None:
+        self.seq, self.device, self.type, self.agent_time, self.data = seq, device, type_, agent_time, data
+
+
+_REBUILD_CHUNK = 20_000
+
+
+def _rebuild_day_tables(con: sqlite3.Connection, hall: str, rule: DayRule, *, rollups: bool) -> None:
+    """Recompute a hall's hourly rollups and device days (and with ``rollups`` its daily rollups) from
+    its stored events by ``rule``: a changed day rule, or schema 6 on an older file."""
+    con.execute("DELETE FROM rollups_hourly WHERE hall = ?", (hall,))
+    con.execute("DELETE FROM device_days WHERE hall = ?", (hall,))
+    if rollups:
+        con.execute("DELETE FROM rollups WHERE hall = ?", (hall,))
+    after = 0
+    while True:
+        rows = con.execute("SELECT seq, device, type, agent_time, data FROM events WHERE hall = ? AND seq > ?"
+                           " ORDER BY seq LIMIT ?", (hall, after, _REBUILD_CHUNK)).fetchall()
+        if not rows:
+            return
+        after = rows[-1][0]
+        fx = effects(hall, [_StoredEvent(r[0], r[1], r[2], r[3], _DATA_DECODER.decode(r[4])) for r in rows],
+                     rule)  # type: ignore[misc]
+        _insert_day_tables(con, hall, fx)
+        if rollups:
+            flat: list[Any] = []
+            for key, c in fx.rollups.items():
+                flat.extend((*key, c.bets, c.wins, c.rounds, c.cash_in, c.cash_out))
+            insert_rows(con, _INSERT_ROLLUPS, 9, flat, _ROLLUPS_CONFLICT)
+
+
 def _marks(con: sqlite3.Connection, hall: str, devices: Mapping[str, DeviceUpdate]) -> list[Any]:
     """``device_marks`` rows for the batch's meter snapshots: the batch-relative running totals plus
     each device's stored total before the batch (flat, 8 values per row)."""
@@ -256,6 +321,9 @@ class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, Mon
             c.execute("DROP INDEX IF EXISTS events_by_device")   # schema 5
             if row is not None and int(row[0]) < 5:
                 _fill_device_money(c)
+            if row is not None and int(row[0]) < 6:   # every hall was on UTC days: its rollups stay
+                for (hall,) in c.execute("SELECT id FROM halls").fetchall():
+                    _rebuild_day_tables(c, hall, UTC_MIDNIGHT, rollups=False)
             c.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)"
                       " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
 
@@ -286,7 +354,9 @@ class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, Mon
     @staticmethod
     def _hall(row: tuple[Any, ...]) -> HallRecord:
         return HallRecord(id=row[0], public_key_pem=row[1], added_at=row[2], last_seq=row[3], last_hash=row[4],
-                          online=None if row[5] is None else bool(row[5]), session=row[6], status_at=row[7])
+                          online=None if row[5] is None else bool(row[5]), session=row[6], status_at=row[7],
+                          timezone=row[8] or DEFAULT_ZONE, gaming_day_start=row[9] or DEFAULT_START,
+                          settings_version=row[10] or 0)
 
     async def get_hall(self, hall: str) -> HallRecord | None:
         def body(con: sqlite3.Connection) -> HallRecord | None:
@@ -299,6 +369,49 @@ class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, Mon
         def body(con: sqlite3.Connection) -> list[HallRecord]:
             rows = con.execute(f"SELECT {_HALL_COLUMNS} FROM halls ORDER BY id")
             return [self._hall(row) for row in rows]
+
+        return await self._reader.run(body)
+
+    async def set_day_rule(self, hall: str, rule: DayRule, *, now: int) -> HallRecord | None:
+        def body(con: sqlite3.Connection) -> HallRecord | None:
+            row = con.execute(f"SELECT {_HALL_COLUMNS} FROM halls WHERE id = ?", (hall,)).fetchone()
+            if row is None:
+                return None
+            old = self._hall(row)
+            if old.day_rule == rule:
+                return old
+            con.execute("UPDATE halls SET timezone = ?, gaming_day_start = ?, settings_version = ? WHERE id = ?",
+                        (rule.zone, rule.start, old.settings_version + 1, hall))
+            _rebuild_day_tables(con, hall, rule, rollups=True)
+            con.execute(_INSERT_LOG, (now, hall, None, "manual",
+                                      f"gaming day changed from {old.timezone} {old.gaming_day_start} to "
+                                      f"{rule.zone} {rule.start}; rollups re-bucketed from the stored events"))
+            new = con.execute(f"SELECT {_HALL_COLUMNS} FROM halls WHERE id = ?", (hall,)).fetchone()
+            return self._hall(new)
+
+        return await self._writer.run(lambda con: _transaction(con, body))
+
+    async def hourly(self, *, day: dt.date, hall: str | None = None, halls: Sequence[str] | None = None,
+                     device: str | None = None) -> list[HourRow]:
+        where: list[str] = ["day = ?"]
+        params: list[Any] = [day.isoformat()]
+        if not _scope(where, params, hall, halls):
+            return []
+        if device is not None:
+            where.append("device = ?")
+            params.append(device)
+        per = ", device" if device is not None else ""
+        sql = (f"SELECT hall, day, hour{per}, SUM(bets), SUM(wins), SUM(rounds), SUM(cash_in), SUM(cash_out)"
+               f" FROM rollups_hourly{_where(where)} GROUP BY hall, day, hour{per} ORDER BY hall, hour{per}")
+
+        def body(con: sqlite3.Connection) -> list[HourRow]:
+            out = []
+            for r in con.execute(sql, params):
+                if device is not None:
+                    out.append(HourRow(r[0], r[1], r[2], *r[4:], device=r[3]))
+                else:
+                    out.append(HourRow(r[0], r[1], r[2], *r[3:]))
+            return out
 
         return await self._reader.run(body)
 
@@ -325,10 +438,12 @@ class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, Mon
 
     def _ingest(self, con: sqlite3.Connection, staged: StagedEvents, signed: SignedHeader | None) -> IngestResult:
         hall = staged.hall
-        row = con.execute("SELECT last_seq, last_hash FROM halls WHERE id = ?", (hall,)).fetchone()
+        row = con.execute("SELECT last_seq, last_hash, timezone, gaming_day_start FROM halls WHERE id = ?",
+                          (hall,)).fetchone()
         if row is None:
             raise StoreError(f"hall {hall!r} is not registered")
-        last_seq, last_hash = row
+        last_seq, last_hash = row[0], row[1]
+        staged = staged.under(day_rule(row[2], row[3]))   # the hall's day, also if it changed since staging
         first, last = staged.first_seq, staged.last_seq
         if first > last_seq + 1:
             return IngestResult("gap", last_seq, last_hash)
@@ -357,6 +472,7 @@ class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, Mon
         for key, c in fx.rollups.items():
             rollups.extend((*key, c.bets, c.wins, c.rounds, c.cash_in, c.cash_out))
         insert_rows(con, _INSERT_ROLLUPS, 9, rollups, _ROLLUPS_CONFLICT)
+        _insert_day_tables(con, hall, fx)
         insert_rows(con, _INSERT_MARKS, 8, _marks(con, hall, fx.devices))   # before the devices' totals move
         stated: list[Any] = []    # devices whose batch says whether they are enabled
         unstated: list[Any] = []

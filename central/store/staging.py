@@ -20,6 +20,7 @@ from typing import Any, Final
 import msgspec
 
 from protocols.sync import Event
+from protocols.sync.gamingday import UTC_MIDNIGHT, DayRule
 
 from .rollup import BatchEffects, effects
 
@@ -89,12 +90,26 @@ class StagedEvents:
         if start == 0:
             return self
         events = self.load_events()[start:]
-        return StagedEvents(self.hall, self.central_time, self.rows[start * WIDTH:], effects(self.hall, events),
+        return StagedEvents(self.hall, self.central_time, self.rows[start * WIDTH:],
+                            effects(self.hall, events, self.effects.rule),
                             tuple(m for m in self.missed if m.seq >= events[0].seq), lambda: events)
 
+    def under(self, rule: DayRule) -> StagedEvents:
+        """The same run with its day-keyed effects computed by ``rule`` (the hall's settings changed
+        between staging and storing: rare, so recomputing from the events is fine)."""
+        if rule == self.effects.rule:
+            return self
+        events = self.load_events()
+        count = self.count
+        events = events[len(events) - count:]   # a tail keeps only its own events
+        return StagedEvents(self.hall, self.central_time, self.rows, effects(self.hall, events, rule), self.missed,
+                            lambda: events)
 
-def stage_events(hall: str, events: Sequence[Event], central_time: int) -> StagedEvents:
-    """Rows, effects and missed records of ``events`` (non-empty, verified, all of ``hall``)."""
+
+def stage_events(hall: str, events: Sequence[Event], central_time: int,
+                 rule: DayRule = UTC_MIDNIGHT) -> StagedEvents:
+    """Rows, effects and missed records of ``events`` (non-empty, verified, all of ``hall``); the
+    effects' days and hours by the hall's day ``rule``."""
     if not events:
         raise ValueError("stage_events needs at least one event")
     rows: list[Any] = []
@@ -106,4 +121,4 @@ def stage_events(hall: str, events: Sequence[Event], central_time: int) -> Stage
                 encode(e.data).decode()))
         if e.type == "integration" and e.data.get("kind") == "missed":
             missed.append(MissedRecord(e.seq, e.device, e.data))
-    return StagedEvents(hall, central_time, rows, effects(hall, events), tuple(missed), lambda: events)
+    return StagedEvents(hall, central_time, rows, effects(hall, events, rule), tuple(missed), lambda: events)

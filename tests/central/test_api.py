@@ -63,6 +63,8 @@ EXPECTED_ROLES |= {
     "GET /audit": {"admin", "regulator"}, "GET /export": {"admin", "regulator"},
     # issue 05 dashboard: the floor is device status; whoami is every key's own role
     "GET /floor": STATUS, "GET /whoami": {"admin", "operator", "viewer", "technician", "regulator"},
+    # issue 07: hourly charts are money (reports); a hall's gaming day is finance's unit: admin only
+    "GET /reports/hourly": READ_REPORTS, "PUT /halls/{hall}/settings": {"admin"},
 }
 COMMAND_HALL = FakeHall("hall-cmd", seed=77)
 

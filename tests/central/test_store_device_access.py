@@ -9,6 +9,7 @@ from pathlib import Path
 from central.ingest import Ingestor
 from central.reconcile import event_money
 from central.store import SqliteStore
+from central.store.schema import SCHEMA_VERSION
 from protocols.sync import generate_private_key, public_key_to_pem
 from protocols.sync.money import ZERO, Contribution
 
@@ -95,7 +96,7 @@ async def test_an_older_file_gets_the_same_marks_and_loses_the_device_index(tmp_
         assert con.execute("SELECT * FROM device_marks ORDER BY hall, device, seq").fetchall() == marks
         assert con.execute("SELECT * FROM devices ORDER BY hall, id").fetchall() == devices
         assert con.execute("SELECT name FROM sqlite_master WHERE name = 'events_by_device'").fetchall() == []
-        assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("5",)
+        assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
     finally:
         con.close()
 
