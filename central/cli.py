@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from protocols.sync import SyncError, check_hall_id, fingerprint, public_key_from_pem
+from protocols.sync.gamingday import DEFAULT_START, DEFAULT_ZONE, DayRule, DayRuleError
 
 from . import audit
 from .apikeys import create_api_key
@@ -34,8 +35,10 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # Per command: option defaults (None = no default) and which options must end up set.
 DEFAULTS: dict[str, dict[str, Any]] = {
     "keys.init": {"data_dir": None, "force": False},
-    "halls.add": {"public_key": None, "db": None, "replace": False, "broker": None},
+    "halls.add": {"public_key": None, "db": None, "replace": False, "broker": None, "timezone": None,
+                  "gaming_day_start": None},
     "halls.list": {"db": None, "json": False},
+    "halls.set": {"db": None, "timezone": None, "gaming_day_start": None},
     "apikeys.create": {"role": None, "db": None, "halls": None},
     "export.write": {"db": None, "data_dir": None, "from": None, "to": None, "out": None, "format": "jsonl",
                      "hall": None},
@@ -50,6 +53,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "keys.init": ("data_dir",),
     "halls.add": ("public_key", "db"),
     "halls.list": ("db",),
+    "halls.set": ("db",),
     "apikeys.create": ("role", "db"),
     "export.write": ("db", "data_dir", "from", "to", "out"),
     "export.verify": ("file",),
@@ -75,6 +79,45 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _db(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", default=S, metavar="DB",
                    help="SQLite database file (created if missing); a postgresql:// URL is not supported yet")
+
+
+def _day_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timezone", default=S, metavar="ZONE",
+                   help="the hall's IANA time zone, e.g. Europe/Kyiv (default UTC)")
+    p.add_argument("--gaming-day-start", default=S, metavar="HH:MM",
+                   help="local time at which the hall's gaming day starts, e.g. 06:00 (default 00:00)")
+
+
+def _day_rule(opts: dict[str, Any], current: Any = None) -> DayRule | None:
+    """The rule the flags ask for (None: neither flag given); unset parts keep ``current``'s."""
+    if opts.get("timezone") is None and opts.get("gaming_day_start") is None:
+        return None
+    zone = opts.get("timezone") or (current.timezone if current is not None else DEFAULT_ZONE)
+    start = opts.get("gaming_day_start") or (current.gaming_day_start if current is not None else DEFAULT_START)
+    try:
+        return DayRule(str(zone), str(start))
+    except DayRuleError as exc:
+        raise UsageError(str(exc)) from None
+
+
+async def _apply_day_rule(store: Any, hall: str, rule: DayRule, now: int) -> str:
+    """Set the rule, audit a change; returns what to print."""
+    before = await store.get_hall(hall)
+    after = await store.set_day_rule(hall, rule, now=now)
+    if after is None:
+        raise Failed(f"hall {hall} is not registered")
+    if before is not None and after.settings_version != before.settings_version:
+        await audit.record(store, time=now, actor=audit.cli_actor(), action="hall.settings.update",
+                           target=audit.hall_target(hall), before=_settings(before), after=_settings(after))
+        state = f"version {after.settings_version}"
+    else:
+        state = "unchanged"
+    return f"hall {hall}: gaming day {after.timezone} from {after.gaming_day_start} ({state})"
+
+
+def _settings(record: Any) -> dict[str, Any]:
+    return {"timezone": record.timezone, "gaming_day_start": record.gaming_day_start,
+            "settings_version": record.settings_version}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,6 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="replace the key of an already registered hall (logged as a manual intervention)")
     add.add_argument("--broker", default=S, metavar="HOST:PORT",
                      help="HQ broker's address as halls reach it, for the printed agent URL (default a placeholder)")
+    _day_flags(add)
+    hset = hsub.add_parser("set", help="change a hall's time zone and gaming-day start",
+                           description="Set a registered hall's IANA time zone and gaming-day start. Every report "
+                                       "uses the hall's gaming day; a change re-buckets its stored rollups from its "
+                                       "events (one transaction) and is audited.")
+    _common(hset)
+    hset.add_argument("hall", metavar="ID", help="hall ID")
+    _db(hset)
+    _day_flags(hset)
     lst = hsub.add_parser("list", help="list registered halls", description="List registered halls with their key "
                                                                              "fingerprint and stored chain end.")
     _common(lst)
@@ -250,9 +302,11 @@ def cmd_halls_add(opts: dict[str, Any]) -> int:
         key = public_key_from_pem(pem)
     except SyncError as exc:
         raise Failed(f"{opts['public_key']}: {exc}") from None
+    _day_rule(opts)   # a bad zone or start is a usage error before anything is written
 
     async def run() -> int:
         store = await open_store(str(opts["db"]))
+        day_line = None
         try:
             old, now = await store.get_hall(hall), now_micros()
             outcome = await store.add_hall(hall, pem.decode("ascii").strip() + "\n", now=now,
@@ -260,11 +314,39 @@ def cmd_halls_add(opts: dict[str, Any]) -> int:
             await audit.hall_added(store, actor=audit.cli_actor(), time=now, hall=hall, outcome=outcome,
                                    old_fingerprint=None if old is None else _key_fingerprint(old.public_key_pem),
                                    new_fingerprint=fingerprint(key))
+            rule = _day_rule(opts, await store.get_hall(hall))
+            if rule is not None:
+                day_line = await _apply_day_rule(store, hall, rule, now)
         finally:
             await store.close()
         print(f"{outcome} hall {hall} ({fingerprint(key)})")
+        if day_line is not None:
+            print(day_line)
         for line in instructions(new_account(hall, opts["broker"])):  # the hall's broker account
             print(line)
+        return EXIT_OK
+
+    return _run(run)
+
+
+def cmd_halls_set(opts: dict[str, Any]) -> int:
+    hall = opts["hall"]
+    if _day_rule(opts) is None:
+        raise UsageError("halls set: give --timezone and/or --gaming-day-start")
+    if not Path(sqlite_path(str(opts["db"]))).exists():
+        raise Failed(f"database {opts['db']} does not exist (halls add creates it)")
+
+    async def run() -> int:
+        store = await open_store(str(opts["db"]))
+        try:
+            current = await store.get_hall(hall)
+            if current is None:
+                raise Failed(f"hall {hall} is not registered")
+            rule = _day_rule(opts, current)
+            assert rule is not None
+            print(await _apply_day_rule(store, hall, rule, now_micros()))
+        finally:
+            await store.close()
         return EXIT_OK
 
     return _run(run)
@@ -281,15 +363,17 @@ def cmd_halls_list(opts: dict[str, Any]) -> int:
         finally:
             await store.close()
         rows = [{"id": h.id, "key": fingerprint(public_key_from_pem(h.public_key_pem.encode())),
-                 "added_at": _iso(h.added_at), "last_seq": h.last_seq, "last_hash": h.last_hash} for h in halls]
+                 "added_at": _iso(h.added_at), "last_seq": h.last_seq, "last_hash": h.last_hash,
+                 "timezone": h.timezone, "gaming_day_start": h.gaming_day_start} for h in halls]
         if opts["json"]:
             print(json.dumps({"rows": rows}, indent=2))
         elif not rows:
             print("no halls registered")
         else:
-            print(f"{'ID':24} {'KEY':26} {'LAST SEQ':>10}  ADDED")
+            print(f"{'ID':24} {'KEY':26} {'LAST SEQ':>10}  {'GAMING DAY':28} ADDED")
             for r in rows:
-                print(f"{r['id']:24} {r['key']:26} {r['last_seq']:>10}  {r['added_at']}")
+                day = f"{r['timezone']} {r['gaming_day_start']}"
+                print(f"{r['id']:24} {r['key']:26} {r['last_seq']:>10}  {day:28} {r['added_at']}")
         return EXIT_OK
 
     return _run(run)
@@ -484,6 +568,7 @@ COMMANDS: dict[str, Callable[[dict[str, Any]], int]] = {
     "keys.init": cmd_keys_init,
     "halls.add": cmd_halls_add,
     "halls.list": cmd_halls_list,
+    "halls.set": cmd_halls_set,
     "apikeys.create": cmd_apikeys_create,
     "export.write": cmd_export_write,
     "export.verify": cmd_export_verify,

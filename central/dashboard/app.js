@@ -227,7 +227,7 @@
     return halls.rows.map((h) => h.id);
   }
 
-  // Network: halls online and today's GGR per hall (UTC day, as the rollups count it).
+  // Network: halls online and today's GGR per hall (each hall's own gaming day: the API's "today").
   async function renderOverview() {
     const body = $("overview-body");
     const summary = $("overview-summary");
@@ -245,8 +245,7 @@
       let ggrError = null;
       if (mayGgr) {
         try {
-          const today = utcDay(0);
-          ggr = await api("/reports/ggr?group_by=hall&from=" + today + "&to=" + today);
+          ggr = await api("/reports/ggr?group_by=hall&from=today&to=today");
           state.currency = ggr.currency;
         } catch (err) {
           if (!(err instanceof ApiError) || err.status === 401) throw err;
@@ -387,7 +386,7 @@
 
   async function renderCharts() {
     const specs = [
-      ["day", "/reports/ggr?group_by=day&from=" + utcDay(-29) + "&to=" + utcDay(0), (r) => r.key.slice(5)],
+      ["day", "/reports/ggr?group_by=day&from=" + utcDay(-29) + "&to=today", (r) => r.key.slice(5)],
       ["provider", "/reports/ggr?group_by=provider", (r) => r.key],
       ["hall", "/reports/ggr?group_by=hall", (r) => r.key],
     ];

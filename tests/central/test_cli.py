@@ -25,7 +25,7 @@ def pub(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("command", [[], ["keys", "init"], ["halls", "add"], ["halls", "list"],
+@pytest.mark.parametrize("command", [[], ["keys", "init"], ["halls", "add"], ["halls", "list"], ["halls", "set"],
                                      ["apikeys", "create"], ["serve"]])
 def test_every_command_has_help(tmp_path: Path, command: list[str]) -> None:
     done = run(*command, "--help", cwd=tmp_path)
@@ -62,6 +62,29 @@ def test_halls_add_list_and_replace(tmp_path: Path) -> None:
     rows = json.loads(listed.stdout)["rows"]
     assert [(r["id"], r["last_seq"]) for r in rows] == [("hall-01", 0)]
     assert "hall-01" in run("halls", "list", "--db", "c.db", cwd=tmp_path).stdout
+
+
+def test_a_halls_gaming_day_from_add_and_set(tmp_path: Path) -> None:
+    key = pub(tmp_path / "a.pub")
+    bad = run("halls", "add", "hall-01", "--public-key", str(key), "--db", "c.db", "--timezone", "Mars/Base",
+              cwd=tmp_path)
+    assert bad.returncode == 2 and "Mars/Base" in bad.stderr and not (tmp_path / "c.db").exists()
+    added = run("halls", "add", "hall-01", "--public-key", str(key), "--db", "c.db", "--timezone", "Europe/Kyiv",
+                cwd=tmp_path)
+    assert added.returncode == 0 and "gaming day Europe/Kyiv from 00:00 (version 1)" in added.stdout, added.stderr
+    moved = run("halls", "set", "hall-01", "--db", "c.db", "--gaming-day-start", "06:00", cwd=tmp_path)
+    assert moved.returncode == 0 and "Europe/Kyiv from 06:00 (version 2)" in moved.stdout, moved.stderr
+    same = run("halls", "set", "hall-01", "--db", "c.db", "--timezone", "Europe/Kyiv", cwd=tmp_path)
+    assert same.returncode == 0 and "(unchanged)" in same.stdout
+    assert run("halls", "set", "hall-01", "--db", "c.db", cwd=tmp_path).returncode == 2
+    assert run("halls", "set", "hall-01", "--db", "c.db", "--gaming-day-start", "6am", cwd=tmp_path).returncode == 2
+    assert run("halls", "set", "nowhere", "--db", "c.db", "--timezone", "UTC", cwd=tmp_path).returncode == 1
+    rows = json.loads(run("halls", "list", "--db", "c.db", "--json", cwd=tmp_path).stdout)["rows"]
+    assert [(r["timezone"], r["gaming_day_start"]) for r in rows] == [("Europe/Kyiv", "06:00")]
+    with sqlite3.connect(tmp_path / "c.db") as con:
+        audited = con.execute("SELECT action, before, after FROM audit WHERE action = 'hall.settings.update'"
+                              " ORDER BY id").fetchall()
+    assert [json.loads(after)["gaming_day_start"] for _, _, after in audited] == ["00:00", "06:00"]
 
 
 @pytest.mark.parametrize(("hall", "key_text", "message"), [
