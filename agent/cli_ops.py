@@ -43,7 +43,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                                                    "prints it)")
     run.add_argument("--central-key", metavar="FILE", help="HQ's public key (central.pub), to verify acks")
     run.add_argument("--currency", help="the hall's ISO 4217 currency (default EUR)")
-    run.add_argument("--gaming-day-start", metavar="HH:MM", help="local time the gaming day ends (default 06:00)")
+    run.add_argument("--gaming-day-start", metavar="HH:MM",
+                     help="local time the gaming day ends (default 06:00; HQ's standing data, once received, wins)")
     run.add_argument("--meter-interval", type=float, metavar="SEC",
                      help="seconds between scheduled meter snapshots of every machine (default 900)")
     run.add_argument("--meter-settle", type=float, metavar="SEC",

@@ -40,7 +40,8 @@ class KeyFiles:
     fingerprint: str
 
 
-def _write_atomically(path: Path, data: bytes, mode: int) -> None:
+def write_atomically(path: Path, data: bytes, mode: int) -> None:
+    """Replace ``path`` with ``data`` so a crash leaves the old file or the new one, never half of one."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
@@ -71,8 +72,8 @@ def init_keys(data_dir: str | os.PathLike[str], *, force: bool = False) -> KeyFi
         raise KeyFileError(f"{existing[0]} already exists; keep it, or pass --force to replace it "
                            f"(HQ must then register the new public key)")
     key = generate_private_key()
-    _write_atomically(private, private_key_to_pem(key), 0o600)
-    _write_atomically(public, public_key_to_pem(key.public_key()), 0o644)
+    write_atomically(private, private_key_to_pem(key), 0o600)
+    write_atomically(public, public_key_to_pem(key.public_key()), 0o644)
     return KeyFiles(private, public, fingerprint(key))
 
 

@@ -128,7 +128,8 @@ class Replicator:
         self.session = SessionCounter(Path(data_dir) / "mqtt-session")
         self._current_session = self.session.value
         self.link = MqttLink(url, client_id=client_id or f"hallsync-agent-{hall}", handler=self._on_message,
-                             subscriptions=[topic(hall, "acks"), topic(hall, "resend"), topic(hall, "commands")],
+                             subscriptions=[topic(hall, "acks"), topic(hall, "resend"), topic(hall, "commands"),
+                                            topic(hall, "standing")],
                              will=self._will,
                              on_connect=self._on_connect, publish_timeout=self.config.publish_timeout)
         self._sent_through = outbox.acked_through
@@ -143,6 +144,7 @@ class Replicator:
         self.stats: dict[str, int] = collections.Counter()
         self.last_ack_at: int | None = None
         self.commands: CommandSink | None = None  # installed by the runtime before start()
+        self.standing: Callable[[bytes], object] | None = None  # HQ's standing data (agent.standing), likewise
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -196,6 +198,9 @@ class Replicator:
                 ack = decode_ack(msg.payload, self.central_key, expect_hall=self.hall)
             elif kind == "resend":
                 request = decode_resend(msg.payload, self.central_key, expect_hall=self.hall)
+            elif kind == "standing":
+                if self.standing is None:
+                    raise SyncError("standing data received but this agent has no handler for it")
             else:
                 raise SyncError(f"unexpected topic kind {kind!r}")
         except SyncError as exc:
@@ -204,6 +209,8 @@ class Replicator:
             return
         if kind == "commands":
             await self.commands.on_message(msg.payload)  # type: ignore[union-attr]  # checked above
+        elif kind == "standing":
+            self.standing(msg.payload)  # type: ignore[misc]  # checked above
         elif kind == "acks":
             await self._ack(ack.acked_through_seq, ack.last_hash)
         else:

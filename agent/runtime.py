@@ -49,6 +49,7 @@ import structlog
 
 from mqttlink import parse_broker_url
 from protocols.sync import check_hall_id, public_key_from_pem
+from protocols.sync.standing import StandingData
 
 from . import sdnotify
 from .commands import COMMANDS_FILE, CommandHandler
@@ -71,6 +72,7 @@ from .replicator import Replicator, ReplicatorConfig
 from .sas import facts as F
 from .sas.config import PollConfig
 from .sas.poller import SasPoller, load_devices
+from .standing import STANDING_FILE, StandingStore
 from .state_socket import SOCKET_FILE, STATE_FILE, StateServer
 from .tasks import stop_task
 from .transport.errors import TransportError
@@ -162,6 +164,9 @@ class HallAgent:
                                        sas=lambda: self.poller.coordinators, terminals=lambda: self.modbus.coordinators,
                                        append=self._append_command_events, link=self.replicator.link)
         self.replicator.commands = self.commands
+        self.standing = StandingStore(config.hall, self.central_key, config.data_dir / STANDING_FILE,
+                                      self._apply_standing)
+        self.replicator.standing = self.standing.on_message
         self.started_at = time.time()
         self.events_appended = 0
         self.fail_closed: dict[str, Any] | None = None
@@ -192,6 +197,7 @@ class HallAgent:
         # each normalizer logs every unreadable checkpoint itself
         self.normalizer.restore({d: cp for d, cp in checkpoints.items() if d not in terminal_ids})
         self.terminal_normalizer.restore({d: cp for d, cp in checkpoints.items() if d in terminal_ids})
+        self.standing.load()   # HQ's last word on the gaming day, also while HQ is unreachable
         log.info("agent_starting", hall=self.config.hall, devices=len(self.devices), terminals=len(self.terminals),
                  broker=str(self.url), last_seq=self.outbox.last_seq, acked_through=self.outbox.acked_through)
         try:  # whatever fails from here on, what did start is stopped in order (the outbox last)
@@ -376,6 +382,10 @@ class HallAgent:
         """Every device the agent can disable: SAS machines (LP 01/02) and terminals (control 1/2)."""
         return {**self.poller.coordinators, **self.modbus.coordinators}
 
+    def _apply_standing(self, doc: StandingData) -> None:
+        """HQ's standing data: the gaming day its reports use becomes the day this agent closes."""
+        self.normalizer.day_rule = doc.day_rule
+
     def _fail_closed(self, reason: str, devices: frozenset[str]) -> None:
         self.fail_closed = {"reason": reason, "since": time.time(), "devices_with_pending": sorted(devices)}
         coordinators = self._controllable()
@@ -481,6 +491,9 @@ class HallAgent:
             "state_interval": self.config.state_interval, "currency": self.config.currency,
             "fail_closed": self.fail_closed, "events_appended": self.events_appended,
             "outbox": self.outbox.status(), "replicator": self.replicator.status(), "devices": devices,
+            "standing": None if self.standing.current is None else {
+                "version": self.standing.current.version, "timezone": self.standing.current.timezone,
+                "gaming_day_start": self.standing.current.gaming_day_start},
             "commands": self.commands.status(),
             "socket": str(self.state_server.path) if self.state_server is not None else None,
             "state_file_error": self.state_file_error, "stopped_at": self.stopped_at,

@@ -28,6 +28,7 @@ from .metrics import install as install_metrics
 from .monitor import DEFAULTS as ALERT_DEFAULTS
 from .monitor import Monitor, Thresholds
 from .service import IngestService, ServiceConfig
+from .standing import StandingPublisher
 from .store import open_store
 from .verify_pool import VerifyPool
 
@@ -71,6 +72,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
     runner: web.AppRunner | None = None
     monitor: Monitor | None = None
     pool: VerifyPool | None = None
+    standing: StandingPublisher | None = None
     try:
         if config.verify_processes > 0:
             pool = VerifyPool(config.verify_processes)
@@ -79,8 +81,11 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         ingest = IngestService(store, ingestor, url, ServiceConfig(share_group=config.share_group,
                                                                    client_id=config.client_id))
         service = ingest
+        standing = StandingPublisher(store, key, ingest.publish_retained)
+        ingest.on_online = standing.wake
         app = build_app(store, currency=config.currency, presence=lambda: {"ingest": service.status()},
-                        command_publisher=ingest.publish_command, central_key=key)
+                        command_publisher=ingest.publish_command, central_key=key,
+                        on_hall_settings=standing.publish)
         metrics = CentralMetrics(store)
         metrics.service, ingest.metrics = ingest, metrics
         install_metrics(app, metrics, token=config.metrics_token)
@@ -89,6 +94,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         site = web.TCPSite(runner, config.http_host, config.http_port)
         await site.start()
         await ingest.start()
+        standing.start()
         if config.monitor_interval > 0:
             monitor = Monitor(store, thresholds=config.alert_thresholds, interval=config.monitor_interval)
             monitor.start()
@@ -96,6 +102,8 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
                     broker=str(url), db=config.db if "://" not in config.db else config.db.split("@")[-1])
         await stop.wait()
     finally:
+        if standing is not None:
+            await standing.stop()
         if monitor is not None:
             await monitor.stop()
         if ingest is not None:

@@ -17,6 +17,7 @@ import asyncio
 import collections
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -79,6 +80,8 @@ class IngestService:
         self.stats: collections.Counter[str] = collections.Counter()
         self.metrics: CentralMetrics | None = None
         """Set by ``serve``: told once per batch (never per event) what the batch came to."""
+        self.on_online: Callable[[str], None] | None = None
+        """Set by ``serve``: called when a hall's agent comes online (it is sent its standing data)."""
 
     def _subscription(self, kind: str) -> str:
         group = self.config.share_group
@@ -157,6 +160,8 @@ class IngestService:
             self.stats["presence_store_errors"] += 1
             log.error("presence_not_stored", hall=hall, error=repr(exc))
             return
+        if changed and status.online and self.on_online is not None:
+            self.on_online(hall)
         if changed:
             log.info("hall_presence", hall=hall, online=status.online, session=status.session)
             with contextlib.suppress(Exception):
@@ -173,6 +178,10 @@ class IngestService:
             await self.store.log([LogEntry(kind=kind, hall=hall, time=now_micros(), detail=detail[:2000])])
 
     # -- commands ---------------------------------------------------------------------------------------
+
+    async def publish_retained(self, topic_name: str, payload: bytes) -> None:
+        """QoS 1, retained (standing data); :class:`LinkDown` when offline."""
+        await self.link.publish(topic_name, payload, qos=1, retain=True)
 
     async def publish_command(self, topic_name: str, payload: bytes) -> None:
         """The API's command publisher: QoS 1 through this link; :class:`CommandNotPublished` when offline."""

@@ -64,6 +64,7 @@ from protocols.sas.exceptions import (
     GameSelectedData,
     GameStartedData,
 )
+from protocols.sync.gamingday import DayRule
 
 from . import checkpoint
 from .device_state import DeviceState, HeldWin, OpenRound
@@ -126,6 +127,9 @@ class Normalizer:
         self.currency = currency
         self.gaming_day_start = gaming_day_start
         self.tz = tz
+        self.day_rule: DayRule | None = None
+        """The hall's gaming day from HQ's standing data; when set it wins over ``tz``/``gaming_day_start``
+        (the day central's reports use: :mod:`protocols.sync.gamingday`)."""
         self.default_denomination_cents = default_denomination_cents
         self.settle_seconds = settle_seconds
         self.devices: dict[str, DeviceState] = {}
@@ -246,6 +250,8 @@ class Normalizer:
 
     def gaming_day(self, wall: float) -> dt.date:
         """The gaming day a moment belongs to: the local date, shifted back by the day's start."""
+        if self.day_rule is not None:
+            return self.day_rule.day_of(int(wall * 1_000_000))
         local = dt.datetime.fromtimestamp(wall, self.tz) if self.tz else dt.datetime.fromtimestamp(wall)
         start = dt.timedelta(hours=self.gaming_day_start.hour, minutes=self.gaming_day_start.minute,
                              seconds=self.gaming_day_start.second)

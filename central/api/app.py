@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
 import structlog
@@ -319,7 +319,8 @@ def _fingerprint(pem: str) -> str | None:
 def build_app(store: Store, *, currency: str, clock: Callable[[], int] = now_micros,
               presence: Callable[[], Mapping[str, Any]] | None = None,
               command_publisher: CommandPublisher | None = None,
-              central_key: Ed25519PrivateKey | None = None) -> web.Application:
+              central_key: Ed25519PrivateKey | None = None,
+              on_hall_settings: Callable[[str], Awaitable[Any]] | None = None) -> web.Application:
     """The HTTP API on ``store``: mount it with ``aiohttp.web.AppRunner`` (or a test server).
 
     ``currency`` is the minor-unit currency of every amount (reports name it); ``clock`` gives now in
@@ -344,7 +345,7 @@ def build_app(store: Store, *, currency: str, clock: Callable[[], int] = now_mic
         "GET /commands/{id}": api.get_command,
     }
     ctx = ApiContext(store=store, currency=currency, clock=clock, command_publisher=command_publisher,
-                     central_key=central_key, presence=presence)
+                     central_key=central_key, presence=presence, on_hall_settings=on_hall_settings)
     for feature in FEATURES:
         more = feature.handlers(ctx)
         clash = set(more) & set(handlers)

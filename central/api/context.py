@@ -44,7 +44,7 @@ class ApiContext:
     command_publisher: CommandPublisher | None = None
     central_key: Ed25519PrivateKey | None = None
     presence: Callable[[], Mapping[str, Any]] | None = None
-    on_hall_settings: Callable[[str], Awaitable[None]] | None = None
+    on_hall_settings: Callable[[str], Awaitable[Any]] | None = None
     """Called after a hall's settings changed (central's link sends the hall its new standing data)."""
 
 

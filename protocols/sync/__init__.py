@@ -53,7 +53,9 @@ Messages (wire forms; receivers accept any key order and recompute canonical byt
   device, action, game, params, issued_at, expires_at}`` and command result ``{v, id, hall, status,
   detail, at}``.
 * status (unsigned, retained, the MQTT last will): ``{v, hall, online, session, at}``.
-* topics: ``hallsync/v1/halls/{hall}/{batches|acks|resend|commands|command-results|status}``.
+* standing data (signed envelope, context ``standing``, retained): ``{v, hall, version, issued_at,
+  timezone, gaming_day_start}`` (:mod:`.standing`); the agent refuses a version older than it holds.
+* topics: ``hallsync/v1/halls/{hall}/{batches|acks|resend|commands|command-results|status|standing}``.
 """
 
 from .acks import Ack, ResendRequest, decode_ack, decode_resend, encode_ack, encode_resend

@@ -1,7 +1,7 @@
 """MQTT topic names, built and parsed strictly.
 
 ``hallsync/v1/halls/{hall}/{kind}``. Agents publish ``batches``, ``command-results`` and ``status``;
-central publishes ``acks``, ``resend`` and ``commands``. Hall IDs are limited to
+central publishes ``acks``, ``resend``, ``commands`` and ``standing`` (retained standing data). Hall IDs are limited to
 ``[A-Za-z0-9_-]{1,64}`` because they become topic levels and broker ACL patterns: a ``+``, ``#`` or
 ``/`` in a hall ID would widen a subscription or an ACL to other halls.
 """
@@ -14,10 +14,10 @@ from .errors import BadTopic
 from .fields import HALL_RE
 
 PREFIX: Final = "hallsync/v1/halls"
-TopicKind = Literal["batches", "acks", "resend", "commands", "command-results", "status"]
+TopicKind = Literal["batches", "acks", "resend", "commands", "command-results", "status", "standing"]
 TOPIC_KINDS: Final[tuple[str, ...]] = get_args(TopicKind)
 AGENT_PUBLISHES: Final = frozenset({"batches", "command-results", "status"})
-CENTRAL_PUBLISHES: Final = frozenset({"acks", "resend", "commands"})
+CENTRAL_PUBLISHES: Final = frozenset({"acks", "resend", "commands", "standing"})
 
 
 def check_hall_id(hall: str) -> str:

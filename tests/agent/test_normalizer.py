@@ -14,6 +14,7 @@ from agent.sas import facts as F
 from protocols.sas.exceptions import BillAcceptedData, GameEndedData, GameSelectedData, GameStartedData
 from protocols.sync.events import UnsealedEvent, seal
 from protocols.sync.fields import GENESIS_HASH
+from protocols.sync.gamingday import DayRule
 from protocols.sync.money import ZERO, Contribution, contribution
 
 DEV = "egm-1"
@@ -273,6 +274,20 @@ def test_gaming_day_close_requests_and_tags_a_snapshot() -> None:
     snap = f.meters(reason="request")[0]
     assert snap.data["reason"] == "gaming_day_close" and snap.data["gaming_day"] == "2025-02-28"
     assert f.meters()[0].data["reason"] == "schedule"
+
+
+def test_the_day_from_hqs_standing_data_closes_where_centrals_reports_end_it() -> None:
+    """With a day rule from HQ (Kyiv, 06:00 local) the close falls at 04:00 UTC in winter, whatever the
+    host's own time zone and the --gaming-day-start it was started with."""
+    f = Feed()
+    f.norm.day_rule = DayRule("Europe/Kyiv", "06:00")
+    f.meters(reason="connect")
+    before = dt.datetime(2026, 12, 2, 3, 59, tzinfo=dt.UTC).timestamp()   # 05:59 in Kyiv
+    assert f.norm.gaming_day(before) == dt.date(2026, 12, 1)
+    assert f.norm.tick(before) == []              # the first tick learns the day
+    assert f.norm.tick(before + 30) == []         # 05:59:30: still 1 December's gaming day
+    requests = f.norm.tick(before + 61)           # 06:00:01 in Kyiv
+    assert [(r.device, r.reason, r.gaming_day) for r in requests] == [(DEV, "gaming_day_close", "2026-12-01")]
 
 
 @settings(max_examples=60, deadline=None)

@@ -177,24 +177,27 @@ def test_mqtt311_hall_publishing_as_another_hall_is_dropped(hq: HqBroker) -> Non
 
 
 @pytest.mark.parametrize("v5", [True, False], ids=["mqtt5", "mqtt311"])
-def test_hall_reads_only_its_own_acks_commands_and_resends(hq: HqBroker, v5: bool) -> None:
+def test_hall_reads_only_its_own_acks_commands_resends_and_standing_data(hq: HqBroker, v5: bool) -> None:
     """Mosquitto's acl_file grants every SUBACK and checks ``read`` on each message it would deliver
     (live and retained); so what counts is what arrives: B's messages never reach hall A, even
     through a subscription to B's exact topics or a wildcard over every hall."""
     a = hall(hq, "hall-a", v5=v5)
-    for kind in ("acks", "commands", "resend"):
+    kinds = ("acks", "commands", "resend", "standing")
+    for kind in kinds:
         assert a.subscribe(topic("hall-a", kind)).value == 1
         a.subscribe(topic("hall-b", kind))
         a.subscribe(subscription(kind))
     hq_side = central(hq)
-    for kind in ("acks", "commands", "resend"):  # B's first: had they been routed, they would arrive first
-        assert hq_side.publish(topic("hall-b", kind), f"for b {kind}".encode(), retain=kind == "commands").value == 0
+    for kind in kinds:  # B's first: had they been routed, they would arrive first
+        retain = kind in ("commands", "standing")
+        assert hq_side.publish(topic("hall-b", kind), f"for b {kind}".encode(), retain=retain).value == 0
         assert hq_side.publish(topic("hall-a", kind), f"for a {kind}".encode()).value == 0
-    want = {(topic("hall-a", k), f"for a {k}".encode()) for k in ("acks", "commands", "resend")}
+    want = {(topic("hall-a", k), f"for a {k}".encode()) for k in kinds}
     assert a.pump(lambda: want <= set(a.received), 5.0, hq_side), a.received
     assert set(a.received) == want, a.received
     late = hall(hq, "hall-a", v5=v5, client_id="late")  # a retained message of B's is not served either
     late.subscribe(topic("hall-b", "commands"))
+    late.subscribe(topic("hall-b", "standing"))
     late.subscribe(topic("hall-a", "acks"))
     hq_side.publish(topic("hall-a", "acks"), b"barrier")
     assert late.pump(lambda: bool(late.received), 5.0, hq_side)
@@ -203,7 +206,7 @@ def test_hall_reads_only_its_own_acks_commands_and_resends(hq: HqBroker, v5: boo
 
 def test_hall_cannot_publish_central_topics_nor_read_anything_else(hq: HqBroker) -> None:
     a = hall(hq, "hall-a")
-    for kind in ("acks", "commands", "resend"):  # only central may say "acked" or give orders
+    for kind in ("acks", "commands", "resend", "standing"):  # only central may say "acked" or give orders
         assert a.publish(topic("hall-a", kind), b"self-ack").value == NOT_AUTHORIZED
     for flt in ("#", "$SYS/#", subscription("batches"), shared_subscription("central", "batches"),
                 subscription("status"), topic("hall-a", "acks")):
