@@ -17,6 +17,7 @@ from aiohttp import web
 
 from central import reconcile as rc
 from central.store.base import DeviceEventRow, Store
+from protocols.sync.fields import HALL_RE, ID_RE
 from protocols.sync.gamingday import UTC_MIDNIGHT, DayRule
 from protocols.sync.money import ZERO, Contribution
 
@@ -24,6 +25,11 @@ from . import days as hall_days
 from . import params as p
 from .context import ApiContext, Handler, json_response, scope
 from .openapi import _WITH_400, _param, _ref
+
+DEFAULT_PAGE: Final = 500
+MAX_PAGE: Final = 5000
+"""(hall, device, day) cells per page: a page reads a bounded number of rows whatever the period."""
+_DAY_US: Final = 86_400_000_000
 
 
 async def device_rows(store: Store, hall: str, device: str, days: list[dt.date],
@@ -37,7 +43,11 @@ async def device_rows(store: Store, hall: str, device: str, days: list[dt.date],
                  if s is not None]
     integration: list[DeviceEventRow] = []
     if snapshots:
-        integration = await store.device_integration_events(hall, device, after_seq=snapshots[0].seq)
+        # the agent's records about a snapshot follow it within its settle time: a snapshot a day past
+        # the period bounds them (an old period's report does not read the device's later history)
+        through = await store.snapshot_after(hall, device, end + _DAY_US)
+        integration = await store.device_integration_events(hall, device, after_seq=snapshots[0].seq,
+                                                            through_seq=through)
     missed = [m for m in (rc.missed_from_event(r.seq, r.data) for r in integration) if m is not None]
     resets = rc.reset_snapshots(snapshots, [r.seq for r in integration if r.data.get("kind") == "meters_reset"])
     anomalies = [r.seq for r in integration if r.data.get("kind") == "anomaly"]
@@ -75,6 +85,20 @@ async def _timing_explains(store: Store, plan: rc.DayPlan, snapshots: list[rc.Sn
     return False
 
 
+def _cursor(text: str | None) -> tuple[str, str, str] | None:
+    """``after=HALL/DEVICE/DAY`` (a page's ``next_after``): neither IDs nor dates hold a ``/``."""
+    if text is None:
+        return None
+    parts = text.split("/")
+    if len(parts) != 3 or HALL_RE.fullmatch(parts[0]) is None or ID_RE.fullmatch(parts[1]) is None:
+        raise p.bad_request(f"after must be a next_after of this report (HALL/DEVICE/YYYY-MM-DD), not {text!r}")
+    try:
+        dt.date.fromisoformat(parts[2])
+    except ValueError:
+        raise p.bad_request(f"after: bad day {parts[2]!r}") from None
+    return parts[0], parts[1], parts[2]
+
+
 def handlers(ctx: ApiContext) -> dict[str, Handler]:
     store = ctx.store
 
@@ -90,7 +114,11 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
         if (day_to - day_from).days + 1 > rc.MAX_DAYS:
             raise p.bad_request(f"the period may span at most {rc.MAX_DAYS} days")
         device = p.text(q, "device")
-        cells = await store.device_days(day_from=day_from, day_to=day_to, hall=hall, halls=halls, device=device)
+        limit = p.integer(q, "limit", low=1, high=MAX_PAGE, default=DEFAULT_PAGE)
+        assert limit is not None
+        after = _cursor(p.text(q, "after"))
+        cells = await store.device_days(day_from=day_from, day_to=day_to, hall=hall, halls=halls, device=device,
+                                        after=after, limit=limit)
         per_device: dict[tuple[str, str], dict[dt.date, Contribution]] = defaultdict(dict)
         for (cell_hall, cell_device, day), money in cells.items():
             per_device[(cell_hall, cell_device)][dt.date.fromisoformat(day)] = money
@@ -99,8 +127,10 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
             for row in await device_rows(store, row_hall, row_device, sorted(money), money,
                                          rules.get(row_hall, UTC_MIDNIGHT)):
                 rows.append(row.as_dict())
+        last = next(reversed(cells)) if cells else None
         return json_response({"currency": ctx.currency, "from": day_from.isoformat(), "to": day_to.isoformat(),
-                              "days": hall_days.days_body(rules), "rows": rows})
+                              "days": hall_days.days_body(rules), "rows": rows,
+                              "next_after": "/".join(last) if last is not None and len(cells) == limit else None})
 
     return {"GET /reports/reconciliation": reconciliation}
 
@@ -154,6 +184,12 @@ PATHS: Final[dict[str, Any]] = {
                  "schema": {"type": "string", "format": "date"}},
                 {"name": "to", "in": "query", "required": False, "description": "Last gaming day (inclusive).",
                  "schema": {"type": "string", "format": "date"}},
+                {"name": "limit", "in": "query", "required": False,
+                 "description": "Machine-days per page (default 500, at most 5000).",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 5000}},
+                {"name": "after", "in": "query", "required": False,
+                 "description": "The previous page's `next_after` (rows are by hall, device, day).",
+                 "schema": {"type": "string"}},
             ],
             "responses": {"200": {"description": "The report.", "content": {"application/json": {
                 "schema": _ref("ReconciliationReport")}}}, **_WITH_400},
@@ -167,6 +203,8 @@ SCHEMAS: Final[dict[str, Any]] = {
         "properties": {
             "currency": {"type": "string"}, "from": {"type": "string", "format": "date"},
             "to": {"type": "string", "format": "date"}, "days": _ref("HallDays"),
+            "next_after": {"type": "string", "nullable": True,
+                           "description": "Give as `after` for the next page; null on the last page."},
             "rows": {"type": "array", "items": _ref("ReconciliationRow")},
         },
     },

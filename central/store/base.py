@@ -696,8 +696,13 @@ class Store(Protocol):
         before ``time_from`` (the opening meters), by seq."""
         ...
 
-    async def device_integration_events(self, hall: str, device: str, *, after_seq: int) -> list[DeviceEventRow]:
-        """The device's ``integration`` events with seq > ``after_seq``, by seq."""
+    async def device_integration_events(self, hall: str, device: str, *, after_seq: int,
+                                        through_seq: int | None = None) -> list[DeviceEventRow]:
+        """The device's ``integration`` events with ``after_seq`` < seq (≤ ``through_seq``), by seq."""
+        ...
+
+    async def snapshot_after(self, hall: str, device: str, time: int) -> int | None:
+        """The seq of the device's first ``meters.snapshot`` with agent_time ≥ ``time``, or None."""
         ...
 
     async def device_money(self, hall: str, device: str, ranges: Sequence[tuple[int, int]]) -> Contribution:
@@ -706,10 +711,12 @@ class Store(Protocol):
         ...
 
     async def device_days(self, *, day_from: dt.date, day_to: dt.date, hall: str | None = None,
-                          halls: Sequence[str] | None = None,
-                          device: str | None = None) -> dict[tuple[str, str, str], Contribution]:
+                          halls: Sequence[str] | None = None, device: str | None = None,
+                          after: tuple[str, str, str] | None = None,
+                          limit: int | None = None) -> dict[tuple[str, str, str], Contribution]:
         """Rollup money per (hall, device, gaming day ``YYYY-MM-DD``) with money or a meter snapshot in the
-        days (inclusive; each hall's own gaming days)."""
+        days (inclusive; each hall's own gaming days), in (hall, device, day) order: at most ``limit``
+        cells after the cell ``after`` (a page of the reconciliation)."""
         ...
 
     # metrics (central.metrics; SQLite in central.store.metrics_sqlite) -------------------------------

@@ -35,6 +35,7 @@ from .sqlhelpers import transaction as _tx
 T = TypeVar("T")
 _DECODER = msgspec.json.Decoder()
 _MAX_LIMIT = 10_000
+_INT64_MAX = 2**63 - 1
 _ALERT_COLUMNS = "id, hall, device, kind, subject, detail, raised_at, cleared_at, acked_by, acked_at"
 _DELAY_SAMPLE = 50
 """Newest events per hall whose processing delay the monitor looks at (the primary key reads them)."""
@@ -256,11 +257,23 @@ class MonitorSqliteMixin:
 
         return await self._reader.run(body)
 
-    async def device_integration_events(self, hall: str, device: str, *, after_seq: int) -> list[DeviceEventRow]:
+    async def device_integration_events(self, hall: str, device: str, *, after_seq: int,
+                                        through_seq: int | None = None) -> list[DeviceEventRow]:
         sql = ("SELECT seq, agent_time, type, data FROM events WHERE hall = ? AND device = ?"
-               " AND type = 'integration' AND seq > ? ORDER BY seq")
+               " AND type = 'integration' AND seq > ? AND seq <= ? ORDER BY seq")
+        top = _INT64_MAX if through_seq is None else through_seq
         return await self._reader.run(
-            lambda con: [_row(r) for r in con.execute(sql, (hall, device, after_seq))])
+            lambda con: [_row(r) for r in con.execute(sql, (hall, device, after_seq, top))])
+
+    async def snapshot_after(self, hall: str, device: str, time: int) -> int | None:
+        sql = ("SELECT seq FROM events WHERE hall = ? AND device = ? AND type = 'meters.snapshot'"
+               " AND agent_time >= ? ORDER BY agent_time, seq LIMIT 1")
+
+        def body(con: sqlite3.Connection) -> int | None:
+            row = con.execute(sql, (hall, device, time)).fetchone()
+            return None if row is None else int(row[0])
+
+        return await self._reader.run(body)
 
     async def device_money(self, hall: str, device: str, ranges: Sequence[tuple[int, int]]) -> Contribution:
         def body(con: sqlite3.Connection) -> Contribution:
@@ -286,8 +299,9 @@ class MonitorSqliteMixin:
         return await self._reader.run(body)
 
     async def device_days(self, *, day_from: dt.date, day_to: dt.date, hall: str | None = None,
-                          halls: Sequence[str] | None = None,
-                          device: str | None = None) -> dict[tuple[str, str, str], Contribution]:
+                          halls: Sequence[str] | None = None, device: str | None = None,
+                          after: tuple[str, str, str] | None = None,
+                          limit: int | None = None) -> dict[tuple[str, str, str], Contribution]:
         where: list[str] = ["day >= ?", "day <= ?"]
         params: list[Any] = [day_from.isoformat(), day_to.isoformat()]
         if not _hall_filter(where, params, hall, halls):
@@ -297,8 +311,12 @@ class MonitorSqliteMixin:
             params.append(device)
         # device_days (schema 6) holds a row for every device and gaming day with money or a meter
         # snapshot (a machine whose meters moved while no event arrived still gets its row)
+        if after is not None:
+            where.append("(hall, device, day) > (?, ?, ?)")
+            params.extend(after)
+        params.append(-1 if limit is None else limit)
         sql = (f"SELECT hall, device, day, bets, wins, rounds, cash_in, cash_out FROM device_days"
-               f" WHERE {' AND '.join(where)}")
+               f" WHERE {' AND '.join(where)} ORDER BY hall, device, day LIMIT ?")
 
         def body(con: sqlite3.Connection) -> dict[tuple[str, str, str], Contribution]:
             return {(r[0], r[1], r[2]): Contribution(*r[3:]) for r in con.execute(sql, params)}

@@ -251,6 +251,7 @@ CREATE TABLE IF NOT EXISTS device_days (
     snapshots INTEGER NOT NULL DEFAULT 0,        -- its meters.snapshot events that day
     PRIMARY KEY (day, hall, device)
 );
+CREATE INDEX IF NOT EXISTS device_days_by_device ON device_days (hall, device, day);
 """
 
 DEVICE_MONEY_COLUMNS: Final = ("money_bets", "money_wins", "money_rounds", "money_cash_in", "money_cash_out")

@@ -397,6 +397,41 @@ async def test_filters_scopes_roles_and_bad_requests(store: SqliteStore, ingesto
     assert (await report(client, store))["rows"] == []
 
 
+async def test_pages_of_any_size_walk_the_whole_report_once(store: SqliteStore, ingestor: Ingestor,
+                                                             client: TestClient) -> None:
+    for name in ("hall-a", "hall-b"):
+        chain = await hall(store, name)
+        for device in ("egm-001", "egm-002", "egm-003"):
+            egm = Egm(chain, device)
+            egm.snapshot(T0 + H)
+            for day in range(3):   # three gaming days, each closed by a snapshot
+                egm.play(bet=10 + day, win=0, at=T0 + day * 24 * H + 2 * H)
+                egm.snapshot(T0 + day * 24 * H + 3 * H)
+        await chain.flush(ingestor)
+    period = {"from": "2026-01-01", "to": "2026-01-03"}
+    whole = await report(client, store, **period)
+    assert len(whole["rows"]) == 18 and whole["next_after"] is None
+    assert all(r["reason"] == "exact" for r in whole["rows"])
+    for size in (1, 4, 7, 18):
+        walked: list[dict[str, Any]] = []
+        after: str | None = None
+        pages = 0
+        while True:
+            query = {**period, "limit": str(size), **({"after": after} if after else {})}
+            body = await report(client, store, **query)
+            walked += body["rows"]
+            pages += 1
+            after = body["next_after"]
+            if after is None:
+                break
+            assert len(body["rows"]) == size
+        assert walked == whole["rows"], size   # same rows, same order, none twice
+        assert pages == 18 // size + 1 if 18 % size == 0 else pages == -(-18 // size)
+    for bad in ("hall-a/egm-001", "hall a/egm-001/2026-01-01", "hall-a/egm-001/2026-13-01"):
+        body = await report(client, store, status=400, after=bad, **period)
+        assert body["error"]["code"] == "bad_request"
+
+
 # ---- the agent's own events -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("pace", "reason"), [(0.04, "exact"), (0.005, "missed_recorded")],
