@@ -66,6 +66,8 @@ class DeviceUpdate:
     last_play_seq: int | None = None
     money: list[int] = field(default_factory=lambda: [0, 0, 0, 0, 0])
     marks: list[Mark] = field(default_factory=list)
+    first_seq: int = 0
+    """Its first event in the batch (with ``last_seq``: the batch's span of the device, schema 6)."""
 
 
 @dataclass(slots=True)
@@ -145,7 +147,8 @@ def effects(hall: str, events: Iterable[Event], rule: DayRule = UTC_MIDNIGHT) ->
             _add(acc, amount)
         update = devices.get(event.device)
         if update is None:
-            update = devices[event.device] = DeviceUpdate(event.agent_time, event.agent_time, event.seq)
+            update = devices[event.device] = DeviceUpdate(event.agent_time, event.agent_time, event.seq,
+                                                          first_seq=event.seq)
         else:
             update.first_seen = min(update.first_seen, event.agent_time)
             update.last_seen = max(update.last_seen, event.agent_time)

@@ -24,8 +24,9 @@ events once.
 6: per-hall gaming days (``halls.timezone``, ``gaming_day_start``, ``settings_version``; NULL = UTC and
 00:00, which is what ``rollups.day`` meant before, so old rows keep their meaning); indexes for period
 queries on ``rollups``; ``rollups_hourly`` (per device and local clock hour) and ``device_days`` (per
-device and gaming day: money and snapshot count, the reconciliation's rows). Opening an older file
-fills the two new tables from its events once."""
+device and gaming day: money and snapshot count, the reconciliation's rows); ``device_spans`` (per
+batch and device). Opening an older file fills the two new tables from its events once and gives each
+device one span from seq 1 to its newest event (its old events are read as before)."""
 
 DDL: Final = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -252,6 +253,16 @@ CREATE TABLE IF NOT EXISTS device_days (
     PRIMARY KEY (day, hall, device)
 );
 CREATE INDEX IF NOT EXISTS device_days_by_device ON device_days (hall, device, day);
+-- where a device's events are: one span per stored batch and device (its first to its last seq in the
+-- batch), so GET /events?hall=&device= reads the device's spans instead of the hall's whole history
+-- (schema 5 dropped the per-event device index; this is one row per batch and device, in key order)
+CREATE TABLE IF NOT EXISTS device_spans (
+    hall      TEXT NOT NULL,
+    device    TEXT NOT NULL,
+    first_seq INTEGER NOT NULL,
+    last_seq  INTEGER NOT NULL,
+    PRIMARY KEY (hall, device, first_seq)
+);
 """
 
 DEVICE_MONEY_COLUMNS: Final = ("money_bets", "money_wins", "money_rounds", "money_cash_in", "money_cash_out")

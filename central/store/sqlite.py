@@ -102,6 +102,9 @@ _HOURS_CONFLICT = (
     " rounds = rollups_hourly.rounds + excluded.rounds, cash_in = rollups_hourly.cash_in + excluded.cash_in,"
     " cash_out = rollups_hourly.cash_out + excluded.cash_out"
 )
+_INSERT_SPANS = "INSERT INTO device_spans (hall, device, first_seq, last_seq)"
+_SPANS_CONFLICT = (" ON CONFLICT (hall, device, first_seq) DO UPDATE SET last_seq ="
+                   " MAX(device_spans.last_seq, excluded.last_seq)")
 _INSERT_DAYS = "INSERT INTO device_days (hall, device, day, bets, wins, rounds, cash_in, cash_out, snapshots)"
 _DAYS_CONFLICT = (
     " ON CONFLICT (day, hall, device) DO UPDATE SET"
@@ -324,6 +327,8 @@ class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, Mon
             if row is not None and int(row[0]) < 6:   # every hall was on UTC days: its rollups stay
                 for (hall,) in c.execute("SELECT id FROM halls").fetchall():
                     _rebuild_day_tables(c, hall, UTC_MIDNIGHT, rollups=False)
+                c.execute("INSERT OR IGNORE INTO device_spans (hall, device, first_seq, last_seq)"
+                          " SELECT hall, id, 1, last_seq FROM devices")
             c.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)"
                       " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
 
@@ -484,6 +489,11 @@ class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, Mon
         insert_rows(con, _INSERT_DEVICES, _DEVICE_WIDTH, unstated,
                     _DEVICES_CONFLICT.format(enabled="devices.enabled"))
         insert_rows(con, _INSERT_DEVICES, _DEVICE_WIDTH, stated, _DEVICES_CONFLICT.format(enabled="excluded.enabled"))
+        spans: list[Any] = []
+        for device in sorted(fx.devices):
+            u = fx.devices[device]
+            spans.extend((hall, device, u.first_seq, u.last_seq))
+        insert_rows(con, _INSERT_SPANS, 4, spans, _SPANS_CONFLICT)
         new_hash = new.hash_at(-1)
         con.execute("UPDATE halls SET last_seq = ?, last_hash = ? WHERE id = ?", (last, new_hash, hall))
         if signed is not None:  # export (issue 04): the hall's signature over this chain end
@@ -557,24 +567,31 @@ class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, Mon
         limit = max(1, min(limit, _MAX_EVENTS_LIMIT))
         columns = "hall, seq, id, device, type, agent_time, device_time, central_time, prev_hash, hash, data"
 
+        def row(r: tuple[Any, ...]) -> dict[str, Any]:
+            return {"v": 1, "hall": r[0], "seq": r[1], "id": r[2], "device": r[3], "type": r[4], "agent_time": r[5],
+                    "device_time": r[6], "central_time": r[7], "prev_hash": r[8], "hash": r[9],
+                    "data": _DATA_DECODER.decode(r[10])}
+
         def body(con: sqlite3.Connection) -> list[dict[str, Any]]:
-            clauses, values = list(where), list(params)
             if device is not None and hall is not None:
-                # No per-event device index (schema 5): the hall's events are walked in seq order, so stop
-                # at the device's newest event instead of reading to the hall's end.
-                newest = con.execute("SELECT last_seq FROM devices WHERE hall = ? AND id = ?",
-                                     (hall, device)).fetchone()
-                if newest is None:
-                    return []
-                clauses.append("seq <= ?")
-                values.append(newest[0])
-            sql = f"SELECT {columns} FROM events{_where(clauses)} ORDER BY hall, seq LIMIT ?"
-            return [
-                {"v": 1, "hall": r[0], "seq": r[1], "id": r[2], "device": r[3], "type": r[4], "agent_time": r[5],
-                 "device_time": r[6], "central_time": r[7], "prev_hash": r[8], "hash": r[9],
-                 "data": _DATA_DECODER.decode(r[10])}
-                for r in con.execute(sql, [*values, limit])
-            ]
+                return by_spans(con)
+            sql = f"SELECT {columns} FROM events{_where(where)} ORDER BY hall, seq LIMIT ?"
+            return [row(r) for r in con.execute(sql, [*params, limit])]
+
+        def by_spans(con: sqlite3.Connection) -> list[dict[str, Any]]:
+            # No per-event device index (schema 5): the device's spans (one per batch, schema 6) say
+            # which seq ranges of the hall hold its events, so only those are read.
+            out: list[dict[str, Any]] = []
+            start = after_seq or 0
+            sql = f"SELECT {columns} FROM events{_where([*where, 'seq >= ?', 'seq <= ?'])} ORDER BY seq LIMIT ?"
+            spans = con.execute("SELECT first_seq, last_seq FROM device_spans WHERE hall = ? AND device = ?"
+                                " AND last_seq > ? ORDER BY first_seq", (hall, device, start))
+            for first, last in spans:
+                out.extend(row(r) for r in con.execute(sql, [*params, max(first, start + 1), last,
+                                                             limit - len(out)]))
+                if len(out) >= limit:
+                    break
+            return out
 
         return await self._reader.run(body)
 

@@ -101,6 +101,61 @@ async def test_an_older_file_gets_the_same_marks_and_loses_the_device_index(tmp_
         con.close()
 
 
+async def test_a_quiet_devices_events_come_from_its_spans_in_any_batch_sizes_and_after_a_migration(
+        tmp_path: Path) -> None:
+    """A machine with three events among thousands of a busy one: its events are read from the spans
+    of the batches that held them (one row per batch and device), with paging, filters and limits the
+    same as a scan of the hall would give, also for a file from before the spans existed."""
+    path = tmp_path / "c.db"
+    store = await SqliteStore.open(path)
+    try:
+        chain = Chain("hall-q")
+        await store.add_hall("hall-q", public_key_to_pem(chain.key.public_key()).decode(), now=T0)
+        busy, quiet = Egm(chain, "egm-busy"), Egm(chain, "egm-quiet")
+        at = T0
+        for n in range(600):
+            busy.play(10, 0, at)
+            if n in (5, 300, 599):
+                quiet.bill(500, at + 1)
+            at += MINUTE
+        ingestor = Ingestor(store, generate_private_key(), clock=StepClock())
+        for size in (7, 130, 1000):   # batches of several sizes, so spans begin and end anywhere
+            events, chain.events = chain.events, chain.events[:chain.sent + size * 3]
+            await chain.flush(ingestor, size=size)
+            chain.events = events
+        await chain.flush(ingestor, size=333)
+
+        async def check() -> None:
+            for device in ("egm-busy", "egm-quiet"):
+                mine = [e for e in chain.events if e.device == device]
+                got = await store.events(hall="hall-q", device=device, limit=10_000)
+                assert [e["seq"] for e in got] == [e.seq for e in mine]
+                for after, limit in ((0, 1), (mine[0].seq, 2), (mine[len(mine) // 2].seq, 50)):
+                    page = await store.events(hall="hall-q", device=device, after_seq=after, limit=limit)
+                    assert [e["seq"] for e in page] == [e.seq for e in mine if e.seq > after][:limit]
+                middle = mine[len(mine) // 2].agent_time
+                timed = await store.events(hall="hall-q", device=device, time_from=middle, limit=10_000)
+                assert [e["seq"] for e in timed] == [e.seq for e in mine if e.agent_time >= middle]
+
+        await check()
+        con = sqlite3.connect(path)
+        spans = con.execute("SELECT first_seq, last_seq FROM device_spans WHERE device = 'egm-quiet'").fetchall()
+        con.close()
+        quiet_seqs = {e.seq for e in chain.events if e.device == "egm-quiet"}
+        assert 1 <= len(spans) <= 3 and all(first in quiet_seqs and last in quiet_seqs for first, last in spans)
+    finally:
+        await store.close()
+    con = sqlite3.connect(path, isolation_level=None)   # as schema 5 left it: no spans
+    con.execute("DROP TABLE device_spans")
+    con.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
+    con.close()
+    store = await SqliteStore.open(path)
+    try:
+        await check()
+    finally:
+        await store.close()
+
+
 async def test_events_of_a_device_stop_at_its_newest_event(tmp_path: Path) -> None:
     store = await SqliteStore.open(tmp_path / "c.db")
     try:
