@@ -10,6 +10,7 @@ The matching and difference rules live in :mod:`central.catalog` (pure, unit-tes
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -31,7 +32,7 @@ _SAS_ID_MAX: Final = 16
 
 
 # --- loading what the catalog's views need ------------------------------------------------------
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True)
 class World:
     """The catalog, the desired and detected configuration of the devices in scope, and the map of
     (hall, device, game number) → catalog game built from them."""
@@ -50,7 +51,16 @@ class World:
         return sorted(keys)
 
     def placements_of(self, hall: str, device: str) -> list[Placement]:
-        return [pl for pl in self.placements if pl.hall == hall and pl.device == device]
+        return self._by_device.get((hall, device), [])
+
+    @functools.cached_property
+    def _by_device(self) -> dict[tuple[str, str], list[Placement]]:
+        """Placements per device, built once: a scan per device cost 140 ms per request at 1,000
+        machines (bench/reports.py)."""
+        out: dict[tuple[str, str], list[Placement]] = {}
+        for pl in self.placements:
+            out.setdefault((pl.hall, pl.device), []).append(pl)
+        return out
 
 
 async def load_world(store: Store, hall: str | None, halls: Sequence[str] | None) -> World:

@@ -224,8 +224,12 @@ class CatalogSqliteMixin:
                            hall: str | None = None, halls: Sequence[str] | None = None) -> dict[tuple[str, str], int]:
         if not types:
             return {}
-        where: list[str] = [f"type IN ({', '.join('?' for _ in types)})"]
-        params: list[Any] = list(types)
+        params: list[Any] = []
+        if tuple(types) == ("game.error",):   # a literal, so SQLite may use the partial index events_errors
+            where: list[str] = ["type = 'game.error'"]
+        else:
+            where = [f"type IN ({', '.join('?' for _ in types)})"]
+            params.extend(types)
         if not _hall_filter(where, params, hall, halls):
             return {}
         for clause, value in (("agent_time >= ?", time_from), ("agent_time < ?", time_to)):

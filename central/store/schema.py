@@ -253,6 +253,8 @@ CREATE TABLE IF NOT EXISTS device_days (
     PRIMARY KEY (day, hall, device)
 );
 CREATE INDEX IF NOT EXISTS device_days_by_device ON device_days (hall, device, day);
+-- the provider report's error counts over a period (rare events: cheap at ingest)
+CREATE INDEX IF NOT EXISTS events_errors ON events (hall, agent_time) WHERE type = 'game.error';
 -- where a device's events are: one span per stored batch and device (its first to its last seq in the
 -- batch), so GET /events?hall=&device= reads the device's spans instead of the hall's whole history
 -- (schema 5 dropped the per-event device index; this is one row per batch and device, in key order)

@@ -46,7 +46,8 @@ def where_clause(where: list[str]) -> str:
 
 def rollup_scope(where: list[str], params: list[Any], hall: str | None, halls: Sequence[str] | None,
                  day_from: dt.date | None, day_to: dt.date | None) -> bool:
-    """Hall scope and inclusive UTC-day bounds on the rollups; False when nothing can match."""
+    """Hall scope and inclusive gaming-day bounds (each hall's own days) on the rollups; False when
+    nothing can match."""
     if not hall_scope(where, params, hall, halls):
         return False
     if day_from is not None:
