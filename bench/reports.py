@@ -28,6 +28,7 @@ import json
 import os
 import random
 import shutil
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -339,6 +340,19 @@ async def measure(db: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
     return results
 
 
+def rollup_cells(db: Path, args: argparse.Namespace) -> str:
+    """How many rollup rows the 1/30/90-day GGR reads (what grows with the events at a fixed floor)."""
+    last = START + dt.timedelta(days=args.days - 1)
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        counts = [con.execute("SELECT COUNT(*) FROM rollups WHERE day >= ? AND day <= ?",
+                              ((last - dt.timedelta(days=n - 1)).isoformat(), last.isoformat())).fetchone()[0]
+                  for n in (1, 30, args.days)]
+    finally:
+        con.close()
+    return f"{counts[0]:,} (1 day), {counts[1]:,} (30 days), {counts[2]:,} ({args.days} days)"
+
+
 def header() -> None:
     print(f"  {'report':34s} {'period':8s} {'p50 ms':>9s} {'p95 ms':>9s} {'rows':>8s} {'bytes':>11s} {'reps':>4s}")
 
@@ -409,6 +423,7 @@ async def main() -> None:
                     raise SystemExit(f"{where} holds an unfinished build: remove it")
                 where.mkdir(parents=True, exist_ok=True)
                 await build(db, args, events)
+            print(f"rollup cells (hall, device, game, day) summed by GGR: {rollup_cells(db, args)}")
             print(f"reports over HTTP ({load()}):")
             header()
             by_size[events] = await measure(db, args)
