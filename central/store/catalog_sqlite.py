@@ -20,7 +20,7 @@ from central.catalog import CatalogGame, Placement, Provider, RuleRecord
 
 from .base import CatalogConflict, RollupCell
 from .sqlhelpers import hall_scope as _hall_filter
-from .sqlhelpers import rollup_scope
+from .sqlhelpers import rollup_source
 from .sqlhelpers import transaction as _tx
 from .sqlhelpers import where_clause as _where
 
@@ -190,12 +190,12 @@ class CatalogSqliteMixin:
     # reads for the catalog's reports ---------------------------------------------------------------
     async def rollup_cells(self, *, day_from: dt.date | None = None, day_to: dt.date | None = None,
                            hall: str | None = None, halls: Sequence[str] | None = None) -> list[RollupCell]:
-        where: list[str] = []
-        params: list[Any] = []
-        if not rollup_scope(where, params, hall, halls, day_from, day_to):
+        source = rollup_source(hall, halls, day_from, day_to)   # whole months from rollups_monthly
+        if source is None:
             return []
         sql = ("SELECT hall, device, game, SUM(bets), SUM(wins), SUM(rounds), SUM(cash_in), SUM(cash_out)"
-               f" FROM rollups{_where(where)} GROUP BY hall, device, game ORDER BY hall, device, game")
+               f" FROM {source[0]} GROUP BY hall, device, game ORDER BY hall, device, game")
+        params = source[1]
 
         def body(con: sqlite3.Connection) -> list[RollupCell]:
             return [RollupCell(*r) for r in con.execute(sql, params)]

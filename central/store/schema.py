@@ -253,6 +253,21 @@ CREATE TABLE IF NOT EXISTS device_days (
     PRIMARY KEY (day, hall, device)
 );
 CREATE INDEX IF NOT EXISTS device_days_by_device ON device_days (hall, device, day);
+-- per-game money per hall-local month (the gaming days' YYYY-MM): a long period sums whole months here
+-- and only its partial months' days in rollups, so 90 days read about 3 rows per cell, not 90
+CREATE TABLE IF NOT EXISTS rollups_monthly (
+    hall     TEXT NOT NULL,
+    device   TEXT NOT NULL,
+    game     TEXT NOT NULL,
+    month    TEXT NOT NULL,                      -- YYYY-MM of the gaming day
+    bets     INTEGER NOT NULL DEFAULT 0,
+    wins     INTEGER NOT NULL DEFAULT 0,
+    rounds   INTEGER NOT NULL DEFAULT 0,
+    cash_in  INTEGER NOT NULL DEFAULT 0,
+    cash_out INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (hall, device, game, month)
+);
+CREATE INDEX IF NOT EXISTS rollups_monthly_by_month ON rollups_monthly (month, hall);
 -- the provider report's error counts over a period (rare events: cheap at ingest)
 CREATE INDEX IF NOT EXISTS events_errors ON events (hall, agent_time) WHERE type = 'game.error';
 -- where a device's events are: one span per stored batch and device (its first to its last seq in the

@@ -89,3 +89,78 @@ def insert_rows(con: sqlite3.Connection, head: str, width: int, values: Sequence
         con.execute(sql, values[at:at + size * width])
         at += size * width
         rows -= size
+
+
+def _month_end(day: dt.date) -> dt.date:
+    following = (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    return following - dt.timedelta(days=1)
+
+
+def _month(day: dt.date) -> str:
+    return day.isoformat()[:7]
+
+
+def split_period(day_from: dt.date | None, day_to: dt.date | None
+                 ) -> tuple[list[tuple[dt.date, dt.date]], tuple[str | None, str | None] | None]:
+    """A period of gaming days as (day ranges read from ``rollups``, a month range read from
+    ``rollups_monthly``): whole months come from the monthly table, the partial ones day by day. A None
+    bound is open; a None month range means no whole month."""
+    days: list[tuple[dt.date, dt.date]] = []
+    first: str | None = None
+    last: str | None = None
+    if day_from is not None:
+        if day_from.day != 1:
+            end = _month_end(day_from)
+            if day_to is not None and day_to <= end:
+                return [(day_from, day_to)], None
+            days.append((day_from, end))
+            first = _month(end + dt.timedelta(days=1))
+        else:
+            first = _month(day_from)
+    if day_to is not None:
+        if day_to != _month_end(day_to):
+            start = day_to.replace(day=1)
+            if day_from is not None and day_from > start:   # same month, handled above unless from is the 1st
+                return [(day_from, day_to)], None
+            days.append((start, day_to))
+            last = _month(start - dt.timedelta(days=1))
+        else:
+            last = _month(day_to)
+    if first is not None and last is not None and first > last:
+        return days, None
+    return days, (first, last)
+
+
+ROLLUP_MONEY = "bets, wins, rounds, cash_in, cash_out"
+
+
+def rollup_source(hall: str | None, halls: Sequence[str] | None, day_from: dt.date | None,
+                  day_to: dt.date | None) -> tuple[str, list[Any]] | None:
+    """A subquery of (hall, device, game, money…) rows whose sums are the rollups' over the period:
+    whole months from ``rollups_monthly``, partial months' days from ``rollups``; None when the
+    scope is empty."""
+    scope: list[str] = []
+    scope_params: list[Any] = []
+    if not hall_scope(scope, scope_params, hall, halls):
+        return None
+    days, months = split_period(day_from, day_to)
+    parts: list[str] = []
+    params: list[Any] = []
+    for start, end in days:
+        parts.append(f"SELECT hall, device, game, {ROLLUP_MONEY} FROM rollups"
+                     f"{where_clause([*scope, 'day >= ?', 'day <= ?'])}")
+        params.extend((*scope_params, start.isoformat(), end.isoformat()))
+    if months is not None:
+        clauses = list(scope)
+        values = list(scope_params)
+        if months[0] is not None:
+            clauses.append("month >= ?")
+            values.append(months[0])
+        if months[1] is not None:
+            clauses.append("month <= ?")
+            values.append(months[1])
+        parts.append(f"SELECT hall, device, game, {ROLLUP_MONEY} FROM rollups_monthly{where_clause(clauses)}")
+        params.extend(values)
+    if not parts:
+        return None
+    return "(" + " UNION ALL ".join(parts) + ")", params

@@ -57,7 +57,7 @@ from .monitor_sqlite import MonitorSqliteMixin
 from .rollup import BatchEffects, DeviceUpdate, effects
 from .schema import ADDED_COLUMNS, DDL, DEVICE_MONEY_COLUMNS, SCHEMA_VERSION
 from .sqlhelpers import hall_scope as _scope
-from .sqlhelpers import insert_rows, rollup_scope
+from .sqlhelpers import insert_rows, rollup_scope, rollup_source
 from .sqlhelpers import transaction as _transaction
 from .sqlhelpers import where_clause as _where
 from .staging import EVENT_COLUMNS, WIDTH, StagedEvents, stage_events
@@ -95,6 +95,13 @@ _DEVICE_WIDTH = 14
 _INSERT_MARKS = "INSERT INTO device_marks (hall, device, seq, bets, wins, rounds, cash_in, cash_out)"
 _HALL_COLUMNS = ("id, public_key_pem, added_at, last_seq, last_hash, online, session, status_at, timezone,"
                  " gaming_day_start, settings_version")
+_INSERT_MONTHS = "INSERT INTO rollups_monthly (hall, device, game, month, bets, wins, rounds, cash_in, cash_out)"
+_MONTHS_CONFLICT = (
+    " ON CONFLICT (hall, device, game, month) DO UPDATE SET"
+    " bets = rollups_monthly.bets + excluded.bets, wins = rollups_monthly.wins + excluded.wins,"
+    " rounds = rollups_monthly.rounds + excluded.rounds, cash_in = rollups_monthly.cash_in + excluded.cash_in,"
+    " cash_out = rollups_monthly.cash_out + excluded.cash_out"
+)
 _INSERT_HOURS = "INSERT INTO rollups_hourly (hall, device, day, hour, bets, wins, rounds, cash_in, cash_out)"
 _HOURS_CONFLICT = (
     " ON CONFLICT (day, hall, hour, device) DO UPDATE SET"
@@ -198,6 +205,23 @@ def _fill_device_money(con: sqlite3.Connection) -> None:
                     [(last_play.get(key), *total, *key) for key, total in totals.items()])
 
 
+def _insert_rollups(con: sqlite3.Connection, rollups: Mapping[tuple[str, str, str, str], Any]) -> None:
+    """The batch's per-game rollups by gaming day, and the same summed per month (rollups_monthly)."""
+    flat: list[Any] = []
+    months: dict[tuple[str, str, str, str], list[int]] = {}
+    for key, c in rollups.items():
+        flat.extend((*key, c.bets, c.wins, c.rounds, c.cash_in, c.cash_out))
+        acc = months.setdefault((key[0], key[1], key[2], key[3][:7]), [0, 0, 0, 0, 0])
+        acc[0] += c.bets
+        acc[1] += c.wins
+        acc[2] += c.rounds
+        acc[3] += c.cash_in
+        acc[4] += c.cash_out
+    insert_rows(con, _INSERT_ROLLUPS, 9, flat, _ROLLUPS_CONFLICT)
+    insert_rows(con, _INSERT_MONTHS, 9, [v for key, money in months.items() for v in (*key, *money)],
+                _MONTHS_CONFLICT)
+
+
 def _insert_day_tables(con: sqlite3.Connection, hall: str, fx: BatchEffects) -> None:
     """The batch's hourly rollups and device days (schema 6)."""
     hours: list[Any] = []
@@ -229,6 +253,7 @@ def _rebuild_day_tables(con: sqlite3.Connection, hall: str, rule: DayRule, *, ro
     con.execute("DELETE FROM device_days WHERE hall = ?", (hall,))
     if rollups:
         con.execute("DELETE FROM rollups WHERE hall = ?", (hall,))
+        con.execute("DELETE FROM rollups_monthly WHERE hall = ?", (hall,))
     after = 0
     while True:
         rows = con.execute("SELECT seq, device, type, agent_time, data FROM events WHERE hall = ? AND seq > ?"
@@ -240,10 +265,7 @@ def _rebuild_day_tables(con: sqlite3.Connection, hall: str, rule: DayRule, *, ro
                      rule)  # type: ignore[misc]
         _insert_day_tables(con, hall, fx)
         if rollups:
-            flat: list[Any] = []
-            for key, c in fx.rollups.items():
-                flat.extend((*key, c.bets, c.wins, c.rounds, c.cash_in, c.cash_out))
-            insert_rows(con, _INSERT_ROLLUPS, 9, flat, _ROLLUPS_CONFLICT)
+            _insert_rollups(con, fx.rollups)
 
 
 def _marks(con: sqlite3.Connection, hall: str, devices: Mapping[str, DeviceUpdate]) -> list[Any]:
@@ -312,6 +334,7 @@ class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, Mon
     def _migrate(con: sqlite3.Connection) -> None:
         """Create what is missing; add columns newer than the file (additive only, in one transaction)."""
         had_spans = con.execute("SELECT 1 FROM sqlite_master WHERE name = 'device_spans'").fetchone() is not None
+        had_months = con.execute("SELECT 1 FROM sqlite_master WHERE name = 'rollups_monthly'").fetchone() is not None
         con.executescript(DDL)
 
         def body(c: sqlite3.Connection) -> None:
@@ -328,6 +351,10 @@ class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, Mon
             if row is not None and int(row[0]) < 6:   # every hall was on UTC days: its rollups stay
                 for (hall,) in c.execute("SELECT id FROM halls").fetchall():
                     _rebuild_day_tables(c, hall, UTC_MIDNIGHT, rollups=False)
+            if row is not None and not had_months:
+                c.execute("INSERT INTO rollups_monthly (hall, device, game, month, bets, wins, rounds, cash_in,"
+                          " cash_out) SELECT hall, device, game, substr(day, 1, 7), SUM(bets), SUM(wins), SUM(rounds),"
+                          " SUM(cash_in), SUM(cash_out) FROM rollups GROUP BY hall, device, game, substr(day, 1, 7)")
             if row is not None and not had_spans:   # a device's older events: one span from seq 1
                 c.execute("INSERT OR IGNORE INTO device_spans (hall, device, first_seq, last_seq)"
                           " SELECT hall, id, 1, last_seq FROM devices")
@@ -475,10 +502,7 @@ class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, Mon
             new = staged
         insert_rows(con, _INSERT_EVENTS, WIDTH, new.rows)
         fx = new.effects
-        rollups: list[Any] = []
-        for key, c in fx.rollups.items():
-            rollups.extend((*key, c.bets, c.wins, c.rounds, c.cash_in, c.cash_out))
-        insert_rows(con, _INSERT_ROLLUPS, 9, rollups, _ROLLUPS_CONFLICT)
+        _insert_rollups(con, fx.rollups)
         _insert_day_tables(con, hall, fx)
         insert_rows(con, _INSERT_MARKS, 8, _marks(con, hall, fx.devices))   # before the devices' totals move
         stated: list[Any] = []    # devices whose batch says whether they are enabled
@@ -532,20 +556,24 @@ class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, Mon
                   hall: str | None = None, halls: Sequence[str] | None = None) -> list[GgrRow]:
         if group_by not in GROUP_BY:
             raise ValueError(f"group_by must be one of {', '.join(GROUP_BY)}, not {group_by!r}")
-        where: list[str] = []
-        params: list[Any] = []
-        if not rollup_scope(where, params, hall, halls, day_from, day_to):
-            return []
         columns = {"device": "hall, device", "network": "'network'"}.get(group_by, group_by)
         grouping = "" if group_by == "network" else f" GROUP BY {columns} ORDER BY {columns}"
-        # Groupings without the game read device_days: the same money per device and day (both from one
-        # batch's effects) in about 2.5 times fewer rows than the per-game rollups (bench/reports.py).
-        # Its rows of snapshots alone hold no money and are left out, as rollups never had them.
-        table = "rollups" if group_by == "game" else "device_days"
-        if table == "device_days":
+        sums = "SUM(bets), SUM(wins), SUM(rounds), SUM(cash_in), SUM(cash_out)"
+        if group_by == "game":   # whole months from rollups_monthly, the rest day by day (sqlhelpers)
+            source = rollup_source(hall, halls, day_from, day_to)
+            if source is None:
+                return []
+            sql, params = f"SELECT {columns}, {sums} FROM {source[0]}{grouping}", source[1]
+        else:
+            # Groupings without the game read device_days: the same money per device and day (both from
+            # one batch's effects) in about 2.5 times fewer rows than the per-game rollups
+            # (bench/reports.py). Its rows of snapshots alone hold no money and are left out.
+            where: list[str] = []
+            params = []
+            if not rollup_scope(where, params, hall, halls, day_from, day_to):
+                return []
             where.append("(bets != 0 OR wins != 0 OR rounds != 0 OR cash_in != 0 OR cash_out != 0)")
-        sql = (f"SELECT {columns}, SUM(bets), SUM(wins), SUM(rounds), SUM(cash_in), SUM(cash_out) FROM {table}"
-               f"{_where(where)}{grouping}")
+            sql = f"SELECT {columns}, {sums} FROM device_days{_where(where)}{grouping}"
 
         def body(con: sqlite3.Connection) -> list[GgrRow]:
             out = []

@@ -162,6 +162,19 @@ async def check_everything(store: SqliteStore, path: Path, truth: Truth, seed: i
         for day_from, day_to in periods:
             assert await stored_ggr(store, group_by, day_from, day_to) == truth.ggr(group_by, day_from, day_to), \
                 (group_by, day_from, day_to)
+    # rollup cells (the provider and hold reports' input) over periods that cut months anywhere
+    month_edges = ["2026-10-01", "2026-10-31", "2026-11-01", "2026-11-30"]
+    for day_from, day_to in [*periods, *((a, b) for a in month_edges for b in month_edges if a <= b),
+                             (None, "2026-10-31"), ("2026-11-01", None), (None, "2026-10-15")]:
+        cells = await store.rollup_cells(day_from=None if day_from is None else dt.date.fromisoformat(day_from),
+                                         day_to=None if day_to is None else dt.date.fromisoformat(day_to))
+        want: dict[tuple[str, str, str], Contribution] = {}
+        for hall, device, game, day, _, m in truth.cells:
+            if (day_from is None or day >= day_from) and (day_to is None or day <= day_to):
+                want[(hall, device, game)] = want.get((hall, device, game), ZERO) + m
+        assert {(c.hall, c.device, c.game): (c.bets, c.wins, c.rounds, c.cash_in, c.cash_out) for c in cells} == {
+            k: (c.bets, c.wins, c.rounds, c.cash_in, c.cash_out) for k, c in want.items()}, (day_from, day_to)
+        assert await stored_ggr(store, "game", day_from, day_to) == truth.ggr("game", day_from, day_to)
     for hall in RULES:
         for day in [*rnd.sample(days, 4), "2026-10-24", "2026-10-31", "2026-11-01"]:   # the 25-hour days
             rows = await store.hourly(day=dt.date.fromisoformat(day), hall=hall)
@@ -247,9 +260,11 @@ async def test_an_older_file_gains_the_hourly_rollups_and_device_days(tmp_path: 
     before = stored_device_days(path)
     con = sqlite3.connect(path, isolation_level=None)
     hours = con.execute("SELECT * FROM rollups_hourly ORDER BY day, hall, hour, device").fetchall()
-    assert hours and before
+    months = con.execute("SELECT * FROM rollups_monthly ORDER BY hall, device, game, month").fetchall()
+    assert hours and before and months
     con.execute("DROP TABLE rollups_hourly")    # as schema 5 left it
     con.execute("DROP TABLE device_days")
+    con.execute("DROP TABLE rollups_monthly")
     con.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
     con.close()
     store = await SqliteStore.open(path)
@@ -257,6 +272,7 @@ async def test_an_older_file_gains_the_hourly_rollups_and_device_days(tmp_path: 
     con = sqlite3.connect(path)
     try:
         assert con.execute("SELECT * FROM rollups_hourly ORDER BY day, hall, hour, device").fetchall() == hours
+        assert con.execute("SELECT * FROM rollups_monthly ORDER BY hall, device, game, month").fetchall() == months
     finally:
         con.close()
     assert stored_device_days(path) == before
