@@ -290,7 +290,7 @@ class SasLine:
                 continue
             if res.outcome is Outcome.REPLY:
                 tracker.received(Held(req.on_confirmed, res) if holds_data(res) else None)
-                if owed and res.reply is not None:
+                if owed and holds_data(res) and res.reply is not None:
                     self._copies = _Copies(req.address, res.reply, min(owed, req.retries + 1))
                 return PollResult(res, attempts, sent)
             if res.outcome is Outcome.TIMEOUT:
