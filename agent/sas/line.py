@@ -8,6 +8,15 @@ other poll as an ACK and drop the data we lost.
 
 Each :class:`~agent.sas.coordinator.MachineCoordinator` submits polls with :meth:`SasLine.poll` and
 awaits the result; the line task runs them one at a time, in submission order.
+
+A poll that went unanswered may still be answered, late (a stalled EGM, a loaded pty): its answer
+then arrives while a later poll waits for its own. After the repeat of an unanswered poll the EGM
+owes one answer per attempt, all the same data (a repeated poll is an implied NACK), so a copy of
+the accepted reply may still be on its way when the next, different poll goes out — taken for that
+poll's answer, the same event was counted twice and the answer it displaced was lost (chaos seed
+3: a 7E twice, its 7F gone). The line remembers how many such copies may still come; a reply equal
+to them is dropped and the poll repeated, which makes the EGM send its real answer again. A reply
+that differs proves none is left: the line delivers the EGM's answers in order.
 """
 
 from __future__ import annotations
@@ -43,6 +52,15 @@ class Held:
 
     on_confirmed: Callable[[TransactionResult], None] | None
     result: TransactionResult
+
+
+@dataclass(slots=True)
+class _Copies:
+    """Copies of an accepted reply that may still arrive (one per attempt left unanswered)."""
+
+    address: int
+    reply: framing.EgmReply | None   # None: not arrived yet (the poll was given up unanswered)
+    left: int
 
 
 @dataclass(slots=True)
@@ -99,6 +117,9 @@ class SasLine:
         self.timing = timing or Timing()
         self.name = name or transport.name
         self._tracker: HostAckTracker[Held] = HostAckTracker()
+        self._copies: _Copies | None = None
+        self.late_copies = 0
+        """Replies dropped as late copies of an earlier answer (see the module docstring)."""
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._open = False
@@ -205,6 +226,7 @@ class SasLine:
             with contextlib.suppress(OSError):
                 await self.transport.close()
             self._open = False
+            self._copies = None
             self._next_open = time.monotonic() + REOPEN_BACKOFF
 
     def _deliver(self, held: Held | None) -> None:
@@ -213,6 +235,27 @@ class SasLine:
                 held.on_confirmed(held.result)
             except Exception:  # a coordinator bug must not kill the line for every address on it
                 log.exception("confirmation handler failed", port=self.name)
+
+    def _late_copy(self, address: int, res: TransactionResult) -> bool:
+        """Whether this reply is a late copy of an answer already accepted (module docstring)."""
+        copies = self._copies
+        if copies is None or copies.address != address or res.reply is None:
+            return False
+        if copies.reply is None and holds_data(res):
+            copies.reply = res.reply   # the late answer itself (or this poll's own): taken, once
+            copies.left -= 1
+            if copies.left <= 0:
+                self._copies = None
+            return False
+        if res.reply != copies.reply:
+            self._copies = None   # an answer of its own: every earlier one has arrived before it
+            return False
+        copies.left -= 1
+        if copies.left <= 0:
+            self._copies = None
+        self.late_copies += 1
+        log.warning("late copy of an earlier reply dropped; poll repeated", port=self.name, address=address)
+        return True
 
     async def _send_ack_poll(self) -> None:
         self._deliver(self._tracker.before_send(ACK_POLL))
@@ -232,13 +275,26 @@ class SasLine:
             await self._send_ack_poll()
         attempts: list[TransactionResult] = []
         sent = time.monotonic()
+        owed = 0      # attempts of this poll whose answer may still arrive
+        dropped = 0
         while True:
             self._deliver(tracker.before_send(key))
             res = await transact(self.transport, req.address, req.frame, req.command, req.rte, self.timing)
             attempts.append(res)
+            if res.outcome is Outcome.REPLY and dropped <= req.retries and self._late_copy(req.address, res):
+                # Not this poll's answer: ask again (the EGM repeats its real one); this attempt's own
+                # answer may now still be on its way, as after a timeout.
+                dropped += 1
+                owed += 1
+                tracker.garbled()
+                continue
             if res.outcome is Outcome.REPLY:
                 tracker.received(Held(req.on_confirmed, res) if holds_data(res) else None)
+                if owed and holds_data(res) and res.reply is not None:
+                    self._copies = _Copies(req.address, res.reply, min(owed, req.retries + 1))
                 return PollResult(res, attempts, sent)
+            if res.outcome is Outcome.TIMEOUT:
+                owed += 1
             if res.outcome is Outcome.TIMEOUT and req.quiet_ok:
                 tracker.received(None)
                 return PollResult(res, attempts, sent)
@@ -247,4 +303,8 @@ class SasLine:
                 return PollResult(res, attempts, sent)
             tracker.garbled()  # TIMEOUT, GARBLED, NACK: the same poll again, at once
             if not tracker.must_repeat or len(attempts) > req.retries:
+                if owed > 1:
+                    # Given up unanswered: the first answer still to come is that poll's (the next
+                    # poll ACKs it to the EGM), the others are copies of it.
+                    self._copies = _Copies(req.address, None, owed)
                 return PollResult(res, attempts, sent)

@@ -89,6 +89,11 @@ class MemoryEgm(_Driver):
         self.before_answer: Callable[[framing.HostMessage], None] | None = None
         """Called with each host message before the EGM answers it: a test's player acts at an exact
         point of the agent's polling (a bill between two polls of one meter read, say)."""
+        self.late_replies = 0
+        """How many of the next replies to this address reach the host late: each goes out only when
+        the host's next message arrives, after the host's response timeout (a stalled EGM or a slow
+        pty). The EGM's model is untouched: it answers every poll as it always does, only later."""
+        self._late: list[int] | None = None
 
     def on_idle(self, now: float) -> list[int] | None:
         chirp = self.responder.idle(now)
@@ -101,7 +106,12 @@ class MemoryEgm(_Driver):
         if self.before_answer is not None:
             self.before_answer(msg)
         reply = self.responder.handle(msg, now)
-        return list(reply) if reply else None
+        out = list(reply) if reply else []
+        late, self._late = self._late or [], None
+        if self.late_replies and getattr(msg, "address", None) == self.responder.address:
+            self.late_replies -= 1
+            self._late, out = out, []
+        return late + out or None
 
 
 def pair() -> tuple[MemoryTransport, MemoryTransport]:

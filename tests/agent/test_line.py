@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from agent.sas.line import ACK_POLL, SasLine
-from agent.sas.transaction import Outcome, Timing
+from agent.sas.transaction import Outcome, Timing, TransactionResult
 from protocols.sas import framing, wire
 from protocols.sas import longpolls as lp
+from protocols.sas.exceptions import GameEndedData, GameStartedData
 
 from .memegm import ScriptedEgm, pair
 
@@ -74,6 +75,34 @@ async def test_many_callers_are_serialized() -> None:
         results = await asyncio.gather(*(line.poll(1, GP1, None) for _ in range(20)))
         assert all(r.reply == framing.ExceptionReply(0) for r in results)
         assert all(len(chars) == 1 and chars[0] & wire.WAKEUP for chars in line.transport.sent)  # type: ignore[attr-defined]
+    finally:
+        await line.stop()
+        await egm.stop()
+
+
+async def test_late_answers_to_a_poll_given_up_unanswered_are_taken_once() -> None:
+    """A poll asked three times and never answered in time is answered three times, late: the EGM
+    repeats its event for each repeat. The first answer is taken (the next poll ACKs it to the EGM);
+    the two copies after it are dropped and their poll asked again, until the EGM's real answer."""
+    start = framing.encode_rte_event(1, 0x7E, GameStartedData(5, 105, 0, 0))
+    end = framing.encode_rte_event(1, 0x7F, GameEndedData(0))
+    line, egm = await _setup([None, None, None, start, start, start, end, None])
+    confirmed: list[int] = []
+
+    def on(result: TransactionResult) -> None:
+        confirmed.append(getattr(result.reply, "code", -1))
+
+    try:
+        credits = framing.encode_long_poll(1, lp.SendCurrentCredits())
+        res = await line.poll(1, credits, 0x1A, rte=True, on_confirmed=on)
+        assert res.outcome is Outcome.TIMEOUT and len(res.attempts) == 3
+        res = await line.poll(1, GP1, None, rte=True, quiet_ok=True, on_confirmed=on)
+        assert isinstance(res.reply, framing.RteEvent) and res.reply.code == 0x7E
+        res = await line.poll(1, GP1, None, rte=True, quiet_ok=True, on_confirmed=on)
+        assert isinstance(res.reply, framing.RteEvent) and res.reply.code == 0x7F
+        assert len(res.attempts) == 3 and line.late_copies == 2
+        await line.poll(1, GP1, None, rte=True, quiet_ok=True, on_confirmed=on)
+        assert confirmed == [0x7E, 0x7F]
     finally:
         await line.stop()
         await egm.stop()

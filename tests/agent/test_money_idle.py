@@ -411,3 +411,28 @@ def test_a_jackpot_paid_by_the_machine_side_is_not_declared_missed_on_every_snap
     got = f.totals()
     assert (got.bets, got.wins, got.rounds) == (15, 120_700, 3), (got, [d.data for d in f.of("integration")])
     assert not f.of("integration", "anomaly")
+
+
+async def test_a_late_copy_of_a_repeated_polls_reply_is_not_taken_for_the_next_answer() -> None:
+    """The agent restarts while the EGM holds a whole game, and the EGM answers late (a loaded
+    pty): the probe's LP 1A times out and is repeated, the EGM answers both — its 7E, then the very
+    same 7E again, as the repeat asks (an implied NACK). The first copy answers the repeat; the
+    second arrives after the next, different poll went out and was taken for its answer, while
+    the EGM, ACKed by that poll, had answered it with the 7F. The game's bet was counted twice and
+    its win and round became ``missed`` (chaos seed 3, egm-001: bets +79, 7E coin-in 1817 twice)."""
+    async with harness(FAST, ticking=True, handpay_limit=1_000_000) as h:
+        await play_session(h, random.Random(7), 6, pace=0.02)       # type: ignore[arg-type]
+        h.egm.select_game(1)
+        await exact_when_idle(h)
+        await h.kill()
+        h.egm.play_game(bet=79, game=1, win=79)                      # while no agent polls: 7E, 7F queued
+        h.egm.play_game(bet=51, game=1, win=0)
+        assert h.egm.pending_exceptions()[:2] == [0x7E, 0x7F]
+        h.sim.late_replies = 2                                       # the probe and its repeat
+        await h.boot()
+        assert not h.sim.late_replies
+        await exact_when_idle(h)
+        starts = [d.data["coin_in_meter"] for d in h.store.drafts if d.type == "game.bet"]
+        assert len(starts) == len(set(starts))
+        assert not missed_reasons(h)
+        assert h.agent is not None and h.agent.line.late_copies == 1
