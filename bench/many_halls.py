@@ -388,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"({ingest['group_units'] / max(1, ingest['group_commits']):.1f} per commit, largest "
                   f"{ingest['largest_group']})")
         print(f"CPU over {elapsed:.1f} s: central {cpu['central']:.1f} s ({cpu['central'] / elapsed:.0%} of a core), "
-              f"mosquitto {cpu['mosquitto']:.1f} s, the halls' agents {cpu['agents']:.1f} s; "
+              f"mosquitto {cpu['mosquitto']:.1f} s, the halls' agents {cpu['agents']:.1f} s (their whole life, "
+              f"fill included); "
               f"load average {load0[0]:.2f} at start, {load1[0]:.2f} at end; "
               f"{os.cpu_count()} CPUs")
         code = 0 if check_central(db, results) else 1
