@@ -284,5 +284,10 @@ class IngestService:
         self._bytes[hall] = max(0, self._bytes.get(hall, 0) - len(msg.payload))
 
     def status(self) -> dict[str, Any]:
-        return {"connected": self.link.connected, "broker": str(self.link.url), "workers": len(self._workers),
-                **dict(self.stats)}
+        out: dict[str, Any] = {"connected": self.link.connected, "broker": str(self.link.url),
+                               "workers": len(self._workers), **dict(self.stats)}
+        group = getattr(self.store, "group_commit", None)   # the SQLite store's (central.store.group_commit)
+        if group is not None:
+            out.update(group_commits=group.stats.commits, group_units=group.stats.units,
+                       largest_group=group.stats.largest_group)
+        return out

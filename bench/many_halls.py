@@ -1,0 +1,409 @@
+"""Many halls into one HQ: H halls' real outboxes and replicators → Mosquitto → one ``hall-central serve``.
+
+Run: ``.venv/bin/python bench/many_halls.py --halls 100 --live [--seconds 30]`` or
+``.venv/bin/python bench/many_halls.py --halls 100 --backlog [--backlog-events 5000]``.
+
+Every hall is the agent's own code: a durable :class:`agent.outbox.Outbox` and the real
+:class:`agent.replicator.Replicator` (its defaults, or ``--linger``/``--batch``), so batches leave at the
+replicator's own pacing. The halls run in ``--agent-procs`` processes (``hall-central serve`` and Mosquitto
+are processes of their own, as in the field). The outboxes sit on ``/dev/shm`` when it exists: the halls'
+disks are not HQ's disk, so their fsyncs must not queue in front of central's.
+
+``--live``: each hall has ``--egms`` machines producing ``--rate`` events per machine per second (bets,
+wins, game ends, bills: the money rule's types), appended every 20 ms with the agent time at which each
+event happened. After ``--warmup`` s, for ``--seconds`` s: offered = events appended, sustained = events
+central acked (as seen by the halls), ack latency = from an event's agent time to its hall receiving the
+ack that covers it (p50/p99 over events). ``--backlog``: each outbox is filled with ``--backlog-events``
+first, then every replicator starts at once; the figure is all events over the time until every hall is
+fully acked.
+
+At the end every hall drains, and central's per-hall bets/wins/rounds/cash and chain end are compared
+with what the halls appended (exit 1 on any difference). The last line is ``events/s: X`` (sustained).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (  # the repo root goes on sys.path first
+    Proc,
+    cli,
+    cpu_seconds,
+    http_json,
+    start_broker,
+    start_central,
+    wait_until,
+    work_dir,
+)
+
+TICK = 0.02
+"""Seconds between two appends of a live hall (its pollers' events arrive in small groups)."""
+GAMES = ("g-fruits", "g-poker", "g-roulette")
+
+
+def _money(c: Any) -> list[int]:
+    return [c.bets, c.wins, c.rounds, c.cash_in, c.cash_out]
+
+
+def hall_name(i: int) -> str:
+    return f"hall-{i:03d}"
+
+
+# =====================================================================================================
+# agent processes: one asyncio loop with several halls
+# =====================================================================================================
+
+class Plays:
+    """What a hall's machines do: bets, wins, game ends and bills; keeps the money truth per the shared rule."""
+
+    def __init__(self, seed: int, egms: int) -> None:
+        from protocols.sync.money import ZERO
+
+        self.rng = random.Random(seed)
+        self.egms = egms
+        self.total = ZERO
+
+    def drafts(self, times: list[int]) -> list[Any]:
+        from agent.pipeline.drafts import EventDraft
+        from protocols.sync.money import contribution
+
+        out = []
+        rng = self.rng
+        for at in times:
+            device = f"egm-{rng.randint(1, self.egms):03d}"
+            roll = rng.random()
+            if roll < 0.05:
+                kind, data = "bill.accepted", {"amount": rng.choice((500, 1000, 2000)), "currency": "EUR",
+                                               "denomination": 1000}
+            elif roll < 0.55:
+                kind, data = "game.bet", {"amount": rng.choice((10, 20, 50, 100)), "currency": "EUR",
+                                          "game": rng.choice(GAMES), "denom": 1}
+            elif roll < 0.70:
+                kind, data = "game.win", {"amount": rng.choice((20, 50, 200)), "currency": "EUR",
+                                          "game": rng.choice(GAMES), "paid_by": "machine"}
+            else:
+                kind, data = "game.ended", {"game": rng.choice(GAMES), "bet": 10, "win": 0}
+            self.total = self.total + contribution(kind, data)
+            out.append(EventDraft(device, kind, at - 100, at, data))
+        return out
+
+
+async def agent_proc(args: argparse.Namespace) -> int:
+    """Run halls ``--first``..``--last`` (inclusive); write ``--out`` (JSON) at the end."""
+    from agent.keys import load_private_key
+    from agent.logging_setup import setup_logging
+    from agent.outbox import Outbox
+    from agent.replicator import Replicator, ReplicatorConfig
+    from mqttlink import parse_broker_url
+    from protocols.sync import public_key_from_pem
+
+    setup_logging("warning", json=False)
+    work, outboxes = Path(args.work), Path(args.outboxes)
+    central_pub = public_key_from_pem((work / "central" / "central.pub").read_bytes())
+    defaults = ReplicatorConfig()
+    config = ReplicatorConfig(batch_max=args.batch or defaults.batch_max,
+                              linger=defaults.linger if args.linger is None else args.linger)
+    url = parse_broker_url(args.mqtt)
+    window: list[float] = [math.inf, math.inf]   # the measured window (time.time()), set once known
+    samples: list[tuple[float, int]] = []        # (ack latency s, events) for events appended in the window
+    acked_in_window = 0
+
+    class TimedReplicator(Replicator):
+        """The real replicator; notes when each appended group of events is covered by an ack."""
+
+        pending: list[tuple[int, int, int]]   # (last seq, oldest agent time µs, events) of each append
+
+        async def _ack(self, through: int, last_hash: str) -> None:
+            nonlocal acked_in_window
+            await super()._ack(through, last_hash)
+            now = time.time()
+            while self.pending and self.pending[0][0] <= self.outbox.acked_through:
+                _, oldest, count = self.pending.pop(0)
+                if window[0] <= oldest / 1e6 < window[1]:
+                    samples.append((now - oldest / 1e6, count))
+                if window[0] <= now < window[1]:
+                    acked_in_window += count
+
+    halls: list[dict[str, Any]] = []
+    for i in range(args.first, args.last + 1):
+        name = hall_name(i)
+        data_dir = work / "halls" / name
+        (outboxes / name).mkdir(parents=True, exist_ok=True)
+        outbox = Outbox(outboxes / name / "outbox.db", name)
+        await outbox.start()
+        replicator = TimedReplicator(outbox, name, load_private_key(data_dir / "hall.key"), central_pub, url,
+                                     data_dir=data_dir, config=config, client_id=f"bench-agent-{name}")
+        replicator.pending = []
+        halls.append({"name": name, "outbox": outbox, "replicator": replicator, "plays": Plays(i, args.egms),
+                      "offered": 0})
+
+    async def append(hall: dict[str, Any], times: list[int]) -> None:
+        outbox = hall["outbox"]
+        await outbox.append(hall["plays"].drafts(times))
+        hall["replicator"].pending.append((outbox.last_seq, times[0], len(times)))
+
+    if args.mode == "backlog":
+        for hall in halls:
+            left = args.backlog_events
+            while left:
+                n = min(1000, left)
+                now = time.time_ns() // 1000
+                await append(hall, [now] * n)
+                left -= n
+        (work / f"filled-{args.first}").write_text("ok")
+        while not (work / "go").exists():  # noqa: ASYNC110  (the parent writes it once every process filled)
+            await asyncio.sleep(0.01)
+    started = time.time()
+    for hall in halls:
+        await hall["replicator"].start()
+    producers: list[asyncio.Task[None]] = []
+    if args.mode == "live":
+        window[0] = started + args.warmup
+        window[1] = window[0] + args.seconds
+        per_tick = args.egms * args.rate * TICK
+
+        async def produce(hall: dict[str, Any]) -> None:
+            await asyncio.sleep(random.random() * TICK)   # halls out of phase, as in the field
+            owed, last = 0.0, time.time()
+            while time.time() < window[1]:
+                await asyncio.sleep(TICK)
+                now = time.time()
+                owed += per_tick * (now - last) / TICK
+                n, last = int(owed), now
+                if not n:
+                    continue
+                owed -= n
+                # the events happened during the last tick, evenly spread
+                times = [int((now - TICK * (n - 1 - k) / n) * 1e6) for k in range(n)]
+                await append(hall, times)
+                if window[0] <= now < window[1]:
+                    hall["offered"] += n
+
+        producers = [asyncio.create_task(produce(h)) for h in halls]
+        await asyncio.gather(*producers)
+    # drain: every hall fully acked
+    deadline = time.time() + args.drain
+    while any(h["outbox"].acked_through < h["outbox"].last_seq for h in halls):
+        if time.time() > deadline:
+            break
+        await asyncio.sleep(0.01)
+    finished = time.time()
+    result = {
+        "started": started, "finished": finished, "window": window if args.mode == "live" else None,
+        "offered": sum(h["offered"] for h in halls), "acked_in_window": acked_in_window, "samples": samples,
+        "halls": {h["name"]: {"last_seq": h["outbox"].last_seq, "acked_through": h["outbox"].acked_through,
+                              "total": _money(h["plays"].total), "batches": h["replicator"].stats.get("batches", 0),
+                              "ack_timeouts": h["replicator"].stats.get("ack_timeouts", 0),
+                              "resends": h["replicator"].stats.get("resend_requests", 0)}
+                  for h in halls},
+    }
+    for hall in halls:
+        await hall["replicator"].stop()
+        await hall["outbox"].stop()
+    Path(args.out).write_text(json.dumps(result))
+    return 0
+
+
+# =====================================================================================================
+# the parent: broker, central, halls registered, agent processes, figures
+# =====================================================================================================
+
+def register(work: Path, db: Path, halls: int) -> None:
+    """Each hall's key pair (agent.keys, as ``hall-agent keys init``) and its registration in central's store."""
+    from agent.keys import init_keys
+    from central.store import SqliteStore
+
+    async def add() -> None:
+        store = await SqliteStore.open(db)
+        try:
+            for i in range(halls):
+                files = init_keys(work / "halls" / hall_name(i))
+                await store.add_hall(hall_name(i), files.public.read_text(), now=time.time_ns() // 1000)
+        finally:
+            await store.close()
+
+    asyncio.run(add())
+
+
+def percentile(samples: list[tuple[float, int]], q: float) -> float:
+    """The ``q`` quantile of latencies weighted by their event counts."""
+    if not samples:
+        return math.nan
+    ordered = sorted(samples)
+    total = sum(n for _, n in ordered)
+    at, target = 0, q * total
+    for latency, n in ordered:
+        at += n
+        if at >= target:
+            return latency
+    return ordered[-1][0]
+
+
+def check_central(db: Path, results: list[dict[str, Any]]) -> bool:
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        got = {r[0]: r[1:] for r in con.execute(
+            "SELECT hall, SUM(bets), SUM(wins), SUM(rounds), SUM(cash_in), SUM(cash_out) FROM rollups GROUP BY hall")}
+        ends = dict(con.execute("SELECT id, last_seq FROM halls"))
+        counts = dict(con.execute("SELECT hall, COUNT(*) FROM events GROUP BY hall"))
+    finally:
+        con.close()
+    bad = []
+    for result in results:
+        for name, hall in result["halls"].items():
+            want = tuple(hall["total"])
+            have = tuple(got.get(name, (0, 0, 0, 0, 0)))
+            if (have != want or ends.get(name) != hall["last_seq"] or counts.get(name, 0) != hall["last_seq"]
+                    or hall["acked_through"] != hall["last_seq"]):
+                bad.append(f"{name}: central {have} end {ends.get(name)} events {counts.get(name, 0)}; hall {want} "
+                           f"last {hall['last_seq']} acked {hall['acked_through']}")
+    if bad:
+        print(f"central: MISMATCH in {len(bad)} halls, e.g. " + "; ".join(bad[:3]))
+        return False
+    print("central: OK (every hall's events once, chain end, bets/wins/rounds/cash equal what the halls appended)")
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--halls", type=int, default=20)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--live", dest="mode", action="store_const", const="live", help="halls playing (default)")
+    mode.add_argument("--backlog", dest="mode", action="store_const", const="backlog",
+                      help="every hall ships a filled outbox at once")
+    p.add_argument("--egms", type=int, default=200, help="machines per hall (default 200)")
+    p.add_argument("--rate", type=float, default=0.5, help="events per machine per second (default 0.5)")
+    p.add_argument("--seconds", type=float, default=30.0, help="measured window of --live (default 30)")
+    p.add_argument("--warmup", type=float, default=5.0, help="seconds before the window (default 5)")
+    p.add_argument("--backlog-events", type=int, default=5000, help="events per hall for --backlog (default 5000)")
+    p.add_argument("--linger", type=float, default=None, help="replicator linger (default: the agent's)")
+    p.add_argument("--batch", type=int, default=None, help="replicator batch_max (default: the agent's)")
+    p.add_argument("--agent-procs", type=int, default=2, help="processes the halls are spread over (default 2)")
+    p.add_argument("--drain", type=float, default=120.0, help="seconds allowed for the final drain")
+    p.add_argument("--mqtt", metavar="URL", help="use this broker instead of starting a Mosquitto")
+    p.add_argument("--keep", metavar="DIR", help="work in DIR (created) and keep it afterwards")
+    p.add_argument("--agent-proc", action="store_true", help=argparse.SUPPRESS)
+    for hidden in ("--work", "--outboxes", "--out"):
+        p.add_argument(hidden, help=argparse.SUPPRESS)
+    p.add_argument("--first", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--last", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.mode = args.mode or "live"
+    if args.agent_proc:
+        return asyncio.run(agent_proc(args))
+
+    from mqttlink.broker import free_port
+
+    work = work_dir(args.keep, "hallsync-many-")
+    shm = Path("/dev/shm")
+    outboxes = Path(f"/dev/shm/{work.name}-outboxes") if shm.is_dir() else work / "outboxes"
+    outboxes.mkdir(parents=True, exist_ok=True)
+    broker, mqtt = start_broker(work, args.mqtt)
+    central = None
+    code = 1
+    try:
+        cli("hall-central", "keys", "init", "--data-dir", str(work / "central"))
+        db = work / "central.db"
+        register(work, db, args.halls)
+        port = free_port()
+        central = start_central(work, work / "central", db, mqtt, port)
+        procs = max(1, min(args.agent_procs, args.halls))
+        spans = [(k * args.halls // procs, (k + 1) * args.halls // procs - 1) for k in range(procs)]
+        agents = []
+        for first, last in spans:
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--agent-proc", "--mqtt", mqtt, "--work", str(work),
+                   "--outboxes", str(outboxes), "--out", str(work / f"agents-{first}.json"), "--first", str(first),
+                   "--last", str(last), "--egms", str(args.egms), "--rate", str(args.rate), "--seconds",
+                   str(args.seconds), "--warmup", str(args.warmup), "--backlog-events", str(args.backlog_events),
+                   "--drain", str(args.drain), f"--{args.mode}"]
+            if args.linger is not None:
+                cmd += ["--linger", str(args.linger)]
+            if args.batch is not None:
+                cmd += ["--batch", str(args.batch)]
+            agents.append(Proc(f"agents-{first}", cmd, work).start())
+        if args.mode == "backlog":
+            wait_until(lambda: all((work / f"filled-{first}").exists() for first, _ in spans), 600,
+                       "the outboxes filled", *agents)
+        cpu0 = {"central": cpu_seconds(central.pid),
+                "mosquitto": cpu_seconds(broker.proc.pid) if broker is not None else math.nan}
+        load0 = os.getloadavg()
+        children0 = os.times()
+        t0 = time.time()
+        (work / "go").write_text("go")
+        health = f"http://127.0.0.1:{port}/api/v1/health"
+        for agent in agents:
+            assert agent.proc is not None
+            while agent.proc.poll() is None:
+                time.sleep(0.2)
+                if not central.alive():
+                    raise SystemExit(f"central exited:\n{central.tail()}")
+            if agent.proc.returncode != 0:
+                raise SystemExit(f"{agent.name} failed ({agent.proc.returncode}):\n{agent.tail()}")
+        elapsed = time.time() - t0
+        ingest = http_json(health).get("presence", {}).get("ingest", {})
+        cpu = {"central": cpu_seconds(central.pid) - cpu0["central"],
+               "mosquitto": (cpu_seconds(broker.proc.pid) - cpu0["mosquitto"]) if broker is not None else math.nan}
+        load1 = os.getloadavg()
+        children1 = os.times()   # the agent processes, reaped by now
+        cpu["agents"] = (children1.children_user + children1.children_system - children0.children_user
+                         - children0.children_system)
+        results = [json.loads((work / f"agents-{first}.json").read_text()) for first, _ in spans]
+        halls = {name: h for r in results for name, h in r["halls"].items()}
+        batches = sum(h["batches"] for h in halls.values())
+        events = sum(h["last_seq"] for h in halls.values())
+        print(f"{args.halls} halls × {args.egms} EGMs, {args.mode}; {len(agents)} agent processes; outboxes in "
+              f"{outboxes.parent}; central pid {central.pid}")
+        if args.mode == "live":
+            offered = sum(r["offered"] for r in results) / args.seconds
+            sustained = sum(r["acked_in_window"] for r in results) / args.seconds
+            samples = [tuple(s) for r in results for s in r["samples"]]
+            print(f"offered: {offered:,.0f} events/s; sustained (acked in the window): {sustained:,.0f} events/s "
+                  f"({sustained / offered:.1%}) over {args.seconds:.0f} s after {args.warmup:.0f} s warm-up")
+            print(f"ack latency (agent time → ack at the hall): p50 {percentile(samples, 0.5) * 1e3:,.0f} ms, "
+                  f"p99 {percentile(samples, 0.99) * 1e3:,.0f} ms, max {max(s[0] for s in samples) * 1e3:,.0f} ms")
+        else:
+            first_start = min(r["started"] for r in results)
+            last_done = max(r["finished"] for r in results)
+            sustained = events / (last_done - first_start)
+            print(f"backlog: {events:,} events ({args.backlog_events:,} per hall) acked in "
+                  f"{last_done - first_start:.2f} s: {sustained:,.0f} events/s")
+        print(f"batches: {batches:,} ({events / max(1, batches):.1f} events each); ack timeouts "
+              f"{sum(h['ack_timeouts'] for h in halls.values())}, resend requests "
+              f"{sum(h['resends'] for h in halls.values())}")
+        if "group_commits" in ingest:
+            print(f"central group commit: {ingest['group_commits']:,} commits for {ingest['group_units']:,} units "
+                  f"({ingest['group_units'] / max(1, ingest['group_commits']):.1f} per commit, largest "
+                  f"{ingest['largest_group']})")
+        print(f"CPU over {elapsed:.1f} s: central {cpu['central']:.1f} s ({cpu['central'] / elapsed:.0%} of a core), "
+              f"mosquitto {cpu['mosquitto']:.1f} s, the halls' agents {cpu['agents']:.1f} s (their whole life, "
+              f"fill included); "
+              f"load average {load0[0]:.2f} at start, {load1[0]:.2f} at end; "
+              f"{os.cpu_count()} CPUs")
+        code = 0 if check_central(db, results) else 1
+        print(f"events/s: {sustained:.0f}")
+    finally:
+        if central is not None:
+            central.stop()
+        if broker is not None:
+            broker.stop()
+        shutil.rmtree(outboxes, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
