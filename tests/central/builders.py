@@ -27,6 +27,16 @@ T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
 GAMES = ("g-fruits", "g-poker", "g-roulette")
 
 
+class Clock:
+    """A clock standing at ``now`` (microseconds) until a test moves it."""
+
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
 @dataclass
 class FakeHall:
     """One hall's agent as far as central can tell: a key, a chain and a stream of game events."""

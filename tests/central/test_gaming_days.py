@@ -26,6 +26,7 @@ from protocols.sync import Event, encode_batch, generate_private_key, public_key
 from protocols.sync.gamingday import UTC_MIDNIGHT, DayRule
 from protocols.sync.money import ZERO, Contribution, contribution
 
+from .builders import Clock
 from .conftest import StepClock
 from .floor_model import Chain, Egm
 
@@ -279,14 +280,6 @@ async def test_an_older_file_gains_the_hourly_rollups_and_device_days(tmp_path: 
 
 
 # ---- the API ---------------------------------------------------------------------------------------
-
-class Clock:
-    def __init__(self, now: int) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
-
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[tuple[SqliteStore, TestClient, Clock]]:

@@ -20,7 +20,7 @@ from central.store import SqliteStore
 from protocols.sync import generate_private_key, public_key_to_pem
 from protocols.sync.money import ZERO, Contribution
 
-from .builders import T0
+from .builders import T0, Clock
 from .conftest import StepClock
 from .floor_model import Chain, Egm
 
@@ -118,14 +118,6 @@ def test_missed_records_are_placed_by_the_snapshot_they_speak_of() -> None:
 
 
 # ---- the report over HTTP on ingested events ------------------------------------------------------------
-
-class Clock:
-    def __init__(self, now: int) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
-
 
 @pytest.fixture
 async def client(store: SqliteStore) -> AsyncIterator[TestClient]:
