@@ -56,6 +56,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     run.add_argument("--retention-max-mb", type=float, metavar="MB",
                      help="and keep acknowledged events only while the outbox holds at most this many MB, the "
                           "oldest going first, whichever keeps less (default 1024; 0 = no size cap)")
+    run.add_argument("--linger", type=float, metavar="SEC",
+                     help="seconds a batch waits for more events before it is sent to HQ (default 0.25, 0..5; "
+                          "a backlog is sent in full batches at once)")
     run.add_argument("--prune-interval", type=float, metavar="SEC",
                      help="seconds between outbox prunes; the first runs 30 s after start (default 3600)")
     run.add_argument("--metrics", metavar="HOST:PORT",
@@ -91,6 +94,7 @@ def _options(args: argparse.Namespace, section: str) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from .logging_setup import setup_logging
+    from .replicator import ReplicatorConfig
     from .runtime import AgentConfig, HallAgent, StartupError
     from .sas.config import PollConfig
 
@@ -116,11 +120,21 @@ def run(args: argparse.Namespace) -> int:
         raise DiagError(f"retention option: {exc}", EXIT_USAGE) from exc
     if retention["retention_days"] <= 0 or retention["prune_interval"] <= 0:
         raise DiagError("--retention-days and --prune-interval must be > 0", EXIT_USAGE)
+    replicator = ReplicatorConfig()
+    if opts.get("linger") is not None:
+        try:
+            linger = float(opts["linger"])
+        except (TypeError, ValueError) as exc:
+            raise DiagError(f"--linger: {exc}", EXIT_USAGE) from exc
+        if not 0 <= linger <= 5:
+            raise DiagError(f"--linger must be 0..5 seconds, not {linger}", EXIT_USAGE)
+        replicator = dataclasses.replace(replicator, linger=linger)
     config = AgentConfig(hall=str(opts["hall"]), data_dir=Path(opts["data_dir"]), devices=Path(opts["devices"]),
                          mqtt=str(opts["mqtt"]), central_key=Path(opts["central_key"]),
                          currency=str(opts.get("currency", "EUR")), gaming_day_start=day_start, poll=poll,
                          meter_settle_seconds=float(opts.get("meter_settle", 30.0)),
-                         metrics=str(opts["metrics"]) if opts.get("metrics") else None, **retention)
+                         metrics=str(opts["metrics"]) if opts.get("metrics") else None, replicator=replicator,
+                         **retention)
 
     async def main() -> None:
         agent = HallAgent(config)

@@ -70,7 +70,11 @@ def now_micros() -> int:
 @dataclass(frozen=True, slots=True)
 class ReplicatorConfig:
     batch_max: int = 5000
-    linger: float = 0.05
+    linger: float = 0.25
+    """Seconds a live batch waits for more events after its first one. HQ pays a fixed cost per batch
+    (a signature to verify, an ack to sign, a savepoint), so a hall trickling events in 50 ms batches of
+    ~5 costs HQ five times what 250 ms batches of ~25 do, while an event still reaches HQ well within
+    a second (issue 13: 100 halls at 10,000 events/s). A backlog never waits: full batches go at once."""
     window_events: int = 50_000
     ack_timeout: float = 10.0
     ack_timeout_max: float = 120.0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -56,9 +57,9 @@ async def main() -> None:
                 outcome = await ingestor.handle(name, payload)
                 assert outcome.status == "stored", outcome
 
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         await asyncio.gather(*(feed(hall, payloads) for hall, _, payloads in feeds))
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         total = args.halls * args.batches * args.size
         replay_start = time.perf_counter()
         for payload in feeds[0][2][:10]:
@@ -68,6 +69,8 @@ async def main() -> None:
     print(f"ingest {total:,} events ({args.halls} hall(s) × {args.batches} batches × {args.size}, "
           f"{size_kb:.0f} KB/batch): {total / seconds:,.0f} events/s  ({seconds / total * 1e6:.1f} µs/event, "
           f"{seconds / (args.halls * args.batches) * 1e3:.1f} ms/batch)")
+    print(f"CPU (all threads of this process): {cpu / total * 1e6:.1f} µs/event, "
+          f"{cpu / (args.halls * args.batches) * 1e3:.2f} ms/batch; load average {os.getloadavg()[0]:.2f}")
     print(f"duplicate replay: {10 * args.size / replay:,.0f} events/s (verify only, nothing written)")
 
 

@@ -127,20 +127,12 @@ class DayIndex:
         self._start = 1
         self._end = 0
         self._day = dt.date(1970, 1, 1)
-        self._hours: list[int] = []
+        self._hours: tuple[int, ...] = ()
 
     def _load(self, micros: int) -> None:
         day = self.rule.day_of(micros)
         self._day = day
-        self._start, self._end = self.rule.bounds(day)
-        hours: list[int] = []
-        t = self.rule.hour_of(self._start)
-        while t < self._end:
-            hours.append(t)
-            # the next local hour starts at most 1 h (+ a DST jump) later; step in UTC hours and re-floor
-            nxt = self.rule.hour_of(t + _MICROS_PER_HOUR)
-            t = nxt if nxt > t else self.rule.hour_of(t + 2 * _MICROS_PER_HOUR)
-        self._hours = hours
+        self._start, self._end, self._hours = _day_table(self.rule, day)
 
     def day(self, micros: int) -> str:
         """``YYYY-MM-DD`` of the gaming day of ``micros``."""
@@ -162,6 +154,23 @@ class DayIndex:
                 hi = mid
         hour = hours[lo] if hours and hours[lo] <= micros else self.rule.hour_of(micros)
         return self._day.isoformat(), hour
+
+
+@lru_cache(maxsize=4096)
+def _day_table(rule: DayRule, day: dt.date) -> tuple[int, int, tuple[int, ...]]:
+    """A gaming day's bounds and the starts of its local clock hours (UTC microseconds).
+
+    Cached: ingest makes a :class:`DayIndex` per batch, and a live batch of a few events would
+    otherwise pay the two dozen time-zone conversions of its day's hours each time."""
+    start, end = rule.bounds(day)
+    hours: list[int] = []
+    t = rule.hour_of(start)
+    while t < end:
+        hours.append(t)
+        # the next local hour starts at most 1 h (+ a DST jump) later; step in UTC hours and re-floor
+        nxt = rule.hour_of(t + _MICROS_PER_HOUR)
+        t = nxt if nxt > t else rule.hour_of(t + 2 * _MICROS_PER_HOUR)
+    return start, end, tuple(hours)
 
 
 @lru_cache(maxsize=1024)

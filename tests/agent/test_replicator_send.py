@@ -4,7 +4,10 @@ never sent. The MQTT link is a stand-in that records what would be published."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -105,3 +108,26 @@ async def test_a_damaged_row_is_refused_and_never_sent(tmp_path: Path) -> None:
         with pytest.raises(BrokenChain):
             await drain(rep)
         assert link.published == []
+
+
+async def test_a_live_batch_waits_for_more_events_and_leaves_as_soon_as_it_is_full(tmp_path: Path) -> None:
+    """Linger: events arriving while the first waits share its batch (HQ pays per batch); a full batch
+    does not wait out the linger (a 30 s linger here: the test ends long before it would)."""
+    async with Outbox(tmp_path / "outbox.db", HALL) as ob:
+        rep = Replicator(ob, HALL, KEY, generate_private_key().public_key(), parse_broker_url("mqtt://127.0.0.1:1"),
+                         data_dir=tmp_path, config=ReplicatorConfig(linger=30, batch_max=6), clock=lambda: T0)
+        link = RecordingLink()
+        rep.link = link  # type: ignore[assignment]
+        first = await ob.append([Draft(agent_time=T0 + i) for i in range(2)])
+        sending = asyncio.create_task(drain(rep))
+        rest = await ob.append([Draft(agent_time=T0 + i) for i in range(2, 6)])
+        await asyncio.wait_for(sending, 10)
+        assert [p for _, p in link.published] == [encode_batch(first + rest, HALL, KEY, created_at=T0)]
+
+
+def test_run_refuses_a_linger_out_of_range(tmp_path: Path) -> None:
+    agent = str(Path(sys.executable).parent / "hall-agent")
+    res = subprocess.run([agent, "run", "--hall", "h1", "--data-dir", str(tmp_path), "--devices", "d.toml",
+                          "--mqtt", "mqtt://127.0.0.1:1", "--central-key", "c.pub", "--linger", "9"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "--linger must be 0..5 seconds" in res.stderr
