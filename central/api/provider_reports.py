@@ -49,14 +49,22 @@ async def ggr_by_provider(store: Store, *, day_from: dt.date | None, day_to: dt.
     if not cells:
         return []
     world = await load_world(store, hall, halls)
-    sums: dict[str, GgrRow] = {}
+    sums: dict[str, list[int]] = {}
+    providers: dict[tuple[str, str, str], str] = {}   # (hall, device, game) → provider, once per cell key
     for cell in cells:
-        _, provider = _provider_of(world, cell)
-        row = sums.get(provider) or GgrRow(provider, 0, 0, 0, 0, 0)
-        sums[provider] = dataclasses.replace(row, bets=row.bets + cell.bets, wins=row.wins + cell.wins,
-                                             rounds=row.rounds + cell.rounds, cash_in=row.cash_in + cell.cash_in,
-                                             cash_out=row.cash_out + cell.cash_out)
-    return [sums[k] for k in sorted(sums)]
+        key = (cell.hall, cell.device, cell.game)
+        provider = providers.get(key)
+        if provider is None:
+            provider = providers[key] = _provider_of(world, cell)[1]
+        acc = sums.get(provider)
+        if acc is None:
+            acc = sums[provider] = [0, 0, 0, 0, 0]
+        acc[0] += cell.bets
+        acc[1] += cell.wins
+        acc[2] += cell.rounds
+        acc[3] += cell.cash_in
+        acc[4] += cell.cash_out
+    return [GgrRow(k, *sums[k]) for k in sorted(sums)]
 
 
 @dataclasses.dataclass(slots=True)
