@@ -1,7 +1,7 @@
 """Report latency at HQ on a large store: p50/p95 of every report over the real HTTP API (issue 13).
 
 Run: ``.venv/bin/python bench/reports.py --events 1000000 [3000000] [--halls 5 --egms 200 --days 90]
-[--reps 20] [--keep DIR]``.
+[--reps 20] [--dense] [--keep DIR]``.
 
 Each store is built through the real ingest (``Ingestor.handle`` on signed, hash-chained batches of
 500 events, as ``bench/central_ingest.py`` does): per hall ``--egms`` machines played over ``--days``
@@ -99,8 +99,12 @@ def games_of(egm: int) -> int:
 class HallFeed:
     """One hall's chain, generated in agent-time order: ``count`` events, agent time ∝ seq over the period."""
 
-    def __init__(self, index: int, count: int, egms: int, days: int) -> None:
+    def __init__(self, index: int, count: int, egms: int, days: int, dense: bool = False) -> None:
         self.index = index
+        self.dense = dense
+        """Machines take turns and each cycles through its games: every (device, game) plays every day
+        at any size (so a 1-day report's answer is the same size at 1M and 3M events)."""
+        self.rounds = [0] * egms
         self.hall = hall_name(index)
         self.key = generate_private_key()
         self.count = count
@@ -128,7 +132,11 @@ class HallFeed:
 
     def _game(self, egm: int) -> Iterator[Event]:
         rng, meters = self.rng, self.meters[egm]
-        game = 1 + rng.randrange(games_of(egm))
+        if self.dense:
+            game = 1 + self.rounds[egm] % games_of(egm)
+            self.rounds[egm] += 1
+        else:
+            game = 1 + rng.randrange(games_of(egm))
         bet = rng.choice(BETS)
         win = bet * rng.choice(WIN_MULTIPLES) if rng.random() < 0.3 else 0
         meters["coin_in"] += bet
@@ -154,8 +162,12 @@ class HallFeed:
         busy = quiet
         last_lap = self.count - busy - 4   # room for the closing snapshots
         rng, now_of = self.rng, self.step
+        turn = 0
         while self.seq < last_lap:
-            egm = rng.randrange(busy)
+            if self.dense:
+                egm, turn = turn, (turn + 1) % busy
+            else:
+                egm = rng.randrange(busy)
             if START_US + (self.seq + 1) * now_of - self.last_snapshot[egm] >= SNAPSHOT_EVERY_US:
                 yield self._snapshot(egm, "schedule")
             if rng.random() < 0.06:
@@ -222,7 +234,7 @@ async def put_catalog(session: ClientSession, base: str, halls: int, egms: int) 
 
 async def build(db: Path, args: argparse.Namespace, events: int) -> None:
     per_hall = events // args.halls
-    feeds = [HallFeed(h, per_hall, args.egms, args.days) for h in range(args.halls)]
+    feeds = [HallFeed(h, per_hall, args.egms, args.days, args.dense) for h in range(args.halls)]
     end_us = START_US + args.days * DAY_US
     store = await SqliteStore.open(db)
     try:
@@ -259,7 +271,8 @@ async def build(db: Path, args: argparse.Namespace, events: int) -> None:
     print(f"built {done:,} events in {seconds:.1f} s ({done / seconds:,.0f} events/s, generation + seal + "
           f"encode + ingest); db {size / 2**20:.1f} MiB = {size / 2**20 / (done / 1e6):.1f} MiB per million events")
     (db.parent / "build.json").write_text(json.dumps({"events": done, "halls": args.halls, "egms": args.egms,
-                                                       "days": args.days, "seconds": seconds, "bytes": size}))
+                                                       "days": args.days, "dense": args.dense, "seconds": seconds,
+                                                       "bytes": size}))
 
 
 # -- measuring -----------------------------------------------------------------------------------------
@@ -396,6 +409,8 @@ async def main() -> None:
     parser.add_argument("--halls", type=int, default=5)
     parser.add_argument("--egms", type=int, default=200, help="machines per hall (the last one is quiet)")
     parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--dense", action="store_true",
+                        help="every machine plays each of its games every day (the 1.2x goal compares equal answers)")
     parser.add_argument("--reps", type=int, default=20, help="timed requests per report, after one warm-up")
     parser.add_argument("--keep", help="build into / reuse DIR/events-N (else a temporary directory, deleted)")
     args = parser.parse_args()
@@ -414,7 +429,8 @@ async def main() -> None:
                   f"({db}) {load()}", flush=True)
             if meta.exists():
                 got = json.loads(meta.read_text())
-                if [got["halls"], got["egms"], got["days"]] != [args.halls, args.egms, args.days]:
+                if ([got["halls"], got["egms"], got["days"], got.get("dense", False)]
+                        != [args.halls, args.egms, args.days, args.dense]):
                     raise SystemExit(f"{where} was built with other settings: {got}")
                 print(f"reusing it: {got['events']:,} events, built in {got['seconds']:.0f} s; "
                       f"db {db_bytes(db) / 2**20:.1f} MiB", flush=True)

@@ -60,6 +60,11 @@ class ServiceConfig:
     idle_worker_seconds: float = 60.0
     max_workers: int = 10_000
     prepare_ahead: int = 2
+    max_inflight: int = 1000
+    """Acks and resend requests awaiting the broker's PUBACK at once. Every hall's worker waits for its
+    ack's PUBACK before committing its next batch, so this must exceed the number of halls sending at
+    once: at 20 (the link's default, right for one agent) 100 live halls queued behind each other for
+    the broker's round trips and central sustained a third of what they offered."""
     """Batches of one hall verified at once ahead of the one committing (see ``_worker``)."""
 
 
@@ -71,6 +76,7 @@ class IngestService:
         self.ingestor = ingestor
         self.config = config or ServiceConfig()
         self.link = MqttLink(url, client_id=self.config.client_id, handler=self._on_message, clean_session=False,
+                             max_inflight=self.config.max_inflight,
                              subscriptions=[self._subscription("batches"), self._subscription("command-results"),
                                             subscription("status")])
         self._queues: dict[str, asyncio.Queue[Received]] = {}
