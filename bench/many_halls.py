@@ -392,6 +392,10 @@ def main(argv: list[str] | None = None) -> int:
               f"fill included); "
               f"load average {load0[0]:.2f} at start, {load1[0]:.2f} at end; "
               f"{os.cpu_count()} CPUs")
+        # What one event costs each side, over every event of the run (warm-up and drain included): at
+        # 100 halls × 100 events/s the sum times 10,000 must fit the machine's cores for any goal to hold.
+        print(f"CPU per event: central {cpu['central'] / max(1, events) * 1e6:,.0f} µs (its main process; the "
+              f"verifying child is not counted), the halls' agents {cpu['agents'] / max(1, events) * 1e6:,.0f} µs")
         code = 0 if check_central(db, results) else 1
         print(f"events/s: {sustained:.0f}")
     finally:
