@@ -148,6 +148,10 @@ def decode_response(frame: bytes, address: int | None = None) -> lp.Message:
     """A complete ``addr cmd [len] data CRC`` reply → its message."""
     if len(frame) < 4:
         raise FrameError(f"reply of {len(frame)} bytes is too short")
+    if not 1 <= frame[0] <= MAX_ADDRESS:
+        # Only an EGM at 1..127 answers a long poll: 0 is broadcast and bit 7 is the wakeup bit,
+        # so a reply "from 156" is a corrupt frame, not a machine to book money for.
+        raise FrameError(f"reply from address {frame[0]}, outside 1..127")
     if address is not None and frame[0] != address:
         raise FrameError(f"reply from address {frame[0]}, expected {address}")
     cls = lp.RESPONSES.get(frame[1])

@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from protocols.sas import ackstate, clock, framing, wire
+from protocols.sas import crc as crc_mod
 from protocols.sas import longpolls as lp
 from protocols.sas.errors import CRCError, FrameError, SASError
 from protocols.sas.exceptions import GameEndedData, GameStartedData
@@ -213,3 +214,17 @@ def test_egm_keeps_data_on_repeated_polls_and_commits_on_a_different_one() -> No
     assert egm.heard(b"\x82", False) == (0x7F, None)  # a poll to another address ACKs too
     egm.sent(0x11, b"\x81")
     assert egm.link_lost() == 0x11
+
+
+@pytest.mark.parametrize("address", [0, 0x80, 0x9C, 0xFF])
+def test_a_reply_from_an_address_sas_cannot_have_is_refused(address: int) -> None:
+    """``9c 11 …`` once decoded as total coin-in from "address 156"; SAS addresses are 1..127."""
+    good = framing.encode_response(0x1C, lp.RESPONSES[0x11].from_payload(bytes.fromhex("73357700")))
+    frame = crc_mod.append_crc(bytes((address,)) + crc_mod.strip_crc(good)[1:])
+    with pytest.raises(FrameError, match=r"outside 1\.\.127"):
+        framing.decode_response(frame)
+
+
+def test_the_reported_frame_from_address_156_is_refused() -> None:
+    with pytest.raises(FrameError, match="address 156"):
+        framing.decode_response(bytes.fromhex("9c1158733577b259"))

@@ -154,3 +154,16 @@ def test_random_host_bytes_raise_only_codec_errors(data: bytes) -> None:
 def test_marking_round_trip(characters: list[int]) -> None:
     encoded = wire.mark_encode(characters)
     assert wire.MarkDecoder().feed(encoded) == characters
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 255), st.binary(min_size=1, max_size=40))
+def test_every_reply_the_decoder_accepts_comes_from_a_sas_address(address: int, rest: bytes) -> None:
+    """A CRC-correct frame is only a reply if its first byte can be an EGM's address (1..127)."""
+    from protocols.sas.crc import append_crc
+
+    try:
+        framing.decode_response(append_crc(bytes((address,)) + rest))
+    except SASError:
+        return
+    assert 1 <= address <= 0x7F
