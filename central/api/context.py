@@ -77,6 +77,30 @@ def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | Non
     return web.json_response(body, status=status, headers=headers, dumps=dumps)
 
 
+MAX_BODY_DEPTH: Final = 32
+"""Nesting of arrays and objects a request body may have. No body of this API nests more than a few
+levels; a deeper one is refused before it can cost a deep recursion in a handler."""
+
+
+def _depth(value: Any) -> int:
+    """How deeply arrays and objects nest in ``value`` (iteratively: the check itself cannot recurse)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_BODY_DEPTH:
+            break
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
 async def json_body(request: web.Request) -> dict[str, Any]:
     """The request body as a JSON object, or a 400 that says so."""
     raw = await request.read()
@@ -84,6 +108,10 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         body = json.loads(raw)
     except ValueError:  # also UnicodeDecodeError
         raise p.bad_request("the body must be a JSON object") from None
+    except RecursionError:   # thousands of nested brackets: the parser gave up
+        raise p.bad_request(f"the body nests arrays or objects more than {MAX_BODY_DEPTH} deep") from None
     if not isinstance(body, dict):
         raise p.bad_request("the body must be a JSON object")
+    if _depth(body) > MAX_BODY_DEPTH:
+        raise p.bad_request(f"the body nests arrays or objects more than {MAX_BODY_DEPTH} deep")
     return body

@@ -623,3 +623,20 @@ async def test_app_does_not_close_the_store(store: SqliteStore) -> None:
 
 async def test_build_app_returns_an_aiohttp_application(store: SqliteStore) -> None:
     assert isinstance(build_app(store, currency="EUR"), web.Application)
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("POST", "/commands"), ("PUT", "/catalog/games/g-1"), ("POST", "/rules"), ("PUT", "/halls/h1/settings")])
+@pytest.mark.parametrize("nesting", [33, 100_000])
+async def test_deeply_nested_json_is_a_400_with_the_reason(api: Api, method: str, path: str, nesting: int) -> None:
+    """~200 KB of brackets made the JSON parser give up with a RecursionError: a 500. It is bad input."""
+    raw = b'{"hall": ' + b"[" * nesting + b"]" * nesting + b"}"
+    headers = {"Authorization": f"Bearer {await api.key()}", "Content-Type": "application/json"}
+    response = await api.client.request(method, PREFIX + path, data=raw, headers=headers)
+    body = await response.json()
+    assert response.status == 400, body
+    assert body["error"]["code"] == "bad_request"
+    assert "nests arrays or objects more than 32 deep" in body["error"]["message"]
+    # a body of ordinary depth still reaches the handler (which judges its fields)
+    response = await api.client.request(method, PREFIX + path, data=b'{"hall": [[1]]}', headers=headers)
+    assert "nests" not in (await response.text())
