@@ -16,6 +16,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from .outbox.store import private_database
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS commands (
     id          TEXT PRIMARY KEY,
@@ -64,7 +66,8 @@ class CommandStore:
         self._con: sqlite3.Connection | None = None
 
     def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_database(self.path)
         con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=FULL")

@@ -23,7 +23,8 @@ class KeyFileError(Exception):
 
 def init_keys(data_dir: Path, *, force: bool = False) -> tuple[Path, Path]:
     """Create the key pair in ``data_dir``; refuse to replace existing files unless ``force``."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data_dir.chmod(0o700)   # central's own directory: its private key and, usually, every hall's money
     private_path, public_path = data_dir / PRIVATE_NAME, data_dir / PUBLIC_NAME
     if not force:
         for path in (private_path, public_path):

@@ -77,6 +77,22 @@ class ChainState:
     commits: int = 0
 
 
+
+def private_database(path: str | os.PathLike[str]) -> None:
+    """The hall's record is for the agent's user only: create the SQLite file 0600 before SQLite does
+    (its -wal and -shm files take the main file's mode), and tighten the files of an older install."""
+    name = os.fspath(path)
+    try:
+        os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
+    for file in (name, name + "-wal", name + "-shm"):
+        try:
+            if os.stat(file).st_mode & 0o077:
+                os.chmod(file, 0o600)
+        except FileNotFoundError:
+            continue
+
 class OutboxStore:
     """One SQLite outbox file for one hall. Open lazily; reopen after any failure."""
 
@@ -92,6 +108,7 @@ class OutboxStore:
         """Open (or create) the file, check it belongs to this hall, and load the chain state."""
         if self._conn is not None:
             return self.state
+        private_database(self.path)
         conn = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
         try:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]

@@ -17,8 +17,10 @@ interleave a hall's batches; each caller's result is returned only after the com
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -135,11 +137,30 @@ the middle of the transaction and re-reads index pages it just evicted (seen as 
 profiles of the writer thread)."""
 
 
+def _owner_only(path: str) -> None:
+    """Make the database file (and its WAL and shared-memory files) readable by central's user alone.
+
+    It holds every hall's money. SQLite creates a new file 0644 (less the umask) and gives the -wal and
+    -shm files the main file's mode, so creating the file 0600 first covers all three; files of an
+    older install are tightened when central opens them."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
+    for name in (path, path + "-wal", path + "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(name).st_mode & 0o077:
+                os.chmod(name, 0o600)
+
+
 def _connect(path: str, *, readonly: bool) -> sqlite3.Connection:
     """A connection in autocommit mode (we issue BEGIN/COMMIT ourselves) with durable settings."""
     if readonly:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=True)
     else:
+        _owner_only(path)
         con = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
         con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=FULL")

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import time
@@ -157,6 +158,11 @@ def test_run_with_a_serial_port_that_does_not_exist_keeps_the_hall_running(tmp_p
         (device,) = json.loads(run("devices", "--data-dir", str(tmp_path), "--json").stdout)["devices"]
         assert device["id"] == "egm-001" and not device["link_up"]
         assert "/dev/ttyNOSUCH0" in (device.get("last_error") or ""), device
+        # the hall's record and the agent's state are the agent user's alone (not world-readable)
+        assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o700
+        for name in ("outbox.db", "outbox.db-wal", "outbox.db-shm", "agent-state.json", "commands.db"):
+            if name != "commands.db" or (tmp_path / name).exists():
+                assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
