@@ -109,7 +109,7 @@ class SessionCounter:
     def next(self) -> int:
         self.value += 1
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with os.fdopen(os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600), "w") as fh:
+        with os.fdopen(os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o640), "w") as fh:
             fh.write(f"{self.value}\n")
             fh.flush()
             os.fsync(fh.fileno())

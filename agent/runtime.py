@@ -505,7 +505,7 @@ class HallAgent:
         path = self.config.data_dir / STATE_FILE
         tmp = path.with_name(f".{path.name}.tmp")
         try:
-            with os.fdopen(os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600), "w") as fh:
+            with os.fdopen(os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o640), "w") as fh:
                 fh.write(json.dumps(self.state(), indent=1, sort_keys=True, default=str))
             os.replace(tmp, path)
         except OSError:

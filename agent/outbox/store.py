@@ -78,18 +78,23 @@ class ChainState:
 
 
 
+PRIVATE_MODE = 0o640
+"""The agent's files: the service user writes, its group (technicians' CLI) reads, nobody else."""
+
+
 def private_database(path: str | os.PathLike[str]) -> None:
-    """The hall's record is for the agent's user only: create the SQLite file 0600 before SQLite does
-    (its -wal and -shm files take the main file's mode), and tighten the files of an older install."""
+    """The hall's record is for the agent's user and its group only (technicians in group hallsync run
+    ``hall-agent status``; the README's install): create the SQLite file 0640 before SQLite does (its
+    -wal and -shm files take the main file's mode), and tighten the files of an older install."""
     name = os.fspath(path)
     try:
-        os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_MODE))
     except FileExistsError:
         pass
     for file in (name, name + "-wal", name + "-shm"):
         try:
-            if os.stat(file).st_mode & 0o077:
-                os.chmod(file, 0o600)
+            if os.stat(file).st_mode & 0o137:
+                os.chmod(file, PRIVATE_MODE)
         except FileNotFoundError:
             continue
 
