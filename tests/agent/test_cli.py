@@ -118,6 +118,12 @@ def test_run_without_required_options_names_them() -> None:
     assert "--hall" in res.stderr and "--mqtt" in res.stderr and "--central-key" in res.stderr
 
 
+def test_run_refuses_a_linger_out_of_range(tmp_path: Path) -> None:
+    res = run("run", "--hall", "h1", "--data-dir", str(tmp_path), "--devices", "d.toml", "--mqtt",
+              "mqtt://127.0.0.1:1", "--central-key", "c.pub", "--linger", "9")
+    assert res.returncode == 2 and "--linger must be 0..5 seconds" in res.stderr
+
+
 def test_status_of_a_data_dir_without_agent(tmp_path) -> None:
     res = run("status", "--data-dir", str(tmp_path))
     assert res.returncode == 1 and "not running" in res.stdout
