@@ -63,7 +63,10 @@ class World:
         return out
 
 
-async def load_world(store: Store, hall: str | None, halls: Sequence[str] | None) -> World:
+async def load_world(store: Store, hall: str | None, halls: Sequence[str] | None, *,
+                     with_devices: bool = True) -> World:
+    """``with_devices=False`` leaves ``devices`` empty: the money reports need only the game map, and
+    reading every device record is a third of their cost on a 1,000-machine network."""
     providers = {pr.id: pr for pr in await store.catalog_providers()}
     games = await store.catalog_games()
     placements = await store.placements(hall=hall, halls=halls)
@@ -72,7 +75,7 @@ async def load_world(store: Store, hall: str | None, halls: Sequence[str] | None
         parsed = cat.parse_identity(h, d, at, data)
         if parsed is not None:
             detected[(h, d)] = parsed
-    devices = {(r.hall, r.id): r for r in await store.devices(hall=hall, halls=halls)}
+    devices = {(r.hall, r.id): r for r in await store.devices(hall=hall, halls=halls)} if with_devices else {}
     return World(providers, games, {g.id: g for g in games}, placements, detected, devices,
                  cat.game_map(games, placements, detected.values()))
 

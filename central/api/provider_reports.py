@@ -48,7 +48,7 @@ async def ggr_by_provider(store: Store, *, day_from: dt.date | None, day_to: dt.
     cells = await store.rollup_cells(day_from=day_from, day_to=day_to, hall=hall, halls=halls)
     if not cells:
         return []
-    world = await load_world(store, hall, halls)
+    world = await load_world(store, hall, halls, with_devices=False)
     sums: dict[str, list[int]] = {}
     providers: dict[tuple[str, str, str], str] = {}   # (hall, device, game) → provider, once per cell key
     for cell in cells:
@@ -137,7 +137,7 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
         day_from, day_to = _days(request)
         group_by = p.choice(request.query, "group_by", HOLD_GROUP_BY, default="game")
         hall, halls = scope(request)
-        world = await load_world(store, hall, halls)
+        world = await load_world(store, hall, halls, with_devices=False)
         cells = await store.rollup_cells(day_from=day_from, day_to=day_to, hall=hall, halls=halls)
         groups: dict[tuple[str, ...], list[int]] = {}
         games: dict[tuple[str, ...], cat.CatalogGame | None] = {}

@@ -194,11 +194,14 @@ class CatalogSqliteMixin:
         if source is None:
             return []
         sql = ("SELECT hall, device, game, SUM(bets), SUM(wins), SUM(rounds), SUM(cash_in), SUM(cash_out)"
-               f" FROM {source[0]} GROUP BY hall, device, game ORDER BY hall, device, game")
-        params = source[1]
+               f" FROM {source.sql} GROUP BY hall, device, game ORDER BY hall, device, game")
 
         def body(con: sqlite3.Connection) -> list[RollupCell]:
-            return [RollupCell(*r) for r in con.execute(sql, params)]
+            rows = con.execute(sql, source.params).fetchall()
+            if not source.subtracts:
+                return [RollupCell(*r) for r in rows]
+            present = set(con.execute(*source.zero_keys).fetchall())
+            return [RollupCell(*r) for r in rows if any(r[3:]) or r[:3] in present]
 
         return await self._reader.run(body)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final = 6
+SCHEMA_VERSION: Final = 7
 """1: the first schema. 2: hall presence columns (``halls.online``, ``session``, ``status_at``).
 3: the ``commands`` table (a new table: ``CREATE TABLE IF NOT EXISTS`` adds it to older files).
 4: issue 04's tables — ``audit``, ``catalog_*``, ``batches`` (the halls' signed headers, for export),
@@ -26,7 +26,10 @@ events once.
 queries on ``rollups``; ``rollups_hourly`` (per device and local clock hour) and ``device_days`` (per
 device and gaming day: money and snapshot count, the reconciliation's rows); ``device_spans`` (per
 batch and device). Opening an older file fills the two new tables from its events once and gives each
-device one span from seq 1 to its newest event (its old events are read as before)."""
+device one span from seq 1 to its newest event (its old events are read as before).
+7: the partial index ``rollups_zero`` over rollup rows that hold only zero-amount events, so a period
+read as a month minus its days outside (``sqlhelpers.period_terms``) can tell which all-zero keys the
+period really has; older files gain it on open."""
 
 DDL: Final = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -228,6 +231,9 @@ CREATE TABLE IF NOT EXISTS device_marks (
 -- schema 6: reports read their period only (GGR over one day costs the same whatever the history)
 CREATE INDEX IF NOT EXISTS rollups_by_day ON rollups (day, hall);
 CREATE INDEX IF NOT EXISTS rollups_by_hall_day ON rollups (hall, day);
+-- rows of zero-amount events only (rare): which keys a subtracted period really has (schema 7)
+CREATE INDEX IF NOT EXISTS rollups_zero ON rollups (day, hall)
+    WHERE bets = 0 AND wins = 0 AND rounds = 0 AND cash_in = 0 AND cash_out = 0;
 CREATE TABLE IF NOT EXISTS rollups_hourly (
     day      TEXT NOT NULL,                      -- the hall's gaming day
     hall     TEXT NOT NULL,

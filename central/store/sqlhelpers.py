@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -131,36 +132,116 @@ def split_period(day_from: dt.date | None, day_to: dt.date | None
     return days, (first, last)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class PeriodTerms:
+    """A period of gaming days as signed terms whose sum is the period's rollups: ``days`` and
+    ``months`` are added (day ranges of ``rollups``, month ranges of ``rollups_monthly``), ``minus``
+    day ranges are subtracted. A partial month with more days in the period than outside it is read as
+    its month row minus the days outside (29 days of November: one monthly row and one day per cell,
+    not 29), the rest day by day. A None bound is open."""
+
+    days: list[tuple[dt.date, dt.date]]
+    months: list[tuple[str | None, str | None]]
+    minus: list[tuple[dt.date, dt.date]]
+
+
+def period_terms(day_from: dt.date | None, day_to: dt.date | None) -> PeriodTerms:
+    days, whole = split_period(day_from, day_to)
+    months: list[tuple[str | None, str | None]] = [] if whole is None else [whole]
+    plus: list[tuple[dt.date, dt.date]] = []
+    minus: list[tuple[dt.date, dt.date]] = []
+    for start, end in days:
+        first, last = start.replace(day=1), _month_end(start)
+        outside = [(a, b) for a, b in ((first, start - dt.timedelta(days=1)), (end + dt.timedelta(days=1), last))
+                   if a <= b]
+        if sum((b - a).days + 1 for a, b in outside) < (end - start).days + 1:
+            months.append((_month(start), _month(start)))
+            minus.extend(outside)
+        else:
+            plus.append((start, end))
+    return PeriodTerms(plus, _merged_months(months), minus)
+
+
+def _merged_months(ranges: list[tuple[str | None, str | None]]) -> list[tuple[str | None, str | None]]:
+    """Adjacent month ranges as one (one range query instead of three)."""
+    def after(month: str) -> str:
+        year, number = int(month[:4]), int(month[5:7])
+        return f"{year + number // 12:04d}-{number % 12 + 1:02d}"
+
+    out: list[tuple[str | None, str | None]] = []
+    for lo, hi in sorted(ranges, key=lambda r: "" if r[0] is None else r[0]):
+        if not out:
+            out.append((lo, hi))
+            continue
+        prev_lo, prev_hi = out[-1]
+        if prev_hi is None:
+            continue   # already covered by an open range
+        if lo is None or after(prev_hi) >= lo:
+            out[-1] = (prev_lo, None if hi is None else max(prev_hi, hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
 ROLLUP_MONEY = "bets, wins, rounds, cash_in, cash_out"
 
 
+ZERO_ROLLUP = "bets = 0 AND wins = 0 AND rounds = 0 AND cash_in = 0 AND cash_out = 0"
+"""The condition of the partial index ``rollups_zero`` (rows of zero-amount events only), spelt exactly
+as the index so SQLite uses it."""
+
+_NEGATED = "-bets AS bets, -wins AS wins, -rounds AS rounds, -cash_in AS cash_in, -cash_out AS cash_out"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RollupSource:
+    """A subquery of (hall, device, game, money…) rows whose sums per key are the rollups' over a period.
+
+    When it subtracts (``subtracts``), a key whose rows all lie outside the period sums to zero where a
+    plain read would not list it at all; ``zero_keys`` then names the keys that really have a row in the
+    period, all of them zero (amounts are never negative, so a zero sum means zero rows), so the caller
+    keeps exactly the keys a plain read would."""
+
+    sql: str
+    params: list[Any]
+    subtracts: bool
+    zero_keys: tuple[str, list[Any]]
+
+
 def rollup_source(hall: str | None, halls: Sequence[str] | None, day_from: dt.date | None,
-                  day_to: dt.date | None) -> tuple[str, list[Any]] | None:
-    """A subquery of (hall, device, game, money…) rows whose sums are the rollups' over the period:
-    whole months from ``rollups_monthly``, partial months' days from ``rollups``; None when the
-    scope is empty."""
+                  day_to: dt.date | None) -> RollupSource | None:
+    """The period's rollups from the fewest rows (:func:`period_terms`); None when the scope is empty."""
     scope: list[str] = []
     scope_params: list[Any] = []
     if not hall_scope(scope, scope_params, hall, halls):
         return None
-    days, months = split_period(day_from, day_to)
+    terms = period_terms(day_from, day_to)
     parts: list[str] = []
     params: list[Any] = []
-    for start, end in days:
-        parts.append(f"SELECT hall, device, game, {ROLLUP_MONEY} FROM rollups"
-                     f"{where_clause([*scope, 'day >= ?', 'day <= ?'])}")
-        params.extend((*scope_params, start.isoformat(), end.isoformat()))
-    if months is not None:
+    for ranges, columns in ((terms.days, ROLLUP_MONEY), (terms.minus, _NEGATED)):
+        for start, end in ranges:
+            parts.append(f"SELECT hall, device, game, {columns} FROM rollups"
+                         f"{where_clause([*scope, 'day >= ?', 'day <= ?'])}")
+            params.extend((*scope_params, start.isoformat(), end.isoformat()))
+    for first, last in terms.months:
         clauses = list(scope)
         values = list(scope_params)
-        if months[0] is not None:
+        if first is not None:
             clauses.append("month >= ?")
-            values.append(months[0])
-        if months[1] is not None:
+            values.append(first)
+        if last is not None:
             clauses.append("month <= ?")
-            values.append(months[1])
+            values.append(last)
         parts.append(f"SELECT hall, device, game, {ROLLUP_MONEY} FROM rollups_monthly{where_clause(clauses)}")
         params.extend(values)
     if not parts:
         return None
-    return "(" + " UNION ALL ".join(parts) + ")", params
+    zero = [ZERO_ROLLUP, *scope]
+    zero_params = list(scope_params)
+    for clause, bound in (("day >= ?", day_from), ("day <= ?", day_to)):
+        if bound is not None:
+            zero.append(clause)
+            zero_params.append(bound.isoformat())
+    return RollupSource("(" + " UNION ALL ".join(parts) + ")", params, bool(terms.minus),
+                        (f"SELECT DISTINCT hall, device, game FROM rollups{where_clause(zero)}", zero_params))
+

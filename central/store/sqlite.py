@@ -62,8 +62,8 @@ from .metrics_sqlite import MetricsSqliteMixin
 from .monitor_sqlite import MonitorSqliteMixin
 from .rollup import BatchEffects, DeviceUpdate, effects
 from .schema import ADDED_COLUMNS, DDL, DEVICE_MONEY_COLUMNS, SCHEMA_VERSION
+from .sqlhelpers import RollupSource, insert_rows, rollup_scope, rollup_source
 from .sqlhelpers import hall_scope as _scope
-from .sqlhelpers import insert_rows, rollup_scope, rollup_source
 from .sqlhelpers import transaction as _transaction
 from .sqlhelpers import where_clause as _where
 from .staging import EVENT_COLUMNS, WIDTH, StagedEvents, stage_events
@@ -590,11 +590,13 @@ class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, Mon
         columns = {"device": "hall, device", "network": "'network'"}.get(group_by, group_by)
         grouping = "" if group_by == "network" else f" GROUP BY {columns} ORDER BY {columns}"
         sums = "SUM(bets), SUM(wins), SUM(rounds), SUM(cash_in), SUM(cash_out)"
+        subtracted: RollupSource | None = None
         if group_by == "game":   # whole months from rollups_monthly, the rest day by day (sqlhelpers)
             source = rollup_source(hall, halls, day_from, day_to)
             if source is None:
                 return []
-            sql, params = f"SELECT {columns}, {sums} FROM {source[0]}{grouping}", source[1]
+            sql, params = f"SELECT {columns}, {sums} FROM {source.sql}{grouping}", source.params
+            subtracted = source   # a game whose rows all lie outside the period sums to zero: dropped below
         else:
             # Groupings without the game read device_days: the same money per device and day (both from
             # one batch's effects) in about 2.5 times fewer rows than the per-game rollups
@@ -608,7 +610,12 @@ class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, Mon
 
         def body(con: sqlite3.Connection) -> list[GgrRow]:
             out = []
+            present: set[str] | None = None
+            if subtracted is not None and subtracted.subtracts:
+                present = {r[2] for r in con.execute(*subtracted.zero_keys)}
             for row in con.execute(sql, params):
+                if present is not None and not any(row[1:]) and row[0] not in present:
+                    continue   # outside the period: a plain read would not list it
                 if group_by == "network" and row[1] is None:
                     continue   # nothing in scope: no row, as for every other grouping
                 if group_by == "device":

@@ -65,8 +65,15 @@ def play_floor(chains: dict[str, Chain], seed: int) -> None:
     rnd = random.Random(seed)
     for name, chain in chains.items():
         egms = [Egm(chain, f"egm-{n:03d}") for n in range(4)]
+        # keys a period read as "month minus its days outside" must get right: game 8 played on
+        # 31 October only, game 9 with zero-amount bets only (on the 25th and the 31st, other machines)
+        extra = [(at("2026-10-25T12:00:00+00:00"), 1, {"amount": 0, "currency": "EUR", "game": 9}),
+                 (at("2026-10-31T12:00:00+00:00"), 0, {"amount": 25, "currency": "EUR", "game": 8}),
+                 (at("2026-10-31T13:00:00+00:00"), 2, {"amount": 0, "currency": "EUR", "game": 9})]
         t = START + rnd.randrange(H)
         while t < END:
+            while extra and t >= extra[0][0]:
+                egms[extra[0][1]].emit("game.bet", extra.pop(0)[2], t)
             egm = rnd.choice(egms)
             kind = rnd.random()
             if kind < 0.8:
@@ -165,8 +172,11 @@ async def check_everything(store: SqliteStore, path: Path, truth: Truth, seed: i
                 (group_by, day_from, day_to)
     # rollup cells (the provider and hold reports' input) over periods that cut months anywhere
     month_edges = ["2026-10-01", "2026-10-31", "2026-11-01", "2026-11-30"]
+    subtracted = [("2026-10-05", "2026-10-30"), ("2026-10-02", "2026-11-29"), ("2026-10-10", "2026-10-31"),
+                  ("2026-10-26", "2026-10-30"), ("2026-11-02", "2026-11-30"), (None, "2026-10-30"),
+                  ("2026-10-02", None), ("2026-10-01", "2026-11-28")]   # more of a month inside than outside
     for day_from, day_to in [*periods, *((a, b) for a in month_edges for b in month_edges if a <= b),
-                             (None, "2026-10-31"), ("2026-11-01", None), (None, "2026-10-15")]:
+                             (None, "2026-10-31"), ("2026-11-01", None), (None, "2026-10-15"), *subtracted]:
         cells = await store.rollup_cells(day_from=None if day_from is None else dt.date.fromisoformat(day_from),
                                          day_to=None if day_to is None else dt.date.fromisoformat(day_to))
         want: dict[tuple[str, str, str], Contribution] = {}

@@ -183,7 +183,7 @@ async def test_schema_1_file_is_migrated_additively(tmp_path: Path) -> None:
     assert columns(path) == columns(tmp_path / "fresh.db")
     con = sqlite3.connect(path)
     version = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
-    assert version == str(SCHEMA_VERSION) == "6"
+    assert version == str(SCHEMA_VERSION) == "7"
     con.close()
 
 
