@@ -19,6 +19,9 @@ from protocols.sync import check_hall_id
 from .store.base import ROLES, ApiKeyRecord, Store
 
 PREFIX: Final = "hsk"
+HALL_BOUND_ROLES: Final = frozenset({"technician"})
+"""Roles whose keys must name their halls: design.md gives a technician "devices and diagnostics of
+its halls", so a network-wide technician key would read every hall's floor and integration log."""
 _KEY_RE: Final = re.compile(r"hsk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})\Z")
 
 
@@ -32,6 +35,9 @@ def new_key(role: str, halls: Sequence[str] | None, *, now: int) -> tuple[str, A
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     scope = None if halls is None else tuple(check_hall_id(h) for h in halls)
+    if role in HALL_BOUND_ROLES and not scope:
+        raise ValueError(f"a {role} key needs its halls (--halls H1,H2): a {role} reads the devices and "
+                         "diagnostics of its halls only")
     key_id = secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
     record = ApiKeyRecord(id=key_id, role=role, secret_hash=hash_secret(secret), halls=scope, created_at=now)

@@ -23,7 +23,7 @@ from protocols.sync import SyncError, check_hall_id, fingerprint, public_key_fro
 from protocols.sync.gamingday import DEFAULT_START, DEFAULT_ZONE, DayRule, DayRuleError
 
 from . import audit
-from .apikeys import create_api_key
+from .apikeys import HALL_BOUND_ROLES, create_api_key
 from .brokeraccount import instructions, new_account
 from .keyfiles import KeyFileError, init_keys
 from .logging_setup import setup_logging
@@ -393,6 +393,9 @@ def cmd_apikeys_create(opts: dict[str, Any]) -> int:
             check_hall_id(h)
         if opts["role"] not in ROLES:
             raise UsageError(f"--role must be one of {', '.join(ROLES)}")
+        if opts["role"] in HALL_BOUND_ROLES and not halls:
+            raise UsageError(f"a {opts['role']} key needs --halls H1,H2: a {opts['role']} reads the devices and "
+                             "diagnostics of its halls only")
     except SyncError as exc:
         raise UsageError(f"--halls: {exc}") from None
 

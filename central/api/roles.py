@@ -21,7 +21,7 @@ document lists it per operation (``x-roles``), and the tests walk every route ×
 | GET /rules, /rules/{id}  |  yes  |   yes    |  yes   |     —      |     —     |
 | GET /reports/providers, /reports/hold | yes | yes | yes | — | yes |
 | GET /alerts              |  yes  |   yes    |  yes   |    yes     |     —     |
-| POST /alerts/{id}/ack    |  yes  |   yes    |   —    |    yes     |     —     |
+| POST /alerts/{id}/ack    |  yes  |   yes    |   —    |     —      |     —     |
 | GET /reports/reconciliation | yes |  yes    |  yes   |     —      |    yes    |
 | GET /audit, /export      |  yes  |    —     |   —    |     —      |    yes    |
 | GET /floor               |  yes  |   yes    |  yes   |    yes     |     —     |
@@ -54,9 +54,10 @@ audit entries whose target belongs to its halls and exports only its halls.
 Monitoring (central.api.alerts, .reconciliation): the alert list is operational status (halls offline,
 doors open, tilts, disabled machines), read by those who watch the floor — ``viewer``, ``operator``,
 ``technician`` (its halls) — and not by ``regulator`` (it is not evidence of money; the integration log
-and the reconciliation are). Acknowledging ("seen, on it") is acting on the floor: ``operator`` and
-``technician`` (its halls; another hall's alert is 404), never ``viewer`` (read-only); each
-acknowledgement is audited. The reconciliation report is money (meters against events), so it has the
+and the reconciliation are). Acknowledging ("seen, on it") is acting on the floor: ``operator`` (a hall-scoped
+one only its halls; another hall's alert is 404) and ``admin``; never ``viewer`` or ``technician``,
+whose role design.md makes read-only ("reads devices and diagnostics of its halls"; the floor manager
+who dispatched the technician acknowledges); each acknowledgement is audited. The reconciliation report is money (meters against events), so it has the
 GGR report's roles: ``regulator`` reads it (its variance and reasons are evidence), ``technician`` not.
 Dashboard (central.api.floor, .whoami; issue 05): the floor view is device status (which machine
 plays, is idle, disabled, has a door open, a tilt, is offline), read like ``GET /devices`` —
@@ -102,7 +103,7 @@ ROUTE_ROLES: Final[dict[str, frozenset[str] | None]] = {
     "GET /export": frozenset({"admin", "regulator"}),
     # monitoring and reconciliation (central.api.alerts, .reconciliation)
     "GET /alerts": frozenset({"admin", "operator", "viewer", "technician"}),
-    "POST /alerts/{id}/ack": frozenset({"admin", "operator", "technician"}),
+    "POST /alerts/{id}/ack": frozenset({"admin", "operator"}),
     "GET /reports/reconciliation": frozenset({"admin", "operator", "viewer", "regulator"}),
     # dashboard (issue 05: central.api.floor, .whoami)
     "GET /floor": frozenset({"admin", "operator", "viewer", "technician"}),

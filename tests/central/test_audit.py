@@ -19,6 +19,7 @@ from central.api import PREFIX, build_app
 from central.apikeys import create_api_key
 from central.store import ROLES, AuditEntry, SqliteStore
 from protocols.sync import fingerprint, generate_private_key, public_key_to_pem
+from tests.keys import key_scope
 
 from .builders import T0, FakeHall
 from .conftest import register
@@ -51,7 +52,8 @@ class Client:
     async def key(self, role: str = "admin", halls: tuple[str, ...] | None = None) -> tuple[str, str]:
         """(key id, key)"""
         if (role, halls) not in self.keys:
-            self.keys[(role, halls)] = await create_api_key(self.store, role, halls, now=T0)
+            scope = await key_scope(self.store, role, halls)
+            self.keys[(role, halls)] = await create_api_key(self.store, role, scope, now=T0)
         return self.keys[(role, halls)]
 
     async def request(self, method: str, route: str, *, role: str = "admin", halls: tuple[str, ...] | None = None,

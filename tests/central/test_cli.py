@@ -116,6 +116,18 @@ def test_apikeys_create_prints_the_key_last_and_stores_only_a_hash(tmp_path: Pat
     assert bad.returncode == 2
 
 
+def test_a_technician_key_must_name_its_halls(tmp_path: Path) -> None:
+    """design.md: a technician reads the devices and diagnostics of its halls, so no network-wide one."""
+    refused = run("apikeys", "create", "--role", "technician", "--db", "c.db", cwd=tmp_path)
+    assert refused.returncode == 2 and "technician key needs --halls" in refused.stderr
+    assert "hsk_" not in refused.stdout
+    done = run("apikeys", "create", "--role", "technician", "--halls", "hall-01", "--db", "c.db", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "halls: hall-01" in done.stdout
+    with sqlite3.connect(tmp_path / "c.db") as con:
+        assert con.execute("SELECT role, halls FROM api_keys").fetchall() == [("technician", '["hall-01"]')]
+
+
 def test_config_file_holds_options_and_flags_win(tmp_path: Path) -> None:
     (tmp_path / "central.toml").write_text('db = "from-config.db"\n[apikeys.create]\nrole = "viewer"\n')
     done = run("apikeys", "create", "--config", "central.toml", cwd=tmp_path)

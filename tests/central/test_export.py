@@ -39,6 +39,7 @@ from protocols.sync import (
 )
 from protocols.sync.keys import Ed25519PrivateKey
 from protocols.sync.signing import sign
+from tests.keys import key_scope
 
 from .builders import T0, FakeHall
 from .conftest import register
@@ -95,7 +96,8 @@ class Api:
     async def export(self, *, role: str = "regulator", halls: tuple[str, ...] | None = None,
                      **query: Any) -> tuple[int, dict[str, str], bytes]:
         if (role, halls) not in self.keys:
-            self.keys[(role, halls)] = (await create_api_key(self.store, role, halls, now=T0))[1]
+            scope = await key_scope(self.store, role, halls)
+            self.keys[(role, halls)] = (await create_api_key(self.store, role, scope, now=T0))[1]
         response = await self.client.get(PREFIX + "/export", params={k: str(v) for k, v in query.items()},
                                          headers={"Authorization": f"Bearer {self.keys[(role, halls)]}"})
         return response.status, dict(response.headers), await response.read()

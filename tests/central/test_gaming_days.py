@@ -25,6 +25,7 @@ from central.store.rollup import game_of
 from protocols.sync import Event, encode_batch, generate_private_key, public_key_to_pem, topic
 from protocols.sync.gamingday import UTC_MIDNIGHT, DayRule
 from protocols.sync.money import ZERO, Contribution, contribution
+from tests.keys import key_scope
 
 from .builders import Clock
 from .conftest import StepClock
@@ -303,7 +304,7 @@ async def api(tmp_path: Path) -> AsyncIterator[tuple[SqliteStore, TestClient, Cl
 
 async def call(client: TestClient, store: SqliteStore, method: str, path: str, role: str = "admin",
                status: int = 200, **kwargs: Any) -> Any:
-    _, key = await create_api_key(store, role, None, now=START)
+    _, key = await create_api_key(store, role, await key_scope(store, role, None), now=START)
     response = await client.request(method, PREFIX + path, headers={"Authorization": f"Bearer {key}"}, **kwargs)
     body = await response.json()
     assert response.status == status, body

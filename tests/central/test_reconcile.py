@@ -19,6 +19,7 @@ from central.ingest import Ingestor
 from central.store import SqliteStore
 from protocols.sync import generate_private_key, public_key_to_pem
 from protocols.sync.money import ZERO, Contribution
+from tests.keys import key_scope
 
 from .builders import T0, Clock
 from .conftest import StepClock
@@ -139,7 +140,7 @@ async def hall(store: SqliteStore, name: str) -> Chain:
 
 async def report(client: TestClient, store: SqliteStore, role: str = "admin", halls: tuple[str, ...] | None = None,
                  status: int = 200, **query: str) -> Any:
-    _, key = await create_api_key(store, role, halls, now=T0)
+    _, key = await create_api_key(store, role, await key_scope(store, role, halls), now=T0)
     response = await client.get(PREFIX + "/reports/reconciliation", params=query,
                                 headers={"Authorization": f"Bearer {key}"})
     assert response.content_type == "application/json"

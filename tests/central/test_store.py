@@ -95,6 +95,9 @@ async def test_api_keys_store_only_a_hash(store: SqliteStore, tmp_path: Path) ->
     assert await authenticate(store, "Bearer nonsense") is None
     with pytest.raises(ValueError):
         await create_api_key(store, "root", None, now=T0)
+    for scope in (None, []):   # a technician reads its halls only (design.md): no network-wide technician
+        with pytest.raises(ValueError, match="needs its halls"):
+            await create_api_key(store, "technician", scope, now=T0)
     secret = key.split("_", 2)[2]   # hsk_<id>_<secret>; the secret itself may hold "_"
     with sqlite3.connect(tmp_path / "central.db") as con:
         dump = "\n".join(con.iterdump())

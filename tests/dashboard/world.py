@@ -45,6 +45,7 @@ from protocols.sync import (
     topic,
 )
 from protocols.sync.keys import Ed25519PrivateKey
+from tests.keys import key_scope
 
 HALL = "hall1"
 TILT_NAME = 'General tilt <img src="/x" onerror="window.pwned=1">'
@@ -176,7 +177,7 @@ async def build_world(tmp_path: Path) -> World:
         await store.replace_placements(HALL, device, [Placement(HALL, device, 1, "g-fruits")])
     assert await store.set_presence(HALL, online=True, session=1, at=now_us())
     for role in ROLES:
-        world.keys[role] = (await create_api_key(store, role, None, now=now_us()))[1]
+        world.keys[role] = (await create_api_key(store, role, await key_scope(store, role, None), now=now_us()))[1]
     return world
 
 
