@@ -121,11 +121,17 @@ class Preparer(Protocol):
                       rule: DayRule = ...) -> Verified | tuple[str, str]: ...
 
 
+UNREGISTERED: Final = "(unregistered)"
+"""The one throttle source of every hall topic that names no registered hall: garbage published on
+5,000 invented hall topics shares one budget of rows instead of writing 5,000 (issue 16)."""
+
+
 @dataclass(slots=True)
 class _Throttle:
-    """At most ``burst`` log rows per (hall, kind) per ``window`` µs; the rest are counted, not written.
+    """At most ``burst`` log rows per (source, kind) per ``window`` µs; the rest are counted, not written.
 
-    A misbehaving hall sending garbage many times a second must not fill the integration log or keep
+    The source is a registered hall, :data:`UNREGISTERED` or None (a topic naming no hall at all). A
+    misbehaving hall sending garbage many times a second must not fill the integration log or keep
     the single DB writer busy at the expense of other halls.
     """
 
@@ -205,7 +211,7 @@ class Ingestor:
             log.error("store_unavailable", hall=hall, error=repr(exc))
             return IngestOutcome("error", hall, f"store: {exc!r}")
         if record is None:
-            return await self._refuse("rejected", hall, "hall is not registered")
+            return await self._refuse("rejected", hall, f"hall {hall!r} is not registered", source=UNREGISTERED)
         if self._preparer is not None and len(payload) >= _THREAD_THRESHOLD:
             try:
                 judged = await self._preparer.prepare(payload, record.public_key_pem, hall, self._clock(),
@@ -368,13 +374,20 @@ class Ingestor:
         return Publish(topic(hall, "acks"), encode_ack(ack, self._key))
 
     # --- refusing and logging -------------------------------------------------------------------
-    async def _refuse(self, kind: LogKind, hall: str | None, detail: str) -> IngestOutcome:
+    async def _refuse(self, kind: LogKind, hall: str | None, detail: str, *,
+                      source: str | None = "") -> IngestOutcome:
         status: OutcomeStatus = "format_error" if kind == "format_error" else "rejected"
-        return IngestOutcome(status, hall, detail, logged=await self._log(kind, hall, detail))
+        return IngestOutcome(status, hall, detail, logged=await self._log(kind, hall, detail, source=source))
 
-    async def _log(self, kind: LogKind, hall: str | None, detail: str) -> tuple[LogEntry, ...]:
+    async def log_throttled(self, kind: LogKind, hall: str | None, detail: str, *,
+                            source: str | None = "") -> tuple[LogEntry, ...]:
+        """Write one integration-log row (and a log line) unless ``source`` is over its budget.
+
+        ``source`` defaults to ``hall``; pass :data:`UNREGISTERED` for a hall central does not know. The
+        service's status and command-result refusals go through here too: one budget, one counter.
+        """
         now = self._clock()
-        admitted, suppressed = self._throttle.admit(hall, kind, now)
+        admitted, suppressed = self._throttle.admit(hall if source == "" else source, kind, now)
         if not admitted:
             return ()
         if suppressed:
@@ -390,6 +403,8 @@ class Ingestor:
                 continue
             return (entry,)
         return ()
+
+    _log = log_throttled
 
     def _public_key(self, pem: str) -> Ed25519PublicKey:
         """Parse a registered key once; keyed by the PEM so a replaced key takes effect at once."""

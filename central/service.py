@@ -35,7 +35,7 @@ from protocols.sync import (
 )
 
 from .commands import RESULT_TO_STATUS, CommandNotPublished, result_detail
-from .ingest import Ingestor, IngestOutcome, Verified
+from .ingest import UNREGISTERED, Ingestor, IngestOutcome, Verified
 from .store.base import LogEntry, LogKind, Store
 from .timeutil import now_micros
 
@@ -152,6 +152,17 @@ class IngestService:
         if not msg.payload:  # a cleared retained message
             return
         try:
+            registered = await self.store.get_hall(hall) is not None
+        except Exception as exc:
+            self.stats["presence_store_errors"] += 1
+            log.error("presence_not_stored", hall=hall, error=repr(exc))
+            return
+        if not registered:
+            self.stats["bad_status"] += 1
+            await self._log("rejected", hall, f"status from hall {hall!r}, which is not registered",
+                            source=UNREGISTERED)
+            return
+        try:
             status = decode_status(msg.payload, expect_hall=hall)
         except SyncError as exc:
             self.stats["bad_status"] += 1
@@ -178,10 +189,10 @@ class IngestService:
     async def _log_format_error(self, hall: str | None, detail: str) -> None:
         await self._log("format_error", hall, detail)
 
-    async def _log(self, kind: LogKind, hall: str | None, detail: str) -> None:
-        log.warning("integration", kind=kind, hall=hall, detail=detail[:2000])
-        with contextlib.suppress(Exception):
-            await self.store.log([LogEntry(kind=kind, hall=hall, time=now_micros(), detail=detail[:2000])])
+    async def _log(self, kind: LogKind, hall: str | None, detail: str, *, source: str | None = "") -> None:
+        """Through the ingestor's throttle: a flood of bad status or command-result messages costs a
+        bounded number of rows per source and minute, like bad batches (issue 16)."""
+        await self.ingestor.log_throttled(kind, hall, detail, source=source)
 
     # -- commands ---------------------------------------------------------------------------------------
 
@@ -205,7 +216,8 @@ class IngestService:
             record = await self.store.get_hall(hall)
             if record is None:
                 self.stats["bad_command_results"] += 1
-                await self._log("rejected", hall, "command result from an unregistered hall")
+                await self._log("rejected", hall, f"command result from hall {hall!r}, which is not registered",
+                                source=UNREGISTERED)
                 return
             try:
                 result = decode_command_result(msg.payload, public_key_from_pem(record.public_key_pem.encode()),

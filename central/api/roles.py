@@ -54,11 +54,12 @@ audit entries whose target belongs to its halls and exports only its halls.
 Monitoring (central.api.alerts, .reconciliation): the alert list is operational status (halls offline,
 doors open, tilts, disabled machines), read by those who watch the floor — ``viewer``, ``operator``,
 ``technician`` (its halls) — and not by ``regulator`` (it is not evidence of money; the integration log
-and the reconciliation are). Acknowledging ("seen, on it") is acting on the floor: ``operator`` (a hall-scoped
-one only its halls; another hall's alert is 404) and ``admin``; never ``viewer`` or ``technician``,
-whose role design.md makes read-only ("reads devices and diagnostics of its halls"; the floor manager
-who dispatched the technician acknowledges); each acknowledgement is audited. The reconciliation report is money (meters against events), so it has the
-GGR report's roles: ``regulator`` reads it (its variance and reasons are evidence), ``technician`` not.
+and the reconciliation are). Acknowledging ("seen, on it") is acting on the floor: ``operator``
+(a hall-scoped one only its halls; another hall's alert is 404) and ``admin``; never ``viewer`` or
+``technician``, whose role design.md makes read-only ("reads devices and diagnostics of its halls";
+the floor manager who dispatched the technician acknowledges); each acknowledgement is audited.
+The reconciliation report is money (meters against events), so it has the GGR report's roles:
+``regulator`` reads it (its variance and reasons are evidence), ``technician`` not.
 Dashboard (central.api.floor, .whoami; issue 05): the floor view is device status (which machine
 plays, is idle, disabled, has a door open, a tilt, is offline), read like ``GET /devices`` —
 ``technician`` its halls, not ``regulator``; ``GET /whoami`` tells any valid key its own role and halls,

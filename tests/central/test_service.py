@@ -10,6 +10,9 @@ from central.store import SqliteStore
 from mqttlink import BrokerUrl, Received
 from protocols.sync import generate_private_key, topic
 
+from .builders import FakeHall
+from .conftest import register
+
 
 async def test_a_hall_flooding_its_queue_is_cut_off_in_bytes_not_memory(store: SqliteStore) -> None:
     service = IngestService(store, Ingestor(store, generate_private_key()), BrokerUrl("127.0.0.1", 1),
@@ -34,4 +37,35 @@ async def test_messages_on_bad_topics_share_one_contained_worker(store: SqliteSt
             break
         await asyncio.sleep(0.02)
     assert service.stats["format_error"] == 50
+    await service.stop()
+
+
+async def _until(condition, what: str, timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+async def test_garbage_on_thousands_of_unregistered_hall_topics_writes_a_bounded_log(store: SqliteStore) -> None:
+    """Issue 16: garbage on 5,000 invented hall topics wrote 5,000 rows. Every topic naming no registered
+    hall shares one budget (20 rows a minute here), the rest is counted; a real hall keeps its own."""
+    ingestor = Ingestor(store, generate_private_key(), log_burst=20)
+    service = IngestService(store, ingestor, BrokerUrl("127.0.0.1", 1))
+    real = FakeHall("hall-real", seed=3)
+    await register(store, real)
+    ghosts = [f"ghost-{i}" for i in range(1500)]
+    for hall in ghosts:
+        await service._on_message(Received(topic(hall, "status"), b'{"online":false,"session":1}', False, 1))
+        await service._on_message(Received(topic(hall, "command-results"), b"{}", False, 1))
+        await service._on_message(Received(topic(hall, "batches"), b"{}", False, 1))
+    await _until(lambda: service.stats["rejected"] == len(ghosts), "the ghost batches to be judged")
+    rows = await store.integration_log(limit=10_000)
+    assert len(rows) == 20
+    assert {r.kind for r in rows} == {"rejected"} and all("not registered" in r.detail for r in rows)
+    assert all(r.hall in ghosts and r.hall in r.detail for r in rows)   # each row still names its hall
+    assert ingestor.log_rows_suppressed == 3 * len(ghosts) - 20
+    await service._on_message(Received(topic(real.hall, "status"), b"not json", False, 1))
+    (newest,) = await store.integration_log(limit=1)
+    assert (newest.kind, newest.hall) == ("format_error", real.hall)
     await service.stop()
