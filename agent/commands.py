@@ -35,6 +35,7 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from mqttlink import LinkDown, MqttLink
+from protocols.logthrottle import WindowThrottle
 from protocols.sync import (
     VERSION,
     Command,
@@ -86,6 +87,8 @@ class CommandHandler:
         self.clock = clock
         self.link_wait = link_wait
         self.stats: collections.Counter[str] = collections.Counter()
+        self._refusals = WindowThrottle()
+        """Log lines of refused commands: 20 a minute per kind of refusal, the rest counted."""
         self._queues: dict[str, asyncio.Queue[Command]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -134,7 +137,10 @@ class CommandHandler:
             cmd = decode_command(payload, self.central_key, expect_hall=self.hall)
         except SyncError as exc:
             self.stats["refused"] += 1
-            log.error("command_refused", hall=self.hall, error=f"{type(exc).__name__}: {exc}", size=len(payload))
+            admitted, suppressed = self._refusals.admit(type(exc).__name__, self.clock())
+            if admitted:  # forged commands many times a second: a bounded journal, every one counted
+                log.error("command_refused", hall=self.hall, error=f"{type(exc).__name__}: {exc}", size=len(payload),
+                          similar_suppressed=suppressed)
             return
         if not self._started:
             self.stats["not_started"] += 1

@@ -36,6 +36,7 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from mqttlink import BrokerUrl, LinkDown, MqttLink, Received, Will
+from protocols.logthrottle import WindowThrottle
 from protocols.sync import (
     VERSION,
     Status,
@@ -146,6 +147,8 @@ class Replicator:
         self._publishing: set[asyncio.Task[bool]] = set()
         self._rewind = False
         self.stats: dict[str, int] = collections.Counter()
+        self._refusals = WindowThrottle()
+        """Log lines of refused messages: 20 a minute per kind of refusal, the rest counted."""
         self.last_ack_at: int | None = None
         self.commands: CommandSink | None = None  # installed by the runtime before start()
         self.standing: Callable[[bytes], object] | None = None  # HQ's standing data (agent.standing), likewise
@@ -209,7 +212,10 @@ class Replicator:
                 raise SyncError(f"unexpected topic kind {kind!r}")
         except SyncError as exc:
             self.stats["refused_messages"] += 1
-            log.error("central_message_refused", topic=msg.topic, error=f"{type(exc).__name__}: {exc}")
+            admitted, suppressed = self._refusals.admit(type(exc).__name__, self.clock())
+            if admitted:  # a flood of forged messages must not flood the journal (issue 16); counted in stats
+                log.error("central_message_refused", topic=msg.topic[:200], error=f"{type(exc).__name__}: {exc}",
+                          similar_suppressed=suppressed)
             return
         if kind == "commands":
             await self.commands.on_message(msg.payload)  # type: ignore[union-attr]  # checked above

@@ -40,6 +40,7 @@ from typing import Final, Literal, Protocol
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from protocols.logthrottle import WindowThrottle
 from protocols.sync import (
     VERSION,
     Ack,
@@ -122,40 +123,8 @@ class Preparer(Protocol):
 
 
 UNREGISTERED: Final = "(unregistered)"
-"""The one throttle source of every hall topic that names no registered hall: garbage published on
+"""The one log-throttle source of every hall topic that names no registered hall: garbage published on
 5,000 invented hall topics shares one budget of rows instead of writing 5,000 (issue 16)."""
-
-
-@dataclass(slots=True)
-class _Throttle:
-    """At most ``burst`` log rows per (source, kind) per ``window`` µs; the rest are counted, not written.
-
-    The source is a registered hall, :data:`UNREGISTERED` or None (a topic naming no hall at all). A
-    misbehaving hall sending garbage many times a second must not fill the integration log or keep
-    the single DB writer busy at the expense of other halls.
-    """
-
-    burst: int = 20
-    window: int = 60_000_000
-    _state: dict[tuple[str | None, str], list[int]] = field(default_factory=dict)
-    suppressed_total: int = 0
-
-    def admit(self, hall: str | None, kind: str, now: int) -> tuple[bool, int]:
-        """(write it?, how many were suppressed before it in this key)."""
-        state = self._state.get((hall, kind))
-        if state is None or now - state[0] >= self.window:
-            if len(self._state) > 100_000:
-                self._state.clear()
-            suppressed = 0 if state is None else state[2]
-            self._state[(hall, kind)] = [now, 1, 0]
-            return True, suppressed
-        if state[1] < self.burst:
-            state[1] += 1
-            suppressed, state[2] = state[2], 0
-            return True, suppressed
-        state[2] += 1
-        self.suppressed_total += 1
-        return False, 0
 
 
 @dataclass(slots=True)
@@ -181,7 +150,8 @@ class Ingestor:
         self._pending: dict[str, _Pending] = {}
         self._max_batches = max_buffered_batches
         self._max_events = max_buffered_events
-        self._throttle = _Throttle(burst=log_burst, window=int(log_window_s * 1_000_000))
+        self._throttle = WindowThrottle(burst=log_burst, window=int(log_window_s * 1_000_000))
+        """Keyed by (source, kind): a registered hall, :data:`UNREGISTERED` or None (no hall in the topic)."""
 
     @property
     def log_rows_suppressed(self) -> int:
@@ -387,7 +357,7 @@ class Ingestor:
         service's status and command-result refusals go through here too: one budget, one counter.
         """
         now = self._clock()
-        admitted, suppressed = self._throttle.admit(hall if source == "" else source, kind, now)
+        admitted, suppressed = self._throttle.admit((hall if source == "" else source, kind), now)
         if not admitted:
             return ()
         if suppressed:
