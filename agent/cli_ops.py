@@ -25,9 +25,9 @@ from typing import Any
 from .diag.errors import EXIT_USAGE, DiagError
 
 DEFAULT_DATA_DIR = "/var/lib/hallsync"
-RUN_KEYS = ("hall", "data_dir", "devices", "mqtt", "central_key", "currency", "log_level", "log_format",
-            "gaming_day_start", "metrics", "meter_interval", "meter_settle", "retention_days", "retention_max_mb",
-            "prune_interval")
+RUN_KEYS = ("hall", "data_dir", "devices", "mqtt", "mqtt_password_file", "central_key", "currency", "log_level",
+            "log_format", "gaming_day_start", "metrics", "meter_interval", "meter_settle", "retention_days",
+            "retention_max_mb", "prune_interval")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -38,9 +38,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     run.add_argument("--hall", help="this hall's ID (as registered at HQ)")
     run.add_argument("--data-dir", metavar="DIR", help=f"keys, outbox and state (default {DEFAULT_DATA_DIR})")
     run.add_argument("--devices", metavar="FILE", help="devices.toml ([[devices]] id, protocol, port, address…)")
-    run.add_argument("--mqtt", metavar="URL", help="broker URL, mqtt://host:port or mqtts://HALL:PASSWORD@host:port"
-                                                   "?ca=CA.pem (TLS; put it in --config, `hall-central halls add` "
-                                                   "prints it)")
+    run.add_argument("--mqtt", metavar="URL", help="broker URL, mqtt://host:port or mqtts://HALL@host:port"
+                                                   "?ca=CA.pem (TLS; `hall-central halls add` prints it)")
+    run.add_argument("--mqtt-password-file", metavar="FILE",
+                     help="file holding the broker password (one line; not readable by others, e.g. 0640 "
+                          "root:hallsync); else $HALLSYNC_MQTT_PASSWORD; never put it in the URL, ps shows that")
     run.add_argument("--central-key", metavar="FILE", help="HQ's public key (central.pub), to verify acks")
     run.add_argument("--currency", help="the hall's ISO 4217 currency (default EUR)")
     run.add_argument("--gaming-day-start", metavar="HH:MM",
@@ -93,6 +95,8 @@ def _options(args: argparse.Namespace, section: str) -> dict[str, Any]:
 # -- run ----------------------------------------------------------------------------------------------
 
 def run(args: argparse.Namespace) -> int:
+    from mqttlink import PASSWORD_ENV, broker_url
+
     from .logging_setup import setup_logging
     from .replicator import ReplicatorConfig
     from .runtime import AgentConfig, HallAgent, StartupError
@@ -103,6 +107,11 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise DiagError("missing " + ", ".join("--" + m.replace("_", "-") for m in missing)
                         + " (on the command line or in --config)", EXIT_USAGE)
+    try:  # the variable leaves the environment: child processes need not inherit the password
+        url = broker_url(str(opts["mqtt"]), password_file=opts.get("mqtt_password_file"),
+                         env_password=os.environ.pop(PASSWORD_ENV, None))
+    except ValueError as exc:
+        raise DiagError(str(exc), EXIT_USAGE) from None
     log_format = opts.get("log_format")
     setup_logging(opts.get("log_level", "info"), None if log_format is None else log_format == "json")
     try:
@@ -130,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
             raise DiagError(f"--linger must be 0..5 seconds, not {linger}", EXIT_USAGE)
         replicator = dataclasses.replace(replicator, linger=linger)
     config = AgentConfig(hall=str(opts["hall"]), data_dir=Path(opts["data_dir"]), devices=Path(opts["devices"]),
-                         mqtt=str(opts["mqtt"]), central_key=Path(opts["central_key"]),
+                         mqtt=url, central_key=Path(opts["central_key"]),
                          currency=str(opts.get("currency", "EUR")), gaming_day_start=day_start, poll=poll,
                          meter_settle_seconds=float(opts.get("meter_settle", 30.0)),
                          metrics=str(opts["metrics"]) if opts.get("metrics") else None, replicator=replicator,

@@ -47,7 +47,7 @@ from typing import Any
 
 import structlog
 
-from mqttlink import parse_broker_url
+from mqttlink import BrokerUrl, parse_broker_url
 from protocols.sync import check_hall_id, public_key_from_pem
 from protocols.sync.standing import StandingData
 
@@ -94,7 +94,8 @@ class AgentConfig:
     hall: str
     data_dir: Path
     devices: Path
-    mqtt: str
+    mqtt: str | BrokerUrl
+    """The broker: a URL, or one already parsed with its password added (mqttlink.broker_url, the CLI)."""
     central_key: Path
     currency: str = "EUR"
     gaming_day_start: dt.time = dt.time(6, 0)
@@ -125,7 +126,7 @@ class HallAgent:
         self.config = config
         try:
             check_hall_id(config.hall)
-            self.url = parse_broker_url(config.mqtt)
+            self.url = config.mqtt if isinstance(config.mqtt, BrokerUrl) else parse_broker_url(config.mqtt)
         except Exception as exc:
             raise StartupError(str(exc)) from exc
         try:

@@ -22,6 +22,8 @@ from protocols.sync import check_hall_id
 
 PASSWORD_FILE = "/etc/mosquitto/hallsync/halls.passwd"
 HALL_CA_FILE = "/etc/hallsync/hq-ca.pem"
+HALL_PASSWORD_FILE = "/etc/hallsync/mqtt-password"
+"""Where the hall keeps its broker password; hall-agent.service passes it as ``--mqtt-password-file``."""
 DEFAULT_BROKER = "<hq-broker-host>:8883"
 _ITERATIONS = 101  # mosquitto_passwd's own default (PW_DEFAULT_ITERATIONS in Mosquitto 2.0)
 
@@ -33,7 +35,8 @@ class BrokerAccount:
     password_line: str
     """``hall:$7$…``: append to the broker's password file (the hash, not the password)."""
     agent_url: str
-    """The agent's ``mqtt`` setting: TLS, the hall's account, HQ's CA."""
+    """The agent's ``mqtt`` setting: TLS, the hall's account (no password: that goes into
+    :data:`HALL_PASSWORD_FILE`, so it never shows in ``ps``), HQ's CA."""
 
 
 def mosquitto_hash(password: str, *, salt: bytes | None = None, iterations: int = _ITERATIONS) -> str:
@@ -49,7 +52,7 @@ def new_account(hall: str, broker: str | None = None) -> BrokerAccount:
     password = secrets.token_urlsafe(24)
     where = broker or DEFAULT_BROKER
     return BrokerAccount(hall, password, f"{hall}:{mosquitto_hash(password)}",
-                         f"mqtts://{hall}:{password}@{where}?ca={HALL_CA_FILE}")
+                         f"mqtts://{hall}@{where}?ca={HALL_CA_FILE}")
 
 
 def instructions(account: BrokerAccount) -> list[str]:
@@ -60,6 +63,8 @@ def instructions(account: BrokerAccount) -> list[str]:
         f"  {account.password_line}",
         f"  (or: mosquitto_passwd {PASSWORD_FILE} {account.hall}  and type the password; then "
         "systemctl reload mosquitto)",
-        f"on the hall, copy HQ's CA certificate to {HALL_CA_FILE} and set in /etc/hallsync/agent.toml:",
+        f"on the hall, copy HQ's CA certificate to {HALL_CA_FILE}, write the password alone on one line to "
+        f"{HALL_PASSWORD_FILE} (mode 0640 root:hallsync) and set in /etc/hallsync/agent.toml:",
         f'  mqtt = "{account.agent_url}"',
+        f"  (hall-agent.service passes --mqtt-password-file {HALL_PASSWORD_FILE})",
     ]

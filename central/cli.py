@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import sys
 import tomllib
 from collections.abc import Callable, Coroutine, Sequence
@@ -43,8 +44,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "export.write": {"db": None, "data_dir": None, "from": None, "to": None, "out": None, "format": "jsonl",
                      "hall": None},
     "export.verify": {"file": None, "central_pub": None, "allow_unsigned": False},
-    "serve": {"data_dir": None, "db": None, "mqtt": None, "http": "127.0.0.1:8080", "currency": "EUR",
-              "share_group": "central", "client_id": "hallsync-central", "metrics_token": None,
+    "serve": {"data_dir": None, "db": None, "mqtt": None, "mqtt_password_file": None, "http": "127.0.0.1:8080",
+              "currency": "EUR", "share_group": "central", "client_id": "hallsync-central", "metrics_token": None,
               "monitor_interval": 15.0, "alert_door_open": None, "alert_device_silent": None,
               "alert_delay": None, "alert_missed_share": None, "alert_missed_records": None,
               "no_shared_subscription": False},
@@ -210,7 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", default=S, metavar="DIR", help="directory holding central.key")
     _db(serve)
     serve.add_argument("--mqtt", default=S, metavar="URL", help="broker URL, e.g. mqtt://127.0.0.1:1883 or "
-                       "mqtts://hq.central:PASSWORD@127.0.0.1:8884?ca=CA.pem (TLS; better in --config)")
+                       "mqtts://hq.central@127.0.0.1:8884?ca=CA.pem (TLS)")
+    serve.add_argument("--mqtt-password-file", default=S, metavar="FILE",
+                       help="file holding the broker password (one line; not readable by others, e.g. "
+                            "0640 root:hallsync-central); else $HALLSYNC_MQTT_PASSWORD; never put it in the URL, "
+                            "ps shows that")
     serve.add_argument("--http", default=S, metavar="HOST:PORT", help="HTTP listen address (default 127.0.0.1:8080)")
     serve.add_argument("--currency", default=S, help="the network's ISO 4217 currency for reports (default EUR)")
     serve.add_argument("--share-group", default=S, help="MQTT shared-subscription group (default central)")
@@ -419,6 +424,8 @@ def cmd_apikeys_create(opts: dict[str, Any]) -> int:
 
 
 def cmd_serve(opts: dict[str, Any]) -> int:
+    from mqttlink import PASSWORD_ENV, broker_url
+
     from .keyfiles import KeyFileError
     from .server import ServerConfig, parse_http, run_forever
 
@@ -426,7 +433,12 @@ def cmd_serve(opts: dict[str, Any]) -> int:
         host, port = parse_http(str(opts["http"]))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    config = ServerConfig(data_dir=Path(opts["data_dir"]), db=str(opts["db"]), mqtt=str(opts["mqtt"]),
+    try:  # the variable leaves the environment: the verify pool's processes need not inherit the password
+        url = broker_url(str(opts["mqtt"]), password_file=opts["mqtt_password_file"],
+                         env_password=os.environ.pop(PASSWORD_ENV, None))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    config = ServerConfig(data_dir=Path(opts["data_dir"]), db=str(opts["db"]), mqtt=url,
                           http_host=host, http_port=port, currency=str(opts["currency"]),
                           share_group=None if opts["no_shared_subscription"] else str(opts["share_group"]),
                           client_id=str(opts["client_id"]),

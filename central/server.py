@@ -18,7 +18,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from mqttlink import parse_broker_url
+from mqttlink import BrokerUrl, parse_broker_url
 
 from .api import build_app
 from .ingest import Ingestor
@@ -39,7 +39,8 @@ log = structlog.get_logger("central.server")
 class ServerConfig:
     data_dir: Path
     db: str
-    mqtt: str
+    mqtt: str | BrokerUrl
+    """The broker: a URL, or one already parsed with its password added (mqttlink.broker_url, the CLI)."""
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     currency: str = "EUR"
@@ -66,7 +67,7 @@ def parse_http(text: str) -> tuple[str, int]:
 
 async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
     key = load_private_key(config.data_dir)
-    url = parse_broker_url(config.mqtt)
+    url = config.mqtt if isinstance(config.mqtt, BrokerUrl) else parse_broker_url(config.mqtt)
     store = await open_store(config.db)
     ingest: IngestService | None = None
     runner: web.AppRunner | None = None

@@ -15,6 +15,7 @@ What it adds to aiomqtt (whose client neither reconnects nor bounds concurrent p
 """
 
 from .link import LinkDown, LinkStats, MqttLink, Received, Will
-from .url import BrokerUrl, parse_broker_url
+from .url import PASSWORD_ENV, BrokerUrl, broker_url, parse_broker_url
 
-__all__ = ["BrokerUrl", "LinkDown", "LinkStats", "MqttLink", "Received", "Will", "parse_broker_url"]
+__all__ = ["PASSWORD_ENV", "BrokerUrl", "LinkDown", "LinkStats", "MqttLink", "Received", "Will", "broker_url",
+           "parse_broker_url"]

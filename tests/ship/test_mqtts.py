@@ -1,9 +1,9 @@
 """Our own programs over HQ's shipped broker: ``mqtts://user:pass@host:port?ca=FILE`` end to end.
 
 The last test is what an operator does when adding a hall: ``hall-central halls add`` prints a
-password-file line and the agent's URL; the line goes into the broker's file (reload), the URL into
-the agent's config file, and a simulated hall's games reach central's reports over TLS, with
-central on its own account and listener.
+password-file line, the hall's password and the agent's URL; the line goes into the broker's file
+(reload), the password into the hall's password file, the URL into the agent's config file, and a
+simulated hall's games reach central's reports over TLS, with central on its own account and listener.
 """
 
 from __future__ import annotations
@@ -114,6 +114,35 @@ async def eventually(check, timeout: float, what: str, *procs: Proc):  # type: i
     raise AssertionError(f"timed out waiting for {what}; last: {last}\n{logs}")
 
 
+def metrics_text(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:  # loopback: no token
+        return resp.read().decode()
+
+
+async def test_central_reaches_the_broker_with_only_a_password_file_and_ps_never_shows_it(
+        hq: HqBroker, tmp_path: Path) -> None:
+    """Issue 16: the password comes from ``--mqtt-password-file``; the URL and the command line hold none."""
+    password = hq.passwords[CENTRAL_USER]
+    secret = tmp_path / "central-mqtt-password"
+    secret.write_text(password + "\n")
+    secret.chmod(0o640)
+    cli("hall-central", "keys", "init", "--data-dir", str(tmp_path / "hq"))
+    port = free_port()
+    central = Proc("central", [str(BIN / "hall-central"), "serve", "--data-dir", str(tmp_path / "hq"),
+                               "--db", str(tmp_path / "c.db"), "--http", f"127.0.0.1:{port}",
+                               "--mqtt", f"mqtts://{CENTRAL_USER}@127.0.0.1:{hq.central_port}?ca={hq.pki.ca_cert}",
+                               "--mqtt-password-file", str(secret), "--log-level", "info"], tmp_path)
+    try:
+        central.start()
+        await eventually(lambda: "hallsync_central_mqtt_connected 1" in metrics_text(port), 30,
+                         "central to connect with the password from the file", central)
+        cmdline = Path(f"/proc/{central.pid}/cmdline").read_bytes().split(b"\0")
+        assert str(secret).encode() in cmdline and password.encode() not in b" ".join(cmdline)
+        assert password not in central.tail(1000)  # nor in its logs
+    finally:
+        assert central.stop(20) == 0, central.tail()
+
+
 async def test_a_hall_added_with_the_printed_lines_reaches_central_over_tls(hq: HqBroker, tmp_path: Path) -> None:
     hall = "hall-tls"
     floor_dir, agent_dir, central_dir, db = tmp_path / "floor", tmp_path / "agent", tmp_path / "hq", tmp_path / "c.db"
@@ -124,6 +153,8 @@ async def test_a_hall_added_with_the_printed_lines_reaches_central_over_tls(hq: 
     assert f"added hall {hall}" in printed.splitlines()[0]
     (password_line,) = re.findall(rf"^  ({hall}:\$7\$\S+)$", printed, re.M)
     (agent_url,) = re.findall(r'^  mqtt = "(mqtts://\S+)"$', printed, re.M)
+    (hall_password,) = re.findall(rf"^broker account: username {hall} \(the hall ID\), password (\S+)$", printed, re.M)
+    assert hall_password not in agent_url
     # the operator's steps: the line into the broker's password file + reload; HQ's CA onto the hall
     passwd = hq.directory / "halls.passwd"
     passwd.write_text(passwd.read_text() + password_line + "\n")
@@ -131,6 +162,8 @@ async def test_a_hall_added_with_the_printed_lines_reaches_central_over_tls(hq: 
     hq.broker.proc.send_signal(signal.SIGHUP)
     agent_url = agent_url.replace("?ca=/etc/hallsync/hq-ca.pem", f"?ca={hq.pki.ca_cert}")
     assert parse_broker_url(agent_url).username == hall
+    (tmp_path / "mqtt-password").write_text(hall_password + "\n")
+    (tmp_path / "mqtt-password").chmod(0o640)
 
     key = cli("hall-central", "apikeys", "create", "--role", "viewer", "--db", str(db)).strip().splitlines()[-1]
     port = free_port()
@@ -140,7 +173,8 @@ async def test_a_hall_added_with_the_printed_lines_reaches_central_over_tls(hq: 
         f'{hq.central_port}?ca={hq.pki.ca_cert}"\ndata_dir = "{central_dir}"\nhttp = "127.0.0.1:{port}"\n')
     (tmp_path / "agent.toml").write_text(
         f'hall = "{hall}"\ndata_dir = "{agent_dir}"\ndevices = "{floor_dir / "devices.toml"}"\n'
-        f'mqtt = "{agent_url}"\ncentral_key = "{central_dir / "central.pub"}"\n')
+        f'mqtt = "{agent_url}"\nmqtt_password_file = "{tmp_path / "mqtt-password"}"\n'
+        f'central_key = "{central_dir / "central.pub"}"\n')
     floor = Proc("floor", [str(BIN / "hall-sim"), "floor", "--egms", "1", "--rounds", "20", "--pace", "0.3",
                            "--seed", "5", "--out", str(floor_dir)], tmp_path)
     central = Proc("central", [str(BIN / "hall-central"), "serve", "--config", str(tmp_path / "central.toml"),

@@ -107,6 +107,15 @@ def test_central_unit_is_hardened_and_restarts() -> None:
     assert "serve" in one["Service.ExecStart"].split()
 
 
+@pytest.mark.parametrize(("name", "password_file"), [("hall-agent.service", "/etc/hallsync/mqtt-password"),
+                                                     ("hall-central.service", "/etc/hallsync/central-mqtt-password")])
+def test_units_give_the_broker_password_as_a_file_never_on_the_command_line(name: str, password_file: str) -> None:
+    """Issue 16: ``ps`` shows ExecStart's arguments to every user; the password is read from a file."""
+    args = directives(UNITS / name)["Service.ExecStart"][-1].split()
+    assert args[args.index("--mqtt-password-file") + 1] == password_file
+    assert not any(a.startswith("--mqtt=") or a == "--mqtt" or "://" in a for a in args)
+
+
 # -- sd_notify ----------------------------------------------------------------------------------------
 
 def bind_notify_socket(path: Path) -> socket.socket:
