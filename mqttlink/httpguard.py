@@ -65,6 +65,12 @@ class HttpGuard:
                     conn.request_started(request)
                 try:
                     return await inner_handler(request)
+                except ConnectionResetError:
+                    if request.transport is not None and not request.transport.is_closing():
+                        raise
+                    # the client is gone (or was cut off here) while its body was read: nothing can be
+                    # answered, and aiohttp would log this as an error with a traceback
+                    return web.Response(status=408)
                 finally:
                     if conn is not None:
                         conn.request_done()
