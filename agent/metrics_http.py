@@ -22,6 +22,7 @@ import structlog
 from aiohttp import web
 
 from mqttlink.httpguard import KEEPALIVE_TIMEOUT, GuardedSite, HttpGuard
+from protocols.httpguard import DEFAULT_LIMITS, Limits
 from protocols.metrics import CONTENT_TYPE
 
 log = structlog.get_logger("agent.metrics")
@@ -40,12 +41,12 @@ def parse_listen(text: str) -> tuple[str, int]:
 class MetricsServer:
     """Serves ``render()`` at ``GET /metrics`` on ``host:port`` (port 0: any free port, see ``port``)."""
 
-    def __init__(self, host: str, port: int, render: Callable[[], str]) -> None:
+    def __init__(self, host: str, port: int, render: Callable[[], str], limits: Limits = DEFAULT_LIMITS) -> None:
         self.host = host
         self.port = port
         self._render = render
         self._runner: web.AppRunner | None = None
-        self.guard = HttpGuard()
+        self.guard = HttpGuard(limits)
 
     async def start(self) -> None:
         """Listen; raises OSError when the address is taken or not ours."""
