@@ -5,6 +5,10 @@ runner owns the handler tasks and ``stop`` cancels them (bounded). A scrape only
 agent already holds in memory (no database call, no await), so it cannot hold up the serial pollers
 for more than the rendering itself.
 
+Slow or hoarding clients are cut off by :mod:`mqttlink.httpguard` with its default limits (10 s for
+the headers, 64 connections per address; a scrape has no body): a scraper that stalls must not hold
+sockets of the agent for an hour.
+
 No authentication: bind it to loopback (the default examples) or to the hall's management network.
 The page names devices and counts, never money or keys.
 """
@@ -17,6 +21,8 @@ from collections.abc import Callable
 import structlog
 from aiohttp import web
 
+from mqttlink.httpguard import KEEPALIVE_TIMEOUT, GuardedSite, HttpGuard
+from protocols.httpguard import DEFAULT_LIMITS, Limits
 from protocols.metrics import CONTENT_TYPE
 
 log = structlog.get_logger("agent.metrics")
@@ -35,27 +41,27 @@ def parse_listen(text: str) -> tuple[str, int]:
 class MetricsServer:
     """Serves ``render()`` at ``GET /metrics`` on ``host:port`` (port 0: any free port, see ``port``)."""
 
-    def __init__(self, host: str, port: int, render: Callable[[], str]) -> None:
+    def __init__(self, host: str, port: int, render: Callable[[], str], limits: Limits = DEFAULT_LIMITS) -> None:
         self.host = host
         self.port = port
         self._render = render
         self._runner: web.AppRunner | None = None
+        self.guard = HttpGuard(limits)
 
     async def start(self) -> None:
         """Listen; raises OSError when the address is taken or not ours."""
         app = web.Application()
         app.router.add_get(PATH, self._scrape)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, keepalive_timeout=KEEPALIVE_TIMEOUT)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port)
+        site = GuardedSite(runner, self.host, self.port, self.guard)
         try:
             await site.start()
         except BaseException:
             await runner.cleanup()
             raise
         self._runner = runner
-        if runner.addresses:  # the bound socket tells the real port when 0 was asked for
-            self.port = int(runner.addresses[0][1])
+        self.port = site.port  # the bound port when 0 was asked for
         log.info("metrics_listening", url=f"http://{self.host}:{self.port}{PATH}")
 
     async def stop(self, timeout: float = 5.0) -> None:

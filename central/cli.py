@@ -48,7 +48,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
               "currency": "EUR", "share_group": "central", "client_id": "hallsync-central", "metrics_token": None,
               "monitor_interval": 15.0, "alert_door_open": None, "alert_device_silent": None,
               "alert_delay": None, "alert_missed_share": None, "alert_missed_records": None,
-              "no_shared_subscription": False},
+              "no_shared_subscription": False, "http_header_timeout": 10.0, "http_body_timeout": 30.0,
+              "http_max_connections_per_ip": 64, "login_failures": 20, "login_window": 60.0},
 }
 REQUIRED: dict[str, tuple[str, ...]] = {
     "keys.init": ("data_dir",),
@@ -240,6 +241,20 @@ def build_parser() -> argparse.ArgumentParser:
                             "the last hour (default 5)")
     serve.add_argument("--alert-missed-records", type=int, default=S, metavar="N",
                        help="alert when a machine has at least N missed records within the last hour (default 4)")
+    serve.add_argument("--http-header-timeout", type=float, default=S, metavar="SEC",
+                       help="close a connection whose request line and headers are not complete this long after "
+                            "it opened or sent its first byte (default 10; 0: no deadline)")
+    serve.add_argument("--http-body-timeout", type=float, default=S, metavar="SEC",
+                       help="close a connection whose request body is not complete this long after its headers "
+                            "(default 30; 0: no deadline)")
+    serve.add_argument("--http-max-connections-per-ip", type=int, default=S, metavar="N",
+                       help="concurrent HTTP connections one client address may hold; more get 503 and are "
+                            "closed (default 64; 0: no cap)")
+    serve.add_argument("--login-failures", type=int, default=S, metavar="N",
+                       help="bad API keys one client address may present per --login-window before it is "
+                            "answered 429 until the window ends (default 20; 0: no limit)")
+    serve.add_argument("--login-window", type=float, default=S, metavar="SEC",
+                       help="the window of --login-failures, from the first failure (default 60)")
     return parser
 
 
@@ -444,7 +459,9 @@ def cmd_serve(opts: dict[str, Any]) -> int:
                           client_id=str(opts["client_id"]),
                           metrics_token=str(opts["metrics_token"]) if opts["metrics_token"] else None,
                           monitor_interval=_positive(opts["monitor_interval"], "--monitor-interval", zero=True),
-                          alert_thresholds=_thresholds(opts))
+                          alert_thresholds=_thresholds(opts), http_limits=_http_limits(opts),
+                          login_failures=_count(opts["login_failures"], "--login-failures"),
+                          login_window=_positive(opts["login_window"], "--login-window"))
     try:
         run_forever(config)
     except KeyFileError as exc:
@@ -462,6 +479,21 @@ def _positive(value: Any, flag: str, *, zero: bool = False) -> float:
         low = "0" if zero else "more than 0"
         raise UsageError(f"{flag} must be a number of seconds from {low} to 86400, not {value!r}")
     return float(value)
+
+
+def _count(value: Any, flag: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1_000_000:
+        raise UsageError(f"{flag} must be a whole number from 0 to 1000000, not {value!r}")
+    return value
+
+
+def _http_limits(opts: dict[str, Any]) -> Any:
+    """The HTTP listener's deadlines and per-address cap (issue 16; see mqttlink.httpguard)."""
+    from protocols.httpguard import Limits
+
+    return Limits(header_timeout=_positive(opts["http_header_timeout"], "--http-header-timeout", zero=True),
+                  body_timeout=_positive(opts["http_body_timeout"], "--http-body-timeout", zero=True),
+                  max_per_ip=_count(opts["http_max_connections_per_ip"], "--http-max-connections-per-ip"))
 
 
 def _thresholds(opts: dict[str, Any]) -> Any:

@@ -21,7 +21,8 @@ per event; everything the store or the service already knows is read at scrape t
   ``rejected``, ``format_error``, ``error``), the ingest latency (agent_time of the batch's oldest
   event → central's commit) and the batch processing time (off the hall's queue → committed);
 * per request (a middleware): API requests by route pattern, method and status;
-* per scrape: halls registered/online, each hall's stored chain end and last presence time (from
+* per scrape: the HTTP guard's slow connections closed and connections refused, failed and
+  rate-limited API logins (issue 16); halls registered/online, each hall's stored chain end and last presence time (from
   ``store.halls()``), commands by status (``store.command_counts()``), the ingest service's own
   counters (dropped for overload, replies not published, store errors) and its MQTT link.
 
@@ -48,6 +49,9 @@ from .ingest import CONFLICT_DETAIL, IngestOutcome, Verified
 from .store.base import COMMAND_STATUSES, Store
 
 if TYPE_CHECKING:
+    from mqttlink.httpguard import HttpGuard
+
+    from .api.loginguard import LoginThrottle
     from .service import IngestService
 
 log = structlog.get_logger("central.metrics")
@@ -79,6 +83,8 @@ class CentralMetrics:
         self.store = store
         self.clock = clock
         self.service: IngestService | None = None
+        self.http_guard: HttpGuard | None = None
+        self.login_throttle: LoginThrottle | None = None
         self._known_halls: set[str] = set()
         r = self.registry = Registry()
         self.events = r.counter("hallsync_central_events_ingested_total",
@@ -119,7 +125,34 @@ class CentralMetrics:
     # -- per scrape ---------------------------------------------------------------------------------------
 
     async def render(self) -> str:
-        return self.registry.render([*await self._store_families(), *self._service_families()])
+        return self.registry.render([*await self._store_families(), *self._service_families(),
+                                     *self._guard_families()])
+
+    def _guard_families(self) -> list[Family]:
+        out = []
+        guard = self.http_guard
+        if guard is not None:
+            slow = Family("hallsync_central_http_slow_connections_closed_total",
+                          "Connections closed for missing the header or body read deadline, by phase.", "counter",
+                          ("phase",))
+            for phase in ("headers", "body"):
+                slow.add(guard.stats[f"closed_slow_{phase}"], phase)
+            refused = Family("hallsync_central_http_connections_refused_total",
+                             "Connections refused (503) because their address already held the per-address cap.",
+                             "counter")
+            refused.add(guard.stats["refused"])
+            out += [slow, refused]
+        throttle = self.login_throttle
+        if throttle is not None:
+            failed = Family("hallsync_central_api_logins_failed_total",
+                            "API requests with a bad or unknown key (401).", "counter")
+            failed.add(throttle.failed)
+            limited = Family("hallsync_central_api_logins_rate_limited_total",
+                             "API requests answered 429 (too many bad keys from their address; key not checked).",
+                             "counter")
+            limited.add(throttle.rate_limited)
+            out += [failed, limited]
+        return out
 
     async def _store_families(self) -> list[Family]:
         registered = Family("hallsync_central_halls", "Registered halls.", "gauge")

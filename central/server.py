@@ -19,8 +19,11 @@ import structlog
 from aiohttp import web
 
 from mqttlink import BrokerUrl, parse_broker_url
+from mqttlink.httpguard import KEEPALIVE_TIMEOUT, GuardedSite, HttpGuard
+from protocols.httpguard import DEFAULT_LIMITS, DEFAULT_LOGIN_FAILURES, DEFAULT_LOGIN_WINDOW, Limits
 
 from .api import build_app
+from .api.loginguard import LoginThrottle
 from .ingest import Ingestor
 from .keyfiles import load_private_key
 from .metrics import CentralMetrics
@@ -56,6 +59,11 @@ class ServerConfig:
     verify_processes: int = 1
     """Child processes that decode, verify and stage big batches (central.verify_pool); 0: threads of this
     process instead (the GIL then serves the store writer and the verifying in turns)."""
+    http_limits: Limits = DEFAULT_LIMITS
+    """Header and body deadlines and the per-address connection cap of the HTTP listener (mqttlink.httpguard)."""
+    login_failures: int = DEFAULT_LOGIN_FAILURES
+    """Bad API keys per client address within ``login_window`` seconds before it gets 429 (0: no limit)."""
+    login_window: float = DEFAULT_LOGIN_WINDOW
 
 
 def parse_http(text: str) -> tuple[str, int]:
@@ -84,15 +92,19 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         service = ingest
         standing = StandingPublisher(store, key, ingest.publish_retained)
         ingest.on_online = standing.wake
+        throttle = LoginThrottle(config.login_failures, config.login_window)
         app = build_app(store, currency=config.currency, presence=lambda: {"ingest": service.status()},
                         command_publisher=ingest.publish_command, central_key=key,
-                        on_hall_settings=standing.publish)
+                        on_hall_settings=standing.publish, login_throttle=throttle)
+        guard = HttpGuard(config.http_limits)
         metrics = CentralMetrics(store)
         metrics.service, ingest.metrics = ingest, metrics
+        metrics.http_guard, metrics.login_throttle = guard, throttle
         install_metrics(app, metrics, token=config.metrics_token)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)  # in-flight requests get 5 s
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0,  # in-flight requests get 5 s
+                               keepalive_timeout=KEEPALIVE_TIMEOUT)
         await runner.setup()
-        site = web.TCPSite(runner, config.http_host, config.http_port)
+        site = GuardedSite(runner, config.http_host, config.http_port, guard)
         await site.start()
         await ingest.start()
         standing.start()

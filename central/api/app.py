@@ -9,6 +9,8 @@ a traceback.
 
 Keys are looked up on every request, so a key created while central runs works at once; a key
 that authenticated is remembered for at most :data:`AUTH_CACHE_US` (failures are never remembered).
+A bad or unknown key counts against the client's address (:mod:`.loginguard`): past the limit the
+address is answered 429 before any key of it is checked.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from .context import KEY, ApiContext, Handler, dumps, json_body, json_response
 from .context import scope as _scope
 from .features import FEATURES
 from .issue import issue_command
+from .loginguard import LoginThrottle
 from .openapi import EVENTS_MAX_LIMIT, GROUP_BY_PARAM, LOG_MAX_LIMIT, document
 from .params import ApiError
 from .provider_reports import ggr_by_provider
@@ -80,8 +83,10 @@ class _Api:
     def __init__(self, store: Store, currency: str, clock: Clock,
                  presence: Callable[[], Mapping[str, Any]] | None,
                  command_publisher: CommandPublisher | None = None,
-                 central_key: Ed25519PrivateKey | None = None) -> None:
+                 central_key: Ed25519PrivateKey | None = None,
+                 login_throttle: LoginThrottle | None = None) -> None:
         self.store = store
+        self.login_throttle = login_throttle
         self.command_publisher = command_publisher
         self.central_key = central_key
         self.currency = currency
@@ -100,6 +105,12 @@ class _Api:
         if scheme.lower() != "bearer" or not presented:
             raise ApiError(401, "unauthorized", "an API key is required: Authorization: Bearer KEY",
                            {"WWW-Authenticate": "Bearer"})
+        throttle, client = self.login_throttle, request.remote or ""
+        if throttle is not None:
+            wait = throttle.retry_after(client)
+            if wait is not None:
+                raise ApiError(429, "too_many_requests", "too many bad API keys from this address; "
+                               f"retry after {wait} s", {"Retry-After": str(wait)})
         digest = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
         now = self.clock()
         cached = self._auth_cache.get(digest)
@@ -108,6 +119,8 @@ class _Api:
         record = await authenticate(self.store, presented)
         if record is None:
             self._auth_cache.pop(digest, None)
+            if throttle is not None:
+                throttle.failure(client, request.path)
             raise ApiError(401, "unauthorized", "the API key is not valid",
                            {"WWW-Authenticate": 'Bearer error="invalid_token"'})
         if len(self._auth_cache) >= _AUTH_CACHE_MAX:
@@ -320,7 +333,8 @@ def build_app(store: Store, *, currency: str, clock: Callable[[], int] = now_mic
               presence: Callable[[], Mapping[str, Any]] | None = None,
               command_publisher: CommandPublisher | None = None,
               central_key: Ed25519PrivateKey | None = None,
-              on_hall_settings: Callable[[str], Awaitable[Any]] | None = None) -> web.Application:
+              on_hall_settings: Callable[[str], Awaitable[Any]] | None = None,
+              login_throttle: LoginThrottle | None = None) -> web.Application:
     """The HTTP API on ``store``: mount it with ``aiohttp.web.AppRunner`` (or a test server).
 
     ``currency`` is the minor-unit currency of every amount (reports name it); ``clock`` gives now in
@@ -328,9 +342,10 @@ def build_app(store: Store, *, currency: str, clock: Callable[[], int] = now_mic
     ``GET /health`` and its mapping returned under ``presence`` (keep it free of secrets: health needs
     no key). ``command_publisher`` (see :mod:`central.commands`) and ``central_key`` (which signs
     commands) let ``POST /commands`` publish; without them a command is stored as ``failed``. The app
-    does not own ``store``: closing it is the caller's job.
+    does not own ``store``: closing it is the caller's job. ``login_throttle``, if given, rate-limits
+    bad keys per client address (``hall-central serve`` always gives one).
     """
-    api = _Api(store, currency, clock, presence, command_publisher, central_key)
+    api = _Api(store, currency, clock, presence, command_publisher, central_key, login_throttle)
     app = web.Application(middlewares=[api.middleware])
     handlers: dict[str, Handler] = {
         "GET /health": api.health,

@@ -35,6 +35,7 @@ def _json(schema: str, description: str) -> dict[str, Any]:
 _ERRORS: Final = {
     "401": {"$ref": "#/components/responses/Unauthorized"},
     "403": {"$ref": "#/components/responses/Forbidden"},
+    "429": {"$ref": "#/components/responses/TooManyRequests"},
     "500": {"$ref": "#/components/responses/InternalError"},
 }
 _WITH_400: Final = {"400": {"$ref": "#/components/responses/BadRequest"}, **_ERRORS}
@@ -238,6 +239,12 @@ DOCUMENT: Final[dict[str, Any]] = {
                 "content": {"application/json": {"schema": _ref("Error")}},
             },
             "Forbidden": _json("Error", "The key's role or hall scope does not allow this (`forbidden`)."),
+            "TooManyRequests": {
+                "description": "Too many bad keys from this client address (`too_many_requests`); no key is "
+                               "checked until the time in `Retry-After` has passed.",
+                "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}},
+                "content": {"application/json": {"schema": _ref("Error")}},
+            },
             "InternalError": _json("Error", "Unexpected failure (`internal`); details are in central's log."),
         },
         "schemas": {
@@ -246,7 +253,7 @@ DOCUMENT: Final[dict[str, Any]] = {
                 "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
                     "code": {"type": "string", "enum": ["bad_request", "unauthorized", "forbidden", "not_found",
                                                         "method_not_allowed", "internal",
-                                                        "unavailable"]},
+                                                        "unavailable", "too_many_requests"]},
                     "message": {"type": "string"}}}},
             },
             "Health": {
