@@ -4,7 +4,9 @@ Delivery (design.md, "Delivery contract"):
 
 * Batches are contiguous runs of the chain, in seq order, published with QoS 1 on
   ``hallsync/v1/halls/{hall}/batches``. A batch goes out when it is full (``batch_max`` events) or
-  its first event has waited ``linger`` seconds, whichever comes first.
+  its first event has waited ``linger`` seconds, whichever comes first. A batch is also cut short
+  before its payload would exceed ``protocols.sync.MAX_MESSAGE_BYTES`` (the rest goes in the next),
+  since the broker disconnects a client sending more and central refuses it.
 * At most ``window_events`` events are published and not yet acked (bounded memory at the broker
   and at HQ; a 1M-event backlog drains window by window).
 * Only a verified ack (central's signature, this hall, the hash the outbox holds at that seq) moves
@@ -46,6 +48,7 @@ from protocols.sync import (
     decode_resend,
     encode_batch_stored,
     encode_status,
+    events_within_limit,
     parse_topic,
     topic,
 )
@@ -292,7 +295,7 @@ class Replicator:
             first = max(first, acked + 1)
             seq = first - 1
             while seq < last and connection == self._connection:
-                events = await self.outbox.read_unacked_stored(seq, min(cfg.batch_max, last - seq))
+                events = self._fit(await self.outbox.read_unacked_stored(seq, min(cfg.batch_max, last - seq)))
                 if not events:
                     break
                 await self._publish(events)
@@ -307,13 +310,18 @@ class Replicator:
             await _first_of(self.outbox.wait_for_events(self._sent_through, self._deadline()),
                             self._wait_kick(self._deadline()))
             return
-        if len(events) < room and cfg.linger > 0:
+        fitting = self._fit(events)
+        if len(fitting) == len(events) < room and cfg.linger > 0:
             oldest = events[0].agent_time
             wait = cfg.linger - max(0.0, (self.clock() - oldest) / 1e6)
             if wait > 0 and await self.outbox.wait_for_events(self._sent_through + room - 1, wait):
-                events = await self.outbox.read_unacked_stored(self._sent_through, room)
+                fitting = self._fit(await self.outbox.read_unacked_stored(self._sent_through, room))
             elif wait > 0:
-                events = await self.outbox.read_unacked_stored(self._sent_through, room)
+                fitting = self._fit(await self.outbox.read_unacked_stored(self._sent_through, room))
+        events = fitting
+        if not events:  # the next event alone exceeds the limit (logged by _fit): it cannot go out
+            await self._wait_kick(1.0)
+            return
         if connection != self._connection:
             return
         if not in_flight:
@@ -327,6 +335,21 @@ class Replicator:
         task.add_done_callback(lambda t, c=connection: self._published(t, c))
         if len(self._publishing) >= cfg.max_publishes_in_flight:
             await asyncio.wait(set(self._publishing), return_when=asyncio.FIRST_COMPLETED)
+
+    def _fit(self, events: list[StoredEvent]) -> list[StoredEvent]:
+        """The leading events whose batch stays within ``MAX_MESSAGE_BYTES``; the rest wait for the next.
+
+        An event too big to go out even alone (no normalizer makes one: the largest, a snapshot of
+        every meter code, is ~10 KB) stops replication at its seq rather than being skipped, since
+        the chain must stay whole; it is logged as an error each time."""
+        count = events_within_limit(events)
+        if count == 0 and events:
+            self.stats["oversize_events"] += 1
+            log.error("event_too_large_to_send", seq=events[0].seq, bytes=len(events[0].body),
+                      note="replication is stuck at this seq; the event stays in the outbox")
+        elif count < len(events):
+            self.stats["batches_cut_by_size"] += 1
+        return events[:count]
 
     def _published(self, task: asyncio.Task[bool], connection: int) -> None:
         self._publishing.discard(task)

@@ -6,7 +6,9 @@ makes every rule testable with plain bytes.
 
 Rules, in order (design.md, "Delivery contract"):
 
-1. The hall comes from the topic; a bad topic or a payload that does not decode is ``format_error``.
+1. The hall comes from the topic; a bad topic, a payload above ``MAX_MESSAGE_BYTES`` (refused by its
+   length alone: not decoded, not handed to the verifying child) or one that does not decode is
+   ``format_error``.
 2. An unregistered hall, a header naming another hall than the topic, a bad signature or a broken
    chain is ``rejected``. None of these touch a lock or the events: one hall's garbage costs others
    nothing but a throttled log row.
@@ -42,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from protocols.logthrottle import WindowThrottle
 from protocols.sync import (
+    MAX_MESSAGE_BYTES,
     VERSION,
     Ack,
     BatchHeader,
@@ -140,8 +143,10 @@ class Ingestor:
 
     def __init__(self, store: Store, central_private_key: Ed25519PrivateKey, clock: Clock = now_micros, *,
                  max_buffered_batches: int = 16, max_buffered_events: int = 50_000,
-                 log_burst: int = 20, log_window_s: float = 60.0, preparer: Preparer | None = None) -> None:
+                 log_burst: int = 20, log_window_s: float = 60.0, preparer: Preparer | None = None,
+                 max_payload_bytes: int = MAX_MESSAGE_BYTES) -> None:
         self._preparer = preparer
+        self.max_payload_bytes = max_payload_bytes
         self._store = store
         self._key = central_private_key
         self._clock = clock
@@ -175,6 +180,8 @@ class Ingestor:
             return await self._refuse("format_error", None, f"topic: {exc}")
         if kind != "batches":
             return await self._refuse("format_error", hall, f"ingest takes batches, not {kind!r} ({topic_name})")
+        if (oversize := self.oversize(payload)) is not None:
+            return await self._refuse("format_error", hall, oversize)
         try:
             record = await self._store.get_hall(hall)
         except Exception as exc:  # the store is down: nothing can be decided, nothing is acked
@@ -344,6 +351,12 @@ class Ingestor:
         return Publish(topic(hall, "acks"), encode_ack(ack, self._key))
 
     # --- refusing and logging -------------------------------------------------------------------
+    def oversize(self, payload: bytes) -> str | None:
+        """The refusal's detail if ``payload`` is above the limit, else None (no agent builds one)."""
+        if len(payload) <= self.max_payload_bytes:
+            return None
+        return f"payload of {len(payload)} bytes exceeds the limit of {self.max_payload_bytes}"
+
     async def _refuse(self, kind: LogKind, hall: str | None, detail: str, *,
                       source: str | None = "") -> IngestOutcome:
         status: OutcomeStatus = "format_error" if kind == "format_error" else "rejected"

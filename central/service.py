@@ -9,6 +9,10 @@ Isolation between halls: the link's single handler only parses the topic and han
 that hall's queue; one worker task per hall stores its batches in order, so a slow or abusive hall
 delays only itself. A queue that is full drops the message with a log line; that is safe because
 nothing was acked: the agent publishes it again after its ack timeout.
+
+Size: a payload above ``MAX_MESSAGE_BYTES`` on any topic is refused by its length before anything
+decodes it or queues it (a throttled ``format_error`` row; nothing acked, nothing stored). The broker's
+``max_packet_size`` normally stops it first; this holds if a broker was configured without it.
 """
 
 from __future__ import annotations
@@ -119,6 +123,11 @@ class IngestService:
             hall, kind = parse_topic(msg.topic)
         except SyncError:
             hall, kind = _FORMAT_ERRORS, "batches"
+        if (oversize := self.ingestor.oversize(msg.payload)) is not None:
+            self.stats["oversize"] += 1
+            await self.ingestor.log_throttled("format_error", None if hall == _FORMAT_ERRORS else hall,
+                                            f"{kind}: {oversize} (topic {msg.topic[:200]!r})")
+            return
         if kind == "status":
             await self._presence(hall, msg)
             return

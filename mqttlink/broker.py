@@ -16,6 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from protocols.sync import MAX_PACKET_BYTES
+
 from .url import BrokerUrl
 
 
@@ -74,6 +76,7 @@ class Mosquitto:
             "allow_anonymous true",
             f"max_queued_messages {self.max_queued_messages}",
             "max_inflight_messages 100",
+            f"max_packet_size {MAX_PACKET_BYTES}",  # as systemd/mosquitto/hallsync.conf
             "set_tcp_nodelay true",
             "log_type error",
             "log_type warning",

@@ -44,6 +44,9 @@ Ed25519 over ``b"hallsync/v1/" + context + b"\\n" + canonical(body)``; the conte
 
 Messages (wire forms; receivers accept any key order and recompute canonical bytes themselves)
 -------------------------------------------------------------------------------------------
+No payload exceeds ``MAX_MESSAGE_BYTES`` (16 MiB): central refuses a bigger one unread, the brokers'
+``max_packet_size`` is ``MAX_PACKET_BYTES``, and the agent splits batches to stay below it.
+
 * batch: ``{"events":[event…],"header":H,"sig":S}``, H = ``{v, hall, first_seq, last_seq, count,
   prev_hash, last_hash, created_at}``; ``prev_hash`` is the hash before ``first_seq``, ``last_hash``
   the hash of ``last_seq``; 1..10000 events, contiguous, of ``hall``, with ``central_time`` absent.
@@ -61,11 +64,14 @@ Messages (wire forms; receivers accept any key order and recompute canonical byt
 from .acks import Ack, ResendRequest, decode_ack, decode_resend, encode_ack, encode_resend
 from .batch import (
     MAX_BATCH_EVENTS,
+    MAX_MESSAGE_BYTES,
+    MAX_PACKET_BYTES,
     Batch,
     BatchHeader,
     decode_batch,
     encode_batch,
     encode_batch_stored,
+    events_within_limit,
     verify_batch,
 )
 from .canonical import canonical_bytes, signing_input
@@ -117,13 +123,15 @@ from .presence import Status, decode_status, encode_status
 from .topics import TOPIC_KINDS, check_hall_id, parse_topic, shared_subscription, subscription, topic
 
 __all__ = [
-    "ACTIONS", "EVENT_TYPES", "GENESIS_HASH", "MAX_BATCH_EVENTS", "MONEY_TYPES", "RESULT_STATUSES", "TOPIC_KINDS",
+    "ACTIONS", "EVENT_TYPES", "GENESIS_HASH", "MAX_BATCH_EVENTS", "MAX_MESSAGE_BYTES",
+    "MAX_PACKET_BYTES", "MONEY_TYPES", "RESULT_STATUSES", "TOPIC_KINDS",
     "VERSION", "Ack", "BadSignature", "BadTopic", "Batch", "BatchHeader", "BrokenChain", "Command", "CommandResult",
     "Event", "HallMismatch", "InvalidKey", "Malformed", "ResendRequest", "Status", "StoredEvent", "SyncError",
     "UnsealedEvent", "UnsupportedVersion", "canonical_bytes", "canonical_event_bytes", "chain_hash", "check_hall_id",
     "command_expired", "decode_ack", "decode_batch", "decode_command", "decode_command_result", "decode_event",
     "decode_resend", "decode_status", "encode_ack", "encode_batch", "encode_batch_stored", "encode_command",
-    "encode_command_result", "encode_event", "encode_resend", "encode_status", "fingerprint", "generate_private_key",
+    "encode_command_result", "encode_event", "encode_resend", "encode_status", "events_within_limit", "fingerprint",
+    "generate_private_key",
     "parse_topic", "private_key_from_pem", "private_key_to_pem", "public_key_from_pem", "public_key_to_pem", "seal",
     "shared_subscription", "signing_input", "stored_event", "subscription", "topic", "verify_batch", "verify_chain",
 ]

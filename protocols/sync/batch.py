@@ -22,6 +22,25 @@ from .signing import sign, verify
 MAX_BATCH_EVENTS: Final = 10_000
 """Upper bound a decoder accepts, so one payload cannot make central build millions of objects."""
 
+MAX_MESSAGE_BYTES: Final = 16 * 1024 * 1024
+"""The largest payload of any hallsync MQTT message (16 MiB); central refuses a bigger one unread and the
+broker's ``max_packet_size`` (:data:`MAX_PACKET_BYTES`) stops one at the door (issue 16: a 50 MB payload
+cost central 277 MB plus 650 MB in its verifying child).
+
+Why 16 MiB: batches are the only big messages. A full batch (``batch_max`` 5,000 events) of typical
+events (~450 bytes with the longest IDs) is ~2.3 MB; 5,000 meter snapshots of all 30 named SAS meters
+at their largest values (~3 KB each) would be ~15 MB, still under. Beyond that the agent's replicator
+cuts batches by bytes (:func:`events_within_limit`), so no legitimate batch can exceed the limit; it
+only needs to be comfortably above the largest single event (~10 KB: a snapshot of all 256 meter codes)."""
+
+MAX_PACKET_BYTES: Final = MAX_MESSAGE_BYTES + 4096
+"""The brokers' ``max_packet_size``: the whole MQTT packet, so a payload of :data:`MAX_MESSAGE_BYTES`
+plus its fixed header, topic (at most ~110 bytes), packet id and MQTT 5 properties fits. A client
+sending more is disconnected by Mosquitto. The shipped and generated broker configs use this value."""
+
+_FRAME_BYTES: Final = 1024
+"""An upper bound on a batch's bytes besides its events' bodies: the frame, header (~400) and signature."""
+
 _CONTEXT: Final = "batch"
 
 
@@ -66,7 +85,7 @@ def encode_batch(
     """
     _check_run(events, hall)
     header, _, signature = _signed_header(events, hall, private_key, created_at)
-    return canonical_bytes(Batch(header=header, events=tuple(events), sig=signature))
+    return _within_limit(canonical_bytes(Batch(header=header, events=tuple(events), sig=signature)))
 
 
 def encode_batch_stored(
@@ -83,7 +102,30 @@ def encode_batch_stored(
     _check_run(events, None)
     _, header_bytes, signature = _signed_header(events, hall, private_key, created_at)
     bodies = b",".join([event.body for event in events])
-    return b"".join((b'{"events":[', bodies, b'],"header":', header_bytes, b',"sig":"', signature.encode(), b'"}'))
+    return _within_limit(b"".join((b'{"events":[', bodies, b'],"header":', header_bytes, b',"sig":"',
+                                   signature.encode(), b'"}')))
+
+
+def events_within_limit(events: Sequence[StoredEvent], limit: int = MAX_MESSAGE_BYTES) -> int:
+    """How many of ``events`` (from the first) one batch can carry within ``limit`` bytes.
+
+    The agent's replicator sends that prefix and the rest in the next batch, so a run of unusually
+    large events never makes a payload the broker or central would refuse. 0 means the first event
+    alone does not fit (it can never be sent; the caller must say so rather than build the batch).
+    """
+    used = _FRAME_BYTES
+    for count, event in enumerate(events):
+        used += len(event.body) + 1
+        if used > limit:
+            return count
+    return len(events)
+
+
+def _within_limit(payload: bytes) -> bytes:
+    """Refuse to hand out a batch central and the broker would refuse (the caller splits runs first)."""
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise Malformed(f"batch: payload of {len(payload)} bytes exceeds the limit of {MAX_MESSAGE_BYTES}")
+    return payload
 
 
 def _check_run(events: Sequence[Event] | Sequence[StoredEvent], hall: str | None) -> None:

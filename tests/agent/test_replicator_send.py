@@ -15,6 +15,7 @@ from agent.outbox import Outbox, OutboxStore
 from agent.replicator import Replicator, ReplicatorConfig
 from mqttlink import parse_broker_url
 from protocols.sync import (
+    MAX_MESSAGE_BYTES,
     BrokenChain,
     decode_batch,
     encode_batch,
@@ -122,3 +123,35 @@ async def test_a_live_batch_waits_for_more_events_and_leaves_as_soon_as_it_is_fu
         await asyncio.wait_for(sending, 10)
         assert [p for _, p in link.published] == [encode_batch(first + rest, HALL, KEY, created_at=T0)]
 
+
+
+async def test_a_run_too_big_for_one_message_goes_out_in_batches_within_the_limit(tmp_path: Path) -> None:
+    """Issue 16: batch_max counts events, not bytes. 200 events of ~100 KB (20 MB, over MAX_MESSAGE_BYTES)
+    read as one run leave as several batches, each within the limit, together the whole run in order;
+    a resend of the whole range is cut the same way."""
+    async with Outbox(tmp_path / "outbox.db", HALL) as ob:
+        note = "n" * 100_000
+        events = await ob.append([Draft(device="egm-002", type="device.status", agent_time=T0 + i,
+                                        data={"note": note, "i": i}) for i in range(200)])
+        rep = Replicator(ob, HALL, KEY, generate_private_key().public_key(), parse_broker_url("mqtt://127.0.0.1:1"),
+                         data_dir=tmp_path, config=ReplicatorConfig(linger=0), clock=lambda: CREATED)
+        link = RecordingLink()
+        rep.link = link  # type: ignore[assignment]
+
+        def sent() -> list[int]:
+            seqs = []
+            for _, payload in link.published:
+                assert len(payload) <= MAX_MESSAGE_BYTES
+                batch = decode_batch(payload)
+                verify_batch(batch, KEY.public_key(), expect_hall=HALL)
+                seqs += [e.seq for e in batch.events]
+            return seqs
+
+        while rep._sent_through < events[-1].seq:
+            await drain(rep)
+        assert len(link.published) >= 2
+        assert sent() == [e.seq for e in events]
+        link.published.clear()
+        rep._resend(1, 200, "gap")
+        await rep._send_some()
+        assert len(link.published) >= 2 and sent() == [e.seq for e in events]

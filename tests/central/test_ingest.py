@@ -9,9 +9,10 @@ import sqlite3
 
 import pytest
 
-from central.ingest import Ingestor
+from central.ingest import Ingestor, Verified, decode_verify_stage
 from central.store import SqliteStore
-from protocols.sync import generate_private_key, topic
+from protocols.sync import MAX_MESSAGE_BYTES, generate_private_key, public_key_from_pem, topic
+from protocols.sync.gamingday import UTC_MIDNIGHT, DayRule
 from protocols.sync.keys import Ed25519PrivateKey
 from protocols.sync.money import ZERO
 
@@ -331,3 +332,37 @@ async def test_a_failed_integration_log_write_is_retried_and_the_row_kept(
     assert outcome.status == "format_error" and outcome.logged
     (row,) = await store.integration_log(hall="hall-a", kind="format_error")
     assert "Malformed" in row.detail
+
+
+class _CountingPreparer:
+    """The verifying child's interface, done in-process: counts the payloads handed to it."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def prepare(self, payload: bytes, pem: str, hall: str, central_time: int,
+                      rule: DayRule = UTC_MIDNIGHT) -> Verified | tuple[str, str]:
+        self.calls += 1
+        return decode_verify_stage(payload, public_key_from_pem(pem.encode()), hall, central_time, rule)
+
+
+async def test_a_payload_over_the_size_limit_is_refused_unread_and_the_hall_goes_on(
+        store: SqliteStore, central_key: Ed25519PrivateKey) -> None:
+    hall = FakeHall("hall-big", seed=45)
+    await register(store, hall)
+    hall.play(100)
+    good = hall.batch(1, len(hall.events))
+    oversize = good + b" " * (MAX_MESSAGE_BYTES + 1 - len(good))  # still valid JSON: the same signed batch
+    preparer = _CountingPreparer()
+    ingestor = Ingestor(store, central_key, StepClock(), preparer=preparer)
+    outcome = await ingestor.handle(hall.topic, oversize)
+    assert outcome.status == "format_error" and not outcome.publish and outcome.stored == 0
+    assert preparer.calls == 0  # never decoded nor handed to the verifying child
+    (row,) = await store.integration_log(hall=hall.hall, kind="format_error")
+    assert row.detail == f"payload of {MAX_MESSAGE_BYTES + 1} bytes exceeds the limit of {MAX_MESSAGE_BYTES}"
+    assert await store.events(hall=hall.hall) == []
+    assert (await store.get_hall(hall.hall)).last_seq == 0  # type: ignore[union-attr]
+    # the hall's next (legitimate) batch is stored and acked as usual
+    outcome = await ingestor.handle(hall.topic, good)
+    assert outcome.status == "stored" and ack_of(outcome, central_key, hall.hall).acked_through_seq == len(hall.events)
+    assert await hall_totals(store, hall.hall) == hall.total

@@ -12,9 +12,24 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from mqttlink import MqttLink, Received
+import pytest
+
+from mqttlink import LinkDown, MqttLink, Received
 from mqttlink.broker import free_port
-from protocols.sync import VERSION, Status, encode_status, generate_private_key, public_key_to_pem, topic
+from protocols.sync import (
+    MAX_MESSAGE_BYTES,
+    MAX_PACKET_BYTES,
+    VERSION,
+    Status,
+    decode_ack,
+    encode_status,
+    generate_private_key,
+    public_key_from_pem,
+    public_key_to_pem,
+    topic,
+)
+
+from .builders import FakeHall
 
 BIN = Path(sys.executable).with_name("hall-central")
 
@@ -80,6 +95,76 @@ async def test_serve_end_to_end(tmp_path: Path, mosquitto) -> None:
         assert rows[0]["id"] == "h1" and rows[0]["online"] is True and rows[0]["session"] == 3
         assert (await asyncio.to_thread(get, f"{base}/halls"))[0] == 401
     finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=20)
+        err = proc.stderr.read() if proc.stderr else ""
+    assert code == 0, err
+    assert "Traceback" not in err
+
+
+async def test_serve_refuses_an_oversize_batch_and_the_broker_disconnects_a_bigger_one(tmp_path: Path,
+                                                                                      mosquitto) -> None:
+    """Issue 16: a payload just over MAX_MESSAGE_BYTES (it fits the broker's packet limit) reaches central,
+    which logs it as a format_error and acks nothing; the hall's next batch is stored and acked; a
+    packet over MAX_PACKET_BYTES never gets past the broker (it disconnects the sender)."""
+    data, db = tmp_path / "central", str(tmp_path / "central.db")
+    cli("keys", "init", "--data-dir", str(data))
+    central_pub = public_key_from_pem((data / "central.pub").read_bytes())
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/api/v1"
+    proc = subprocess.Popen([str(BIN), "serve", "--data-dir", str(data), "--db", db, "--mqtt", mosquitto.url_text,
+                             "--http", f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True)
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        await wait_http(f"{base}/health", proc)
+        key = cli("apikeys", "create", "--role", "admin", "--db", db)
+        hall = FakeHall("h1", seed=16)
+        (tmp_path / "h1.pub").write_text(hall.public_pem)
+        cli("halls", "add", "h1", "--public-key", str(tmp_path / "h1.pub"), "--db", db)
+        hall.play(100)
+        good = hall.batch(1, len(hall.events))
+        acks: asyncio.Queue[int] = asyncio.Queue()
+
+        async def on_ack(msg: Received) -> None:
+            acks.put_nowait(decode_ack(msg.payload, central_pub, expect_hall="h1").acked_through_seq)
+
+        agent = MqttLink(mosquitto.url, client_id="fake-agent", handler=on_ack, subscriptions=[topic("h1", "acks")])
+        tasks.append(asyncio.create_task(agent.run()))
+        assert await agent.wait_connected(10)
+        await agent.publish(hall.topic, good + b" " * (MAX_MESSAGE_BYTES + 1 - len(good)), timeout=30)
+        rows: list = []
+        for _ in range(300):
+            _, body = await asyncio.to_thread(get, f"{base}/integration-log?hall=h1&kind=format_error", key)
+            rows = body["rows"]
+            if rows:
+                break
+            await asyncio.sleep(0.1)
+        assert [r["detail"] for r in rows] == [
+            f"batches: payload of {MAX_MESSAGE_BYTES + 1} bytes exceeds the limit of {MAX_MESSAGE_BYTES} "
+            f"(topic {hall.topic!r})"]
+        assert acks.empty()
+        await agent.publish(hall.topic, good)  # the hall goes on: its real batch is stored and acked
+        assert await asyncio.wait_for(acks.get(), 20) == len(hall.events)
+        _, body = await asyncio.to_thread(get, f"{base}/halls", key)
+        assert body["rows"][0]["last_seq"] == len(hall.events)
+
+        async def ignore(msg: Received) -> None:
+            pass
+
+        flooder = MqttLink(mosquitto.url, client_id="flooder", handler=ignore)
+        tasks.append(asyncio.create_task(flooder.run()))
+        assert await flooder.wait_connected(10)
+        with pytest.raises(LinkDown):
+            await flooder.publish(hall.topic, b" " * (MAX_PACKET_BYTES + 1), timeout=30)
+        for _ in range(100):  # what the broker's operator reads
+            if "Client flooder disconnected due to oversize packet" in mosquitto.log_path.read_text():
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError(f"no oversize disconnect in {mosquitto.log_path}")
+    finally:
+        for task in tasks:
+            task.cancel()
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=20)
         err = proc.stderr.read() if proc.stderr else ""

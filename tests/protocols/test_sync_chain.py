@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from protocols.sync import (
     EVENT_TYPES,
     GENESIS_HASH,
+    MAX_MESSAGE_BYTES,
     MONEY_TYPES,
     BadSignature,
     Batch,
@@ -34,6 +35,7 @@ from protocols.sync import (
     encode_batch,
     encode_batch_stored,
     encode_event,
+    events_within_limit,
     generate_private_key,
     seal,
     signing_input,
@@ -578,3 +580,28 @@ def test_encode_batch_stored_refuses_what_encode_batch_refuses() -> None:
         encode_batch_stored(stored, "hall-01", KEY_A, created_at=-1)
     with pytest.raises(Malformed):
         encode_batch_stored(stored, "hall/01", KEY_A, created_at=T0)  # not a hall ID
+
+
+def test_events_within_limit_is_a_prefix_whose_batch_fits() -> None:
+    """Issue 16: the count the replicator sends. Its frame estimate is an upper bound, so the payload
+    never passes the limit, and at most that bound (1 KiB) of room is left unused."""
+    hall = "h" * 64  # the longest hall ID makes the longest header
+
+    def size(n: int) -> int:
+        return len(encode_batch_stored(stored[:n], hall, KEY_A, created_at=2**62))
+
+    stored = _stored(make_chain(50, hall=hall))
+    for limit in range(size(1), size(50) + 2048, 97):
+        fit = events_within_limit(stored, limit)
+        assert fit == 0 or size(fit) <= limit
+        assert fit == 50 or size(fit + 1) > limit - 1024
+    assert events_within_limit(stored, len(stored[0].body)) == 0  # the first alone is too big: nothing fits
+
+
+def test_no_encoder_builds_a_batch_above_the_message_limit() -> None:
+    big = seal(UnsealedEvent(seq=1, id=str(uuid.UUID(int=1)), hall="hall-01", device="egm-001", type="device.status",
+                             device_time=None, agent_time=T0, data={"note": "n" * MAX_MESSAGE_BYTES}), GENESIS_HASH)
+    with pytest.raises(Malformed, match=f"exceeds the limit of {MAX_MESSAGE_BYTES}"):
+        encode_batch([big], "hall-01", KEY_A, created_at=T0)
+    with pytest.raises(Malformed, match=f"exceeds the limit of {MAX_MESSAGE_BYTES}"):
+        encode_batch_stored(_stored([big]), "hall-01", KEY_A, created_at=T0)

@@ -20,9 +20,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from protocols.sync import shared_subscription, subscription, topic
+from protocols.sync import MAX_MESSAGE_BYTES, MAX_PACKET_BYTES, shared_subscription, subscription, topic
 
-from .conftest import CENTRAL_USER, HqBroker
+from .conftest import CENTRAL_USER, SHIPPED, HqBroker
 from .pki import make_pki
 
 NOT_AUTHORIZED = 0x87  # MQTT 5 reason code, in CONNACK, SUBACK and PUBACK
@@ -272,3 +272,26 @@ def test_central_processes_share_the_batches(hq: HqBroker) -> None:
     workers[0].pump(lambda: False, 0.3, workers[1])
     assert sorted(got()) == sorted(sent)  # every batch exactly once across the group
     assert all(w.received for w in workers)  # and both processes got work
+
+
+# -- how big a message may be ----------------------------------------------------------------------------
+
+def test_the_largest_legitimate_message_passes_and_a_bigger_packet_is_cut_off(hq: HqBroker) -> None:
+    """Issue 16: the shipped ``max_packet_size`` is MAX_PACKET_BYTES. A hall's payload of MAX_MESSAGE_BYTES
+    reaches central; a packet beyond the limit gets the hall disconnected and is never delivered (MQTT
+    3.1.1: the limit cannot be announced, so this is the broker enforcing it, not the client)."""
+    assert f"\nmax_packet_size {MAX_PACKET_BYTES}\n" in (SHIPPED / "hallsync.conf").read_text()
+    hq_side = central(hq)
+    hq_side.subscribe(shared_subscription("central", "batches"))
+    a = hall(hq, "hall-a", v5=False)
+    largest = b"x" * MAX_MESSAGE_BYTES
+    assert a.publish(topic("hall-a", "batches"), largest).value == 0
+    assert hq_side.pump(lambda: len(hq_side.received) == 1, 20.0, a)
+    assert hq_side.received[0] == (topic("hall-a", "batches"), largest)
+    a.client.publish(topic("hall-a", "batches"), b"y" * (MAX_PACKET_BYTES + 1), qos=1)
+    assert a.pump(lambda: a.disconnected, 20.0, hq_side), "the broker took an oversize packet"
+    assert "Client hall-a disconnected due to oversize packet" in hq.broker.log_path.read_text()
+    b = hall(hq, "hall-b", v5=False)  # nothing of it was routed: central's next message is hall-b's
+    assert b.publish(topic("hall-b", "batches"), b"after").value == 0
+    assert hq_side.pump(lambda: len(hq_side.received) == 2, 5.0, b)
+    assert hq_side.received[1] == (topic("hall-b", "batches"), b"after")
