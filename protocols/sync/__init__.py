@@ -71,10 +71,13 @@ from .batch import (
 from .canonical import canonical_bytes, signing_input
 from .commands import (
     ACTIONS,
+    MAX_CLOCK_SKEW_SECONDS,
+    MAX_COMMAND_LIFETIME_SECONDS,
     RESULT_STATUSES,
     Command,
     CommandResult,
     command_expired,
+    command_out_of_bounds,
     decode_command,
     decode_command_result,
     encode_command,
@@ -117,11 +120,12 @@ from .presence import Status, decode_status, encode_status
 from .topics import TOPIC_KINDS, check_hall_id, parse_topic, shared_subscription, subscription, topic
 
 __all__ = [
-    "ACTIONS", "EVENT_TYPES", "GENESIS_HASH", "MAX_BATCH_EVENTS", "MONEY_TYPES", "RESULT_STATUSES", "TOPIC_KINDS",
-    "VERSION", "Ack", "BadSignature", "BadTopic", "Batch", "BatchHeader", "BrokenChain", "Command", "CommandResult",
-    "Event", "HallMismatch", "InvalidKey", "Malformed", "ResendRequest", "Status", "StoredEvent", "SyncError",
-    "UnsealedEvent", "UnsupportedVersion", "canonical_bytes", "canonical_event_bytes", "chain_hash", "check_hall_id",
-    "command_expired", "decode_ack", "decode_batch", "decode_command", "decode_command_result", "decode_event",
+    "ACTIONS", "EVENT_TYPES", "GENESIS_HASH", "MAX_BATCH_EVENTS", "MAX_CLOCK_SKEW_SECONDS",
+    "MAX_COMMAND_LIFETIME_SECONDS", "MONEY_TYPES", "RESULT_STATUSES", "TOPIC_KINDS", "VERSION", "Ack", "BadSignature",
+    "BadTopic", "Batch", "BatchHeader", "BrokenChain", "Command", "CommandResult", "Event", "HallMismatch",
+    "InvalidKey", "Malformed", "ResendRequest", "Status", "StoredEvent", "SyncError", "UnsealedEvent",
+    "UnsupportedVersion", "canonical_bytes", "canonical_event_bytes", "chain_hash", "check_hall_id", "command_expired",
+    "command_out_of_bounds", "decode_ack", "decode_batch", "decode_command", "decode_command_result", "decode_event",
     "decode_resend", "decode_status", "encode_ack", "encode_batch", "encode_batch_stored", "encode_command",
     "encode_command_result", "encode_event", "encode_resend", "encode_status", "fingerprint", "generate_private_key",
     "parse_topic", "private_key_from_pem", "private_key_to_pem", "public_key_from_pem", "public_key_to_pem", "seal",
