@@ -368,6 +368,11 @@ class Ingestor:
         return Publish(topic(hall, "acks"), encode_ack(ack, self._key))
 
     # --- refusing and logging -------------------------------------------------------------------
+    async def log_throttled(self, kind: LogKind, hall: str | None, detail: str) -> bool:
+        """Write an integration-log row under this ingestor's per-(hall, kind) throttle (for refusals of
+        other messages than batches, e.g. forged statuses); False when it was throttled (only counted)."""
+        return bool(await self._log(kind, hall, detail))
+
     async def _refuse(self, kind: LogKind, hall: str | None, detail: str) -> IngestOutcome:
         status: OutcomeStatus = "format_error" if kind == "format_error" else "rejected"
         return IngestOutcome(status, hall, detail, logged=await self._log(kind, hall, detail))
