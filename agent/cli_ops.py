@@ -27,7 +27,7 @@ from .diag.errors import EXIT_USAGE, DiagError
 DEFAULT_DATA_DIR = "/var/lib/hallsync"
 RUN_KEYS = ("hall", "data_dir", "devices", "mqtt", "mqtt_password_file", "central_key", "currency", "log_level",
             "log_format", "gaming_day_start", "metrics", "meter_interval", "meter_settle", "retention_days",
-            "retention_max_mb", "prune_interval")
+            "retention_max_mb", "prune_interval", "command_max_skew", "command_max_lifetime")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -63,6 +63,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                           "a backlog is sent in full batches at once)")
     run.add_argument("--prune-interval", type=float, metavar="SEC",
                      help="seconds between outbox prunes; the first runs 30 s after start (default 3600)")
+    run.add_argument("--command-max-skew", type=float, metavar="SEC",
+                     help="refuse (answer 'rejected') a command of HQ issued more than this far in this machine's "
+                          "future (default 300)")
+    run.add_argument("--command-max-lifetime", type=float, metavar="SEC",
+                     help="refuse (answer 'rejected') a command of HQ valid for longer than this (default 900, "
+                          "HQ's longest ttl_seconds)")
     run.add_argument("--metrics", metavar="HOST:PORT",
                      help="serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9464 (default off; "
                           "no authentication: keep it on loopback or the management network)")
@@ -96,6 +102,7 @@ def _options(args: argparse.Namespace, section: str) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from mqttlink import PASSWORD_ENV, broker_url
+    from protocols.sync import MAX_CLOCK_SKEW_SECONDS, MAX_COMMAND_LIFETIME_SECONDS
 
     from .logging_setup import setup_logging
     from .replicator import ReplicatorConfig
@@ -129,6 +136,13 @@ def run(args: argparse.Namespace) -> int:
         raise DiagError(f"retention option: {exc}", EXIT_USAGE) from exc
     if retention["retention_days"] <= 0 or retention["prune_interval"] <= 0:
         raise DiagError("--retention-days and --prune-interval must be > 0", EXIT_USAGE)
+    try:
+        bounds = {"command_max_skew": float(opts.get("command_max_skew", MAX_CLOCK_SKEW_SECONDS)),
+                  "command_max_lifetime": float(opts.get("command_max_lifetime", MAX_COMMAND_LIFETIME_SECONDS))}
+    except (TypeError, ValueError) as exc:
+        raise DiagError(f"command bound option: {exc}", EXIT_USAGE) from exc
+    if not all(0 < v < float("inf") for v in bounds.values()):
+        raise DiagError("--command-max-skew and --command-max-lifetime must be > 0 seconds", EXIT_USAGE)
     replicator = ReplicatorConfig()
     if opts.get("linger") is not None:
         try:
@@ -143,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
                          currency=str(opts.get("currency", "EUR")), gaming_day_start=day_start, poll=poll,
                          meter_settle_seconds=float(opts.get("meter_settle", 30.0)),
                          metrics=str(opts["metrics"]) if opts.get("metrics") else None, replicator=replicator,
-                         **retention)
+                         **retention, **bounds)
 
     async def main() -> None:
         agent = HallAgent(config)

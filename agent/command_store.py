@@ -6,8 +6,12 @@ One row per command id, written (WAL, ``synchronous=FULL``) *before* the command
 * ``applying`` — handed to a machine; if the agent dies here, the outcome is unknown, so a restart
   answers ``failed`` ("agent restarted while applying; state unknown, check the machine") and never
   applies it again;
-* ``applied`` / ``failed`` / ``expired`` — final; ``result`` holds the signed result payload and
-  ``published`` whether the broker acknowledged it (unpublished results go out on the next connect).
+* ``applied`` / ``failed`` / ``expired`` / ``rejected`` (out of the agent's bounds) — final; ``result``
+  holds the signed result payload and ``published`` whether the broker acknowledged it (unpublished
+  results go out on the next connect).
+
+A database written before ``rejected`` existed has a CHECK without it; :meth:`CommandStore.open` rebuilds
+that table once (copying every row in one transaction), since SQLite cannot alter a CHECK in place.
 """
 
 from __future__ import annotations
@@ -18,22 +22,23 @@ from pathlib import Path
 
 from .outbox.store import private_database
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS commands (
+STATUSES = ("queued", "applying", "applied", "failed", "expired", "rejected")
+TABLE = """
+CREATE TABLE {name} (
     id          TEXT PRIMARY KEY,
     action      TEXT NOT NULL,
     device      TEXT,
     game        TEXT,
-    status      TEXT NOT NULL CHECK (status IN ('queued', 'applying', 'applied', 'failed', 'expired')),
+    status      TEXT NOT NULL CHECK (status IN ({statuses})),
     detail      TEXT NOT NULL DEFAULT '',
     received_at INTEGER NOT NULL,
     command     BLOB NOT NULL,
     result      BLOB,
     published   INTEGER NOT NULL DEFAULT 0
-);
-"""
+)"""
+_STATUSES_SQL = ", ".join(f"'{s}'" for s in STATUSES)
 
-FINAL = frozenset({"applied", "failed", "expired"})
+FINAL = frozenset({"applied", "failed", "expired", "rejected"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +76,21 @@ class CommandStore:
         con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=FULL")
-        con.executescript(SCHEMA)
         self._con = con
+        self._create_or_migrate()
+
+    def _create_or_migrate(self) -> None:
+        con = self.con
+        with con:
+            con.execute("BEGIN IMMEDIATE")
+            row = con.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'commands'").fetchone()
+            if row is None:
+                con.execute(TABLE.format(name="commands", statuses=_STATUSES_SQL))
+            elif "'rejected'" not in row[0]:
+                con.execute(TABLE.format(name="commands_new", statuses=_STATUSES_SQL))
+                con.execute(f"INSERT INTO commands_new ({_COLUMNS}) SELECT {_COLUMNS} FROM commands")
+                con.execute("DROP TABLE commands")
+                con.execute("ALTER TABLE commands_new RENAME TO commands")
 
     def close(self) -> None:
         if self._con is not None:

@@ -7,7 +7,10 @@ Flow for a message on ``hallsync/v1/halls/{hall}/commands`` (handed over by the 
    nothing trustworthy to answer to).
 2. An id seen before is not applied again: its stored result is published again (nothing while it is
    still queued or being applied).
-3. An expired command is answered ``expired`` and not applied.
+3. A command out of this agent's bounds (``issued_at`` more than ``max_skew`` in its future, or valid
+   longer than ``max_lifetime``; :func:`protocols.sync.command_out_of_bounds`) is answered ``rejected``
+   with the reason and not applied; an expired command is answered ``expired`` and not applied. Both
+   are recorded first, so the same id sent again gets the same answer.
 4. Otherwise the id is recorded durably (``queued``, :mod:`agent.command_store`) *before* anything
    touches a machine, and queued for its device. A per-device worker task applies commands in
    arrival order: the row becomes ``applying`` (committed) just before the coordinator call, so a
@@ -37,11 +40,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from mqttlink import LinkDown, MqttLink
 from protocols.logthrottle import WindowThrottle
 from protocols.sync import (
+    MAX_CLOCK_SKEW_SECONDS,
+    MAX_COMMAND_LIFETIME_SECONDS,
     VERSION,
     Command,
     CommandResult,
     SyncError,
     command_expired,
+    command_out_of_bounds,
     decode_command,
     encode_command_result,
     topic,
@@ -70,12 +76,14 @@ AppendEvents = Callable[[list[EventDraft]], Awaitable[Any]]
 
 class CommandHandler:
     """See the module docstring. ``sas()``/``terminals()`` return the coordinators by device id;
-    ``append`` appends drafts to the outbox; ``link`` is the replicator's MQTT link."""
+    ``append`` appends drafts to the outbox; ``link`` is the replicator's MQTT link; ``max_skew`` and
+    ``max_lifetime`` (seconds) are the bounds of step 3."""
 
     def __init__(self, hall: str, hall_key: Ed25519PrivateKey, central_key: Ed25519PublicKey,
                  store_path: str | Path, *, sas: Coordinators, terminals: Coordinators, append: AppendEvents,
                  link: MqttLink | None = None, clock: Callable[[], int] = now_micros,
-                 link_wait: float = 5.0) -> None:
+                 link_wait: float = 5.0, max_skew: float = MAX_CLOCK_SKEW_SECONDS,
+                 max_lifetime: float = MAX_COMMAND_LIFETIME_SECONDS) -> None:
         self.hall = hall
         self.hall_key = hall_key
         self.central_key = central_key
@@ -86,6 +94,8 @@ class CommandHandler:
         self.link = link
         self.clock = clock
         self.link_wait = link_wait
+        self.max_skew = int(max_skew * 1_000_000)
+        self.max_lifetime = int(max_lifetime * 1_000_000)
         self.stats: collections.Counter[str] = collections.Counter()
         self._refusals = WindowThrottle()
         """Log lines of refused commands: 20 a minute per kind of refusal, the rest counted."""
@@ -154,12 +164,17 @@ class CommandHandler:
             if row.result is not None:
                 self._publish_soon(row.id, row.result)
             return
+        refusal = command_out_of_bounds(cmd, now, max_skew=self.max_skew, max_lifetime=self.max_lifetime)
         expired = command_expired(cmd, now)
         self.store.insert(cmd.id, cmd.action, cmd.device, cmd.game, "queued", now, payload)
         self.stats["received"] += 1
         log.info("command_received", id=cmd.id, action=cmd.action, device=cmd.device, game=cmd.game,
                  expired=expired)
-        if expired:
+        if refusal is not None:
+            log.error("command_out_of_bounds", id=cmd.id, action=cmd.action, device=cmd.device,
+                      issued_at=cmd.issued_at, expires_at=cmd.expires_at, agent_now=now, reason=refusal)
+            await self._finish(cmd, "rejected", refusal)
+        elif expired:
             await self._finish(cmd, "expired", "expired before it reached the agent")
         else:
             self._enqueue(cmd)

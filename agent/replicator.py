@@ -18,8 +18,9 @@ Delivery (design.md, "Delivery contract"):
 * Every (re)connect starts again from the watermark: whatever was in flight on the old
   connection may be lost.
 * Presence: a retained ``status`` (online) after every connect and the same message with
-  ``online: false`` as the MQTT last will; the session counter (persisted in the data dir) grows
-  by one per connection so central can ignore a stale will arriving after a reconnect.
+  ``online: false`` as the MQTT last will, both signed with the hall key (the will is built and signed
+  at connect time); the session counter (persisted in the data dir) grows by one per connection so
+  central can ignore a stale will arriving after a reconnect.
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ class Replicator:
 
     def _status(self, online: bool) -> bytes:
         return encode_status(Status(v=VERSION, hall=self.hall, online=online, session=self._current_session,
-                                    at=self.clock()))
+                                    at=self.clock()), self.key)
 
     def _will(self) -> Will:
         self._current_session = self.session.next()

@@ -48,7 +48,7 @@ from typing import Any
 import structlog
 
 from mqttlink import BrokerUrl, parse_broker_url
-from protocols.sync import check_hall_id, public_key_from_pem
+from protocols.sync import MAX_CLOCK_SKEW_SECONDS, MAX_COMMAND_LIFETIME_SECONDS, check_hall_id, public_key_from_pem
 from protocols.sync.standing import StandingData
 
 from . import sdnotify
@@ -111,6 +111,10 @@ class AgentConfig:
     poll: PollConfig = field(default_factory=PollConfig)
     modbus: ModbusPollConfig = field(default_factory=ModbusPollConfig)
     replicator: ReplicatorConfig = field(default_factory=ReplicatorConfig)
+    command_max_skew: float = MAX_CLOCK_SKEW_SECONDS
+    """Seconds a command's ``issued_at`` may lie in this agent's future; beyond: ``rejected``."""
+    command_max_lifetime: float = MAX_COMMAND_LIFETIME_SECONDS
+    """Longest ``expires_at - issued_at`` (seconds) of a command this agent applies; longer: ``rejected``."""
     metrics: str | None = None
     """``HOST:PORT`` to serve Prometheus ``/metrics`` on (port 0: any free port); None: no listener."""
 
@@ -163,7 +167,9 @@ class HallAgent:
                                      data_dir=config.data_dir, config=config.replicator)
         self.commands = CommandHandler(config.hall, self.key, self.central_key, config.data_dir / COMMANDS_FILE,
                                        sas=lambda: self.poller.coordinators, terminals=lambda: self.modbus.coordinators,
-                                       append=self._append_command_events, link=self.replicator.link)
+                                       append=self._append_command_events, link=self.replicator.link,
+                                       max_skew=config.command_max_skew,
+                                       max_lifetime=config.command_max_lifetime)
         self.replicator.commands = self.commands
         self.standing = StandingStore(config.hall, self.central_key, config.data_dir / STANDING_FILE,
                                       self._apply_standing)

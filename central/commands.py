@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Final
 
+from protocols.sync import MAX_COMMAND_LIFETIME_SECONDS
+
 CommandPublisher = Callable[[str, bytes], Awaitable[None]]
 """``await publish(topic, payload)``: QoS 1, returns after the broker's PUBACK."""
 
@@ -21,7 +23,9 @@ USER_ACTIONS: Final = ("disable_machine", "enable_machine", "disable_game", "ena
 """The actions ``POST /commands`` accepts (design.md); the wire format knows more for later slices."""
 
 DEFAULT_TTL_SECONDS: Final = 300
-MAX_TTL_SECONDS: Final = 86_400
+MAX_TTL_SECONDS: Final = MAX_COMMAND_LIFETIME_SECONDS
+"""15 minutes: an agent on its defaults refuses a command valid for longer (``rejected``), and a command
+that could not reach its machine within that time is better issued again than applied by surprise."""
 
 RESULT_TO_STATUS: Final = {"applied": "applied", "failed": "failed", "expired": "expired", "rejected": "failed"}
 """A hall's result status → the stored command status (a command the agent rejected has failed)."""

@@ -29,6 +29,7 @@ import structlog
 
 from mqttlink import BrokerUrl, LinkDown, MqttLink, Received
 from protocols.sync import (
+    MAX_SESSION_JUMP,
     SyncError,
     decode_command_result,
     decode_status,
@@ -158,24 +159,36 @@ class IngestService:
         self._bytes[hall] = queued + len(msg.payload)
 
     async def _presence(self, hall: str, msg: Received) -> None:
+        """A hall's retained status: verified with the hall's registered key, then ordered by session.
+
+        Refused, counted and logged (throttled per hall): a status of an unregistered hall, one that does
+        not verify (unsigned or forged: ``rejected``; unreadable: ``format_error``), and one whose
+        session jumps more than :data:`MAX_SESSION_JUMP` past the last accepted one (``rejected``: a
+        forged or broken counter must not make every later status of the real agent look stale).
+        """
         if not msg.payload:  # a cleared retained message
             return
         try:
-            registered = await self.store.get_hall(hall) is not None
+            record = await self.store.get_hall(hall)
         except Exception as exc:
             self.stats["presence_store_errors"] += 1
             log.error("presence_not_stored", hall=hall, error=repr(exc))
             return
-        if not registered:
-            self.stats["bad_status"] += 1
-            await self._log("rejected", hall, f"status from hall {hall!r}, which is not registered",
-                            source=UNREGISTERED)
+        if record is None:
+            await self._refuse_status("rejected", hall, f"status from hall {hall!r}, which is not registered",
+                                      source=UNREGISTERED)
             return
         try:
-            status = decode_status(msg.payload, expect_hall=hall)
+            status = decode_status(msg.payload, public_key_from_pem(record.public_key_pem.encode()),
+                                   expect_hall=hall)
         except SyncError as exc:
-            self.stats["bad_status"] += 1
-            await self._log_format_error(hall, f"status: {type(exc).__name__}: {exc}")
+            kind: LogKind = "rejected" if exc.log_kind == "rejected" else "format_error"
+            await self._refuse_status(kind, hall, f"status: {type(exc).__name__}: {exc}")
+            return
+        if record.session is not None and status.session - record.session > MAX_SESSION_JUMP:
+            await self._refuse_status("rejected", hall, f"status: session {status.session} is more than "
+                                                        f"{MAX_SESSION_JUMP} past the last accepted "
+                                                        f"{record.session}")
             return
         setter = getattr(self.store, "set_presence", None)
         if setter is None:
@@ -194,6 +207,11 @@ class IngestService:
                 await self.store.log([LogEntry(kind="connection", hall=hall, time=now_micros(),
                                                detail=f"agent {'online' if status.online else 'offline'} "
                                                       f"(session {status.session})")])
+
+    async def _refuse_status(self, kind: LogKind, hall: str, detail: str, *, source: str | None = "") -> None:
+        self.stats["bad_status"] += 1
+        if not await self.ingestor.log_throttled(kind, hall, detail, source=source):
+            self.stats["status_log_suppressed"] += 1
 
     async def _log_format_error(self, hall: str | None, detail: str) -> None:
         await self._log("format_error", hall, detail)

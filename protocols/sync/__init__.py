@@ -39,8 +39,8 @@ a non-empty object of meter name → int ≥ 0.
 Signatures
 ----------
 Ed25519 over ``b"hallsync/v1/" + context + b"\\n" + canonical(body)``; the context separates kinds:
-``batch`` (body = batch header), ``ack``, ``resend``, ``command`` (signed by central) and
-``command-result`` (signed by the hall). Keys are PEM: PKCS#8 private, SubjectPublicKeyInfo public.
+``batch`` (body = batch header), ``ack``, ``resend``, ``command`` (signed by central),
+``command-result`` and ``status`` (signed by the hall). Keys are PEM: PKCS#8 private, SubjectPublicKeyInfo public.
 
 Messages (wire forms; receivers accept any key order and recompute canonical bytes themselves)
 -------------------------------------------------------------------------------------------
@@ -54,8 +54,11 @@ No payload exceeds ``MAX_MESSAGE_BYTES`` (16 MiB): central refuses a bigger one 
 * signed envelope ``{"body":B,"sig":S}`` for ack ``{v, hall, acked_through_seq, last_hash,
   created_at}``, resend ``{v, hall, from_seq, to_seq, reason, created_at}``, command ``{v, id, hall,
   device, action, game, params, issued_at, expires_at}`` and command result ``{v, id, hall, status,
-  detail, at}``.
-* status (unsigned, retained, the MQTT last will): ``{v, hall, online, session, at}``.
+  detail, at}``; a command is refused beyond the agent's skew and lifetime bounds
+  (:func:`command_out_of_bounds`).
+* status (signed envelope, context ``status``, by the hall; retained, the MQTT last will):
+  ``{v, hall, online, session, at}``; central refuses a session more than :data:`MAX_SESSION_JUMP`
+  above the last it accepted.
 * standing data (signed envelope, context ``standing``, retained): ``{v, hall, version, issued_at,
   timezone, gaming_day_start}`` (:mod:`.standing`); the agent refuses a version older than it holds.
 * topics: ``hallsync/v1/halls/{hall}/{batches|acks|resend|commands|command-results|status|standing}``.
@@ -77,10 +80,13 @@ from .batch import (
 from .canonical import canonical_bytes, signing_input
 from .commands import (
     ACTIONS,
+    MAX_CLOCK_SKEW_SECONDS,
+    MAX_COMMAND_LIFETIME_SECONDS,
     RESULT_STATUSES,
     Command,
     CommandResult,
     command_expired,
+    command_out_of_bounds,
     decode_command,
     decode_command_result,
     encode_command,
@@ -119,16 +125,17 @@ from .keys import (
     public_key_from_pem,
     public_key_to_pem,
 )
-from .presence import Status, decode_status, encode_status
+from .presence import MAX_SESSION_JUMP, Status, decode_status, encode_status
 from .topics import TOPIC_KINDS, check_hall_id, parse_topic, shared_subscription, subscription, topic
 
 __all__ = [
-    "ACTIONS", "EVENT_TYPES", "GENESIS_HASH", "MAX_BATCH_EVENTS", "MAX_MESSAGE_BYTES",
-    "MAX_PACKET_BYTES", "MONEY_TYPES", "RESULT_STATUSES", "TOPIC_KINDS",
-    "VERSION", "Ack", "BadSignature", "BadTopic", "Batch", "BatchHeader", "BrokenChain", "Command", "CommandResult",
-    "Event", "HallMismatch", "InvalidKey", "Malformed", "ResendRequest", "Status", "StoredEvent", "SyncError",
-    "UnsealedEvent", "UnsupportedVersion", "canonical_bytes", "canonical_event_bytes", "chain_hash", "check_hall_id",
-    "command_expired", "decode_ack", "decode_batch", "decode_command", "decode_command_result", "decode_event",
+    "ACTIONS", "EVENT_TYPES", "GENESIS_HASH", "MAX_BATCH_EVENTS", "MAX_CLOCK_SKEW_SECONDS",
+    "MAX_COMMAND_LIFETIME_SECONDS", "MAX_MESSAGE_BYTES", "MAX_PACKET_BYTES", "MAX_SESSION_JUMP", "MONEY_TYPES",
+    "RESULT_STATUSES", "TOPIC_KINDS", "VERSION",
+    "Ack", "BadSignature", "BadTopic", "Batch", "BatchHeader", "BrokenChain", "Command", "CommandResult", "Event",
+    "HallMismatch", "InvalidKey", "Malformed", "ResendRequest", "Status", "StoredEvent", "SyncError", "UnsealedEvent",
+    "UnsupportedVersion", "canonical_bytes", "canonical_event_bytes", "chain_hash", "check_hall_id", "command_expired",
+    "command_out_of_bounds", "decode_ack", "decode_batch", "decode_command", "decode_command_result", "decode_event",
     "decode_resend", "decode_status", "encode_ack", "encode_batch", "encode_batch_stored", "encode_command",
     "encode_command_result", "encode_event", "encode_resend", "encode_status", "events_within_limit", "fingerprint",
     "generate_private_key",

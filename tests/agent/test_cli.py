@@ -118,6 +118,12 @@ def test_run_without_required_options_names_them() -> None:
     assert "--hall" in res.stderr and "--mqtt" in res.stderr and "--central-key" in res.stderr
 
 
+def test_run_refuses_a_command_bound_of_zero(tmp_path: Path) -> None:
+    res = run("run", "--hall", "h1", "--data-dir", str(tmp_path), "--devices", "d.toml", "--mqtt",
+              "mqtt://127.0.0.1:1", "--central-key", "c.pub", "--command-max-lifetime", "0")
+    assert res.returncode == 2 and "--command-max-lifetime must be > 0 seconds" in res.stderr
+
+
 def test_run_refuses_a_linger_out_of_range(tmp_path: Path) -> None:
     res = run("run", "--hall", "h1", "--data-dir", str(tmp_path), "--devices", "d.toml", "--mqtt",
               "mqtt://127.0.0.1:1", "--central-key", "c.pub", "--linger", "9")

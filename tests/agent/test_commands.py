@@ -17,6 +17,7 @@ from pathlib import Path
 from agent.commands import RESTART_DETAIL
 from agent.keys import init_keys, load_private_key
 from agent.runtime import AgentConfig, HallAgent
+from central.commands import MAX_TTL_SECONDS
 from firmware_sim.egm import Egm
 from firmware_sim.pty_egm import PtyEgmServer
 from mqttlink import MqttLink, Received, parse_broker_url
@@ -106,10 +107,10 @@ class Hall:
                      f'port = {self.terminal.port}\nunit = {self.terminal.unit}\n')
         (self.tmp / "devices.toml").write_text(text)
 
-    async def start(self) -> HallAgent:
+    async def start(self, **config) -> HallAgent:
         self.agent = agent = HallAgent(AgentConfig(hall=HALL, data_dir=self.data, devices=self.tmp / "devices.toml",
                                                    mqtt=self.mqtt, central_key=self.tmp / "central.pub",
-                                                   state_interval=0.5, modbus=POLL))
+                                                   state_interval=0.5, modbus=POLL, **config))
         self.stop_event = asyncio.Event()
         self.run = asyncio.create_task(agent.run(self.stop_event))
         coord = agent.poller.coordinators["egm-001"]
@@ -224,6 +225,43 @@ async def test_expired_command_is_answered_expired_and_not_applied(tmp_path: Pat
         assert hall.egm.enabled is True
 
 
+async def test_post_dated_or_long_lived_commands_are_rejected_and_not_applied(tmp_path: Path, mosquitto) -> None:
+    async with hall_and_central(tmp_path, mosquitto) as (hall, central):
+        future = command("disable_machine", issued_at=now() + 3600 * 1_000_000)
+        year = command("disable_machine", ttl=365 * 86400.0)
+        for cmd in (future, year):
+            await central.send(cmd)
+        res_future, res_year = await central.result(future.id), await central.result(year.id)
+        assert res_future.status == "rejected" and "in this agent's future" in res_future.detail
+        assert "clock skew of 300 s" in res_future.detail
+        assert res_year.status == "rejected" and "longer than this agent accepts (900 s)" in res_year.detail
+        await central.send(year)  # the same id again: the same answer, still not applied
+        await wait_until(lambda: len(central.of(year.id)) == 2, 4, "result sent again")
+        assert [r.status for r in central.of(year.id)] == ["rejected", "rejected"]
+        assert hall.egm.enabled is True
+        await wait_until(lambda: len(hall.command_events()) == 2, 3, "trail")
+        assert {e["id"]: e["status"] for e in hall.command_events()} == {future.id: "rejected", year.id: "rejected"}
+        assert hall.rows()[year.id][0] == "rejected"
+        # what central issues on its longest ttl_seconds, from a clock a little ahead, is applied
+        ok = command("disable_machine", ttl=float(MAX_TTL_SECONDS), issued_at=now() + 2_000_000)
+        await central.send(ok)
+        assert (await central.result(ok.id)).status == "applied"
+        assert hall.egm.enabled is False
+
+
+async def test_command_bounds_come_from_the_agent_config(tmp_path: Path, mosquitto) -> None:
+    async with hall_and_central(tmp_path, mosquitto, start=False) as (hall, central):
+        await hall.start(command_max_skew=7200.0, command_max_lifetime=60.0)
+        future = command("disable_game", game="1", issued_at=now() + 3600 * 1_000_000)
+        await central.send(future)
+        assert (await central.result(future.id)).status == "applied"  # within a 2 h skew
+        long = command("disable_game", game="2", ttl=120.0)
+        await central.send(long)
+        res = await central.result(long.id)
+        assert res.status == "rejected" and "(60 s)" in res.detail
+        assert hall.egm.game_enabled[1] is False and hall.egm.game_enabled[2] is True
+
+
 async def test_forged_and_other_hall_commands_are_refused_silently(tmp_path: Path, mosquitto) -> None:
     async with hall_and_central(tmp_path, mosquitto) as (hall, central):
         forged = command("disable_machine")
@@ -304,3 +342,34 @@ async def test_terminal_disable_writes_control_1(tmp_path: Path, mosquitto) -> N
         await central.send(on)
         assert (await central.result(on.id)).status == "applied"
         assert term.writes[-1] == (18, 2)
+
+
+def test_a_commands_db_from_before_rejected_is_migrated_with_its_rows(tmp_path: Path) -> None:
+    from agent.command_store import CommandStore
+
+    path = tmp_path / "commands.db"
+    con = sqlite3.connect(path)
+    con.executescript("""
+        CREATE TABLE commands (
+            id TEXT PRIMARY KEY, action TEXT NOT NULL, device TEXT, game TEXT,
+            status TEXT NOT NULL CHECK (status IN ('queued', 'applying', 'applied', 'failed', 'expired')),
+            detail TEXT NOT NULL DEFAULT '', received_at INTEGER NOT NULL, command BLOB NOT NULL, result BLOB,
+            published INTEGER NOT NULL DEFAULT 0);
+        INSERT INTO commands VALUES ('old', 'disable_machine', 'egm-001', NULL, 'applied', '', 1, x'00', x'01', 1);
+        INSERT INTO commands VALUES ('new', 'disable_machine', 'egm-001', NULL, 'queued', '', 2, x'00', NULL, 0);
+    """)
+    con.close()
+    store = CommandStore(path)
+    store.open()
+    try:
+        store.finish("new", "rejected", "valid for too long", b"\x02")
+        old, new = store.get("old"), store.get("new")
+        assert old is not None and (old.status, old.result, old.published) == ("applied", b"\x01", True)
+        assert new is not None and (new.status, new.detail, new.result) == ("rejected", "valid for too long", b"\x02")
+    finally:
+        store.close()
+    store.open()  # a second open finds the new table and leaves it
+    try:
+        assert store.get("new") is not None and store.get("new").status == "rejected"
+    finally:
+        store.close()

@@ -14,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from central.api import PREFIX, build_app
-from central.commands import CommandNotPublished
+from central.commands import MAX_TTL_SECONDS, CommandNotPublished
 from central.ingest import Ingestor
 from central.service import IngestService, ServiceConfig
 from central.store import CommandRecord, SqliteStore
@@ -172,7 +172,8 @@ async def test_machine_commands_default_to_five_minutes(api: Api) -> None:
     ({"hall": "hall-a", "device": "egm-001", "action": "enable_game", "game": ""}, "game"),
     ({"hall": "hall-a", "device": "egm-001", "action": "disable_machine", "game": "g-poker"}, "game"),
     ({"hall": "hall-a", "device": "egm-001", "action": "enable_machine", "ttl_seconds": 0}, "ttl_seconds"),
-    ({"hall": "hall-a", "device": "egm-001", "action": "enable_machine", "ttl_seconds": 86_401}, "ttl_seconds"),
+    ({"hall": "hall-a", "device": "egm-001", "action": "enable_machine", "ttl_seconds": MAX_TTL_SECONDS + 1},
+     "ttl_seconds"),
     ({"hall": "hall-a", "device": "egm-001", "action": "enable_machine", "ttl_seconds": "60"}, "ttl_seconds"),
     ({"hall": "hall-a", "device": "egm-001", "action": "enable_machine", "ttl_seconds": True}, "ttl_seconds"),
     ({"hall": "hall-a", "device": "egm-001", "action": "enable_machine", "params": {}}, "params"),

@@ -113,7 +113,7 @@ async def test_scrape_counts_what_the_halls_sent(tmp_path: Path, mosquitto) -> N
             await link.publish(fork.topic, fork.batch(1, 10))
             sent += 7
             await link.publish(topic("h1", "status"), encode_status(Status(v=VERSION, hall="h1", online=True,
-                                                                             session=1, at=T0 + 5_000_000)),
+                                                                             session=1, at=T0 + 5_000_000), h1.key),
                                retain=True)
             auth = {"Authorization": f"Bearer {admin}"}
             async with aiohttp.ClientSession() as http:

@@ -466,7 +466,8 @@ async def test_serve_runs_the_monitor_and_stops_cleanly(tmp_path: Path, mosquitt
     data, db = tmp_path / "central", str(tmp_path / "central.db")
     cli("keys", "init", "--data-dir", str(data))
     pem = tmp_path / "h1.pub"
-    pem.write_bytes(public_key_to_pem(generate_private_key().public_key()))
+    hall_key = generate_private_key()
+    pem.write_bytes(public_key_to_pem(hall_key.public_key()))
     cli("halls", "add", "h1", "--public-key", str(pem), "--db", db)
     key = cli("apikeys", "create", "--role", "operator", "--db", db)
     port = free_port()
@@ -484,7 +485,7 @@ async def test_serve_runs_the_monitor_and_stops_cleanly(tmp_path: Path, mosquitt
         task = asyncio.create_task(agent.run())
         assert await agent.wait_connected(10)
         await agent.publish(topic("h1", "status"), encode_status(Status(v=VERSION, hall="h1", online=False,
-                                                                          session=1, at=1)), retain=True)
+                                                                          session=1, at=1), hall_key), retain=True)
         rows: list[Any] = []
         for _ in range(100):
             rows = (await asyncio.to_thread(get, f"{base}/alerts", key))[1]["rows"]

@@ -74,7 +74,8 @@ async def test_serve_end_to_end(tmp_path: Path, mosquitto) -> None:
         key = cli("apikeys", "create", "--role", "viewer", "--db", db)
         assert (await asyncio.to_thread(get, f"{base}/halls", key))[0] == 200
         pem = tmp_path / "h1.pub"
-        pem.write_bytes(public_key_to_pem(generate_private_key().public_key()))
+        hall_key = generate_private_key()
+        pem.write_bytes(public_key_to_pem(hall_key.public_key()))
         cli("halls", "add", "h1", "--public-key", str(pem), "--db", db)
         # an agent's retained presence reaches /halls through the broker
         async def ignore(msg: Received) -> None:
@@ -83,7 +84,7 @@ async def test_serve_end_to_end(tmp_path: Path, mosquitto) -> None:
         task = asyncio.create_task(agent.run())
         assert await agent.wait_connected(10)
         await agent.publish(topic("h1", "status"), encode_status(Status(v=VERSION, hall="h1", online=True,
-                                                                          session=3, at=1)), retain=True)
+                                                                          session=3, at=1), hall_key), retain=True)
         rows: list = []
         for _ in range(100):
             _, body = await asyncio.to_thread(get, f"{base}/halls", key)

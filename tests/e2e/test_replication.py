@@ -22,12 +22,16 @@ from agent.replicator import Replicator, ReplicatorConfig
 from central.ingest import Ingestor
 from central.service import IngestService, ServiceConfig
 from central.store import SqliteStore
+from mqttlink import MqttLink, Received
 from protocols.sync import (
+    MAX_SESSION_JUMP,
     VERSION,
     Ack,
+    Status,
     decode_event,
     encode_ack,
     encode_batch,
+    encode_status,
     generate_private_key,
     topic,
 )
@@ -214,6 +218,60 @@ async def test_status_goes_offline_on_stop(rig: Rig) -> None:
             break
         await asyncio.sleep(0.05)
     assert hall is not None and hall.online is False and hall.session == 1
+
+
+async def _hall_when(rig: Rig, what: str, check) -> object:
+    for _ in range(200):
+        hall = await rig.store.get_hall(HALL)
+        if hall is not None and check(hall):
+            return hall
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"hall never {what}: {hall}")
+
+
+async def test_forged_status_does_not_pin_the_hall_and_a_reconnect_still_flips_it(rig: Rig) -> None:
+    """On an open broker anyone may publish a retained ``{"online":false,"session":2^63-1}`` for the hall.
+    Central refuses it (unsigned, signed by another key, or a session jump) as ``rejected``; the hall stays
+    online, and the real agent's stop and reconnect still move it offline and online again."""
+    await rig.start_central()
+    await rig.replicator.start()
+    await _hall_when(rig, "online", lambda h: h.online is True and h.session == 1)
+
+    async def ignore(msg: Received) -> None:
+        pass
+
+    attacker = MqttLink(rig.broker.url, client_id="attacker", handler=ignore)
+    task = asyncio.create_task(attacker.run())
+    try:
+        assert await attacker.wait_connected(10)
+        top = topic(HALL, "status")
+        huge = 2**63 - 1
+        await attacker.publish(top, b'{"at":1,"hall":"%s","online":false,"session":%d,"v":1}' % (HALL.encode(), huge),
+                               retain=True)
+        forged = Status(v=VERSION, hall=HALL, online=False, session=huge, at=1)
+        await attacker.publish(top, encode_status(forged, generate_private_key()), retain=True)
+        jump = Status(v=VERSION, hall=HALL, online=False, session=2 + MAX_SESSION_JUMP, at=1)
+        await attacker.publish(top, encode_status(jump, rig.fake.key), retain=True)  # even with the hall's key
+        for _ in range(200):
+            refused = [e for e in await rig.store.integration_log(hall=HALL, kind="rejected")
+                       if e.detail.startswith("status:")]
+            if len(refused) == 3:
+                break
+            await asyncio.sleep(0.05)
+        details = sorted(e.detail for e in refused)
+        assert len(details) == 3, details
+        assert any("unsigned" in d for d in details) and any("BadSignature" in d and "unsigned" not in d
+                                                             for d in details)
+        assert any(f"session {2 + MAX_SESSION_JUMP} is more than" in d for d in details)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    hall = await rig.store.get_hall(HALL)
+    assert hall is not None and hall.online is True and hall.session == 1
+    await rig.replicator.stop()
+    await _hall_when(rig, "offline", lambda h: h.online is False and h.session == 1)
+    await rig.replicator.start()
+    await _hall_when(rig, "online again", lambda h: h.online is True and h.session == 2)
 
 
 async def test_hostile_messages_through_the_broker_change_nothing_and_are_logged(rig: Rig) -> None:

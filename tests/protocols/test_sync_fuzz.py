@@ -56,7 +56,7 @@ DECODERS: dict[str, Callable[[bytes], object]] = {
     "resend": lambda p: decode_resend(p, PUBLIC),
     "command": lambda p: decode_command(p, PUBLIC),
     "command-result": lambda p: decode_command_result(p, PUBLIC),
-    "status": decode_status,
+    "status": lambda p: decode_status(p, PUBLIC),
 }
 
 
@@ -80,7 +80,7 @@ def _valid_payloads() -> dict[str, bytes]:
                                           game=None, params={"why": "test"}, issued_at=T0, expires_at=T0 + 1), KEY),
         "command-result": encode_command_result(CommandResult(v=1, id=uid, hall="hall-01", status="applied",
                                                               detail="", at=T0), KEY),
-        "status": encode_status(Status(v=1, hall="hall-01", online=True, session=1, at=T0)),
+        "status": encode_status(Status(v=1, hall="hall-01", online=True, session=1, at=T0), KEY),
     }
 
 

@@ -167,17 +167,33 @@ def test_unknown_version_of_a_signed_message_is_named() -> None:
 @settings(max_examples=60, deadline=None)
 @given(statuses)
 def test_status_round_trip(status: Status) -> None:
-    assert decode_status(encode_status(status)) == status
-    assert decode_status(encode_status(status), expect_hall=status.hall) == status
+    assert decode_status(encode_status(status, HALL), HALL.public_key()) == status
+    assert decode_status(encode_status(status, HALL), HALL.public_key(), expect_hall=status.hall) == status
 
 
 def test_status_checks() -> None:
     status = Status(v=1, hall="hall-01", online=False, session=3, at=T0)
+    pub = HALL.public_key()
     with pytest.raises(HallMismatch):
-        decode_status(encode_status(status), expect_hall="hall-02")
+        decode_status(encode_status(status, HALL), pub, expect_hall="hall-02")
     with pytest.raises(Malformed):
-        encode_status(msgspec.structs.replace(status, hall="+"))
+        encode_status(msgspec.structs.replace(status, hall="+"), HALL)
     with pytest.raises(Malformed):
-        decode_status(b'{"v":1,"hall":"hall-01","online":1,"session":3,"at":0}')
+        decode_status(b'{"body":{"v":1,"hall":"hall-01","online":1,"session":3,"at":0},"sig":"' + b"00" * 64 + b'"}',
+                      pub)
     with pytest.raises(SyncError):
-        decode_status(encode_status(status) + b"x")
+        decode_status(encode_status(status, HALL) + b"x", pub)
+
+
+def test_status_unsigned_or_signed_by_another_key_is_rejected() -> None:
+    """The forgery that pinned a hall offline: a bare status with a huge session; and a status signed
+    with some other key. Both are BadSignature, which central logs as ``rejected``."""
+    forged = b'{"at":0,"hall":"hall-01","online":false,"session":9223372036854775807,"v":1}'
+    with pytest.raises(BadSignature, match="unsigned") as unsigned:
+        decode_status(forged, HALL.public_key(), expect_hall="hall-01")
+    assert unsigned.value.log_kind == "rejected"
+    other = encode_status(Status(v=1, hall="hall-01", online=False, session=2**63 - 1, at=T0), OTHER)
+    with pytest.raises(BadSignature):
+        decode_status(other, HALL.public_key(), expect_hall="hall-01")
+    with pytest.raises(Malformed):  # neither form stays a format error
+        decode_status(b'{"online":false}', HALL.public_key())
