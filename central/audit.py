@@ -23,7 +23,7 @@ import getpass
 from collections.abc import Sequence
 from typing import Any, Final
 
-from central.store.base import AuditEntry, Store
+from central.store.base import ApiKeyRecord, AuditEntry, Store
 from protocols.sync import Command
 
 HALL_PREFIX: Final = "hall/"
@@ -88,7 +88,26 @@ async def hall_added(store: Store, *, actor: str, time: int, hall: str, outcome:
 
 
 async def apikey_created(store: Store, *, actor: str, time: int, key_id: str, role: str,
-                         halls: Sequence[str] | None) -> int:
-    """The entry for a new API key: its id, role and halls — never the key or its hash."""
+                         halls: Sequence[str] | None, name: str | None = None, expires_at: int | None = None) -> int:
+    """The entry for a new API key: its id, name, role, halls and expiry — never the key or its hash."""
     return await record(store, time=time, actor=actor, action="apikey.create", target=apikey_target(key_id),
-                        after={"id": key_id, "role": role, "halls": None if halls is None else list(halls)})
+                        after={"id": key_id, "name": name, "role": role,
+                               "halls": None if halls is None else list(halls), "expires_at": expires_at})
+
+
+def _key_snapshot(key: ApiKeyRecord) -> dict[str, Any]:
+    return {"id": key.id, "name": key.name, "role": key.role, "halls": None if key.halls is None else list(key.halls),
+            "expires_at": key.expires_at, "revoked_at": key.revoked_at}
+
+
+async def apikey_revoked(store: Store, *, actor: str, time: int, before: ApiKeyRecord) -> int:
+    """Who revoked which key when (the key's snapshot before and after; never its hash)."""
+    after = {**_key_snapshot(before), "revoked_at": time}
+    return await record(store, time=time, actor=actor, action="apikey.revoke", target=apikey_target(before.id),
+                        before=_key_snapshot(before), after=after)
+
+
+async def apikey_rotated(store: Store, *, actor: str, time: int, before: ApiKeyRecord) -> int:
+    """A key given a new secret: the same snapshot before and after (the secret is never recorded)."""
+    return await record(store, time=time, actor=actor, action="apikey.rotate", target=apikey_target(before.id),
+                        before=_key_snapshot(before), after={**_key_snapshot(before), "rotated_at": time})

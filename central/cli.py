@@ -24,7 +24,15 @@ from protocols.sync import SyncError, check_hall_id, fingerprint, public_key_fro
 from protocols.sync.gamingday import DEFAULT_START, DEFAULT_ZONE, DayRule, DayRuleError
 
 from . import audit
-from .apikeys import HALL_BOUND_ROLES, create_api_key
+from .apikeys import (
+    HALL_BOUND_ROLES,
+    KeyNotFound,
+    check_name,
+    create_api_key,
+    parse_expiry,
+    revoke_api_key,
+    rotate_api_key,
+)
 from .brokeraccount import instructions, new_account
 from .keyfiles import KeyFileError, init_keys
 from .logging_setup import setup_logging
@@ -40,7 +48,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                   "gaming_day_start": None},
     "halls.list": {"db": None, "json": False},
     "halls.set": {"db": None, "timezone": None, "gaming_day_start": None},
-    "apikeys.create": {"role": None, "db": None, "halls": None},
+    "apikeys.create": {"role": None, "db": None, "halls": None, "name": None, "expires": None},
+    "apikeys.list": {"db": None, "json": False},
+    "apikeys.revoke": {"db": None},
+    "apikeys.rotate": {"db": None},
     "export.write": {"db": None, "data_dir": None, "from": None, "to": None, "out": None, "format": "jsonl",
                      "hall": None},
     "export.verify": {"file": None, "central_pub": None, "allow_unsigned": False},
@@ -57,6 +68,9 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "halls.list": ("db",),
     "halls.set": ("db",),
     "apikeys.create": ("role", "db"),
+    "apikeys.list": ("db",),
+    "apikeys.revoke": ("db",),
+    "apikeys.rotate": ("db",),
     "export.write": ("db", "data_dir", "from", "to", "out"),
     "export.verify": ("file",),
     "serve": ("data_dir", "db", "mqtt"),
@@ -176,7 +190,30 @@ def build_parser() -> argparse.ArgumentParser:
     _common(create)
     create.add_argument("--role", choices=ROLES, default=S, help="what the key may do")
     _db(create)
-    create.add_argument("--halls", default=S, metavar="H1,H2", help="limit the key to these halls (default: all)")
+    create.add_argument("--halls", default=S, metavar="H1,H2",
+                        help="limit the key to these halls (default: all; required for technician)")
+    create.add_argument("--name", default=S, metavar="TEXT",
+                        help='whose key it is, shown in the audit log and the dashboard ("Anna, cashier lead")')
+    create.add_argument("--expires", default=S, metavar="LIFETIME",
+                        help="the key stops working after this long: 12h, 90d, 4w (default: never)")
+    klist = asub.add_parser("list", help="list API keys (never the keys themselves)",
+                            description="Every API key with its owner name, role, halls, expiry and state "
+                                        "(active, expired, revoked).")
+    _common(klist)
+    _db(klist)
+    klist.add_argument("--json", action="store_true", default=S, help="machine-readable JSON output")
+    revoke = asub.add_parser("revoke", help="revoke an API key at once",
+                             description="Revoke a key: refused from the next request on, also by a running "
+                                         "central. Its record stays for the audit log.")
+    _common(revoke)
+    revoke.add_argument("id", metavar="ID", help="the key's id (the hex after hsk_, as `apikeys list` shows)")
+    _db(revoke)
+    rotate = asub.add_parser("rotate", help="a new secret for an API key (printed once, as the last line)",
+                             description="Give a key a new secret, keeping its id, name, role, halls and expiry "
+                                         "(the audit trail stays one person's); the old secret is refused at once.")
+    _common(rotate)
+    rotate.add_argument("id", metavar="ID", help="the key's id")
+    _db(rotate)
 
     export = sub.add_parser(
         "export", help="regulatory export of a period's events, and its offline check",
@@ -418,19 +455,27 @@ def cmd_apikeys_create(opts: dict[str, Any]) -> int:
                              "diagnostics of its halls only")
     except SyncError as exc:
         raise UsageError(f"--halls: {exc}") from None
+    now = now_micros()
+    try:
+        name = check_name(None if opts["name"] is None else str(opts["name"]))
+        expires_at = parse_expiry(None if opts["expires"] is None else str(opts["expires"]), now=now)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
     async def run() -> int:
         store = await open_store(str(opts["db"]))
         try:
-            now = now_micros()
-            key_id, key = await create_api_key(store, opts["role"], halls, now=now)
+            key_id, key = await create_api_key(store, opts["role"], halls, now=now, name=name, expires_at=expires_at)
             await audit.apikey_created(store, actor=audit.cli_actor(), time=now, key_id=key_id, role=opts["role"],
-                                       halls=halls)
+                                       halls=halls, name=name, expires_at=expires_at)
         finally:
             await store.close()
         print(f"id: {key_id}")
+        if name is not None:
+            print(f"name: {name}")
         print(f"role: {opts['role']}")
         print(f"halls: {','.join(halls) if halls else 'all'}")
+        print(f"expires: {_iso(expires_at) if expires_at is not None else 'never'}")
         print("the key is shown once; store it now:")
         print(key)
         return EXIT_OK
@@ -600,6 +645,87 @@ def cmd_export_verify(opts: dict[str, Any]) -> int:
     return EXIT_OK
 
 
+def _existing_db(opts: dict[str, Any]) -> str:
+    db = str(opts["db"])
+    if not Path(sqlite_path(db)).exists():
+        raise Failed(f"database {db} does not exist (halls add creates it)")
+    return db
+
+
+def cmd_apikeys_list(opts: dict[str, Any]) -> int:
+    db = _existing_db(opts)
+
+    async def run() -> int:
+        store = await open_store(db)
+        try:
+            keys = await store.api_keys()
+        finally:
+            await store.close()
+        now = now_micros()
+        rows = [{"id": k.id, "name": k.name, "role": k.role, "halls": None if k.halls is None else list(k.halls),
+                 "created_at": _iso(k.created_at), "expires_at": None if k.expires_at is None else _iso(k.expires_at),
+                 "revoked_at": None if k.revoked_at is None else _iso(k.revoked_at), "state": k.state(now)}
+                for k in keys]
+        if opts["json"]:
+            print(json.dumps(rows, indent=2))
+            return EXIT_OK
+        if not rows:
+            print("no API keys")
+        for r in rows:
+            halls = ",".join(r["halls"]) if r["halls"] else "all halls"
+            until = f"expires {r['expires_at']}" if r["expires_at"] else "no expiry"
+            print(f"{r['id']}  {r['state']:<7}  {r['role']:<10}  {halls}  {until}  {r['name'] or '(no name)'}")
+        return EXIT_OK
+
+    return _run(run)
+
+
+def cmd_apikeys_revoke(opts: dict[str, Any]) -> int:
+    db = _existing_db(opts)
+
+    async def run() -> int:
+        store = await open_store(db)
+        try:
+            now = now_micros()
+            try:
+                before = await revoke_api_key(store, str(opts["id"]), now=now)
+            except KeyNotFound as exc:
+                raise Failed(str(exc)) from None
+            if before.revoked_at is not None:
+                print(f"API key {before.id} was already revoked at {_iso(before.revoked_at)}")
+                return EXIT_OK
+            await audit.apikey_revoked(store, actor=audit.cli_actor(), time=now, before=before)
+        finally:
+            await store.close()
+        print(f"revoked API key {before.id} ({before.name or 'no name'}, {before.role}): refused from now on")
+        return EXIT_OK
+
+    return _run(run)
+
+
+def cmd_apikeys_rotate(opts: dict[str, Any]) -> int:
+    db = _existing_db(opts)
+
+    async def run() -> int:
+        store = await open_store(db)
+        try:
+            now = now_micros()
+            try:
+                before, key = await rotate_api_key(store, str(opts["id"]), now=now)
+            except KeyNotFound as exc:
+                raise Failed(str(exc)) from None
+            await audit.apikey_rotated(store, actor=audit.cli_actor(), time=now, before=before)
+        finally:
+            await store.close()
+        print(f"id: {before.id}")
+        print(f"rotated: the old secret is refused from now on ({before.name or 'no name'}, {before.role})")
+        print("the key is shown once; store it now:")
+        print(key)
+        return EXIT_OK
+
+    return _run(run)
+
+
 def _key_fingerprint(pem: str) -> str | None:
     try:
         return fingerprint(public_key_from_pem(pem.encode()))
@@ -617,6 +743,9 @@ COMMANDS: dict[str, Callable[[dict[str, Any]], int]] = {
     "halls.list": cmd_halls_list,
     "halls.set": cmd_halls_set,
     "apikeys.create": cmd_apikeys_create,
+    "apikeys.list": cmd_apikeys_list,
+    "apikeys.revoke": cmd_apikeys_revoke,
+    "apikeys.rotate": cmd_apikeys_rotate,
     "export.write": cmd_export_write,
     "export.verify": cmd_export_verify,
     "serve": cmd_serve,

@@ -7,8 +7,9 @@ handler. :class:`~central.api.params.ApiError` becomes its JSON error, aiohttp's
 too, and anything unexpected is logged (logger ``central.api``) and answered with a bare 500 — never
 a traceback.
 
-Keys are looked up on every request, so a key created while central runs works at once; a key
-that authenticated is remembered for at most :data:`AUTH_CACHE_US` (failures are never remembered).
+Keys are looked up on every request (one primary-key read), so a key created, rotated, revoked or
+expired while central runs — by the API or by ``hall-central apikeys`` in another process — takes
+effect at the next request.
 A bad or unknown key counts against the client's address (:mod:`.loginguard`): past the limit the
 address is answered 429 before any key of it is checked.
 """
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
@@ -55,8 +55,6 @@ from .roles import ROUTE_ROLES, allowed, is_public
 log = structlog.get_logger("central.api")
 
 PREFIX: Final = "/api/v1"
-AUTH_CACHE_US: Final = 5_000_000
-_AUTH_CACHE_MAX: Final = 1024
 PROVIDER_UNASSIGNED: Final = "unassigned"
 
 _KEY: Final = KEY
@@ -92,7 +90,6 @@ class _Api:
         self.currency = currency
         self.clock = clock
         self.presence = presence
-        self._auth_cache: dict[bytes, tuple[ApiKeyRecord, int]] = {}
         self._openapi = _dumps(document())
         self.ctx = ApiContext(store=store, currency=currency, clock=clock, command_publisher=command_publisher,
                               central_key=central_key, presence=presence)
@@ -111,21 +108,12 @@ class _Api:
             if wait is not None:
                 raise ApiError(429, "too_many_requests", "too many bad API keys from this address; "
                                f"retry after {wait} s", {"Retry-After": str(wait)})
-        digest = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
-        now = self.clock()
-        cached = self._auth_cache.get(digest)
-        if cached is not None and now < cached[1]:
-            return cached[0]
-        record = await authenticate(self.store, presented)
+        record = await authenticate(self.store, presented, now=self.clock())
         if record is None:
-            self._auth_cache.pop(digest, None)
             if throttle is not None:
                 throttle.failure(client, request.path)
             raise ApiError(401, "unauthorized", "the API key is not valid",
                            {"WWW-Authenticate": 'Bearer error="invalid_token"'})
-        if len(self._auth_cache) >= _AUTH_CACHE_MAX:
-            self._auth_cache.clear()
-        self._auth_cache[digest] = (record, now + AUTH_CACHE_US)
         return record
 
     @web.middleware

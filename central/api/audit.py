@@ -23,9 +23,10 @@ from .openapi import _INSTANT, _MICROS, _TIME, _WITH_400, _param, _ref
 AUDIT_MAX_LIMIT: Final = 1000
 
 
-def _row(entry: AuditEntry) -> dict[str, Any]:
+def _row(entry: AuditEntry, names: dict[str, str | None]) -> dict[str, Any]:
     return {"id": entry.id, "time": p.rfc3339(entry.time), "time_us": entry.time, "actor": entry.actor,
-            "action": entry.action, "target": entry.target, "hall": target_hall(entry.target),
+            "actor_name": names.get(entry.actor), "action": entry.action, "target": entry.target,
+            "hall": target_hall(entry.target),
             "before": entry.before, "after": entry.after}
 
 
@@ -42,7 +43,8 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
         entries = await ctx.store.audit(actor=p.text(q, "actor"), action=p.text(q, "action"), time_from=time_from,
                                         time_to=time_to, after_id=after_id, limit=limit,
                                         halls=[hall] if hall is not None else halls)
-        rows = [_row(e) for e in entries]
+        names = {k.id: k.name for k in await ctx.store.api_keys()} if entries else {}
+        rows = [_row(e, names) for e in entries]
         return json_response({"rows": rows, "next_after_id": rows[-1]["id"] if len(rows) == limit else None})
 
     return {"GET /audit": list_audit}
@@ -53,7 +55,8 @@ PATHS: Final[dict[str, Any]] = {
         "operationId": "listAudit",
         "summary": "Every change made through the API or the CLI: who, what, when, before and after.",
         "description": (
-            "Oldest first. `actor` is the API key id (never the key) or `cli:<OS user>`; `action` names the "
+            "Oldest first. `actor` is the API key id (never the key) or `cli:<OS user>`, `actor_name` the key's "
+            "owner name (`apikeys create --name`; null for the CLI and for keys without a name); `action` names the "
             "change (`command.create`, `hall.add`, `hall.key.replace`, `apikey.create`, `catalog.game.update`…); "
             "`target` what changed (`hall/A/device/egm-001`, `apikey/<id>`…), and `hall` the hall it belongs to "
             "(null for network-wide changes). `before`/`after` are snapshots (null when the thing did not exist "
@@ -81,10 +84,12 @@ PATHS: Final[dict[str, Any]] = {
 SCHEMAS: Final[dict[str, Any]] = {
     "AuditEntry": {
         "type": "object",
-        "required": ["id", "time", "time_us", "actor", "action", "target", "hall", "before", "after"],
+        "required": ["id", "time", "time_us", "actor", "actor_name", "action", "target", "hall", "before", "after"],
         "properties": {
             "id": {"type": "integer", "format": "int64"}, "time": _TIME, "time_us": _MICROS,
             "actor": {"type": "string"}, "action": {"type": "string"}, "target": {"type": "string"},
+            "actor_name": {"type": "string", "nullable": True,
+                           "description": "The actor key's owner name; null for the CLI or a key without one."},
             "hall": {"type": "string", "nullable": True},
             "before": {"nullable": True, "description": "The state before (any JSON value), null if none."},
             "after": {"nullable": True, "description": "The state after (any JSON value), null if none."},

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from central.store.base import ROLES
 
+from . import params as p
 from .context import ApiContext, Handler, api_key, json_response
 from .openapi import _ERRORS, _ref
 from .roles import ROUTE_ROLES
@@ -22,8 +23,10 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
     async def whoami(request: web.Request) -> web.Response:
         key = api_key(request)
         routes = sorted(r for r, roles in ROUTE_ROLES.items() if roles is not None and key.role in roles)
-        return json_response({"id": key.id, "role": key.role,
-                              "halls": None if key.halls is None else list(key.halls), "routes": routes})
+        return json_response({"id": key.id, "name": key.name, "role": key.role,
+                              "halls": None if key.halls is None else list(key.halls),
+                              "expires_at": None if key.expires_at is None else p.rfc3339(key.expires_at),
+                              "routes": routes})
 
     return {"GET /whoami": whoami}
 
@@ -40,7 +43,11 @@ SCHEMAS: Final[dict[str, Any]] = {
         "type": "object", "required": ["id", "role", "halls", "routes"],
         "properties": {
             "id": {"type": "string", "description": "The API key's id (never its secret)."},
+            "name": {"type": "string", "nullable": True,
+                     "description": "Whose key it is (`apikeys create --name`); null for keys without one."},
             "role": {"type": "string", "enum": list(ROLES)},
+            "expires_at": {"type": "string", "format": "date-time", "nullable": True,
+                           "description": "When the key stops working (RFC 3339, UTC); null: it does not expire."},
             "halls": {"type": "array", "items": {"type": "string"}, "nullable": True,
                       "description": "The halls the key may see; null for every hall."},
             "routes": {"type": "array", "items": {"type": "string"},

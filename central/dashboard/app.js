@@ -147,7 +147,8 @@
     state.key = key;
     state.who = who;
     sessionStorage.setItem(KEY_STORE, key);
-    $("whoami").textContent = who.id + " · " + who.role + (who.halls ? " · halls: " + who.halls.join(", ") : "");
+    $("whoami").textContent = (who.name ? who.name + " (" + who.id + ")" : who.id) + " · " + who.role +
+      (who.halls ? " · halls: " + who.halls.join(", ") : "");
     $("whoami").dataset.role = who.role;
     $("login").hidden = true;
     $("app").hidden = false;

@@ -199,6 +199,21 @@ class ApiKeyRecord:
     halls: tuple[str, ...] | None
     """Halls the key may see; None means every hall."""
     created_at: int
+    name: str | None = None
+    """Whose key it is ("Anna, cashier lead"), shown in the audit log and the dashboard; None for keys
+    created before names existed."""
+    expires_at: int | None = None
+    """µs UTC after which the key is refused; None: it does not expire."""
+    revoked_at: int | None = None
+    """µs UTC the key was revoked; a revoked key is refused at once, its record kept for the audit log."""
+
+    def state(self, now: int) -> str:
+        """``active``, ``expired`` or ``revoked`` as of ``now``."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and now >= self.expires_at:
+            return "expired"
+        return "active"
 
 
 @dataclass(frozen=True, slots=True)
@@ -509,6 +524,13 @@ class Store(Protocol):
 
     async def api_key(self, key_id: str) -> ApiKeyRecord | None:
         """The record for ``key_id`` (O(1) lookup by the id prefix of a presented key)."""
+
+    async def api_keys(self) -> list[ApiKeyRecord]:
+        """Every key ever created (revoked and expired ones too), oldest first."""
+
+    async def update_api_key(self, key_id: str, *, secret_hash: str | None = None,
+                             revoked_at: int | None = None) -> ApiKeyRecord | None:
+        """Replace the secret's hash (rotate) and/or mark revoked; the record as it was, None if unknown."""
 
     # reports -----------------------------------------------------------------------------------
     async def ggr(self, group_by: str, *, day_from: dt.date | None = None, day_to: dt.date | None = None,

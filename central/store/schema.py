@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final = 7
+SCHEMA_VERSION: Final = 8
 """1: the first schema. 2: hall presence columns (``halls.online``, ``session``, ``status_at``).
 3: the ``commands`` table (a new table: ``CREATE TABLE IF NOT EXISTS`` adds it to older files).
 4: issue 04's tables — ``audit``, ``catalog_*``, ``batches`` (the halls' signed headers, for export),
@@ -300,6 +300,11 @@ ADDED_COLUMNS: Final[tuple[tuple[str, str, str], ...]] = (
     ("halls", "timezone", "TEXT"),                 # schema 6: IANA zone, NULL = UTC
     ("halls", "gaming_day_start", "TEXT"),         # schema 6: HH:MM local, NULL = 00:00
     ("halls", "settings_version", "INTEGER"),      # schema 6: bumped on every change of the hall's settings
+    ("api_keys", "name", "TEXT"),                  # schema 8: whose key it is, NULL for older keys
+    ("api_keys", "expires_at", "INTEGER"),         # schema 8: µs UTC, NULL = no expiry
+    ("api_keys", "revoked_at", "INTEGER"),         # schema 8: µs UTC, NULL = not revoked
+    ("halls", "state", "TEXT"),                    # schema 8: NULL = active, 'disabled', 'removed'
+    ("halls", "state_at", "INTEGER"),              # schema 8: when the state last changed
 )
 """Columns added after schema 1, as (table, column, type): the migration adds whichever an existing
 file lacks (``ALTER TABLE … ADD COLUMN``), so old databases keep working. Only nullable columns without

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import msgspec
 import structlog
@@ -567,20 +567,36 @@ class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, Mon
     # API keys ----------------------------------------------------------------------------------
     async def add_api_key(self, record: ApiKeyRecord) -> None:
         halls = None if record.halls is None else json.dumps(list(record.halls))
-        params = (record.id, record.role, record.secret_hash, halls, record.created_at)
+        params = (record.id, record.role, record.secret_hash, halls, record.created_at, record.name,
+                  record.expires_at, record.revoked_at)
         await self._writer.run(lambda con: _transaction(con, lambda c: c.execute(
-            "INSERT INTO api_keys (id, role, secret_hash, halls, created_at) VALUES (?, ?, ?, ?, ?)", params)))
+            f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", params)))
 
     async def api_key(self, key_id: str) -> ApiKeyRecord | None:
         def body(con: sqlite3.Connection) -> ApiKeyRecord | None:
-            row = con.execute("SELECT id, role, secret_hash, halls, created_at FROM api_keys WHERE id = ?",
-                              (key_id,)).fetchone()
-            if row is None:
-                return None
-            halls = None if row[3] is None else tuple(json.loads(row[3]))
-            return ApiKeyRecord(id=row[0], role=row[1], secret_hash=row[2], halls=halls, created_at=row[4])
+            row = con.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+            return None if row is None else _key_record(row)
 
         return await self._reader.run(body)
+
+    async def api_keys(self) -> list[ApiKeyRecord]:
+        def body(con: sqlite3.Connection) -> list[ApiKeyRecord]:
+            rows = con.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id").fetchall()
+            return [_key_record(row) for row in rows]
+
+        return await self._reader.run(body)
+
+    async def update_api_key(self, key_id: str, *, secret_hash: str | None = None,
+                             revoked_at: int | None = None) -> ApiKeyRecord | None:
+        def body(c: sqlite3.Connection) -> ApiKeyRecord | None:
+            row = c.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+            if row is None:
+                return None
+            c.execute("UPDATE api_keys SET secret_hash = COALESCE(?, secret_hash),"
+                      " revoked_at = COALESCE(revoked_at, ?) WHERE id = ?", (secret_hash, revoked_at, key_id))
+            return _key_record(row)
+
+        return await self._writer.run(lambda con: _transaction(con, body))
 
     # reports -----------------------------------------------------------------------------------
     async def ggr(self, group_by: str, *, day_from: dt.date | None = None, day_to: dt.date | None = None,
@@ -811,3 +827,12 @@ class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, Mon
 
 def _json_or_none(value: Any) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+_KEY_COLUMNS: Final = "id, role, secret_hash, halls, created_at, name, expires_at, revoked_at"
+
+
+def _key_record(row: Sequence[Any]) -> ApiKeyRecord:
+    halls = None if row[3] is None else tuple(json.loads(row[3]))
+    return ApiKeyRecord(id=row[0], role=row[1], secret_hash=row[2], halls=halls, created_at=row[4], name=row[5],
+                        expires_at=row[6], revoked_at=row[7])

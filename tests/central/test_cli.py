@@ -116,6 +116,22 @@ def test_apikeys_create_prints_the_key_last_and_stores_only_a_hash(tmp_path: Pat
     assert bad.returncode == 2
 
 
+def test_apikeys_create_refuses_a_bad_name_or_lifetime_and_list_shows_the_keys(tmp_path: Path) -> None:
+    for flags, message in ((["--expires", "2027-01-01"], "lifetime like 12h"), (["--expires", "0d"], "lifetime"),
+                           (["--name", "x" * 101], "at most 100")):
+        bad = run("apikeys", "create", "--role", "viewer", "--db", "c.db", *flags, cwd=tmp_path)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+    done = run("apikeys", "create", "--role", "viewer", "--db", "c.db", "--name", "  Anna,  floor ", "--expires",
+               "12h", cwd=tmp_path)
+    assert done.returncode == 0 and "name: Anna, floor" in done.stdout, done.stderr
+    key_id = done.stdout.split("id: ", 1)[1].split()[0]
+    listed = run("apikeys", "list", "--db", "c.db", cwd=tmp_path)
+    assert listed.returncode == 0 and key_id in listed.stdout and "active" in listed.stdout
+    assert "Anna, floor" in listed.stdout and "hsk_" not in listed.stdout
+    missing = run("apikeys", "revoke", "0" * 16, "--db", "c.db", cwd=tmp_path)
+    assert missing.returncode == 1 and "no API key" in missing.stderr
+
+
 def test_a_technician_key_must_name_its_halls(tmp_path: Path) -> None:
     """design.md: a technician reads the devices and diagnostics of its halls, so no network-wide one."""
     refused = run("apikeys", "create", "--role", "technician", "--db", "c.db", cwd=tmp_path)

@@ -4,6 +4,7 @@ presence arrives over the real broker, SIGTERM stops it cleanly."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import signal
 import subprocess
@@ -101,6 +102,68 @@ async def test_serve_end_to_end(tmp_path: Path, mosquitto) -> None:
         err = proc.stderr.read() if proc.stderr else ""
     assert code == 0, err
     assert "Traceback" not in err
+
+
+async def test_keys_revoked_or_rotated_by_the_cli_stop_working_in_a_running_central_at_once(tmp_path: Path,
+                                                                                             mosquitto) -> None:
+    """Issue 16: keys have an owner name, an expiry, and `apikeys list|revoke|rotate`; a revocation by the
+    CLI (another process) is refused by the running central at the next request, not after a cache."""
+    data, db = tmp_path / "central", str(tmp_path / "central.db")
+    cli("keys", "init", "--data-dir", str(data))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/api/v1"
+    proc = subprocess.Popen([str(BIN), "serve", "--data-dir", str(data), "--db", db, "--mqtt", mosquitto.url_text,
+                             "--http", f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True)
+    try:
+        await wait_http(f"{base}/health", proc)
+        anna = cli("apikeys", "create", "--role", "admin", "--name", "Anna, cashier lead", "--expires", "90d",
+                   "--db", db)
+        bob = cli("apikeys", "create", "--role", "viewer", "--name", "Bob", "--db", db)
+        anna_id, bob_id = anna.split("_")[1], bob.split("_")[1]
+        status, me = await asyncio.to_thread(get, f"{base}/whoami", anna)
+        assert (status, me["name"], me["role"]) == (200, "Anna, cashier lead", "admin")
+        expires = dt.datetime.fromisoformat(me["expires_at"].replace("Z", "+00:00"))
+        assert abs(expires - (dt.datetime.now(dt.UTC) + dt.timedelta(days=90))) < dt.timedelta(minutes=5)
+        assert (await asyncio.to_thread(get, f"{base}/halls", bob))[0] == 200   # and now it is in a cache, if any
+        done = subprocess.run([str(BIN), "apikeys", "revoke", bob_id, "--db", db], capture_output=True, text=True,
+                              timeout=30)
+        assert done.returncode == 0 and "revoked" in done.stdout, done.stderr
+        assert (await asyncio.to_thread(get, f"{base}/halls", bob))[0] == 401
+        new_anna = cli("apikeys", "rotate", anna_id, "--db", db)
+        assert new_anna != anna and new_anna.split("_")[1] == anna_id
+        assert (await asyncio.to_thread(get, f"{base}/halls", anna))[0] == 401
+        assert (await asyncio.to_thread(get, f"{base}/halls", new_anna))[0] == 200
+        listed = json.loads(subprocess.run([str(BIN), "apikeys", "list", "--json", "--db", db], capture_output=True,
+                                           text=True, timeout=30, check=True).stdout)
+        assert {(k["id"], k["name"], k["state"]) for k in listed} == {(anna_id, "Anna, cashier lead", "active"),
+                                                                      (bob_id, "Bob", "revoked")}
+        status, trail = await asyncio.to_thread(get, f"{base}/audit?action=apikey.revoke", new_anna)
+        (entry,) = trail["rows"]
+        assert (status, entry["target"], entry["before"]["name"], entry["after"]["revoked_at"] is not None) == (
+            200, f"apikey/{bob_id}", "Bob", True)
+        assert "secret" not in json.dumps(trail) and bob.split("_", 2)[2] not in json.dumps(trail)
+        # actions through the API show who by name: the audit entry of Anna's own change names her
+        await asyncio.to_thread(put, f"{base}/catalog/providers/p1", new_anna, {"name": "Provider One"})
+        status, trail = await asyncio.to_thread(get, f"{base}/audit?actor={anna_id}", new_anna)
+        assert status == 200 and trail["rows"] and {r["actor_name"] for r in trail["rows"]} == {"Anna, cashier lead"}
+        gone = subprocess.run([str(BIN), "apikeys", "rotate", bob_id, "--db", db], capture_output=True, text=True,
+                              timeout=30)
+        assert gone.returncode == 1 and "revoked" in gone.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=20)
+        err = proc.stderr.read() if proc.stderr else ""
+    assert code == 0, err
+
+
+def put(url: str, key: str, body: dict) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="PUT",
+                                 headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 async def test_serve_refuses_an_oversize_batch_and_the_broker_disconnects_a_bigger_one(tmp_path: Path,

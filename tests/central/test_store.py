@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from central.apikeys import authenticate, create_api_key
+from central.apikeys import KeyNotFound, authenticate, create_api_key, revoke_api_key, rotate_api_key
 from central.ingest import Ingestor
 from central.store import BackendUnavailable, HallKeyConflict, SqliteStore, StoreError, open_store, sqlite_path
 from central.store.schema import SCHEMA_VERSION
@@ -86,13 +86,32 @@ async def test_hall_registration(store: SqliteStore) -> None:
     assert await store.get_hall("nope") is None
 
 
+async def test_an_api_key_expires_and_a_revoked_one_is_refused_at_once(store: SqliteStore) -> None:
+    hour = 3_600_000_000
+    _, key = await create_api_key(store, "viewer", None, now=T0, name="Anna", expires_at=T0 + hour)
+    assert (await authenticate(store, key, now=T0 + hour - 1)) is not None
+    assert await authenticate(store, key, now=T0 + hour) is None
+    (listed,) = await store.api_keys()
+    assert (listed.name, listed.state(T0), listed.state(T0 + hour)) == ("Anna", "active", "expired")
+    with pytest.raises(ValueError, match="future"):
+        await create_api_key(store, "viewer", None, now=T0, expires_at=T0)
+    other_id, other = await create_api_key(store, "viewer", None, now=T0)
+    before = await revoke_api_key(store, other_id, now=T0 + 5)
+    assert before.revoked_at is None and await authenticate(store, other, now=T0 + 5) is None
+    assert (await revoke_api_key(store, other_id, now=T0 + 9)).revoked_at == T0 + 5   # the first revocation stays
+    with pytest.raises(KeyNotFound):
+        await rotate_api_key(store, other_id, now=T0 + 10)
+    with pytest.raises(KeyNotFound):
+        await revoke_api_key(store, "0" * 16, now=T0)
+
+
 async def test_api_keys_store_only_a_hash(store: SqliteStore, tmp_path: Path) -> None:
     key_id, key = await create_api_key(store, "regulator", ["hall-a"], now=T0)
-    record = await authenticate(store, key)
+    record = await authenticate(store, key, now=T0)
     assert record is not None and (record.role, record.halls) == ("regulator", ("hall-a",))
-    assert await authenticate(store, key[:-1] + ("A" if key[-1] != "A" else "B")) is None
-    assert await authenticate(store, "hsk_0000000000000000_" + "x" * 43) is None
-    assert await authenticate(store, "Bearer nonsense") is None
+    assert await authenticate(store, key[:-1] + ("A" if key[-1] != "A" else "B"), now=T0) is None
+    assert await authenticate(store, "hsk_0000000000000000_" + "x" * 43, now=T0) is None
+    assert await authenticate(store, "Bearer nonsense", now=T0) is None
     with pytest.raises(ValueError):
         await create_api_key(store, "root", None, now=T0)
     for scope in (None, []):   # a technician reads its halls only (design.md): no network-wide technician
@@ -186,7 +205,7 @@ async def test_schema_1_file_is_migrated_additively(tmp_path: Path) -> None:
     assert columns(path) == columns(tmp_path / "fresh.db")
     con = sqlite3.connect(path)
     version = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
-    assert version == str(SCHEMA_VERSION) == "7"
+    assert version == str(SCHEMA_VERSION) == "8"
     con.close()
 
 
