@@ -33,7 +33,7 @@ from .apikeys import (
     revoke_api_key,
     rotate_api_key,
 )
-from .brokeraccount import instructions, new_account
+from .brokeraccount import PASSWORD_FILE, instructions, new_account
 from .keyfiles import KeyFileError, init_keys
 from .logging_setup import setup_logging
 from .store import ROLES, BackendUnavailable, StoreError, open_store, sqlite_path
@@ -48,6 +48,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                   "gaming_day_start": None},
     "halls.list": {"db": None, "json": False},
     "halls.set": {"db": None, "timezone": None, "gaming_day_start": None},
+    "halls.disable": {"db": None},
+    "halls.enable": {"db": None},
+    "halls.remove": {"db": None},
     "apikeys.create": {"role": None, "db": None, "halls": None, "name": None, "expires": None},
     "apikeys.list": {"db": None, "json": False},
     "apikeys.revoke": {"db": None},
@@ -67,6 +70,9 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "halls.add": ("public_key", "db"),
     "halls.list": ("db",),
     "halls.set": ("db",),
+    "halls.disable": ("db",),
+    "halls.enable": ("db",),
+    "halls.remove": ("db",),
     "apikeys.create": ("role", "db"),
     "apikeys.list": ("db",),
     "apikeys.revoke": ("db",),
@@ -175,6 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
     hset.add_argument("hall", metavar="ID", help="hall ID")
     _db(hset)
     _day_flags(hset)
+    for verb, text in (("disable", "refuse a hall's messages for now (its agent keeps them until enable)"),
+                       ("enable", "take a disabled hall's messages again"),
+                       ("remove", "retire a hall: its key stops working, its stored data stays in every report")):
+        state_cmd = hsub.add_parser(verb, help=text, description=text[0].upper() + text[1:] + ". Takes effect at "
+                                    "once, also in a running central; audited.")
+        _common(state_cmd)
+        state_cmd.add_argument("hall", metavar="ID", help="hall ID")
+        _db(state_cmd)
     lst = hsub.add_parser("list", help="list registered halls", description="List registered halls with their key "
                                                                              "fingerprint and stored chain end.")
     _common(lst)
@@ -379,6 +393,10 @@ def cmd_halls_add(opts: dict[str, Any]) -> int:
         print(f"{outcome} hall {hall} ({fingerprint(key)})")
         if day_line is not None:
             print(day_line)
+        if outcome == "unchanged":   # a new password here would not match the one the hall already uses
+            print(f"broker account unchanged: the hall keeps the password issued when it was added (to issue "
+                  f"another: mosquitto_passwd {PASSWORD_FILE} {hall} on the broker host)")
+            return EXIT_OK
         for line in instructions(new_account(hall, opts["broker"])):  # the hall's broker account
             print(line)
         return EXIT_OK
@@ -409,6 +427,46 @@ def cmd_halls_set(opts: dict[str, Any]) -> int:
     return _run(run)
 
 
+_STATE_OF = {"disable": "disabled", "enable": "active", "remove": "removed"}
+
+
+def cmd_halls_state(verb: str) -> Callable[[dict[str, Any]], int]:
+    """``halls disable|enable|remove ID``."""
+    def command(opts: dict[str, Any]) -> int:
+        db, hall, state = _existing_db(opts), str(opts["hall"]), _STATE_OF[verb]
+
+        async def run() -> int:
+            store = await open_store(db)
+            try:
+                current = await store.get_hall(hall)
+                if current is None:
+                    raise Failed(f"hall {hall} is not registered")
+                if current.state == "removed" and verb != "remove":
+                    raise Failed(f"hall {hall} was removed: register it again with halls add {hall} --replace")
+                if current.state == state:
+                    print(f"hall {hall} is already {state}")
+                    return EXIT_OK
+                now = now_micros()
+                await store.set_hall_state(hall, state, now=now)
+                await audit.record(store, time=now, actor=audit.cli_actor(), action=f"hall.{verb}",
+                                   target=audit.hall_target(hall), before={"hall": hall, "state": current.state},
+                                   after={"hall": hall, "state": state})
+            finally:
+                await store.close()
+            print(f"hall {hall}: {current.state} → {state}")
+            if verb == "remove":
+                print(f"its stored events stay in every report; on the broker host also remove its account: "
+                      f"mosquitto_passwd -D {PASSWORD_FILE} {hall} && systemctl reload mosquitto")
+            elif verb == "disable":
+                print("its batches, statuses and command results are refused until `halls enable`; its agent "
+                      "keeps every event meanwhile")
+            return EXIT_OK
+
+        return _run(run)
+
+    return command
+
+
 def cmd_halls_list(opts: dict[str, Any]) -> int:
     if not Path(sqlite_path(str(opts["db"]))).exists():
         raise Failed(f"database {opts['db']} does not exist (halls add creates it)")
@@ -421,16 +479,16 @@ def cmd_halls_list(opts: dict[str, Any]) -> int:
             await store.close()
         rows = [{"id": h.id, "key": fingerprint(public_key_from_pem(h.public_key_pem.encode())),
                  "added_at": _iso(h.added_at), "last_seq": h.last_seq, "last_hash": h.last_hash,
-                 "timezone": h.timezone, "gaming_day_start": h.gaming_day_start} for h in halls]
+                 "timezone": h.timezone, "gaming_day_start": h.gaming_day_start, "state": h.state} for h in halls]
         if opts["json"]:
             print(json.dumps({"rows": rows}, indent=2))
         elif not rows:
             print("no halls registered")
         else:
-            print(f"{'ID':24} {'KEY':26} {'LAST SEQ':>10}  {'GAMING DAY':28} ADDED")
+            print(f"{'ID':24} {'STATE':9} {'KEY':26} {'LAST SEQ':>10}  {'GAMING DAY':28} ADDED")
             for r in rows:
                 day = f"{r['timezone']} {r['gaming_day_start']}"
-                print(f"{r['id']:24} {r['key']:26} {r['last_seq']:>10}  {day:28} {r['added_at']}")
+                print(f"{r['id']:24} {r['state']:9} {r['key']:26} {r['last_seq']:>10}  {day:28} {r['added_at']}")
         return EXIT_OK
 
     return _run(run)
@@ -742,6 +800,9 @@ COMMANDS: dict[str, Callable[[dict[str, Any]], int]] = {
     "halls.add": cmd_halls_add,
     "halls.list": cmd_halls_list,
     "halls.set": cmd_halls_set,
+    "halls.disable": cmd_halls_state("disable"),
+    "halls.enable": cmd_halls_state("enable"),
+    "halls.remove": cmd_halls_state("remove"),
     "apikeys.create": cmd_apikeys_create,
     "apikeys.list": cmd_apikeys_list,
     "apikeys.revoke": cmd_apikeys_revoke,

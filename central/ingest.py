@@ -189,6 +189,9 @@ class Ingestor:
             return IngestOutcome("error", hall, f"store: {exc!r}")
         if record is None:
             return await self._refuse("rejected", hall, f"hall {hall!r} is not registered", source=UNREGISTERED)
+        if record.state != "active":   # halls disable|remove: refused unread; the agent keeps what it has
+            return await self._refuse("rejected", hall, f"hall {hall!r} is {record.state}: nothing is stored "
+                                                        "from it (hall-central halls enable)")
         if self._preparer is not None and len(payload) >= _THREAD_THRESHOLD:
             try:
                 judged = await self._preparer.prepare(payload, record.public_key_pem, hall, self._clock(),

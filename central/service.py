@@ -178,6 +178,9 @@ class IngestService:
             await self._refuse_status("rejected", hall, f"status from hall {hall!r}, which is not registered",
                                       source=UNREGISTERED)
             return
+        if record.state != "active":
+            await self._refuse_status("rejected", hall, f"status from hall {hall!r}, which is {record.state}")
+            return
         try:
             status = decode_status(msg.payload, public_key_from_pem(record.public_key_pem.encode()),
                                    expect_hall=hall)
@@ -245,6 +248,10 @@ class IngestService:
                 self.stats["bad_command_results"] += 1
                 await self._log("rejected", hall, f"command result from hall {hall!r}, which is not registered",
                                 source=UNREGISTERED)
+                return
+            if record.state == "removed":   # a disabled hall's results still close its commands
+                self.stats["bad_command_results"] += 1
+                await self._log("rejected", hall, f"command result from hall {hall!r}, which is removed")
                 return
             try:
                 result = decode_command_result(msg.payload, public_key_from_pem(record.public_key_pem.encode()),

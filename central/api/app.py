@@ -211,7 +211,7 @@ class _Api:
         rows = [{"id": h.id, "fingerprint": _fingerprint(h.public_key_pem), "added_at": p.rfc3339(h.added_at),
                  "added_at_us": h.added_at, "last_seq": h.last_seq, "online": h.online, "session": h.session,
                  "status_at": p.rfc3339(h.status_at), "status_at_us": h.status_at, "timezone": h.timezone,
-                 "gaming_day_start": h.gaming_day_start, "settings_version": h.settings_version}
+                 "gaming_day_start": h.gaming_day_start, "settings_version": h.settings_version, "state": h.state}
                 for h in await self.store.halls() if key.halls is None or h.id in key.halls]
         return _json({"rows": rows})
 
@@ -272,8 +272,12 @@ class _Api:
         ttl = body.get("ttl_seconds", DEFAULT_TTL_SECONDS)
         if type(ttl) is not int or not 1 <= ttl <= MAX_TTL_SECONDS:
             raise p.bad_request(f"ttl_seconds must be an integer from 1 to {MAX_TTL_SECONDS}, not {ttl!r}")
-        if await self.store.get_hall(hall) is None:
+        target = await self.store.get_hall(hall)
+        if target is None:
             raise p.bad_request(f"hall {hall!r} is not registered")
+        if target.state != "active":
+            raise ApiError(409, "conflict", f"hall {hall!r} is {target.state}: it takes no commands "
+                                            "(hall-central halls enable)")
 
         record = await issue_command(self.ctx, hall=hall, device=device, action=action, game=game,
                                      ttl_seconds=ttl, created_by=key.id)

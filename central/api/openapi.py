@@ -199,10 +199,13 @@ DOCUMENT: Final[dict[str, Any]] = {
                     "If central is not connected to the broker it is `failed` at once; if the publish was not "
                     "confirmed it stays `pending` (the hall's result or the expiry settles it). The hall applies "
                     "it at most once and answers; follow it with `GET /commands/{id}`. A key with a hall scope "
-                    "may only address its halls (403). The hall must be registered (400)."),
+                    "may only address its halls (403). The hall must be registered (400) and active (409: "
+                    "disabled or removed by `hall-central halls disable|remove`)."),
                 "requestBody": {"required": True,
                                 "content": {"application/json": {"schema": _ref("CommandRequest")}}},
                 "responses": {"202": _json("CommandAccepted", "Stored (and published, see `status`)."),
+                              "409": {"description": "The hall is disabled or removed (`conflict`).",
+                                      "content": {"application/json": {"schema": _ref("Error")}}},
                               **_WITH_400},
             },
         },
@@ -317,6 +320,9 @@ DOCUMENT: Final[dict[str, Any]] = {
                     "session": {"type": "integer", "format": "int64", "nullable": True,
                                 "description": "The agent's connection counter of that status."},
                     "status_at": _NULLABLE_TIME, "status_at_us": _NULLABLE_MICROS,
+                    "state": {"type": "string", "enum": ["active", "disabled", "removed"],
+                              "description": "`disabled` or `removed` (hall-central halls disable|remove): its "
+                                             "messages are refused; its stored data stays in every report."},
                 },
             },
             "HallList": {"type": "object", "required": ["rows"],

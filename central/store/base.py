@@ -105,6 +105,9 @@ class HourRow:
         return self.bets - self.wins
 
 
+HALL_STATES: Final = ("active", "disabled", "removed")
+
+
 @dataclass(frozen=True, slots=True)
 class HallRecord:
     """A registered hall, the contiguous prefix of its chain that central holds, and its agent's presence.
@@ -125,6 +128,10 @@ class HallRecord:
     gaming_day_start: str = DEFAULT_START
     settings_version: int = 0
     """Bumped by every change of the hall's settings (the standing data's version)."""
+    state: str = "active"
+    """``active``; ``disabled`` (``halls disable``: its messages are refused, nothing stored or acked, so
+    its agent keeps them until ``halls enable``); ``removed`` (``halls remove``: its key no longer works,
+    its stored data stays in every report). See :data:`HALL_STATES`."""
 
     @property
     def day_rule(self) -> DayRule:
@@ -459,6 +466,10 @@ class Store(Protocol):
         A different key for an existing hall raises :class:`HallKeyConflict` unless ``replace``; a
         replacement is written to the integration log as ``manual`` in the same transaction.
         """
+
+    async def set_hall_state(self, hall: str, state: str, *, now: int) -> HallRecord | None:
+        """Set a hall's state (:data:`HALL_STATES`) with a ``manual`` integration-log row; the record as it
+        was before, None if the hall is not registered."""
 
     async def get_hall(self, hall: str) -> HallRecord | None:
         """The hall's record and chain state, or None if it is not registered."""

@@ -40,6 +40,7 @@ from protocols.sync.money import ZERO
 from .base import (
     COMMAND_STATUSES,
     GROUP_BY,
+    HALL_STATES,
     ApiKeyRecord,
     AuditEntry,
     CommandRecord,
@@ -100,7 +101,7 @@ _DEVICES_CONFLICT = (  # {enabled}: excluded.enabled when the batch said, else t
 _DEVICE_WIDTH = 14
 _INSERT_MARKS = "INSERT INTO device_marks (hall, device, seq, bets, wins, rounds, cash_in, cash_out)"
 _HALL_COLUMNS = ("id, public_key_pem, added_at, last_seq, last_hash, online, session, status_at, timezone,"
-                 " gaming_day_start, settings_version")
+                 " gaming_day_start, settings_version, state")
 _INSERT_MONTHS = "INSERT INTO rollups_monthly (hall, device, game, month, bets, wins, rounds, cash_in, cash_out)"
 _MONTHS_CONFLICT = (
     " ON CONFLICT (hall, device, game, month) DO UPDATE SET"
@@ -398,11 +399,18 @@ class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, Mon
     # halls -------------------------------------------------------------------------------------
     async def add_hall(self, hall: str, public_key_pem: str, *, now: int, replace: bool = False) -> str:
         def body(con: sqlite3.Connection) -> str:
-            row = con.execute("SELECT public_key_pem FROM halls WHERE id = ?", (hall,)).fetchone()
+            row = con.execute("SELECT public_key_pem, state FROM halls WHERE id = ?", (hall,)).fetchone()
             if row is None:
                 con.execute("INSERT INTO halls (id, public_key_pem, added_at, last_seq, last_hash)"
                             " VALUES (?, ?, ?, 0, ?)", (hall, public_key_pem, now, GENESIS_HASH))
                 return "added"
+            if row[1] == "removed":   # its data stayed; registering it again is a deliberate act
+                if not replace:
+                    raise HallKeyConflict(f"hall {hall!r} was removed; use --replace to register it again")
+                con.execute("UPDATE halls SET public_key_pem = ?, state = NULL, state_at = ? WHERE id = ?",
+                            (public_key_pem, now, hall))
+                con.execute(_INSERT_LOG, (now, hall, None, "manual", "removed hall registered again"))
+                return "replaced"
             if row[0] == public_key_pem:
                 return "unchanged"
             if not replace:
@@ -418,7 +426,24 @@ class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, Mon
         return HallRecord(id=row[0], public_key_pem=row[1], added_at=row[2], last_seq=row[3], last_hash=row[4],
                           online=None if row[5] is None else bool(row[5]), session=row[6], status_at=row[7],
                           timezone=row[8] or DEFAULT_ZONE, gaming_day_start=row[9] or DEFAULT_START,
-                          settings_version=row[10] or 0)
+                          settings_version=row[10] or 0, state=row[11] or "active")
+
+    async def set_hall_state(self, hall: str, state: str, *, now: int) -> HallRecord | None:
+        if state not in HALL_STATES:
+            raise ValueError(f"a hall's state is one of {', '.join(HALL_STATES)}, not {state!r}")
+
+        def body(con: sqlite3.Connection) -> HallRecord | None:
+            row = con.execute(f"SELECT {_HALL_COLUMNS} FROM halls WHERE id = ?", (hall,)).fetchone()
+            if row is None:
+                return None
+            before = self._hall(row)
+            if before.state != state:
+                con.execute("UPDATE halls SET state = ?, state_at = ? WHERE id = ?",
+                            (None if state == "active" else state, now, hall))
+                con.execute(_INSERT_LOG, (now, hall, None, "manual", f"hall {before.state} → {state}"))
+            return before
+
+        return await self._writer.run(lambda con: _transaction(con, body))
 
     async def get_hall(self, hall: str) -> HallRecord | None:
         def body(con: sqlite3.Connection) -> HallRecord | None:

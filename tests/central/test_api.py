@@ -643,3 +643,15 @@ async def test_deeply_nested_json_is_a_400_with_the_reason(api: Api, method: str
     # a body of ordinary depth still reaches the handler (which judges its fields)
     response = await api.client.request(method, PREFIX + path, data=b'{"hall": [[1]]}', headers=headers)
     assert "nests" not in (await response.text())
+
+
+async def test_a_disabled_or_removed_hall_takes_no_commands_and_halls_says_why(api: Api) -> None:
+    hall = await api.command_hall()
+    order = {"hall": hall, "device": "egm-001", "action": "disable_machine"}
+    await api.post("/commands", order)
+    for state in ("disabled", "removed"):
+        await api.store.set_hall_state(hall, state, now=T0)
+        body = await api.post("/commands", order, status=409)
+        assert body["error"]["code"] == "conflict" and state in body["error"]["message"]
+        (row,) = (await api.get("/halls"))["rows"]
+        assert (row["id"], row["state"]) == (hall, state)

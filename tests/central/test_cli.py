@@ -50,7 +50,11 @@ def test_halls_add_list_and_replace(tmp_path: Path) -> None:
     first, second = pub(tmp_path / "a.pub"), pub(tmp_path / "b.pub")
     added = run("halls", "add", "hall-01", "--public-key", str(first), "--db", "c.db", cwd=tmp_path)
     assert added.returncode == 0 and "added hall hall-01" in added.stdout, added.stderr
-    assert run("halls", "add", "hall-01", "--public-key", str(first), "--db", "c.db", cwd=tmp_path).returncode == 0
+    assert "hall-01:$7$" in added.stdout   # the broker's password-file line of a new account
+    again = run("halls", "add", "hall-01", "--public-key", str(first), "--db", "c.db", cwd=tmp_path)
+    # issue 16: "unchanged" used to print a fresh broker password that matched nothing the hall had
+    assert again.returncode == 0 and "unchanged" in again.stdout and "$7$" not in again.stdout
+    assert "broker account unchanged" in again.stdout
     refused = run("halls", "add", "hall-01", "--public-key", str(second), "--db", "c.db", cwd=tmp_path)
     assert refused.returncode == 1 and "--replace" in refused.stderr
     replaced = run("halls", "add", "hall-01", "--public-key", str(second), "--db", "c.db", "--replace",
@@ -85,6 +89,32 @@ def test_a_halls_gaming_day_from_add_and_set(tmp_path: Path) -> None:
         audited = con.execute("SELECT action, before, after FROM audit WHERE action = 'hall.settings.update'"
                               " ORDER BY id").fetchall()
     assert [json.loads(after)["gaming_day_start"] for _, _, after in audited] == ["00:00", "06:00"]
+
+
+def test_halls_disable_enable_and_remove_keep_the_data_and_are_audited(tmp_path: Path) -> None:
+    key = pub(tmp_path / "a.pub")
+    assert run("halls", "add", "hall-01", "--public-key", str(key), "--db", "c.db", cwd=tmp_path).returncode == 0
+
+    def state() -> str:
+        (row,) = json.loads(run("halls", "list", "--db", "c.db", "--json", cwd=tmp_path).stdout)["rows"]
+        return row["state"]
+
+    done = run("halls", "disable", "hall-01", "--db", "c.db", cwd=tmp_path)
+    assert done.returncode == 0 and "active → disabled" in done.stdout and state() == "disabled"
+    assert "already disabled" in run("halls", "disable", "hall-01", "--db", "c.db", cwd=tmp_path).stdout
+    assert run("halls", "enable", "hall-01", "--db", "c.db", cwd=tmp_path).returncode == 0 and state() == "active"
+    removed = run("halls", "remove", "hall-01", "--db", "c.db", cwd=tmp_path)
+    assert removed.returncode == 0 and "mosquitto_passwd -D" in removed.stdout and state() == "removed"
+    refused = run("halls", "enable", "hall-01", "--db", "c.db", cwd=tmp_path)
+    assert refused.returncode == 1 and "--replace" in refused.stderr
+    again = run("halls", "add", "hall-01", "--public-key", str(key), "--db", "c.db", cwd=tmp_path)
+    assert again.returncode == 1 and "removed" in again.stderr
+    back = run("halls", "add", "hall-01", "--public-key", str(key), "--db", "c.db", "--replace", cwd=tmp_path)
+    assert back.returncode == 0 and state() == "active"
+    assert run("halls", "remove", "nowhere", "--db", "c.db", cwd=tmp_path).returncode == 1
+    with sqlite3.connect(tmp_path / "c.db") as con:
+        actions = [a for (a,) in con.execute("SELECT action FROM audit ORDER BY id")]
+    assert actions == ["hall.add", "hall.disable", "hall.enable", "hall.remove", "hall.key.replace"]
 
 
 @pytest.mark.parametrize(("hall", "key_text", "message"), [

@@ -280,6 +280,30 @@ async def test_key_replacement_takes_effect_at_once(store: SqliteStore, ingestor
     assert [e.kind for e in await store.integration_log()] == ["rejected", "manual"]
 
 
+async def test_a_disabled_hall_is_refused_unread_and_its_events_are_taken_once_enabled(
+        store: SqliteStore, ingestor: Ingestor) -> None:
+    """halls disable: nothing stored, nothing acked, so the agent keeps its events; after enable the same
+    batch is stored exactly once. A removed hall's stored data stays."""
+    hall = FakeHall("hall-01", seed=5)
+    await register(store, hall)
+    hall.play(30)
+    first, second = hall.batch(1, 10), hall.batch(11, len(hall.events))
+    assert (await ingestor.handle(hall.topic, first)).status == "stored"
+    await store.set_hall_state("hall-01", "disabled", now=1)
+    refused = await ingestor.handle(hall.topic, second)
+    assert (refused.status, refused.publish) == ("rejected", ()) and "disabled" in refused.detail
+    assert (await store.get_hall("hall-01")).last_seq == 10
+    await store.set_hall_state("hall-01", "active", now=2)
+    assert (await ingestor.handle(hall.topic, second)).status == "stored"
+    assert (await store.get_hall("hall-01")).last_seq == len(hall.events)
+    before = await store.ggr("device")
+    await store.set_hall_state("hall-01", "removed", now=3)
+    assert (await ingestor.handle(hall.topic, hall.batch(1, 10))).status == "rejected"
+    assert await store.ggr("device") == before and before
+    assert [r.detail for r in await store.integration_log(kind="manual")] == [   # newest first
+        "hall active → removed", "hall disabled → active", "hall active → disabled"]
+
+
 async def test_log_flood_is_throttled(store: SqliteStore, central_key: Ed25519PrivateKey) -> None:
     ingestor = Ingestor(store, central_key, StepClock(), log_burst=5)
     hall = FakeHall("hall-01", seed=17)
