@@ -177,8 +177,10 @@ def evaluate(inputs: MonitorInputs, conditions: Iterable[DeviceCondition], now: 
              th: Thresholds = DEFAULTS) -> list[AlertDraft]:
     """The alert-worthy conditions that hold at ``now`` (microseconds), one draft per alert identity."""
     online = {hall.id for hall in inputs.halls if hall.online is True}
-    return [*_hall_alerts(inputs, th), *_device_alerts(inputs, online, now, th), *_command_alerts(inputs, th),
-            *_missed_alerts(inputs, th), *_condition_alerts(conditions, now, th)]
+    retired = {hall.id for hall in inputs.halls if hall.state == "removed"}   # halls remove: nobody to call
+    drafts = [*_hall_alerts(inputs, th), *_device_alerts(inputs, online, now, th), *_command_alerts(inputs, th),
+              *_missed_alerts(inputs, th), *_condition_alerts(conditions, now, th)]
+    return [d for d in drafts if d.hall not in retired] if retired else drafts
 
 
 def _hall_alerts(inputs: MonitorInputs, th: Thresholds) -> Iterator[AlertDraft]:

@@ -134,9 +134,10 @@ class MonitorSqliteMixin:
                              missed_since: int | None = None) -> MonitorInputs:
         def body(con: sqlite3.Connection) -> MonitorInputs:
             halls = [HallRecord(id=r[0], public_key_pem="", added_at=r[1], last_seq=r[2], last_hash="",
-                                online=None if r[3] is None else bool(r[3]), session=r[4], status_at=r[5])
-                     for r in con.execute("SELECT id, added_at, last_seq, online, session, status_at FROM halls"
-                                          " ORDER BY id")]
+                                online=None if r[3] is None else bool(r[3]), session=r[4], status_at=r[5],
+                                state=r[6] or "active")
+                     for r in con.execute("SELECT id, added_at, last_seq, online, session, status_at, state"
+                                          " FROM halls ORDER BY id")]
             devices = [DeviceRecord(id=r[0], hall=r[1], kind=r[2], online=None if r[3] is None else bool(r[3]),
                                     enabled=bool(r[4]), first_seen=r[5], last_seen=r[6], last_seq=r[7])
                        for r in con.execute("SELECT id, hall, kind, online, enabled, first_seen, last_seen, last_seq"

@@ -144,6 +144,15 @@ async def test_hall_offline_is_raised_once_cleared_and_a_return_is_a_new_alert(f
     assert again.kind == "hall_offline" and again.id != cleared.id
 
 
+async def test_a_removed_hall_raises_no_alerts_and_its_open_ones_clear(floor: Floor, store: SqliteStore) -> None:
+    await floor.hall("A", online=False)
+    (offline,) = await floor.tick()
+    await store.set_hall_state("A", "removed", now=T0)
+    assert await floor.tick(advance=MIN) == []
+    (cleared,) = await store.alerts(state="cleared")
+    assert cleared.id == offline.id
+
+
 async def test_a_door_open_too_long_alerts_and_closing_it_clears(floor: Floor, clock: Clock) -> None:
     await floor.hall("A")
     floor.event("A", "egm-1", "device.door", {"door": "cashbox", "open": True, "code": "19"})
