@@ -217,28 +217,40 @@ class _Api:
 
     async def events(self, request: web.Request) -> web.Response:
         q = request.query
-        time_from, time_to = p.instant(q, "from"), p.instant(q, "to")
         after_seq = p.integer(q, "after_seq")
         limit = p.integer(q, "limit", low=1, high=EVENTS_MAX_LIMIT, default=100)
         assert limit is not None
         hall, halls = self.scope(request)
-        if after_seq is not None and hall is None:
-            raise p.bad_request("after_seq pages within one hall (seqs are per hall): give hall= too")
+        time_from, time_to = await self._window(q, hall, halls)
+        after_hall = p.text(q, "after_hall")
+        if after_hall is not None and HALL_RE.match(after_hall) is None:
+            raise p.bad_request("after_hall must be a hall ID ([A-Za-z0-9_-]{1,64})")
+        if after_seq is not None and hall is None and after_hall is None:
+            raise p.bad_request("without hall=, page with after_hall and after_seq together (the previous page's "
+                                "next_after_hall and next_after_seq): seqs are per hall")
         rows = await self.store.events(hall=hall, device=p.text(q, "device"), type=p.text(q, "type"),
                                        time_from=time_from, time_to=time_to, after_seq=after_seq, limit=limit,
-                                       halls=halls)
-        next_after = rows[-1]["seq"] if hall is not None and len(rows) == limit else None
-        return _json({"rows": rows, "next_after_seq": next_after})
+                                       halls=halls, after_hall=None if hall is not None else after_hall)
+        full = len(rows) == limit
+        return _json({"rows": rows, "next_after_seq": rows[-1]["seq"] if full else None,
+                      "next_after_hall": rows[-1]["hall"] if full else None})
+
+    async def _window(self, q: Any, hall: str | None, halls: Sequence[str] | None) -> tuple[int | None, int | None]:
+        """``from``/``to`` of an event-level route in the one date grammar (:func:`days.window`)."""
+        raw = (q.get("from"), q.get("to"))
+        if not any(v is not None and days.is_day(v) for v in raw):
+            return p.instant(q, "from"), p.instant(q, "to")
+        return days.window(q, days.rules_in_scope(await self.store.halls(), hall, halls), self.clock())
 
     async def integration_log(self, request: web.Request) -> web.Response:
         q = request.query
         kind = p.choice(q, "kind", LOG_KINDS)
         limit = p.integer(q, "limit", low=1, high=LOG_MAX_LIMIT, default=100)
         assert limit is not None
-        time_from, time_to = p.instant(q, "from"), p.instant(q, "to")
+        hall, halls = self.scope(request)
+        time_from, time_to = await self._window(q, hall, halls)
         if time_from is not None and time_to is not None and time_from > time_to:
             raise p.bad_request("from is after to")
-        hall, halls = self.scope(request)
         entries = await self.store.integration_log(hall=hall, kind=kind, limit=limit, halls=halls,
                                                    device=p.text(q, "device"), time_from=time_from, time_to=time_to)
         rows = [{"time": p.rfc3339(e.time), "time_us": e.time, "hall": e.hall, "kind": e.kind, "detail": e.detail,

@@ -16,6 +16,7 @@ from aiohttp import web
 from central.audit import target_hall
 from central.store.base import AuditEntry
 
+from . import days
 from . import params as p
 from .context import ApiContext, Handler, json_response, scope
 from .openapi import _INSTANT, _MICROS, _TIME, _WITH_400, _param, _ref
@@ -33,13 +34,13 @@ def _row(entry: AuditEntry, names: dict[str, str | None]) -> dict[str, Any]:
 def handlers(ctx: ApiContext) -> dict[str, Handler]:
     async def list_audit(request: web.Request) -> web.Response:
         q = request.query
-        time_from, time_to = p.instant(q, "from"), p.instant(q, "to")
+        hall, halls = scope(request)
+        time_from, time_to = days.window(q, days.rules_in_scope(await ctx.store.halls(), hall, halls), ctx.clock())
         if time_from is not None and time_to is not None and time_from > time_to:
             raise p.bad_request("from is after to")
         after_id = p.integer(q, "after_id")
         limit = p.integer(q, "limit", low=1, high=AUDIT_MAX_LIMIT, default=100)
         assert limit is not None
-        hall, halls = scope(request)
         entries = await ctx.store.audit(actor=p.text(q, "actor"), action=p.text(q, "action"), time_from=time_from,
                                         time_to=time_to, after_id=after_id, limit=limit,
                                         halls=[hall] if hall is not None else halls)

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from central.export import FORMATS, MEDIA_TYPES, write_export
 
+from . import days
 from . import params as p
 from .context import ApiContext, Handler, api_key, scope
 from .openapi import _ERRORS, _INSTANT, _param
@@ -30,14 +31,15 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
         q = request.query
         fmt = p.choice(q, "format", FORMATS, default="jsonl")
         assert fmt is not None
-        time_from, time_to = p.instant(q, "from"), p.instant(q, "to")
-        if time_from is None or time_to is None:
-            raise p.bad_request("from and to are required: the export's period, [from, to)")
-        if time_from >= time_to:
-            raise p.bad_request(f"from ({p.rfc3339(time_from)}) must be before to ({p.rfc3339(time_to)})")
         hall, halls = scope(request)
         if hall is not None and await ctx.store.get_hall(hall) is None:
             raise p.bad_request(f"hall {hall!r} is not registered")
+        time_from, time_to = days.window(q, days.rules_in_scope(await ctx.store.halls(), hall, halls), ctx.clock())
+        if time_from is None or time_to is None:
+            raise p.bad_request("from and to are required: the export's period, [from, to), as instants or "
+                                "gaming days (YYYY-MM-DD, both days included)")
+        if time_from >= time_to:
+            raise p.bad_request(f"from ({p.rfc3339(time_from)}) must be before to ({p.rfc3339(time_to)})")
         if ctx.central_key is None:
             raise ApiError(503, "unavailable", "central has no signing key (central.key), so it cannot sign an export")
         key = api_key(request)

@@ -46,8 +46,10 @@ _MICROS = {"type": "integer", "format": "int64", "description": "Microseconds si
 _NULLABLE_MICROS = {**_MICROS, "nullable": True}
 _MONEY = {"type": "integer", "format": "int64", "description": "Minor units of the report's currency."}
 
-_INSTANT = {"type": "string", "description": "RFC 3339 with an offset (`2026-01-01T00:00:00Z`) or integer "
-                                             "microseconds since the epoch."}
+_INSTANT = {"type": "string", "description": "RFC 3339 with an offset (`2026-01-01T00:00:00Z`), integer "
+                                             "microseconds since the epoch, or a gaming day as in the reports: "
+                                             "`YYYY-MM-DD` or `today` is that whole gaming day of the halls in "
+                                             "scope (`to` included), 400 when they keep different gaming days."}
 
 DOCUMENT: Final[dict[str, Any]] = {
     "openapi": "3.0.3",
@@ -153,9 +155,9 @@ DOCUMENT: Final[dict[str, Any]] = {
                 "operationId": "listEvents",
                 "summary": "Stored events in wire form, ordered by hall and seq.",
                 "description": (
-                    "`from`/`to` bound the agent time as [from, to). Page through one hall with `hall` and "
-                    "`after_seq`: `next_after_seq` is the value for the next page, or null when this page "
-                    "was not full or no `hall` was given (seqs are per hall). `after_seq` needs `hall`."),
+                    "`from`/`to` bound the agent time as [from, to). Page with `after_seq` (and, without "
+                    "`hall`, `after_hall`): the previous page's `next_after_seq` and `next_after_hall`, both "
+                    "null on the last page (a page shorter than `limit`)."),
                 "parameters": [
                     _param("hall"),
                     {"name": "device", "in": "query", "required": False, "schema": {"type": "string"}},
@@ -165,6 +167,8 @@ DOCUMENT: Final[dict[str, Any]] = {
                     {"name": "to", "in": "query", "required": False, "schema": _INSTANT},
                     {"name": "after_seq", "in": "query", "required": False,
                      "schema": {"type": "integer", "format": "int64", "minimum": 0}},
+                    {"name": "after_hall", "in": "query", "required": False, "schema": {"type": "string"},
+                     "description": "Without `hall`: the hall of the previous page's last row."},
                     {"name": "limit", "in": "query", "required": False,
                      "schema": {"type": "integer", "minimum": 1, "maximum": EVENTS_MAX_LIMIT, "default": 100}},
                 ],
@@ -341,9 +345,10 @@ DOCUMENT: Final[dict[str, Any]] = {
                 },
             },
             "EventPage": {
-                "type": "object", "required": ["rows", "next_after_seq"],
+                "type": "object", "required": ["rows", "next_after_seq", "next_after_hall"],
                 "properties": {"rows": {"type": "array", "items": _ref("Event")},
-                               "next_after_seq": {"type": "integer", "format": "int64", "nullable": True}},
+                               "next_after_seq": {"type": "integer", "format": "int64", "nullable": True},
+                               "next_after_hall": {"type": "string", "nullable": True}},
             },
             "LogEntry": {
                 "type": "object", "required": ["time", "hall", "kind", "detail", "device"],

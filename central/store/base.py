@@ -553,10 +553,12 @@ class Store(Protocol):
 
     async def events(self, *, hall: str | None = None, device: str | None = None, type: str | None = None,
                      time_from: int | None = None, time_to: int | None = None, after_seq: int | None = None,
-                     limit: int = 100, halls: Sequence[str] | None = None) -> list[dict[str, Any]]:
+                     limit: int = 100, halls: Sequence[str] | None = None,
+                     after_hall: str | None = None) -> list[dict[str, Any]]:
         """Stored events in wire form (plus ``central_time``), ordered by (hall, seq).
 
-        ``time_from``/``time_to`` bound ``agent_time`` as [from, to); ``after_seq`` pages within a hall.
+        ``time_from``/``time_to`` bound ``agent_time`` as [from, to); ``after_seq`` pages within a hall;
+        without ``hall``, ``after_hall`` + ``after_seq`` page across halls (rows after that (hall, seq)).
         """
 
     async def integration_log(self, *, hall: str | None = None, kind: str | None = None, limit: int = 100,

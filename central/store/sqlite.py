@@ -669,16 +669,21 @@ class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, Mon
 
     async def events(self, *, hall: str | None = None, device: str | None = None, type: str | None = None,
                      time_from: int | None = None, time_to: int | None = None, after_seq: int | None = None,
-                     limit: int = 100, halls: Sequence[str] | None = None) -> list[dict[str, Any]]:
+                     limit: int = 100, halls: Sequence[str] | None = None,
+                     after_hall: str | None = None) -> list[dict[str, Any]]:
         where: list[str] = []
         params: list[Any] = []
         if not _scope(where, params, hall, halls):
             return []
+        across = hall is None and after_hall is not None   # network paging: after (after_hall, after_seq)
         for clause, value in (("device = ?", device), ("type = ?", type), ("agent_time >= ?", time_from),
-                              ("agent_time < ?", time_to), ("seq > ?", after_seq)):
+                              ("agent_time < ?", time_to), ("seq > ?", None if across else after_seq)):
             if value is not None:
                 where.append(clause)
                 params.append(value)
+        if across:
+            where.append("(hall > ? OR (hall = ? AND seq > ?))")
+            params.extend((after_hall, after_hall, after_seq or 0))
         limit = max(1, min(limit, _MAX_EVENTS_LIMIT))
         columns = "hall, seq, id, device, type, agent_time, device_time, central_time, prev_hash, hash, data"
 

@@ -318,7 +318,7 @@ async def test_halls_show_presence_and_ignore_stale_statuses(api: Api, store: Sq
 
 
 async def test_events_page_through_a_hall_with_after_seq(api: Api, store: SqliteStore, ingestor: Ingestor) -> None:
-    a, _ = await _fill(store, ingestor)
+    a, b = await _fill(store, ingestor)
     seen: list[dict[str, Any]] = []
     query: dict[str, Any] = {"hall": "hall-a", "limit": 37}
     pages = 0
@@ -347,8 +347,20 @@ async def test_events_page_through_a_hall_with_after_seq(api: Api, store: Sqlite
     bets = await api.get("/events", hall="hall-a", type="game.bet", device="egm-002", limit=1000)
     assert [e["seq"] for e in bets["rows"]] == [e.seq for e in a.events
                                                if e.type == "game.bet" and e.device == "egm-002"]
-    # Without hall= there is no seq cursor (seqs are per hall).
-    assert (await api.get("/events", limit=5))["next_after_seq"] is None
+    # Without hall= the cursor is (hall, seq): paging crosses from one hall into the next (issue 16: it
+    # used to stop after the first page with 13,000 events left).
+    everything: list[tuple[str, int]] = []
+    query = {"limit": 50}
+    while True:
+        body = await api.get("/events", **query)
+        everything += [(e["hall"], e["seq"]) for e in body["rows"]]
+        if body["next_after_seq"] is None:
+            assert body["next_after_hall"] is None and len(body["rows"]) < 50
+            break
+        query = {"limit": 50, "after_hall": body["next_after_hall"], "after_seq": body["next_after_seq"]}
+    assert everything == [("hall-a", e.seq) for e in a.events] + [("hall-b", e.seq) for e in b.events]
+    status, body, _h = await api.raw("/events", await api.key(), after_seq="3")
+    assert status == 400 and "after_hall" in body["error"]["message"]
 
 
 async def test_integration_log_filters_by_kind(
@@ -606,7 +618,7 @@ async def test_openapi_document_matches_the_app(api: Api) -> None:
     names = {(path, name) for path, name in names if f"GET {path}" in CORE or f"POST {path}" in CORE}
     assert names == {("/reports/ggr", n) for n in ("group_by", "from", "to", "hall")} | {
         ("/devices", "hall")} | {("/events", n) for n in ("hall", "device", "type", "from", "to", "after_seq",
-                                                           "limit")} | {
+                                                           "after_hall", "limit")} | {
         ("/integration-log", n) for n in ("hall", "kind", "device", "from", "to", "limit")} | {("/commands/{id}", "id")}
     body_schema = doc["paths"]["/commands"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert _resolve(doc, body_schema)["properties"].keys() == {"hall", "device", "action", "game", "ttl_seconds"}
@@ -655,3 +667,31 @@ async def test_a_disabled_or_removed_hall_takes_no_commands_and_halls_says_why(a
         assert body["error"]["code"] == "conflict" and state in body["error"]["message"]
         (row,) = (await api.get("/halls"))["rows"]
         assert (row["id"], row["state"]) == (hall, state)
+
+
+async def test_event_routes_take_gaming_days_in_the_reports_date_grammar(api: Api, store: SqliteStore,
+                                                                         ingestor: Ingestor) -> None:
+    """Issue 16: /reports/ggr took YYYY-MM-DD, /export and /events refused it. A date is the whole gaming
+    day of the halls in scope (to included); halls on different gaming days need hall= or instants."""
+    from protocols.sync.gamingday import DayRule
+
+    a, b = await _fill(store, ingestor)
+    by_day = await api.get("/events", limit=1000, **{"from": "2026-01-01", "to": "2026-01-01"})
+    by_instant = await api.get("/events", limit=1000, **{"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"})
+    day_end = T0 + 86_400_000_000   # T0 is 2026-01-01T00:00:00Z
+    truth = [(h.hall, e.seq) for h in (a, b) for e in h.events if T0 <= e.agent_time < day_end]
+    assert by_day["rows"] == by_instant["rows"] and [(e["hall"], e["seq"]) for e in by_day["rows"]] == truth
+    logged = await api.get("/integration-log", **{"from": "2026-01-01", "to": "today"})
+    assert isinstance(logged["rows"], list)
+    kyiv = DayRule("Europe/Kyiv", "06:00")
+    await store.set_day_rule("hall-b", kyiv, now=T0)
+    status, body, _ = await api.raw("/events", await api.key(), **{"from": "2026-01-01"})
+    assert status == 400 and "Europe/Kyiv 06:00" in body["error"]["message"] and "hall=" in body["error"]["message"]
+    start, stop = kyiv.bounds(dt.date(2025, 12, 31))
+    own = await api.get("/events", hall="hall-b", limit=1000, **{"from": "2025-12-31", "to": "2025-12-31"})
+    assert [e["seq"] for e in own["rows"]] == [e.seq for e in b.events if start <= e.agent_time < stop]
+    exported = await api.client.get(PREFIX + "/export", params={"hall": "hall-a", "from": "2026-01-01",
+                                                                "to": "2026-01-01"},
+                                    headers={"Authorization": f"Bearer {await api.key('regulator')}"})
+    lines = (await exported.read()).splitlines()
+    assert exported.status == 200 and len(lines) - 1 == sum(1 for h, _ in truth if h == "hall-a")
