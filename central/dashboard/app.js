@@ -22,6 +22,7 @@
   const state = {
     key: null, who: null, currency: "", view: "overview", floorHall: null,
     commands: [], // {id, hall, device, action, game, status, detail}
+    floorMachines: null, // device → the machine as the floor last showed it
     timer: null,
   };
 
@@ -165,6 +166,7 @@
     // nothing of the last user's data stays on the page for the next one
     state.view = "overview";
     state.floorHall = null;
+    state.floorMachines = null;
     state.commands = [];
     state.currency = "";
     for (const node of document.querySelectorAll(".panel, .summary, .legend, #floor-hall")) node.replaceChildren();
@@ -320,29 +322,64 @@
         (floor.complete === false ? " · central's monitor is behind: an older open door or tilt may be missing" : "");
       $("floor-legend").replaceChildren(...STATES.map((s) => el("span", { class: "chip state-" + s,
         text: STATE_LABEL[s] })));
-      const mayCommand = canUse("POST /commands");
-      const tiles = floor.machines.map((m) => {
-        const tile = el("div", { class: "machine state-" + m.state, "data-device": m.device, "data-state": m.state },
-          el("div", { class: "device", text: m.device }),
-          el("div", { class: "kind", text: m.kind }),
-          el("div", { class: "state", text: STATE_LABEL[m.state] || m.state }),
-          el("div", { class: "detail", text: m.detail || (m.last_play ? "last game " + when(m.last_play) : "") }),
-          m.disabled_games.length ? el("div", { class: "games-off", text: "games off: " + m.disabled_games.join(", ") })
-            : null);
-        if (mayCommand) {
-          const action = m.enabled ? "disable_machine" : "enable_machine";
-          tile.append(el("button", { type: "button", class: m.enabled ? "cmd-disable" : "cmd-enable",
-            text: m.enabled ? "Disable" : "Enable",
-            onclick: (event) => { event.target.disabled = true; sendCommand({ hall: floor.hall, device: m.device, action }); },
-          }));
-        }
-        const last = latestCommand(floor.hall, m.device, null);
-        if (last) tile.append(commandBadge(last));
-        return tile;
-      });
+      state.floorMachines = new Map(floor.machines.map((m) => [m.device, m]));
+      const tiles = floor.machines.map((m) => machineTile(floor.hall, m));
       grid.replaceChildren(...(tiles.length ? tiles
         : [el("p", { class: "notice", text: "No machine has reported in this hall yet." })]));
     });
+  }
+
+  // One machine's tile; a command button for the roles that may send commands.
+  function machineTile(hall, m) {
+    const tile = el("div", { class: "machine state-" + m.state, "data-device": m.device, "data-state": m.state,
+      "data-flags": m.flags.join(" ") },
+      el("div", { class: "device", text: m.device }),
+      el("div", { class: "kind", text: m.kind }),
+      el("div", { class: "state", text: STATE_LABEL[m.state] || m.state }),
+      el("div", { class: "detail", text: m.detail || (m.last_play ? "last game " + when(m.last_play) : "") }),
+      m.disabled_games.length ? el("div", { class: "games-off", text: "games off: " + m.disabled_games.join(", ") })
+        : null);
+    if (canUse("POST /commands")) {
+      const action = m.enabled ? "disable_machine" : "enable_machine";
+      tile.append(el("button", { type: "button", class: m.enabled ? "cmd-disable" : "cmd-enable",
+        text: m.enabled ? "Disable" : "Enable",
+        onclick: (event) => { event.target.disabled = true; sendCommand({ hall, device: m.device, action }); },
+      }));
+    }
+    const last = latestCommand(hall, m.device, null);
+    if (last) tile.append(commandBadge(last));
+    return tile;
+  }
+
+  // A command the hall says it applied changes the tile at once (the same rule as central's floor:
+  // disabled is more urgent than playing and idle, less than offline, door open and tilt); the floor
+  // is then read again, and central's answer (which takes the applied command as the newest word on
+  // the switch) agrees.
+  function commandApplied(c) {
+    if (state.view !== "floor" || state.floorHall !== c.hall || !state.floorMachines) return false;
+    const m = state.floorMachines.get(c.device);
+    if (!m) return false;
+    const flags = m.flags.filter((f) => f !== "disabled");
+    let enabled = m.enabled;
+    let games = m.disabled_games.slice();
+    if (c.action === "disable_machine" || c.action === "enable_machine") {
+      enabled = c.action === "enable_machine";
+    } else if (c.game && (c.action === "disable_game" || c.action === "enable_game")) {
+      games = games.filter((g) => g !== c.game);
+      if (c.action === "disable_game") games = [...games, c.game].sort();
+    } else {
+      return false;
+    }
+    const details = m.detail ? m.detail.split("; ").filter((d) => d !== "disabled") : [];
+    if (!enabled) details.push("disabled");
+    if (!enabled || details.includes("out of service")) flags.push("disabled");
+    const ordered = STATES.filter((st) => flags.includes(st));
+    const next = { ...m, enabled, disabled_games: games, state: ordered[0] || "idle",
+      flags: [...ordered, ...flags.filter((f) => !STATES.includes(f))], detail: details.join("; ") };
+    state.floorMachines.set(c.device, next);
+    const old = document.querySelector('#floor-grid .machine[data-device="' + CSS.escape(c.device) + '"]');
+    if (old) old.replaceWith(machineTile(c.hall, next));
+    return true;
   }
 
   // ---- charts (inline SVG, our own code) -------------------------------------------------------
@@ -560,6 +597,7 @@
           command.status = now.status;
           command.detail = now.detail || "";
           commandChanged();
+          if (command.status === "applied" && commandApplied(command)) await refresh();
         }
       } catch (err) {
         if (!(err instanceof ApiError)) throw err;

@@ -316,3 +316,41 @@ async def test_the_files_are_ours_with_a_strict_policy(world: World) -> None:
             assert r.status == 404 and (await r.json())["error"]["code"] == "not_found"
         async with session.get(world.base_url + "/api/v1/floor?hall=" + HALL) as r:
             assert r.status == 401   # the page is public; the data is not
+
+
+async def test_the_tile_follows_an_applied_command_at_once_and_the_floor_agrees(browser: Browser, world: World,
+                                                                               mosquitto: Any) -> None:
+    """The hall answers at once but its trail events come later (an agent's outbox lags behind its
+    results): the tile changes when the command says applied, without a refresh, and the floor read
+    afterwards says the same even while the older trail event is still after the monitor's cursor."""
+    await Monitor(world.store).tick()
+    async with serving(world, mosquitto) as hall:
+        assert hall is not None
+        hall.hold_trail = True
+        w = await open_page(browser, world)
+        await login(w, world.keys["operator"])
+        await view(w, "floor")
+        tile = w.page.locator('.machine[data-device="egm-001"]')
+        await expect(tile).to_have_attribute("data-state", "playing")
+        await tile.locator("button.cmd-disable").click()
+        await expect(tile.locator(".command-status")).to_have_attribute("data-status", "applied")
+        await expect(tile).to_have_attribute("data-state", "disabled")
+        await expect(tile.locator(".state")).to_have_text("disabled")
+        await expect(tile.locator("button.cmd-enable")).to_have_count(1)
+        await w.page.click("#refresh")
+        await expect(w.page.locator("main")).to_have_attribute("data-loading", "false")
+        await expect(tile).to_have_attribute("data-state", "disabled")
+
+        # the disable's trail arrives; the enable's result comes back before its own trail
+        await world.flush()
+        await tile.locator("button.cmd-enable").click()
+        badge = tile.locator('.command-status[data-status="applied"]')
+        await expect(badge).to_contain_text("enable machine")
+        await expect(tile).to_have_attribute("data-state", re.compile("^(playing|idle)$"))
+        await expect(tile.locator("button.cmd-disable")).to_have_count(1)
+        await w.page.click("#refresh")
+        await expect(w.page.locator("main")).to_have_attribute("data-loading", "false")
+        await expect(tile).to_have_attribute("data-state", re.compile("^(playing|idle)$"))
+        floor = await api_get(world, f"/floor?hall={HALL}", role="operator")
+        assert [m["enabled"] for m in floor["machines"] if m["device"] == "egm-001"] == [True]
+        w.assert_clean()
