@@ -343,7 +343,16 @@
       const action = m.enabled ? "disable_machine" : "enable_machine";
       tile.append(el("button", { type: "button", class: m.enabled ? "cmd-disable" : "cmd-enable",
         text: m.enabled ? "Disable" : "Enable",
-        onclick: (event) => { event.target.disabled = true; sendCommand({ hall, device: m.device, action }); },
+        onclick: (event) => {
+          const button = event.target;
+          button.disabled = true;
+          const ask = m.enabled ? confirmCommand("Disable machine " + m.device + " in hall " + hall + "?",
+            "Nobody can play on it until it is enabled again.", "Disable") : Promise.resolve(true);
+          ask.then((ok) => {
+            if (ok) sendCommand({ hall, device: m.device, action });
+            else button.disabled = false;
+          });
+        },
       }));
     }
     const last = latestCommand(hall, m.device, null);
@@ -483,8 +492,10 @@
   // ---- catalog and commands -------------------------------------------------------------------
   async function renderCatalog() {
     renderCommands();
+    const names = new Map();   // catalog game id → its name, for the confirmation of a game's disable
     await section($("catalog-games"), "GET /catalog/games", async () => {
       const data = await api("/catalog/games");
+      for (const g of data.rows) names.set(g.id, g.name);
       const rows = data.rows.map((g) => el("tr", { "data-game": g.id },
         el("td", { text: g.id }), el("td", { text: g.name }), el("td", { text: g.provider }),
         el("td", { text: g.category }), el("td", { class: "num", text: bp(g.rtp_bp) }),
@@ -507,8 +518,15 @@
             el("td", {}, mayCommand ? el("button", { type: "button", class: on ? "cmd-disable" : "cmd-enable",
               text: on ? "Disable game" : "Enable game",
               onclick: (event) => {
-                event.target.disabled = true;
-                sendCommand({ hall: d.hall, device: d.device, action, game: String(g.number) });
+                const button = event.target;
+                button.disabled = true;
+                const name = "game " + g.number + (g.game ? " (" + (names.get(g.game) || g.game) + ")" : "");
+                const ask = on ? confirmCommand("Disable " + name + " on machine " + d.device + " in hall " + d.hall +
+                  "?", "The machine's other games stay playable.", "Disable game") : Promise.resolve(true);
+                ask.then((ok) => {
+                  if (ok) sendCommand({ hall: d.hall, device: d.device, action, game: String(g.number) });
+                  else button.disabled = false;
+                });
               } })
               : null)));
         }
@@ -570,6 +588,21 @@
         }
       }
     }
+  }
+
+  // A disable takes a machine (or a game) away from the players: the page asks first, naming the
+  // machine, hall and game, in its own dialog (Cancel, Escape and a click on OK are all one place).
+  function confirmCommand(question, consequence, okLabel) {
+    const dialog = $("confirm");
+    $("confirm-title").textContent = okLabel + "?";
+    $("confirm-text").replaceChildren(el("strong", { text: question }), el("br"), consequence);
+    $("confirm-ok").textContent = okLabel;
+    dialog.returnValue = "cancel";
+    return new Promise((resolve) => {
+      dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+      dialog.showModal();
+      $("confirm-cancel").focus();
+    });
   }
 
   async function sendCommand(body) {

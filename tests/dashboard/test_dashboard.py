@@ -118,6 +118,16 @@ async def api_get(world: World, path: str, role: str = "admin") -> Any:
         return await r.json()
 
 
+async def confirm(w: Watched, *, says: str | None = None, ok: bool = True) -> None:
+    """Answer the page's confirmation dialog (it must be open), after checking what it names."""
+    dialog = w.page.locator("dialog#confirm")
+    await expect(dialog).to_be_visible()
+    if says is not None:
+        await expect(dialog.locator("#confirm-text")).to_contain_text(says)
+    await dialog.locator("#confirm-ok" if ok else "#confirm-cancel").click()
+    await expect(dialog).to_be_hidden()
+
+
 async def floor_states(w: Watched, count: int) -> dict[str, str]:
     tiles = w.page.locator("#floor-grid .machine")
     await expect(tiles).to_have_count(count)
@@ -204,7 +214,14 @@ async def test_an_operator_disables_a_machine_and_sees_the_hall_apply_it(browser
         await view(w, "floor")
         tile = w.page.locator('.machine[data-device="egm-001"]')
         await expect(tile).to_have_attribute("data-state", "playing")
+        # one click does not disable: the page asks, naming the machine and the hall; Cancel sends nothing
         await tile.locator("button.cmd-disable").click()
+        await confirm(w, says=f"Disable machine egm-001 in hall {HALL}?", ok=False)
+        await expect(tile.locator("button.cmd-disable")).to_be_enabled()
+        await expect(tile.locator(".command-status")).to_have_count(0)
+        assert hall.received == []
+        await tile.locator("button.cmd-disable").click()
+        await confirm(w, says=f"Disable machine egm-001 in hall {HALL}?")
         badge = tile.locator(".command-status")
         await expect(badge).to_have_attribute("data-status", "applied")
         command_id = await badge.get_attribute("data-command")
@@ -227,6 +244,10 @@ async def test_an_operator_disables_a_machine_and_sees_the_hall_apply_it(browser
         game_row = w.page.locator('#availability-table tr[data-device="egm-006"][data-number="1"]')
         await expect(game_row.locator("td.available")).to_have_count(1)
         await game_row.locator("button.cmd-disable").click()
+        await confirm(w, says=f"Disable game 1 (Fruits) on machine egm-006 in hall {HALL}?", ok=False)
+        await expect(w.page.locator("#commands-table tbody tr")).to_have_count(1)
+        await game_row.locator("button.cmd-disable").click()
+        await confirm(w, says=f"Disable game 1 (Fruits) on machine egm-006 in hall {HALL}?")
         await expect(w.page.locator("#commands-table tbody tr")).to_have_count(2)   # newest first
         row = w.page.locator("#commands-table tbody tr").first
         await expect(row.locator("td.status")).to_have_text("applied")
@@ -333,6 +354,7 @@ async def test_the_tile_follows_an_applied_command_at_once_and_the_floor_agrees(
         tile = w.page.locator('.machine[data-device="egm-001"]')
         await expect(tile).to_have_attribute("data-state", "playing")
         await tile.locator("button.cmd-disable").click()
+        await confirm(w)
         await expect(tile.locator(".command-status")).to_have_attribute("data-status", "applied")
         await expect(tile).to_have_attribute("data-state", "disabled")
         await expect(tile.locator(".state")).to_have_text("disabled")
