@@ -414,14 +414,16 @@
       const h = (Math.abs(r.ggr) / span) * plot;
       const y = r.ggr >= 0 ? zeroY - h : zeroY;
       const bar = svg("rect", { class: "bar" + (r.ggr < 0 ? " negative" : ""), x, y, width: barWidth,
-        height: Math.max(h, 1), "data-key": r.key, "data-ggr": r.ggr });
+        height: Math.max(h, 1), "data-key": r.key, "data-label": labelOf(r), "data-ggr": r.ggr });
       bar.append(svg("title", { text: labelOf(r) + ": " + money(r.ggr) + " (bets " + money(r.bets) +
         ", wins " + money(r.wins) + ", " + r.rounds + " rounds)" }));
       chart.append(bar);
       chart.append(svg("text", { class: "value", x: x + barWidth / 2, y: r.ggr >= 0 ? y - 3 : y + h + 11,
         "text-anchor": "middle", text: money(r.ggr).replace(" " + state.currency, "") }));
+      const label = labelOf(r);
+      const fits = Math.max(4, Math.floor((barWidth + barGap) / 5.5));   // about 5.5 px a character at 10 px
       chart.append(svg("text", { class: "label", x: x + barWidth / 2, y: height - bottom + 24,
-        "text-anchor": "middle", text: labelOf(r) }));
+        "text-anchor": "middle", text: label.length > fits ? label.slice(0, fits - 1) + "…" : label }));
     });
     if (!rows.length) {
       chart.append(svg("text", { class: "label", x: width / 2, y: height / 2, "text-anchor": "middle",
@@ -430,10 +432,18 @@
     return chart;
   }
 
+  // A row's part of the total, one decimal (a display, not money: the amounts stay integers).
+  function share(part, total) {
+    if (!total) return "—";
+    return (Math.round((part * 1000) / total) / 10).toFixed(1) + " %";
+  }
+
   async function renderCharts() {
     const specs = [
       ["day", "/reports/ggr?group_by=day&from=" + utcDay(-29) + "&to=today", (r) => r.key.slice(5)],
-      ["provider", "/reports/ggr?group_by=provider", (r) => r.key],
+      // the API's label: catalog names, and money outside games said as such (never an empty key)
+      ["game", "/reports/ggr?group_by=game", (r) => r.label || r.key],
+      ["provider", "/reports/ggr?group_by=provider", (r) => r.label || r.key],
       ["hall", "/reports/ggr?group_by=hall", (r) => r.key],
     ];
     for (const [name, path, labelOf] of specs) {
@@ -443,8 +453,14 @@
         state.currency = report.currency;
         const rows = name === "day" ? report.rows.slice().sort((a, b) => a.key.localeCompare(b.key)) : report.rows;
         const total = rows.reduce((s, r) => s + r.ggr, 0);
-        box.replaceChildren(barChart(name, rows, labelOf),
-          el("p", { class: "total", "data-minor": total, text: "Total " + money(total) }));
+        const parts = [barChart(name, rows, labelOf)];
+        if (name === "game" || name === "provider") {   // names too long for a bar: listed in full below it
+          parts.push(table(["", "GGR", "Share"], rows.map((r) => el("tr", { "data-key": r.key },
+            el("td", { class: "label", text: labelOf(r) }), el("td", { class: "num", text: money(r.ggr) }),
+            el("td", { class: "num", text: share(r.ggr, total) }))), { class: "chart-rows", "data-chart": name }));
+        }
+        parts.push(el("p", { class: "total", "data-minor": total, text: "Total " + money(total) }));
+        box.replaceChildren(...parts);
       });
     }
   }

@@ -376,3 +376,45 @@ async def test_the_tile_follows_an_applied_command_at_once_and_the_floor_agrees(
         floor = await api_get(world, f"/floor?hall={HALL}", role="operator")
         assert [m["enabled"] for m in floor["machines"] if m["device"] == "egm-001"] == [True]
         w.assert_clean()
+
+
+async def test_ggr_by_game_and_provider_name_the_games_and_the_money_outside_them(browser: Browser,
+                                                                                   world: World) -> None:
+    """SAS game numbers and an empty key mean nothing to a person: the API labels each row (catalog
+    names, "not in a game") beside the unchanged key, and the charts show those labels."""
+    now = now_us()
+    # a terminal's bets carry no game number, a bill none either; a game number no catalog game holds
+    world.chain.add("term-01", "game.bet", {"amount": 4000, "currency": "EUR"}, now - 3 * 1_000_000)
+    world.chain.add("egm-005", "bill.accepted", {"amount": 2000, "currency": "EUR"}, now - 2 * 1_000_000)
+    world.chain.add("egm-001", "game.bet", {"amount": 300, "currency": "EUR", "game": "2"}, now - 1_000_000)
+    await world.flush()
+    outside = "not in a game (terminals, bills, tickets)"
+    async with serving(world):
+        games = (await api_get(world, "/reports/ggr?group_by=game"))["rows"]
+        assert {r["key"]: r["label"] for r in games} == {
+            "": outside, "1": "Fruits / not in the catalog (game 1)", "2": "game 2 (not in the catalog)"}
+        assert [r["ggr"] for r in games if r["key"] == ""] == [4000]
+        providers = (await api_get(world, "/reports/ggr?group_by=provider"))["rows"]
+        assert {r["key"]: r["label"] for r in providers} == {
+            "prov-a": "Acme Games", "unassigned": "not in a catalog game (terminals, bills, tickets, unplaced games)"}
+        halls = (await api_get(world, "/reports/ggr?group_by=hall"))["rows"]
+        assert [(r["key"], r["label"]) for r in halls] == [(HALL, HALL)]
+        spec = await api_get(world, "/openapi.json")
+        assert "label" in spec["components"]["schemas"]["GgrRow"]["required"]
+
+        w = await open_page(browser, world)
+        await login(w, world.keys["viewer"])
+        await view(w, "charts")
+        rows = w.page.locator('table.chart-rows[data-chart="game"] tbody tr')
+        await expect(rows).to_have_count(3)
+        await expect(rows.locator("td.label")).to_have_text(
+            [outside, "Fruits / not in the catalog (game 1)", "game 2 (not in the catalog)"])
+        outside_row = w.page.locator('table.chart-rows[data-chart="game"] tr[data-key=""]')
+        await expect(outside_row).to_contain_text("40.00 EUR")
+        bar = w.page.locator('svg[data-chart="game"] rect.bar[data-key=""]')
+        await expect(bar).to_have_attribute("data-label", outside)
+        await expect(w.page.locator('svg[data-chart="game"] title').first).to_contain_text(outside)
+        provider_rows = w.page.locator('table.chart-rows[data-chart="provider"] td.label')
+        await expect(provider_rows).to_have_text(
+            ["Acme Games", "not in a catalog game (terminals, bills, tickets, unplaced games)"])
+        w.assert_clean()
