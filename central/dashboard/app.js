@@ -438,31 +438,68 @@
     return (Math.round((part * 1000) / total) / 10).toFixed(1) + " %";
   }
 
+  const CHART_READS = 3;
+
+  function sumGgr(rows) { return rows.reduce((s, r) => s + r.ggr, 0); }
+
+  function clock(date) {
+    return [date.getHours(), date.getMinutes(), date.getSeconds()].map((n) => String(n).padStart(2, "0")).join(":");
+  }
+
+  // One view, one moment: every chart covers the same days (the same from= and to=) and the page reads
+  // them together; the halls keep sending while it reads, so when the totals disagree (a batch landed
+  // between two reads) it reads them all again, and says "as of" when the set it shows was read.
   async function renderCharts() {
+    const period = "&from=" + utcDay(-29) + "&to=today";
     const specs = [
-      ["day", "/reports/ggr?group_by=day&from=" + utcDay(-29) + "&to=today", (r) => r.key.slice(5)],
+      ["day", (r) => r.key.slice(5)],
       // the API's label: catalog names, and money outside games said as such (never an empty key)
-      ["game", "/reports/ggr?group_by=game", (r) => r.label || r.key],
-      ["provider", "/reports/ggr?group_by=provider", (r) => r.label || r.key],
-      ["hall", "/reports/ggr?group_by=hall", (r) => r.key],
+      ["game", (r) => r.label || r.key],
+      ["provider", (r) => r.label || r.key],
+      ["hall", (r) => r.key],
     ];
-    for (const [name, path, labelOf] of specs) {
-      const box = $("chart-" + name);
-      await section(box, "GET /reports/ggr", async () => {
-        const report = await api(path);
-        state.currency = report.currency;
-        const rows = name === "day" ? report.rows.slice().sort((a, b) => a.key.localeCompare(b.key)) : report.rows;
-        const total = rows.reduce((s, r) => s + r.ggr, 0);
-        const parts = [barChart(name, rows, labelOf)];
-        if (name === "game" || name === "provider") {   // names too long for a bar: listed in full below it
-          parts.push(table(["", "GGR", "Share"], rows.map((r) => el("tr", { "data-key": r.key },
-            el("td", { class: "label", text: labelOf(r) }), el("td", { class: "num", text: money(r.ggr) }),
-            el("td", { class: "num", text: share(r.ggr, total) }))), { class: "chart-rows", "data-chart": name }));
-        }
-        parts.push(el("p", { class: "total", "data-minor": total, text: "Total " + money(total) }));
-        box.replaceChildren(...parts);
-      });
+    const boxes = specs.map(([name]) => $("chart-" + name));
+    const asOf = $("charts-asof");
+    asOf.textContent = "";
+    if (!canUse("GET /reports/ggr")) {
+      for (const box of boxes) {
+        box.replaceChildren(el("p", { class: "denied", text: "Not permitted for your role (" + state.who.role + ")." }));
+      }
+      return;
     }
+    let reports = null;
+    let readAt = null;
+    let agree = false;
+    try {
+      for (let attempt = 0; attempt < CHART_READS && !agree; attempt++) {
+        readAt = new Date();
+        reports = await Promise.all(specs.map(([name]) => api("/reports/ggr?group_by=" + name + period)));
+        const totals = reports.map((report) => sumGgr(report.rows));
+        agree = totals.every((t) => t === totals[0]);
+      }
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      for (const box of boxes) showError(box, err);
+      return;
+    }
+    asOf.dataset.at = readAt.toISOString();
+    asOf.dataset.consistent = String(agree);
+    asOf.textContent = "Last 30 days, as of " + clock(readAt) + (agree ? ""
+      : " · the halls were sending while the charts were read: their totals may differ by the newest play");
+    specs.forEach(([name, labelOf], i) => {
+      const report = reports[i];
+      state.currency = report.currency;
+      const rows = name === "day" ? report.rows.slice().sort((a, b) => a.key.localeCompare(b.key)) : report.rows;
+      const total = sumGgr(rows);
+      const parts = [barChart(name, rows, labelOf)];
+      if (name === "game" || name === "provider") {   // names too long for a bar: listed in full below it
+        parts.push(table(["", "GGR", "Share"], rows.map((r) => el("tr", { "data-key": r.key },
+          el("td", { class: "label", text: labelOf(r) }), el("td", { class: "num", text: money(r.ggr) }),
+          el("td", { class: "num", text: share(r.ggr, total) }))), { class: "chart-rows", "data-chart": name }));
+      }
+      parts.push(el("p", { class: "total", "data-minor": total, text: "Total " + money(total) }));
+      boxes[i].replaceChildren(...parts);
+    });
   }
 
   // ---- alerts and the integration log ---------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, ConsoleMessage, Page, Request, async_playwright, expect
+from playwright.async_api import Browser, ConsoleMessage, Page, Request, Route, async_playwright, expect
 
 from central.dashboard import CSP, FILES
 from central.floor import STATES
@@ -417,4 +417,37 @@ async def test_ggr_by_game_and_provider_name_the_games_and_the_money_outside_the
         provider_rows = w.page.locator('table.chart-rows[data-chart="provider"] td.label')
         await expect(provider_rows).to_have_text(
             ["Acme Games", "not in a catalog game (terminals, bills, tickets, unplaced games)"])
+        w.assert_clean()
+
+
+async def test_the_charts_show_one_total_as_of_one_time_while_the_hall_plays(browser: Browser,
+                                                                             world: World) -> None:
+    """A batch that lands between the charts' reads made the page show three totals (732.30 / 732.30 /
+    733.00). Here the hall plays again while the page reads the provider chart: the page shows one
+    total on every chart, the one after that play, and when it read it."""
+    landed: list[int] = []
+
+    async def play_while_read(route: Route) -> None:
+        if not landed:   # the first read of the provider chart: the hall's next batch lands now
+            world.play("egm-006", 1500, 200, now_us())
+            await world.flush()
+            landed.append(1300)
+        await route.continue_()
+
+    async with serving(world):
+        w = await open_page(browser, world)
+        await w.page.route(re.compile(r"/api/v1/reports/ggr\?group_by=provider"), play_while_read)
+        await login(w, world.keys["admin"])
+        before = len(w.requests)
+        await view(w, "charts")
+        truth = sum(world.ggr_by_day.values())
+        assert landed == [1300]
+        for chart in ("day", "game", "provider", "hall"):
+            await expect(w.page.locator(f"#chart-{chart} p.total")).to_have_attribute("data-minor", str(truth))
+        as_of = w.page.locator("#charts-asof")
+        await expect(as_of).to_have_text(re.compile(r"^Last 30 days, as of \d\d:\d\d:\d\d$"))
+        await expect(as_of).to_have_attribute("data-consistent", "true")
+        # every chart reads the same days
+        urls = [u for u in w.requests[before:] if "/reports/ggr?" in u and "from=today" not in u]   # not the overview
+        assert {u.split("&", 1)[1] for u in urls} == {f"from={utc_day(now_us() - 29 * 86_400_000_000)}&to=today"}
         w.assert_clean()
