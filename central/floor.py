@@ -62,6 +62,7 @@ class MachineState:
 def derive(device: DeviceRecord, events: Iterable[DeviceEventRow], *, now: int, hall_online: bool | None = True,
            conditions: Iterable[DeviceCondition] = (), last_play: int | None = None,
            switches: Mapping[str | None, bool] | None = None,
+           switched_at: Mapping[str | None, int] | None = None,
            playing_window_us: int = PLAYING_WINDOW_US) -> MachineState:
     """The state of ``device`` now.
 
@@ -70,8 +71,13 @@ def derive(device: DeviceRecord, events: Iterable[DeviceEventRow], *, now: int, 
     that cursor (any order: they are folded by seq), so a door opened months ago is known without
     reading months of events. ``last_play`` is the agent time of its newest game event (wherever it
     is); ``switches`` the newest applied enable (True) / disable (False) command of the machine (key
-    None) and of each game (key: game number) in central's command table. ``hall_online`` False (the
-    agent's last will) makes every machine of the hall offline: nobody can tell what it does."""
+    None) and of each game (key: game number) in central's command table, and ``switched_at`` when
+    central stored each one's applied result. A command's result reaches central before (or without)
+    the agent's trail event of it, so the table is the newest word on a switch: a tail event older than
+    the switch (an earlier command's trail, a terminal's earlier status word) does not undo it; a newer
+    one (a later command whose result is still on its way, the terminal's own flag) does. Without
+    ``switched_at`` events are folded after the table, as before. ``hall_online`` False (the agent's
+    last will) makes every machine of the hall offline: nobody can tell what it does."""
     doors: dict[str, bool] = {}
     fault = ""
     out_of_service = False
@@ -86,8 +92,16 @@ def derive(device: DeviceRecord, events: Iterable[DeviceEventRow], *, now: int, 
         elif c.name == "out_of_service":
             out_of_service = True
     switches = switches or {}
+    switched_at = switched_at or {}
+    never = -(2**63)
+    machine_at = switched_at.get(None, never)
     online = device.online
-    enabled = device.enabled and switches.get(None) is not False
+    enabled = device.enabled
+    switch = switches.get(None)
+    if switch is False:
+        enabled = False
+    elif switch is True and not enabled and machine_at > device.last_seen:
+        enabled = True   # enabled by central after the device's last word (its stored flag is older)
     games_off = {game: not on for game, on in switches.items() if game is not None}
     for event in sorted(events, key=lambda e: e.seq):
         data = event.data
@@ -106,7 +120,7 @@ def derive(device: DeviceRecord, events: Iterable[DeviceEventRow], *, now: int, 
             status = data.get("status")
             if type(data.get("online")) is bool:
                 online = data["online"]
-            if type(data.get("enabled")) is bool:
+            if type(data.get("enabled")) is bool and event.agent_time > machine_at:
                 enabled = data["enabled"]
             if type(data.get("door_open")) is bool:
                 doors["main"] = data["door_open"]
@@ -122,9 +136,10 @@ def derive(device: DeviceRecord, events: Iterable[DeviceEventRow], *, now: int, 
             out_of_service = True
         elif kind == "integration" and data.get("kind") == "command" and data.get("status") == "applied":
             action = data.get("action")
-            if action in _MACHINE_ACTIONS:
+            if action in _MACHINE_ACTIONS and event.agent_time > machine_at:
                 enabled = _MACHINE_ACTIONS[action]
-            elif action in _GAME_ACTIONS and isinstance(data.get("game"), str):
+            elif (action in _GAME_ACTIONS and isinstance(data.get("game"), str)
+                  and event.agent_time > switched_at.get(data["game"], never)):
                 games_off[data["game"]] = not _GAME_ACTIONS[action]
     open_doors = tuple(sorted(d for d, is_open in doors.items() if is_open))
     holds = {

@@ -40,7 +40,7 @@ from protocols.sync.commands import GAME_ACTIONS
 from protocols.sync.fields import HALL_RE, ID_RE
 from protocols.sync.gamingday import UTC_MIDNIGHT, DayRule
 
-from . import days
+from . import days, ggr_labels
 from . import params as p
 from .context import KEY, ApiContext, Handler, dumps, json_body, json_response
 from .context import scope as _scope
@@ -161,8 +161,10 @@ class _Api:
         hall, halls = self.scope(request)
         rules = days.rules_in_scope(await self.store.halls(), hall, halls)
         parts = []
+        periods = []
         for piece in days.period(q, rules, self.clock()):
             scoped = days.slice_scope(piece, halls)
+            periods.append((piece.day_from, piece.day_to, scoped))
             if group_by != "provider":
                 parts.append(await self.store.ggr(group_by, day_from=piece.day_from, day_to=piece.day_to, hall=hall,
                                                   halls=scoped))
@@ -170,7 +172,9 @@ class _Api:
                 parts.append(await ggr_by_provider(self.store, day_from=piece.day_from, day_to=piece.day_to,
                                                    hall=hall, halls=scoped))
         rows = days.merge(parts) if parts else []
-        return _json({"currency": self.currency, "group_by": group_by, "rows": [r.as_dict() for r in rows],
+        names = await ggr_labels.labels(self.store, group_by, rows, periods, hall, halls)
+        return _json({"currency": self.currency, "group_by": group_by,
+                      "rows": [{**r.as_dict(), "label": label} for r, label in zip(rows, names, strict=True)],
                       "days": days.days_body(rules)})
 
     async def hourly(self, request: web.Request) -> web.Response:

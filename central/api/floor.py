@@ -58,7 +58,7 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
         now = ctx.clock()
         machines = [derive(d, reads.events.get(d.id, ()), now=now, hall_online=record.online,
                            conditions=conditions.get(d.id, ()), last_play=reads.last_play.get(d.id),
-                           switches=reads.switches.get(d.id))
+                           switches=reads.switches.get(d.id), switched_at=reads.switched_at.get(d.id))
                     for d in await store.devices(hall=hall)]
         counts = dict.fromkeys(STATES, 0)
         for m in machines:

@@ -100,7 +100,12 @@ DOCUMENT: Final[dict[str, Any]] = {
                     "device, SAS game number) maps to a catalog game by the device's placements, else by "
                     "its reported game and paytable IDs; money no catalog game accounts for (and money outside "
                     "games) is under the key `unassigned`, so the rows add up to the network total. "
-                    "`group_by=network`: one row, key `network`, over every hall in the key's scope (or `hall`)."),
+                    "`group_by=network`: one row, key `network`, over every hall in the key's scope (or `hall`). "
+                    "Every row has a `label` to show a person (the key is unchanged, for joins): `game` rows name "
+                    "the catalog games their number holds on the machines that played it (`Fruits (game 1)`, "
+                    "`Fruits / not in the catalog (game 1)`, `game 7 (not in the catalog)`) and the key `\"\"` "
+                    "reads `not in a game (terminals, bills, tickets)`; `provider` rows give the provider's "
+                    "name and `unassigned` reads `not in a catalog game (...)`; other groupings repeat the key."),
                 "parameters": [
                     {"name": "group_by", "in": "query", "required": False,
                      "schema": {"type": "string", "enum": list(GROUP_BY_PARAM), "default": "device"}},
@@ -270,10 +275,14 @@ DOCUMENT: Final[dict[str, Any]] = {
                                             "description": "What the running service reports, if anything."}},
             },
             "GgrRow": {
-                "type": "object", "required": ["key", "bets", "wins", "ggr", "rounds", "cash_in", "cash_out"],
+                "type": "object", "required": ["key", "label", "bets", "wins", "ggr", "rounds", "cash_in",
+                                               "cash_out"],
                 "properties": {
                     "key": {"type": "string", "description": "Device id, game id, `unassigned`, hall id or "
                                                              "YYYY-MM-DD, by `group_by`."},
+                    "label": {"type": "string", "description": "What to show a person: catalog game or "
+                              "provider names, `not in a game (terminals, bills, tickets)` for money outside "
+                              "games; the key itself for devices, halls, days and the network."},
                     "hall": {"type": "string", "description": "Only with `group_by=device`."},
                     "bets": _MONEY, "wins": _MONEY,
                     "ggr": {**_MONEY, "description": "bets − wins, minor units."},

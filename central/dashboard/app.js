@@ -22,6 +22,7 @@
   const state = {
     key: null, who: null, currency: "", view: "overview", floorHall: null,
     commands: [], // {id, hall, device, action, game, status, detail}
+    floorMachines: null, // device → the machine as the floor last showed it
     timer: null,
   };
 
@@ -166,6 +167,7 @@
     // nothing of the last user's data stays on the page for the next one
     state.view = "overview";
     state.floorHall = null;
+    state.floorMachines = null;
     state.commands = [];
     state.currency = "";
     for (const node of document.querySelectorAll(".panel, .summary, .legend, #floor-hall")) node.replaceChildren();
@@ -321,29 +323,73 @@
         (floor.complete === false ? " · central's monitor is behind: an older open door or tilt may be missing" : "");
       $("floor-legend").replaceChildren(...STATES.map((s) => el("span", { class: "chip state-" + s,
         text: STATE_LABEL[s] })));
-      const mayCommand = canUse("POST /commands");
-      const tiles = floor.machines.map((m) => {
-        const tile = el("div", { class: "machine state-" + m.state, "data-device": m.device, "data-state": m.state },
-          el("div", { class: "device", text: m.device }),
-          el("div", { class: "kind", text: m.kind }),
-          el("div", { class: "state", text: STATE_LABEL[m.state] || m.state }),
-          el("div", { class: "detail", text: m.detail || (m.last_play ? "last game " + when(m.last_play) : "") }),
-          m.disabled_games.length ? el("div", { class: "games-off", text: "games off: " + m.disabled_games.join(", ") })
-            : null);
-        if (mayCommand) {
-          const action = m.enabled ? "disable_machine" : "enable_machine";
-          tile.append(el("button", { type: "button", class: m.enabled ? "cmd-disable" : "cmd-enable",
-            text: m.enabled ? "Disable" : "Enable",
-            onclick: (event) => { event.target.disabled = true; sendCommand({ hall: floor.hall, device: m.device, action }); },
-          }));
-        }
-        const last = latestCommand(floor.hall, m.device, null);
-        if (last) tile.append(commandBadge(last));
-        return tile;
-      });
+      state.floorMachines = new Map(floor.machines.map((m) => [m.device, m]));
+      const tiles = floor.machines.map((m) => machineTile(floor.hall, m));
       grid.replaceChildren(...(tiles.length ? tiles
         : [el("p", { class: "notice", text: "No machine has reported in this hall yet." })]));
     });
+  }
+
+  // One machine's tile; a command button for the roles that may send commands.
+  function machineTile(hall, m) {
+    const tile = el("div", { class: "machine state-" + m.state, "data-device": m.device, "data-state": m.state,
+      "data-flags": m.flags.join(" ") },
+      el("div", { class: "device", text: m.device }),
+      el("div", { class: "kind", text: m.kind }),
+      el("div", { class: "state", text: STATE_LABEL[m.state] || m.state }),
+      el("div", { class: "detail", text: m.detail || (m.last_play ? "last game " + when(m.last_play) : "") }),
+      m.disabled_games.length ? el("div", { class: "games-off", text: "games off: " + m.disabled_games.join(", ") })
+        : null);
+    if (canUse("POST /commands")) {
+      const action = m.enabled ? "disable_machine" : "enable_machine";
+      tile.append(el("button", { type: "button", class: m.enabled ? "cmd-disable" : "cmd-enable",
+        text: m.enabled ? "Disable" : "Enable",
+        onclick: (event) => {
+          const button = event.target;
+          button.disabled = true;
+          const ask = m.enabled ? confirmCommand("Disable machine " + m.device + " in hall " + hall + "?",
+            "Nobody can play on it until it is enabled again.", "Disable") : Promise.resolve(true);
+          ask.then((ok) => {
+            if (ok) sendCommand({ hall, device: m.device, action });
+            else button.disabled = false;
+          });
+        },
+      }));
+    }
+    const last = latestCommand(hall, m.device, null);
+    if (last) tile.append(commandBadge(last));
+    return tile;
+  }
+
+  // A command the hall says it applied changes the tile at once (the same rule as central's floor:
+  // disabled is more urgent than playing and idle, less than offline, door open and tilt); the floor
+  // is then read again, and central's answer (which takes the applied command as the newest word on
+  // the switch) agrees.
+  function commandApplied(c) {
+    if (state.view !== "floor" || state.floorHall !== c.hall || !state.floorMachines) return false;
+    const m = state.floorMachines.get(c.device);
+    if (!m) return false;
+    const flags = m.flags.filter((f) => f !== "disabled");
+    let enabled = m.enabled;
+    let games = m.disabled_games.slice();
+    if (c.action === "disable_machine" || c.action === "enable_machine") {
+      enabled = c.action === "enable_machine";
+    } else if (c.game && (c.action === "disable_game" || c.action === "enable_game")) {
+      games = games.filter((g) => g !== c.game);
+      if (c.action === "disable_game") games = [...games, c.game].sort();
+    } else {
+      return false;
+    }
+    const details = m.detail ? m.detail.split("; ").filter((d) => d !== "disabled") : [];
+    if (!enabled) details.push("disabled");
+    if (!enabled || details.includes("out of service")) flags.push("disabled");
+    const ordered = STATES.filter((st) => flags.includes(st));
+    const next = { ...m, enabled, disabled_games: games, state: ordered[0] || "idle",
+      flags: [...ordered, ...flags.filter((f) => !STATES.includes(f))], detail: details.join("; ") };
+    state.floorMachines.set(c.device, next);
+    const old = document.querySelector('#floor-grid .machine[data-device="' + CSS.escape(c.device) + '"]');
+    if (old) old.replaceWith(machineTile(c.hall, next));
+    return true;
   }
 
   // ---- charts (inline SVG, our own code) -------------------------------------------------------
@@ -369,14 +415,16 @@
       const h = (Math.abs(r.ggr) / span) * plot;
       const y = r.ggr >= 0 ? zeroY - h : zeroY;
       const bar = svg("rect", { class: "bar" + (r.ggr < 0 ? " negative" : ""), x, y, width: barWidth,
-        height: Math.max(h, 1), "data-key": r.key, "data-ggr": r.ggr });
+        height: Math.max(h, 1), "data-key": r.key, "data-label": labelOf(r), "data-ggr": r.ggr });
       bar.append(svg("title", { text: labelOf(r) + ": " + money(r.ggr) + " (bets " + money(r.bets) +
         ", wins " + money(r.wins) + ", " + r.rounds + " rounds)" }));
       chart.append(bar);
       chart.append(svg("text", { class: "value", x: x + barWidth / 2, y: r.ggr >= 0 ? y - 3 : y + h + 11,
         "text-anchor": "middle", text: money(r.ggr).replace(" " + state.currency, "") }));
+      const label = labelOf(r);
+      const fits = Math.max(4, Math.floor((barWidth + barGap) / 5.5));   // about 5.5 px a character at 10 px
       chart.append(svg("text", { class: "label", x: x + barWidth / 2, y: height - bottom + 24,
-        "text-anchor": "middle", text: labelOf(r) }));
+        "text-anchor": "middle", text: label.length > fits ? label.slice(0, fits - 1) + "…" : label }));
     });
     if (!rows.length) {
       chart.append(svg("text", { class: "label", x: width / 2, y: height / 2, "text-anchor": "middle",
@@ -385,23 +433,74 @@
     return chart;
   }
 
+  // A row's part of the total, one decimal (a display, not money: the amounts stay integers).
+  function share(part, total) {
+    if (!total) return "—";
+    return (Math.round((part * 1000) / total) / 10).toFixed(1) + " %";
+  }
+
+  const CHART_READS = 3;
+
+  function sumGgr(rows) { return rows.reduce((s, r) => s + r.ggr, 0); }
+
+  function clock(date) {
+    return [date.getHours(), date.getMinutes(), date.getSeconds()].map((n) => String(n).padStart(2, "0")).join(":");
+  }
+
+  // One view, one moment: every chart covers the same days (the same from= and to=) and the page reads
+  // them together; the halls keep sending while it reads, so when the totals disagree (a batch landed
+  // between two reads) it reads them all again, and says "as of" when the set it shows was read.
   async function renderCharts() {
+    const period = "&from=" + utcDay(-29) + "&to=today";
     const specs = [
-      ["day", "/reports/ggr?group_by=day&from=" + utcDay(-29) + "&to=today", (r) => r.key.slice(5)],
-      ["provider", "/reports/ggr?group_by=provider", (r) => r.key],
-      ["hall", "/reports/ggr?group_by=hall", (r) => r.key],
+      ["day", (r) => r.key.slice(5)],
+      // the API's label: catalog names, and money outside games said as such (never an empty key)
+      ["game", (r) => r.label || r.key],
+      ["provider", (r) => r.label || r.key],
+      ["hall", (r) => r.key],
     ];
-    for (const [name, path, labelOf] of specs) {
-      const box = $("chart-" + name);
-      await section(box, "GET /reports/ggr", async () => {
-        const report = await api(path);
-        state.currency = report.currency;
-        const rows = name === "day" ? report.rows.slice().sort((a, b) => a.key.localeCompare(b.key)) : report.rows;
-        const total = rows.reduce((s, r) => s + r.ggr, 0);
-        box.replaceChildren(barChart(name, rows, labelOf),
-          el("p", { class: "total", "data-minor": total, text: "Total " + money(total) }));
-      });
+    const boxes = specs.map(([name]) => $("chart-" + name));
+    const asOf = $("charts-asof");
+    asOf.textContent = "";
+    if (!canUse("GET /reports/ggr")) {
+      for (const box of boxes) {
+        box.replaceChildren(el("p", { class: "denied", text: "Not permitted for your role (" + state.who.role + ")." }));
+      }
+      return;
     }
+    let reports = null;
+    let readAt = null;
+    let agree = false;
+    try {
+      for (let attempt = 0; attempt < CHART_READS && !agree; attempt++) {
+        readAt = new Date();
+        reports = await Promise.all(specs.map(([name]) => api("/reports/ggr?group_by=" + name + period)));
+        const totals = reports.map((report) => sumGgr(report.rows));
+        agree = totals.every((t) => t === totals[0]);
+      }
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      for (const box of boxes) showError(box, err);
+      return;
+    }
+    asOf.dataset.at = readAt.toISOString();
+    asOf.dataset.consistent = String(agree);
+    asOf.textContent = "Last 30 days, as of " + clock(readAt) + (agree ? ""
+      : " · the halls were sending while the charts were read: their totals may differ by the newest play");
+    specs.forEach(([name, labelOf], i) => {
+      const report = reports[i];
+      state.currency = report.currency;
+      const rows = name === "day" ? report.rows.slice().sort((a, b) => a.key.localeCompare(b.key)) : report.rows;
+      const total = sumGgr(rows);
+      const parts = [barChart(name, rows, labelOf)];
+      if (name === "game" || name === "provider") {   // names too long for a bar: listed in full below it
+        parts.push(table(["", "GGR", "Share"], rows.map((r) => el("tr", { "data-key": r.key },
+          el("td", { class: "label", text: labelOf(r) }), el("td", { class: "num", text: money(r.ggr) }),
+          el("td", { class: "num", text: share(r.ggr, total) }))), { class: "chart-rows", "data-chart": name }));
+      }
+      parts.push(el("p", { class: "total", "data-minor": total, text: "Total " + money(total) }));
+      boxes[i].replaceChildren(...parts);
+    });
   }
 
   // ---- alerts and the integration log ---------------------------------------------------------
@@ -447,8 +546,10 @@
   // ---- catalog and commands -------------------------------------------------------------------
   async function renderCatalog() {
     renderCommands();
+    const names = new Map();   // catalog game id → its name, for the confirmation of a game's disable
     await section($("catalog-games"), "GET /catalog/games", async () => {
       const data = await api("/catalog/games");
+      for (const g of data.rows) names.set(g.id, g.name);
       const rows = data.rows.map((g) => el("tr", { "data-game": g.id },
         el("td", { text: g.id }), el("td", { text: g.name }), el("td", { text: g.provider }),
         el("td", { text: g.category }), el("td", { class: "num", text: bp(g.rtp_bp) }),
@@ -471,8 +572,15 @@
             el("td", {}, mayCommand ? el("button", { type: "button", class: on ? "cmd-disable" : "cmd-enable",
               text: on ? "Disable game" : "Enable game",
               onclick: (event) => {
-                event.target.disabled = true;
-                sendCommand({ hall: d.hall, device: d.device, action, game: String(g.number) });
+                const button = event.target;
+                button.disabled = true;
+                const name = "game " + g.number + (g.game ? " (" + (names.get(g.game) || g.game) + ")" : "");
+                const ask = on ? confirmCommand("Disable " + name + " on machine " + d.device + " in hall " + d.hall +
+                  "?", "The machine's other games stay playable.", "Disable game") : Promise.resolve(true);
+                ask.then((ok) => {
+                  if (ok) sendCommand({ hall: d.hall, device: d.device, action, game: String(g.number) });
+                  else button.disabled = false;
+                });
               } })
               : null)));
         }
@@ -536,6 +644,21 @@
     }
   }
 
+  // A disable takes a machine (or a game) away from the players: the page asks first, naming the
+  // machine, hall and game, in its own dialog (Cancel, Escape and a click on OK are all one place).
+  function confirmCommand(question, consequence, okLabel) {
+    const dialog = $("confirm");
+    $("confirm-title").textContent = okLabel + "?";
+    $("confirm-text").replaceChildren(el("strong", { text: question }), el("br"), consequence);
+    $("confirm-ok").textContent = okLabel;
+    dialog.returnValue = "cancel";
+    return new Promise((resolve) => {
+      dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+      dialog.showModal();
+      $("confirm-cancel").focus();
+    });
+  }
+
   async function sendCommand(body) {
     let created;
     try {
@@ -561,6 +684,7 @@
           command.status = now.status;
           command.detail = now.detail || "";
           commandChanged();
+          if (command.status === "applied" && commandApplied(command)) await refresh();
         }
       } catch (err) {
         if (!(err instanceof ApiError)) throw err;

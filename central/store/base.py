@@ -442,14 +442,17 @@ class FloorReads:
     ``events``: per device, its events of :data:`central.floor.CONDITION_TYPES` with seq in
     (``from_seq``, ``newest_seq``] and its newest game event if in that range, by seq; ``last_play``:
     per device, the agent time of its newest game event; ``switches``: per device, the newest applied
-    enable (True) / disable (False) command of the machine (key None) and of each game (key: game).
-    ``from_seq`` is above the caller's ``after_seq`` when more than ``max_events`` seqs followed it."""
+    enable (True) / disable (False) command of the machine (key None) and of each game (key: game),
+    and ``switched_at`` when central stored its applied result (same keys), so that an older event in
+    the tail does not undo it. ``from_seq`` is above the caller's ``after_seq`` when more than
+    ``max_events`` seqs followed it."""
 
     events: dict[str, list[DeviceEventRow]]
     last_play: dict[str, int]
     switches: dict[str, dict[str | None, bool]]
     from_seq: int
     newest_seq: int
+    switched_at: dict[str, dict[str | None, int]] = field(default_factory=dict)
 
 
 @runtime_checkable

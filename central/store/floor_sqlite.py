@@ -44,14 +44,16 @@ class FloorSqliteMixin:
                     play = DeviceEventRow(row[0], row[1], row[2], _DECODER.decode(row[3]))
                     events[device] = sorted([*events.get(device, []), play], key=lambda e: e.seq)
             switches: dict[str, dict[str | None, bool]] = {}
+            switched_at: dict[str, dict[str | None, int]] = {}
             marks = ", ".join("?" for _ in _SWITCHES)
-            for device, action, game in con.execute(
-                    "SELECT device, action, game FROM commands WHERE hall = ? AND status = 'applied'"
+            for device, action, game, at in con.execute(
+                    "SELECT device, action, game, updated_at FROM commands WHERE hall = ? AND status = 'applied'"
                     f" AND device IS NOT NULL AND action IN ({marks}) ORDER BY updated_at, created_at",
                     (hall, *_SWITCHES)):
                 key = game if action.endswith("_game") else None
                 switches.setdefault(device, {})[key] = _SWITCHES[action]
+                switched_at.setdefault(device, {})[key] = at
             return FloorReads(events=events, last_play=last_play, switches=switches, from_seq=from_seq,
-                              newest_seq=newest)
+                              newest_seq=newest, switched_at=switched_at)
 
         return await self._reader.run(body)

@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, ConsoleMessage, Page, Request, async_playwright, expect
+from playwright.async_api import Browser, ConsoleMessage, Page, Request, Route, async_playwright, expect
 
 from central.dashboard import CSP, FILES
 from central.floor import STATES
@@ -118,6 +118,16 @@ async def api_get(world: World, path: str, role: str = "admin") -> Any:
         return await r.json()
 
 
+async def confirm(w: Watched, *, says: str | None = None, ok: bool = True) -> None:
+    """Answer the page's confirmation dialog (it must be open), after checking what it names."""
+    dialog = w.page.locator("dialog#confirm")
+    await expect(dialog).to_be_visible()
+    if says is not None:
+        await expect(dialog.locator("#confirm-text")).to_contain_text(says)
+    await dialog.locator("#confirm-ok" if ok else "#confirm-cancel").click()
+    await expect(dialog).to_be_hidden()
+
+
 async def floor_states(w: Watched, count: int) -> dict[str, str]:
     tiles = w.page.locator("#floor-grid .machine")
     await expect(tiles).to_have_count(count)
@@ -204,7 +214,14 @@ async def test_an_operator_disables_a_machine_and_sees_the_hall_apply_it(browser
         await view(w, "floor")
         tile = w.page.locator('.machine[data-device="egm-001"]')
         await expect(tile).to_have_attribute("data-state", "playing")
+        # one click does not disable: the page asks, naming the machine and the hall; Cancel sends nothing
         await tile.locator("button.cmd-disable").click()
+        await confirm(w, says=f"Disable machine egm-001 in hall {HALL}?", ok=False)
+        await expect(tile.locator("button.cmd-disable")).to_be_enabled()
+        await expect(tile.locator(".command-status")).to_have_count(0)
+        assert hall.received == []
+        await tile.locator("button.cmd-disable").click()
+        await confirm(w, says=f"Disable machine egm-001 in hall {HALL}?")
         badge = tile.locator(".command-status")
         await expect(badge).to_have_attribute("data-status", "applied")
         command_id = await badge.get_attribute("data-command")
@@ -227,6 +244,10 @@ async def test_an_operator_disables_a_machine_and_sees_the_hall_apply_it(browser
         game_row = w.page.locator('#availability-table tr[data-device="egm-006"][data-number="1"]')
         await expect(game_row.locator("td.available")).to_have_count(1)
         await game_row.locator("button.cmd-disable").click()
+        await confirm(w, says=f"Disable game 1 (Fruits) on machine egm-006 in hall {HALL}?", ok=False)
+        await expect(w.page.locator("#commands-table tbody tr")).to_have_count(1)
+        await game_row.locator("button.cmd-disable").click()
+        await confirm(w, says=f"Disable game 1 (Fruits) on machine egm-006 in hall {HALL}?")
         await expect(w.page.locator("#commands-table tbody tr")).to_have_count(2)   # newest first
         row = w.page.locator("#commands-table tbody tr").first
         await expect(row.locator("td.status")).to_have_text("applied")
@@ -316,3 +337,117 @@ async def test_the_files_are_ours_with_a_strict_policy(world: World) -> None:
             assert r.status == 404 and (await r.json())["error"]["code"] == "not_found"
         async with session.get(world.base_url + "/api/v1/floor?hall=" + HALL) as r:
             assert r.status == 401   # the page is public; the data is not
+
+
+async def test_the_tile_follows_an_applied_command_at_once_and_the_floor_agrees(browser: Browser, world: World,
+                                                                               mosquitto: Any) -> None:
+    """The hall answers at once but its trail events come later (an agent's outbox lags behind its
+    results): the tile changes when the command says applied, without a refresh, and the floor read
+    afterwards says the same even while the older trail event is still after the monitor's cursor."""
+    await Monitor(world.store).tick()
+    async with serving(world, mosquitto) as hall:
+        assert hall is not None
+        hall.hold_trail = True
+        w = await open_page(browser, world)
+        await login(w, world.keys["operator"])
+        await view(w, "floor")
+        tile = w.page.locator('.machine[data-device="egm-001"]')
+        await expect(tile).to_have_attribute("data-state", "playing")
+        await tile.locator("button.cmd-disable").click()
+        await confirm(w)
+        await expect(tile.locator(".command-status")).to_have_attribute("data-status", "applied")
+        await expect(tile).to_have_attribute("data-state", "disabled")
+        await expect(tile.locator(".state")).to_have_text("disabled")
+        await expect(tile.locator("button.cmd-enable")).to_have_count(1)
+        await w.page.click("#refresh")
+        await expect(w.page.locator("main")).to_have_attribute("data-loading", "false")
+        await expect(tile).to_have_attribute("data-state", "disabled")
+
+        # the disable's trail arrives; the enable's result comes back before its own trail
+        await world.flush()
+        await tile.locator("button.cmd-enable").click()
+        badge = tile.locator('.command-status[data-status="applied"]')
+        await expect(badge).to_contain_text("enable machine")
+        await expect(tile).to_have_attribute("data-state", re.compile("^(playing|idle)$"))
+        await expect(tile.locator("button.cmd-disable")).to_have_count(1)
+        await w.page.click("#refresh")
+        await expect(w.page.locator("main")).to_have_attribute("data-loading", "false")
+        await expect(tile).to_have_attribute("data-state", re.compile("^(playing|idle)$"))
+        floor = await api_get(world, f"/floor?hall={HALL}", role="operator")
+        assert [m["enabled"] for m in floor["machines"] if m["device"] == "egm-001"] == [True]
+        w.assert_clean()
+
+
+async def test_ggr_by_game_and_provider_name_the_games_and_the_money_outside_them(browser: Browser,
+                                                                                   world: World) -> None:
+    """SAS game numbers and an empty key mean nothing to a person: the API labels each row (catalog
+    names, "not in a game") beside the unchanged key, and the charts show those labels."""
+    now = now_us()
+    # a terminal's bets carry no game number, a bill none either; a game number no catalog game holds
+    world.chain.add("term-01", "game.bet", {"amount": 4000, "currency": "EUR"}, now - 3 * 1_000_000)
+    world.chain.add("egm-005", "bill.accepted", {"amount": 2000, "currency": "EUR"}, now - 2 * 1_000_000)
+    world.chain.add("egm-001", "game.bet", {"amount": 300, "currency": "EUR", "game": "2"}, now - 1_000_000)
+    await world.flush()
+    outside = "not in a game (terminals, bills, tickets)"
+    async with serving(world):
+        games = (await api_get(world, "/reports/ggr?group_by=game"))["rows"]
+        assert {r["key"]: r["label"] for r in games} == {
+            "": outside, "1": "Fruits / not in the catalog (game 1)", "2": "game 2 (not in the catalog)"}
+        assert [r["ggr"] for r in games if r["key"] == ""] == [4000]
+        providers = (await api_get(world, "/reports/ggr?group_by=provider"))["rows"]
+        assert {r["key"]: r["label"] for r in providers} == {
+            "prov-a": "Acme Games", "unassigned": "not in a catalog game (terminals, bills, tickets, unplaced games)"}
+        halls = (await api_get(world, "/reports/ggr?group_by=hall"))["rows"]
+        assert [(r["key"], r["label"]) for r in halls] == [(HALL, HALL)]
+        spec = await api_get(world, "/openapi.json")
+        assert "label" in spec["components"]["schemas"]["GgrRow"]["required"]
+
+        w = await open_page(browser, world)
+        await login(w, world.keys["viewer"])
+        await view(w, "charts")
+        rows = w.page.locator('table.chart-rows[data-chart="game"] tbody tr')
+        await expect(rows).to_have_count(3)
+        await expect(rows.locator("td.label")).to_have_text(
+            [outside, "Fruits / not in the catalog (game 1)", "game 2 (not in the catalog)"])
+        outside_row = w.page.locator('table.chart-rows[data-chart="game"] tr[data-key=""]')
+        await expect(outside_row).to_contain_text("40.00 EUR")
+        bar = w.page.locator('svg[data-chart="game"] rect.bar[data-key=""]')
+        await expect(bar).to_have_attribute("data-label", outside)
+        await expect(w.page.locator('svg[data-chart="game"] title').first).to_contain_text(outside)
+        provider_rows = w.page.locator('table.chart-rows[data-chart="provider"] td.label')
+        await expect(provider_rows).to_have_text(
+            ["Acme Games", "not in a catalog game (terminals, bills, tickets, unplaced games)"])
+        w.assert_clean()
+
+
+async def test_the_charts_show_one_total_as_of_one_time_while_the_hall_plays(browser: Browser,
+                                                                             world: World) -> None:
+    """A batch that lands between the charts' reads made the page show three totals (732.30 / 732.30 /
+    733.00). Here the hall plays again while the page reads the provider chart: the page shows one
+    total on every chart, the one after that play, and when it read it."""
+    landed: list[int] = []
+
+    async def play_while_read(route: Route) -> None:
+        if not landed:   # the first read of the provider chart: the hall's next batch lands now
+            world.play("egm-006", 1500, 200, now_us())
+            await world.flush()
+            landed.append(1300)
+        await route.continue_()
+
+    async with serving(world):
+        w = await open_page(browser, world)
+        await w.page.route(re.compile(r"/api/v1/reports/ggr\?group_by=provider"), play_while_read)
+        await login(w, world.keys["admin"])
+        before = len(w.requests)
+        await view(w, "charts")
+        truth = sum(world.ggr_by_day.values())
+        assert landed == [1300]
+        for chart in ("day", "game", "provider", "hall"):
+            await expect(w.page.locator(f"#chart-{chart} p.total")).to_have_attribute("data-minor", str(truth))
+        as_of = w.page.locator("#charts-asof")
+        await expect(as_of).to_have_text(re.compile(r"^Last 30 days, as of \d\d:\d\d:\d\d$"))
+        await expect(as_of).to_have_attribute("data-consistent", "true")
+        # every chart reads the same days
+        urls = [u for u in w.requests[before:] if "/reports/ggr?" in u and "from=today" not in u]   # not the overview
+        assert {u.split("&", 1)[1] for u in urls} == {f"from={utc_day(now_us() - 29 * 86_400_000_000)}&to=today"}
+        w.assert_clean()

@@ -115,6 +115,36 @@ def test_applied_commands_from_centrals_table_disable_machines_and_games() -> No
     assert derive(_device(), _events(enable), now=NOW, switches={None: False}).state == "idle"
 
 
+def test_an_applied_command_is_not_undone_by_an_older_event_of_the_tail() -> None:
+    """The hall's result reaches central before the trail event of it: the table is the newest word."""
+    def trail(action: str, at: int) -> tuple[str, dict[str, Any], int]:
+        return ("integration", {"kind": "command", "action": action, "status": "applied"}, at)
+
+    # disabled at NOW-20 (its trail is in the tail), enabled at NOW-5 (its trail still on its way)
+    older = _events(trail("disable_machine", NOW - 20))
+    assert derive(_device(), older, now=NOW, switches={None: True}, switched_at={None: NOW - 5}).state == "idle"
+    # and the other way round, on a machine that plays
+    play = ("game.ended", {}, NOW - 2)
+    tail = _events(trail("enable_machine", NOW - 30), play)
+    assert derive(_device(), tail, now=NOW, switches={None: False}, switched_at={None: NOW - 5}).state == "disabled"
+    # a terminal's status word from before the command does not undo it; a newer one does
+    status = ("device.status", {"enabled": True}, NOW - 9)
+    assert derive(_device(), _events(status), now=NOW, switches={None: False},
+                  switched_at={None: NOW - 5}).state == "disabled"
+    assert derive(_device(), _events(("device.status", {"enabled": True}, NOW - 1)), now=NOW,
+                  switches={None: False}, switched_at={None: NOW - 5}).state == "idle"
+    # a terminal that disabled itself, then enabled by central after its last word
+    stale = {"enabled": False, "last_seen": NOW - 10}
+    assert derive(_device(**stale), [], now=NOW, switches={None: True}, switched_at={None: NOW - 5}).state == "idle"
+    assert derive(_device(**{**stale, "last_seen": NOW}), [], now=NOW, switches={None: True},
+                  switched_at={None: NOW - 5}).state == "disabled"
+    # a game switched back on is not switched off again by its older trail
+    game_trail = ("integration", {"kind": "command", "action": "disable_game", "status": "applied", "game": "3"},
+                  NOW - 20)
+    m = derive(_device(), _events(game_trail), now=NOW, switches={"3": True}, switched_at={"3": NOW - 5})
+    assert m.disabled_games == ()
+
+
 def test_events_are_folded_by_seq_whatever_order_they_come_in() -> None:
     events = _events(("device.door", {"door": "main", "open": True}, NOW - 9),
                      ("device.door", {"door": "main", "open": False}, NOW - 8))
@@ -221,6 +251,7 @@ async def test_the_floor_reads_at_most_the_newest_events_after_the_cursor(tmp_pa
         everything = await world.store.floor_reads(HALL, after_seq=0, max_events=10**6)
         assert (everything.from_seq, everything.newest_seq) == (0, newest)
         assert everything.switches == {"egm-004": {None: False}}
+        assert set(everything.switched_at) == {"egm-004"} and None in everything.switched_at["egm-004"]
         assert set(everything.last_play) == {"egm-001", "egm-002", "egm-003", "egm-004", "egm-005", "egm-006"}
         tail = await world.store.floor_reads(HALL, after_seq=0, max_events=5)
         assert tail.from_seq == newest - 5

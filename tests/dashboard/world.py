@@ -188,6 +188,9 @@ class HallSide:
     def __init__(self, world: World, broker_url: Any) -> None:
         self.world = world
         self.received: list[Any] = []
+        self.hold_trail = False
+        """True: the result goes out at once and the trail event waits in the chain for the next flush (an
+        agent's outbox lags behind its results, as in a hall)."""
         self.link = MqttLink(broker_url, client_id=f"agent-{HALL}", handler=self._on_command,
                              subscriptions=[topic(HALL, "commands")])
 
@@ -198,7 +201,8 @@ class HallSide:
         self.world.chain.add(command.device or "agent", "integration", {
             "kind": "command", "id": command.id, "action": command.action, "status": "applied", "detail": detail,
             "device": command.device}, now_us())
-        await self.world.flush()
+        if not self.hold_trail:
+            await self.world.flush()
         result = CommandResult(v=VERSION, id=command.id, hall=HALL, status="applied", detail=detail, at=now_us())
         await self.link.publish(topic(HALL, "command-results"), encode_command_result(result, self.world.chain.key))
 
