@@ -12,7 +12,8 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,13 +62,21 @@ def wait_listening(port: int, broker: Mosquitto, timeout: float = 10.0) -> None:
 
 @pytest.fixture
 def hq(tmp_path: Path) -> Iterator[HqBroker]:
+    with start_hq(tmp_path, make_pki) as broker:
+        yield broker
+
+
+@contextmanager
+def start_hq(tmp_path: Path, pki_maker: Callable[[Path], Pki]) -> Iterator[HqBroker]:
+    """The shipped broker with the certificate files ``pki_maker(directory)`` writes into ``directory``."""
     if find_mosquitto() is None:
         pytest.fail("mosquitto is not installed: .ci/run installs it with apt-get (apt-get install mosquitto)")
     passwd_tool = shutil.which("mosquitto_passwd")
     if passwd_tool is None:
         pytest.fail("mosquitto_passwd is missing (Debian package mosquitto ships it)")
     directory = tmp_path / "etc"
-    pki = make_pki(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    pki = pki_maker(directory)
     shutil.copy(SHIPPED / "hallsync.acl", directory / "hallsync.acl")
     # Halls: the lines `hall-central halls add` prints (hashed by us); central: Mosquitto's own tool.
     passwords: dict[str, str] = {}
