@@ -237,8 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     _db(export)
     export.add_argument("--data-dir", default=S, metavar="DIR", help="directory holding central.key (signs the file)")
     export.add_argument("--from", default=S, metavar="TIME",
-                        help="period start (inclusive): YYYY-MM-DD (UTC), RFC 3339 with offset, or microseconds")
-    export.add_argument("--to", default=S, metavar="TIME", help="period end (exclusive), same forms as --from")
+                        help="period start: a gaming day YYYY-MM-DD or today (its start, as in the reports), or an "
+                             "instant: RFC 3339 with offset, or microseconds")
+    export.add_argument("--to", default=S, metavar="TIME",
+                        help="period end: a gaming day (included: its end) or an instant (excluded)")
     export.add_argument("--out", default=S, metavar="FILE", help="the export file to write")
     export.add_argument("--format", choices=("jsonl", "csv"), default=S, help="jsonl (default) or csv")
     export.add_argument("--hall", default=S, metavar="ID", help="only this hall")
@@ -624,15 +626,21 @@ def _thresholds(opts: dict[str, Any]) -> Any:
 
 
 def cmd_export_write(opts: dict[str, Any]) -> int:
+    from protocols.sync.gamingday import DayRuleError, day_bound, is_day_text
+
     from .export import ExportError, parse_instant, write_export
     from .keyfiles import load_private_key
 
-    try:
-        time_from, time_to = parse_instant(str(opts["from"])), parse_instant(str(opts["to"]))
+    raw_from, raw_to = str(opts["from"]), str(opts["to"])
+    try:   # instants now; a gaming day (the reports' grammar) once the halls' day rules are read
+        time_from = None if is_day_text(raw_from) else parse_instant(raw_from)
+        time_to = None if is_day_text(raw_to) else parse_instant(raw_to)
     except ValueError as exc:
         raise UsageError(f"--from/--to: {exc}") from None
-    if time_from >= time_to:
+    if time_from is not None and time_to is not None and time_from >= time_to:
         raise UsageError("--from must be before --to")
+    if time_from is None and time_to is None and "today" not in (raw_from, raw_to) and raw_from > raw_to:
+        raise UsageError("--from must be before --to (or the same day)")
     if opts["format"] not in ("jsonl", "csv"):
         raise UsageError("--format must be jsonl or csv")
     if not Path(sqlite_path(str(opts["db"]))).exists():
@@ -652,7 +660,15 @@ def cmd_export_write(opts: dict[str, Any]) -> int:
         try:
             if opts["hall"] and await store.get_hall(str(opts["hall"])) is None:
                 raise Failed(f"hall {opts['hall']} is not registered")
-            return await write_export(store, sink, fmt=str(opts["format"]), time_from=time_from, time_to=time_to,
+            rules = [h.day_rule for h in await store.halls() if not opts["hall"] or h.id == opts["hall"]]
+            try:
+                start = time_from if time_from is not None else day_bound(raw_from, rules, now_micros(), end=False)
+                stop = time_to if time_to is not None else day_bound(raw_to, rules, now_micros(), end=True)
+            except DayRuleError as exc:
+                raise UsageError(f"--from/--to: {exc}: give --hall or RFC 3339 instants") from None
+            if start >= stop:
+                raise UsageError("--from must be before --to")
+            return await write_export(store, sink, fmt=str(opts["format"]), time_from=start, time_to=stop,
                                       key=key, generated_at=now_micros(), generated_by=audit.cli_actor(),
                                       hall=opts["hall"] or None)
         finally:

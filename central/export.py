@@ -7,7 +7,8 @@ Every line but the last is data; the last line is the **manifest**. Two encoding
 * ``jsonl`` — one event per line, in wire form (the canonical JSON the hall hashed, plus ``hash`` and
   ``central_time``), ordered by hall, then seq.
 * ``csv`` — RFC 4180 (CRLF, quoted when needed); a header row :data:`CSV_COLUMNS`, then one event per
-  row: ``device_time`` empty when the device gave none, ``data`` the event's canonical JSON object.
+  row: ``device_time`` empty when the device gave none, ``data`` the event's canonical JSON object, and
+  the three times again as RFC 3339 UTC (``*_utc``, :data:`CSV_TIME_COLUMNS`) for people.
 
 The last line is ``{"manifest": M, "sig": S}`` (jsonl) or the two-field row ``#manifest,<that JSON>``
 (csv). ``S`` is central's Ed25519 signature (hex) over ``hallsync/v1/export`` LF canonical(M). ``M``
@@ -73,8 +74,14 @@ from protocols.sync.signing import sign
 FORMAT: Final = "hallsync-export/1"
 FORMATS: Final = ("jsonl", "csv")
 MEDIA_TYPES: Final = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
-CSV_COLUMNS: Final = ("hall", "seq", "id", "device", "type", "device_time", "agent_time", "central_time",
-                      "prev_hash", "hash", "v", "data")
+CSV_HASHED_COLUMNS: Final = ("hall", "seq", "id", "device", "type", "device_time", "agent_time", "central_time",
+                             "prev_hash", "hash", "v", "data")
+"""The columns that rebuild the hashed event (times as integer µs, exactly as hashed). Files written before
+the readable times were added have only these; the verifier still takes them."""
+CSV_TIME_COLUMNS: Final = ("device_time_utc", "agent_time_utc", "central_time_utc")
+"""The same three times as ISO 8601 / RFC 3339 UTC for people and spreadsheets (issue 16). Not hashed, so
+the verifier checks each equals its µs column: a readable time cannot be edited to mislead."""
+CSV_COLUMNS: Final = CSV_HASHED_COLUMNS + CSV_TIME_COLUMNS
 CSV_MANIFEST_MARK: Final = "#manifest"
 EXPORT_CONTEXT: Final = "export"
 """Signature domain of the manifest: ``hallsync/v1/export``; no other message can be replayed as one."""
@@ -85,6 +92,7 @@ MAX_TAIL: Final = 10_000
 PAGE_SIZE: Final = 1000
 
 CSV_HEADER: Final = (",".join(CSV_COLUMNS) + "\r\n").encode()
+CSV_HEADER_HASHED_ONLY: Final = (",".join(CSV_HASHED_COLUMNS) + "\r\n").encode()
 _DECODE: Final = msgspec.json.Decoder()
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -205,7 +213,9 @@ class ExportWriter:
             else:
                 chunks.append(_csv_line((row.hall, row.seq, row.id, row.device, row.type,
                                          "" if row.device_time is None else row.device_time, row.agent_time,
-                                         row.central_time, row.prev_hash, row.hash, VERSION, row.data)))
+                                         row.central_time, row.prev_hash, row.hash, VERSION, row.data,
+                                         "" if row.device_time is None else _rfc3339(row.device_time),
+                                         _rfc3339(row.agent_time), _rfc3339(row.central_time))))
         self._events += len(rows)
         return self._out(b"".join(chunks))
 

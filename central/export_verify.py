@@ -30,7 +30,19 @@ from protocols.sync import (
 from protocols.sync.keys import Ed25519PublicKey
 from protocols.sync.signing import verify
 
-from .export import BATCH_CONTEXT, CSV_COLUMNS, CSV_HEADER, CSV_MANIFEST_MARK, EXPORT_CONTEXT, FORMAT, HallPart
+from .export import (
+    BATCH_CONTEXT,
+    CSV_COLUMNS,
+    CSV_HASHED_COLUMNS,
+    CSV_HEADER,
+    CSV_HEADER_HASHED_ONLY,
+    CSV_MANIFEST_MARK,
+    CSV_TIME_COLUMNS,
+    EXPORT_CONTEXT,
+    FORMAT,
+    HallPart,
+    _rfc3339,
+)
 
 MAX_PROBLEMS: Final = 50
 """The verifier reports this many problems at most (a broken file would otherwise print one per row)."""
@@ -60,12 +72,17 @@ class VerifyReport:
             self.dropped += 1
 
 
-def _event_from_csv(line: bytes) -> dict[str, Any]:
-    """A CSV data row back to the wire-form object (raises ValueError when it is not one)."""
+def _event_from_csv(line: bytes, columns: tuple[str, ...] = CSV_COLUMNS) -> dict[str, Any]:
+    """A CSV data row back to the wire-form object (raises ValueError when it is not one, or when a readable
+    ``*_utc`` time disagrees with the hashed µs time beside it)."""
     fields = next(csv.reader([line.decode("utf-8")]))
-    if len(fields) != len(CSV_COLUMNS):
-        raise ValueError(f"{len(fields)} fields, a row has {len(CSV_COLUMNS)}")
-    row = dict(zip(CSV_COLUMNS, fields, strict=True))
+    if len(fields) != len(columns):
+        raise ValueError(f"{len(fields)} fields, a row has {len(columns)}")
+    row = dict(zip(columns, fields, strict=True))
+    for name in CSV_TIME_COLUMNS if columns is CSV_COLUMNS else ():
+        micros = row[name.removesuffix("_utc")]
+        if row[name] != ("" if micros == "" else _rfc3339(int(micros))):
+            raise ValueError(f"{name} {row[name]!r} is not the hashed {name.removesuffix('_utc')} {micros}")
     out: dict[str, Any] = {k: row[k] for k in ("hall", "id", "device", "type", "prev_hash", "hash")}
     for k in ("seq", "agent_time", "central_time", "v"):
         out[k] = int(row[k])
@@ -75,9 +92,13 @@ def _event_from_csv(line: bytes) -> dict[str, Any]:
 
 
 def _parse_event(line: bytes, fmt: str) -> tuple[dict[str, Any], Event | None, str | None]:
-    """(the raw object, the event if its content matches its hash, else the problem)."""
+    """(the raw object, the event if its content matches its hash, else the problem). ``fmt`` is
+    ``jsonl``, ``csv`` or ``csv-hashed-only`` (a file from before the readable times)."""
     try:
-        obj = _DECODE.decode(line) if fmt == "jsonl" else _event_from_csv(line)
+        if fmt == "jsonl":
+            obj = _DECODE.decode(line)
+        else:
+            obj = _event_from_csv(line, CSV_COLUMNS if fmt == "csv" else CSV_HASHED_COLUMNS)
     except (msgspec.DecodeError, ValueError, StopIteration) as exc:
         raise ValueError(f"not an event: {exc}") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("hall"), str) or type(obj.get("seq")) is not int:
@@ -109,10 +130,10 @@ class _Reader:
     def data_line(self, number: int, line: bytes) -> None:
         self.sha.update(line)
         self.bytes += len(line)
-        if number == 1 and line == CSV_HEADER:
-            self.fmt = "csv"
+        if number == 1 and line in (CSV_HEADER, CSV_HEADER_HASHED_ONLY):
+            self.fmt = "csv" if line == CSV_HEADER else "csv-hashed-only"
             return
-        body = line.rstrip(b"\r\n") if self.fmt == "csv" else line.rstrip(b"\n")
+        body = line.rstrip(b"\r\n") if self.fmt != "jsonl" else line.rstrip(b"\n")
         try:
             obj, _, problem = _parse_event(body, self.fmt)
         except ValueError as exc:
@@ -146,7 +167,7 @@ class _Reader:
 
 def _parse_manifest(line: bytes, fmt: str) -> tuple[dict[str, Any], str]:
     text = line.rstrip(b"\r\n")
-    if fmt == "csv":
+    if fmt != "jsonl":
         fields = next(csv.reader([text.decode("utf-8")]))
         if len(fields) != 2 or fields[0] != CSV_MANIFEST_MARK:
             raise ValueError("the last row is not the manifest row")
@@ -232,8 +253,9 @@ def _check_central_signature(report: VerifyReport, manifest: dict[str, Any], sig
 def _check_manifest(report: VerifyReport, reader: _Reader, manifest: dict[str, Any], allow_unsigned: bool) -> None:
     if manifest.get("format") != FORMAT:
         report.fail(f"format {manifest.get('format')!r} is not {FORMAT}")
-    if manifest.get("encoding") != reader.fmt:
-        report.fail(f"the manifest says {manifest.get('encoding')}, the data is {reader.fmt}")
+    encoding = "jsonl" if reader.fmt == "jsonl" else "csv"
+    if manifest.get("encoding") != encoding:
+        report.fail(f"the manifest says {manifest.get('encoding')}, the data is {encoding}")
     data = manifest["data"]
     digest = reader.sha.hexdigest()
     if data["sha256"] != digest or data["bytes"] != reader.bytes:

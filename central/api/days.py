@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from central.store.base import GgrRow, HallRecord
-from protocols.sync.gamingday import UTC_MIDNIGHT, DayRule
+from protocols.sync.gamingday import UTC_MIDNIGHT, DayRule, DayRuleError, day_bound, is_day_text
 
 from . import params as p
 
@@ -77,32 +77,25 @@ def period(query: Mapping[str, str], rules: Mapping[str, DayRule], now: int) -> 
 
 def is_day(value: str) -> bool:
     """A ``from``/``to`` value naming a gaming day (``YYYY-MM-DD`` or ``today``) rather than an instant."""
-    return value == TODAY or p.is_date_text(value)
+    return is_day_text(value)
 
 
 def window(query: Mapping[str, str], rules: Mapping[str, DayRule], now: int) -> tuple[int | None, int | None]:
     """``from``/``to`` of an event-level route (events, integration log, audit, export) as [from, to) µs.
 
-    One date grammar with the reports: an instant (RFC 3339 or µs) is taken as it is; a date
-    ``YYYY-MM-DD`` or ``today`` means that whole gaming day of the halls in scope, so ``from=2026-12-01&
-    to=2026-12-02`` covers both days, exactly as in ``/reports/ggr``. Halls keeping different gaming days
-    have no common instant for a date: that is a 400 asking for ``hall=`` or instants.
+    One date grammar with the reports (:func:`protocols.sync.gamingday.day_bound`): an instant (RFC 3339
+    or µs) is taken as it is; a date ``YYYY-MM-DD`` or ``today`` means that whole gaming day of the halls
+    in scope, so ``from=2026-12-01&to=2026-12-02`` covers both days, exactly as in ``/reports/ggr``. Halls
+    keeping different gaming days have no common instant for a date: a 400 asking for ``hall=``.
     """
-    distinct = set(rules.values()) or {UTC_MIDNIGHT}
-
     def bound(name: str, end: bool) -> int | None:
         raw = query.get(name)
         if raw is None or not is_day(raw):
             return p.instant(query, name)
-        if len(distinct) > 1:
-            kept = ", ".join(sorted(f"{r.zone} {r.start}" for r in distinct))
-            raise p.bad_request(f"{name}={raw} names a gaming day, and the halls in scope keep different ones "
-                                f"({kept}): give hall= or RFC 3339 instants")
-        (rule,) = distinct
-        day = rule.today(now) if raw == TODAY else p.date(query, name)
-        assert day is not None
-        start, stop = rule.bounds(day)
-        return stop if end else start
+        try:
+            return day_bound(raw, rules.values(), now, end=end)
+        except DayRuleError as exc:
+            raise p.bad_request(f"{name}={exc}: give hall= or RFC 3339 instants") from None
 
     return bound("from", False), bound("to", True)
 

@@ -67,11 +67,6 @@ def integer(query: Mapping[str, str], name: str, *, low: int = 0, high: int = _M
     return int(value)
 
 
-def is_date_text(value: str) -> bool:
-    """Shaped like ``YYYY-MM-DD`` (whether it is a real date is :func:`date`'s to say)."""
-    return _DATE_RE.match(value) is not None
-
-
 def date(query: Mapping[str, str], name: str) -> dt.date | None:
     """A calendar day ``YYYY-MM-DD``."""
     value = text(query, name)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import zoneinfo
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Final
@@ -181,3 +182,34 @@ def day_rule(zone: str | None, start: str | None) -> DayRule:
 
 UTC_MIDNIGHT: Final = DayRule()
 """The rule of a hall with no settings: UTC calendar days (what every report used before)."""
+
+TODAY: Final = "today"
+_DAY_TEXT_RE: Final = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
+
+
+def is_day_text(text: str) -> bool:
+    """A period bound naming a gaming day (``YYYY-MM-DD`` or ``today``) rather than an instant."""
+    return text == TODAY or _DAY_TEXT_RE.match(text) is not None
+
+
+def day_bound(text: str, rules: Iterable[DayRule], now: int, *, end: bool) -> int:
+    """The instant a day bound stands for in the one date grammar of reports, API and CLI: a ``from``
+    day is that gaming day's start, a ``to`` day its end (the day is included, as in the reports).
+
+    Halls keeping different gaming days have no common instant for a date: :class:`DayRuleError` names
+    them, and the caller asks for one hall or an instant. No halls: UTC days.
+    """
+    distinct = set(rules) or {UTC_MIDNIGHT}
+    if len(distinct) > 1:
+        kept = ", ".join(sorted(f"{r.zone} {r.start}" for r in distinct))
+        raise DayRuleError(f"{text} names a gaming day, and the halls keep different ones ({kept})")
+    (rule,) = distinct
+    if text == TODAY:
+        day = rule.today(now)
+    else:
+        try:
+            day = dt.date.fromisoformat(text)
+        except ValueError:
+            raise DayRuleError(f"{text!r} is not a date YYYY-MM-DD") from None
+    start, stop = rule.bounds(day)
+    return stop if end else start

@@ -24,7 +24,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from central.api import PREFIX, build_app
 from central.apikeys import create_api_key
-from central.export import CSV_COLUMNS, write_export
+from central.export import CSV_COLUMNS, CSV_HASHED_COLUMNS, EXPORT_CONTEXT, write_export
 from central.export_verify import verify_export
 from central.ingest import Ingestor
 from central.store import ROLES, SqliteStore
@@ -167,6 +167,49 @@ async def test_csv_export_holds_the_same_events_and_verifies(api: Api, halls: tu
     assert lines[-1].startswith(b"#manifest,") and manifest_of(body)["encoding"] == "csv"
     report = verify_export(io.BytesIO(body), central_public_key=api.central_key.public_key())
     assert report.ok, report.problems
+    # issue 16: the times also as ISO 8601 UTC for a person with a spreadsheet, equal to the hashed µs
+    for r in rows:
+        for name in ("agent_time", "central_time", "device_time"):
+            readable = r[f"{name}_utc"]
+            micros = r[name]
+            assert readable == ("" if micros == "" else _iso_utc(int(micros))), (name, r)
+    assert rows[0]["agent_time_utc"].endswith("Z") and "T" in rows[0]["agent_time_utc"]
+    # a readable time edited to mislead (the µs stay) is caught, though it is not hashed
+    edited = body.replace(rows[3]["agent_time_utc"].encode(), b"2001-01-01T00:00:00.000000Z", 1)
+    caught = verify_export(io.BytesIO(edited), central_public_key=api.central_key.public_key())
+    assert not caught.ok and any("agent_time_utc" in p for p in caught.problems)
+
+
+async def test_a_csv_export_from_before_the_readable_times_still_verifies(api: Api,
+                                                                          halls: tuple[FakeHall, FakeHall]) -> None:
+    """Files already handed to a regulator have only the hashed columns: they must keep verifying."""
+    a, _ = halls
+    time_from, time_to = period(a)
+    _, _, body = await api.export(format="csv", **{"from": time_from, "to": time_to})
+    lines = lines_of(body)
+    old = [_csv_row(next(csv.reader([line.decode()]))[:len(CSV_HASHED_COLUMNS)]) for line in lines[:-1]]
+    data = b"".join(old)
+    outer = json.loads(next(csv.reader([lines[-1].decode()]))[1])
+    manifest = outer["manifest"]
+    manifest["data"].update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+    signed = canonical_bytes(manifest)
+    line = canonical_bytes({"manifest": msgspec.Raw(signed), "sig": sign(EXPORT_CONTEXT, signed, api.central_key)})
+    legacy = data + _csv_row(["#manifest", line.decode()])
+    assert old[0] == b",".join(c.encode() for c in CSV_HASHED_COLUMNS) + b"\r\n"
+    report = verify_export(io.BytesIO(legacy), central_public_key=api.central_key.public_key())
+    assert report.ok, report.problems
+
+
+def _csv_row(fields: list[str]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow(fields)
+    return buffer.getvalue().encode()
+
+
+def _iso_utc(micros: int) -> str:
+    import datetime as dt
+    return (dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=micros)).strftime(
+        "%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 async def test_the_writer_streams_one_page_at_a_time(store: SqliteStore, halls: tuple[FakeHall, FakeHall]) -> None:
@@ -446,6 +489,18 @@ async def test_cli_export_writes_a_file_that_verifies(
     assert not list(tmp_path.glob(".*.partial"))
 
 
+async def test_cli_export_takes_gaming_days_like_the_reports(
+        store: SqliteStore, halls: tuple[FakeHall, FakeHall], tmp_path: Path) -> None:
+    """--from 2026-01-01 --to 2026-01-01 is that whole (UTC, here) gaming day, as /reports/ggr reads it."""
+    a, b = halls
+    assert cli("keys", "init", "--data-dir", "data", cwd=tmp_path).returncode == 0
+    done = cli("export", "--db", store.path, "--data-dir", "data", "--from", "2026-01-01", "--to", "2026-01-01",
+               "--out", "day.jsonl", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    day = truth(a, T0, T0 + 86_400_000_000) + truth(b, T0, T0 + 86_400_000_000)
+    assert manifest_of((tmp_path / "day.jsonl").read_bytes())["data"]["events"] == len(day) > 0
+
+
 def test_cli_export_refuses_bad_options(tmp_path: Path) -> None:
     for command in (("export",), ("export", "verify")):
         helped = cli(*command, "--help", cwd=tmp_path)
@@ -455,6 +510,9 @@ def test_cli_export_refuses_bad_options(tmp_path: Path) -> None:
     backwards = cli("export", "--db", "c.db", "--data-dir", "d", "--from", "2026-02-01", "--to", "2026-01-01",
                     "--out", "x", cwd=tmp_path)
     assert backwards.returncode == 2 and "before --to" in backwards.stderr
+    instants = cli("export", "--db", "c.db", "--data-dir", "d", "--from", "2026-02-01T00:00:00Z", "--to",
+                   "2026-01-01T00:00:00Z", "--out", "x", cwd=tmp_path)
+    assert instants.returncode == 2 and "before --to" in instants.stderr
     absent = cli("export", "verify", "nope.jsonl", cwd=tmp_path)
     assert absent.returncode == 1 and "cannot read nope.jsonl" in absent.stderr
 
