@@ -178,6 +178,14 @@ class MeterValues:
 
     ``code_width`` 1 (LP 2F): each value's size comes from Table C-7.
     ``code_width`` 2 (LP 6F/AF): code LSB first, then a size byte (0–9), then that many BCD bytes.
+
+    Widths in LP 6F/AF are the machine's choice, and machines differ: Aristocrat's Monaco answers with
+    9-byte (18-digit) meters where 4 bytes would hold the value. So decoding takes any width 1–9 and
+    keeps only the value; encoding (the simulator's replies) writes the canonical width, at least 4
+    bytes. Decode∘encode is therefore the identity on messages (values), not on bytes — which is all a
+    host needs: the CRC is checked on the bytes as received, and a reply is never re-sent. A size of 0
+    carries no digits: it is a meter the machine does not report, not a meter reading 0 (reading it
+    as 0 would look like a meter reset and move money), so it is left out of the decoded pairs.
     """
 
     code_width: int
@@ -213,7 +221,8 @@ class MeterValues:
                 if width > 9:
                     raise FrameError(f"meter {code:04X} claims {width} BCD bytes (at most 9)")
             _need(buf, pos, width, f"meter {code:02X}")
-            items.append((code, decode_bcd(buf[pos:pos + width])))
+            if width:
+                items.append((code, decode_bcd(buf[pos:pos + width])))
             pos += width
         return tuple(items), pos
 

@@ -167,3 +167,45 @@ def test_every_reply_the_decoder_accepts_comes_from_a_sas_address(address: int, 
     except SASError:
         return
     assert 1 <= address <= 0x7F
+
+
+# --- LP 6F/AF meter widths (issue 16): the machine's width is its choice; the value is what counts ---
+
+def _extended_reply(address: int, game: int, triples: list[tuple[int, int, bytes]]) -> bytes:
+    from protocols.sas.bcd import encode_bcd
+    from protocols.sas.crc import append_crc
+
+    body = encode_bcd(game, 2) + b"".join(code.to_bytes(2, "little") + bytes((len(v),)) + v
+                                          for code, _, v in triples)
+    return append_crc(bytes((address, 0x6F, len(body))) + body)
+
+
+def test_a_monaco_style_nine_byte_meter_decodes_to_its_value() -> None:
+    """Monaco answers LP 6F with 9-byte meters (its SendExtendedMeters tests): 1234 credits in 18 digits."""
+    frame = _extended_reply(1, 0, [(0x0C, 1234, bytes.fromhex("000000000000001234"))])
+    reply = framing.decode_response(frame)
+    assert reply.meters == ((0x0C, 1234),)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 0xFFFF), st.integers(0, 10**18 - 1), st.integers(0, 9)), max_size=8),
+       st.integers(0, 9999))
+def test_any_width_that_holds_the_value_decodes_to_the_value(meters: list[tuple[int, int, int]], game: int) -> None:
+    from protocols.sas.bcd import encode_bcd
+
+    triples = []
+    for code, value, extra in meters:
+        need = max(1, (len(str(value)) + 1) // 2)
+        width = min(9, need + extra)
+        triples.append((code, value, encode_bcd(value, width)))
+    reply = framing.decode_response(_extended_reply(3, game, triples))
+    assert reply.meters == tuple((code, value) for code, value, _ in triples)
+    # encoding is canonical, and decode∘encode is the identity on the message
+    again = framing.decode_response(framing.encode_response(3, reply))
+    assert again == reply
+
+
+def test_a_size_zero_meter_is_not_reported_rather_than_read_as_zero() -> None:
+    frame = _extended_reply(1, 0, [(0x00, 0, b""), (0x0C, 500, bytes.fromhex("00000500"))])
+    reply = framing.decode_response(frame)
+    assert reply.meters == ((0x0C, 500),)
