@@ -59,10 +59,15 @@ from protocols.sas.exceptions import (
     BILL_CODES,
     BILL_DENOMINATION_CODES,
     DOOR_CODES,
+    FAULT_CATEGORIES,
+    POWER_OFF_DOORS,
+    SERVICE_KINDS,
     BillAcceptedData,
     GameEndedData,
     GameSelectedData,
     GameStartedData,
+    Significance,
+    codes_with,
 )
 from protocols.sync.gamingday import DayRule
 
@@ -76,33 +81,11 @@ log = structlog.get_logger("agent.pipeline")
 HANDPAY_LEVEL_CANCELLED_CREDITS: Final = 0x80
 CENTS_PER_MAJOR: Final = 100
 
-POWER_OFF_DOORS: Final[dict[int, str]] = {0x98: "card_cage", 0x99: "slot", 0x9A: "cashbox", 0x9B: "drop"}
-SERVICE_CODES: Final[dict[int, dict[str, Any]]] = {
-    0x17: {"kind": "power", "on": True},
-    0x18: {"kind": "power", "on": False},
-    0x3A: {"kind": "ram_clear"},
-    0x7A: {"kind": "soft_meters_reset"},
-    0x7B: {"kind": "bill_totals_reset"},
-    0x3C: {"kind": "options_changed"},
-    0xA2: {"kind": "games_changed"},
-    0x82: {"kind": "attendant_menu", "entered": True},
-    0x83: {"kind": "attendant_menu", "entered": False},
-    0x84: {"kind": "operator_menu", "entered": True},
-    0x85: {"kind": "operator_menu", "entered": False},
-    0x86: {"kind": "out_of_service"},
-}
-ERROR_CATEGORIES: Final[dict[int, str]] = {
-    **dict.fromkeys((0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x2D, 0x79, 0x80, 0x81), "tilt"),
-    **dict.fromkeys((0x28, 0x29, 0x2A, 0x2C), "bill_acceptor"),
-    **dict.fromkeys((0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3B), "memory"),
-    **dict.fromkeys((0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46), "reel"),
-    **dict.fromkeys((0x60, 0x61, 0x75, 0x77, 0x78), "printer"),
-}
+# One classification of exception codes (protocols.sas.exceptions): what each code is recorded as.
+ERROR_CATEGORIES: Final = FAULT_CATEGORIES
 """Exceptions that are faults of the machine (``game.error``); other status goes to ``device.status``."""
-IGNORED_CODES: Final = frozenset({0x00, 0x1F, 0x87, 0x88, 0x89, 0x8A, 0x8B})
-"""Noise for the log: "waiting for input" and the per-reel/per-card RTE chatter."""
-RESET_CODES: Final = frozenset({0x3A, 0x7A})
-"""Meters are (or may be) zeroed: the next snapshot starts a new reconciliation epoch."""
+IGNORED_CODES: Final = codes_with(Significance.NOISE)
+RESET_CODES: Final = codes_with(Significance.METERS_RESET)
 
 
 class Normalizer:
@@ -402,8 +385,8 @@ class Normalizer:
         elif code in POWER_OFF_DOORS:
             self._emit(state, out, fact, "device.door",
                        {"door": POWER_OFF_DOORS[code], "open": True, "power_off": True, "code": hex_code})
-        elif code in SERVICE_CODES:
-            self._emit(state, out, fact, "service", {**SERVICE_CODES[code], "code": hex_code, "name": fact.name})
+        elif code in SERVICE_KINDS:
+            self._emit(state, out, fact, "service", {**SERVICE_KINDS[code], "code": hex_code, "name": fact.name})
             if code in RESET_CODES:
                 self._memory_reset(state, fact, out)
         elif code in ERROR_CATEGORIES:

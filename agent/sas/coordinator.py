@@ -27,7 +27,7 @@ from protocols.sas import longpolls as lp
 from protocols.sas.clock import from_sas, to_sas
 from protocols.sas.denominations import DENOMINATION_CENTS
 from protocols.sas.errors import SASError
-from protocols.sas.exceptions import DOOR_CODES, exception_name
+from protocols.sas.exceptions import Significance, codes_with, exception_name
 from protocols.sas.meters import meter_name, meter_unit
 
 from ..tasks import stop_task
@@ -40,11 +40,9 @@ from .transaction import Outcome, TransactionResult
 
 log = structlog.get_logger("agent.sas")
 
-# Exceptions after which the meters are read at once (design.md: door, power, RAM clear, options
-# or game change, in/out of service, handpay, ticket).
-SIGNIFICANT_EXCEPTIONS: frozenset[int] = frozenset(DOOR_CODES) | frozenset({
-    0x17, 0x18, 0x31, 0x32, 0x33, 0x3A, 0x3C, 0x3D, 0x51, 0x52, 0x7A, 0x82, 0x83, 0x84, 0x85, 0x86, 0xA2,
-})
+SIGNIFICANT_EXCEPTIONS: frozenset[int] = codes_with(Significance.READ_METERS)
+"""Exceptions after which the meters are read at once (design.md: door, power, RAM clear, options or
+game change, in/out of service, handpay, ticket); the one table is :mod:`protocols.sas.exceptions`."""
 RTE_ENABLE_ROUNDS = 8
 """How many times LP 0E is asked again while queued RTE events answer it (24 each: a FIFO of 20 and
 the priority exceptions drain long before; a machine still playing fast cannot hold RTE off)."""

@@ -5,6 +5,7 @@ The table is notes/sas-protocol.md §4.1 (Monaco's enum and saspy's table agree 
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from .bcd import decode_bcd, encode_bcd
@@ -89,6 +90,92 @@ DOOR_CODES: dict[int, tuple[str, bool]] = {
 
 def exception_name(code: int) -> str:
     return EXCEPTION_NAMES.get(code, f"unknown exception {code:02X}")
+
+
+# ---- one classification of exception codes (issue 15): what a host does about each ---------------
+
+class Significance(enum.Flag):
+    """What an exception code means to a host; a code may carry several flags."""
+
+    NONE = 0
+    READ_METERS = enum.auto()
+    """Read the meters at once (door, power, RAM clear, options or games changed, in/out of service,
+    handpay, ticket): money may have moved or the meters may be about to be lost."""
+    DOOR = enum.auto()
+    POWER = enum.auto()
+    SERVICE = enum.auto()
+    """Operator or technician activity on the machine (menus, options, out of service, resets)."""
+    FAULT = enum.auto()
+    """A fault of the machine (tilt, bill acceptor, memory, reel, printer): see :data:`FAULT_CATEGORIES`."""
+    METERS_RESET = enum.auto()
+    """Meters are (or may be) zeroed: the next snapshot starts a new reconciliation epoch."""
+    HANDPAY = enum.auto()
+    TICKET = enum.auto()
+    NOISE = enum.auto()
+    """Nothing to record: "no activity", "waiting for input" and per-reel/per-card RTE chatter."""
+
+
+POWER_OFF_DOORS: dict[int, str] = {0x98: "card_cage", 0x99: "slot", 0x9A: "cashbox", 0x9B: "drop"}
+"""Doors opened while the machine was off, reported when it powers up again."""
+
+SERVICE_KINDS: dict[int, dict[str, object]] = {
+    0x17: {"kind": "power", "on": True},
+    0x18: {"kind": "power", "on": False},
+    0x3A: {"kind": "ram_clear"},
+    0x7A: {"kind": "soft_meters_reset"},
+    0x7B: {"kind": "bill_totals_reset"},
+    0x3C: {"kind": "options_changed"},
+    0xA2: {"kind": "games_changed"},
+    0x82: {"kind": "attendant_menu", "entered": True},
+    0x83: {"kind": "attendant_menu", "entered": False},
+    0x84: {"kind": "operator_menu", "entered": True},
+    0x85: {"kind": "operator_menu", "entered": False},
+    0x86: {"kind": "out_of_service"},
+}
+"""Service codes and the record an agent keeps of each (``service`` events)."""
+
+FAULT_CATEGORIES: dict[int, str] = {
+    **dict.fromkeys((0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x2D, 0x79, 0x80, 0x81), "tilt"),
+    **dict.fromkeys((0x28, 0x29, 0x2A, 0x2C), "bill_acceptor"),
+    **dict.fromkeys((0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3B), "memory"),
+    **dict.fromkeys((0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46), "reel"),
+    **dict.fromkeys((0x60, 0x61, 0x75, 0x77, 0x78), "printer"),
+}
+"""Faults of the machine by category (``game.error`` events)."""
+
+
+def _classify() -> dict[int, Significance]:
+    table: dict[int, Significance] = {}
+
+    def mark(codes: object, flag: Significance) -> None:
+        for code in codes:  # type: ignore[attr-defined]
+            table[code] = table.get(code, Significance.NONE) | flag
+
+    mark(DOOR_CODES, Significance.DOOR | Significance.READ_METERS)
+    mark(POWER_OFF_DOORS, Significance.DOOR)
+    mark((0x17, 0x18), Significance.POWER | Significance.READ_METERS)
+    mark(SERVICE_KINDS, Significance.SERVICE)
+    mark((0x3A, 0x3C, 0x7A, 0x82, 0x83, 0x84, 0x85, 0x86, 0xA2), Significance.READ_METERS)
+    mark(FAULT_CATEGORIES, Significance.FAULT)
+    mark((0x31, 0x32, 0x33), Significance.READ_METERS)   # CMOS RAM errors: the meters may be next
+    mark((0x3A, 0x7A), Significance.METERS_RESET)
+    mark((0x51, 0x52), Significance.HANDPAY | Significance.READ_METERS)
+    mark((0x3D,), Significance.TICKET | Significance.READ_METERS)
+    mark((NO_ACTIVITY, 0x1F, 0x87, 0x88, 0x89, 0x8A, 0x8B), Significance.NOISE)
+    return table
+
+
+CLASSIFICATION: dict[int, Significance] = _classify()
+"""Every classified code → its flags; a code not in it is :attr:`Significance.NONE`."""
+
+
+def significance(code: int) -> Significance:
+    return CLASSIFICATION.get(code, Significance.NONE)
+
+
+def codes_with(flag: Significance) -> frozenset[int]:
+    """The codes carrying ``flag`` (e.g. the ones after which a host reads the meters)."""
+    return frozenset(code for code, flags in CLASSIFICATION.items() if flag in flags)
 
 
 # ---- real-time event data ------------------------------------------------------------------------
