@@ -1,6 +1,6 @@
 """Batch ingest: topic + payload in, what to publish and what was logged out. No MQTT here.
 
-The MQTT layer (next slice) subscribes with a shared subscription and calls :meth:`Ingestor.handle`
+The MQTT layer (central.service) subscribes with a shared subscription and calls :meth:`Ingestor.handle`
 for each message, then publishes ``outcome.publish``. Keeping the decision logic free of the client
 makes every rule testable with plain bytes.
 

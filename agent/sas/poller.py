@@ -1,6 +1,6 @@
 """Many machines, few ports: build one :class:`SasLine` per port and one coordinator per address.
 
-This is what ``hall-agent run`` (next issue) and the benchmark use. Devices come from the
+This is what ``hall-agent run`` (agent.runtime) and the benchmark use. Devices come from the
 simulator's / installer's ``devices.toml`` (``[[devices]]`` with ``id``, ``protocol = "sas"``,
 ``port``, ``address``, ``framing``, optional ``transport``).
 

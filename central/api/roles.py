@@ -29,7 +29,7 @@ document lists it per operation (``x-roles``), and the tests walk every route ×
 | GET /health, /openapi.json | public (no key)                                     |
 
 Reasons: ``viewer`` reads reports, devices and status (``/halls`` is the agents' online status) but
-no event export; ``operator`` is viewer plus commands and catalog (not in this slice), so it reads
+no event export; ``operator`` is viewer plus commands and catalog, so it reads
 the same; ``technician`` reads devices and diagnostics of its halls — the agents' status and the
 integration log (rejected or malformed batches, gaps, connection trouble) are those diagnostics — and
 no money (no reports, no events); ``regulator`` reads reports, events and the integration log
