@@ -47,7 +47,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "halls.add": {"public_key": None, "db": None, "replace": False, "broker": None, "timezone": None,
                   "gaming_day_start": None},
     "halls.list": {"db": None, "json": False},
-    "halls.set": {"db": None, "timezone": None, "gaming_day_start": None},
+    "halls.set": {"db": None, "timezone": None, "gaming_day_start": None, "forget_presence": False},
     "halls.disable": {"db": None},
     "halls.enable": {"db": None},
     "halls.remove": {"db": None},
@@ -181,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     hset.add_argument("hall", metavar="ID", help="hall ID")
     _db(hset)
     _day_flags(hset)
+    hset.add_argument("--forget-presence", action="store_true", default=S,
+                      help="clear the stored online status and session, so the agent's next signed status is "
+                           "taken (a hall pinned offline by a forged unsigned status from before statuses were signed)")
     for verb, text in (("disable", "refuse a hall's messages for now (its agent keeps them until enable)"),
                        ("enable", "take a disabled hall's messages again"),
                        ("remove", "retire a hall: its key stops working, its stored data stays in every report")):
@@ -408,8 +411,8 @@ def cmd_halls_add(opts: dict[str, Any]) -> int:
 
 def cmd_halls_set(opts: dict[str, Any]) -> int:
     hall = opts["hall"]
-    if _day_rule(opts) is None:
-        raise UsageError("halls set: give --timezone and/or --gaming-day-start")
+    if _day_rule(opts) is None and not opts["forget_presence"]:
+        raise UsageError("halls set: give --timezone, --gaming-day-start and/or --forget-presence")
     if not Path(sqlite_path(str(opts["db"]))).exists():
         raise Failed(f"database {opts['db']} does not exist (halls add creates it)")
 
@@ -420,8 +423,15 @@ def cmd_halls_set(opts: dict[str, Any]) -> int:
             if current is None:
                 raise Failed(f"hall {hall} is not registered")
             rule = _day_rule(opts, current)
-            assert rule is not None
-            print(await _apply_day_rule(store, hall, rule, now_micros()))
+            if rule is not None:
+                print(await _apply_day_rule(store, hall, rule, now_micros()))
+            if opts["forget_presence"]:
+                now = now_micros()
+                await store.forget_presence(hall, now=now)
+                await audit.record(store, time=now, actor=audit.cli_actor(), action="hall.presence.forget",
+                                   target=audit.hall_target(hall),
+                                   before={"online": current.online, "session": current.session}, after=None)
+                print(f"hall {hall}: presence forgotten; the agent's next signed status sets it")
         finally:
             await store.close()
         return EXIT_OK

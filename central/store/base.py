@@ -470,6 +470,11 @@ class Store(Protocol):
         replacement is written to the integration log as ``manual`` in the same transaction.
         """
 
+    async def forget_presence(self, hall: str, *, now: int) -> bool:
+        """Clear a hall's stored presence (online, session, time) so the next verified status is taken
+        whatever its session: for a hall pinned by a forged status stored before statuses were signed.
+        False if the hall is not registered."""
+
     async def set_hall_state(self, hall: str, state: str, *, now: int) -> HallRecord | None:
         """Set a hall's state (:data:`HALL_STATES`) with a ``manual`` integration-log row; the record as it
         was before, None if the hall is not registered."""

@@ -428,6 +428,18 @@ class SqliteStore(CatalogSqliteMixin, MetricsSqliteMixin, ExportSqliteMixin, Mon
                           timezone=row[8] or DEFAULT_ZONE, gaming_day_start=row[9] or DEFAULT_START,
                           settings_version=row[10] or 0, state=row[11] or "active")
 
+    async def forget_presence(self, hall: str, *, now: int) -> bool:
+        def body(con: sqlite3.Connection) -> bool:
+            row = con.execute("SELECT online, session FROM halls WHERE id = ?", (hall,)).fetchone()
+            if row is None:
+                return False
+            con.execute("UPDATE halls SET online = NULL, session = NULL, status_at = NULL WHERE id = ?", (hall,))
+            con.execute(_INSERT_LOG, (now, hall, None, "manual",
+                                      f"presence forgotten (was online={row[0]}, session {row[1]})"))
+            return True
+
+        return await self._writer.run(lambda con: _transaction(con, body))
+
     async def set_hall_state(self, hall: str, state: str, *, now: int) -> HallRecord | None:
         if state not in HALL_STATES:
             raise ValueError(f"a hall's state is one of {', '.join(HALL_STATES)}, not {state!r}")

@@ -91,6 +91,21 @@ def test_a_halls_gaming_day_from_add_and_set(tmp_path: Path) -> None:
     assert [json.loads(after)["gaming_day_start"] for _, _, after in audited] == ["00:00", "06:00"]
 
 
+def test_halls_set_forget_presence_unpins_a_hall_a_forged_status_held_offline(tmp_path: Path) -> None:
+    """Before statuses were signed, {"online":false,"session":2**63-1} pinned a hall offline for good; with
+    the session-jump bound the pin would outlive the fix, so an operator can clear it."""
+    key = pub(tmp_path / "a.pub")
+    assert run("halls", "add", "hall-01", "--public-key", str(key), "--db", "c.db", cwd=tmp_path).returncode == 0
+    with sqlite3.connect(tmp_path / "c.db") as con:
+        con.execute("UPDATE halls SET online = 0, session = ?, status_at = 1 WHERE id = 'hall-01'", (2**63 - 1,))
+    done = run("halls", "set", "hall-01", "--forget-presence", "--db", "c.db", cwd=tmp_path)
+    assert done.returncode == 0 and "presence forgotten" in done.stdout, done.stderr
+    with sqlite3.connect(tmp_path / "c.db") as con:
+        assert con.execute("SELECT online, session, status_at FROM halls").fetchone() == (None, None, None)
+        (before,) = con.execute("SELECT before FROM audit WHERE action = 'hall.presence.forget'").fetchone()
+    assert json.loads(before) == {"online": False, "session": 2**63 - 1}
+
+
 def test_halls_disable_enable_and_remove_keep_the_data_and_are_audited(tmp_path: Path) -> None:
     key = pub(tmp_path / "a.pub")
     assert run("halls", "add", "hall-01", "--public-key", str(key), "--db", "c.db", cwd=tmp_path).returncode == 0
