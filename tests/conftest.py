@@ -35,6 +35,20 @@ def mosquitto(tmp_path):
     broker.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """A private PostgreSQL cluster for the whole run (tests.pgcluster): started on first use, stopped and
+    deleted at the end. Tests make their own databases in it."""
+    from tests.pgcluster import PgCluster
+
+    try:
+        cluster = PgCluster().start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
 def small_fs(tmp_path: Path):
     """A 2 MiB tmpfs, so the disk really fills (needs root, as in CI)."""
