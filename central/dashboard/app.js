@@ -393,25 +393,49 @@
   }
 
   // ---- charts (inline SVG, our own code) -------------------------------------------------------
+  // A value axis of "nice" steps (1, 2 or 5 × 10^k minor units, never below one cent) that covers
+  // min..max and zero: integers only, so a tick's label is exact money.
+  function ticks(min, max) {
+    const span = max - min;
+    if (span <= 0) return { low: 0, high: 100, step: 100 };
+    const rough = span / 4;
+    const magnitude = Math.pow(10, Math.floor(Math.log10(rough)));
+    const fraction = rough / magnitude;
+    const step = Math.max(1, (fraction <= 1 ? 1 : fraction <= 2 ? 2 : fraction <= 5 ? 5 : 10) * magnitude);
+    return { low: Math.floor(min / step) * step, high: Math.ceil(max / step) * step, step };
+  }
+
   function barChart(name, rows, labelOf) {
     const width = 640;
     const barGap = 6;
-    const height = 220;
+    const height = 240;
     const top = 16;
     const bottom = 48;
-    const left = 8;
+    const left = 72;   // room for the value axis' labels
+    const right = 8;
     const values = rows.map((r) => r.ggr);
-    const max = Math.max(0, ...values);
-    const min = Math.min(0, ...values);
-    const span = max - min || 1;
+    const axis = ticks(Math.min(0, ...values), Math.max(0, ...values));
+    const span = axis.high - axis.low;
     const plot = height - top - bottom;
-    const zeroY = top + (max / span) * plot;
-    const barWidth = rows.length ? Math.max(4, Math.min(60, (width - left * 2) / rows.length - barGap)) : 0;
+    const yOf = (v) => top + ((axis.high - v) / span) * plot;
+    const zeroY = yOf(0);
+    const inner = width - left - right;
+    const barWidth = rows.length ? Math.max(4, Math.min(60, inner / rows.length - barGap)) : 0;
     const chart = svg("svg", { class: "chart", "data-chart": name, viewBox: "0 0 " + width + " " + height,
       role: "img", "aria-label": "GGR by " + name });
-    chart.append(svg("line", { class: "axis", x1: left, x2: width - left, y1: zeroY, y2: zeroY }));
+    // gridlines and their labels: one per step, the zero line drawn as the axis
+    const grid = svg("g", { class: "value-axis", "data-step": axis.step });
+    for (let v = axis.low; v <= axis.high; v += axis.step) {
+      const y = yOf(v);
+      grid.append(svg("line", { class: v === 0 ? "axis" : "grid", x1: left, x2: width - right, y1: y, y2: y }));
+      grid.append(svg("text", { class: "tick", x: left - 4, y: y + 3, "text-anchor": "end", "data-value": v,
+        text: money(v).replace(" " + state.currency, "") }));
+    }
+    grid.append(svg("line", { class: "axis", x1: left, x2: left, y1: top, y2: top + plot }));
+    grid.append(svg("text", { class: "unit", x: 4, y: 10, text: "GGR" + (state.currency ? " (" + state.currency + ")" : "") }));
+    chart.append(grid);
     rows.forEach((r, i) => {
-      const x = left + i * (barWidth + barGap);
+      const x = left + barGap / 2 + i * (barWidth + barGap);
       const h = (Math.abs(r.ggr) / span) * plot;
       const y = r.ggr >= 0 ? zeroY - h : zeroY;
       const bar = svg("rect", { class: "bar" + (r.ggr < 0 ? " negative" : ""), x, y, width: barWidth,
@@ -427,7 +451,7 @@
         "text-anchor": "middle", text: label.length > fits ? label.slice(0, fits - 1) + "…" : label }));
     });
     if (!rows.length) {
-      chart.append(svg("text", { class: "label", x: width / 2, y: height / 2, "text-anchor": "middle",
+      chart.append(svg("text", { class: "label", x: left + inner / 2, y: top + plot / 2, "text-anchor": "middle",
         text: "no play in this period" }));
     }
     return chart;
