@@ -474,6 +474,19 @@
         return;
       }
       const floor = await api("/floor?hall=" + encodeURIComponent(state.floorHall));
+      // each machine's GGR in the hall's own gaming day today, for the roles that read money (the
+      // floor itself is status only: a technician sees the floor, not the money)
+      state.floorMoney = null;
+      if (canUse("GET /reports/ggr")) {
+        try {
+          const ggr = await api("/reports/ggr?group_by=device&hall=" + encodeURIComponent(floor.hall) +
+            "&from=today&to=today");
+          state.currency = ggr.currency;
+          state.floorMoney = new Map(ggr.rows.filter((r) => r.hall === floor.hall).map((r) => [r.key, r]));
+        } catch (err) {
+          if (!(err instanceof ApiError) || err.status === 401) throw err;
+        }
+      }
       $("floor-summary").textContent = STATES.map((s) => floor.counts[s] + " " + STATE_LABEL[s]).join(" · ") +
         (floor.hall_online === false ? " · the hall's agent is offline" : "") +
         (floor.complete === false ? " · central's monitor is behind: an older open door or tilt may be missing" : "");
@@ -495,7 +508,8 @@
       el("div", { class: "state", text: STATE_LABEL[m.state] || m.state }),
       el("div", { class: "detail", text: m.detail || (m.last_play ? "last game " + when(m.last_play) : "") }),
       m.disabled_games.length ? el("div", { class: "games-off", text: "games off: " + m.disabled_games.join(", ") })
-        : null);
+        : null,
+      state.floorMoney ? moneyLine(state.floorMoney.get(m.device)) : null);
     if (canUse("POST /commands")) {
       const action = m.enabled ? "disable_machine" : "enable_machine";
       tile.append(el("button", { type: "button", class: m.enabled ? "cmd-disable" : "cmd-enable",
@@ -515,6 +529,14 @@
     const last = latestCommand(hall, m.device, null);
     if (last) tile.append(commandBadge(last));
     return tile;
+  }
+
+  // A tile's money today: no row means the machine moved no money today (0), said as such.
+  function moneyLine(row) {
+    const ggr = row ? row.ggr : 0;
+    return el("div", { class: "money", "data-minor": ggr,
+      title: row ? "bets " + money(row.bets) + ", wins " + money(row.wins) + ", " + row.rounds + " rounds today"
+        : "no money today", text: "GGR today " + money(ggr) });
   }
 
   // A command the hall says it applied changes the tile at once (the same rule as central's floor:
