@@ -18,11 +18,25 @@
   const POLL_MS = 1000;
   const POLL_LIMIT = 120;
   const REFRESH_MS = 15000;
+  const DEFAULT_DAYS = 30;
+  // views that read a report over the period picker's gaming days
+  const PERIOD_VIEWS = ["charts", "reconciliation", "hold", "audit"];
+  // views shown only to a role that may read their route (their nav button is hidden otherwise)
+  const VIEW_ROUTE = {
+    reconciliation: "GET /reports/reconciliation", hold: "GET /reports/hold", audit: "GET /audit", rules: "GET /rules",
+  };
+  // heavy reads (a reconciliation reads every machine-day) and records that do not change while one
+  // reads them: loaded when shown, on Refresh and on a new period, not every REFRESH_MS
+  const NO_AUTO_REFRESH = ["reconciliation", "hold", "audit", "rules"];
+  const MAX_PAGES = 20;
 
   const state = {
     key: null, who: null, currency: "", view: "overview", floorHall: null,
     commands: [], // {id, hall, device, action, game, status, detail}
     floorMachines: null, // device → the machine as the floor last showed it
+    floorMoney: null, // device → its GGR today (minor units), for the roles that read money
+    period: null, // {from, to, isDefault}: hall-local gaming days YYYY-MM-DD, both inclusive
+    loading: 0,
     timer: null,
   };
 
@@ -73,9 +87,140 @@
     return sign + grouped + "." + String(cents).padStart(2, "0") + (state.currency ? " " + state.currency : "");
   }
 
-  function utcDay(offsetDays) {
-    const d = new Date(Date.now() + (offsetDays || 0) * 86400000);
-    return d.toISOString().slice(0, 10);
+  // ---- gaming days and the period picker --------------------------------------------------------
+  // YYYY-MM-DD plus n days (calendar arithmetic in UTC: no time zone can shift a date label).
+  function addDays(day, n) {
+    const [y, m, d] = day.split("-").map(Number);
+    return new Date(Date.UTC(y, m - 1, d + n)).toISOString().slice(0, 10);
+  }
+
+  // The gaming day a hall is in now, by its rule from a report's `days` ({timezone, gaming_day_start}):
+  // the local date of (now − the day's start), as central's DayRule.day_of.
+  function gamingDay(rule, now) {
+    const [h, m] = String(rule.gaming_day_start || "00:00").split(":").map(Number);
+    const shifted = new Date(now.getTime() - (h * 60 + m) * 60000);
+    try {
+      const parts = new Intl.DateTimeFormat("en-CA", { timeZone: rule.timezone || "UTC", year: "numeric",
+        month: "2-digit", day: "2-digit" }).formatToParts(shifted);
+      const get = (type) => parts.find((part) => part.type === type).value;
+      return get("year") + "-" + get("month") + "-" + get("day");
+    } catch (err) {
+      return shifted.toISOString().slice(0, 10);   // a zone this browser does not know: UTC's date
+    }
+  }
+
+  // The default period: the last 30 gaming days up to the latest "today" among the key's halls (the
+  // one the reports' to=today would reach), else UTC's today.
+  function defaultPeriod(days) {
+    const now = new Date();
+    const todays = Object.values(days || {}).map((rule) => gamingDay(rule, now)).sort();
+    const to = todays.length ? todays[todays.length - 1] : now.toISOString().slice(0, 10);
+    return { from: addDays(to, 1 - DEFAULT_DAYS), to, isDefault: true };
+  }
+
+  function setPeriod(period) {
+    state.period = period;
+    $("period-from").value = period.from;
+    $("period-to").value = period.to;
+    $("period-error").hidden = true;
+  }
+
+  // Learns the halls' gaming days (and the currency) from one small report, for the default period.
+  async function initPeriod() {
+    let days = null;
+    if (canUse("GET /reports/ggr")) {
+      try {
+        const report = await api("/reports/ggr?group_by=network&from=today&to=today");
+        days = report.days;
+        state.currency = report.currency;
+      } catch (err) {
+        if (!(err instanceof ApiError) || err.status === 401) throw err;
+      }
+    }
+    state.days = days;
+    setPeriod(defaultPeriod(days));
+  }
+
+  function periodQuery() { return "from=" + state.period.from + "&to=" + state.period.to; }
+
+  function periodLabel() {
+    const p = state.period;
+    if (p.isDefault) return "Last " + DEFAULT_DAYS + " days";
+    return p.from === p.to ? p.from : p.from + " – " + p.to;
+  }
+
+  function onPeriodChange() {
+    const from = $("period-from").value;
+    const to = $("period-to").value;
+    const error = $("period-error");
+    if (!from || !to || from > to) {
+      error.textContent = !from || !to ? "Give both days." : "The first day is after the last.";
+      error.hidden = false;
+      return;
+    }
+    const fresh = defaultPeriod(state.days);
+    setPeriod({ from, to, isDefault: from === fresh.from && to === fresh.to });
+    refresh();
+  }
+
+  // ---- CSV ------------------------------------------------------------------------------------
+  // A column of a report table: `head` on the page, `csv` in the file. Kinds: text, int, money (shown
+  // in major units with the currency, written as integer minor units so a spreadsheet sums exactly),
+  // bp (basis points: shown as %, written as the integer).
+  function cellText(col, value) {
+    if (value === null || value === undefined || value === "") return col.kind === "text" ? "" : "—";
+    if (col.kind === "money") return money(value);
+    if (col.kind === "bp") return bp(value);
+    return String(value);
+  }
+
+  function csvField(value, kind) {
+    let s = value === null || value === undefined ? "" : String(value);
+    // a text cell starting with = + - @ would run as a formula in a spreadsheet: quoted as text
+    if (kind === "text" && /^[=+\-@\t\r]/.test(s)) s = "'" + s;
+    return /[",\r\n]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
+  }
+
+  // RFC 4180: CRLF line ends, a header line, fields with comma, quote or line break quoted, quotes doubled.
+  function toCsv(columns, rows, withCurrency) {
+    const head = columns.map((c) => c.csv).concat(withCurrency ? ["currency"] : []);
+    const lines = [head.map((h) => csvField(h, "head")).join(",")];
+    for (const r of rows) {
+      const fields = columns.map((c) => csvField(c.get(r), c.kind));
+      if (withCurrency) fields.push(csvField(state.currency, "head"));
+      lines.push(fields.join(","));
+    }
+    return lines.join("\r\n") + "\r\n";
+  }
+
+  function download(filename, text) {
+    const url = URL.createObjectURL(new Blob([text], { type: "text/csv;charset=utf-8" }));
+    const link = el("a", { href: url, download: filename, hidden: true });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  }
+
+  // A report as a table and a "Download CSV" button whose file holds exactly these rows and columns.
+  function reportTable(name, columns, rows, attrs) {
+    const withCurrency = columns.some((c) => c.kind === "money");
+    const trs = rows.map((r) => el("tr", attrs.row ? attrs.row(r) : {}, ...columns.map((c) => {
+      const value = c.get(r);
+      const extra = c.cls ? c.cls(r) : "";
+      return el("td", { class: ((c.kind === "text" ? "" : "num ") + (c.css || "") + " " + extra).trim() || null,
+        "data-col": c.csv, "data-minor": c.kind === "money" && value !== null ? value : null,
+        text: c.display ? c.display(r) : cellText(c, value) });
+    })));
+    const filename = name + "_" + (attrs.period === false ? new Date().toISOString().slice(0, 10)
+      : state.period.from + "_" + state.period.to) + ".csv";
+    const button = el("button", { type: "button", class: "csv", "data-report": name, text: "Download CSV",
+      onclick: () => download(filename, toCsv(columns, rows, withCurrency)) });
+    const head = el("thead", {}, el("tr", {}, ...columns.map((c) => el("th",
+      { class: c.kind === "text" ? null : "num", text: c.head }))));
+    return [el("div", { class: "report-tools" }, button,
+      el("span", { class: "notice", text: rows.length + " row" + (rows.length === 1 ? "" : "s") })),
+    el("table", { id: name + "-table", class: "report" }, head, el("tbody", {}, ...trs))];
   }
 
   function when(iso) { return iso ? iso.replace("T", " ").replace(/\.\d+Z$/, "Z") : "—"; }
@@ -151,6 +296,10 @@
     $("whoami").textContent = (who.name ? who.name + " (" + who.id + ")" : who.id) + " · " + who.role +
       (who.halls ? " · halls: " + who.halls.join(", ") : "");
     $("whoami").dataset.role = who.role;
+    for (const [name, route] of Object.entries(VIEW_ROUTE)) {
+      document.querySelector('#views button[data-view="' + name + '"]').hidden = !canUse(route);
+    }
+    await initPeriod();
     $("login").hidden = true;
     $("app").hidden = false;
     $("session").hidden = false;
@@ -168,6 +317,9 @@
     state.view = "overview";
     state.floorHall = null;
     state.floorMachines = null;
+    state.floorMoney = null;
+    state.period = null;
+    state.days = null;
     state.commands = [];
     state.currency = "";
     for (const node of document.querySelectorAll(".panel, .summary, .legend, #floor-hall")) node.replaceChildren();
@@ -197,12 +349,13 @@
 
   function schedule() {
     if (state.timer) clearInterval(state.timer);
-    state.timer = setInterval(() => { if (state.key) refresh(); }, REFRESH_MS);
+    state.timer = setInterval(() => { if (state.key && !NO_AUTO_REFRESH.includes(state.view)) refresh(); }, REFRESH_MS);
   }
 
   // ---- views ----------------------------------------------------------------------------------
   const VIEWS = {
     overview: renderOverview, floor: renderFloor, charts: renderCharts, alerts: renderAlerts, catalog: renderCatalog,
+    reconciliation: renderReconciliation, hold: renderHold, audit: renderAudit, rules: renderRules,
   };
 
   async function show(view) {
@@ -211,16 +364,19 @@
       button.classList.toggle("active", button.dataset.view === view);
     }
     for (const name of Object.keys(VIEWS)) $("view-" + name).hidden = name !== view;
+    $("period").hidden = !PERIOD_VIEWS.includes(view);
     await refresh();
   }
 
   async function refresh() {
     const main = document.querySelector("main");
+    state.loading += 1;   // refreshes may overlap (a new period while one loads): loading until all end
     main.dataset.loading = "true";
     try {
       await VIEWS[state.view]();
     } finally {
-      main.dataset.loading = "false";
+      state.loading -= 1;
+      main.dataset.loading = state.loading > 0 ? "true" : "false";
     }
   }
 
@@ -318,6 +474,19 @@
         return;
       }
       const floor = await api("/floor?hall=" + encodeURIComponent(state.floorHall));
+      // each machine's GGR in the hall's own gaming day today, for the roles that read money (the
+      // floor itself is status only: a technician sees the floor, not the money)
+      state.floorMoney = null;
+      if (canUse("GET /reports/ggr")) {
+        try {
+          const ggr = await api("/reports/ggr?group_by=device&hall=" + encodeURIComponent(floor.hall) +
+            "&from=today&to=today");
+          state.currency = ggr.currency;
+          state.floorMoney = new Map(ggr.rows.filter((r) => r.hall === floor.hall).map((r) => [r.key, r]));
+        } catch (err) {
+          if (!(err instanceof ApiError) || err.status === 401) throw err;
+        }
+      }
       $("floor-summary").textContent = STATES.map((s) => floor.counts[s] + " " + STATE_LABEL[s]).join(" · ") +
         (floor.hall_online === false ? " · the hall's agent is offline" : "") +
         (floor.complete === false ? " · central's monitor is behind: an older open door or tilt may be missing" : "");
@@ -339,7 +508,8 @@
       el("div", { class: "state", text: STATE_LABEL[m.state] || m.state }),
       el("div", { class: "detail", text: m.detail || (m.last_play ? "last game " + when(m.last_play) : "") }),
       m.disabled_games.length ? el("div", { class: "games-off", text: "games off: " + m.disabled_games.join(", ") })
-        : null);
+        : null,
+      state.floorMoney ? moneyLine(state.floorMoney.get(m.device)) : null);
     if (canUse("POST /commands")) {
       const action = m.enabled ? "disable_machine" : "enable_machine";
       tile.append(el("button", { type: "button", class: m.enabled ? "cmd-disable" : "cmd-enable",
@@ -359,6 +529,14 @@
     const last = latestCommand(hall, m.device, null);
     if (last) tile.append(commandBadge(last));
     return tile;
+  }
+
+  // A tile's money today: no row means the machine moved no money today (0), said as such.
+  function moneyLine(row) {
+    const ggr = row ? row.ggr : 0;
+    return el("div", { class: "money", "data-minor": ggr,
+      title: row ? "bets " + money(row.bets) + ", wins " + money(row.wins) + ", " + row.rounds + " rounds today"
+        : "no money today", text: "GGR today " + money(ggr) });
   }
 
   // A command the hall says it applied changes the tile at once (the same rule as central's floor:
@@ -393,25 +571,49 @@
   }
 
   // ---- charts (inline SVG, our own code) -------------------------------------------------------
+  // A value axis of "nice" steps (1, 2 or 5 × 10^k minor units, never below one cent) that covers
+  // min..max and zero: integers only, so a tick's label is exact money.
+  function ticks(min, max) {
+    const span = max - min;
+    if (span <= 0) return { low: 0, high: 100, step: 100 };
+    const rough = span / 4;
+    const magnitude = Math.pow(10, Math.floor(Math.log10(rough)));
+    const fraction = rough / magnitude;
+    const step = Math.max(1, (fraction <= 1 ? 1 : fraction <= 2 ? 2 : fraction <= 5 ? 5 : 10) * magnitude);
+    return { low: Math.floor(min / step) * step, high: Math.ceil(max / step) * step, step };
+  }
+
   function barChart(name, rows, labelOf) {
     const width = 640;
     const barGap = 6;
-    const height = 220;
+    const height = 240;
     const top = 16;
     const bottom = 48;
-    const left = 8;
+    const left = 72;   // room for the value axis' labels
+    const right = 8;
     const values = rows.map((r) => r.ggr);
-    const max = Math.max(0, ...values);
-    const min = Math.min(0, ...values);
-    const span = max - min || 1;
+    const axis = ticks(Math.min(0, ...values), Math.max(0, ...values));
+    const span = axis.high - axis.low;
     const plot = height - top - bottom;
-    const zeroY = top + (max / span) * plot;
-    const barWidth = rows.length ? Math.max(4, Math.min(60, (width - left * 2) / rows.length - barGap)) : 0;
+    const yOf = (v) => top + ((axis.high - v) / span) * plot;
+    const zeroY = yOf(0);
+    const inner = width - left - right;
+    const barWidth = rows.length ? Math.max(4, Math.min(60, inner / rows.length - barGap)) : 0;
     const chart = svg("svg", { class: "chart", "data-chart": name, viewBox: "0 0 " + width + " " + height,
       role: "img", "aria-label": "GGR by " + name });
-    chart.append(svg("line", { class: "axis", x1: left, x2: width - left, y1: zeroY, y2: zeroY }));
+    // gridlines and their labels: one per step, the zero line drawn as the axis
+    const grid = svg("g", { class: "value-axis", "data-step": axis.step });
+    for (let v = axis.low; v <= axis.high; v += axis.step) {
+      const y = yOf(v);
+      grid.append(svg("line", { class: v === 0 ? "axis" : "grid", x1: left, x2: width - right, y1: y, y2: y }));
+      grid.append(svg("text", { class: "tick", x: left - 4, y: y + 3, "text-anchor": "end", "data-value": v,
+        text: money(v).replace(" " + state.currency, "") }));
+    }
+    grid.append(svg("line", { class: "axis", x1: left, x2: left, y1: top, y2: top + plot }));
+    grid.append(svg("text", { class: "unit", x: 4, y: 10, text: "GGR" + (state.currency ? " (" + state.currency + ")" : "") }));
+    chart.append(grid);
     rows.forEach((r, i) => {
-      const x = left + i * (barWidth + barGap);
+      const x = left + barGap / 2 + i * (barWidth + barGap);
       const h = (Math.abs(r.ggr) / span) * plot;
       const y = r.ggr >= 0 ? zeroY - h : zeroY;
       const bar = svg("rect", { class: "bar" + (r.ggr < 0 ? " negative" : ""), x, y, width: barWidth,
@@ -427,7 +629,7 @@
         "text-anchor": "middle", text: label.length > fits ? label.slice(0, fits - 1) + "…" : label }));
     });
     if (!rows.length) {
-      chart.append(svg("text", { class: "label", x: width / 2, y: height / 2, "text-anchor": "middle",
+      chart.append(svg("text", { class: "label", x: left + inner / 2, y: top + plot / 2, "text-anchor": "middle",
         text: "no play in this period" }));
     }
     return chart;
@@ -451,7 +653,7 @@
   // them together; the halls keep sending while it reads, so when the totals disagree (a batch landed
   // between two reads) it reads them all again, and says "as of" when the set it shows was read.
   async function renderCharts() {
-    const period = "&from=" + utcDay(-29) + "&to=today";
+    const period = "&" + periodQuery();
     const specs = [
       ["day", (r) => r.key.slice(5)],
       // the API's label: catalog names, and money outside games said as such (never an empty key)
@@ -468,6 +670,7 @@
       }
       return;
     }
+    const asked = periodQuery();
     let reports = null;
     let readAt = null;
     let agree = false;
@@ -483,9 +686,10 @@
       for (const box of boxes) showError(box, err);
       return;
     }
+    if (periodQuery() !== asked) return;   // a newer period was asked meanwhile: its read shows
     asOf.dataset.at = readAt.toISOString();
     asOf.dataset.consistent = String(agree);
-    asOf.textContent = "Last 30 days, as of " + clock(readAt) + (agree ? ""
+    asOf.textContent = periodLabel() + ", as of " + clock(readAt) + (agree ? ""
       : " · the halls were sending while the charts were read: their totals may differ by the newest play");
     specs.forEach(([name, labelOf], i) => {
       const report = reports[i];
@@ -500,6 +704,160 @@
       }
       parts.push(el("p", { class: "total", "data-minor": total, text: "Total " + money(total) }));
       boxes[i].replaceChildren(...parts);
+    });
+  }
+
+  // ---- reconciliation, hold vs RTP, audit, rules ------------------------------------------------
+  // Reads every page of a paged route (at most MAX_PAGES); `next` gives the next page's query or null.
+  async function allPages(first, next) {
+    const rows = [];
+    let page = await api(first);
+    let pages = 1;
+    rows.push(...page.rows);
+    for (let q = next(page); q && pages < MAX_PAGES; q = next(page), pages++) {
+      page = await api(q);
+      rows.push(...page.rows);
+    }
+    return { last: page, rows, complete: !next(page) };
+  }
+
+  function lineOf(row, name) { return row.ggr ? row.ggr[name] : null; }
+
+  async function renderReconciliation() {
+    const box = $("reconciliation-body");
+    const summary = $("reconciliation-summary");
+    summary.textContent = "";
+    await section(box, "GET /reports/reconciliation", async () => {
+      const asked = periodQuery();
+      const base = "/reports/reconciliation?" + asked + "&limit=5000";
+      const got = await allPages(base, (page) => page.next_after ? base + "&after=" +
+        encodeURIComponent(page.next_after) : null);
+      if (periodQuery() !== asked) return;
+      state.currency = got.last.currency;
+      const columns = [
+        { head: "Hall", csv: "hall", kind: "text", get: (r) => r.hall },
+        { head: "Machine", csv: "device", kind: "text", get: (r) => r.device },
+        { head: "Gaming day", csv: "day", kind: "text", get: (r) => r.day },
+        { head: "Reason", csv: "reason", kind: "text", get: (r) => r.reason, cls: (r) => "reason-" + r.reason },
+        { head: "GGR by meters", csv: "ggr_meters_minor", kind: "money", get: (r) => lineOf(r, "meters") },
+        { head: "GGR by events", csv: "ggr_events_minor", kind: "money", get: (r) => lineOf(r, "events") },
+        { head: "Missed", csv: "ggr_missed_minor", kind: "money", get: (r) => lineOf(r, "missed") },
+        { head: "Variance", csv: "ggr_variance_minor", kind: "money", get: (r) => lineOf(r, "variance") },
+        { head: "Variance %", csv: "ggr_variance_bp", kind: "bp", get: (r) => lineOf(r, "variance_bp") },
+        { head: "Residual", csv: "ggr_residual_minor", kind: "money", get: (r) => lineOf(r, "residual") },
+        { head: "Unreconciled bets", csv: "unreconciled_bets_minor", kind: "money", get: (r) => r.unreconciled.bets },
+        { head: "Unreconciled wins", csv: "unreconciled_wins_minor", kind: "money", get: (r) => r.unreconciled.wins },
+        { head: "Notes", csv: "notes", kind: "text", get: (r) => (r.notes || []).join("; ") },
+      ];
+      const flagged = got.rows.filter((r) => r.reason === "unexplained" || r.reason === "events_exceed_meters").length;
+      summary.textContent = periodLabel() + " · " + got.rows.length + " machine-days · " + flagged +
+        " unexplained" + (got.complete ? "" : " · only the first " + got.rows.length + ": narrow the period");
+      box.replaceChildren(...reportTable("reconciliation", columns, got.rows, {
+        row: (r) => ({ "data-hall": r.hall, "data-device": r.device, "data-day": r.day }) }));
+    });
+  }
+
+  async function renderHold() {
+    const box = $("hold-body");
+    const summary = $("hold-summary");
+    summary.textContent = "";
+    await section(box, "GET /reports/hold", async () => {
+      const asked = periodQuery();
+      const group = $("hold-group").value;
+      const data = await api("/reports/hold?group_by=" + group + "&" + asked);
+      if (periodQuery() !== asked || $("hold-group").value !== group) return;
+      state.currency = data.currency;
+      const keys = group === "device" ? [
+        { head: "Hall", csv: "hall", kind: "text", get: (r) => r.hall },
+        { head: "Machine", csv: "device", kind: "text", get: (r) => r.device },
+        { head: "No.", csv: "number", kind: "text", get: (r) => r.number },
+        { head: "Game", csv: "game", kind: "text", get: (r) => r.game },
+      ] : [{ head: "Game", csv: "game", kind: "text", get: (r) => r.key }];
+      const columns = keys.concat([
+        { head: "Provider", csv: "provider", kind: "text", get: (r) => r.provider },
+        { head: "Rounds", csv: "rounds", kind: "int", get: (r) => r.rounds },
+        { head: "Bets", csv: "bets_minor", kind: "money", get: (r) => r.bets },
+        { head: "Wins", csv: "wins_minor", kind: "money", get: (r) => r.wins },
+        { head: "GGR", csv: "ggr_minor", kind: "money", get: (r) => r.ggr },
+        { head: "RTP", csv: "rtp_bp", kind: "bp", get: (r) => r.rtp_bp },
+        { head: "Theoretical hold", csv: "theoretical_hold_bp", kind: "bp", get: (r) => r.theoretical_hold_bp },
+        { head: "Actual hold", csv: "actual_hold_bp", kind: "bp", get: (r) => r.actual_hold_bp },
+        { head: "Deviation", csv: "deviation_bp", kind: "bp", get: (r) => r.deviation_bp },
+        { head: "Band ±", csv: "band_bp", kind: "bp", get: (r) => r.band_bp },
+        { head: "Anomaly", csv: "anomaly", kind: "text", get: (r) => r.anomaly ? "yes" : "no" },
+        { head: "Why", csv: "reason", kind: "text", get: (r) => r.reason },
+      ]);
+      const t = data.thresholds || {};
+      summary.textContent = periodLabel() + " · " + data.rows.filter((r) => r.anomaly).length +
+        " anomalies · flagged outside theoretical ± " + (t.z || "?") + " σ, never below " +
+        (t.min_rounds || "?") + " rounds";
+      box.replaceChildren(...reportTable("hold", columns, data.rows, {
+        row: (r) => ({ class: r.anomaly ? "anomaly" : null, "data-key": r.key }) }));
+    });
+  }
+
+  function json(value) { return value === null || value === undefined ? "" : JSON.stringify(value); }
+
+  async function renderAudit() {
+    const box = $("audit-body");
+    const summary = $("audit-summary");
+    summary.textContent = "";
+    await section(box, "GET /audit", async () => {
+      const asked = periodQuery();
+      const base = "/audit?" + asked + "&limit=1000";
+      const got = await allPages(base, (page) => page.next_after_id !== null && page.next_after_id !== undefined
+        ? base + "&after_id=" + page.next_after_id : null);
+      if (periodQuery() !== asked) return;
+      const columns = [
+        { head: "Id", csv: "id", kind: "int", get: (r) => r.id },
+        { head: "Time", csv: "time", kind: "text", get: (r) => r.time, display: (r) => when(r.time) },
+        { head: "Who", csv: "actor", kind: "text", get: (r) => r.actor },
+        { head: "Name", csv: "actor_name", kind: "text", get: (r) => r.actor_name },
+        { head: "Action", csv: "action", kind: "text", get: (r) => r.action },
+        { head: "Target", csv: "target", kind: "text", get: (r) => r.target },
+        { head: "Hall", csv: "hall", kind: "text", get: (r) => r.hall },
+        { head: "Before", csv: "before", kind: "text", css: "json", get: (r) => json(r.before) },
+        { head: "After", csv: "after", kind: "text", css: "json", get: (r) => json(r.after) },
+      ];
+      summary.textContent = periodLabel() + " · " + got.rows.length + " changes, oldest first" +
+        (got.complete ? "" : " · only the first " + got.rows.length + ": narrow the period");
+      box.replaceChildren(...reportTable("audit", columns, got.rows, { row: (r) => ({ "data-audit": r.id }) }));
+    });
+  }
+
+  function ruleText(r) {
+    const p = r.params || {};
+    if (r.kind === "max_bet") {
+      return "max bet " + money(p.max_bet) + (p.provider ? " · provider " + p.provider : "") +
+        (p.game ? " · game " + p.game : "") + (p.enforce ? " · enforced (games over it disabled)" : " · listed");
+    }
+    return r.kind.replace("_", " ") + " " + (p.game || "");
+  }
+
+  async function renderRules() {
+    const box = $("rules-body");
+    const summary = $("rules-summary");
+    summary.textContent = "";
+    await section(box, "GET /rules", async () => {
+      const data = await api("/rules?limit=1000");
+      const columns = [
+        { head: "Created", csv: "created_at", kind: "text", get: (r) => r.created_at, display: (r) => when(r.created_at) },
+        { head: "Rule", csv: "id", kind: "text", get: (r) => r.id },
+        { head: "Kind", csv: "kind", kind: "text", get: (r) => r.kind },
+        { head: "What", csv: "params", kind: "text", get: (r) => json(r.params), display: ruleText },
+        { head: "Max bet", csv: "max_bet_minor", kind: "money",
+          get: (r) => r.params && Number.isSafeInteger(r.params.max_bet) ? r.params.max_bet : null },
+        { head: "Halls", csv: "halls", kind: "text", get: (r) => r.halls ? r.halls.join(" ") : "",
+          display: (r) => r.halls ? r.halls.join(", ") : "every hall" },
+        { head: "State", csv: "state", kind: "text", get: (r) => r.state },
+        { head: "Commands", csv: "status", kind: "text", get: (r) => r.status },
+        { head: "Counts", csv: "counts", kind: "text", get: (r) => Object.entries(r.counts || {})
+          .map(([k, v]) => k + "=" + v).join(" ") },
+        { head: "By", csv: "created_by", kind: "text", get: (r) => r.created_by },
+      ];
+      summary.textContent = data.rows.length + " rules, newest first (rules are not bound to a period: all are listed)";
+      box.replaceChildren(...reportTable("rules", columns, data.rows,
+        { period: false, row: (r) => ({ "data-rule": r.id, class: "rule-" + r.state }) }));
     });
   }
 
@@ -593,7 +951,8 @@
 
   function bp(value) {
     if (typeof value !== "number") return "—";
-    return Math.trunc(value / 100) + "." + String(value % 100).padStart(2, "0") + " %";
+    const abs = Math.abs(value);
+    return (value < 0 ? "-" : "") + Math.trunc(abs / 100) + "." + String(abs % 100).padStart(2, "0") + " %";
   }
 
   function latestCommand(hall, device, game) {
@@ -701,6 +1060,10 @@
     for (const button of document.querySelectorAll("#views button")) {
       button.addEventListener("click", () => show(button.dataset.view));
     }
+    $("period").addEventListener("change", onPeriodChange);
+    $("period").addEventListener("submit", (event) => { event.preventDefault(); onPeriodChange(); });
+    $("period-default").addEventListener("click", () => { setPeriod(defaultPeriod(state.days)); refresh(); });
+    $("hold-group").addEventListener("change", () => refresh());
     $("floor-hall").addEventListener("change", (event) => {
       state.floorHall = event.target.value;
       refresh();

@@ -447,7 +447,8 @@ async def test_the_charts_show_one_total_as_of_one_time_while_the_hall_plays(bro
         as_of = w.page.locator("#charts-asof")
         await expect(as_of).to_have_text(re.compile(r"^Last 30 days, as of \d\d:\d\d:\d\d$"))
         await expect(as_of).to_have_attribute("data-consistent", "true")
-        # every chart reads the same days
+        # every chart reads the same days: the period picker's, by default the hall's last 30 gaming days
         urls = [u for u in w.requests[before:] if "/reports/ggr?" in u and "from=today" not in u]   # not the overview
-        assert {u.split("&", 1)[1] for u in urls} == {f"from={utc_day(now_us() - 29 * 86_400_000_000)}&to=today"}
+        assert {u.split("&", 1)[1] for u in urls} == {
+            f"from={utc_day(now_us() - 29 * 86_400_000_000)}&to={utc_day(now_us())}"}
         w.assert_clean()
