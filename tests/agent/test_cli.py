@@ -63,6 +63,56 @@ def test_link_test_json_fields(sim_egm: dict) -> None:
     assert report["meters"]["values"]["games_played"]["unit"] == "count"
 
 
+def run_with_stderr_on_a_terminal(*args: str, timeout: float = 30) -> tuple[int, str, str]:
+    """Run with stdout piped (as into jq) and stderr on a pty, as a technician's terminal: returns
+    (exit code, stdout, what the terminal showed)."""
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.run([AGENT, *args], stdout=subprocess.PIPE, stderr=slave, text=True, timeout=timeout,
+                              env=env)
+        os.close(slave)
+        slave = -1
+        shown = b""
+        while True:  # the few progress lines fit the pty's buffer; EIO once it is drained and the child gone
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+        return proc.returncode, proc.stdout, shown.decode().replace("\r\n", "\n")
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+
+
+def test_progress_on_a_terminal_while_the_json_stays_clean(sim_egm: dict) -> None:
+    """A technician sees each step on the terminal as it happens; stdout is the same one JSON document."""
+    args = ("diag", "sas", "--port", sim_egm["port"], "--address", "7", "--seconds", "1", "--json")
+    code, stdout, shown = run_with_stderr_on_a_terminal(*args)
+    assert code == 0, shown
+    steps = shown.splitlines()
+    assert steps[0] == f"hall-agent: polling address 7 on {sim_egm['port']} (pty, marks)...", shown
+    assert any(s.startswith("hall-agent: link up after ") for s in steps), shown
+    assert any(s.startswith("hall-agent: identity: game ") and "serial " in s for s in steps), shown
+    assert any(s.startswith("hall-agent: meters: ") and " read (LP " in s for s in steps), shown
+    piped = run(*args)  # a script capturing stderr: no progress, the same report
+    assert piped.returncode == 0 and piped.stderr == ""
+    assert stdout.count("\n") == 1 and piped.stdout.count("\n") == 1
+    report, plain = json.loads(stdout), json.loads(piped.stdout)
+    assert set(report) == set(plain) and set(report["link"]) == set(plain["link"])
+    who = ("serial", "sas_version", "game_id", "paytable_id")
+    assert [report["identity"][k] for k in who] == [plain["identity"][k] for k in who]
+    assert report["meters"]["values"].keys() == plain["meters"]["values"].keys()
+    forced = run(*args, "--progress")
+    assert forced.returncode == 0 and "hall-agent: meters: " in forced.stderr and json.loads(forced.stdout)
+
+
 def test_disable_then_enable(sim_egm: dict) -> None:
     res = run("diag", "sas", "--port", sim_egm["port"], "--address", "7", "--seconds", "0.5", "--disable", "--json")
     assert res.returncode == 0, res.stderr
