@@ -150,6 +150,30 @@ def test_missing_port_is_a_clear_error() -> None:
     assert res.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize(("kind", "said"), [("missing", "not found: check the cable/USB adapter and the serial port"),
+                                            ("file", "is not a serial port (it is a regular file; "),
+                                            ("directory", "is not a serial port (it is a directory; ")])
+@pytest.mark.parametrize(("command", "flag"), [("sas", "--port"), ("scan", "--port"), ("modbus", "--serial")])
+def test_a_port_that_is_no_serial_port_is_one_line_saying_what_to_check(
+        tmp_path: Path, kind: str, said: str, command: str, flag: str) -> None:
+    """A typo in --port (or a path to the wrong thing) gets a sentence, not pyserial's ioctl error."""
+    path = tmp_path / "ttyUSB0"
+    if kind == "file":
+        path.write_text("not a port\n")
+    elif kind == "directory":
+        path.mkdir()
+    extra = ("--address", "1") if command == "sas" else ("--timeout-ms", "300")
+    res = run("diag", command, flag, str(path), *extra)
+    assert res.returncode == 3, res.stderr
+    assert res.stderr.count("\n") == 1 and res.stderr.startswith(f"hall-agent: error: {'port ' * (kind == 'missing')}"
+                                                                 f"{path} "), res.stderr
+    assert said in res.stderr
+    if kind == "missing":
+        assert f"path in {flag} / devices.toml" in res.stderr
+    else:
+        assert res.stderr.rstrip().endswith(f"such as /dev/ttyUSB0 or /dev/ttyS0): check {flag} / devices.toml")
+
+
 def test_every_command_has_help() -> None:
     for args in (["--help"], ["diag", "--help"], ["diag", "sas", "--help"], ["diag", "scan", "--help"]):
         res = run(*args)
