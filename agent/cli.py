@@ -26,7 +26,7 @@ OPS = {"run": _run, "status": _status, "devices": _devices, "outbox": _outbox}
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "sas": {"framing": "marks", "transport": None, "seconds": None, "json": False, "watch": False,
-            "response_timeout_ms": None, "interval_ms": 200.0, "log_level": "warning"},
+            "response_timeout_ms": None, "interval_ms": 200.0, "log_level": "warning", "progress": None},
     "modbus": {"host": None, "port": 502, "serial": None, "baudrate": 19200, "unit": 1,
                "map": "hallsync-terminal-v1", "timeout_ms": 1000.0, "interval_ms": 1000.0, "seconds": None,
                "json": False, "watch": False, "log_level": "warning"},
@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     sas.add_argument("--response-timeout-ms", type=float, default=None,
                      help="how long to wait for a reply to start (default 20 on a UART, 50 on a pty)")
     sas.add_argument("--interval-ms", type=float, default=None, help="general-poll interval (default 200)")
+    sas.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="one line per step on stderr as it happens (default: when stderr is a terminal)")
 
     scan = dsub.add_parser("scan", help="list the SAS addresses that answer on a port",
                            description="Send one LP 54 to every address and list those that answer.")
@@ -198,7 +200,9 @@ def _main(argv: Sequence[str] | None) -> int:
         port=opts["port"], address=int(opts["address"]), framing=opts["framing"], transport=opts["transport"],
         seconds=_seconds(opts), json=bool(opts["json"]), watch=bool(opts["watch"]), action=opts["action"],
         response_timeout=resp / 1000 if resp is not None else None, poll_interval=float(opts["interval_ms"]) / 1000)
-    return asyncio.run(run_sas_diag(diag_opts))
+    # Like git: progress by default only for a person watching; a script capturing stderr gets just the error.
+    show = opts["progress"] if opts["progress"] is not None else sys.stderr.isatty()
+    return asyncio.run(run_sas_diag(diag_opts, progress=sys.stderr if show else None))
 
 
 def _diag_modbus(opts: dict[str, Any]) -> int:

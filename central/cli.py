@@ -58,7 +58,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "export.write": {"db": None, "data_dir": None, "from": None, "to": None, "out": None, "format": "jsonl",
                      "hall": None},
     "export.verify": {"file": None, "central_pub": None, "allow_unsigned": False},
-    "serve": {"data_dir": None, "db": None, "mqtt": None, "mqtt_password_file": None, "http": "127.0.0.1:8080",
+    # serve is a daemon: info by default, like ``hall-agent run``, so its start and stop lines reach journald
+    "serve": {"log_level": "info", "data_dir": None, "db": None, "mqtt": None, "mqtt_password_file": None,
+              "http": "127.0.0.1:8080",
               "currency": "EUR", "share_group": "central", "client_id": "hallsync-central", "metrics_token": None,
               "monitor_interval": 15.0, "alert_door_open": None, "alert_device_silent": None,
               "alert_delay": None, "alert_missed_share": None, "alert_missed_records": None,
@@ -95,7 +97,7 @@ class Failed(Exception):
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", default=S, help="TOML file holding any of these options (flags win)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=S,
-                   help="level of central's own logs on stderr (default warning)")
+                   help="level of central's own logs on stderr (default info for serve, else warning)")
 
 
 def _db(p: argparse.ArgumentParser) -> None:

@@ -111,8 +111,8 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         if config.monitor_interval > 0:
             monitor = Monitor(store, thresholds=config.alert_thresholds, interval=config.monitor_interval)
             monitor.start()
-        log.warning("central_serving", http=f"http://{config.http_host}:{config.http_port}/api/v1",
-                    broker=str(url), db=config.db if "://" not in config.db else config.db.split("@")[-1])
+        log.info("central_serving", http=f"http://{config.http_host}:{config.http_port}/api/v1",
+                 broker=str(url), db=config.db if "://" not in config.db else config.db.split("@")[-1])
         await stop.wait()
     finally:
         if standing is not None:
@@ -126,7 +126,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         if runner is not None:
             await runner.cleanup()
         await store.close()
-        log.warning("central_stopped")
+        log.info("central_stopped")
 
 
 GIL_SWITCH_INTERVAL_S = 0.0005

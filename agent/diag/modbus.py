@@ -23,6 +23,7 @@ from protocols.modbus import MAPS, RegisterMap, TerminalReading, counter_delta, 
 from protocols.modbus.registers import CONTROL_DISABLE, CONTROL_ENABLE, RegisterError
 
 from ..modbus.adapter import ModbusAdapter, ModbusDeviceError, ModbusEndpoint, ModbusError, ModbusUnreachable
+from ..transport.errors import TransportError, check_serial_path
 from .errors import EXIT_NO_ANSWER, EXIT_PORT, EXIT_USAGE, DiagError
 from .render import table
 
@@ -120,6 +121,11 @@ async def _read(adapter: ModbusAdapter, regmap: RegisterMap) -> tuple[list[int],
 async def run_modbus_diag(opts: ModbusDiagOptions, out: TextIO | None = None) -> int:
     out = out if out is not None else sys.stdout
     ep = _endpoint(opts)
+    if opts.serial is not None:
+        try:  # pymodbus only says "cannot connect", whatever the path is
+            check_serial_path(opts.serial, "--serial / devices.toml")
+        except TransportError as exc:
+            raise DiagError(str(exc), EXIT_PORT) from exc
     if opts.map not in MAPS:
         raise DiagError(f"unknown register map {opts.map!r} (known: {', '.join(sorted(MAPS))})", EXIT_USAGE)
     regmap = MAPS[opts.map]

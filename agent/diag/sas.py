@@ -39,7 +39,22 @@ class SasDiagOptions:
     poll_interval: float = 0.2
 
 
-async def run_sas_diag(opts: SasDiagOptions, out: TextIO = sys.stdout) -> int:
+class Progress:
+    """One line per step on ``stream`` (stderr) as it happens, flushed: a technician at the machine sees
+    that the tool is polling and what it has got so far, while stdout stays the report (and ``--json``
+    stays one clean document). ``stream`` None says nothing."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self.stream = stream
+
+    def __call__(self, text: str) -> None:
+        if self.stream is not None:
+            self.stream.write(f"hall-agent: {text}\n")
+            self.stream.flush()
+
+
+async def run_sas_diag(opts: SasDiagOptions, out: TextIO = sys.stdout, progress: TextIO | None = None) -> int:
+    say = Progress(progress)
     kind = opts.transport or default_kind(opts.port)
     transport = make_transport(opts.port, kind, opts.framing)  # type: ignore[arg-type]
     line = SasLine(transport, timing_for(kind, opts.response_timeout))
@@ -52,12 +67,14 @@ async def run_sas_diag(opts: SasDiagOptions, out: TextIO = sys.stdout) -> int:
     coord = MachineCoordinator(line, opts.address, device=f"addr-{opts.address}", config=config)
     await coord.start()
     started = time.monotonic()
+    say(f"polling address {opts.address} on {opts.port} ({kind}, {opts.framing})...")
     identity: F.Identity | None = None
     meters: F.MetersSnapshot | None = None
     exceptions: list[F.ExceptionFact] = []
     other: list[F.Fact] = []
     command: F.CommandResult | None = None
     link_seen = False
+    collecting_said = False
     deadline = None if (opts.watch and opts.seconds <= 0) else started + opts.seconds
     try:
         while True:
@@ -72,11 +89,17 @@ async def run_sas_diag(opts: SasDiagOptions, out: TextIO = sys.stdout) -> int:
                 continue
             if isinstance(fact, F.LinkUp):
                 link_seen = True
+                say(f"link up after {time.monotonic() - started:.1f} s; reading identity and meters...")
                 if opts.action and command is None:
+                    say(f"sending {opts.action}...")
                     command = await (coord.disable_machine() if opts.action == "disable" else coord.enable_machine())
+                    say(f"{opts.action}: {'ACKed' if command.acked else 'NOT ACKed'}")
             elif isinstance(fact, F.Identity):
                 identity = fact
+                say(f"identity: game {fact.game_id}, serial {fact.serial}, SAS {fact.sas_version}")
             elif isinstance(fact, F.MetersSnapshot):
+                if meters is None:  # later snapshots (after events) are the same step again
+                    say(f"meters: {len(fact.meters)} read (LP {fact.source})")
                 meters = fact
             elif isinstance(fact, F.ExceptionFact):
                 exceptions.append(fact)
@@ -86,6 +109,14 @@ async def run_sas_diag(opts: SasDiagOptions, out: TextIO = sys.stdout) -> int:
                 command = fact
             else:
                 other.append(fact)
+                if isinstance(fact, F.LinkDown):
+                    say(f"link down: {fact.missed} polls unanswered")
+            if not collecting_said and link_seen and identity and meters and (not opts.action or command):
+                collecting_said = True
+                if opts.watch:
+                    say("watching exceptions " + (f"for {opts.seconds:g} s..." if deadline else "(Ctrl-C stops)..."))
+                elif (left := opts.seconds - (time.monotonic() - started)) > 0.05:
+                    say(f"collecting link statistics for {left:.1f} s more...")
             if not opts.watch and link_seen and identity and meters and (not opts.action or command) \
                     and time.monotonic() - started >= opts.seconds:
                 break

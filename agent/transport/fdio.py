@@ -15,7 +15,7 @@ import termios
 from protocols.sas import wire
 
 from .base import Framing, SasTransport
-from .errors import PortClosed, TransportError
+from .errors import PortClosed, TransportError, check_serial_path
 
 WRITE_TIMEOUT = 1.0
 """A write that cannot finish within this time means nobody drains the line (dead pty peer)."""
@@ -49,6 +49,7 @@ class FdTransport(SasTransport):
         if self._fd is not None:
             return
         self._loop = asyncio.get_running_loop()
+        check_serial_path(self.path)
         self._fd = self._open_fd()
         self._error = None
         self._loop.add_reader(self._fd, self._on_readable)

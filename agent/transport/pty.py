@@ -8,10 +8,11 @@ receive. ``structural`` framing writes plain bytes; the peer frames by message s
 from __future__ import annotations
 
 import os
+import termios
 
 from protocols.sas import wire
 
-from .errors import describe_open_error
+from .errors import describe_open_error, not_a_serial_port
 from .fdio import FdTransport, set_raw
 
 
@@ -25,6 +26,9 @@ class PtyTransport(FdTransport):
             raise describe_open_error(self.path, exc) from exc
         try:
             set_raw(fd)
+        except termios.error as exc:  # a character device that is not a tty (/dev/null)
+            os.close(fd)
+            raise not_a_serial_port(self.path, "a device that is not a tty") from exc
         except Exception:
             os.close(fd)
             raise

@@ -21,7 +21,7 @@ import termios
 from protocols.sas import wire
 
 from .base import Framing
-from .errors import TransportError, describe_open_error
+from .errors import TransportError, describe_open_error, not_a_serial_port
 from .fdio import FdTransport
 
 CMSPAR = getattr(termios, "CMSPAR", 0o10000000000)
@@ -76,6 +76,8 @@ class UartTransport(FdTransport):
             err = exc.__context__ if isinstance(exc.__context__, OSError) else None
             if isinstance(err, OSError) or getattr(exc, "errno", None):
                 raise describe_open_error(self.path, err or exc) from exc
+            if isinstance(exc.__context__, termios.error):  # opened, but no tty to configure (/dev/null)
+                raise not_a_serial_port(self.path, "a device that is not a tty") from exc
             raise TransportError(f"cannot open {self.path}: {exc}") from exc
         self._serial = port
         fd = port.fileno()

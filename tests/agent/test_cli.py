@@ -63,6 +63,56 @@ def test_link_test_json_fields(sim_egm: dict) -> None:
     assert report["meters"]["values"]["games_played"]["unit"] == "count"
 
 
+def run_with_stderr_on_a_terminal(*args: str, timeout: float = 30) -> tuple[int, str, str]:
+    """Run with stdout piped (as into jq) and stderr on a pty, as a technician's terminal: returns
+    (exit code, stdout, what the terminal showed)."""
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.run([AGENT, *args], stdout=subprocess.PIPE, stderr=slave, text=True, timeout=timeout,
+                              env=env)
+        os.close(slave)
+        slave = -1
+        shown = b""
+        while True:  # the few progress lines fit the pty's buffer; EIO once it is drained and the child gone
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+        return proc.returncode, proc.stdout, shown.decode().replace("\r\n", "\n")
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+
+
+def test_progress_on_a_terminal_while_the_json_stays_clean(sim_egm: dict) -> None:
+    """A technician sees each step on the terminal as it happens; stdout is the same one JSON document."""
+    args = ("diag", "sas", "--port", sim_egm["port"], "--address", "7", "--seconds", "1", "--json")
+    code, stdout, shown = run_with_stderr_on_a_terminal(*args)
+    assert code == 0, shown
+    steps = shown.splitlines()
+    assert steps[0] == f"hall-agent: polling address 7 on {sim_egm['port']} (pty, marks)...", shown
+    assert any(s.startswith("hall-agent: link up after ") for s in steps), shown
+    assert any(s.startswith("hall-agent: identity: game ") and "serial " in s for s in steps), shown
+    assert any(s.startswith("hall-agent: meters: ") and " read (LP " in s for s in steps), shown
+    piped = run(*args)  # a script capturing stderr: no progress, the same report
+    assert piped.returncode == 0 and piped.stderr == ""
+    assert stdout.count("\n") == 1 and piped.stdout.count("\n") == 1
+    report, plain = json.loads(stdout), json.loads(piped.stdout)
+    assert set(report) == set(plain) and set(report["link"]) == set(plain["link"])
+    who = ("serial", "sas_version", "game_id", "paytable_id")
+    assert [report["identity"][k] for k in who] == [plain["identity"][k] for k in who]
+    assert report["meters"]["values"].keys() == plain["meters"]["values"].keys()
+    forced = run(*args, "--progress")
+    assert forced.returncode == 0 and "hall-agent: meters: " in forced.stderr and json.loads(forced.stdout)
+
+
 def test_disable_then_enable(sim_egm: dict) -> None:
     res = run("diag", "sas", "--port", sim_egm["port"], "--address", "7", "--seconds", "0.5", "--disable", "--json")
     assert res.returncode == 0, res.stderr
@@ -98,6 +148,30 @@ def test_missing_port_is_a_clear_error() -> None:
     assert res.returncode == 3
     assert res.stderr.startswith("hall-agent: error: port /dev/pts/999 not found")
     assert res.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(("kind", "said"), [("missing", "not found: check the cable/USB adapter and the serial port"),
+                                            ("file", "is not a serial port (it is a regular file; "),
+                                            ("directory", "is not a serial port (it is a directory; ")])
+@pytest.mark.parametrize(("command", "flag"), [("sas", "--port"), ("scan", "--port"), ("modbus", "--serial")])
+def test_a_port_that_is_no_serial_port_is_one_line_saying_what_to_check(
+        tmp_path: Path, kind: str, said: str, command: str, flag: str) -> None:
+    """A typo in --port (or a path to the wrong thing) gets a sentence, not pyserial's ioctl error."""
+    path = tmp_path / "ttyUSB0"
+    if kind == "file":
+        path.write_text("not a port\n")
+    elif kind == "directory":
+        path.mkdir()
+    extra = ("--address", "1") if command == "sas" else ("--timeout-ms", "300")
+    res = run("diag", command, flag, str(path), *extra)
+    assert res.returncode == 3, res.stderr
+    assert res.stderr.count("\n") == 1 and res.stderr.startswith(f"hall-agent: error: {'port ' * (kind == 'missing')}"
+                                                                 f"{path} "), res.stderr
+    assert said in res.stderr
+    if kind == "missing":
+        assert f"path in {flag} / devices.toml" in res.stderr
+    else:
+        assert res.stderr.rstrip().endswith(f"such as /dev/ttyUSB0 or /dev/ttyS0): check {flag} / devices.toml")
 
 
 def test_every_command_has_help() -> None:
