@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import socket
 import ssl
@@ -27,6 +28,22 @@ import structlog
 from .url import BrokerUrl
 
 log = structlog.get_logger("mqttlink")
+
+
+class _AbandonedCallFilter(logging.Filter):
+    """aiomqtt logs the broker's late answer to a call we stopped waiting for (a SUBSCRIBE cancelled by
+    SIGTERM during connect, a publish that timed out) as an *exception*, with a ``KeyError`` traceback,
+    in plain text among our JSON lines. The answer is expected and harmless: it becomes one debug line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith("Unexpected message ID"):
+            log.debug("mqtt_late_answer_ignored", detail=record.getMessage())
+            return False
+        return True
+
+
+_AIOMQTT_LOG = logging.getLogger("mqttlink.aiomqtt")
+_AIOMQTT_LOG.addFilter(_AbandonedCallFilter())
 
 Handler = Callable[["Received"], Awaitable[None]]
 
@@ -157,7 +174,7 @@ class MqttLink:
             username=self.url.username, password=self.url.password, keepalive=self.keepalive,
             timeout=self.connect_timeout, max_inflight_messages=self.max_inflight, tls_context=self.tls_context,
             will=None if will is None else aiomqtt.Will(will.topic, will.payload, will.qos, will.retain),
-            socket_options=_SOCKET_OPTIONS,
+            socket_options=_SOCKET_OPTIONS, logger=_AIOMQTT_LOG,
         )
         client.pending_calls_threshold = self.max_inflight + 10
         got_connected = False
