@@ -3,8 +3,9 @@
 ``run`` options may come from ``--config FILE`` (TOML: top-level keys and a ``[run]`` table; flags
 win). ``status``/``devices``/``outbox`` ask the running agent on its socket (``DATA_DIR/agent.sock``,
 answered from memory, so a full disk or a loaded machine cannot make a running agent look dead); when
-nothing answers there they read the state file the agent rewrites every few seconds (its last known
-state), and ``outbox`` the outbox database itself (read-only) when the agent is not running.
+nothing answers there, whether it runs is the agent's lock on ``DATA_DIR/agent.pid`` (held while the
+process lives, starting included), and what it last said is the state file it rewrites every few
+seconds; ``outbox`` reads the outbox database itself (read-only) when the agent is not running.
 Exit codes: 0 ok; 1 the agent is not running; 2 usage or start-up error.
 """
 
@@ -187,31 +188,40 @@ class Observed:
 
 
 def _observe(data_dir: Path) -> Observed:
-    """Ask the live agent first; fall back to the state file.
+    """Ask the live agent first; then its lock; fall back to the state file's age last.
 
-    The socket decides liveness when it can, because a file's age cannot (a full disk or a loaded
-    machine stops it from being rewritten while the agent runs):
+    The socket decides liveness when it can, and the agent's lock (``DATA_DIR/agent.pid``, held by
+    the running process from start to stop, dropped by the kernel when it dies) when the socket does
+    not answer, because a file's age cannot decide it (a full disk or a loaded machine stops the file
+    from being rewritten while the agent runs):
 
     * an answer: running (unless it comes from a shutdown in progress);
-    * refused (a socket file nobody listens on): the agent that bound it is gone, whatever the file says;
-    * accepted but unanswered in time: a process holds the socket, so the agent exists but is busy,
-      hung or stopped; running if the state file's pid exists (the note says it did not answer);
-    * no socket (an agent that could not bind one): the file rule, fresh and its process exists.
+    * no answer, lock held: running (starting, busy, hung or stopped; the note says why no answer),
+      with the state file as the last known state (None while a first start has written none yet);
+    * no answer, lock free: not running, whatever the file says;
+    * no lock file (an agent from before the lock): refused (a socket file nobody listens on) is
+      not running; accepted but unanswered is running if the state file's pid exists; no socket is
+      the file rule, fresh and its process exists.
 
-    A state file written by a clean stop says so (``stopped_at``): not running.
+    A state file written by a clean stop says so (``stopped_at``): not running, unless a new run holds the lock.
     """
-    from .state_socket import SOCKET_FILE, STATE_FILE, AgentNotAnswering, ask_agent
+    from .state_socket import PID_FILE, SOCKET_FILE, STATE_FILE, AgentNotAnswering, ask_agent, lock_holder
 
     try:
         live = ask_agent(data_dir / SOCKET_FILE)
         return Observed(live, live.get("stopped_at") is None, "agent socket")
     except AgentNotAnswering as exc:
         why: AgentNotAnswering = exc
+    locked = lock_holder(data_dir / PID_FILE)
     try:
         state = json.loads((data_dir / STATE_FILE).read_text())
     except (OSError, ValueError):
-        return Observed(None, False, None, str(why))
+        state = None
     if not isinstance(state, dict):
+        state = None
+    if locked is not None:
+        return Observed(state, locked, "state file" if state is not None else None, str(why))
+    if state is None:
         return Observed(None, False, None, str(why))
     if why.refused or state.get("stopped_at") is not None:
         return Observed(state, False, "state file", str(why))
@@ -261,8 +271,9 @@ def status(args: argparse.Namespace) -> int:
                           "socket_error": seen.note}, indent=1, sort_keys=True))
         return 0 if running else 1
     if state is None:
-        print(f"agent: not running (no state in {data_dir})")
-        return 1
+        print(f"agent: running, starting (no state yet; {seen.note})" if running
+              else f"agent: not running (no state in {data_dir})")
+        return 0 if running else 1
     now = time.time()
     ob, rep = state["outbox"], state["replicator"]
     up = sum(1 for d in state["devices"] if d.get("link_up"))
@@ -289,13 +300,16 @@ def status(args: argparse.Namespace) -> int:
 
 def devices(args: argparse.Namespace) -> int:
     opts = _options(args, "devices")
-    state, running = _read_state(Path(opts["data_dir"]))
+    seen = _observe(Path(opts["data_dir"]))
+    state, running = seen.state, seen.running
     if args.json:
-        print(json.dumps({"running": running, "devices": (state or {}).get("devices", [])}, indent=1, sort_keys=True))
+        print(json.dumps({"running": running, "devices": (state or {}).get("devices", []), "source": seen.source,
+                          "socket_error": seen.note}, indent=1, sort_keys=True))
         return 0 if running else 1
     if state is None:
-        print(f"agent: not running (no state in {opts['data_dir']})")
-        return 1
+        print("agent: running, starting (no state yet)" if running
+              else f"agent: not running (no state in {opts['data_dir']})")
+        return 0 if running else 1
     if not running:
         print("agent: NOT RUNNING — last known state:")
     now = time.time()
@@ -333,6 +347,8 @@ def outbox(args: argparse.Namespace) -> int:
         except FileNotFoundError as exc:
             raise DiagError(str(exc), EXIT_USAGE) from exc
         except Exception as exc:
+            if running:   # the lock is held but nothing answers yet: the agent is creating its outbox
+                raise DiagError(f"the agent is starting; its outbox is not ready yet ({exc})", EXIT_USAGE) from exc
             raise DiagError(f"cannot read {data_dir / OUTBOX_FILE}: {exc}", EXIT_USAGE) from exc
         info["source"] = "outbox file (agent not running)"
     if args.json:

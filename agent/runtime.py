@@ -73,7 +73,7 @@ from .sas import facts as F
 from .sas.config import PollConfig
 from .sas.poller import SasPoller, load_devices
 from .standing import STANDING_FILE, StandingStore
-from .state_socket import SOCKET_FILE, STATE_FILE, StateServer
+from .state_socket import PID_FILE, SOCKET_FILE, STATE_FILE, AgentAlreadyRunning, InstanceLock, StateServer
 from .tasks import stop_task
 from .transport.errors import TransportError
 
@@ -186,6 +186,7 @@ class HallAgent:
         self.metrics = AgentMetrics(self)
         self.metrics_server: MetricsServer | None = None
         self.state_server: StateServer | None = None
+        self.instance = InstanceLock(config.data_dir / PID_FILE)   # held for all of run(): liveness for the CLI
         self.state_file_error: str | None = None   # why the last state-file write failed (disk full)
         self.stopped_at: float | None = None        # set by a clean shutdown: the last state says so
         self._pipeline_turns = 0  # grows once per pipeline loop: the watchdog's sign that facts are drained
@@ -193,7 +194,22 @@ class HallAgent:
     # -- lifecycle ------------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run until ``stop`` is set, then shut down in order (module docstring)."""
+        """Run until ``stop`` is set, then shut down in order (module docstring).
+
+        The data dir's lock is taken first and dropped last, so ``hall-agent status`` knows this
+        process runs from its first moment (before the socket is bound) to its last."""
+        try:
+            self.instance.acquire()
+        except AgentAlreadyRunning as exc:
+            raise StartupError(str(exc)) from exc
+        except OSError as exc:
+            raise StartupError(f"{self.instance.path}: {exc.strerror or exc}") from exc
+        try:
+            await self._run(stop)
+        finally:
+            self.instance.release()
+
+    async def _run(self, stop: asyncio.Event) -> None:
         try:
             await self.outbox.start()
         except OutboxUnavailable as exc:

@@ -14,12 +14,21 @@ one JSON document (the same object as the state file) and closes. Anything else 
 ``{"error": ...}``. The client side (:func:`ask_agent`) is synchronous, for the CLI.
 
 Owned by :class:`agent.runtime.HallAgent`: started after the outbox, stopped last.
+
+Liveness without the socket: the agent holds an exclusive ``flock`` on ``DATA_DIR/agent.pid`` from
+the first thing ``run`` does until its last (:class:`InstanceLock`). The kernel drops it when the
+process dies, however it dies, so :func:`lock_holder` answers "is an agent process alive on this
+data dir?" also while the agent is still starting (no socket bound yet), while its loop is too busy
+to answer, and when a SIGKILLed agent left a socket file behind; a file's age never decides it. The
+same lock keeps a second agent off a data dir whose outbox the first one writes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import socket
@@ -35,6 +44,8 @@ SOCKET_FILE = "agent.sock"
 STATE_FILE = "agent-state.json"
 """The file copy of the same state (``agent.runtime`` writes it); named here so the CLI can find
 both without importing the whole runtime (seconds on a loaded mini-PC)."""
+PID_FILE = "agent.pid"
+"""Locked (``flock``) by the running agent for its whole life; holds its pid as text."""
 REQUEST = b"state\n"
 MAX_REQUEST = 64
 MAX_ANSWER = 64 * 1024 * 1024
@@ -143,3 +154,69 @@ def ask_agent(path: Path, timeout: float = 3.0) -> dict[str, Any]:
     if not isinstance(state, dict) or "error" in state:
         raise AgentNotAnswering(f"the agent refused the request: {state!r}"[:200])
     return state
+
+
+class AgentAlreadyRunning(Exception):
+    """Another live process holds the data dir's :data:`PID_FILE` lock."""
+
+
+class InstanceLock:
+    """The running agent's exclusive ``flock`` on ``DATA_DIR/agent.pid`` (see the module docstring).
+
+    ``flock`` locks belong to the open file, not the process: a second :class:`InstanceLock` on the
+    same file conflicts even inside one process (two in-process agents on one data dir are refused
+    too), and closing the file or the process dying releases it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock and write our pid; :class:`AgentAlreadyRunning` if another holder has it."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise AgentAlreadyRunning(f"another agent (pid {_read_pid(self.path) or '?'}) runs on "
+                                          f"{self.path.parent}") from exc
+            raise
+        try:   # the pid is for people (and the error above); the lock is what the CLI trusts
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:   # a full disk: the lock still works, only the text is missing
+            log.warning("pid_file_not_written", path=str(self.path), error=str(exc))
+        self._fd = fd
+
+    def release(self) -> None:
+        """Drop the lock (idempotent). The file stays: an unlocked file says "no agent runs"."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip() or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
+def lock_holder(path: Path) -> bool | None:
+    """Whether a live process holds the agent's lock at ``path``: True/False, None if no agent ever
+    took it here (no file: an agent that predates the lock, or none ran) or it cannot be checked."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        return True if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN) else None
+    finally:
+        os.close(fd)   # closing drops the shared lock we may have just taken
+    return False

@@ -11,14 +11,16 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 BIN = Path(sys.executable).parent
 AGENT = str(BIN / "hall-agent")
 SIM = str(BIN / "hall-sim")
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +42,16 @@ def sim_egm() -> Iterator[dict]:
 def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run([AGENT, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def wait_for(probe: Callable[[], T], timeout: float, what: str, proc: subprocess.Popen[str]) -> T:
+    """``probe()`` once it is truthy; fails after ``timeout`` s or if ``proc`` exits first."""
+    deadline = time.monotonic() + timeout
+    while not (got := probe()):
+        assert proc.poll() is None, f"the agent exited ({proc.returncode}) before {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+    return got
 
 
 def test_link_test_table(sim_egm: dict) -> None:
@@ -228,24 +240,29 @@ def test_run_with_a_serial_port_that_does_not_exist_keeps_the_hall_running(tmp_p
                              "--mqtt", "mqtt://127.0.0.1:1", "--central-key", str(central_pub), "--log-format", "json"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
-        deadline = time.monotonic() + 30
-        recorded: list[tuple[str, str, bytes]] = []
-        while not recorded:
-            assert time.monotonic() < deadline and proc.poll() is None, "no offline event for the machine"
-            time.sleep(0.5)
-            try:  # the agent may still be importing: no outbox file yet (a loaded CI box takes seconds)
+        def offline_event() -> list[tuple[str, str, bytes]]:
+            try:  # the agent may still be importing or creating its outbox (a loaded CI box takes seconds)
                 with contextlib.closing(sqlite3.connect(f"file:{tmp_path / 'outbox.db'}?mode=ro", uri=True)) as con:
-                    recorded = con.execute("SELECT device, type, body FROM events").fetchall()
-            except sqlite3.OperationalError:
-                continue
+                    return con.execute("SELECT device, type, body FROM events").fetchall()
+            except sqlite3.DatabaseError:
+                return []
+
+        def serving() -> list[dict] | None:
+            """The agent's devices once it has written its state (the socket is bound a moment after
+            the first event is committed: the event alone does not mean the agent is up)."""
+            res = run("devices", "--data-dir", str(tmp_path), "--json")
+            listed = json.loads(res.stdout)["devices"] if res.returncode == 0 else []
+            return listed if listed and (tmp_path / "agent-state.json").exists() else None
+
+        recorded = wait_for(offline_event, 30, "an offline event for the machine", proc)
         ((device_id, kind, body),) = recorded
         assert (device_id, kind) == ("egm-001", "device.status")
         assert json.loads(body)["data"]["status"] == "offline"
-        (device,) = json.loads(run("devices", "--data-dir", str(tmp_path), "--json").stdout)["devices"]
+        (device,) = wait_for(serving, 30, "the agent serving its state", proc)
         assert device["id"] == "egm-001" and not device["link_up"]
         assert "/dev/ttyNOSUCH0" in (device.get("last_error") or ""), device
         # the hall's record and the agent's state: the agent writes, its group reads, nobody else
-        for name in ("outbox.db", "outbox.db-wal", "outbox.db-shm", "agent-state.json", "commands.db"):
+        for name in ("outbox.db", "outbox.db-wal", "outbox.db-shm", "agent-state.json", "agent.pid", "commands.db"):
             if name != "commands.db" or (tmp_path / name).exists():
                 mode = stat.S_IMODE((tmp_path / name).stat().st_mode)
                 assert mode & 0o600 == 0o600 and mode & 0o137 == 0, f"{name}: {mode:o}"

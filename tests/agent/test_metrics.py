@@ -57,7 +57,7 @@ async def scrape(url: str) -> dict[str, promtext.ParsedFamily]:
 
 def cli(*args: str) -> dict:
     done = subprocess.run([AGENT, *args, "--json"], capture_output=True, text=True, timeout=30)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
     return json.loads(done.stdout)
 
 

@@ -19,8 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from agent.keys import init_keys
-from agent.runtime import STATE_FILE, AgentConfig, HallAgent
+from agent.runtime import STATE_FILE, AgentConfig, HallAgent, StartupError
 from agent.state_socket import SOCKET_FILE
 from protocols.sync import generate_private_key, public_key_to_pem
 from tests.conftest import fill
@@ -144,3 +146,37 @@ async def test_an_agent_that_holds_its_socket_but_is_busy_is_running_however_old
     seen = json.loads(res.stdout)
     assert res.returncode == 0 and seen["running"] is True, res.stdout
     assert "did not answer" in seen["socket_error"]
+
+
+async def test_the_agents_lock_decides_when_the_socket_cannot(tmp_path: Path) -> None:
+    """Liveness must not hang on a file's age (issue 16: `hall-agent devices` said "running": false
+    beside a running agent on a loaded CI box). A process holding ``agent.pid``'s lock is an agent
+    that runs, whatever the state file's age and even before it has written any state or bound its
+    socket (starting); a free lock is an agent that is gone, even beside a fresh-looking file."""
+    from agent.state_socket import PID_FILE, InstanceLock
+
+    data = tmp_path
+    holder = InstanceLock(data / PID_FILE)
+    holder.acquire()                                   # a starting agent: lock taken, nothing else yet
+    try:
+        res = await cli("status", "--json", "--data-dir", str(data))
+        seen = json.loads(res.stdout)
+        assert res.returncode == 0 and seen["running"] is True and seen["state"] is None, res.stdout
+        text = await cli("status", "--data-dir", str(data))
+        assert text.returncode == 0 and "running, starting" in text.stdout, text.stdout
+        (data / STATE_FILE).write_text(json.dumps({    # its state file, long stale, and no socket at all
+            "hall": HALL, "pid": os.getpid(), "started_at": time.time() - 600, "updated_at": time.time() - 300,
+            "state_interval": 0.2, "devices": [{"id": "egm-001", "protocol": "sas", "link_up": True}],
+            "fail_closed": None, "outbox": {"state": "ok", "last_seq": 0, "acked_through": 0, "unacked_count": 0},
+            "replicator": {"broker": "-", "connected": False, "session": 0, "link": {}}}))
+        res = await cli("devices", "--json", "--data-dir", str(data))
+        seen = json.loads(res.stdout)
+        assert res.returncode == 0 and seen["running"] is True, res.stdout
+        assert [d["id"] for d in seen["devices"]] == ["egm-001"] and seen["source"] == "state file"
+        with pytest.raises(StartupError, match="another agent"):   # and a second agent keeps off its outbox
+            await make_agent(data, tmp_path).run(asyncio.Event())
+    finally:
+        holder.release()
+    (data / STATE_FILE).write_text(json.dumps({**file_state(data), "updated_at": time.time()}))
+    res = await cli("status", "--json", "--data-dir", str(data))   # fresh file, live pid, but the lock is free
+    assert res.returncode == 1 and json.loads(res.stdout)["running"] is False, res.stdout
