@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -137,6 +138,20 @@ def receive(sock: socket.socket, seconds: float) -> list[tuple[float, str]]:
     return got
 
 
+def receive_until(sock: socket.socket, done: Callable[[str], bool], seconds: float) -> list[tuple[float, str]]:
+    """Datagrams until one satisfies ``done`` (included), or ``seconds`` pass."""
+    got: list[tuple[float, str]] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            got.append((time.monotonic(), sock.recv(4096).decode()))
+        except TimeoutError:
+            continue
+        if done(got[-1][1]):
+            break
+    return got
+
+
 def test_notify_sends_one_datagram_to_the_socket_systemd_names(tmp_path: Path) -> None:
     with bind_notify_socket(tmp_path / "notify") as sock:
         env = {"NOTIFY_SOCKET": str(tmp_path / "notify")}
@@ -186,25 +201,27 @@ def agent_files(tmp_path: Path) -> list[str]:
 
 
 def test_agent_says_ready_then_pings_the_watchdog_and_says_stopping(tmp_path: Path) -> None:
-    """As under systemd with WatchdogSec=1: READY=1 (even with HQ's broker down: a hall works
-    offline), then WATCHDOG=1 about every half second, and STOPPING=1 on SIGTERM."""
+    """As under systemd with WatchdogSec=2: READY=1 (even with HQ's broker down: a hall works
+    offline), then WATCHDOG=1 about every second, and STOPPING=1 on SIGTERM. The start is waited for
+    (bounded), not timed: on a busy machine the agent took longer than a fixed 6 s window to be ready."""
     path = tmp_path / "notify"
     with bind_notify_socket(path) as sock:
-        env = {**os.environ, "NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "1000000"}
+        env = {**os.environ, "NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "2000000"}
         proc = subprocess.Popen([str(BIN / "hall-agent"), *agent_files(tmp_path)], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            got = receive(sock, 6.0)
+            first = receive_until(sock, lambda m: m.startswith("READY=1"), 60.0)
+            got = receive(sock, 8.0)
         finally:
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=30)
-        tail = [m for _, m in receive(sock, 0.5)]
+        tail = [m for _, m in receive(sock, 1.0)]
+    assert first and first[0][1].startswith("READY=1"), (first, err.decode()[-2000:])
     messages = [m for _, m in got]
-    assert messages and messages[0].startswith("READY=1"), (messages, err.decode()[-2000:])
     pings = [t for t, m in got if m == "WATCHDOG=1"]
-    assert len(pings) >= 5, messages  # 6 s at one per 0.5 s, minus start-up
+    assert len(pings) >= 4, messages  # 8 s at one per second
     gaps = [b - a for a, b in itertools.pairwise(pings)]
-    assert max(gaps) < 1.0, gaps  # always inside WatchdogSec, or systemd would kill a healthy agent
+    assert max(gaps) < 2.0, gaps  # always inside WatchdogSec, or systemd would kill a healthy agent
     assert "STOPPING=1" in tail and proc.returncode == 0, err.decode()[-2000:]
 
 
