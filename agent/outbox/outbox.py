@@ -212,6 +212,10 @@ class Outbox:
             events = await self._seal(drafts)
             request = _Request(events, asyncio.get_running_loop().create_future(),
                                frozenset(e.device for e in events), dict(checkpoints) if checkpoints else None)
+            # A caller cancelled at shutdown no longer awaits its future; if stop() then fails it, the
+            # failure is already logged (outbox_stop_unflushed): do not also print "Future exception
+            # was never retrieved" at exit. A caller still awaiting gets the exception as before.
+            request.future.add_done_callback(_retrieve)
             self._queue.append(request)
             self._pending += len(events)
             self._wake.set()
@@ -510,3 +514,8 @@ class Outbox:
                           "max_mb": None if self.retention_max_bytes is None else self.retention_max_bytes / 1e6},
             "last_prune": self._last_prune,
         }
+
+
+def _retrieve(future: asyncio.Future[object]) -> None:
+    if not future.cancelled():
+        future.exception()
