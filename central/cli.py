@@ -36,7 +36,7 @@ from .apikeys import (
 from .brokeraccount import PASSWORD_FILE, instructions, new_account
 from .keyfiles import KeyFileError, init_keys
 from .logging_setup import setup_logging
-from .store import ROLES, BackendUnavailable, StoreError, open_store, sqlite_path
+from .store import ROLES, BackendUnavailable, Store, StoreError, open_store, sqlite_path
 from .timeutil import now_micros
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -355,6 +355,18 @@ def _run(coro: Callable[[], Coroutine[Any, Any, int]]) -> int:
     return asyncio.run(coro())
 
 
+def _on_store(db: str, body: Callable[[Store], Coroutine[Any, Any, int]]) -> int:
+    """Open the store, run ``body`` on it, close it whatever happens; body's exit code."""
+    async def run() -> int:
+        store = await open_store(db)
+        try:
+            return await body(store)
+        finally:
+            await store.close()
+
+    return _run(run)
+
+
 def cmd_keys_init(opts: dict[str, Any]) -> int:
     try:
         private_path, public_path = init_keys(Path(opts["data_dir"]), force=bool(opts["force"]))
@@ -447,26 +459,22 @@ _STATE_OF = {"disable": "disabled", "enable": "active", "remove": "removed"}
 def cmd_halls_state(verb: str) -> Callable[[dict[str, Any]], int]:
     """``halls disable|enable|remove ID``."""
     def command(opts: dict[str, Any]) -> int:
-        db, hall, state = _existing_db(opts), str(opts["hall"]), _STATE_OF[verb]
+        hall, state = str(opts["hall"]), _STATE_OF[verb]
 
-        async def run() -> int:
-            store = await open_store(db)
-            try:
-                current = await store.get_hall(hall)
-                if current is None:
-                    raise Failed(f"hall {hall} is not registered")
-                if current.state == "removed" and verb != "remove":
-                    raise Failed(f"hall {hall} was removed: register it again with halls add {hall} --replace")
-                if current.state == state:
-                    print(f"hall {hall} is already {state}")
-                    return EXIT_OK
-                now = now_micros()
-                await store.set_hall_state(hall, state, now=now)
-                await audit.record(store, time=now, actor=audit.cli_actor(), action=f"hall.{verb}",
-                                   target=audit.hall_target(hall), before={"hall": hall, "state": current.state},
-                                   after={"hall": hall, "state": state})
-            finally:
-                await store.close()
+        async def run(store: Store) -> int:
+            current = await store.get_hall(hall)
+            if current is None:
+                raise Failed(f"hall {hall} is not registered")
+            if current.state == "removed" and verb != "remove":
+                raise Failed(f"hall {hall} was removed: register it again with halls add {hall} --replace")
+            if current.state == state:
+                print(f"hall {hall} is already {state}")
+                return EXIT_OK
+            now = now_micros()
+            await store.set_hall_state(hall, state, now=now)
+            await audit.record(store, time=now, actor=audit.cli_actor(), action=f"hall.{verb}",
+                               target=audit.hall_target(hall), before={"hall": hall, "state": current.state},
+                               after={"hall": hall, "state": state})
             print(f"hall {hall}: {current.state} → {state}")
             if verb == "remove":
                 print(f"its stored events stay in every report; on the broker host also remove its account: "
@@ -476,7 +484,7 @@ def cmd_halls_state(verb: str) -> Callable[[dict[str, Any]], int]:
                       "keeps every event meanwhile")
             return EXIT_OK
 
-        return _run(run)
+        return _on_store(_existing_db(opts), run)
 
     return command
 
@@ -739,14 +747,8 @@ def _existing_db(opts: dict[str, Any]) -> str:
 
 
 def cmd_apikeys_list(opts: dict[str, Any]) -> int:
-    db = _existing_db(opts)
-
-    async def run() -> int:
-        store = await open_store(db)
-        try:
-            keys = await store.api_keys()
-        finally:
-            await store.close()
+    async def run(store: Store) -> int:
+        keys = await store.api_keys()
         now = now_micros()
         rows = [{"id": k.id, "name": k.name, "role": k.role, "halls": None if k.halls is None else list(k.halls),
                  "created_at": _iso(k.created_at), "expires_at": None if k.expires_at is None else _iso(k.expires_at),
@@ -763,53 +765,41 @@ def cmd_apikeys_list(opts: dict[str, Any]) -> int:
             print(f"{r['id']}  {r['state']:<7}  {r['role']:<10}  {halls}  {until}  {r['name'] or '(no name)'}")
         return EXIT_OK
 
-    return _run(run)
+    return _on_store(_existing_db(opts), run)
 
 
 def cmd_apikeys_revoke(opts: dict[str, Any]) -> int:
-    db = _existing_db(opts)
-
-    async def run() -> int:
-        store = await open_store(db)
+    async def run(store: Store) -> int:
+        now = now_micros()
         try:
-            now = now_micros()
-            try:
-                before = await revoke_api_key(store, str(opts["id"]), now=now)
-            except KeyNotFound as exc:
-                raise Failed(str(exc)) from None
-            if before.revoked_at is not None:
-                print(f"API key {before.id} was already revoked at {_iso(before.revoked_at)}")
-                return EXIT_OK
-            await audit.apikey_revoked(store, actor=audit.cli_actor(), time=now, before=before)
-        finally:
-            await store.close()
+            before = await revoke_api_key(store, str(opts["id"]), now=now)
+        except KeyNotFound as exc:
+            raise Failed(str(exc)) from None
+        if before.revoked_at is not None:
+            print(f"API key {before.id} was already revoked at {_iso(before.revoked_at)}")
+            return EXIT_OK
+        await audit.apikey_revoked(store, actor=audit.cli_actor(), time=now, before=before)
         print(f"revoked API key {before.id} ({before.name or 'no name'}, {before.role}): refused from now on")
         return EXIT_OK
 
-    return _run(run)
+    return _on_store(_existing_db(opts), run)
 
 
 def cmd_apikeys_rotate(opts: dict[str, Any]) -> int:
-    db = _existing_db(opts)
-
-    async def run() -> int:
-        store = await open_store(db)
+    async def run(store: Store) -> int:
+        now = now_micros()
         try:
-            now = now_micros()
-            try:
-                before, key = await rotate_api_key(store, str(opts["id"]), now=now)
-            except KeyNotFound as exc:
-                raise Failed(str(exc)) from None
-            await audit.apikey_rotated(store, actor=audit.cli_actor(), time=now, before=before)
-        finally:
-            await store.close()
+            before, key = await rotate_api_key(store, str(opts["id"]), now=now)
+        except KeyNotFound as exc:
+            raise Failed(str(exc)) from None
+        await audit.apikey_rotated(store, actor=audit.cli_actor(), time=now, before=before)
         print(f"id: {before.id}")
         print(f"rotated: the old secret is refused from now on ({before.name or 'no name'}, {before.role})")
         print("the key is shown once; store it now:")
         print(key)
         return EXIT_OK
 
-    return _run(run)
+    return _on_store(_existing_db(opts), run)
 
 
 def _key_fingerprint(pem: str) -> str | None:
