@@ -125,6 +125,23 @@ def test_progress_on_a_terminal_while_the_json_stays_clean(sim_egm: dict) -> Non
     assert forced.returncode == 0 and "hall-agent: meters: " in forced.stderr and json.loads(forced.stdout)
 
 
+def test_watch_into_a_reader_that_leaves_ends_quietly(sim_egm: dict) -> None:
+    """``hall-agent diag sas --watch | head -1``: when the reader leaves, the agent ends as a pipe's
+    writer does (SIGPIPE's status), with no BrokenPipeError traceback on the technician's terminal."""
+    proc = subprocess.Popen([AGENT, "diag", "sas", "--port", sim_egm["port"], "--address", "7", "--watch"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert proc.stdout is not None and proc.stdout.readline()   # the first line it watched
+        proc.stdout.close()                                          # the reader leaves, as head does
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert proc.returncode == 141, (proc.returncode, err)
+
+
 def test_disable_then_enable(sim_egm: dict) -> None:
     res = run("diag", "sas", "--port", sim_egm["port"], "--address", "7", "--seconds", "0.5", "--disable", "--json")
     assert res.returncode == 0, res.stderr
