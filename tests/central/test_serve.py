@@ -62,13 +62,18 @@ async def wait_http(url: str, proc: subprocess.Popen, timeout: float = 20) -> No
     raise AssertionError("central did not answer")
 
 
-async def test_serve_end_to_end(tmp_path: Path, mosquitto) -> None:
+def start_serve(tmp_path: Path, mosquitto) -> tuple[str, str, subprocess.Popen[str]]:  # type: ignore[no-untyped-def]
+    """Central's keys, then ``hall-central serve`` on a free port: (db path, API base URL, process)."""
     data, db = tmp_path / "central", str(tmp_path / "central.db")
     cli("keys", "init", "--data-dir", str(data))
     port = free_port()
-    base = f"http://127.0.0.1:{port}/api/v1"
     proc = subprocess.Popen([str(BIN), "serve", "--data-dir", str(data), "--db", db, "--mqtt", mosquitto.url_text,
                              "--http", f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True)
+    return db, f"http://127.0.0.1:{port}/api/v1", proc
+
+
+async def test_serve_end_to_end(tmp_path: Path, mosquitto) -> None:
+    db, base, proc = start_serve(tmp_path, mosquitto)
     try:
         await wait_http(f"{base}/health", proc)
         # created while central runs: both take effect without a restart
@@ -108,12 +113,7 @@ async def test_keys_revoked_or_rotated_by_the_cli_stop_working_in_a_running_cent
                                                                                              mosquitto) -> None:
     """Issue 16: keys have an owner name, an expiry, and `apikeys list|revoke|rotate`; a revocation by the
     CLI (another process) is refused by the running central at the next request, not after a cache."""
-    data, db = tmp_path / "central", str(tmp_path / "central.db")
-    cli("keys", "init", "--data-dir", str(data))
-    port = free_port()
-    base = f"http://127.0.0.1:{port}/api/v1"
-    proc = subprocess.Popen([str(BIN), "serve", "--data-dir", str(data), "--db", db, "--mqtt", mosquitto.url_text,
-                             "--http", f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True)
+    db, base, proc = start_serve(tmp_path, mosquitto)
     try:
         await wait_http(f"{base}/health", proc)
         anna = cli("apikeys", "create", "--role", "admin", "--name", "Anna, cashier lead", "--expires", "90d",

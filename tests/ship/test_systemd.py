@@ -128,14 +128,7 @@ def bind_notify_socket(path: Path) -> socket.socket:
 
 def receive(sock: socket.socket, seconds: float) -> list[tuple[float, str]]:
     """Every datagram that arrives within ``seconds``, with its arrival time."""
-    got: list[tuple[float, str]] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            got.append((time.monotonic(), sock.recv(4096).decode()))
-        except TimeoutError:
-            continue
-    return got
+    return receive_until(sock, lambda _message: False, seconds)
 
 
 def receive_until(sock: socket.socket, done: Callable[[str], bool], seconds: float) -> list[tuple[float, str]]:
