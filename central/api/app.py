@@ -225,7 +225,7 @@ class _Api:
         limit = p.integer(q, "limit", low=1, high=EVENTS_MAX_LIMIT, default=100)
         assert limit is not None
         hall, halls = self.scope(request)
-        time_from, time_to = await self._window(q, hall, halls)
+        time_from, time_to = await days.window_in_scope(q, self.store, hall, halls, self.clock())
         after_hall = p.text(q, "after_hall")
         if after_hall is not None and HALL_RE.match(after_hall) is None:
             raise p.bad_request("after_hall must be a hall ID ([A-Za-z0-9_-]{1,64})")
@@ -239,20 +239,13 @@ class _Api:
         return _json({"rows": rows, "next_after_seq": rows[-1]["seq"] if full else None,
                       "next_after_hall": rows[-1]["hall"] if full else None})
 
-    async def _window(self, q: Any, hall: str | None, halls: Sequence[str] | None) -> tuple[int | None, int | None]:
-        """``from``/``to`` of an event-level route in the one date grammar (:func:`days.window`)."""
-        raw = (q.get("from"), q.get("to"))
-        if not any(v is not None and days.is_day(v) for v in raw):
-            return p.instant(q, "from"), p.instant(q, "to")
-        return days.window(q, days.rules_in_scope(await self.store.halls(), hall, halls), self.clock())
-
     async def integration_log(self, request: web.Request) -> web.Response:
         q = request.query
         kind = p.choice(q, "kind", LOG_KINDS)
         limit = p.integer(q, "limit", low=1, high=LOG_MAX_LIMIT, default=100)
         assert limit is not None
         hall, halls = self.scope(request)
-        time_from, time_to = await self._window(q, hall, halls)
+        time_from, time_to = await days.window_in_scope(q, self.store, hall, halls, self.clock())
         if time_from is not None and time_to is not None and time_from > time_to:
             raise p.bad_request("from is after to")
         entries = await self.store.integration_log(hall=hall, kind=kind, limit=limit, halls=halls,

@@ -35,7 +35,7 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
     async def list_audit(request: web.Request) -> web.Response:
         q = request.query
         hall, halls = scope(request)
-        time_from, time_to = days.window(q, days.rules_in_scope(await ctx.store.halls(), hall, halls), ctx.clock())
+        time_from, time_to = await days.window_in_scope(q, ctx.store, hall, halls, ctx.clock())
         if time_from is not None and time_to is not None and time_from > time_to:
             raise p.bad_request("from is after to")
         after_id = p.integer(q, "after_id")

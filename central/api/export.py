@@ -34,7 +34,7 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
         hall, halls = scope(request)
         if hall is not None and await ctx.store.get_hall(hall) is None:
             raise p.bad_request(f"hall {hall!r} is not registered")
-        time_from, time_to = days.window(q, days.rules_in_scope(await ctx.store.halls(), hall, halls), ctx.clock())
+        time_from, time_to = await days.window_in_scope(q, ctx.store, hall, halls, ctx.clock())
         if time_from is None or time_to is None:
             raise p.bad_request("from and to are required: the export's period, [from, to), as instants or "
                                 "gaming days (YYYY-MM-DD, both days included)")
