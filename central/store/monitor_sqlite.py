@@ -321,7 +321,7 @@ class MonitorSqliteMixin:
         def body(con: sqlite3.Connection) -> dict[str, list[DeviceEventRow]]:
             out: dict[str, list[DeviceEventRow]] = {}
             for chunk in _chunks(sorted(set(devices)), _CHUNK):
-                marks = ", ".join("?" for _ in chunk)
+                listed = ", ".join("?" for _ in chunk)
                 # the newest snapshot before the period (the opening meters): one index probe per device
                 before = (f"WITH wanted(device) AS (VALUES {', '.join('(?)' for _ in chunk)})"
                           " SELECT e.device, e.seq, e.agent_time, e.type, e.data FROM wanted w JOIN events e"
@@ -329,7 +329,7 @@ class MonitorSqliteMixin:
                           " WHERE s.hall = ? AND s.device = w.device AND s.type = 'meters.snapshot'"
                           " AND s.agent_time < ? ORDER BY s.agent_time DESC, s.seq DESC LIMIT 1)")
                 inside = ("SELECT device, seq, agent_time, type, data FROM events WHERE hall = ?"
-                          f" AND type = 'meters.snapshot' AND device IN ({marks})"
+                          f" AND type = 'meters.snapshot' AND device IN ({listed})"
                           " AND agent_time >= ? AND agent_time < ?")
                 rows = con.execute(before, (*chunk, hall, hall, time_from)).fetchall()
                 rows += con.execute(inside, (hall, *chunk, time_from, time_to)).fetchall()
