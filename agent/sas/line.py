@@ -24,9 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import structlog
 
@@ -47,8 +46,6 @@ address". It is both the sync poll after link-up (notes §0.3) and the cheapest 
 REOPEN_BACKOFF = 1.0
 STOP_ACK_TIMEOUT = 1.0
 """How long stop() tries to send the ACK of a reply the EGM still holds."""
-
-_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -97,6 +94,33 @@ class _Request:
     quiet_ok: bool                # silence is a valid answer (general poll in RTE mode)
     on_confirmed: Callable[[TransactionResult], None] | None
     future: asyncio.Future[PollResult]
+
+
+class _OnSent:
+    """Delivers the reply a poll ACKs once that poll is written, and only then.
+
+    Before the write the EGM still holds the reply: delivered then, a port failure (or a stop) would
+    leave it queued there and the EGM would send it again after the loop break — counted twice —
+    whereas a reply the EGM did drop without our knowing shows on its meters as ``missed``."""
+
+    __slots__ = ("_held", "_line")
+
+    def __init__(self, line: SasLine, held: Held | None) -> None:
+        self._line, self._held = line, held
+
+    def __call__(self) -> None:
+        held, self._held = self._held, None
+        self._line._deliver(held)
+
+    @contextlib.contextmanager
+    def unless_unsent(self) -> Iterator[None]:
+        try:
+            yield
+        except TransportError:
+            if self._held is not None:
+                log.warning("reply not confirmed: the poll that ACKs it was not written; the EGM sends it again",
+                            port=self._line.name)
+            raise
 
 
 def ack_key(frame: bytes) -> bytes:
@@ -276,21 +300,10 @@ class SasLine:
         return True
 
     async def _send_ack_poll(self) -> None:
-        confirmed = self._tracker.before_send(ACK_POLL)
-        await self._unconfirmed_on_failure(confirmed, self.transport.send(wire.chars(ACK_POLL)))
-        self._deliver(confirmed)
-
-    async def _unconfirmed_on_failure(self, confirmed: Held | None, sending: Awaitable[_T]) -> _T:
-        """Await the poll that ACKs ``confirmed``; if the port fails meanwhile, ``confirmed`` is not
-        delivered: the EGM may not have heard the ACK and would send the reply again after the loop
-        break (counted twice), whereas a reply it did drop shows as ``missed`` on its meters."""
-        try:
-            return await sending
-        except TransportError:
-            if confirmed is not None:
-                log.warning("reply not confirmed: the poll that ACKs it failed; the EGM sends it again",
-                            port=self.name)
-            raise
+        confirmed = _OnSent(self, self._tracker.before_send(ACK_POLL))
+        with confirmed.unless_unsent():
+            await self.transport.send(wire.chars(ACK_POLL))
+            confirmed()
 
     async def _execute(self, req: _Request) -> PollResult:
         tracker = self._tracker
@@ -309,10 +322,10 @@ class SasLine:
         owed = 0      # attempts of this poll whose answer may still arrive
         dropped = 0
         while True:
-            confirmed = tracker.before_send(key)
-            res = await self._unconfirmed_on_failure(
-                confirmed, transact(self.transport, req.address, req.frame, req.command, req.rte, self.timing))
-            self._deliver(confirmed)   # after the ACK went out, before this reply is looked at
+            confirmed = _OnSent(self, tracker.before_send(key))
+            with confirmed.unless_unsent():
+                res = await transact(self.transport, req.address, req.frame, req.command, req.rte, self.timing,
+                                     on_sent=confirmed)
             attempts.append(res)
             if res.outcome is Outcome.REPLY and dropped <= req.retries and self._late_copy(req.address, res):
                 # Not this poll's answer: ask again (the EGM repeats its real one); this attempt's own

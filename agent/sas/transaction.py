@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from protocols.sas import framing, wire
@@ -48,14 +49,17 @@ class TransactionResult:
 
 
 async def transact(transport: SasTransport, address: int, frame: bytes, command: int | None,
-                   rte: bool, timing: Timing) -> TransactionResult:
+                   rte: bool, timing: Timing, on_sent: Callable[[], None] | None = None) -> TransactionResult:
     """Send ``frame`` (wakeup bit on its first byte) and read the reply to it.
 
     ``command`` is None for a general poll, else the long poll's command byte. Stale input is dropped
-    first, so a late reply to an earlier poll cannot be taken for this one's.
+    first, so a late reply to an earlier poll cannot be taken for this one's. ``on_sent`` runs once
+    the frame is written (the moment it ACKs the previous reply to the EGM), before the reply is read.
     """
     transport.reset_input()
     await transport.send(wire.chars(frame))
+    if on_sent is not None:
+        on_sent()
     start = time.monotonic()
     reader = framing.ReplyReader(address, command, rte)
     heard: list[int] = []

@@ -203,3 +203,28 @@ async def test_a_reply_whose_ack_cannot_go_out_is_left_to_the_egm_and_taken_once
         assert len(_won_game_ends(got)) == 1, f"the won game's end lost or counted twice: {got}"
     finally:
         await sim.stop()
+
+
+async def test_a_stop_during_the_poll_that_acks_a_reply_still_delivers_that_reply() -> None:
+    """The poll that ACKs a held reply is on the wire when the agent stops, its own answer not yet
+    in: the EGM has dropped the reply, so it must be delivered (else it is lost to the events)."""
+    host, dev = pair()
+    egm = ScriptedEgm(dev, 1, [b"\x11", None])
+    await egm.start()
+    line = SasLine(host, Timing(response_timeout=30, gap_timeout=0.01))
+    await line.start()
+    confirmed: list[int] = []
+    try:
+        await line.poll(1, GP1, None, on_confirmed=lambda r: confirmed.append(r.reply.code))
+        credits = framing.encode_long_poll(1, lp.SendCurrentCredits())
+        waiting = asyncio.create_task(line.poll(1, credits, 0x1A))
+        deadline = time.monotonic() + 10
+        while credits not in _sent(line):
+            assert time.monotonic() < deadline, "the ACKing poll never went out"
+            await asyncio.sleep(0.01)
+        assert confirmed == [0x11], "delivered once its ACK was written, before the answer"
+        await line.stop()
+        assert confirmed == [0x11], "and not again at stop"
+    finally:
+        waiting.cancel()   # its caller is gone at a real stop (coordinators stop first)
+        await egm.stop()
