@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from protocols.sas import framing
 from protocols.sas import longpolls as lp
-from protocols.sas.ackstate import FINAL_NACK_COUNT, EgmAckTracker
+from protocols.sas.ackstate import FINAL_NACK_COUNT, LOOP_BREAK_SECONDS, EgmAckTracker
 from protocols.sas.clock import from_sas, to_sas
 from protocols.sas.denominations import DENOMINATION_CENTS
 from protocols.sas.errors import CRCError, SASError
@@ -42,7 +42,7 @@ class LinkConfig:
     """Link-level behaviour; the defaults are what [S602] asks of a real machine."""
 
     sync_rule: bool = True
-    chirp_after: float = 5.0
+    chirp_after: float = LOOP_BREAK_SECONDS
     chirp_interval: float = 0.2
     rte_events_in_long_polls: bool = True
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from protocols.sas import framing, wire
-from protocols.sas.ackstate import HostAckTracker
+from protocols.sas.ackstate import LOOP_BREAK_SECONDS, HostAckTracker
 
 from ..tasks import stop_task
 from ..transport.base import SasTransport
@@ -45,6 +45,11 @@ address". It is both the sync poll after link-up (notes §0.3) and the cheapest 
 
 REOPEN_BACKOFF = 1.0
 STOP_ACK_TIMEOUT = 1.0
+HELD_EXPIRY = LOOP_BREAK_SECONDS - 1.0
+"""A reply held while the line was silent this long is not confirmed by the next poll: the EGM may
+have taken the silence for a loop break (a frozen or starved agent: chaos seed 7's SIGSTOP) and will
+send the reply again. A second short of the EGM's limit, so an ambiguous gap errs on the side a
+meter read recovers (a reply the EGM did drop is ``missed``), never on a double count."""
 """How long stop() tries to send the ACK of a reply the EGM still holds."""
 
 
@@ -110,6 +115,7 @@ class _OnSent:
 
     def __call__(self) -> None:
         held, self._held = self._held, None
+        self._line.last_sent = time.monotonic()
         self._line._deliver(held)
 
     @contextlib.contextmanager
@@ -141,8 +147,12 @@ def holds_data(result: TransactionResult) -> bool:
 class SasLine:
     """Owns one transport and the task that talks on it."""
 
-    def __init__(self, transport: SasTransport, timing: Timing | None = None, name: str | None = None) -> None:
+    def __init__(self, transport: SasTransport, timing: Timing | None = None, name: str | None = None,
+                 held_expiry: float = HELD_EXPIRY) -> None:
         self.transport = transport
+        self.held_expiry = held_expiry
+        self.last_sent: float | None = None
+        """time.monotonic() of the last poll written on this line (any address)."""
         self.timing = timing or Timing()
         self.name = name or transport.name
         self._tracker: HostAckTracker[Held] = HostAckTracker()
@@ -299,7 +309,19 @@ class SasLine:
         log.warning("late copy of an earlier reply dropped; poll repeated", port=self.name, address=address)
         return True
 
+    def _expire_held(self) -> None:
+        """Leave a reply held across a silence the EGM takes for a loop break to the EGM (HELD_EXPIRY)."""
+        last = self.last_sent
+        if self._tracker.held is None or last is None:
+            return
+        silent = time.monotonic() - last
+        if silent >= self.held_expiry:
+            self._tracker.flush()
+            log.warning("reply held across a silence the EGM takes for a loop break: not confirmed, "
+                        "the EGM sends it again", port=self.name, silent_seconds=round(silent, 3))
+
     async def _send_ack_poll(self) -> None:
+        self._expire_held()
         confirmed = _OnSent(self, self._tracker.before_send(ACK_POLL))
         with confirmed.unless_unsent():
             await self.transport.send(wire.chars(ACK_POLL))
@@ -322,6 +344,7 @@ class SasLine:
         owed = 0      # attempts of this poll whose answer may still arrive
         dropped = 0
         while True:
+            self._expire_held()
             confirmed = _OnSent(self, tracker.before_send(key))
             with confirmed.unless_unsent():
                 res = await transact(self.transport, req.address, req.frame, req.command, req.rte, self.timing,

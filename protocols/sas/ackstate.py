@@ -15,6 +15,10 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
+LOOP_BREAK_SECONDS = 5.0
+"""No address byte on the line for this long and an EGM takes the loop as broken ([S602] §4.2): it
+chirps, and a reply it still held for an ACK is sent again once polled — no later poll ACKs it."""
+
 FINAL_NACK_COUNT = 2
 """Repeats after which a host gives up on a poll; the EGM keeps the data all the same (Monaco)."""
 

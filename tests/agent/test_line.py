@@ -228,3 +228,31 @@ async def test_a_stop_during_the_poll_that_acks_a_reply_still_delivers_that_repl
     finally:
         waiting.cancel()   # its caller is gone at a real stop (coordinators stop first)
         await egm.stop()
+
+
+async def test_a_reply_held_across_a_freeze_the_egm_takes_for_a_loop_break_is_taken_once() -> None:
+    """Chaos seed 7: the agent frozen (SIGSTOP) longer than the EGM's loop-break time with a 7F in
+    hand; on waking, its next poll confirmed that 7F although the EGM no longer counted any poll as
+    its ACK and sent it again — one round twice. Held across such a silence, it is left to the EGM."""
+    host, dev = pair()
+    egm = Egm(1, seed=1, pace=0)
+    sim = MemoryEgm(dev, egm)
+    sim.responder.config.chirp_after = 0.3
+    await sim.start()
+    got: list[framing.EgmReply] = []
+    line = SasLine(host, T, held_expiry=0.2)
+    await line.start()
+    try:
+        await _drain_to_won_game_end(line, egm, got)
+        deadline = time.monotonic() + 10
+        while not sim.responder.link_broken:   # the agent is frozen: nothing goes out
+            assert time.monotonic() < deadline, "the EGM never noticed the silence"
+            await asyncio.sleep(0.01)
+        await line.sync(1)
+        for _ in range(10):
+            await line.poll(1, GP1, None, rte=True, quiet_ok=True,
+                            on_confirmed=lambda r: got.append(r.reply))  # type: ignore[arg-type]
+        assert len(_won_game_ends(got)) == 1, f"the won game's end lost or counted twice: {got}"
+    finally:
+        await line.stop()
+        await sim.stop()
