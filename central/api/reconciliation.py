@@ -16,7 +16,8 @@ from typing import Any, Final
 from aiohttp import web
 
 from central import reconcile as rc
-from central.store.base import DeviceEventRow, Store
+from central.repos import Repositories
+from central.repos.devices import DeviceEventRow
 from protocols.sync.fields import HALL_RE, ID_RE
 from protocols.sync.gamingday import UTC_MIDNIGHT, DayRule
 from protocols.sync.money import ZERO, Contribution
@@ -24,7 +25,7 @@ from protocols.sync.money import ZERO, Contribution
 from . import days as hall_days
 from . import params as p
 from .context import ApiContext, Handler, json_response, scope
-from .openapi import _WITH_400, _param, _ref
+from .openapi_parts import _WITH_400, _param, _ref
 
 DEFAULT_PAGE: Final = 500
 MAX_PAGE: Final = 5000
@@ -32,21 +33,21 @@ MAX_PAGE: Final = 5000
 _DAY_US: Final = 86_400_000_000
 
 
-async def device_rows(store: Store, hall: str, device: str, days: list[dt.date],
+async def device_rows(store: Repositories, hall: str, device: str, days: list[dt.date],
                       day_money: dict[dt.date, Contribution], rule: DayRule = UTC_MIDNIGHT) -> list[rc.ReconRow]:
     """Reconcile one device over ``days`` (sorted, its hall's gaming days by ``rule``); ``day_money`` is
     its rollup money per day (shown as unreconciled when there are no meters to compare with)."""
     start, _ = rc.day_bounds(days[0] - dt.timedelta(days=1), rule)   # a day each side: see rc.widen
     _, end = rc.day_bounds(days[-1] + dt.timedelta(days=1), rule)
     snapshots = [s for s in (rc.snapshot_from_event(r.seq, r.agent_time, r.data)
-                             for r in await store.meter_snapshots(hall, device, time_from=start, time_to=end))
+                             for r in await store.reports.meter_snapshots(hall, device, time_from=start, time_to=end))
                  if s is not None]
     integration: list[DeviceEventRow] = []
     if snapshots:
         # the agent's records about a snapshot follow it within its settle time: a snapshot a day past
         # the period bounds them (an old period's report does not read the device's later history)
-        through = await store.snapshot_after(hall, device, end + _DAY_US)
-        integration = await store.device_integration_events(hall, device, after_seq=snapshots[0].seq,
+        through = await store.reports.snapshot_after(hall, device, end + _DAY_US)
+        integration = await store.reports.device_integration_events(hall, device, after_seq=snapshots[0].seq,
                                                             through_seq=through)
     missed = [m for m in (rc.missed_from_event(r.seq, r.data) for r in integration) if m is not None]
     resets = rc.reset_snapshots(snapshots, [r.seq for r in integration if r.data.get("kind") == "meters_reset"])
@@ -57,8 +58,8 @@ async def device_rows(store: Store, hall: str, device: str, days: list[dt.date],
         if not plan.segments:
             out.append(rc.judge(plan, ZERO, ZERO, unreconciled=day_money.get(day, ZERO)))
             continue
-        events = rc.window_events(plan, await store.device_money(hall, device, plan.counted))
-        unreconciled = await store.device_money(hall, device, plan.excluded) if plan.excluded else ZERO
+        events = rc.window_events(plan, await store.reports.device_money(hall, device, plan.counted))
+        unreconciled = await store.reports.device_money(hall, device, plan.excluded) if plan.excluded else ZERO
         flagged = rc.judged_in(plan, snapshots, anomalies)
         row = rc.judge(plan, events, rc.attribute_missed(plan, missed), unreconciled=unreconciled,
                        anomalies=flagged)
@@ -68,7 +69,7 @@ async def device_rows(store: Store, hall: str, device: str, days: list[dt.date],
     return out
 
 
-async def _timing_explains(store: Store, plan: rc.DayPlan, snapshots: list[rc.Snapshot], resets: set[int],
+async def _timing_explains(store: Repositories, plan: rc.DayPlan, snapshots: list[rc.Snapshot], resets: set[int],
                            missed: list[rc.MissedRecord]) -> bool:
     """True when widening the window by a few snapshot intervals leaves no residual (rc.widen)."""
     previous: rc.DayPlan | None = None
@@ -76,7 +77,7 @@ async def _timing_explains(store: Store, plan: rc.DayPlan, snapshots: list[rc.Sn
         wider = rc.widen(plan, snapshots, steps=steps, resets=resets)
         if wider is None or (previous is not None and wider.segments == previous.segments):
             return False   # nothing (more) to widen by
-        check = rc.judge(wider, rc.window_events(wider, await store.device_money(plan.hall, plan.device,
+        check = rc.judge(wider, rc.window_events(wider, await store.reports.device_money(plan.hall, plan.device,
                                                                                 wider.counted)),
                          rc.attribute_missed(wider, missed))
         if "unexplained" not in check.reasons:
@@ -105,7 +106,7 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
     async def reconciliation(request: web.Request) -> web.Response:
         q = request.query
         hall, halls = scope(request)
-        rules = hall_days.rules_in_scope(await store.halls(), hall, halls)
+        rules = hall_days.rules_in_scope(await store.halls.halls(), hall, halls)
         today = hall_days.today(rules, ctx.clock())
         day_to = p.date(q, "to") or today
         day_from = p.date(q, "from") or day_to
@@ -117,7 +118,7 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
         limit = p.integer(q, "limit", low=1, high=MAX_PAGE, default=DEFAULT_PAGE)
         assert limit is not None
         after = _cursor(p.text(q, "after"))
-        cells = await store.device_days(day_from=day_from, day_to=day_to, hall=hall, halls=halls, device=device,
+        cells = await store.reports.device_days(day_from=day_from, day_to=day_to, hall=hall, halls=halls, device=device,
                                         after=after, limit=limit)
         per_device: dict[tuple[str, str], dict[dt.date, Contribution]] = defaultdict(dict)
         for (cell_hall, cell_device, day), money in cells.items():
