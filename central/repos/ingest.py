@@ -97,7 +97,7 @@ class IngestRepository(Protocol):
         ...
 
     async def ingest_staged(self, staged: StagedEvents, *, signed: SignedHeader | None = None) -> IngestResult:
-        """:meth:`ingest_events` for a run staged ahead with :func:`central.store.staging.stage_events`.
+        """:meth:`ingest_events` for a run staged ahead with :func:`central.staging.stage_events`.
 
         Ingest stages each batch on the thread that verified it, so the single writer only checks
         the chain against stored state and writes; ``staged.central_time`` is the events' central time.

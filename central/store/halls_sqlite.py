@@ -25,7 +25,7 @@ _KEY_COLUMNS: Final = "id, role, secret_hash, halls, created_at, name, expires_a
 
 def _presence_is_newer(stored_online: int | None, stored_session: int | None, stored_at: int | None,
                        online: bool, session: int, at: int) -> bool:
-    """The ordering rule of :meth:`central.store.base.Store.set_presence` (read its docstring)."""
+    """The ordering rule of :meth:`central.repos.halls.HallRepository.set_presence` (read its docstring)."""
     if stored_session is None or session > stored_session:
         return True
     if session < stored_session or not stored_online:

@@ -124,7 +124,7 @@ def insert_day_tables(con: sqlite3.Connection, hall: str, fx: BatchEffects) -> N
 
 
 class _StoredEvent:
-    """What :func:`central.store.rollup.effects` reads of an event, from a stored row."""
+    """What :func:`central.rollup.effects` reads of an event, from a stored row."""
 
     __slots__ = ("agent_time", "data", "device", "seq", "type")
 

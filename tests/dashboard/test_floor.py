@@ -212,7 +212,7 @@ async def test_floor_respects_a_keys_hall_scope_and_whoami_tells_the_role(tmp_pa
 
     world = await build_world(tmp_path)
     try:
-        _, scoped = await create_api_key(world.store, "technician", ("other-hall",), now=now_us())
+        _, scoped = await create_api_key(world.store.halls, "technician", ("other-hall",), now=now_us())
         async with serving(world):
             status, body = await _get(world.base_url, f"/floor?hall={HALL}", scoped)
             assert (status, body["error"]["code"]) == (403, "forbidden")
