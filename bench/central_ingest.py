@@ -23,7 +23,7 @@ from sync_codec import make_unsealed, seal_all
 
 from central.ingest import Ingestor
 from central.logging_setup import setup_logging
-from central.store import SqliteStore
+from central.store import open_sqlite
 from protocols.sync import encode_batch, generate_private_key, public_key_to_pem, topic
 
 
@@ -46,9 +46,9 @@ async def main() -> None:
         feeds.append((hall, key, payloads))
     size_kb = len(feeds[0][2][0]) / 1024
     with tempfile.TemporaryDirectory() as tmp:
-        store = await SqliteStore.open(Path(tmp) / "bench.db")
+        store = await open_sqlite(Path(tmp) / "bench.db")
         for hall, key, _ in feeds:
-            await store.add_hall(hall, public_key_to_pem(key.public_key()).decode(), now=0)
+            await store.halls.add_hall(hall, public_key_to_pem(key.public_key()).decode(), now=0)
         ingestor = Ingestor(store, central_key)
 
         async def feed(hall: str, payloads: list[bytes]) -> None:

@@ -222,14 +222,14 @@ async def agent_proc(args: argparse.Namespace) -> int:
 def register(work: Path, db: Path, halls: int) -> None:
     """Each hall's key pair (agent.keys, as ``hall-agent keys init``) and its registration in central's store."""
     from agent.keys import init_keys
-    from central.store import SqliteStore
+    from central.store import open_sqlite
 
     async def add() -> None:
-        store = await SqliteStore.open(db)
+        store = await open_sqlite(db)
         try:
             for i in range(halls):
                 files = init_keys(work / "halls" / hall_name(i))
-                await store.add_hall(hall_name(i), files.public.read_text(), now=time.time_ns() // 1000)
+                await store.halls.add_hall(hall_name(i), files.public.read_text(), now=time.time_ns() // 1000)
         finally:
             await store.close()
 

@@ -48,7 +48,8 @@ from central.api import PREFIX, build_app
 from central.apikeys import create_api_key
 from central.ingest import Ingestor
 from central.logging_setup import setup_logging
-from central.store import SqliteStore
+from central.repos import Repositories
+from central.store import open_sqlite
 from protocols.sync import (
     GENESIS_HASH,
     Event,
@@ -199,7 +200,7 @@ def db_bytes(db: Path) -> int:
 
 
 @asynccontextmanager
-async def served(store: SqliteStore, now: int) -> AsyncIterator[tuple[ClientSession, str]]:
+async def served(store: Repositories, now: int) -> AsyncIterator[tuple[ClientSession, str]]:
     """The API on 127.0.0.1 (a free port) with a fresh admin key: (session with the key, base URL)."""
     app = build_app(store, currency="EUR", clock=lambda: now, central_key=generate_private_key())
     runner = web.AppRunner(app, access_log=None)
@@ -207,7 +208,7 @@ async def served(store: SqliteStore, now: int) -> AsyncIterator[tuple[ClientSess
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
-    _, key = await create_api_key(store, "admin", None, now=now)
+    _, key = await create_api_key(store.halls, "admin", None, now=now)
     try:
         async with ClientSession(headers={"Authorization": f"Bearer {key}"}) as session:
             yield session, f"http://127.0.0.1:{port}{PREFIX}"
@@ -236,12 +237,12 @@ async def build(db: Path, args: argparse.Namespace, events: int) -> None:
     per_hall = events // args.halls
     feeds = [HallFeed(h, per_hall, args.egms, args.days, args.dense) for h in range(args.halls)]
     end_us = START_US + args.days * DAY_US
-    store = await SqliteStore.open(db)
+    store = await open_sqlite(db)
     try:
         for feed in feeds:
-            await store.add_hall(feed.hall, public_key_to_pem(feed.key.public_key()).decode(), now=START_US)
+            await store.halls.add_hall(feed.hall, public_key_to_pem(feed.key.public_key()).decode(), now=START_US)
             if kyiv(feed.index):
-                await store.set_day_rule(feed.hall, KYIV, now=START_US)
+                await store.halls.set_day_rule(feed.hall, KYIV, now=START_US)
         async with served(store, end_us) as (session, base):
             await put_catalog(session, base, args.halls, args.egms)
         ingestor = Ingestor(store, generate_private_key())
@@ -320,7 +321,7 @@ def cases(args: argparse.Namespace) -> list[tuple[str, str, str, dict[str, str]]
 
 async def measure(db: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
     end_us = START_US + args.days * DAY_US
-    store = await SqliteStore.open(db)
+    store = await open_sqlite(db)
     results = []
     try:
         async with served(store, end_us) as (session, base):

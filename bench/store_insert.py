@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import msgspec
 
+from central.staging import EVENT_COLUMNS, WIDTH
 from central.store.schema import DDL
 from central.store.sqlhelpers import insert_rows
-from central.store.staging import EVENT_COLUMNS, WIDTH
 
 _TIME_INDEX = "CREATE INDEX IF NOT EXISTS events_by_time ON events (agent_time);"
 _DEVICE_INDEX = "CREATE INDEX events_by_device ON events (hall, device, seq);"   # schema 4's, for comparison

@@ -199,13 +199,13 @@ async def agent_side(args: argparse.Namespace, agent_dir: Path, central_dir: Pat
 
 
 async def verify_central(db: Path, truth: dict[str, Any], n: int) -> bool:
-    from central.store import SqliteStore
+    from central.store import open_sqlite
     from protocols.sync.money import ZERO, Contribution
 
-    store = await SqliteStore.open(db)
+    store = await open_sqlite(db)
     try:
-        rows = await store.ggr("device", hall=HALL)
-        hall = await store.get_hall(HALL)
+        rows = await store.reports.ggr("device", hall=HALL)
+        hall = await store.halls.get_hall(HALL)
     finally:
         await store.close()
     got = {r.key: Contribution(r.bets, r.wins, r.rounds, r.cash_in, r.cash_out) for r in rows}

@@ -14,9 +14,8 @@ import secrets
 from collections.abc import Sequence
 from typing import Final
 
+from central.repos.halls import ROLES, ApiKeyRecord, HallRepository
 from protocols.sync import check_hall_id
-
-from .store.base import ROLES, ApiKeyRecord, Store
 
 PREFIX: Final = "hsk"
 HALL_BOUND_ROLES: Final = frozenset({"technician"})
@@ -74,11 +73,11 @@ def new_key(role: str, halls: Sequence[str] | None, *, now: int, name: str | Non
     return f"{PREFIX}_{key_id}_{secret}", record
 
 
-async def create_api_key(store: Store, role: str, halls: Sequence[str] | None, *, now: int,
+async def create_api_key(keys: HallRepository, role: str, halls: Sequence[str] | None, *, now: int,
                          name: str | None = None, expires_at: int | None = None) -> tuple[str, str]:
     """Create and store a key; returns (key id, the key). The key is not recoverable afterwards."""
     key, record = new_key(role, halls, now=now, name=name, expires_at=expires_at)
-    await store.add_api_key(record)
+    await keys.add_api_key(record)
     return record.id, key
 
 
@@ -86,35 +85,35 @@ class KeyNotFound(LookupError):
     """No key with that id (or, for rotate, none that can be rotated)."""
 
 
-async def revoke_api_key(store: Store, key_id: str, *, now: int) -> ApiKeyRecord:
+async def revoke_api_key(keys: HallRepository, key_id: str, *, now: int) -> ApiKeyRecord:
     """Revoke at once (a running central looks keys up on every request); the record as it was before.
     Revoking a revoked key keeps its first revocation time."""
-    before = await store.update_api_key(key_id, revoked_at=now)
+    before = await keys.update_api_key(key_id, revoked_at=now)
     if before is None:
         raise KeyNotFound(f"no API key {key_id!r}")
     return before
 
 
-async def rotate_api_key(store: Store, key_id: str, *, now: int) -> tuple[ApiKeyRecord, str]:
+async def rotate_api_key(keys: HallRepository, key_id: str, *, now: int) -> tuple[ApiKeyRecord, str]:
     """A new secret for the same id, role, halls, name and expiry (the audit trail stays one person's);
     the old secret is refused from now on. Returns (the record before, the new key)."""
-    current = await store.api_key(key_id)
+    current = await keys.api_key(key_id)
     if current is None:
         raise KeyNotFound(f"no API key {key_id!r}")
     if current.state(now) != "active":
         raise KeyNotFound(f"API key {key_id} is {current.state(now)}: create a new key instead")
     secret = secrets.token_urlsafe(32)
-    before = await store.update_api_key(key_id, secret_hash=hash_secret(secret))
+    before = await keys.update_api_key(key_id, secret_hash=hash_secret(secret))
     assert before is not None
     return before, f"{PREFIX}_{key_id}_{secret}"
 
 
-async def authenticate(store: Store, presented: str, *, now: int) -> ApiKeyRecord | None:
+async def authenticate(keys: HallRepository, presented: str, *, now: int) -> ApiKeyRecord | None:
     """The record of a presented key, or None (unknown id, wrong secret, malformed, revoked or expired)."""
     found = _KEY_RE.match(presented)
     if found is None:
         return None
-    record = await store.api_key(found.group(1))
+    record = await keys.api_key(found.group(1))
     if record is None or not hmac.compare_digest(record.secret_hash, hash_secret(found.group(2))):
         return None
     if record.state(now) != "active":

@@ -1,6 +1,6 @@
 """The audit trail's vocabulary: who acted, on what target, and which targets a hall-scoped key may see.
 
-Every change made through the HTTP API or the CLI appends one :class:`~central.store.base.AuditEntry`
+Every change made through the HTTP API or the CLI appends one :class:`~central.repos.AuditEntry`
 (``Store.add_audit``). This module keeps the conventions in one place so that the entries written by
 different features read alike and the hall-scope rule of ``GET /audit`` has one definition:
 
@@ -23,7 +23,8 @@ import getpass
 from collections.abc import Sequence
 from typing import Any, Final
 
-from central.store.base import ApiKeyRecord, AuditEntry, Store
+from central.repos.audit import AuditEntry, AuditRepository
+from central.repos.halls import ApiKeyRecord
 from protocols.sync import Command
 
 HALL_PREFIX: Final = "hall/"
@@ -68,14 +69,15 @@ def command_snapshot(command: Command, created_by: str) -> dict[str, Any]:
             "expires_at": command.expires_at, "created_by": created_by}
 
 
-async def record(store: Store, *, time: int, actor: str, action: str, target: str, before: Any = None,
+async def record(audit: AuditRepository, *, time: int, actor: str, action: str, target: str, before: Any = None,
                  after: Any = None) -> int:
     """Append one audit entry; returns its id."""
-    return await store.add_audit(AuditEntry(time=time, actor=actor, action=action, target=target, before=before,
+    return await audit.add_audit(AuditEntry(time=time, actor=actor, action=action, target=target, before=before,
                                             after=after))
 
 
-async def hall_added(store: Store, *, actor: str, time: int, hall: str, outcome: str, old_fingerprint: str | None,
+async def hall_added(audit: AuditRepository, *, actor: str, time: int, hall: str, outcome: str,
+                     old_fingerprint: str | None,
                      new_fingerprint: str) -> int | None:
     """The entry for ``halls add``: ``hall.add`` or ``hall.key.replace`` (before = the old key's
     fingerprint); None and no entry when nothing changed (``unchanged``)."""
@@ -83,14 +85,14 @@ async def hall_added(store: Store, *, actor: str, time: int, hall: str, outcome:
         return None
     action = "hall.key.replace" if outcome == "replaced" else "hall.add"
     before = {"hall": hall, "fingerprint": old_fingerprint} if outcome == "replaced" else None
-    return await record(store, time=time, actor=actor, action=action, target=hall_target(hall), before=before,
+    return await record(audit, time=time, actor=actor, action=action, target=hall_target(hall), before=before,
                         after={"hall": hall, "fingerprint": new_fingerprint})
 
 
-async def apikey_created(store: Store, *, actor: str, time: int, key_id: str, role: str,
+async def apikey_created(audit: AuditRepository, *, actor: str, time: int, key_id: str, role: str,
                          halls: Sequence[str] | None, name: str | None = None, expires_at: int | None = None) -> int:
     """The entry for a new API key: its id, name, role, halls and expiry — never the key or its hash."""
-    return await record(store, time=time, actor=actor, action="apikey.create", target=apikey_target(key_id),
+    return await record(audit, time=time, actor=actor, action="apikey.create", target=apikey_target(key_id),
                         after={"id": key_id, "name": name, "role": role,
                                "halls": None if halls is None else list(halls), "expires_at": expires_at})
 
@@ -100,14 +102,14 @@ def _key_snapshot(key: ApiKeyRecord) -> dict[str, Any]:
             "expires_at": key.expires_at, "revoked_at": key.revoked_at}
 
 
-async def apikey_revoked(store: Store, *, actor: str, time: int, before: ApiKeyRecord) -> int:
+async def apikey_revoked(audit: AuditRepository, *, actor: str, time: int, before: ApiKeyRecord) -> int:
     """Who revoked which key when (the key's snapshot before and after; never its hash)."""
     after = {**_key_snapshot(before), "revoked_at": time}
-    return await record(store, time=time, actor=actor, action="apikey.revoke", target=apikey_target(before.id),
+    return await record(audit, time=time, actor=actor, action="apikey.revoke", target=apikey_target(before.id),
                         before=_key_snapshot(before), after=after)
 
 
-async def apikey_rotated(store: Store, *, actor: str, time: int, before: ApiKeyRecord) -> int:
+async def apikey_rotated(audit: AuditRepository, *, actor: str, time: int, before: ApiKeyRecord) -> int:
     """A key given a new secret: the same snapshot before and after (the secret is never recorded)."""
-    return await record(store, time=time, actor=actor, action="apikey.rotate", target=apikey_target(before.id),
+    return await record(audit, time=time, actor=actor, action="apikey.rotate", target=apikey_target(before.id),
                         before=_key_snapshot(before), after={**_key_snapshot(before), "rotated_at": time})

@@ -21,6 +21,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from central.repos.catalog import CatalogGame, Placement
+from central.repos.catalog import Provider as Provider  # re-exported: the catalog's records live with its repository
+from central.repos.catalog import RuleRecord as RuleRecord
+
 UNASSIGNED: Final = "unassigned"
 """The provider key of money no catalog game accounts for (and of money outside games)."""
 
@@ -39,53 +43,6 @@ unequal bets only widen it, so the band errs on the quiet side)."""
 
 HOLD_Z: Final = 3
 """Band width in standard deviations: a fair paytable leaves the band about 3 times in 1000."""
-
-
-@dataclass(frozen=True, slots=True)
-class Provider:
-    id: str
-    name: str
-    status: str = "active"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "status": self.status}
-
-
-@dataclass(frozen=True, slots=True)
-class CatalogGame:
-    """A game of the catalog. ``rtp_bp`` is the theoretical return to player in basis points (9612 =
-    96.12 %); ``min_bet``/``max_bet`` are per round in minor units; ``sas_game_id``/``paytable_id`` are
-    what a machine running it reports (LP 1F/53), empty when unknown."""
-
-    id: str
-    provider: str
-    name: str
-    category: str
-    rtp_bp: int
-    status: str
-    min_bet: int
-    max_bet: int
-    sas_game_id: str = ""
-    paytable_id: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "provider": self.provider, "name": self.name, "category": self.category,
-                "rtp_bp": self.rtp_bp, "status": self.status, "min_bet": self.min_bet, "max_bet": self.max_bet,
-                "sas_game_id": self.sas_game_id, "paytable_id": self.paytable_id}
-
-
-@dataclass(frozen=True, slots=True)
-class Placement:
-    """Desired configuration: catalog ``game`` at SAS game number ``number`` of (hall, device)."""
-
-    hall: str
-    device: str
-    number: int
-    game: str
-    enabled: bool = True
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"number": self.number, "game": self.game, "enabled": self.enabled}
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,23 +119,6 @@ class Difference:
 DIFFERENCE_KINDS: Final = ("no_identity", "missing_game", "unexpected_game", "unknown_game", "paytable_mismatch",
                            "disabled_but_desired", "enabled_but_not_desired", "inactive_game",
                            "max_bet_over_catalog", "max_bet_over_limit")
-
-
-@dataclass(frozen=True, slots=True)
-class RuleRecord:
-    """A network-wide rule as stored: ``kind`` is one of :data:`RULE_KINDS`; ``params`` its JSON
-    parameters; ``halls`` its scope (None = every hall); ``status`` ``active`` or ``revoked``;
-    ``commands`` the ids of the commands it issued."""
-
-    id: str
-    kind: str
-    params: dict[str, Any]
-    halls: tuple[str, ...] | None
-    created_by: str
-    created_at: int
-    status: str
-    updated_at: int
-    commands: tuple[str, ...] = ()
 
 
 RULE_KINDS: Final = ("disable_game", "enable_game", "max_bet")

@@ -36,7 +36,10 @@ from .apikeys import (
 from .brokeraccount import PASSWORD_FILE, instructions, new_account
 from .keyfiles import KeyFileError, init_keys
 from .logging_setup import setup_logging
-from .store import ROLES, BackendUnavailable, Store, StoreError, open_store, sqlite_path
+from .repos import Repositories
+from .repos.errors import BackendUnavailable, StoreError
+from .repos.halls import ROLES
+from .store import open_store, sqlite_path
 from .timeutil import now_micros
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -126,12 +129,12 @@ def _day_rule(opts: dict[str, Any], current: Any = None) -> DayRule | None:
 
 async def _apply_day_rule(store: Any, hall: str, rule: DayRule, now: int) -> str:
     """Set the rule, audit a change; returns what to print."""
-    before = await store.get_hall(hall)
-    after = await store.set_day_rule(hall, rule, now=now)
+    before = await store.halls.get_hall(hall)
+    after = await store.halls.set_day_rule(hall, rule, now=now)
     if after is None:
         raise Failed(f"hall {hall} is not registered")
     if before is not None and after.settings_version != before.settings_version:
-        await audit.record(store, time=now, actor=audit.cli_actor(), action="hall.settings.update",
+        await audit.record(store.audit, time=now, actor=audit.cli_actor(), action="hall.settings.update",
                            target=audit.hall_target(hall), before=_settings(before), after=_settings(after))
         state = f"version {after.settings_version}"
     else:
@@ -355,7 +358,7 @@ def _run(coro: Callable[[], Coroutine[Any, Any, int]]) -> int:
     return asyncio.run(coro())
 
 
-def _on_store(db: str, body: Callable[[Store], Coroutine[Any, Any, int]]) -> int:
+def _on_store(db: str, body: Callable[[Repositories], Coroutine[Any, Any, int]]) -> int:
     """Open the store, run ``body`` on it, close it whatever happens; body's exit code."""
     async def run() -> int:
         store = await open_store(db)
@@ -398,13 +401,13 @@ def cmd_halls_add(opts: dict[str, Any]) -> int:
         store = await open_store(str(opts["db"]))
         day_line = None
         try:
-            old, now = await store.get_hall(hall), now_micros()
-            outcome = await store.add_hall(hall, pem.decode("ascii").strip() + "\n", now=now,
+            old, now = await store.halls.get_hall(hall), now_micros()
+            outcome = await store.halls.add_hall(hall, pem.decode("ascii").strip() + "\n", now=now,
                                            replace=bool(opts["replace"]))
-            await audit.hall_added(store, actor=audit.cli_actor(), time=now, hall=hall, outcome=outcome,
+            await audit.hall_added(store.audit, actor=audit.cli_actor(), time=now, hall=hall, outcome=outcome,
                                    old_fingerprint=None if old is None else _key_fingerprint(old.public_key_pem),
                                    new_fingerprint=fingerprint(key))
-            rule = _day_rule(opts, await store.get_hall(hall))
+            rule = _day_rule(opts, await store.halls.get_hall(hall))
             if rule is not None:
                 day_line = await _apply_day_rule(store, hall, rule, now)
         finally:
@@ -433,7 +436,7 @@ def cmd_halls_set(opts: dict[str, Any]) -> int:
     async def run() -> int:
         store = await open_store(str(opts["db"]))
         try:
-            current = await store.get_hall(hall)
+            current = await store.halls.get_hall(hall)
             if current is None:
                 raise Failed(f"hall {hall} is not registered")
             rule = _day_rule(opts, current)
@@ -441,8 +444,8 @@ def cmd_halls_set(opts: dict[str, Any]) -> int:
                 print(await _apply_day_rule(store, hall, rule, now_micros()))
             if opts["forget_presence"]:
                 now = now_micros()
-                await store.forget_presence(hall, now=now)
-                await audit.record(store, time=now, actor=audit.cli_actor(), action="hall.presence.forget",
+                await store.halls.forget_presence(hall, now=now)
+                await audit.record(store.audit, time=now, actor=audit.cli_actor(), action="hall.presence.forget",
                                    target=audit.hall_target(hall),
                                    before={"online": current.online, "session": current.session}, after=None)
                 print(f"hall {hall}: presence forgotten; the agent's next signed status sets it")
@@ -461,8 +464,8 @@ def cmd_halls_state(verb: str) -> Callable[[dict[str, Any]], int]:
     def command(opts: dict[str, Any]) -> int:
         hall, state = str(opts["hall"]), _STATE_OF[verb]
 
-        async def run(store: Store) -> int:
-            current = await store.get_hall(hall)
+        async def run(store: Repositories) -> int:
+            current = await store.halls.get_hall(hall)
             if current is None:
                 raise Failed(f"hall {hall} is not registered")
             if current.state == "removed" and verb != "remove":
@@ -471,8 +474,8 @@ def cmd_halls_state(verb: str) -> Callable[[dict[str, Any]], int]:
                 print(f"hall {hall} is already {state}")
                 return EXIT_OK
             now = now_micros()
-            await store.set_hall_state(hall, state, now=now)
-            await audit.record(store, time=now, actor=audit.cli_actor(), action=f"hall.{verb}",
+            await store.halls.set_hall_state(hall, state, now=now)
+            await audit.record(store.audit, time=now, actor=audit.cli_actor(), action=f"hall.{verb}",
                                target=audit.hall_target(hall), before={"hall": hall, "state": current.state},
                                after={"hall": hall, "state": state})
             print(f"hall {hall}: {current.state} → {state}")
@@ -496,7 +499,7 @@ def cmd_halls_list(opts: dict[str, Any]) -> int:
     async def run() -> int:
         store = await open_store(str(opts["db"]))
         try:
-            halls = await store.halls()
+            halls = await store.halls.halls()
         finally:
             await store.close()
         rows = [{"id": h.id, "key": fingerprint(public_key_from_pem(h.public_key_pem.encode())),
@@ -545,8 +548,9 @@ def cmd_apikeys_create(opts: dict[str, Any]) -> int:
     async def run() -> int:
         store = await open_store(str(opts["db"]))
         try:
-            key_id, key = await create_api_key(store, opts["role"], halls, now=now, name=name, expires_at=expires_at)
-            await audit.apikey_created(store, actor=audit.cli_actor(), time=now, key_id=key_id, role=opts["role"],
+            key_id, key = await create_api_key(store.halls, opts["role"], halls, now=now, name=name,
+                                               expires_at=expires_at)
+            await audit.apikey_created(store.audit, actor=audit.cli_actor(), time=now, key_id=key_id, role=opts["role"],
                                        halls=halls, name=name, expires_at=expires_at)
         finally:
             await store.close()
@@ -678,9 +682,9 @@ def cmd_export_write(opts: dict[str, Any]) -> int:
 
         store = await open_store(str(opts["db"]))
         try:
-            if opts["hall"] and await store.get_hall(str(opts["hall"])) is None:
+            if opts["hall"] and await store.halls.get_hall(str(opts["hall"])) is None:
                 raise Failed(f"hall {opts['hall']} is not registered")
-            rules = [h.day_rule for h in await store.halls() if not opts["hall"] or h.id == opts["hall"]]
+            rules = [h.day_rule for h in await store.halls.halls() if not opts["hall"] or h.id == opts["hall"]]
             try:
                 start = time_from if time_from is not None else day_bound(raw_from, rules, now_micros(), end=False)
                 stop = time_to if time_to is not None else day_bound(raw_to, rules, now_micros(), end=True)
@@ -747,8 +751,8 @@ def _existing_db(opts: dict[str, Any]) -> str:
 
 
 def cmd_apikeys_list(opts: dict[str, Any]) -> int:
-    async def run(store: Store) -> int:
-        keys = await store.api_keys()
+    async def run(store: Repositories) -> int:
+        keys = await store.halls.api_keys()
         now = now_micros()
         rows = [{"id": k.id, "name": k.name, "role": k.role, "halls": None if k.halls is None else list(k.halls),
                  "created_at": _iso(k.created_at), "expires_at": None if k.expires_at is None else _iso(k.expires_at),
@@ -769,16 +773,16 @@ def cmd_apikeys_list(opts: dict[str, Any]) -> int:
 
 
 def cmd_apikeys_revoke(opts: dict[str, Any]) -> int:
-    async def run(store: Store) -> int:
+    async def run(store: Repositories) -> int:
         now = now_micros()
         try:
-            before = await revoke_api_key(store, str(opts["id"]), now=now)
+            before = await revoke_api_key(store.halls, str(opts["id"]), now=now)
         except KeyNotFound as exc:
             raise Failed(str(exc)) from None
         if before.revoked_at is not None:
             print(f"API key {before.id} was already revoked at {_iso(before.revoked_at)}")
             return EXIT_OK
-        await audit.apikey_revoked(store, actor=audit.cli_actor(), time=now, before=before)
+        await audit.apikey_revoked(store.audit, actor=audit.cli_actor(), time=now, before=before)
         print(f"revoked API key {before.id} ({before.name or 'no name'}, {before.role}): refused from now on")
         return EXIT_OK
 
@@ -786,13 +790,13 @@ def cmd_apikeys_revoke(opts: dict[str, Any]) -> int:
 
 
 def cmd_apikeys_rotate(opts: dict[str, Any]) -> int:
-    async def run(store: Store) -> int:
+    async def run(store: Repositories) -> int:
         now = now_micros()
         try:
-            before, key = await rotate_api_key(store, str(opts["id"]), now=now)
+            before, key = await rotate_api_key(store.halls, str(opts["id"]), now=now)
         except KeyNotFound as exc:
             raise Failed(str(exc)) from None
-        await audit.apikey_rotated(store, actor=audit.cli_actor(), time=now, before=before)
+        await audit.apikey_rotated(store.audit, actor=audit.cli_actor(), time=now, before=before)
         print(f"id: {before.id}")
         print(f"rotated: the old secret is refused from now on ({before.name or 'no name'}, {before.role})")
         print("the key is shown once; store it now:")

@@ -59,7 +59,9 @@ from typing import Any, Final
 
 import msgspec
 
-from central.store.base import ExportRow, SignedHeader, Store
+from central.repos import Repositories
+from central.repos.export import ExportRow
+from central.repos.ingest import SignedHeader
 from protocols.sync import (
     VERSION,
     SyncError,
@@ -267,7 +269,7 @@ class ExportWriter:
         return _csv_line((CSV_MANIFEST_MARK, line.decode())), manifest
 
 
-async def write_export(store: Store, sink: Callable[[bytes], Awaitable[object]], *, fmt: str, time_from: int,
+async def write_export(store: Repositories, sink: Callable[[bytes], Awaitable[object]], *, fmt: str, time_from: int,
                        time_to: int, key: Ed25519PrivateKey, generated_at: int, generated_by: str,
                        hall: str | None = None, halls: Sequence[str] | None = None,
                        page_size: int = PAGE_SIZE) -> dict[str, Any]:
@@ -281,21 +283,21 @@ async def write_export(store: Store, sink: Callable[[bytes], Awaitable[object]],
     first = writer.begin()
     if first:
         await sink(first)
-    for part in await store.export_ranges(time_from=time_from, time_to=time_to, hall=hall, halls=halls):
-        record = await store.get_hall(part.hall)
+    for part in await store.export.export_ranges(time_from=time_from, time_to=time_to, hall=hall, halls=halls):
+        record = await store.halls.get_hall(part.hall)
         if record is None:
             raise ExportError(f"hall {part.hall} vanished during the export")
         writer.start_hall(part.hall)
         signed: SignedHeader | None = None
         tail: list[ExportRow] = []
         if part.first_seq is not None and part.last_seq is not None:
-            async for page in store.export_pages(part.hall, part.first_seq, part.last_seq, page_size=page_size):
+            async for page in store.export.export_pages(part.hall, part.first_seq, part.last_seq, page_size=page_size):
                 await sink(writer.rows(page))
-            signed = await store.signed_header_covering(part.hall, part.last_seq)
+            signed = await store.export.signed_header_covering(part.hall, part.last_seq)
             if signed is not None and signed.last_seq - part.last_seq > MAX_TAIL:
                 signed = None  # events stored before central kept signatures: say "unsigned", do not guess
             elif signed is not None and signed.last_seq > part.last_seq:
-                tail = await store.export_rows(part.hall, after_seq=part.last_seq, through_seq=signed.last_seq,
+                tail = await store.export.export_rows(part.hall, after_seq=part.last_seq, through_seq=signed.last_seq,
                                                limit=MAX_TAIL)
         writer.end_hall(expected=(part.first_seq, part.last_seq), registered_key_pem=record.public_key_pem,
                         signed=signed, tail=tail)

@@ -24,19 +24,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
-if TYPE_CHECKING:  # the store imports this module's event types: no import cycle at run time
-    from central.store.base import DeviceCondition, DeviceEventRow, DeviceRecord
+from central.eventtypes import CONDITION_TYPES as CONDITION_TYPES  # re-exported
+from central.eventtypes import PLAY_TYPES
+from central.repos.devices import DeviceCondition, DeviceEventRow, DeviceRecord
 
 STATES: Final = ("offline", "door_open", "tilt", "disabled", "playing", "idle")
 """The machine states, most urgent first (a machine shows the first one that holds)."""
 PLAYING_WINDOW_US: Final = 60_000_000
 """A game event within the last minute: the simulator and real players start a game every few seconds,
 so a minute without one is a machine waiting for a player."""
-PLAY_TYPES: Final = ("game.bet", "game.win", "game.loss", "game.ended")
-CONDITION_TYPES: Final = ("device.door", "game.error", "device.status", "handpay", "service", "integration")
-"""Event types that can change a machine's state other than play (what the store reads per device)."""
 _MACHINE_ACTIONS: Final = {"disable_machine": False, "enable_machine": True}
 _GAME_ACTIONS: Final = {"disable_game": False, "enable_game": True}
 

@@ -42,6 +42,8 @@ from typing import Final, Literal, Protocol
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from central.repos import Repositories
+from central.repos.ingest import IngestResult, LogEntry, LogKind, SignedHeader
 from protocols.logthrottle import WindowThrottle
 from protocols.sync import (
     MAX_MESSAGE_BYTES,
@@ -61,8 +63,7 @@ from protocols.sync import (
 )
 from protocols.sync.gamingday import UTC_MIDNIGHT, DayRule
 
-from .store.base import IngestResult, LogEntry, LogKind, SignedHeader, Store
-from .store.staging import StagedEvents, stage_events
+from .staging import StagedEvents, stage_events
 from .timeutil import Clock, now_micros
 
 log = structlog.get_logger("central.ingest")
@@ -141,7 +142,7 @@ class _Pending:
 class Ingestor:
     """Verifies, stores and acknowledges batches; see the module docstring for the rules."""
 
-    def __init__(self, store: Store, central_private_key: Ed25519PrivateKey, clock: Clock = now_micros, *,
+    def __init__(self, store: Repositories, central_private_key: Ed25519PrivateKey, clock: Clock = now_micros, *,
                  max_buffered_batches: int = 16, max_buffered_events: int = 50_000,
                  log_burst: int = 20, log_window_s: float = 60.0, preparer: Preparer | None = None,
                  max_payload_bytes: int = MAX_MESSAGE_BYTES) -> None:
@@ -183,7 +184,7 @@ class Ingestor:
         if (oversize := self.oversize(payload)) is not None:
             return await self._refuse("format_error", hall, oversize)
         try:
-            record = await self._store.get_hall(hall)
+            record = await self._store.halls.get_hall(hall)
         except Exception as exc:  # the store is down: nothing can be decided, nothing is acked
             log.error("store_unavailable", hall=hall, error=repr(exc))
             return IngestOutcome("error", hall, f"store: {exc!r}")
@@ -229,7 +230,7 @@ class Ingestor:
     # --- storing --------------------------------------------------------------------------------
     async def _store_batch(self, verified: Verified) -> IngestOutcome:
         hall, h = verified.hall, verified.header
-        result = await self._store.ingest_staged(verified.staged, signed=signed_header(h, verified.sig))
+        result = await self._store.ingest.ingest_staged(verified.staged, signed=signed_header(h, verified.sig))
         if result.status == "gap":
             return await self._gap(verified, result)
         if result.status == "duplicate":
@@ -307,7 +308,7 @@ class Ingestor:
             verified = pending.batches.pop(min(ready))
             header = verified.header
             pending.events -= header.count
-            nxt = await self._store.ingest_staged(verified.staged, signed=signed_header(header, verified.sig))
+            nxt = await self._store.ingest.ingest_staged(verified.staged, signed=signed_header(header, verified.sig))
             if nxt.status == "stored":
                 stored += nxt.stored
                 logged.extend(await self._money_errors(hall, nxt))
@@ -340,7 +341,7 @@ class Ingestor:
         if not entries:
             return ()
         try:
-            await self._store.log(entries)
+            await self._store.ingest.log(entries)
         except Exception as exc:
             log.error("integration_log_failed", hall=hall, kind="missed", error=repr(exc))
             return ()
@@ -383,7 +384,7 @@ class Ingestor:
         getattr(log, level)("integration", kind=kind, hall=hall, detail=entry.detail)
         for attempt in (1, 2):  # one retry: a rare SQLITE_MISUSE has cost a row once (session note, issue 02)
             try:
-                await self._store.log([entry])
+                await self._store.ingest.log([entry])
             except Exception as exc:
                 log.error("integration_log_failed", hall=hall, kind=kind, attempt=attempt, error=repr(exc))
                 continue

@@ -23,7 +23,7 @@ per event; everything the store or the service already knows is read at scrape t
 * per request (a middleware): API requests by route pattern, method and status;
 * per scrape: the HTTP guard's slow connections closed and connections refused, failed and
   rate-limited API logins (issue 16); halls registered/online, each hall's stored chain end and last presence time (from
-  ``store.halls()``), commands by status (``store.command_counts()``), the ingest service's own
+  ``store.halls.halls()``), commands by status (``store.commands.command_counts()``), the ingest service's own
   counters (dropped for overload, replies not published, store errors) and its MQTT link.
 
 Hall labels are bounded: a batch refused before its hall is known to be registered (a forged topic
@@ -42,11 +42,12 @@ from typing import TYPE_CHECKING, Final
 import structlog
 from aiohttp import web
 
+from central.repos import Repositories
+from central.repos.commands import COMMAND_STATUSES
 from protocols.metrics import CONTENT_TYPE, Family, Registry
 
 from .api.context import Handler
 from .ingest import CONFLICT_DETAIL, IngestOutcome, Verified
-from .store.base import COMMAND_STATUSES, Store
 
 if TYPE_CHECKING:
     from mqttlink.httpguard import HttpGuard
@@ -79,7 +80,7 @@ _SERVICE_COUNTERS: Final = (
 class CentralMetrics:
     """Central's instruments and its scrape-time collector (see the module docstring)."""
 
-    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Repositories, *, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.clock = clock
         self.service: IngestService | None = None
@@ -168,8 +169,8 @@ class CentralMetrics:
         commands = Family("hallsync_central_commands", "Commands central issued, by current status.", "gauge",
                           ("status",))
         try:
-            halls = await self.store.halls()
-            counts = await self.store.command_counts()
+            halls = await self.store.halls.halls()
+            counts = await self.store.commands.command_counts()
         except Exception as exc:  # the scrape still answers: the instruments say what happened so far
             self._scrape_errors += 1
             log.error("metrics_store_read_failed", error=repr(exc))

@@ -8,13 +8,13 @@ Two inputs, two pure functions:
   machine plays again or a terminal reports no error), a pending handpay into ``handpay_pending``
   (gone at the reset), an attendant's "out of service" into ``out_of_service`` (gone with play).
   They are stored with the cursor, so a restart does not forget a door that is still open.
-* **Store state** (:class:`~central.store.base.MonitorInputs`): the halls' agent presence, devices'
+* **Stored state** (:class:`~central.repos.MonitorInputs`): the halls' agent presence, devices'
   online/enabled/last contact, processing delay, recent link trouble in the integration log, failed
   commands, the newest applied enable/disable command per machine and game, and how much of a
   machine's recent money came from ``missed`` records (``missed_money``: the agent under-polls it and
   loses per-game detail, issue 12; the hall-wide ``missed_events`` says only that one arrived).
 
-:func:`evaluate` turns both into :class:`~central.store.base.AlertDraft` s — the conditions that
+:func:`evaluate` turns both into :class:`~central.repos.AlertDraft` s — the conditions that
 hold *now* and deserve an alert — and the store (:meth:`sync_alerts`) raises an alert once for each
 new one, leaves an open one alone while it holds (its acknowledgement is kept) and clears it when it
 stops. A condition that comes back later is a new alert.
@@ -33,7 +33,9 @@ from typing import Any, Final
 
 import structlog
 
-from central.store.base import AlertDraft, DeviceCondition, MonitorInputs, Store
+from central.repos import Repositories
+from central.repos.devices import DeviceCondition
+from central.repos.monitor import AlertDraft, MonitorInputs
 from central.timeutil import Clock, now_micros
 
 log = structlog.get_logger("central.monitor")
@@ -294,7 +296,7 @@ class Monitor:
     bounded by ``tick_timeout``; a failing tick is logged and the next one tries again.
     """
 
-    store: Store
+    store: Repositories
     clock: Clock = now_micros
     thresholds: Thresholds = DEFAULTS
     interval: float = 15.0
@@ -311,16 +313,17 @@ class Monitor:
         """One evaluation; returns what it did (tests call this directly)."""
         result = TickResult()
         if self._cursors is None:
-            cursors, conditions = await self.store.monitor_state()
+            cursors, conditions = await self.store.monitor.monitor_state()
             self._cursors = dict(cursors)
             self._saved = dict(cursors)
             self._conditions = {(c.hall, c.device, c.name): c for c in conditions}
         behind: set[str] = set()
-        for hall in await self.store.halls():
+        for hall in await self.store.halls.halls():
             cursor = self._cursors.get(hall.id, 0)
             while cursor < hall.last_seq and result.events_read < self.max_rows:
                 through = min(hall.last_seq, cursor + self.page)
-                events, last_play = await self.store.monitor_events(hall.id, after_seq=cursor, through_seq=through)
+                events, last_play = await self.store.monitor.monitor_events(hall.id, after_seq=cursor,
+                                                                            through_seq=through)
                 for row in with_last_play(events, last_play):
                     apply_event(self._conditions, hall.id, row)
                 result.events_read += through - cursor
@@ -330,7 +333,7 @@ class Monitor:
                 behind.add(hall.id)
         now = self.clock()
         th = self.thresholds
-        inputs = await self.store.monitor_inputs(delay_since=now - th.delay_window_s * US,
+        inputs = await self.store.monitor.monitor_inputs(delay_since=now - th.delay_window_s * US,
                                                  link_since=now - th.link_window_s * US,
                                                  failures_since=now - th.failures_window_s * US,
                                                  missed_since=now - th.missed_window_s * US)
@@ -339,7 +342,7 @@ class Monitor:
         result.active = len(drafts)
         result.behind = len(behind)
         moved = {hall: seq for hall, seq in self._cursors.items() if self._saved.get(hall) != seq}
-        result.raised, result.cleared = await self.store.sync_alerts(
+        result.raised, result.cleared = await self.store.monitor.sync_alerts(
             drafts, now=now, cursors=moved, conditions=list(self._conditions.values()),
             hold=[(hall, kind) for hall in sorted(behind) for kind in CONDITION_KINDS])
         self._saved.update(moved)

@@ -61,7 +61,11 @@ from protocols.sas.bcd import bcd_max
 from protocols.sas.fields import meter_size_2f
 from protocols.sas.meters import METER_CODES, meter_unit
 from protocols.sync.gamingday import UTC_MIDNIGHT, DayRule
-from protocols.sync.money import ZERO, Contribution, contribution
+from protocols.sync.money import ZERO, Contribution
+
+from .eventmoney import MissedRecord as MissedRecord  # re-exported: the rules of the events side
+from .eventmoney import event_money as event_money
+from .eventmoney import missed_from_event as missed_from_event
 
 MAX_DAYS: Final = 62
 """Longest period one report request may cover (each day × device is a few indexed queries)."""
@@ -102,15 +106,6 @@ class Snapshot:
     denomination_cents: int | None = None
     unmetered: Contribution = ZERO
     """Money of events written before this snapshot that its meters do not contain yet."""
-
-
-@dataclass(frozen=True, slots=True)
-class MissedRecord:
-    """An ``integration``/``missed`` event: what the meters showed that events did not."""
-
-    seq: int
-    meters_time: int | None
-    amounts: Contribution
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,29 +287,6 @@ def window_events(plan: DayPlan, by_seq: Contribution) -> Contribution:
 
 def _negated(c: Contribution) -> Contribution:
     return Contribution(-c.bets, -c.wins, -c.rounds, -c.cash_in, -c.cash_out)
-
-
-def missed_from_event(seq: int, data: Mapping[str, Any]) -> MissedRecord | None:
-    """A :class:`MissedRecord` from an ``integration`` event of kind ``missed`` (else None)."""
-    if data.get("kind") != "missed":
-        return None
-    try:
-        amounts = contribution("integration", dict(data))
-    except ValueError:
-        return None  # counted as zero by the rollups too (and logged at ingest)
-    when = data.get("meters_time")
-    return MissedRecord(seq, when if type(when) is int else None, amounts)
-
-
-def event_money(event_type: str, data: Mapping[str, Any]) -> Contribution:
-    """An event's money for the *events* side: the shared rule, without ``missed`` records (they are
-    the reconciliation's own column) and zero for what the rule refuses (as the rollups count it)."""
-    if event_type == "integration" and data.get("kind") == "missed":
-        return ZERO
-    try:
-        return contribution(event_type, dict(data))
-    except ValueError:
-        return ZERO
 
 
 # ---- planning and judging --------------------------------------------------------------------------

@@ -23,10 +23,12 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
 
+from central.repos import Repositories
+from central.repos.ingest import LogEntry, LogKind
 from mqttlink import BrokerUrl, LinkDown, MqttLink, Received
 from protocols.sync import (
     MAX_SESSION_JUMP,
@@ -41,13 +43,15 @@ from protocols.sync import (
 
 from .commands import RESULT_TO_STATUS, CommandNotPublished, result_detail
 from .ingest import UNREGISTERED, Ingestor, IngestOutcome, Verified
-from .store.base import LogEntry, LogKind, Store
 from .timeutil import now_micros
 
-if TYPE_CHECKING:
-    from .metrics import CentralMetrics
-
 log = structlog.get_logger("central.service")
+
+
+class BatchMetrics(Protocol):
+    """What the service tells its metrics (:class:`central.metrics.CentralMetrics`) once per batch."""
+
+    def batch(self, outcome: IngestOutcome, prepared: IngestOutcome | Verified, seconds: float) -> None: ...
 
 _FORMAT_ERRORS = "_format"  # the queue for messages whose topic names no valid hall
 
@@ -76,7 +80,8 @@ class ServiceConfig:
 class IngestService:
     """See the module docstring."""
 
-    def __init__(self, store: Store, ingestor: Ingestor, url: BrokerUrl, config: ServiceConfig | None = None) -> None:
+    def __init__(self, store: Repositories, ingestor: Ingestor, url: BrokerUrl,
+                 config: ServiceConfig | None = None) -> None:
         self.store = store
         self.ingestor = ingestor
         self.config = config or ServiceConfig()
@@ -89,7 +94,7 @@ class IngestService:
         self._bytes: dict[str, int] = {}
         self._link_task: asyncio.Task[None] | None = None
         self.stats: collections.Counter[str] = collections.Counter()
-        self.metrics: CentralMetrics | None = None
+        self.metrics: BatchMetrics | None = None
         """Set by ``serve``: told once per batch (never per event) what the batch came to."""
         self.on_online: Callable[[str], None] | None = None
         """Set by ``serve``: called when a hall's agent comes online (it is sent its standing data)."""
@@ -169,7 +174,7 @@ class IngestService:
         if not msg.payload:  # a cleared retained message
             return
         try:
-            record = await self.store.get_hall(hall)
+            record = await self.store.halls.get_hall(hall)
         except Exception as exc:
             self.stats["presence_store_errors"] += 1
             log.error("presence_not_stored", hall=hall, error=repr(exc))
@@ -193,11 +198,9 @@ class IngestService:
                                                         f"{MAX_SESSION_JUMP} past the last accepted "
                                                         f"{record.session}")
             return
-        setter = getattr(self.store, "set_presence", None)
-        if setter is None:
-            return
         try:
-            changed = await setter(hall, online=status.online, session=status.session, at=status.at)
+            changed = await self.store.halls.set_presence(hall, online=status.online, session=status.session,
+                                                          at=status.at)
         except Exception as exc:
             self.stats["presence_store_errors"] += 1
             log.error("presence_not_stored", hall=hall, error=repr(exc))
@@ -207,7 +210,7 @@ class IngestService:
         if changed:
             log.info("hall_presence", hall=hall, online=status.online, session=status.session)
             with contextlib.suppress(Exception):
-                await self.store.log([LogEntry(kind="connection", hall=hall, time=now_micros(),
+                await self.store.ingest.log([LogEntry(kind="connection", hall=hall, time=now_micros(),
                                                detail=f"agent {'online' if status.online else 'offline'} "
                                                       f"(session {status.session})")])
 
@@ -243,7 +246,7 @@ class IngestService:
             await self._log_format_error(None, f"command result on a bad topic {msg.topic[:200]!r}")
             return
         try:
-            record = await self.store.get_hall(hall)
+            record = await self.store.halls.get_hall(hall)
             if record is None:
                 self.stats["bad_command_results"] += 1
                 await self._log("rejected", hall, f"command result from hall {hall!r}, which is not registered",
@@ -261,16 +264,17 @@ class IngestService:
                 kind: LogKind = "rejected" if exc.log_kind == "rejected" else "format_error"
                 await self._log(kind, hall, f"command result: {type(exc).__name__}: {exc}")
                 return
-            command = await self.store.command(result.id)
+            command = await self.store.commands.command(result.id)
             if command is None or command.hall != hall:
                 self.stats["bad_command_results"] += 1
                 await self._log("rejected", hall, f"command result for {result.id}, which is not a command of {hall}")
                 return
             status = RESULT_TO_STATUS[result.status]
-            changed = await self.store.update_command(result.id, status, result_detail(result.status, result.detail),
+            changed = await self.store.commands.update_command(result.id, status, result_detail(result.status,
+                                                                                                result.detail),
                                                       now_micros())
             if not changed:
-                current = await self.store.command(result.id)
+                current = await self.store.commands.command(result.id)
                 await self._log("duplicate", hall, f"command result {result.status} for {result.id} ignored: the "
                                                    f"command is {current.status if current else 'gone'}")
             else:
@@ -338,7 +342,7 @@ class IngestService:
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {"connected": self.link.connected, "broker": str(self.link.url),
                                "workers": len(self._workers), **dict(self.stats)}
-        group = getattr(self.store, "group_commit", None)   # the SQLite store's (central.store.group_commit)
+        group = getattr(self.store.database, "group_commit", None)   # SQLite's (central.store.group_commit)
         if group is not None:
             out.update(group_commits=group.stats.commits, group_units=group.stats.units,
                        largest_group=group.stats.largest_group)

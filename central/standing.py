@@ -17,10 +17,11 @@ from typing import Final
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from central.repos import Repositories
+from central.repos.halls import HallRecord
 from protocols.sync import VERSION, topic
 from protocols.sync.standing import StandingData, encode_standing
 
-from .store.base import HallRecord, Store
 from .timeutil import Clock, now_micros
 
 log = structlog.get_logger("central.standing")
@@ -39,7 +40,7 @@ def document(record: HallRecord, issued_at: int) -> StandingData:
 class StandingPublisher:
     """Owned by ``serve``: :meth:`start` after the MQTT link, :meth:`stop` before it."""
 
-    def __init__(self, store: Store, key: Ed25519PrivateKey, publish: Publish, *, clock: Clock = now_micros,
+    def __init__(self, store: Repositories, key: Ed25519PrivateKey, publish: Publish, *, clock: Clock = now_micros,
                  interval: float = CHECK_SECONDS) -> None:
         self.store = store
         self.key = key
@@ -59,7 +60,7 @@ class StandingPublisher:
 
     async def publish(self, hall: str) -> bool:
         """Publish the hall's current document; False when the hall is unknown or the broker refused."""
-        record = await self.store.get_hall(hall)
+        record = await self.store.halls.get_hall(hall)
         if record is None:
             return False
         payload = encode_standing(document(record, self.clock()), self.key)
@@ -76,7 +77,7 @@ class StandingPublisher:
     async def check(self) -> int:
         """Publish every hall whose version differs from what this process last published."""
         sent = 0
-        for record in await self.store.halls():
+        for record in await self.store.halls.halls():
             if self.published.get(record.id) != record.settings_version and await self.publish(record.id):
                 sent += 1
         return sent

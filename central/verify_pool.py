@@ -31,8 +31,8 @@ from protocols.sync.gamingday import DEFAULT_START, DEFAULT_ZONE, UTC_MIDNIGHT, 
 from protocols.sync.money import Contribution
 
 from .ingest import Verified, VerifierUnavailable, decode_verify_stage
-from .store.rollup import BatchEffects, DeviceUpdate
-from .store.staging import MissedRecord, StagedEvents
+from .rollup import BatchEffects, DeviceUpdate
+from .staging import MissedRecord, StagedEvents
 
 log = structlog.get_logger("central.verify_pool")
 

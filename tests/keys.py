@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from central.apikeys import HALL_BOUND_ROLES
-from central.store.base import Store
+from central.repos import Repositories
 
 
-async def key_scope(store: Store, role: str, halls: Sequence[str] | None) -> Sequence[str] | None:
+async def key_scope(store: Repositories, role: str, halls: Sequence[str] | None) -> Sequence[str] | None:
     """``halls`` unchanged, except for a hall-bound role without halls: all registered halls (or a
     placeholder hall when none is registered yet, so the key still exists and reads nothing)."""
     if role not in HALL_BOUND_ROLES or halls:
         return halls
-    return tuple(h.id for h in await store.halls()) or ("no-hall-yet",)
+    return tuple(h.id for h in await store.halls.halls()) or ("no-hall-yet",)

@@ -13,11 +13,12 @@ from typing import Any, Final
 from aiohttp import web
 
 from central.monitor import ALERT_KINDS
-from central.store.base import ALERT_STATES, AlertRecord, AuditEntry
+from central.repos.audit import AuditEntry
+from central.repos.monitor import ALERT_STATES, AlertRecord
 
 from . import params as p
 from .context import ApiContext, Handler, api_key, json_response, scope
-from .openapi import _WITH_400, _param, _ref
+from .openapi_parts import _WITH_400, _param, _ref
 from .params import ApiError
 
 ALERTS_MAX_LIMIT: Final = 1000
@@ -48,23 +49,23 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
         limit = p.integer(q, "limit", low=1, high=ALERTS_MAX_LIMIT, default=100)
         assert state is not None and limit is not None
         hall, halls = scope(request)
-        rows = await store.alerts(hall=hall, halls=halls, state=state, kind=kind, device=device, limit=limit)
+        rows = await store.monitor.alerts(hall=hall, halls=halls, state=state, kind=kind, device=device, limit=limit)
         return json_response({"rows": [alert_dict(a) for a in rows]})
 
     async def ack(request: web.Request) -> web.Response:
         key = api_key(request)
         alert_id = _alert_id(request.match_info["id"])
-        before = await store.alert(alert_id)
+        before = await store.monitor.alert(alert_id)
         if before is None or (key.halls is not None and before.hall not in key.halls):
             raise ApiError(404, "not_found", f"no alert {alert_id}")
         if before.acked_at is not None:
             raise ApiError(409, "conflict", f"alert {alert_id} was already acknowledged by {before.acked_by}")
         now = ctx.clock()
-        if not await store.ack_alert(alert_id, by=key.id, at=now):
+        if not await store.monitor.ack_alert(alert_id, by=key.id, at=now):
             raise ApiError(409, "conflict", f"alert {alert_id} was already acknowledged")
-        after = await store.alert(alert_id)
+        after = await store.monitor.alert(alert_id)
         assert after is not None
-        await store.add_audit(AuditEntry(
+        await store.audit.add_audit(AuditEntry(
             time=now, actor=key.id, action="alert.ack", target=f"hall/{after.hall}/alert/{alert_id}",
             before={"state": before.state, "acked_by": None, "acked_at": None},
             after={"state": after.state, "acked_by": after.acked_by, "acked_at": after.acked_at,

@@ -33,7 +33,9 @@ from central.commands import (
     USER_ACTIONS,
     CommandPublisher,
 )
-from central.store.base import LOG_KINDS, ApiKeyRecord, Store
+from central.repos import Repositories
+from central.repos.halls import ApiKeyRecord
+from central.repos.ingest import LOG_KINDS
 from central.timeutil import Clock, now_micros
 from protocols.sync import fingerprint, public_key_from_pem
 from protocols.sync.commands import GAME_ACTIONS
@@ -78,7 +80,7 @@ def _error(exc: ApiError) -> web.Response:
 class _Api:
     """The handlers and the state they share (store, currency, clock, auth cache)."""
 
-    def __init__(self, store: Store, currency: str, clock: Clock,
+    def __init__(self, store: Repositories, currency: str, clock: Clock,
                  presence: Callable[[], Mapping[str, Any]] | None,
                  command_publisher: CommandPublisher | None = None,
                  central_key: Ed25519PrivateKey | None = None,
@@ -108,7 +110,7 @@ class _Api:
             if wait is not None:
                 raise ApiError(429, "too_many_requests", "too many bad API keys from this address; "
                                f"retry after {wait} s", {"Retry-After": str(wait)})
-        record = await authenticate(self.store, presented, now=self.clock())
+        record = await authenticate(self.store.halls, presented, now=self.clock())
         if record is None:
             if throttle is not None:
                 throttle.failure(client, request.path)
@@ -159,14 +161,15 @@ class _Api:
         q = request.query
         group_by = p.choice(q, "group_by", GROUP_BY_PARAM, default="device")
         hall, halls = self.scope(request)
-        rules = days.rules_in_scope(await self.store.halls(), hall, halls)
+        rules = days.rules_in_scope(await self.store.halls.halls(), hall, halls)
         parts = []
         periods = []
         for piece in days.period(q, rules, self.clock()):
             scoped = days.slice_scope(piece, halls)
             periods.append((piece.day_from, piece.day_to, scoped))
             if group_by != "provider":
-                parts.append(await self.store.ggr(group_by, day_from=piece.day_from, day_to=piece.day_to, hall=hall,
+                parts.append(await self.store.reports.ggr(group_by, day_from=piece.day_from, day_to=piece.day_to,
+                                                          hall=hall,
                                                   halls=scoped))
             else:  # the game catalog maps (hall, device, game number) to providers
                 parts.append(await ggr_by_provider(self.store, day_from=piece.day_from, day_to=piece.day_to,
@@ -183,7 +186,7 @@ class _Api:
         device = p.text(q, "device")
         if device is not None and hall is None:
             raise p.bad_request("device IDs are per hall: give hall= too")
-        rules = days.rules_in_scope(await self.store.halls(), hall, halls)
+        rules = days.rules_in_scope(await self.store.halls.halls(), hall, halls)
         rows: list[dict[str, Any]] = []
         day = p.text(q, "day") or days.TODAY
         if day != days.TODAY:
@@ -191,7 +194,8 @@ class _Api:
         for piece in days.period({"from": day, "to": day}, rules, self.clock()):
             if piece.day_from is None:
                 continue
-            for r in await self.store.hourly(day=piece.day_from, hall=hall, halls=days.slice_scope(piece, halls),
+            for r in await self.store.reports.hourly(day=piece.day_from, hall=hall, halls=days.slice_scope(piece,
+                                                                                                           halls),
                                              device=device):
                 row: dict[str, Any] = {"hall": r.hall, "day": r.day, "hour": p.rfc3339(r.hour), "hour_us": r.hour,
                                        "local_hour": _local_hour(rules.get(r.hall), r.hour), "bets": r.bets,
@@ -207,7 +211,7 @@ class _Api:
         rows = [{"id": d.id, "hall": d.hall, "kind": d.kind, "online": d.online, "enabled": d.enabled,
                  "first_seen": p.rfc3339(d.first_seen), "last_seen": p.rfc3339(d.last_seen),
                  "first_seen_us": d.first_seen, "last_seen_us": d.last_seen, "last_seq": d.last_seq}
-                for d in await self.store.devices(hall=hall, halls=halls)]
+                for d in await self.store.devices.devices(hall=hall, halls=halls)]
         return _json({"rows": rows})
 
     async def halls(self, request: web.Request) -> web.Response:
@@ -216,7 +220,7 @@ class _Api:
                  "added_at_us": h.added_at, "last_seq": h.last_seq, "online": h.online, "session": h.session,
                  "status_at": p.rfc3339(h.status_at), "status_at_us": h.status_at, "timezone": h.timezone,
                  "gaming_day_start": h.gaming_day_start, "settings_version": h.settings_version, "state": h.state}
-                for h in await self.store.halls() if key.halls is None or h.id in key.halls]
+                for h in await self.store.halls.halls() if key.halls is None or h.id in key.halls]
         return _json({"rows": rows})
 
     async def events(self, request: web.Request) -> web.Response:
@@ -225,14 +229,14 @@ class _Api:
         limit = p.integer(q, "limit", low=1, high=EVENTS_MAX_LIMIT, default=100)
         assert limit is not None
         hall, halls = self.scope(request)
-        time_from, time_to = await days.window_in_scope(q, self.store, hall, halls, self.clock())
+        time_from, time_to = await days.window_in_scope(q, self.store.halls, hall, halls, self.clock())
         after_hall = p.text(q, "after_hall")
         if after_hall is not None and HALL_RE.match(after_hall) is None:
             raise p.bad_request("after_hall must be a hall ID ([A-Za-z0-9_-]{1,64})")
         if after_seq is not None and hall is None and after_hall is None:
             raise p.bad_request("without hall=, page with after_hall and after_seq together (the previous page's "
                                 "next_after_hall and next_after_seq): seqs are per hall")
-        rows = await self.store.events(hall=hall, device=p.text(q, "device"), type=p.text(q, "type"),
+        rows = await self.store.ingest.events(hall=hall, device=p.text(q, "device"), type=p.text(q, "type"),
                                        time_from=time_from, time_to=time_to, after_seq=after_seq, limit=limit,
                                        halls=halls, after_hall=None if hall is not None else after_hall)
         full = len(rows) == limit
@@ -245,10 +249,10 @@ class _Api:
         limit = p.integer(q, "limit", low=1, high=LOG_MAX_LIMIT, default=100)
         assert limit is not None
         hall, halls = self.scope(request)
-        time_from, time_to = await days.window_in_scope(q, self.store, hall, halls, self.clock())
+        time_from, time_to = await days.window_in_scope(q, self.store.halls, hall, halls, self.clock())
         if time_from is not None and time_to is not None and time_from > time_to:
             raise p.bad_request("from is after to")
-        entries = await self.store.integration_log(hall=hall, kind=kind, limit=limit, halls=halls,
+        entries = await self.store.ingest.integration_log(hall=hall, kind=kind, limit=limit, halls=halls,
                                                    device=p.text(q, "device"), time_from=time_from, time_to=time_to)
         rows = [{"time": p.rfc3339(e.time), "time_us": e.time, "hall": e.hall, "kind": e.kind, "detail": e.detail,
                  "device": e.device} for e in entries]
@@ -281,7 +285,7 @@ class _Api:
         ttl = body.get("ttl_seconds", DEFAULT_TTL_SECONDS)
         if type(ttl) is not int or not 1 <= ttl <= MAX_TTL_SECONDS:
             raise p.bad_request(f"ttl_seconds must be an integer from 1 to {MAX_TTL_SECONDS}, not {ttl!r}")
-        target = await self.store.get_hall(hall)
+        target = await self.store.halls.get_hall(hall)
         if target is None:
             raise p.bad_request(f"hall {hall!r} is not registered")
         if target.state != "active":
@@ -295,13 +299,14 @@ class _Api:
     async def get_command(self, request: web.Request) -> web.Response:
         key = request[_KEY]
         command_id = request.match_info["id"]
-        record = await self.store.command(command_id)
+        record = await self.store.commands.command(command_id)
         if record is None or (key.halls is not None and record.hall not in key.halls):
             raise ApiError(404, "not_found", f"no command {command_id!r}")
         now = self.clock()
         if not record.final and now >= record.expires_at:
-            await self.store.update_command(record.id, "expired", "no result from the hall before expires_at", now)
-            record = await self.store.command(record.id)
+            await self.store.commands.update_command(record.id, "expired",
+                                                     "no result from the hall before expires_at", now)
+            record = await self.store.commands.command(record.id)
             assert record is not None
         return _json({"id": record.id, "hall": record.hall, "device": record.device, "action": record.action,
                       "game": record.game, "status": record.status, "detail": record.detail,
@@ -330,7 +335,7 @@ def _fingerprint(pem: str) -> str | None:
         return None
 
 
-def build_app(store: Store, *, currency: str, clock: Callable[[], int] = now_micros,
+def build_app(store: Repositories, *, currency: str, clock: Callable[[], int] = now_micros,
               presence: Callable[[], Mapping[str, Any]] | None = None,
               command_publisher: CommandPublisher | None = None,
               central_key: Ed25519PrivateKey | None = None,

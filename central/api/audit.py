@@ -14,12 +14,12 @@ from typing import Any, Final
 from aiohttp import web
 
 from central.audit import target_hall
-from central.store.base import AuditEntry
+from central.repos.audit import AuditEntry
 
 from . import days
 from . import params as p
 from .context import ApiContext, Handler, json_response, scope
-from .openapi import _INSTANT, _MICROS, _TIME, _WITH_400, _param, _ref
+from .openapi_parts import _INSTANT, _MICROS, _TIME, _WITH_400, _param, _ref
 
 AUDIT_MAX_LIMIT: Final = 1000
 
@@ -35,16 +35,16 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
     async def list_audit(request: web.Request) -> web.Response:
         q = request.query
         hall, halls = scope(request)
-        time_from, time_to = await days.window_in_scope(q, ctx.store, hall, halls, ctx.clock())
+        time_from, time_to = await days.window_in_scope(q, ctx.store.halls, hall, halls, ctx.clock())
         if time_from is not None and time_to is not None and time_from > time_to:
             raise p.bad_request("from is after to")
         after_id = p.integer(q, "after_id")
         limit = p.integer(q, "limit", low=1, high=AUDIT_MAX_LIMIT, default=100)
         assert limit is not None
-        entries = await ctx.store.audit(actor=p.text(q, "actor"), action=p.text(q, "action"), time_from=time_from,
+        entries = await ctx.store.audit.audit(actor=p.text(q, "actor"), action=p.text(q, "action"), time_from=time_from,
                                         time_to=time_to, after_id=after_id, limit=limit,
                                         halls=[hall] if hall is not None else halls)
-        names = {k.id: k.name for k in await ctx.store.api_keys()} if entries else {}
+        names = {k.id: k.name for k in await ctx.store.halls.api_keys()} if entries else {}
         rows = [_row(e, names) for e in entries]
         return json_response({"rows": rows, "next_after_id": rows[-1]["id"] if len(rows) == limit else None})
 

@@ -18,12 +18,15 @@ from aiohttp import web
 
 from central import catalog as cat
 from central.catalog import CatalogGame, Detected, GameMap, Placement, Provider
-from central.store.base import AuditEntry, CatalogConflict, DeviceRecord, Store
+from central.repos import Repositories
+from central.repos.audit import AuditEntry
+from central.repos.catalog import CatalogConflict
+from central.repos.devices import DeviceRecord
 from protocols.sync.fields import HALL_RE, ID_RE, INT64_MAX
 
 from . import params as p
 from .context import ApiContext, Handler, api_key, json_body, json_response, require_hall_in_scope, scope
-from .openapi import _ERRORS, _WITH_400, _param, _ref
+from .openapi_parts import _ERRORS, _WITH_400, _param, _ref
 from .params import ApiError
 
 MAX_NAME: Final = 200
@@ -63,27 +66,27 @@ class World:
         return out
 
 
-async def load_world(store: Store, hall: str | None, halls: Sequence[str] | None, *,
+async def load_world(store: Repositories, hall: str | None, halls: Sequence[str] | None, *,
                      with_devices: bool = True) -> World:
     """``with_devices=False`` leaves ``devices`` empty: the money reports need only the game map, and
     reading every device record is a third of their cost on a 1,000-machine network."""
-    providers = {pr.id: pr for pr in await store.catalog_providers()}
-    games = await store.catalog_games()
-    placements = await store.placements(hall=hall, halls=halls)
+    providers = {pr.id: pr for pr in await store.catalog.catalog_providers()}
+    games = await store.catalog.catalog_games()
+    placements = await store.catalog.placements(hall=hall, halls=halls)
     detected: dict[tuple[str, str], Detected] = {}
-    for h, d, at, data in await store.latest_identities(hall=hall, halls=halls):
+    for h, d, at, data in await store.catalog.latest_identities(hall=hall, halls=halls):
         parsed = cat.parse_identity(h, d, at, data)
         if parsed is not None:
             detected[(h, d)] = parsed
-    devices = {(r.hall, r.id): r for r in await store.devices(hall=hall, halls=halls)} if with_devices else {}
+    devices = {(r.hall, r.id): r for r in await store.devices.devices(hall=hall, halls=halls)} if with_devices else {}
     return World(providers, games, {g.id: g for g in games}, placements, detected, devices,
                  cat.game_map(games, placements, detected.values()))
 
 
-async def active_limits(store: Store) -> list[cat.LimitRule]:
+async def active_limits(store: Repositories) -> list[cat.LimitRule]:
     """The max-bet rules in force (see :mod:`central.api.rules`)."""
     out = []
-    for rule in await store.rules(kind="max_bet", status="active", limit=10_000):
+    for rule in await store.catalog.rules(kind="max_bet", status="active", limit=10_000):
         out.append(cat.LimitRule(id=rule.id, max_bet=int(rule.params["max_bet"]), halls=rule.halls,
                                  provider=rule.params.get("provider"), game=rule.params.get("game")))
     return out
@@ -149,11 +152,12 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
     store = ctx.store
 
     async def audit(request: web.Request, action: str, target: str, before: Any, after: Any) -> None:
-        await store.add_audit(AuditEntry(time=ctx.clock(), actor=api_key(request).id, action=action, target=target,
+        await store.audit.add_audit(AuditEntry(time=ctx.clock(), actor=api_key(request).id, action=action,
+                                               target=target,
                                          before=before, after=after))
 
     async def list_providers(request: web.Request) -> web.Response:
-        return json_response({"rows": [pr.as_dict() for pr in await store.catalog_providers()]})
+        return json_response({"rows": [pr.as_dict() for pr in await store.catalog.catalog_providers()]})
 
     async def put_provider(request: web.Request) -> web.Response:
         _not_scoped(request)
@@ -163,7 +167,7 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
         _only(body, ("name", "status"), "a provider")
         provider = Provider(id=provider_id, name=_name(body.get("name"), "name"),
                             status=_status(body.get("status", "active")))
-        before = await store.put_provider(provider)
+        before = await store.catalog.put_provider(provider)
         if before != provider:
             await audit(request, "catalog.provider." + ("create" if before is None else "update"),
                         f"catalog/provider/{provider_id}", None if before is None else before.as_dict(),
@@ -174,13 +178,13 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
         q = request.query
         provider = p.text(q, "provider")
         status = p.choice(q, "status", cat.STATUSES)
-        rows = [g.as_dict() for g in await store.catalog_games()
+        rows = [g.as_dict() for g in await store.catalog.catalog_games()
                 if (provider is None or g.provider == provider) and (status is None or g.status == status)]
         return json_response({"rows": rows})
 
     async def get_game(request: web.Request) -> web.Response:
         game_id = request.match_info["id"]
-        game = next((g for g in await store.catalog_games() if g.id == game_id), None)
+        game = next((g for g in await store.catalog.catalog_games() if g.id == game_id), None)
         if game is None:
             raise _not_found(f"no catalog game {game_id!r}")
         return json_response(game.as_dict())
@@ -205,7 +209,7 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
         if game.min_bet > game.max_bet:
             raise p.bad_request(f"min_bet ({game.min_bet}) is greater than max_bet ({game.max_bet})")
         try:
-            before = await store.put_game(game)
+            before = await store.catalog.put_game(game)
         except CatalogConflict as exc:
             raise p.bad_request(str(exc)) from None
         if before != game:
@@ -237,10 +241,10 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
         numbers = [pl.number for pl in placements]
         if len(set(numbers)) != len(numbers):
             raise p.bad_request("games: each game number may appear once")
-        if await store.get_hall(hall) is None:
+        if await store.halls.get_hall(hall) is None:
             raise p.bad_request(f"hall {hall!r} is not registered")
         try:
-            before = await store.replace_placements(hall, device, sorted(placements, key=lambda x: x.number))
+            before = await store.catalog.replace_placements(hall, device, sorted(placements, key=lambda x: x.number))
         except CatalogConflict as exc:
             raise p.bad_request(str(exc)) from None
         after = [pl.as_dict() for pl in sorted(placements, key=lambda x: x.number)]

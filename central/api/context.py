@@ -23,7 +23,8 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from central.commands import CommandPublisher
-from central.store.base import ApiKeyRecord, Store
+from central.repos import Repositories
+from central.repos.halls import ApiKeyRecord
 from central.timeutil import Clock
 
 from . import params as p
@@ -38,7 +39,7 @@ class ApiContext:
     """Shared by every handler: the store (not owned), the currency of every amount, now in µs,
     and — when central has an MQTT link — the command publisher and the key that signs commands."""
 
-    store: Store
+    store: Repositories
     currency: str
     clock: Clock
     command_publisher: CommandPublisher | None = None

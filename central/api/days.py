@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from central.store.base import GgrRow, HallRecord, Store
+from central.repos.halls import HallRecord, HallRepository
+from central.repos.reports import GgrRow
 from protocols.sync.gamingday import UTC_MIDNIGHT, DayRule, DayRuleError, day_bound, is_day_text
 
 from . import params as p
@@ -100,12 +101,12 @@ def window(query: Mapping[str, str], rules: Mapping[str, DayRule], now: int) -> 
     return bound("from", False), bound("to", True)
 
 
-async def window_in_scope(query: Mapping[str, str], store: Store, hall: str | None,
+async def window_in_scope(query: Mapping[str, str], registry: HallRepository, hall: str | None,
                           halls: Sequence[str] | None, now: int) -> tuple[int | None, int | None]:
     """:func:`window` for a request's scope; the halls' day rules are read only when a bound is a day."""
     if not any(v is not None and is_day(v) for v in (query.get("from"), query.get("to"))):
         return p.instant(query, "from"), p.instant(query, "to")
-    return window(query, rules_in_scope(await store.halls(), hall, halls), now)
+    return window(query, rules_in_scope(await registry.halls(), hall, halls), now)
 
 
 def merge(parts: Sequence[Sequence[GgrRow]]) -> list[GgrRow]:

@@ -20,7 +20,7 @@ from central.export import FORMATS, MEDIA_TYPES, write_export
 from . import days
 from . import params as p
 from .context import ApiContext, Handler, api_key, scope
-from .openapi import _ERRORS, _INSTANT, _param
+from .openapi_parts import _ERRORS, _INSTANT, _param
 from .params import ApiError
 
 log = structlog.get_logger("central.api")
@@ -32,9 +32,9 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
         fmt = p.choice(q, "format", FORMATS, default="jsonl")
         assert fmt is not None
         hall, halls = scope(request)
-        if hall is not None and await ctx.store.get_hall(hall) is None:
+        if hall is not None and await ctx.store.halls.get_hall(hall) is None:
             raise p.bad_request(f"hall {hall!r} is not registered")
-        time_from, time_to = await days.window_in_scope(q, ctx.store, hall, halls, ctx.clock())
+        time_from, time_to = await days.window_in_scope(q, ctx.store.halls, hall, halls, ctx.clock())
         if time_from is None or time_to is None:
             raise p.bad_request("from and to are required: the export's period, [from, to), as instants or "
                                 "gaming days (YYYY-MM-DD, both days included)")

@@ -14,12 +14,12 @@ from typing import Any, Final
 from aiohttp import web
 
 from central.floor import PLAYING_WINDOW_US, STATES, MachineState, derive
-from central.store.base import DeviceCondition
+from central.repos.devices import DeviceCondition
 from protocols.sync.fields import HALL_RE
 
 from . import params as p
 from .context import ApiContext, Handler, json_response, require_hall_in_scope
-from .openapi import _WITH_400, _ref
+from .openapi_parts import _WITH_400, _ref
 from .params import ApiError
 
 _US: Final = 1_000_000
@@ -45,21 +45,21 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
         if hall is None or HALL_RE.match(hall) is None:
             raise p.bad_request("hall is required: a hall ID ([A-Za-z0-9_-]{1,64})")
         require_hall_in_scope(request, hall)
-        record = await store.get_hall(hall)
+        record = await store.halls.get_hall(hall)
         if record is None:
             raise ApiError(404, "not_found", f"no hall {hall!r}")
-        cursors, stored = await store.monitor_state()
+        cursors, stored = await store.monitor.monitor_state()
         cursor = cursors.get(hall, 0)
         conditions: dict[str, list[DeviceCondition]] = {}
         for c in stored:
             if c.hall == hall:
                 conditions.setdefault(c.device, []).append(c)
-        reads = await store.floor_reads(hall, after_seq=cursor, max_events=MAX_TAIL_EVENTS)
+        reads = await store.devices.floor_reads(hall, after_seq=cursor, max_events=MAX_TAIL_EVENTS)
         now = ctx.clock()
         machines = [derive(d, reads.events.get(d.id, ()), now=now, hall_online=record.online,
                            conditions=conditions.get(d.id, ()), last_play=reads.last_play.get(d.id),
                            switches=reads.switches.get(d.id), switched_at=reads.switched_at.get(d.id))
-                    for d in await store.devices(hall=hall)]
+                    for d in await store.devices.devices(hall=hall)]
         counts = dict.fromkeys(STATES, 0)
         for m in machines:
             counts[m.state] += 1

@@ -16,7 +16,8 @@ from collections.abc import Iterable, Sequence
 from typing import Final
 
 from central import catalog as cat
-from central.store.base import GgrRow, Store
+from central.repos import Repositories
+from central.repos.reports import GgrRow
 
 from .catalog import load_world
 
@@ -39,13 +40,13 @@ def game_label(number: str, names: Iterable[str | None]) -> str:
     return " / ".join(known + ([NOT_IN_CATALOG] if unknown else [])) + f" (game {number})"
 
 
-async def labels(store: Store, group_by: str, rows: Sequence[GgrRow],
+async def labels(store: Repositories, group_by: str, rows: Sequence[GgrRow],
                  periods: Sequence[tuple[dt.date | None, dt.date | None, Sequence[str] | None]],
                  hall: str | None, halls: Sequence[str] | None) -> list[str]:
     """One label per row, in order. ``periods`` are the report's slices (day range, hall scope), so
     a game number is named by the machines that played it in the period, not by every machine."""
     if group_by == "provider":
-        providers = {p.id: p.name for p in await store.catalog_providers()}
+        providers = {p.id: p.name for p in await store.catalog.catalog_providers()}
         return [UNASSIGNED_LABEL if r.key == cat.UNASSIGNED else providers.get(r.key) or r.key for r in rows]
     if group_by != "game":
         return [r.key for r in rows]
@@ -55,7 +56,7 @@ async def labels(store: Store, group_by: str, rows: Sequence[GgrRow],
     names: dict[str, list[str | None]] = {}
     seen: set[tuple[str, str, str]] = set()
     for day_from, day_to, scoped in periods:
-        for cell in await store.rollup_cells(day_from=day_from, day_to=day_to, hall=hall, halls=scoped):
+        for cell in await store.reports.rollup_cells(day_from=day_from, day_to=day_to, hall=hall, halls=scoped):
             key = (cell.hall, cell.device, cell.game)
             if key in seen or not cell.game:
                 continue

@@ -2,7 +2,7 @@
 
 The gaming day is finance's unit ("GGR today", day close, reconciliation), so a change is rare and
 heavy: the store re-buckets the hall's rollups from its events in the same transaction
-(:meth:`central.store.base.Store.set_day_rule`), the change is audited with before and after, and the
+(:meth:`central.repos.Store.set_day_rule`), the change is audited with before and after, and the
 new settings reach the hall's agent as its standing data (its day-close snapshot moves with them).
 """
 
@@ -12,13 +12,13 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from central.store.base import AuditEntry
+from central.repos.audit import AuditEntry
 from protocols.sync.fields import HALL_RE
 from protocols.sync.gamingday import DayRule, DayRuleError
 
 from . import params as p
 from .context import ApiContext, Handler, api_key, json_body, json_response
-from .openapi import _WITH_400
+from .openapi_parts import _WITH_400
 from .params import ApiError
 
 
@@ -41,18 +41,18 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
         unknown = sorted(set(body) - {"timezone", "gaming_day_start"})
         if unknown:
             raise p.bad_request(f"unknown field(s) for hall settings: {', '.join(unknown)}")
-        before = await store.get_hall(hall)
+        before = await store.halls.get_hall(hall)
         if before is None:
             raise ApiError(404, "not_found", f"hall {hall!r} is not registered")
         try:
             rule = DayRule(body.get("timezone", before.timezone), body.get("gaming_day_start", before.gaming_day_start))
         except DayRuleError as exc:
             raise p.bad_request(str(exc)) from None
-        after = await store.set_day_rule(hall, rule, now=ctx.clock())
+        after = await store.halls.set_day_rule(hall, rule, now=ctx.clock())
         if after is None:
             raise ApiError(404, "not_found", f"hall {hall!r} is not registered")
         if after.settings_version != before.settings_version:
-            await store.add_audit(AuditEntry(time=ctx.clock(), actor=key.id, action="hall.settings.update",
+            await store.audit.add_audit(AuditEntry(time=ctx.clock(), actor=key.id, action="hall.settings.update",
                                              target=f"hall/{hall}", before=settings_of(before),
                                              after=settings_of(after)))
             if ctx.on_hall_settings is not None:

@@ -13,7 +13,7 @@ import structlog
 
 from central import audit
 from central.commands import CommandNotPublished
-from central.store.base import CommandRecord
+from central.repos.commands import CommandRecord
 from protocols.sync import VERSION, Command, encode_command, topic
 
 from .context import ApiContext
@@ -32,15 +32,15 @@ async def issue_command(ctx: ApiContext, *, hall: str, device: str, action: str,
     now = ctx.clock()
     command = Command(v=VERSION, id=str(uuid.uuid4()), hall=hall, device=device, action=action, game=game,
                       params={}, issued_at=now, expires_at=now + ttl_seconds * 1_000_000)
-    await ctx.store.add_command(CommandRecord(
+    await ctx.store.commands.add_command(CommandRecord(
         id=command.id, hall=hall, device=device, action=action, game=game, params={}, issued_at=now,
         expires_at=command.expires_at, status="pending", detail=detail or f"issued by API key {created_by}",
         created_by=created_by, created_at=now, updated_at=now))
     # the one audit entry per command (issue 04): before anything leaves central; actor = created_by
-    await audit.record(ctx.store, time=now, actor=created_by, action="command.create",
+    await audit.record(ctx.store.audit, time=now, actor=created_by, action="command.create",
                        target=audit.device_target(hall, device), after=audit.command_snapshot(command, created_by))
     await _publish(ctx, command)
-    record = await ctx.store.command(command.id)
+    record = await ctx.store.commands.command(command.id)
     assert record is not None
     return record
 
@@ -49,18 +49,19 @@ async def _publish(ctx: ApiContext, command: Command) -> None:
     """Sign and publish; record ``sent``, ``failed`` or (outcome unknown) ``pending`` with a detail."""
     store = ctx.store
     if ctx.command_publisher is None or ctx.central_key is None:
-        await store.update_command(command.id, "failed", "central has no MQTT link to publish commands", ctx.clock())
+        await store.commands.update_command(command.id, "failed", "central has no MQTT link to publish commands",
+                                            ctx.clock())
         return
     payload = encode_command(command, ctx.central_key)
     try:
         await ctx.command_publisher(topic(command.hall, "commands"), payload)
     except CommandNotPublished as exc:
-        await store.update_command(command.id, "failed", f"not published: {exc}", ctx.clock())
+        await store.commands.update_command(command.id, "failed", f"not published: {exc}", ctx.clock())
         return
     except Exception as exc:
         log.warning("command_publish_unconfirmed", command=command.id, hall=command.hall, error=repr(exc))
-        await store.update_command(command.id, "pending",
+        await store.commands.update_command(command.id, "pending",
                                    f"publish not confirmed ({type(exc).__name__}: {exc}); the hall's "
                                    f"result or the expiry settles it", ctx.clock())
         return
-    await store.update_command(command.id, "sent", "published; the broker acknowledged", ctx.clock())
+    await store.commands.update_command(command.id, "sent", "published; the broker acknowledged", ctx.clock())

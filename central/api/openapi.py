@@ -11,45 +11,30 @@ import copy
 from typing import Any, Final
 
 from central.commands import DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, USER_ACTIONS
-from central.store.base import COMMAND_STATUSES, LOG_KINDS, ROLES
+from central.repos.commands import COMMAND_STATUSES
+from central.repos.halls import ROLES
+from central.repos.ingest import LOG_KINDS
 
+from .features import FEATURES
+from .openapi_parts import (
+    _ERRORS,
+    _INSTANT,
+    _MICROS,
+    _MONEY,
+    _NULLABLE_MICROS,
+    _NULLABLE_TIME,
+    _TIME,
+    _WITH_400,
+    _json,
+    _param,
+    _ref,
+)
 from .roles import ROUTE_ROLES
 
 GROUP_BY_PARAM: Final = ("device", "game", "provider", "hall", "day", "network")
 EVENTS_MAX_LIMIT: Final = 1000
 LOG_MAX_LIMIT: Final = 1000
 
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _param(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/parameters/{name}"}
-
-
-def _json(schema: str, description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
-
-
-_ERRORS: Final = {
-    "401": {"$ref": "#/components/responses/Unauthorized"},
-    "403": {"$ref": "#/components/responses/Forbidden"},
-    "429": {"$ref": "#/components/responses/TooManyRequests"},
-    "500": {"$ref": "#/components/responses/InternalError"},
-}
-_WITH_400: Final = {"400": {"$ref": "#/components/responses/BadRequest"}, **_ERRORS}
-
-_TIME = {"type": "string", "format": "date-time", "example": "2026-01-01T00:00:00.000000Z"}
-_NULLABLE_TIME = {**_TIME, "nullable": True}
-_MICROS = {"type": "integer", "format": "int64", "description": "Microseconds since the epoch (UTC)."}
-_NULLABLE_MICROS = {**_MICROS, "nullable": True}
-_MONEY = {"type": "integer", "format": "int64", "description": "Minor units of the report's currency."}
-
-_INSTANT = {"type": "string", "description": "RFC 3339 with an offset (`2026-01-01T00:00:00Z`), integer "
-                                             "microseconds since the epoch, or a gaming day as in the reports: "
-                                             "`YYYY-MM-DD` or `today` is that whole gaming day of the halls in "
-                                             "scope (`to` included), 400 when they keep different gaming days."}
 
 DOCUMENT: Final[dict[str, Any]] = {
     "openapi": "3.0.3",
@@ -409,8 +394,6 @@ DOCUMENT: Final[dict[str, Any]] = {
 
 def document() -> dict[str, Any]:
     """A copy of :data:`DOCUMENT` with each operation's ``x-roles`` from the route table."""
-    from .features import FEATURES  # features import this module's helpers
-
     doc = copy.deepcopy(DOCUMENT)
     for feature in FEATURES:
         doc["paths"].update(copy.deepcopy(feature.PATHS))

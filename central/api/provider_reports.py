@@ -18,14 +18,15 @@ from typing import Any, Final
 from aiohttp import web
 
 from central import catalog as cat
-from central.store.base import GgrRow, RollupCell, Store
+from central.repos import Repositories
+from central.repos.reports import GgrRow, RollupCell
 from protocols.sync.gamingday import DayRule
 
 from . import days as hall_days
 from . import params as p
 from .catalog import World, _device_games, load_world
 from .context import ApiContext, Handler, json_response, scope
-from .openapi import _WITH_400, _param, _ref
+from .openapi_parts import _WITH_400, _param, _ref
 
 HOLD_GROUP_BY: Final = ("game", "device")
 
@@ -42,10 +43,10 @@ def _provider_of(world: World, cell: RollupCell) -> tuple[cat.CatalogGame | None
     return game, (cat.UNASSIGNED if game is None else game.provider)
 
 
-async def ggr_by_provider(store: Store, *, day_from: dt.date | None, day_to: dt.date | None, hall: str | None,
+async def ggr_by_provider(store: Repositories, *, day_from: dt.date | None, day_to: dt.date | None, hall: str | None,
                           halls: Sequence[str] | None) -> list[GgrRow]:
     """``GET /reports/ggr?group_by=provider``: the rollups summed per provider (``unassigned`` for the rest)."""
-    cells = await store.rollup_cells(day_from=day_from, day_to=day_to, hall=hall, halls=halls)
+    cells = await store.reports.rollup_cells(day_from=day_from, day_to=day_to, hall=hall, halls=halls)
     if not cells:
         return []
     world = await load_world(store, hall, halls, with_devices=False)
@@ -87,15 +88,15 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
         day_from, day_to = _days(request)
         hall, halls = scope(request)
         world = await load_world(store, hall, halls)
-        cells = await store.rollup_cells(day_from=day_from, day_to=day_to, hall=hall, halls=halls)
+        cells = await store.reports.rollup_cells(day_from=day_from, day_to=day_to, hall=hall, halls=halls)
         errors: dict[tuple[str, str], int] = {}
         by_rule: dict[DayRule, list[str]] = {}
-        for member, rule in hall_days.rules_in_scope(await store.halls(), hall, halls).items():
+        for member, rule in hall_days.rules_in_scope(await store.halls.halls(), hall, halls).items():
             by_rule.setdefault(rule, []).append(member)
         for rule, members in by_rule.items():   # each hall's own gaming days, as the rollups count them
             time_from = None if day_from is None else rule.bounds(day_from)[0]
             time_to = None if day_to is None else rule.bounds(day_to)[1]
-            errors.update(await store.event_counts(("game.error",), time_from=time_from, time_to=time_to,
+            errors.update(await store.catalog.event_counts(("game.error",), time_from=time_from, time_to=time_to,
                                                    hall=hall, halls=members))
         acc: dict[tuple[str, str], _ProviderHall] = {}
         on_device: dict[tuple[str, str], set[str]] = {}
@@ -138,7 +139,7 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
         group_by = p.choice(request.query, "group_by", HOLD_GROUP_BY, default="game")
         hall, halls = scope(request)
         world = await load_world(store, hall, halls, with_devices=False)
-        cells = await store.rollup_cells(day_from=day_from, day_to=day_to, hall=hall, halls=halls)
+        cells = await store.reports.rollup_cells(day_from=day_from, day_to=day_to, hall=hall, halls=halls)
         groups: dict[tuple[str, ...], list[int]] = {}
         games: dict[tuple[str, ...], cat.CatalogGame | None] = {}
         for cell in cells:

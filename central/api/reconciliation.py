@@ -18,7 +18,8 @@ from typing import Any, Final
 from aiohttp import web
 
 from central import reconcile as rc
-from central.store.base import DeviceEventRow, Store
+from central.repos import Repositories
+from central.repos.devices import DeviceEventRow
 from protocols.sync.fields import HALL_RE, ID_RE
 from protocols.sync.gamingday import UTC_MIDNIGHT, DayRule
 from protocols.sync.money import ZERO, Contribution
@@ -26,7 +27,7 @@ from protocols.sync.money import ZERO, Contribution
 from . import days as hall_days
 from . import params as p
 from .context import ApiContext, Handler, json_response, scope
-from .openapi import _WITH_400, _param, _ref
+from .openapi_parts import _WITH_400, _param, _ref
 
 DEFAULT_PAGE: Final = 500
 MAX_PAGE: Final = 5000
@@ -51,7 +52,7 @@ class _Device:
         return resets, missed, [r.seq for r in self.integration if r.data.get("kind") == "anomaly"]
 
 
-async def hall_rows(store: Store, hall: str, cells: Mapping[str, Mapping[dt.date, Contribution]],
+async def hall_rows(store: Repositories, hall: str, cells: Mapping[str, Mapping[dt.date, Contribution]],
                     rule: DayRule = UTC_MIDNIGHT) -> dict[str, list[rc.ReconRow]]:
     """Reconcile the devices of one hall: ``cells`` is device → its rollup money per gaming day of the
     page (by ``rule``; shown as unreconciled when there are no meters to compare with). The store is
@@ -65,7 +66,7 @@ async def hall_rows(store: Store, hall: str, cells: Mapping[str, Mapping[dt.date
         windows[(start, end)].append(device)
     state: dict[str, _Device] = {}
     for (start, end), devices in windows.items():
-        read = await store.meter_snapshots_of(hall, devices, time_from=start, time_to=end)
+        read = await store.reports.meter_snapshots_of(hall, devices, time_from=start, time_to=end)
         for device in devices:
             snapshots = [s for s in (rc.snapshot_from_event(r.seq, r.agent_time, r.data) for r in read.get(device, ()))
                          if s is not None]
@@ -74,8 +75,8 @@ async def hall_rows(store: Store, hall: str, cells: Mapping[str, Mapping[dt.date
         if metered:
             # the agent's records about a snapshot follow it within its settle time: a snapshot a day past
             # the period bounds them (an old period's report does not read the device's later history)
-            through = await store.snapshots_after(hall, metered, end + _DAY_US)
-            found = await store.integration_events_of(
+            through = await store.reports.snapshots_after(hall, metered, end + _DAY_US)
+            found = await store.reports.integration_events_of(
                 hall, {d: (state[d].snapshots[0].seq, through.get(d)) for d in metered})
             for device, rows in found.items():
                 state[device].integration = rows
@@ -91,7 +92,7 @@ async def hall_rows(store: Store, hall: str, cells: Mapping[str, Mapping[dt.date
                 wanted.append((device, plan.counted))
                 if plan.excluded:
                     wanted.append((device, plan.excluded))
-    money = iter(await store.devices_money(hall, wanted) if wanted else ())
+    money = iter(await store.reports.devices_money(hall, wanted) if wanted else ())
     out: dict[str, list[rc.ReconRow]] = {device: [] for device in state}
     for device, plan in plans:
         dev = state[device]
@@ -109,7 +110,7 @@ async def hall_rows(store: Store, hall: str, cells: Mapping[str, Mapping[dt.date
     return out
 
 
-async def _timing_explains(store: Store, plan: rc.DayPlan, snapshots: list[rc.Snapshot], resets: set[int],
+async def _timing_explains(store: Repositories, plan: rc.DayPlan, snapshots: list[rc.Snapshot], resets: set[int],
                            missed: list[rc.MissedRecord]) -> bool:
     """True when widening the window by a few snapshot intervals leaves no residual (rc.widen)."""
     previous: rc.DayPlan | None = None
@@ -117,7 +118,7 @@ async def _timing_explains(store: Store, plan: rc.DayPlan, snapshots: list[rc.Sn
         wider = rc.widen(plan, snapshots, steps=steps, resets=resets)
         if wider is None or (previous is not None and wider.segments == previous.segments):
             return False   # nothing (more) to widen by
-        check = rc.judge(wider, rc.window_events(wider, await store.device_money(plan.hall, plan.device,
+        check = rc.judge(wider, rc.window_events(wider, await store.reports.device_money(plan.hall, plan.device,
                                                                                 wider.counted)),
                          rc.attribute_missed(wider, missed))
         if "unexplained" not in check.reasons:
@@ -146,7 +147,7 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
     async def reconciliation(request: web.Request) -> web.Response:
         q = request.query
         hall, halls = scope(request)
-        rules = hall_days.rules_in_scope(await store.halls(), hall, halls)
+        rules = hall_days.rules_in_scope(await store.halls.halls(), hall, halls)
         today = hall_days.today(rules, ctx.clock())
         day_to = p.date(q, "to") or today
         day_from = p.date(q, "from") or day_to
@@ -158,7 +159,7 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
         limit = p.integer(q, "limit", low=1, high=MAX_PAGE, default=DEFAULT_PAGE)
         assert limit is not None
         after = _cursor(p.text(q, "after"))
-        cells = await store.device_days(day_from=day_from, day_to=day_to, hall=hall, halls=halls, device=device,
+        cells = await store.reports.device_days(day_from=day_from, day_to=day_to, hall=hall, halls=halls, device=device,
                                         after=after, limit=limit)
         per_hall: dict[str, dict[str, dict[dt.date, Contribution]]] = defaultdict(dict)
         for (cell_hall, cell_device, day), money in cells.items():

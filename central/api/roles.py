@@ -70,7 +70,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from central.store.base import ROLES
+from central.repos.halls import ROLES
 
 ROUTE_ROLES: Final[dict[str, frozenset[str] | None]] = {
     "GET /health": None,

@@ -30,14 +30,15 @@ from aiohttp import web
 from central import catalog as cat
 from central.catalog import RuleRecord
 from central.commands import DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS
-from central.store.base import AuditEntry, CommandRecord
+from central.repos.audit import AuditEntry
+from central.repos.commands import CommandRecord
 from protocols.sync.fields import HALL_RE
 
 from . import params as p
 from .catalog import World, _only, ident, integer, load_world
 from .context import ApiContext, Handler, api_key, json_body, json_response
 from .issue import issue_command
-from .openapi import _ERRORS, _WITH_400, _ref
+from .openapi_parts import _ERRORS, _WITH_400, _ref
 from .params import ApiError
 
 MAX_RULE_HALLS: Final = 1000
@@ -94,12 +95,13 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
         commands = []
         now = ctx.clock()
         for cid in rule.commands:
-            record = await store.command(cid)
+            record = await store.commands.command(cid)
             if record is None or (halls is not None and record.hall not in halls):
                 continue
             if not record.final and now >= record.expires_at:
-                await store.update_command(record.id, "expired", "no result from the hall before expires_at", now)
-                record = await store.command(cid) or record
+                await store.commands.update_command(record.id, "expired",
+                                                    "no result from the hall before expires_at", now)
+                record = await store.commands.command(cid) or record
             commands.append(record)
         commands.sort(key=lambda c: (c.hall, c.device or "", c.game or "", c.created_at))
         statuses = [c.status for c in commands]
@@ -115,7 +117,7 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
                         rule_id: str) -> tuple[list[CommandRecord], list[dict[str, Any]]]:
         """Issue one command per target, attaching each to the rule as soon as it exists (so a crash
         half-way leaves a rule that names every command it did send)."""
-        registered = {h.id for h in await store.halls()}
+        registered = {h.id for h in await store.halls.halls()}
         issued, skipped = [], []
         for hall, device, number in targets:
             if hall not in registered:
@@ -124,7 +126,7 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
             record = await issue_command(ctx, hall=hall, device=device, action=action, game=str(number),
                                          ttl_seconds=ttl, created_by=api_key(request).id,
                                          detail=f"rule {rule_id} by API key {api_key(request).id}")
-            await store.add_rule_commands(rule_id, [record.id])
+            await store.catalog.add_rule_commands(rule_id, [record.id])
             issued.append(record)
         return issued, skipped
 
@@ -172,15 +174,15 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
         now = ctx.clock()
         rule = RuleRecord(id=rule_id, kind=kind, params=params, halls=halls, created_by=api_key(request).id,
                           created_at=now, status="active", updated_at=now)
-        await store.add_rule(rule)
-        await store.add_audit(AuditEntry(
+        await store.catalog.add_rule(rule)
+        await store.audit.add_audit(AuditEntry(
             time=now, actor=api_key(request).id, action="rule.create", target=f"rule/{rule_id}", before=None,
             after={"kind": kind, "params": params, "halls": None if halls is None else list(halls),
                    "targets": [{"hall": h, "device": d, "number": n} for h, d, n in targets]}))
         if kind in ("disable_game", "enable_game"):
             await _set_placements(request, world, params["game"], kind == "enable_game")
         _, skipped = await issue_all(request, targets, action, ttl, rule_id)
-        stored = await store.rule(rule_id)
+        stored = await store.catalog.rule(rule_id)
         assert stored is not None
         return json_response({**await view(stored, None), **extra, "skipped": skipped}, status=202)
 
@@ -193,8 +195,8 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
                 continue
             new = [cat.Placement(pl.hall, pl.device, pl.number, pl.game, enabled if pl.game == game_id else pl.enabled)
                    for pl in placed]
-            before = await store.replace_placements(h, d, new)
-            await store.add_audit(AuditEntry(time=ctx.clock(), actor=api_key(request).id,
+            before = await store.catalog.replace_placements(h, d, new)
+            await store.audit.add_audit(AuditEntry(time=ctx.clock(), actor=api_key(request).id,
                                              action="catalog.placements.update", target=f"hall/{h}/device/{d}",
                                              before=[pl.as_dict() for pl in before],
                                              after=[pl.as_dict() for pl in new]))
@@ -204,7 +206,7 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
 
     async def find(request: web.Request) -> RuleRecord:
         rule_id = request.match_info["id"]
-        rule = await store.rule(rule_id)
+        rule = await store.catalog.rule(rule_id)
         if rule is None or not visible(rule, api_key(request).halls):
             raise ApiError(404, "not_found", f"no rule {rule_id!r}")
         return rule
@@ -220,7 +222,7 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
         limit = p.integer(q, "limit", low=1, high=1000, default=100)
         assert limit is not None
         halls = api_key(request).halls
-        rows = [await view(r, halls) for r in await store.rules(kind=kind, status=state, limit=limit)
+        rows = [await view(r, halls) for r in await store.catalog.rules(kind=kind, status=state, limit=limit)
                 if visible(r, halls)]
         return json_response({"rows": rows})
 
@@ -231,10 +233,11 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
             raise ApiError(403, "forbidden", "this rule covers halls outside this API key's halls")
         if rule.status != "revoked":
             now = ctx.clock()
-            await store.set_rule_status(rule.id, "revoked", now)
-            await store.add_audit(AuditEntry(time=now, actor=key.id, action="rule.revoke", target=f"rule/{rule.id}",
+            await store.catalog.set_rule_status(rule.id, "revoked", now)
+            await store.audit.add_audit(AuditEntry(time=now, actor=key.id, action="rule.revoke",
+                                                   target=f"rule/{rule.id}",
                                              before={"state": rule.status}, after={"state": "revoked"}))
-        updated = await store.rule(rule.id)
+        updated = await store.catalog.rule(rule.id)
         assert updated is not None
         return json_response(await view(updated, key.halls))
 

@@ -11,11 +11,11 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from central.store.base import ROLES
+from central.repos.halls import ROLES
 
 from . import params as p
 from .context import ApiContext, Handler, api_key, json_response
-from .openapi import _ERRORS, _ref
+from .openapi_parts import _ERRORS, _ref
 from .roles import ROUTE_ROLES
 
 

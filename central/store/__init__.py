@@ -1,4 +1,4 @@
-"""Central's storage: one small async interface (:class:`Store`) and its backends.
+"""Central's storage backends: the repositories of :mod:`central.repos` over one database.
 
 ``open_store(db)`` picks the backend from the DB argument of the CLI: a filesystem path (or
 ``sqlite:///path``) is SQLite; ``postgresql://…`` is refused clearly until that backend lands.
@@ -6,53 +6,13 @@
 
 from __future__ import annotations
 
-from .base import (
-    COMMAND_STATUSES,
-    FINAL_COMMAND_STATUSES,
-    GROUP_BY,
-    HALL_STATES,
-    LOG_KINDS,
-    ROLES,
-    ApiKeyRecord,
-    AuditEntry,
-    BackendUnavailable,
-    CommandRecord,
-    DeviceRecord,
-    GgrRow,
-    HallKeyConflict,
-    HallRecord,
-    IngestResult,
-    LogEntry,
-    Store,
-    StoreError,
-)
-from .sqlite import SqliteStore
-from .staging import StagedEvents, stage_events
+from central.repos import Repositories
+from central.repos.errors import BackendUnavailable
 
-__all__ = [
-    "COMMAND_STATUSES",
-    "FINAL_COMMAND_STATUSES",
-    "GROUP_BY",
-    "HALL_STATES",
-    "LOG_KINDS",
-    "ROLES",
-    "ApiKeyRecord",
-    "AuditEntry",
-    "BackendUnavailable",
-    "CommandRecord",
-    "DeviceRecord",
-    "GgrRow",
-    "HallKeyConflict",
-    "HallRecord",
-    "IngestResult",
-    "LogEntry",
-    "SqliteStore",
-    "StagedEvents",
-    "Store",
-    "StoreError",
-    "open_store",
-    "stage_events",
-]
+from .sqlite import open_sqlite, sqlite_repositories
+from .sqlite_db import SqliteDatabase
+
+__all__ = ["SqliteDatabase", "open_sqlite", "open_store", "sqlite_path", "sqlite_repositories"]
 
 
 def sqlite_path(db: str) -> str:
@@ -68,6 +28,6 @@ def sqlite_path(db: str) -> str:
     return db
 
 
-async def open_store(db: str) -> Store:
-    """Open the store a DB argument names (SQLite path now; PostgreSQL later)."""
-    return await SqliteStore.open(sqlite_path(db))
+async def open_store(db: str) -> Repositories:
+    """Open the repositories a DB argument names (SQLite path now; PostgreSQL later)."""
+    return await open_sqlite(sqlite_path(db))

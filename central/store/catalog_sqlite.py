@@ -1,14 +1,13 @@
 """The game catalog's part of the SQLite store: providers, games, placements, rules, and the reads the
 catalog reports need (rollup cells, latest identities, event counts).
 
-A mixin of :class:`central.store.sqlite.SqliteStore` (which provides ``_writer``/``_reader``); kept
+A repository over the :class:`~central.store.sqlite_db.SqliteDatabase`; kept
 here so the catalog's SQL is in one file. Only SQL PostgreSQL also accepts: no JSON functions (the
 identity events' data is decoded in Python), ``LIKE`` only as a pre-filter that Python re-checks.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sqlite3
 from collections.abc import Sequence
@@ -16,13 +15,12 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from central.catalog import CatalogGame, Placement, Provider, RuleRecord
+from central.repos.catalog import CatalogConflict, CatalogGame, Placement, Provider, RuleRecord
 
-from .base import CatalogConflict, RollupCell
-from .sqlhelpers import ROLLUP_MONEY, rollup_source
 from .sqlhelpers import hall_scope as _hall_filter
 from .sqlhelpers import transaction as _tx
 from .sqlhelpers import where_clause as _where
+from .sqlite_db import SqliteDatabase
 
 T = TypeVar("T")
 _DECODER = msgspec.json.Decoder()
@@ -47,18 +45,18 @@ def _rule(r: tuple[Any, ...], commands: list[str]) -> RuleRecord:
                       status=r[6], updated_at=r[7], commands=tuple(commands))
 
 
-class CatalogSqliteMixin:
-    """Catalog methods of the :class:`~central.store.base.Store` protocol on SQLite."""
+class SqliteCatalog:
+    """:class:`~central.repos.catalog.CatalogRepository` on a :class:`SqliteDatabase`."""
 
-    _writer: Any
-    _reader: Any
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
 
     # providers -----------------------------------------------------------------------------------
     async def catalog_providers(self) -> list[Provider]:
         def body(con: sqlite3.Connection) -> list[Provider]:
             return [Provider(*r) for r in con.execute("SELECT id, name, status FROM catalog_providers ORDER BY id")]
 
-        return await self._reader.run(body)
+        return await self._db.reader.run(body)
 
     async def put_provider(self, provider: Provider) -> Provider | None:
         def body(con: sqlite3.Connection) -> Provider | None:
@@ -68,14 +66,14 @@ class CatalogSqliteMixin:
                         (provider.id, provider.name, provider.status))
             return None if row is None else Provider(*row)
 
-        return await self._writer.run(lambda con: _tx(con, body))
+        return await self._db.writer.run(lambda con: _tx(con, body))
 
     # games ---------------------------------------------------------------------------------------
     async def catalog_games(self) -> list[CatalogGame]:
         def body(con: sqlite3.Connection) -> list[CatalogGame]:
             return [_game(r) for r in con.execute(f"SELECT {_GAME_COLUMNS} FROM catalog_games ORDER BY id")]
 
-        return await self._reader.run(body)
+        return await self._db.reader.run(body)
 
     async def put_game(self, game: CatalogGame) -> CatalogGame | None:
         def body(con: sqlite3.Connection) -> CatalogGame | None:
@@ -92,7 +90,7 @@ class CatalogSqliteMixin:
                  game.max_bet, game.sas_game_id, game.paytable_id))
             return None if row is None else _game(row)
 
-        return await self._writer.run(lambda con: _tx(con, body))
+        return await self._db.writer.run(lambda con: _tx(con, body))
 
     # placements ----------------------------------------------------------------------------------
     async def placements(self, *, hall: str | None = None, halls: Sequence[str] | None = None,
@@ -110,7 +108,7 @@ class CatalogSqliteMixin:
         def body(con: sqlite3.Connection) -> list[Placement]:
             return [Placement(r[0], r[1], r[2], r[3], bool(r[4])) for r in con.execute(sql, params)]
 
-        return await self._reader.run(body)
+        return await self._db.reader.run(body)
 
     async def replace_placements(self, hall: str, device: str, placements: Sequence[Placement]) -> list[Placement]:
         def body(con: sqlite3.Connection) -> list[Placement]:
@@ -126,7 +124,7 @@ class CatalogSqliteMixin:
                             [(hall, device, p.number, p.game, int(p.enabled)) for p in placements])
             return before
 
-        return await self._writer.run(lambda con: _tx(con, body))
+        return await self._db.writer.run(lambda con: _tx(con, body))
 
     # rules ---------------------------------------------------------------------------------------
     async def add_rule(self, rule: RuleRecord) -> None:
@@ -139,11 +137,11 @@ class CatalogSqliteMixin:
             con.executemany("INSERT INTO catalog_rule_commands (rule, command) VALUES (?, ?)",
                             [(rule.id, c) for c in rule.commands])
 
-        await self._writer.run(lambda con: _tx(con, body))
+        await self._db.writer.run(lambda con: _tx(con, body))
 
     async def add_rule_commands(self, rule_id: str, command_ids: Sequence[str]) -> None:
         rows = [(rule_id, c) for c in command_ids]
-        await self._writer.run(lambda con: _tx(con, lambda c: c.executemany(
+        await self._db.writer.run(lambda con: _tx(con, lambda c: c.executemany(
             "INSERT INTO catalog_rule_commands (rule, command) VALUES (?, ?)", rows)))
 
     async def set_rule_status(self, rule_id: str, status: str, at: int) -> RuleRecord | None:
@@ -153,7 +151,7 @@ class CatalogSqliteMixin:
                 con.execute("UPDATE catalog_rules SET status = ?, updated_at = ? WHERE id = ?", (status, at, rule_id))
             return before
 
-        return await self._writer.run(lambda con: _tx(con, body))
+        return await self._db.writer.run(lambda con: _tx(con, body))
 
     @staticmethod
     def _rule_in(con: sqlite3.Connection, rule_id: str) -> RuleRecord | None:
@@ -165,7 +163,7 @@ class CatalogSqliteMixin:
         return _rule(row, commands)
 
     async def rule(self, rule_id: str) -> RuleRecord | None:
-        return await self._reader.run(lambda con: self._rule_in(con, rule_id))
+        return await self._db.reader.run(lambda con: self._rule_in(con, rule_id))
 
     async def rules(self, *, kind: str | None = None, status: str | None = None, limit: int = 100) -> list[RuleRecord]:
         where: list[str] = []
@@ -185,47 +183,9 @@ class CatalogSqliteMixin:
                 out.append(_rule(row, commands))
             return out
 
-        return await self._reader.run(body)
+        return await self._db.reader.run(body)
 
     # reads for the catalog's reports ---------------------------------------------------------------
-    async def rollup_cells(self, *, day_from: dt.date | None = None, day_to: dt.date | None = None,
-                           hall: str | None = None, halls: Sequence[str] | None = None) -> list[RollupCell]:
-        if day_from is not None and day_from == day_to:
-            return await self._day_cells(day_from, hall, halls)
-        source = rollup_source(hall, halls, day_from, day_to)   # whole months from rollups_monthly
-        if source is None:
-            return []
-        sql = ("SELECT hall, device, game, SUM(bets), SUM(wins), SUM(rounds), SUM(cash_in), SUM(cash_out)"
-               f" FROM {source.sql} GROUP BY hall, device, game ORDER BY hall, device, game")
-
-        def body(con: sqlite3.Connection) -> list[RollupCell]:
-            rows = con.execute(sql, source.params).fetchall()
-            if not source.subtracts:
-                return [RollupCell(*r) for r in rows]
-            present = set(con.execute(*source.zero_keys).fetchall())
-            return [RollupCell(*r) for r in rows if any(r[3:]) or r[:3] in present]
-
-        return await self._reader.run(body)
-
-    async def _day_cells(self, day: dt.date, hall: str | None, halls: Sequence[str] | None) -> list[RollupCell]:
-        """One gaming day's cells: there (hall, device, game) is the rollups' key, so they are its rows,
-        read without the GROUP BY whose temporary B-tree was half the cost (EXPLAIN QUERY PLAN; 5 against
-        11 ms for 2,140 cells in bench/reports.py) and put in key order here."""
-        where: list[str] = []
-        params: list[Any] = []
-        if not _hall_filter(where, params, hall, halls):
-            return []
-        where.append("day = ?")
-        params.append(day.isoformat())
-        sql = f"SELECT hall, device, game, {ROLLUP_MONEY} FROM rollups{_where(where)}"
-
-        def body(con: sqlite3.Connection) -> list[RollupCell]:
-            rows = con.execute(sql, params).fetchall()
-            rows.sort()   # by (hall, device, game): unique on one day
-            return [RollupCell(*r) for r in rows]
-
-        return await self._reader.run(body)
-
     async def latest_identities(self, *, hall: str | None = None,
                                 halls: Sequence[str] | None = None) -> list[tuple[str, str, int, dict[str, Any]]]:
         where: list[str] = ["type = 'device.status'", "data LIKE ?"]
@@ -242,7 +202,7 @@ class CatalogSqliteMixin:
                     latest[(h, d)] = (h, d, at, data)
             return [latest[k] for k in sorted(latest)]
 
-        return await self._reader.run(body)
+        return await self._db.reader.run(body)
 
     async def event_counts(self, types: Sequence[str], *, time_from: int | None = None, time_to: int | None = None,
                            hall: str | None = None, halls: Sequence[str] | None = None) -> dict[tuple[str, str], int]:
@@ -265,4 +225,4 @@ class CatalogSqliteMixin:
         def body(con: sqlite3.Connection) -> dict[tuple[str, str], int]:
             return {(r[0], r[1]): r[2] for r in con.execute(sql, params)}
 
-        return await self._reader.run(body)
+        return await self._db.reader.run(body)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .base import ExportRange, ExportRow, SignedHeader
+from central.repos.export import ExportRange, ExportRow
+from central.repos.ingest import SignedHeader
 
-if TYPE_CHECKING:
-    from .sqlite import _Worker
+from .sqlite_db import SqliteDatabase
 
 _MAX_PAGE = 10_000
 
@@ -40,11 +40,11 @@ def insert_signed_header(con: sqlite3.Connection, hall: str, last_seq: int, sign
                                  hall))
 
 
-class ExportSqliteMixin:
-    """The export methods of :class:`central.store.sqlite.SqliteStore` (see :class:`~central.store.base.Store`)."""
+class SqliteExport:
+    """:class:`~central.repos.export.ExportRepository` on a :class:`SqliteDatabase`."""
 
-    if TYPE_CHECKING:
-        _reader: _Worker
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
 
     async def export_ranges(self, *, time_from: int, time_to: int, hall: str | None = None,
                             halls: Sequence[str] | None = None) -> list[ExportRange]:
@@ -71,7 +71,7 @@ class ExportSqliteMixin:
                 (time_from, time_to, *([hall] if hall is not None else [])))}
             return [ExportRange(h, *ends.get(h, (None, None))) for h in ids]
 
-        return await self._reader.run(body)
+        return await self._db.reader.run(body)
 
     async def export_rows(self, hall: str, *, after_seq: int, through_seq: int, limit: int) -> list[ExportRow]:
         params = (hall, after_seq, through_seq, max(1, min(limit, _MAX_PAGE)))
@@ -81,7 +81,7 @@ class ExportSqliteMixin:
                 "SELECT hall, seq, id, device, type, device_time, agent_time, central_time, prev_hash, hash, data"
                 " FROM events WHERE hall = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?", params)]
 
-        return await self._reader.run(body)
+        return await self._db.reader.run(body)
 
     async def export_pages(self, hall: str, first_seq: int, last_seq: int, *,
                            page_size: int = 1000) -> AsyncIterator[list[ExportRow]]:
@@ -99,4 +99,4 @@ class ExportSqliteMixin:
                               " WHERE hall = ? AND last_seq >= ? ORDER BY last_seq LIMIT 1", (hall, seq)).fetchone()
             return None if row is None else SignedHeader(*row)
 
-        return await self._reader.run(body)
+        return await self._db.reader.run(body)

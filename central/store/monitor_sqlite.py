@@ -1,36 +1,27 @@
 """Monitoring's and the reconciliation's part of the SQLite store: alerts, the monitor's cursors and
 device conditions, and the per-device reads the meters-versus-events report needs.
 
-A mixin of :class:`central.store.sqlite.SqliteStore` (which provides ``_writer``/``_reader``); kept
+A repository over the :class:`~central.store.sqlite_db.SqliteDatabase`; kept
 here so this feature's SQL is in one file. Only SQL PostgreSQL also accepts: no JSON functions (event
 data is decoded in Python), partial indexes with literal predicates (both databases have them).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import msgspec
 
-from central.reconcile import event_money, missed_from_event
-from protocols.sync.money import ZERO, Contribution
+from central.eventmoney import missed_from_event
+from central.repos.devices import DeviceCondition, DeviceEventRow, DeviceRecord
+from central.repos.halls import HallRecord
+from central.repos.monitor import ALERT_STATES, AlertDraft, AlertRecord, DeviceMissed, MonitorInputs
 
-from .base import (
-    ALERT_STATES,
-    AlertDraft,
-    AlertRecord,
-    DeviceCondition,
-    DeviceEventRow,
-    DeviceMissed,
-    DeviceRecord,
-    HallRecord,
-    MonitorInputs,
-)
 from .sqlhelpers import hall_scope as _hall_filter
 from .sqlhelpers import transaction as _tx
+from .sqlite_db import SqliteDatabase
 
 T = TypeVar("T")
 _DECODER = msgspec.json.Decoder()
@@ -98,38 +89,11 @@ def _row(r: tuple[Any, ...]) -> DeviceEventRow:
     return DeviceEventRow(seq=r[0], agent_time=r[1], type=r[2], data=_DECODER.decode(r[3]))
 
 
-_CHUNK = 400
-"""Devices (or device and seq pairs) per statement of the many-device reads: at most 3 parameters each,
-well inside SQLite's 32,766 (and PostgreSQL's 65,535) bound parameters."""
+class SqliteMonitor:
+    """:class:`~central.repos.monitor.MonitorRepository` on a :class:`SqliteDatabase`."""
 
-
-def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
-def _range_money(con: sqlite3.Connection, hall: str, device: str, after: int, through: int,
-                 start: Contribution | None, end: Contribution | None) -> Contribution:
-    """The device's events money with seq in (after, through]: the difference of its marks when both
-    ends are meter snapshots with one (schema 5), else the range's events read and summed."""
-    if start is not None and end is not None:
-        return Contribution(end.bets - start.bets, end.wins - start.wins, end.rounds - start.rounds,
-                            end.cash_in - start.cash_in, end.cash_out - start.cash_out)
-    total = ZERO
-    # streamed row by row, the hall's events in the range (no device index)
-    for kind, data in con.execute("SELECT type, data FROM events WHERE hall = ? AND seq > ?"
-                                  " AND seq <= ? AND device = ?", (hall, after, through, device)):
-        money = event_money(kind, _DECODER.decode(data))
-        if money is not ZERO:
-            total = total + money
-    return total
-
-
-class MonitorSqliteMixin:
-    """See the module docstring; every method is one read or one transaction."""
-
-    _reader: Any
-    _writer: Any
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
 
     # ---- monitor state ---------------------------------------------------------------------------------
     async def monitor_state(self) -> tuple[dict[str, int], list[DeviceCondition]]:
@@ -140,7 +104,7 @@ class MonitorSqliteMixin:
                                                " ORDER BY hall, device, name")]
             return cursors, conditions
 
-        return await self._reader.run(body)
+        return await self._db.reader.run(body)
 
     async def monitor_events(self, hall: str, *, after_seq: int,
                              through_seq: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
@@ -155,7 +119,7 @@ class MonitorSqliteMixin:
                 f" AND type IN ({_PLAY_TYPES}) GROUP BY device", (hall, after_seq, through_seq))}
             return events, play
 
-        return await self._reader.run(body)
+        return await self._db.reader.run(body)
 
     async def monitor_inputs(self, *, delay_since: int, link_since: int, failures_since: int,
                              missed_since: int | None = None) -> MonitorInputs:
@@ -200,7 +164,7 @@ class MonitorSqliteMixin:
             return MonitorInputs(halls=halls, devices=devices, delays=delays, link_errors=link,
                                  failed_commands=failed, switches=switches, missed=missed)
 
-        return await self._reader.run(body)
+        return await self._db.reader.run(body)
 
     async def sync_alerts(self, drafts: Sequence[AlertDraft], *, now: int, cursors: dict[str, int],
                           conditions: Sequence[DeviceCondition],
@@ -231,7 +195,7 @@ class MonitorSqliteMixin:
                             [(c.hall, c.device, c.name, c.since, c.detail[:2000]) for c in conditions])
             return raised, cleared
 
-        return await self._writer.run(lambda con: _tx(con, body))
+        return await self._db.writer.run(lambda con: _tx(con, body))
 
     # ---- alerts ----------------------------------------------------------------------------------------
     async def alerts(self, *, hall: str | None = None, halls: Sequence[str] | None = None, state: str = "open",
@@ -254,7 +218,7 @@ class MonitorSqliteMixin:
         params.append(max(1, min(limit, _MAX_LIMIT)))
         sql = (f"SELECT {_ALERT_COLUMNS} FROM alerts{' WHERE ' + ' AND '.join(where) if where else ''}"
                " ORDER BY id DESC LIMIT ?")
-        return await self._reader.run(
+        return await self._db.reader.run(
             lambda con: [_alert(r) for r in con.execute(sql, params)])
 
     async def alert(self, alert_id: int) -> AlertRecord | None:
@@ -262,7 +226,7 @@ class MonitorSqliteMixin:
             row = con.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,)).fetchone()
             return None if row is None else _alert(row)
 
-        return await self._reader.run(body)
+        return await self._db.reader.run(body)
 
     async def ack_alert(self, alert_id: int, *, by: str, at: int) -> bool:
         def body(con: sqlite3.Connection) -> bool:
@@ -270,151 +234,6 @@ class MonitorSqliteMixin:
                               (by, at, alert_id))
             return cur.rowcount == 1
 
-        return await self._writer.run(lambda con: _tx(con, body))
+        return await self._db.writer.run(lambda con: _tx(con, body))
 
     # ---- reconciliation reads --------------------------------------------------------------------------
-    async def meter_snapshots(self, hall: str, device: str, *, time_from: int, time_to: int) -> list[DeviceEventRow]:
-        def body(con: sqlite3.Connection) -> list[DeviceEventRow]:
-            base = ("SELECT seq, agent_time, type, data FROM events WHERE hall = ? AND device = ?"
-                    " AND type = 'meters.snapshot'")
-            before = con.execute(base + " AND agent_time < ? ORDER BY agent_time DESC, seq DESC LIMIT 1",
-                                 (hall, device, time_from)).fetchall()
-            inside = con.execute(base + " AND agent_time >= ? AND agent_time < ? ORDER BY seq",
-                                 (hall, device, time_from, time_to)).fetchall()
-            return sorted((_row(r) for r in before + inside), key=lambda e: e.seq)
-
-        return await self._reader.run(body)
-
-    async def device_integration_events(self, hall: str, device: str, *, after_seq: int,
-                                        through_seq: int | None = None) -> list[DeviceEventRow]:
-        sql = ("SELECT seq, agent_time, type, data FROM events WHERE hall = ? AND device = ?"
-               " AND type = 'integration' AND seq > ? AND seq <= ? ORDER BY seq")
-        top = _INT64_MAX if through_seq is None else through_seq
-        return await self._reader.run(
-            lambda con: [_row(r) for r in con.execute(sql, (hall, device, after_seq, top))])
-
-    async def snapshot_after(self, hall: str, device: str, time: int) -> int | None:
-        sql = ("SELECT seq FROM events WHERE hall = ? AND device = ? AND type = 'meters.snapshot'"
-               " AND agent_time >= ? ORDER BY agent_time, seq LIMIT 1")
-
-        def body(con: sqlite3.Connection) -> int | None:
-            row = con.execute(sql, (hall, device, time)).fetchone()
-            return None if row is None else int(row[0])
-
-        return await self._reader.run(body)
-
-    async def device_money(self, hall: str, device: str, ranges: Sequence[tuple[int, int]]) -> Contribution:
-        def body(con: sqlite3.Connection) -> Contribution:
-            total = ZERO
-            for after, through in ranges:
-                marks = {r[0]: Contribution(*r[1:]) for r in con.execute(
-                    "SELECT seq, bets, wins, rounds, cash_in, cash_out FROM device_marks"
-                    " WHERE hall = ? AND device = ? AND seq IN (?, ?)", (hall, device, after, through))}
-                total = total + _range_money(con, hall, device, after, through, marks.get(after), marks.get(through))
-            return total
-
-        return await self._reader.run(body)
-
-    # ---- the same reads for many devices of a hall: one statement per kind (and per chunk of devices) --
-    async def meter_snapshots_of(self, hall: str, devices: Sequence[str], *, time_from: int,
-                                 time_to: int) -> dict[str, list[DeviceEventRow]]:
-        def body(con: sqlite3.Connection) -> dict[str, list[DeviceEventRow]]:
-            out: dict[str, list[DeviceEventRow]] = {}
-            for chunk in _chunks(sorted(set(devices)), _CHUNK):
-                listed = ", ".join("?" for _ in chunk)
-                # the newest snapshot before the period (the opening meters): one index probe per device
-                before = (f"WITH wanted(device) AS (VALUES {', '.join('(?)' for _ in chunk)})"
-                          " SELECT e.device, e.seq, e.agent_time, e.type, e.data FROM wanted w JOIN events e"
-                          " ON e.hall = ? AND e.seq = (SELECT s.seq FROM events s"
-                          " WHERE s.hall = ? AND s.device = w.device AND s.type = 'meters.snapshot'"
-                          " AND s.agent_time < ? ORDER BY s.agent_time DESC, s.seq DESC LIMIT 1)")
-                inside = ("SELECT device, seq, agent_time, type, data FROM events WHERE hall = ?"
-                          f" AND type = 'meters.snapshot' AND device IN ({listed})"
-                          " AND agent_time >= ? AND agent_time < ?")
-                rows = con.execute(before, (*chunk, hall, hall, time_from)).fetchall()
-                rows += con.execute(inside, (hall, *chunk, time_from, time_to)).fetchall()
-                for r in sorted(rows, key=lambda r: (r[0], r[1])):
-                    out.setdefault(r[0], []).append(_row(r[1:]))
-            return out
-
-        return await self._reader.run(body)
-
-    async def snapshots_after(self, hall: str, devices: Sequence[str], time: int) -> dict[str, int]:
-        def body(con: sqlite3.Connection) -> dict[str, int]:
-            out: dict[str, int] = {}
-            for chunk in _chunks(sorted(set(devices)), _CHUNK):
-                sql = (f"WITH wanted(device) AS (VALUES {', '.join('(?)' for _ in chunk)})"
-                       " SELECT w.device, (SELECT s.seq FROM events s WHERE s.hall = ? AND s.device = w.device"
-                       " AND s.type = 'meters.snapshot' AND s.agent_time >= ? ORDER BY s.agent_time, s.seq LIMIT 1)"
-                       " FROM wanted w")
-                out.update((d, int(seq)) for d, seq in con.execute(sql, (*chunk, hall, time)) if seq is not None)
-            return out
-
-        return await self._reader.run(body)
-
-    async def integration_events_of(self, hall: str,
-                                    ranges: Mapping[str, tuple[int, int | None]]) -> dict[str, list[DeviceEventRow]]:
-        wanted = [(d, after, _INT64_MAX if through is None else through)
-                  for d, (after, through) in sorted(ranges.items())]
-
-        def body(con: sqlite3.Connection) -> dict[str, list[DeviceEventRow]]:
-            out: dict[str, list[DeviceEventRow]] = {}
-            for chunk in _chunks(wanted, _CHUNK):
-                values = ", ".join("(?, ?, ?)" for _ in chunk)
-                sql = (f"WITH wanted(device, after_seq, through_seq) AS (VALUES {values})"
-                       " SELECT e.device, e.seq, e.agent_time, e.type, e.data FROM wanted w JOIN events e"
-                       " ON e.hall = ? AND e.device = w.device AND e.type = 'integration'"
-                       " AND e.seq > w.after_seq AND e.seq <= w.through_seq ORDER BY e.device, e.seq")
-                for r in con.execute(sql, (*(x for row in chunk for x in row), hall)):
-                    out.setdefault(r[0], []).append(_row(r[1:]))
-            return out
-
-        return await self._reader.run(body)
-
-    async def devices_money(self, hall: str,
-                            wanted: Sequence[tuple[str, Sequence[tuple[int, int]]]]) -> list[Contribution]:
-        ends = sorted({(device, seq) for device, ranges in wanted for r in ranges for seq in r})
-
-        def body(con: sqlite3.Connection) -> list[Contribution]:
-            marks: dict[tuple[str, int], Contribution] = {}
-            for chunk in _chunks(ends, _CHUNK):
-                sql = (f"WITH wanted(device, seq) AS (VALUES {', '.join('(?, ?)' for _ in chunk)})"
-                       " SELECT m.device, m.seq, m.bets, m.wins, m.rounds, m.cash_in, m.cash_out FROM wanted w"
-                       " JOIN device_marks m ON m.hall = ? AND m.device = w.device AND m.seq = w.seq")
-                for r in con.execute(sql, (*(x for end in chunk for x in end), hall)):
-                    marks[(r[0], r[1])] = Contribution(*r[2:])
-            out = []
-            for device, ranges in wanted:
-                total = ZERO
-                for after, through in ranges:
-                    total = total + _range_money(con, hall, device, after, through, marks.get((device, after)),
-                                                 marks.get((device, through)))
-                out.append(total)
-            return out
-
-        return await self._reader.run(body)
-
-    async def device_days(self, *, day_from: dt.date, day_to: dt.date, hall: str | None = None,
-                          halls: Sequence[str] | None = None, device: str | None = None,
-                          after: tuple[str, str, str] | None = None,
-                          limit: int | None = None) -> dict[tuple[str, str, str], Contribution]:
-        where: list[str] = ["day >= ?", "day <= ?"]
-        params: list[Any] = [day_from.isoformat(), day_to.isoformat()]
-        if not _hall_filter(where, params, hall, halls):
-            return {}
-        if device is not None:
-            where.append("device = ?")
-            params.append(device)
-        # device_days (schema 6) holds a row for every device and gaming day with money or a meter
-        # snapshot (a machine whose meters moved while no event arrived still gets its row)
-        if after is not None:
-            where.append("(hall, device, day) > (?, ?, ?)")
-            params.extend(after)
-        params.append(-1 if limit is None else limit)
-        sql = (f"SELECT hall, device, day, bets, wins, rounds, cash_in, cash_out FROM device_days"
-               f" WHERE {' AND '.join(where)} ORDER BY hall, device, day LIMIT ?")
-
-        def body(con: sqlite3.Connection) -> dict[tuple[str, str, str], Contribution]:
-            return {(r[0], r[1], r[2]): Contribution(*r[3:]) for r in con.execute(sql, params)}
-
-        return await self._reader.run(body)

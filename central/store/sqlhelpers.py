@@ -1,4 +1,4 @@
-"""SQL helpers shared by the SQLite store and its feature mixins (one transaction discipline, one scope rule)."""
+"""SQL helpers shared by the SQLite repositories (one transaction discipline, one scope rule)."""
 
 from __future__ import annotations
 
@@ -245,3 +245,8 @@ def rollup_source(hall: str | None, halls: Sequence[str] | None, day_from: dt.da
     return RollupSource("(" + " UNION ALL ".join(parts) + ")", params, bool(terms.minus),
                         (f"SELECT DISTINCT hall, device, game FROM rollups{where_clause(zero)}", zero_params))
 
+
+
+INSERT_LOG = "INSERT INTO integration_log (time, hall, device, kind, detail) VALUES (?, ?, ?, ?, ?)"
+"""One integration-log row (time, hall, device, kind, detail): ingest's rows, and the ``manual`` and
+``command`` rows halls and commands write in their own transactions."""

@@ -9,7 +9,7 @@ builds (and so signs) it at connect time, so the will is as genuine as any other
 The signature proves the hall said it, not when: a recorded genuine status can be replayed. That is
 what ``session`` is for: it grows by one per connection (like Sparkplug's ``bdSeq``), and central
 accepts only a newer session, or the offline end of the current one (see
-``central.store.base.Store.set_presence``), so a replayed status of an earlier connection changes
+``central.repos.halls.HallRepository.set_presence``), so a replayed status of an earlier connection changes
 nothing. Central also refuses a session more than :data:`MAX_SESSION_JUMP` above the last one it
 accepted (see its docstring). Status never moves money: central uses it for the online/offline display
 and alerts only.

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from central.ingest import IngestOutcome
-from central.store import SqliteStore
+from central.repos import Repositories
 from protocols.sync import Ack, ResendRequest, decode_ack, decode_resend, topic
 from protocols.sync.keys import Ed25519PrivateKey
 from protocols.sync.money import ZERO, Contribution
 
 
-async def hall_totals(store: SqliteStore, hall: str) -> Contribution:
-    rows = await store.ggr("hall", hall=hall)
+async def hall_totals(store: Repositories, hall: str) -> Contribution:
+    rows = await store.reports.ggr("hall", hall=hall)
     if not rows:
         return ZERO
     (row,) = rows

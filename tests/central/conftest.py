@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from central.ingest import Ingestor
-from central.store import SqliteStore
+from central.repos import Repositories
+from central.store import open_sqlite
 from protocols.sync import generate_private_key
 from protocols.sync.keys import Ed25519PrivateKey
 
@@ -32,17 +33,17 @@ def central_key() -> Ed25519PrivateKey:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = await SqliteStore.open(tmp_path / "central.db")
+async def store(tmp_path: Path) -> AsyncIterator[Repositories]:
+    s = await open_sqlite(tmp_path / "central.db")
     yield s
     await s.close()
 
 
 @pytest.fixture
-def ingestor(store: SqliteStore, central_key: Ed25519PrivateKey) -> Ingestor:
+def ingestor(store: Repositories, central_key: Ed25519PrivateKey) -> Ingestor:
     return Ingestor(store, central_key, StepClock())
 
 
-async def register(store: SqliteStore, *halls: FakeHall) -> None:
+async def register(store: Repositories, *halls: FakeHall) -> None:
     for hall in halls:
-        assert await store.add_hall(hall.hall, hall.public_pem, now=T0) == "added"
+        assert await store.halls.add_hall(hall.hall, hall.public_pem, now=T0) == "added"

@@ -18,7 +18,9 @@ from central.api import app as api_app
 from central.api import params as api_params
 from central.apikeys import create_api_key, new_key
 from central.ingest import Ingestor
-from central.store import LOG_KINDS, ROLES, LogEntry, SqliteStore
+from central.repos import Repositories
+from central.repos.halls import ROLES
+from central.repos.ingest import LOG_KINDS, LogEntry
 from protocols.sync import fingerprint, generate_private_key
 from protocols.sync.money import ZERO, Contribution, contribution
 from tests.keys import key_scope
@@ -94,7 +96,7 @@ class ManualClock:
 class Api:
     """A test client of the app plus helpers to mint keys and GET JSON."""
 
-    def __init__(self, client: TestClient, store: SqliteStore, clock: ManualClock,
+    def __init__(self, client: TestClient, store: Repositories, clock: ManualClock,
                  publisher: FakePublisher | None = None, central_key: Any = None) -> None:
         self.client = client
         self.store = store
@@ -106,7 +108,7 @@ class Api:
     async def key(self, role: str = "admin", halls: tuple[str, ...] | None = None) -> str:
         if (role, halls) not in self._keys:
             scope = await key_scope(self.store, role, halls)
-            self._keys[(role, halls)] = (await create_api_key(self.store, role, scope, now=T0))[1]
+            self._keys[(role, halls)] = (await create_api_key(self.store.halls, role, scope, now=T0))[1]
         return self._keys[(role, halls)]
 
     async def raw(self, route: str, key: str | None = None, headers: Mapping[str, str] | None = None,
@@ -135,7 +137,7 @@ class Api:
         return got
 
     async def command_hall(self) -> str:
-        if await self.store.get_hall(COMMAND_HALL.hall) is None:
+        if await self.store.halls.get_hall(COMMAND_HALL.hall) is None:
             await register(self.store, COMMAND_HALL)
         return COMMAND_HALL.hall
 
@@ -159,7 +161,7 @@ class Api:
         return await self.raw(path, headers=hdrs)
 
 
-async def _serve(store: SqliteStore, **kwargs: Any) -> AsyncIterator[Api]:
+async def _serve(store: Repositories, **kwargs: Any) -> AsyncIterator[Api]:
     clock = ManualClock()
     publisher = FakePublisher()
     central_key = generate_private_key()
@@ -171,12 +173,12 @@ async def _serve(store: SqliteStore, **kwargs: Any) -> AsyncIterator[Api]:
 
 
 @pytest.fixture
-async def api(store: SqliteStore) -> AsyncIterator[Api]:
+async def api(store: Repositories) -> AsyncIterator[Api]:
     async for a in _serve(store):
         yield a
 
 
-async def _fill(store: SqliteStore, ingestor: Ingestor) -> tuple[FakeHall, FakeHall]:
+async def _fill(store: Repositories, ingestor: Ingestor) -> tuple[FakeHall, FakeHall]:
     a, b = FakeHall("hall-a", seed=31), FakeHall("hall-b", seed=32, devices=2)
     await register(store, a, b)
     a.play(500)
@@ -212,7 +214,7 @@ def _utc_day(micros: int) -> str:
 
 # --- reports ---------------------------------------------------------------------------------------
 async def test_ggr_equals_what_the_halls_sent_per_device_game_hall_day_and_provider(
-        api: Api, store: SqliteStore, ingestor: Ingestor) -> None:
+        api: Api, store: Repositories, ingestor: Ingestor) -> None:
     a, b = await _fill(store, ingestor)
     halls = (a, b)
 
@@ -257,7 +259,7 @@ async def test_provider_report_of_nothing_is_empty(api: Api) -> None:
 
 
 # --- devices, halls, events, integration log ------------------------------------------------------
-async def test_devices_list_times_as_rfc3339_and_micros(api: Api, store: SqliteStore, ingestor: Ingestor) -> None:
+async def test_devices_list_times_as_rfc3339_and_micros(api: Api, store: Repositories, ingestor: Ingestor) -> None:
     a, b = await _fill(store, ingestor)
     rows = (await api.get("/devices"))["rows"]
     assert [(r["hall"], r["id"]) for r in rows] == sorted((h.hall, d) for h in (a, b) for d in h.per_device)
@@ -283,7 +285,7 @@ def test_rfc3339_round_trip() -> None:
     assert api_params.instant(q, "u") == api_params.instant(q, "z") == T0 + 7
 
 
-async def test_halls_show_presence_and_ignore_stale_statuses(api: Api, store: SqliteStore) -> None:
+async def test_halls_show_presence_and_ignore_stale_statuses(api: Api, store: Repositories) -> None:
     a, b = FakeHall("hall-a"), FakeHall("hall-b")
     await register(store, a, b)
 
@@ -299,25 +301,25 @@ async def test_halls_show_presence_and_ignore_stale_statuses(api: Api, store: Sq
     assert row["added_at"] == "2026-01-01T00:00:00.000000Z"
 
     connect1, connect2 = T0 + 10_000_000, T0 + 60_000_000
-    assert await store.set_presence("hall-a", online=True, session=1, at=connect1 + 5)
+    assert await store.halls.set_presence("hall-a", online=True, session=1, at=connect1 + 5)
     row = await hall_a()
     assert (row["online"], row["session"], row["status_at_us"]) == (True, 1, connect1 + 5)
     assert row["status_at"] == "2026-01-01T00:00:10.000005Z"
     # The agent reconnects (session 2) before the broker delivers session 1's last will.
-    assert await store.set_presence("hall-a", online=True, session=2, at=connect2 + 5)
-    assert not await store.set_presence("hall-a", online=False, session=1, at=connect1)
+    assert await store.halls.set_presence("hall-a", online=True, session=2, at=connect2 + 5)
+    assert not await store.halls.set_presence("hall-a", online=False, session=1, at=connect1)
     row = await hall_a()
     assert (row["online"], row["session"]) == (True, 2)
     # Session 2's own will (built at connect time, so older than its online status) marks it offline...
-    assert await store.set_presence("hall-a", online=False, session=2, at=connect2)
+    assert await store.halls.set_presence("hall-a", online=False, session=2, at=connect2)
     assert (await hall_a())["online"] is False
     # ...and a redelivered online status of the ended session does not bring it back.
-    assert not await store.set_presence("hall-a", online=True, session=2, at=connect2 + 5)
+    assert not await store.halls.set_presence("hall-a", online=True, session=2, at=connect2 + 5)
     assert (await hall_a())["online"] is False
-    assert not await store.set_presence("hall-zz", online=True, session=9, at=T0)
+    assert not await store.halls.set_presence("hall-zz", online=True, session=9, at=T0)
 
 
-async def test_events_page_through_a_hall_with_after_seq(api: Api, store: SqliteStore, ingestor: Ingestor) -> None:
+async def test_events_page_through_a_hall_with_after_seq(api: Api, store: Repositories, ingestor: Ingestor) -> None:
     a, b = await _fill(store, ingestor)
     seen: list[dict[str, Any]] = []
     query: dict[str, Any] = {"hall": "hall-a", "limit": 37}
@@ -364,7 +366,7 @@ async def test_events_page_through_a_hall_with_after_seq(api: Api, store: Sqlite
 
 
 async def test_integration_log_filters_by_kind(
-        api: Api, store: SqliteStore, ingestor: Ingestor) -> None:
+        api: Api, store: Repositories, ingestor: Ingestor) -> None:
     hall = FakeHall("hall-a", seed=40)
     await register(store, hall)
     hall.play(20)
@@ -385,11 +387,11 @@ async def test_integration_log_filters_by_kind(
     assert (await api.get("/integration-log", hall="hall-b"))["rows"] == []
 
 
-async def test_integration_log_filters_by_device_and_period(api: Api, store: SqliteStore) -> None:
+async def test_integration_log_filters_by_device_and_period(api: Api, store: Repositories) -> None:
     """A technician looks for one machine's trouble yesterday: device and [from, to) narrow the log."""
     day = 86_400_000_000
     t0 = 1_780_000_000_000_000
-    await store.log([
+    await store.ingest.log([
         LogEntry(kind="missed", detail="egm-1 yesterday", time=t0, hall="hall-a", device="egm-1"),
         LogEntry(kind="missed", detail="egm-2 yesterday", time=t0 + 1, hall="hall-a", device="egm-2"),
         LogEntry(kind="missed", detail="egm-1 today", time=t0 + day, hall="hall-a", device="egm-1"),
@@ -456,18 +458,18 @@ async def test_a_key_created_while_running_works_at_once(api: Api) -> None:
     key, record = new_key("viewer", None, now=T0)
     status, _, _ = await api.raw("/devices", key)
     assert status == 401  # not stored yet, and the failure must not be remembered
-    await api.store.add_api_key(record)
+    await api.store.halls.add_api_key(record)
     status, body, _ = await api.raw("/devices", key)
     assert status == 200 and body == {"rows": []}
-    _, other = await create_api_key(api.store, "regulator", None, now=T0)
+    _, other = await create_api_key(api.store.halls, "regulator", None, now=T0)
     assert (await api.raw("/events", other))[0] == 200
     api.clock.now += 60_000_000  # past the positive cache: still fine
     assert (await api.raw("/events", other))[0] == 200
 
 
-async def test_hall_scoped_key_sees_only_its_halls(api: Api, store: SqliteStore, ingestor: Ingestor) -> None:
+async def test_hall_scoped_key_sees_only_its_halls(api: Api, store: Repositories, ingestor: Ingestor) -> None:
     a, b = await _fill(store, ingestor)
-    assert await store.set_presence("hall-a", online=True, session=1, at=T0)
+    assert await store.halls.set_presence("hall-a", online=True, session=1, at=T0)
     assert (await ingestor.handle(a.topic, b"junk")).status == "format_error"
     assert (await ingestor.handle(b.topic, b"junk")).status == "format_error"
     mine = ("hall-b",)
@@ -533,7 +535,7 @@ async def test_unknown_route_and_method_are_json(api: Api) -> None:
 class _BrokenStore:
     """Delegates to a real store, except that listing devices fails with a secret in the message."""
 
-    def __init__(self, inner: SqliteStore) -> None:
+    def __init__(self, inner: Repositories) -> None:
         self._inner = inner
 
     def __getattr__(self, name: str) -> Any:
@@ -544,7 +546,7 @@ class _BrokenStore:
 
 
 async def test_unexpected_errors_are_a_bare_500_and_a_log_line(
-        store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        store: Repositories, monkeypatch: pytest.MonkeyPatch) -> None:
     async for api in _serve(_BrokenStore(store)):  # type: ignore[arg-type]
         key = await api.key("viewer")
         with capture_logs() as logs:
@@ -560,7 +562,7 @@ async def test_unexpected_errors_are_a_bare_500_and_a_log_line(
         assert (await api.raw("/halls", key))[0] == 200  # the app keeps serving
 
 
-async def test_health_with_presence(store: SqliteStore) -> None:
+async def test_health_with_presence(store: Repositories) -> None:
     async for api in _serve(store, presence=lambda: {"mqtt": "connected"}):
         status, body, _ = await api.raw("/health")
         assert (status, body) == (200, {"status": "ok", "presence": {"mqtt": "connected"}})
@@ -630,13 +632,13 @@ def _resolve(doc: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-async def test_app_does_not_close_the_store(store: SqliteStore) -> None:
+async def test_app_does_not_close_the_store(store: Repositories) -> None:
     async for api in _serve(store):
         assert (await api.raw("/health"))[0] == 200
-    assert await store.halls() == []
+    assert await store.halls.halls() == []
 
 
-async def test_build_app_returns_an_aiohttp_application(store: SqliteStore) -> None:
+async def test_build_app_returns_an_aiohttp_application(store: Repositories) -> None:
     assert isinstance(build_app(store, currency="EUR"), web.Application)
 
 
@@ -662,14 +664,14 @@ async def test_a_disabled_or_removed_hall_takes_no_commands_and_halls_says_why(a
     order = {"hall": hall, "device": "egm-001", "action": "disable_machine"}
     await api.post("/commands", order)
     for state in ("disabled", "removed"):
-        await api.store.set_hall_state(hall, state, now=T0)
+        await api.store.halls.set_hall_state(hall, state, now=T0)
         body = await api.post("/commands", order, status=409)
         assert body["error"]["code"] == "conflict" and state in body["error"]["message"]
         (row,) = (await api.get("/halls"))["rows"]
         assert (row["id"], row["state"]) == (hall, state)
 
 
-async def test_event_routes_take_gaming_days_in_the_reports_date_grammar(api: Api, store: SqliteStore,
+async def test_event_routes_take_gaming_days_in_the_reports_date_grammar(api: Api, store: Repositories,
                                                                          ingestor: Ingestor) -> None:
     """Issue 16: /reports/ggr took YYYY-MM-DD, /export and /events refused it. A date is the whole gaming
     day of the halls in scope (to included); halls on different gaming days need hall= or instants."""
@@ -684,7 +686,7 @@ async def test_event_routes_take_gaming_days_in_the_reports_date_grammar(api: Ap
     logged = await api.get("/integration-log", **{"from": "2026-01-01", "to": "today"})
     assert isinstance(logged["rows"], list)
     kyiv = DayRule("Europe/Kyiv", "06:00")
-    await store.set_day_rule("hall-b", kyiv, now=T0)
+    await store.halls.set_day_rule("hall-b", kyiv, now=T0)
     status, body, _ = await api.raw("/events", await api.key(), **{"from": "2026-01-01"})
     assert status == 400 and "Europe/Kyiv 06:00" in body["error"]["message"] and "hall=" in body["error"]["message"]
     start, stop = kyiv.bounds(dt.date(2025, 12, 31))

@@ -17,7 +17,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from central import audit
 from central.api import PREFIX, build_app
 from central.apikeys import create_api_key
-from central.store import ROLES, AuditEntry, SqliteStore
+from central.repos import Repositories
+from central.repos.audit import AuditEntry
+from central.repos.halls import ROLES
 from protocols.sync import fingerprint, generate_private_key, public_key_to_pem
 from tests.keys import key_scope
 
@@ -45,7 +47,7 @@ class Publisher:
 
 
 class Client:
-    def __init__(self, client: TestClient, store: SqliteStore, clock: Clock) -> None:
+    def __init__(self, client: TestClient, store: Repositories, clock: Clock) -> None:
         self.client, self.store, self.clock = client, store, clock
         self.keys: dict[tuple[str, tuple[str, ...] | None], tuple[str, str]] = {}
 
@@ -53,7 +55,7 @@ class Client:
         """(key id, key)"""
         if (role, halls) not in self.keys:
             scope = await key_scope(self.store, role, halls)
-            self.keys[(role, halls)] = await create_api_key(self.store, role, scope, now=T0)
+            self.keys[(role, halls)] = await create_api_key(self.store.halls, role, scope, now=T0)
         return self.keys[(role, halls)]
 
     async def request(self, method: str, route: str, *, role: str = "admin", halls: tuple[str, ...] | None = None,
@@ -67,7 +69,7 @@ class Client:
 
 
 @pytest.fixture
-async def api(store: SqliteStore) -> AsyncIterator[Client]:
+async def api(store: Repositories) -> AsyncIterator[Client]:
     clock = Clock()
     app = build_app(store, currency="EUR", clock=clock, command_publisher=Publisher(),
                     central_key=generate_private_key())
@@ -86,7 +88,7 @@ def audit_rows(db: Path) -> list[tuple[Any, ...]]:
 
 # --- every change path writes one entry -----------------------------------------------------------
 async def test_each_command_sent_is_one_entry_naming_the_key_the_time_and_the_command(
-        api: Client, store: SqliteStore) -> None:
+        api: Client, store: Repositories) -> None:
     hall = FakeHall("hall-a", seed=1)
     await register(store, hall)
     key_id, _ = await api.key("operator")
@@ -99,9 +101,9 @@ async def test_each_command_sent_is_one_entry_naming_the_key_the_time_and_the_co
         assert status == 202, body
         ids.append(body["id"])
 
-    entries = await store.audit(action="command.create")
+    entries = await store.audit.audit(action="command.create")
     assert [e.after["id"] for e in entries] == ids  # exactly one entry per command, in order
-    assert len(await store.audit()) == 3  # and nothing else was written for them
+    assert len(await store.audit.audit()) == 3  # and nothing else was written for them
     first = entries[0]
     assert first.actor == key_id and first.time == T0
     assert first.target == "hall/hall-a/device/egm-001" and first.before is None
@@ -110,11 +112,11 @@ async def test_each_command_sent_is_one_entry_naming_the_key_the_time_and_the_co
     assert entries[1].time == T0 + SECOND and entries[1].target == "hall/hall-a/device/egm-002"
 
 
-async def test_a_refused_command_writes_no_entry(api: Client, store: SqliteStore) -> None:
+async def test_a_refused_command_writes_no_entry(api: Client, store: Repositories) -> None:
     status, _ = await api.request("POST", "/commands", json={"hall": "nowhere", "device": "egm-001",
                                                              "action": "disable_machine"})
     assert status == 400
-    assert await store.audit() == []
+    assert await store.audit.audit() == []
 
 
 def test_cli_hall_add_replace_and_api_key_are_audited_without_secrets(tmp_path: Path) -> None:
@@ -167,11 +169,11 @@ async def test_no_key_is_401(api: Client) -> None:
     assert response.status == 401
 
 
-async def _entry(store: SqliteStore, time: int, actor: str, action: str, target: str, after: Any = None) -> int:
-    return await store.add_audit(AuditEntry(time=time, actor=actor, action=action, target=target, after=after))
+async def _entry(store: Repositories, time: int, actor: str, action: str, target: str, after: Any = None) -> int:
+    return await store.audit.add_audit(AuditEntry(time=time, actor=actor, action=action, target=target, after=after))
 
 
-async def test_filters_and_pages_oldest_first(api: Client, store: SqliteStore) -> None:
+async def test_filters_and_pages_oldest_first(api: Client, store: Repositories) -> None:
     for n in range(7):
         await _entry(store, T0 + n * SECOND, "cli:ops" if n % 2 else "k1", "hall.add" if n < 3 else "command.create",
                      f"hall/h{n}", after={"n": n})
@@ -201,7 +203,7 @@ async def test_bad_parameters_are_400(api: Client, query: dict[str, str]) -> Non
     assert status == 400 and body["error"]["code"] == "bad_request"
 
 
-async def test_a_hall_scoped_key_sees_only_entries_of_its_halls(api: Client, store: SqliteStore) -> None:
+async def test_a_hall_scoped_key_sees_only_entries_of_its_halls(api: Client, store: Repositories) -> None:
     await _entry(store, T0, "k", "hall.add", "hall/a", after={"n": "a"})
     await _entry(store, T0, "k", "command.create", "hall/a/device/egm-1", after={"n": "a/egm"})
     await _entry(store, T0, "k", "hall.add", "hall/ab", after={"n": "ab"})  # a prefix of "ab" is not hall a

@@ -13,7 +13,7 @@ from central import catalog as cat
 from central.api import PREFIX
 from central.catalog import CatalogGame, Detected, DetectedGame, LimitRule, Placement
 from central.ingest import Ingestor
-from central.store import SqliteStore
+from central.repos import Repositories
 
 from .builders import FakeHall
 from .conftest import register
@@ -42,9 +42,9 @@ def rounds(hall: FakeHall, device: str, number: str, count: int, bet: int, win_e
         hall._append(device, "game.ended", {"game": number, "bet": bet, "win": won})
 
 
-async def push(store: SqliteStore, ingestor: Ingestor, hall: FakeHall) -> None:
+async def push(store: Repositories, ingestor: Ingestor, hall: FakeHall) -> None:
     """Ingest every event of ``hall`` that central does not hold yet, as signed batches."""
-    record = await store.get_hall(hall.hall)
+    record = await store.halls.get_hall(hall.hall)
     assert record is not None
     for _, _, payload in hall.batches(500, start=record.last_seq + 1):
         assert (await ingestor.handle(hall.topic, payload)).status == "stored"
@@ -78,7 +78,7 @@ async def seed_catalog(api: Api) -> None:
 
 
 @pytest.fixture
-async def api(store: SqliteStore) -> AsyncIterator[Api]:
+async def api(store: Repositories) -> AsyncIterator[Api]:
     async for a in _serve(store):
         yield a
 
@@ -185,13 +185,13 @@ async def test_providers_and_games_are_validated_stored_and_audited(api: Api) ->
                         role="operator")
     code, inactive, _ = await api.raw("/catalog/games", await api.key(), status="inactive")  # the filter
     assert changed["rtp_bp"] == 9612 and code == 200 and inactive["rows"] == [changed]
-    entries = [e for e in await api.store.audit(action="catalog.game.update")]
+    entries = [e for e in await api.store.audit.audit(action="catalog.game.update")]
     assert len(entries) == 1 and entries[0].target == "catalog/game/fruits"
     assert (entries[0].before["rtp_bp"], entries[0].after["rtp_bp"]) == (9600, 9612)
     assert entries[0].actor == (await api.key("operator")).split("_")[1]
-    assert len(await api.store.audit(action="catalog.game.create")) == 3
+    assert len(await api.store.audit.audit(action="catalog.game.create")) == 3
     await put(api, "/catalog/games/fruits", changed, role="operator")  # no change: no audit row
-    assert len(await api.store.audit(action="catalog.game.update")) == 1
+    assert len(await api.store.audit.audit(action="catalog.game.update")) == 1
     await api.get("/catalog/games/nope", status=404)
 
 
@@ -219,7 +219,7 @@ async def test_who_may_change_the_catalog(api: Api) -> None:
 
 
 async def test_desired_vs_detected_per_device_from_real_identity_events(
-        api: Api, store: SqliteStore, ingestor: Ingestor) -> None:
+        api: Api, store: Repositories, ingestor: Ingestor) -> None:
     await seed_catalog(api)
     a = FakeHall("hall-a", seed=3)
     await register(store, a)
@@ -255,7 +255,7 @@ async def test_desired_vs_detected_per_device_from_real_identity_events(
         (1, "fruits", False), (2, "roulette", False), (3, None, False)]
 
 
-async def test_placements_are_validated_scoped_and_audited(api: Api, store: SqliteStore) -> None:
+async def test_placements_are_validated_scoped_and_audited(api: Api, store: Repositories) -> None:
     await seed_catalog(api)
     await register(store, FakeHall("hall-a"), FakeHall("hall-b"))
     route = "/catalog/placements/hall-a/egm-001"
@@ -273,7 +273,7 @@ async def test_placements_are_validated_scoped_and_audited(api: Api, store: Sqli
     await put(api, route, {"games": [{"number": 2, "game": "poker", "enabled": False}]}, role="operator",
               halls=("hall-a",))
     await put(api, route, {"games": [{"number": 1, "game": "fruits"}]})
-    entries = await store.audit(action="catalog.placements.update")
+    entries = await store.audit.audit(action="catalog.placements.update")
     assert [(e.target, e.before, e.after) for e in entries] == [
         ("hall/hall-a/device/egm-001", None, [{"number": 2, "game": "poker", "enabled": False}]),
         ("hall/hall-a/device/egm-001", [{"number": 2, "game": "poker", "enabled": False}],
@@ -323,7 +323,7 @@ def test_the_route_table_has_exactly_these_catalog_routes() -> None:
 
 
 @pytest.mark.parametrize("role", ["admin", "operator", "viewer", "technician", "regulator"])
-async def test_every_catalog_route_for_every_role(api: Api, store: SqliteStore, role: str) -> None:
+async def test_every_catalog_route_for_every_role(api: Api, store: Repositories, role: str) -> None:
     await seed_catalog(api)
     await register(store, FakeHall("hall-a"))
     rule = await api.post("/rules", {"kind": "max_bet", "max_bet": 1})

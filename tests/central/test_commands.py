@@ -16,8 +16,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from central.api import PREFIX, build_app
 from central.commands import MAX_TTL_SECONDS, CommandNotPublished
 from central.ingest import Ingestor
+from central.repos import Repositories
+from central.repos.commands import CommandRecord
 from central.service import IngestService, ServiceConfig
-from central.store import CommandRecord, SqliteStore
+from central.store import open_sqlite
 from mqttlink import BrokerUrl, MqttLink, Received
 from protocols.sync import (
     VERSION,
@@ -36,7 +38,7 @@ S = 1_000_000
 
 
 @pytest.fixture
-async def api(store: SqliteStore) -> AsyncIterator[Api]:
+async def api(store: Repositories) -> AsyncIterator[Api]:
     async for a in _serve(store):
         yield a
 
@@ -48,14 +50,14 @@ def _record(command_id: str = "c1", status: str = "pending", expires_at: int = T
 
 
 # --- store -----------------------------------------------------------------------------------------
-async def test_add_and_read_a_command_round_trips(store: SqliteStore) -> None:
-    await store.add_command(_record())
-    assert await store.command("c1") == _record()
-    assert await store.command("nope") is None
-    log = await store.integration_log(kind="command")
+async def test_add_and_read_a_command_round_trips(store: Repositories) -> None:
+    await store.commands.add_command(_record())
+    assert await store.commands.command("c1") == _record()
+    assert await store.commands.command("nope") is None
+    log = await store.ingest.integration_log(kind="command")
     assert [(e.hall, e.device) for e in log] == [("h1", "egm-001")] and "c1" in log[0].detail
     with pytest.raises(sqlite3.IntegrityError):
-        await store.add_command(_record())
+        await store.commands.add_command(_record())
 
 
 @pytest.mark.parametrize(("path", "final"), [
@@ -67,44 +69,44 @@ async def test_add_and_read_a_command_round_trips(store: SqliteStore) -> None:
     (["applied"], "applied"),     # the result came before central recorded the PUBACK
 ])
 async def test_allowed_transitions_end_in_a_final_status_that_never_changes(
-        store: SqliteStore, path: list[str], final: str) -> None:
-    await store.add_command(_record())
+        store: Repositories, path: list[str], final: str) -> None:
+    await store.commands.add_command(_record())
     for i, status in enumerate(path, 1):
-        assert await store.update_command("c1", status, f"step {i}", T0 + i)
-    record = await store.command("c1")
+        assert await store.commands.update_command("c1", status, f"step {i}", T0 + i)
+    record = await store.commands.command("c1")
     assert record is not None and (record.status, record.detail, record.updated_at) == (final, f"step {len(path)}",
                                                                                         T0 + len(path))
     for status in ("pending", "sent", "applied", "failed", "expired"):
-        assert not await store.update_command("c1", status, "late", T0 + 99)
-    assert (await store.command("c1")) == record
-    rows = await store.integration_log(kind="command")
+        assert not await store.commands.update_command("c1", status, "late", T0 + 99)
+    assert (await store.commands.command("c1")) == record
+    rows = await store.ingest.integration_log(kind="command")
     assert len(rows) == 1 + len(path)  # one per status change, newest first
     assert final in rows[0].detail and f"step {len(path)}" in rows[0].detail
 
 
-async def test_refused_transitions_and_unknown_ids(store: SqliteStore) -> None:
-    assert not await store.update_command("missing", "applied", "", T0)
-    await store.add_command(_record())
-    assert await store.update_command("c1", "sent", "", T0 + 1)
-    assert not await store.update_command("c1", "sent", "again", T0 + 2)     # sent → sent
-    assert not await store.update_command("c1", "pending", "back", T0 + 2)   # no way back
-    assert (await store.command("c1")).status == "sent"  # type: ignore[union-attr]
-    await store.add_command(_record("c2"))
-    assert await store.update_command("c2", "pending", "publish not confirmed", T0 + 3)  # detail only
-    assert (await store.command("c2")).detail == "publish not confirmed"  # type: ignore[union-attr]
+async def test_refused_transitions_and_unknown_ids(store: Repositories) -> None:
+    assert not await store.commands.update_command("missing", "applied", "", T0)
+    await store.commands.add_command(_record())
+    assert await store.commands.update_command("c1", "sent", "", T0 + 1)
+    assert not await store.commands.update_command("c1", "sent", "again", T0 + 2)     # sent → sent
+    assert not await store.commands.update_command("c1", "pending", "back", T0 + 2)   # no way back
+    assert (await store.commands.command("c1")).status == "sent"  # type: ignore[union-attr]
+    await store.commands.add_command(_record("c2"))
+    assert await store.commands.update_command("c2", "pending", "publish not confirmed", T0 + 3)  # detail only
+    assert (await store.commands.command("c2")).detail == "publish not confirmed"  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="status"):
-        await store.update_command("c2", "done", "", T0)
+        await store.commands.update_command("c2", "done", "", T0)
 
 
-async def test_commands_list_filters(store: SqliteStore) -> None:
+async def test_commands_list_filters(store: Repositories) -> None:
     for i, hall in enumerate(("h1", "h2", "h1")):
-        await store.add_command(dataclasses.replace(_record(f"c{i}"), hall=hall, created_at=T0 + i))
-    await store.update_command("c2", "sent", "", T0 + 9)
-    assert [c.id for c in await store.commands()] == ["c2", "c1", "c0"]
-    assert [c.id for c in await store.commands(hall="h1")] == ["c2", "c0"]
-    assert [c.id for c in await store.commands(status="pending")] == ["c1", "c0"]
-    assert [c.id for c in await store.commands(halls=["h2"])] == ["c1"]
-    assert [c.id for c in await store.commands(limit=1)] == ["c2"]
+        await store.commands.add_command(dataclasses.replace(_record(f"c{i}"), hall=hall, created_at=T0 + i))
+    await store.commands.update_command("c2", "sent", "", T0 + 9)
+    assert [c.id for c in await store.commands.commands()] == ["c2", "c1", "c0"]
+    assert [c.id for c in await store.commands.commands(hall="h1")] == ["c2", "c0"]
+    assert [c.id for c in await store.commands.commands(status="pending")] == ["c1", "c0"]
+    assert [c.id for c in await store.commands.commands(halls=["h2"])] == ["c1"]
+    assert [c.id for c in await store.commands.commands(limit=1)] == ["c2"]
 
 
 async def test_an_old_database_gains_the_commands_table(tmp_path: Path) -> None:
@@ -113,10 +115,10 @@ async def test_an_old_database_gains_the_commands_table(tmp_path: Path) -> None:
     con.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
                       "INSERT INTO meta VALUES ('schema_version', '2');")
     con.close()
-    store = await SqliteStore.open(path)
+    store = await open_sqlite(path)
     try:
-        await store.add_command(_record())
-        assert (await store.command("c1")) == _record()
+        await store.commands.add_command(_record())
+        assert (await store.commands.command("c1")) == _record()
     finally:
         await store.close()
 
@@ -186,7 +188,7 @@ async def test_bad_command_bodies_are_400(api: Api, body: Any, word: str) -> Non
     got = await api.post("/commands", body, status=400)
     assert got["error"]["code"] == "bad_request" and word in got["error"]["message"]
     assert api.publisher is not None and api.publisher.sent == []
-    assert await api.store.commands() == []
+    assert await api.store.commands.commands() == []
 
 
 async def test_a_body_that_is_not_json_is_400(api: Api) -> None:
@@ -237,11 +239,11 @@ async def test_reading_a_command_past_its_expiry_expires_it(api: Api) -> None:
     got = await api.get(f"/commands/{body['id']}")
     assert got["status"] == "expired" and got["updated_at_us"] == T0 + 10 * S and "expires_at" in got["detail"]
     # a late result changes nothing
-    assert not await api.store.update_command(body["id"], "applied", "late", T0 + 11 * S)
+    assert not await api.store.commands.update_command(body["id"], "applied", "late", T0 + 11 * S)
     assert (await api.get(f"/commands/{body['id']}"))["status"] == "expired"
 
 
-async def test_publish_failures(store: SqliteStore) -> None:
+async def test_publish_failures(store: Repositories) -> None:
     hall = FakeHall("hall-a")
     await register(store, hall)
     async for api in _serve(store):
@@ -269,20 +271,20 @@ def _result(hall: FakeHall, command_id: str, status: str = "applied", detail: st
                                                detail=detail, at=T0), key or hall.key)
 
 
-def _service(store: SqliteStore) -> IngestService:
+def _service(store: Repositories) -> IngestService:
     return IngestService(store, Ingestor(store, generate_private_key()), BrokerUrl("127.0.0.1", 1), ServiceConfig())
 
 
-async def _sent(store: SqliteStore, command_id: str, hall: str = "hall-a") -> None:
-    await store.add_command(dataclasses.replace(_record(command_id), hall=hall))
-    assert await store.update_command(command_id, "sent", "", T0 + 1)
+async def _sent(store: Repositories, command_id: str, hall: str = "hall-a") -> None:
+    await store.commands.add_command(dataclasses.replace(_record(command_id), hall=hall))
+    assert await store.commands.update_command(command_id, "sent", "", T0 + 1)
 
 
 @pytest.mark.parametrize(("result", "status", "detail"), [
     ("applied", "applied", "done"), ("failed", "failed", "no such game"), ("expired", "expired", "too late"),
     ("rejected", "failed", "rejected by the hall: unknown device"),
 ])
-async def test_a_result_moves_the_command(store: SqliteStore, result: str, status: str, detail: str) -> None:
+async def test_a_result_moves_the_command(store: Repositories, result: str, status: str, detail: str) -> None:
     hall = FakeHall("hall-a")
     await register(store, hall)
     await _sent(store, C1)
@@ -290,15 +292,15 @@ async def test_a_result_moves_the_command(store: SqliteStore, result: str, statu
     sent_detail = detail.removeprefix("rejected by the hall: ")
     await service._on_message(Received(topic("hall-a", "command-results"), _result(hall, C1, result, sent_detail),
                                        False, 1))
-    record = await store.command(C1)
+    record = await store.commands.command(C1)
     assert record is not None and (record.status, record.detail) == (status, detail)
     # the same result again (QoS 1 redelivery) changes nothing and is logged as a duplicate
     await service._on_message(Received(topic("hall-a", "command-results"), _result(hall, C1, "applied"), False, 1))
-    assert await store.command(C1) == record
-    assert (await store.integration_log(kind="duplicate"))[0].hall == "hall-a"
+    assert await store.commands.command(C1) == record
+    assert (await store.ingest.integration_log(kind="duplicate"))[0].hall == "hall-a"
 
 
-async def test_forged_unregistered_malformed_and_misrouted_results_change_nothing(store: SqliteStore) -> None:
+async def test_forged_unregistered_malformed_and_misrouted_results_change_nothing(store: Repositories) -> None:
     a, b, stranger = FakeHall("hall-a"), FakeHall("hall-b"), FakeHall("hall-x")
     await register(store, a, b)
     await _sent(store, CA, "hall-a")
@@ -312,15 +314,15 @@ async def test_forged_unregistered_malformed_and_misrouted_results_change_nothin
         (topic("hall-a", "command-results"), _result(a, UNKNOWN), "rejected"),
     ]
     for topic_name, payload, kind in cases:
-        before = len(await store.integration_log(kind=kind, limit=1000))
+        before = len(await store.ingest.integration_log(kind=kind, limit=1000))
         await service._on_message(Received(topic_name, payload, False, 1))
-        assert len(await store.integration_log(kind=kind, limit=1000)) == before + 1, (topic_name, kind)
-    record = await store.command(CA)
+        assert len(await store.ingest.integration_log(kind=kind, limit=1000)) == before + 1, (topic_name, kind)
+    record = await store.commands.command(CA)
     assert record is not None and record.status == "sent"
     assert service.stats["bad_command_results"] == len(cases)
 
 
-async def test_the_service_publisher_refuses_while_offline(store: SqliteStore) -> None:
+async def test_the_service_publisher_refuses_while_offline(store: Repositories) -> None:
     with pytest.raises(CommandNotPublished, match="not connected"):
         await _service(store).publish_command(topic("hall-a", "commands"), b"{}")
 
@@ -352,7 +354,7 @@ async def _until(check: Any, timeout: float = 10.0) -> None:
     raise AssertionError("timed out")
 
 
-async def test_command_round_trip_through_mosquitto(store: SqliteStore, mosquitto: Any) -> None:
+async def test_command_round_trip_through_mosquitto(store: Repositories, mosquitto: Any) -> None:
     honest, forger = FakeHall("hall-a"), FakeHall("hall-f")
     await register(store, honest, forger)
     central_key = generate_private_key()
@@ -384,7 +386,7 @@ async def test_command_round_trip_through_mosquitto(store: SqliteStore, mosquitt
             assert [c.id for c in agents[0].commands] == [ok["id"]]
 
             async def rejected_logged() -> bool:
-                return bool(await store.integration_log(hall="hall-f", kind="rejected"))
+                return bool(await store.ingest.integration_log(hall="hall-f", kind="rejected"))
 
             await _until(rejected_logged)
             assert [c.id for c in agents[1].commands] == [forged["id"]]

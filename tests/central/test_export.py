@@ -6,6 +6,7 @@ refused with its own message."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -27,7 +28,10 @@ from central.apikeys import create_api_key
 from central.export import CSV_COLUMNS, CSV_HASHED_COLUMNS, EXPORT_CONTEXT, write_export
 from central.export_verify import verify_export
 from central.ingest import Ingestor
-from central.store import ROLES, SqliteStore
+from central.repos import Repositories
+from central.repos.halls import ROLES
+from central.store import SqliteDatabase
+from central.store.export_sqlite import SqliteExport
 from protocols.sync import (
     Event,
     canonical_bytes,
@@ -59,7 +63,7 @@ async def ingest(ingestor: Ingestor, *halls: FakeHall) -> None:
 
 
 @pytest.fixture
-async def halls(store: SqliteStore, ingestor: Ingestor) -> tuple[FakeHall, FakeHall]:
+async def halls(store: Repositories, ingestor: Ingestor) -> tuple[FakeHall, FakeHall]:
     a, b = FakeHall("hall-a", seed=31), FakeHall("hall-b", seed=32, devices=2)
     await register(store, a, b)
     a.play(400)
@@ -89,7 +93,7 @@ def manifest_of(body: bytes) -> dict[str, Any]:
 
 
 class Api:
-    def __init__(self, client: TestClient, store: SqliteStore, key: Ed25519PrivateKey) -> None:
+    def __init__(self, client: TestClient, store: Repositories, key: Ed25519PrivateKey) -> None:
         self.client, self.store, self.central_key = client, store, key
         self.keys: dict[tuple[str, tuple[str, ...] | None], str] = {}
 
@@ -97,14 +101,14 @@ class Api:
                      **query: Any) -> tuple[int, dict[str, str], bytes]:
         if (role, halls) not in self.keys:
             scope = await key_scope(self.store, role, halls)
-            self.keys[(role, halls)] = (await create_api_key(self.store, role, scope, now=T0))[1]
+            self.keys[(role, halls)] = (await create_api_key(self.store.halls, role, scope, now=T0))[1]
         response = await self.client.get(PREFIX + "/export", params={k: str(v) for k, v in query.items()},
                                          headers={"Authorization": f"Bearer {self.keys[(role, halls)]}"})
         return response.status, dict(response.headers), await response.read()
 
 
 @pytest.fixture
-async def api(store: SqliteStore) -> AsyncIterator[Api]:
+async def api(store: Repositories) -> AsyncIterator[Api]:
     key = generate_private_key()
     app = build_app(store, currency="EUR", clock=lambda: T0 + 10**13, central_key=key)
     async with TestClient(TestServer(app)) as client:
@@ -212,7 +216,7 @@ def _iso_utc(micros: int) -> str:
         "%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-async def test_the_writer_streams_one_page_at_a_time(store: SqliteStore, halls: tuple[FakeHall, FakeHall]) -> None:
+async def test_the_writer_streams_one_page_at_a_time(store: Repositories, halls: tuple[FakeHall, FakeHall]) -> None:
     a, b = halls
     time_from, time_to = period(a)
     chunks: list[bytes] = []
@@ -241,10 +245,10 @@ async def test_a_period_without_events_says_no_activity(api: Api, halls: tuple[F
 
 
 async def test_a_replaced_hall_key_does_not_void_older_signatures(
-        api: Api, store: SqliteStore, halls: tuple[FakeHall, FakeHall]) -> None:
+        api: Api, store: Repositories, halls: tuple[FakeHall, FakeHall]) -> None:
     a, _ = halls
     new_key = generate_private_key()
-    assert await store.add_hall("hall-a", public_key_to_pem(new_key.public_key()).decode(), now=T0,
+    assert await store.halls.add_hall("hall-a", public_key_to_pem(new_key.public_key()).decode(), now=T0,
                                 replace=True) == "replaced"
     status, _, body = await api.export(hall="hall-a", **{"from": period(a)[0], "to": period(a)[1]})
     assert status == 200
@@ -254,11 +258,11 @@ async def test_a_replaced_hall_key_does_not_void_older_signatures(
 
 
 async def test_events_stored_without_a_batch_signature_are_reported_unsigned(
-        store: SqliteStore, api: Api) -> None:
+        store: Repositories, api: Api) -> None:
     old = FakeHall("hall-old", seed=5)
     await register(store, old)
     old.play(30)
-    result = await store.ingest_events("hall-old", old.events, central_time=T0)  # as before batches were kept
+    result = await store.ingest.ingest_events("hall-old", old.events, central_time=T0)  # as before batches were kept
     assert result.status == "stored"
     status, _, body = await api.export(**{"from": T0, "to": old.events[-1].agent_time + 1})
     assert status == 200
@@ -305,8 +309,8 @@ async def test_bad_requests_are_json_400_before_any_byte(api: Api, query: dict[s
     assert says in json.loads(body)["error"]["message"]
 
 
-async def test_without_a_signing_key_it_is_503(store: SqliteStore) -> None:
-    key = (await create_api_key(store, "admin", None, now=T0))[1]
+async def test_without_a_signing_key_it_is_503(store: Repositories) -> None:
+    key = (await create_api_key(store.halls, "admin", None, now=T0))[1]
     async with TestClient(TestServer(build_app(store, currency="EUR"))) as client:
         response = await client.get(PREFIX + "/export", params={"from": "0", "to": "1"},
                                     headers={"Authorization": f"Bearer {key}"})
@@ -468,12 +472,13 @@ async def test_a_re_hashed_and_re_signed_file_still_fails_on_the_halls_signature
 
 
 async def test_cli_export_writes_a_file_that_verifies(
-        store: SqliteStore, halls: tuple[FakeHall, FakeHall], tmp_path: Path) -> None:
+        store: Repositories, halls: tuple[FakeHall, FakeHall], tmp_path: Path) -> None:
     a, b = halls
     assert cli("keys", "init", "--data-dir", "data", cwd=tmp_path).returncode == 0
     time_from, time_to = period(a)
     for fmt in ("csv", "jsonl"):
-        done = cli("export", "--db", store.path, "--data-dir", "data", "--from", str(time_from), "--to", str(time_to),
+        done = cli("export", "--db", store.database.path, "--data-dir", "data", "--from", str(time_from), "--to",
+                   str(time_to),
                    "--format", fmt, "--out", f"out.{fmt}", cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         want = truth(a, time_from, time_to) + truth(b, time_from, time_to)
@@ -490,11 +495,12 @@ async def test_cli_export_writes_a_file_that_verifies(
 
 
 async def test_cli_export_takes_gaming_days_like_the_reports(
-        store: SqliteStore, halls: tuple[FakeHall, FakeHall], tmp_path: Path) -> None:
+        store: Repositories, halls: tuple[FakeHall, FakeHall], tmp_path: Path) -> None:
     """--from 2026-01-01 --to 2026-01-01 is that whole (UTC, here) gaming day, as /reports/ggr reads it."""
     a, b = halls
     assert cli("keys", "init", "--data-dir", "data", cwd=tmp_path).returncode == 0
-    done = cli("export", "--db", store.path, "--data-dir", "data", "--from", "2026-01-01", "--to", "2026-01-01",
+    done = cli("export", "--db", store.database.path, "--data-dir", "data", "--from", "2026-01-01", "--to",
+               "2026-01-01",
                "--out", "day.jsonl", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     day = truth(a, T0, T0 + 86_400_000_000) + truth(b, T0, T0 + 86_400_000_000)
@@ -517,8 +523,8 @@ def test_cli_export_refuses_bad_options(tmp_path: Path) -> None:
     assert absent.returncode == 1 and "cannot read nope.jsonl" in absent.stderr
 
 
-class FailingStore(SqliteStore):
-    """A real store whose disk 'fails' after the first page of an export."""
+class FailingExport(SqliteExport):
+    """The real export repository whose disk 'fails' after the first page of an export."""
 
     pages = 0
 
@@ -530,23 +536,21 @@ class FailingStore(SqliteStore):
 
 
 async def test_a_failure_mid_stream_breaks_the_transfer_instead_of_ending_it_cleanly(
-        tmp_path: Path, store: SqliteStore, halls: tuple[FakeHall, FakeHall]) -> None:
+        tmp_path: Path, store: Repositories, halls: tuple[FakeHall, FakeHall]) -> None:
     a, _ = halls
-    failing = await FailingStore.open(store.path)
-    try:
-        key = (await create_api_key(failing, "regulator", None, now=T0))[1]
-        app = build_app(failing, currency="EUR", central_key=generate_private_key())
-        async with TestClient(TestServer(app)) as client:
-            response = await client.get(PREFIX + "/export", params={"from": "0", "to": str(a.events[-1].agent_time)},
-                                        headers={"Authorization": f"Bearer {key}"})
-            assert response.status == 200  # the first page was already on its way
-            with pytest.raises(aiohttp.ClientPayloadError):
-                await response.read()
-    finally:
-        await failing.close()
+    assert isinstance(store.database, SqliteDatabase)
+    failing = dataclasses.replace(store, export=FailingExport(store.database))
+    key = (await create_api_key(failing.halls, "regulator", None, now=T0))[1]
+    app = build_app(failing, currency="EUR", central_key=generate_private_key())
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get(PREFIX + "/export", params={"from": "0", "to": str(a.events[-1].agent_time)},
+                                    headers={"Authorization": f"Bearer {key}"})
+        assert response.status == 200  # the first page was already on its way
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await response.read()
 
 
-async def test_memory_does_not_grow_with_the_period(store: SqliteStore, ingestor: Ingestor) -> None:
+async def test_memory_does_not_grow_with_the_period(store: Repositories, ingestor: Ingestor) -> None:
     """Six times the events, the same peak: the writer holds a page, never the period."""
     big = FakeHall("hall-big", seed=9)
     await register(store, big)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from central.store import SqliteStore
+from central.store import open_sqlite
 
 from .builders import T0, FakeHall
 
@@ -32,11 +32,11 @@ async def test_the_database_and_its_wal_are_owner_only(tmp_path: Path) -> None:
     db = tmp_path / "central.db"
     old_umask = os.umask(0o022)   # what a service gets by default: new files 0644
     try:
-        store = await SqliteStore.open(db)
+        store = await open_sqlite(db)
         try:
             hall = FakeHall("h1")
-            await store.add_hall(hall.hall, hall.public_pem, now=T0)
-            await store.ingest_events(hall.hall, hall.play(20), central_time=T0)
+            await store.halls.add_hall(hall.hall, hall.public_pem, now=T0)
+            await store.ingest.ingest_events(hall.hall, hall.play(20), central_time=T0)
             for name in ("central.db", "central.db-wal", "central.db-shm"):
                 assert _mode(tmp_path / name) == 0o600, name
         finally:
@@ -47,10 +47,10 @@ async def test_the_database_and_its_wal_are_owner_only(tmp_path: Path) -> None:
 
 async def test_an_older_world_readable_database_is_tightened_on_open(tmp_path: Path) -> None:
     db = tmp_path / "central.db"
-    store = await SqliteStore.open(db)
+    store = await open_sqlite(db)
     await store.close()
     os.chmod(db, 0o644)
-    store = await SqliteStore.open(db)
+    store = await open_sqlite(db)
     try:
         assert _mode(db) == 0o600
     finally:

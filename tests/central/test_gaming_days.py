@@ -19,9 +19,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from central.api import PREFIX, build_app
 from central.apikeys import create_api_key
 from central.ingest import Ingestor
-from central.store import SqliteStore
-from central.store.base import GROUP_BY
-from central.store.rollup import game_of
+from central.repos import Repositories
+from central.repos.reports import GROUP_BY
+from central.rollup import game_of
+from central.store import open_sqlite
 from protocols.sync import Event, encode_batch, generate_private_key, public_key_to_pem, topic
 from protocols.sync.gamingday import UTC_MIDNIGHT, DayRule
 from protocols.sync.money import ZERO, Contribution, contribution
@@ -55,9 +56,9 @@ def money(event: Event) -> Contribution:
         return ZERO
 
 
-async def register(store: SqliteStore, name: str) -> Chain:
+async def register(store: Repositories, name: str) -> Chain:
     chain = Chain(name)
-    await store.add_hall(name, public_key_to_pem(chain.key.public_key()).decode(), now=START)
+    await store.halls.add_hall(name, public_key_to_pem(chain.key.public_key()).decode(), now=START)
     return chain
 
 
@@ -142,9 +143,9 @@ class Truth:
                 for k, c in out.items()}
 
 
-async def stored_ggr(store: SqliteStore, group_by: str, day_from: str | None,
+async def stored_ggr(store: Repositories, group_by: str, day_from: str | None,
                      day_to: str | None) -> dict[tuple[str | None, str], tuple]:
-    rows = await store.ggr(group_by, day_from=None if day_from is None else dt.date.fromisoformat(day_from),
+    rows = await store.reports.ggr(group_by, day_from=None if day_from is None else dt.date.fromisoformat(day_from),
                            day_to=None if day_to is None else dt.date.fromisoformat(day_to))
     return {(r.hall, r.key): (r.bets, r.wins, r.rounds, r.cash_in, r.cash_out) for r in rows}
 
@@ -158,7 +159,7 @@ def stored_device_days(path: Path) -> dict[tuple[str, str, str], tuple]:
         con.close()
 
 
-async def check_everything(store: SqliteStore, path: Path, truth: Truth, seed: int) -> None:
+async def check_everything(store: Repositories, path: Path, truth: Truth, seed: int) -> None:
     rnd = random.Random(seed)
     days = sorted({c[3] for c in truth.cells})
     periods: list[tuple[str | None, str | None]] = [(None, None), (days[0], days[-1])]
@@ -178,7 +179,7 @@ async def check_everything(store: SqliteStore, path: Path, truth: Truth, seed: i
                   ("2026-10-02", None), ("2026-10-01", "2026-11-28")]   # more of a month inside than outside
     for day_from, day_to in [*periods, *((a, b) for a in month_edges for b in month_edges if a <= b),
                              (None, "2026-10-31"), ("2026-11-01", None), (None, "2026-10-15"), *subtracted]:
-        cells = await store.rollup_cells(day_from=None if day_from is None else dt.date.fromisoformat(day_from),
+        cells = await store.reports.rollup_cells(day_from=None if day_from is None else dt.date.fromisoformat(day_from),
                                          day_to=None if day_to is None else dt.date.fromisoformat(day_to))
         want: dict[tuple[str, str, str], Contribution] = {}
         for hall, device, game, day, _, m in truth.cells:
@@ -191,7 +192,7 @@ async def check_everything(store: SqliteStore, path: Path, truth: Truth, seed: i
         assert await stored_ggr(store, "game", day_from, day_to) == truth.ggr("game", day_from, day_to)
     for hall in RULES:
         for day in [*rnd.sample(days, 4), "2026-10-24", "2026-10-31", "2026-11-01"]:   # the 25-hour days
-            rows = await store.hourly(day=dt.date.fromisoformat(day), hall=hall)
+            rows = await store.reports.hourly(day=dt.date.fromisoformat(day), hall=hall)
             assert {r.hour: (r.bets, r.wins, r.rounds, r.cash_in, r.cash_out) for r in rows} == truth.hours(hall, day)
             assert all(r.hall == hall and r.day == day for r in rows)
     assert stored_device_days(path) == truth.device_days()
@@ -199,11 +200,11 @@ async def check_everything(store: SqliteStore, path: Path, truth: Truth, seed: i
 
 async def test_every_aggregate_equals_a_recomputation_from_the_events_by_each_halls_day(tmp_path: Path) -> None:
     path = tmp_path / "central.db"
-    store = await SqliteStore.open(path)
+    store = await open_sqlite(path)
     try:
         chains = {name: await register(store, name) for name in RULES}
         for name, rule in RULES.items():   # set before the first event: staged with the right day
-            assert await store.set_day_rule(name, rule, now=START) is not None
+            assert await store.halls.set_day_rule(name, rule, now=START) is not None
         play_floor(chains, seed=1)
         await flush_randomly(chains, Ingestor(store, generate_private_key(), StepClock(END)), seed=2)
         truth = Truth(chains, RULES)
@@ -216,7 +217,7 @@ async def test_every_aggregate_equals_a_recomputation_from_the_events_by_each_ha
 
 async def test_changing_a_halls_day_rebuckets_what_is_stored(tmp_path: Path) -> None:
     path = tmp_path / "central.db"
-    store = await SqliteStore.open(path)
+    store = await open_sqlite(path)
     try:
         chains = {name: await register(store, name) for name in RULES}
         play_floor(chains, seed=4)
@@ -229,15 +230,15 @@ async def test_changing_a_halls_day_rebuckets_what_is_stored(tmp_path: Path) -> 
         await check_everything(store, path, Truth({n: _prefix(c, half[n]) for n, c in chains.items()},
                                                   dict.fromkeys(RULES, UTC_MIDNIGHT)), seed=5)
         for name, rule in RULES.items():     # ...then the halls get their own days, and the rest arrives
-            record = await store.set_day_rule(name, rule, now=END)
+            record = await store.halls.set_day_rule(name, rule, now=END)
             assert record is not None and record.day_rule == rule
             assert record.settings_version == (0 if rule == UTC_MIDNIGHT else 1)
         for chain in chains.values():
             await chain.flush(ingestor, size=113)
         await check_everything(store, path, Truth(chains, RULES), seed=6)
-        again = await store.set_day_rule("hall-kyiv", RULES["hall-kyiv"], now=END)
+        again = await store.halls.set_day_rule("hall-kyiv", RULES["hall-kyiv"], now=END)
         assert again is not None and again.settings_version == 1   # the same rule changes nothing
-        log = await store.integration_log(hall="hall-kyiv", kind="manual")
+        log = await store.ingest.integration_log(hall="hall-kyiv", kind="manual")
         assert len(log) == 1 and "Europe/Kyiv 06:00" in log[0].detail
     finally:
         await store.close()
@@ -249,7 +250,7 @@ def _prefix(chain: Chain, count: int) -> Chain:
 
 async def test_a_batch_staged_before_a_change_is_stored_by_the_new_day(tmp_path: Path) -> None:
     path = tmp_path / "central.db"
-    store = await SqliteStore.open(path)
+    store = await open_sqlite(path)
     try:
         chains = {"hall-kyiv": await register(store, "hall-kyiv")}
         play_floor(chains, seed=8)
@@ -257,7 +258,7 @@ async def test_a_batch_staged_before_a_change_is_stored_by_the_new_day(tmp_path:
         chain = chains["hall-kyiv"]
         payload = encode_batch(chain.events, chain.hall, chain.key, created_at=START)
         prepared = await ingestor.prepare(topic(chain.hall, "batches"), payload)   # staged on UTC days
-        await store.set_day_rule("hall-kyiv", RULES["hall-kyiv"], now=END)
+        await store.halls.set_day_rule("hall-kyiv", RULES["hall-kyiv"], now=END)
         assert (await ingestor.commit(prepared)).status == "stored"
         await check_everything(store, path, Truth(chains, {"hall-kyiv": RULES["hall-kyiv"]}), seed=9)
     finally:
@@ -266,7 +267,7 @@ async def test_a_batch_staged_before_a_change_is_stored_by_the_new_day(tmp_path:
 
 async def test_an_older_file_gains_the_hourly_rollups_and_device_days(tmp_path: Path) -> None:
     path = tmp_path / "central.db"
-    store = await SqliteStore.open(path)
+    store = await open_sqlite(path)
     chains = {name: await register(store, name) for name in ("hall-utc",)}
     play_floor(chains, seed=10)
     await flush_randomly(chains, Ingestor(store, generate_private_key(), StepClock(END)), seed=11)
@@ -281,7 +282,7 @@ async def test_an_older_file_gains_the_hourly_rollups_and_device_days(tmp_path: 
     con.execute("DROP TABLE rollups_monthly")
     con.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
     con.close()
-    store = await SqliteStore.open(path)
+    store = await open_sqlite(path)
     await store.close()
     con = sqlite3.connect(path)
     try:
@@ -295,8 +296,8 @@ async def test_an_older_file_gains_the_hourly_rollups_and_device_days(tmp_path: 
 # ---- the API ---------------------------------------------------------------------------------------
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[tuple[SqliteStore, TestClient, Clock]]:
-    store = await SqliteStore.open(tmp_path / "central.db")
+async def api(tmp_path: Path) -> AsyncIterator[tuple[Repositories, TestClient, Clock]]:
+    store = await open_sqlite(tmp_path / "central.db")
     clock = Clock(at("2026-12-01T23:30:00+00:00"))   # Kyiv (UTC+2, days from 00:00) is already on 2 Dec
     app = build_app(store, currency="EUR", clock=clock, central_key=generate_private_key())
     async with TestClient(TestServer(app)) as client:
@@ -304,16 +305,16 @@ async def api(tmp_path: Path) -> AsyncIterator[tuple[SqliteStore, TestClient, Cl
     await store.close()
 
 
-async def call(client: TestClient, store: SqliteStore, method: str, path: str, role: str = "admin",
+async def call(client: TestClient, store: Repositories, method: str, path: str, role: str = "admin",
                status: int = 200, **kwargs: Any) -> Any:
-    _, key = await create_api_key(store, role, await key_scope(store, role, None), now=START)
+    _, key = await create_api_key(store.halls, role, await key_scope(store, role, None), now=START)
     response = await client.request(method, PREFIX + path, headers={"Authorization": f"Bearer {key}"}, **kwargs)
     body = await response.json()
     assert response.status == status, body
     return body
 
 
-async def test_settings_today_and_the_zones_a_report_used(api: tuple[SqliteStore, TestClient, Clock]) -> None:
+async def test_settings_today_and_the_zones_a_report_used(api: tuple[Repositories, TestClient, Clock]) -> None:
     store, client, clock = api
     utc, kyiv = await register(store, "hall-utc"), await register(store, "hall-kyiv")
     body = await call(client, store, "PUT", "/halls/hall-kyiv/settings", json={"timezone": "Europe/Kyiv"})
@@ -365,10 +366,10 @@ async def test_settings_today_and_the_zones_a_report_used(api: tuple[SqliteStore
 
 
 async def test_a_kyiv_machine_reconciles_exactly_across_the_dst_change(
-        api: tuple[SqliteStore, TestClient, Clock]) -> None:
+        api: tuple[Repositories, TestClient, Clock]) -> None:
     store, client, clock = api
     chain = await register(store, "hall-kyiv")
-    await store.set_day_rule("hall-kyiv", DayRule("Europe/Kyiv", "06:00"), now=START)
+    await store.halls.set_day_rule("hall-kyiv", DayRule("Europe/Kyiv", "06:00"), now=START)
     egm = Egm(chain, "egm-001")
     kyiv = DayRule("Europe/Kyiv", "06:00")
     truth_at_close: dict[str, Contribution] = {}

@@ -24,7 +24,10 @@ import msgspec
 import pytest
 
 from central.ingest import CONFLICT_DETAIL, Ingestor, IngestOutcome, Verified, signed_header
-from central.store import SqliteStore, StoreError, stage_events
+from central.repos import Repositories
+from central.repos.errors import StoreError
+from central.staging import stage_events
+from central.store import open_sqlite
 from central.store.group_commit import GroupCommitter, GroupFailed
 from protocols.sync import GENESIS_HASH
 from protocols.sync.keys import Ed25519PrivateKey
@@ -38,7 +41,7 @@ class WriterGate:
     """Holds the store's writer inside one unit of work until released: everything submitted meanwhile
     waits for that commit and is gathered into the next group, so a test knows exactly what shares it."""
 
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: Repositories) -> None:
         self.store = store
         self._entered = threading.Event()
         self._release = threading.Event()
@@ -49,17 +52,17 @@ class WriterGate:
         assert self._release.wait(60), "the test never released the writer"
 
     async def __aenter__(self) -> WriterGate:
-        self._task = asyncio.create_task(self.store.group_commit.submit(self._hold))
+        self._task = asyncio.create_task(self.store.database.group_commit.submit(self._hold))
         assert await asyncio.to_thread(self._entered.wait, 60), "the writer never took the gate"
         return self
 
     async def gathered(self, count: int) -> None:
         """Wait until ``count`` units wait behind the gate (tasks that submit without a thread hop)."""
         for _ in range(10_000):
-            if self.store.group_commit.waiting >= count:
+            if self.store.database.group_commit.waiting >= count:
                 break
             await asyncio.sleep(0)   # a turn of the loop, not a timed wait: the submitters need no thread
-        assert self.store.group_commit.waiting == count
+        assert self.store.database.group_commit.waiting == count
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
@@ -101,7 +104,7 @@ def with_snapshots(hall: FakeHall, count: int) -> None:
 # -- many halls in one commit ------------------------------------------------------------------------------
 
 async def test_one_commit_with_good_duplicate_gap_forged_conflicting_and_failing_batches(
-        store: SqliteStore, central_key: Ed25519PrivateKey) -> None:
+        store: Repositories, central_key: Ed25519PrivateKey) -> None:
     ingestor = Ingestor(store, central_key, StepClock())
     good = [FakeHall(f"hall-good-{i}", seed=100 + i) for i in range(4)]
     dup, gap, forged, conflict, failing = (FakeHall(f"hall-{n}", seed=200 + i) for i, n in
@@ -114,7 +117,7 @@ async def test_one_commit_with_good_duplicate_gap_forged_conflicting_and_failing
     for hall, through in ((dup, 30), (gap, 10), (forged, 20), (conflict, 20), (failing, 20)):
         assert (await ingestor.handle(hall.topic, hall.batch(1, through))).status == "stored"
     before = {h.hall: await hall_totals(store, h.hall) for h in bad}
-    log_before = len(await store.integration_log(limit=1000))
+    log_before = len(await store.ingest.integration_log(limit=1000))
     fork = FakeHall(conflict.hall, seed=999, key=conflict.key)   # same hall and key, another history
     with_snapshots(fork, 60)
     other_key = FakeHall("nobody", seed=5).key
@@ -135,12 +138,12 @@ async def test_one_commit_with_good_duplicate_gap_forged_conflicting_and_failing
     prepared += [await prep(h, h.batch(1, len(h.events))) for h in good[2:]]
     assert isinstance(prepared[4], IngestOutcome) and prepared[4].status == "rejected"  # judged before the store
 
-    groups_of_8 = store.group_commit.stats.group_sizes[8]
+    groups_of_8 = store.database.group_commit.stats.group_sizes[8]
     async with WriterGate(store) as gate:
         tasks = [asyncio.create_task(ingestor.commit(p)) for p in prepared]
         await gate.gathered(8)   # the verified ones; the forged one never reaches the store
     outcomes = await asyncio.gather(*tasks)
-    assert store.group_commit.stats.group_sizes[8] == groups_of_8 + 1   # all eight in one commit
+    assert store.database.group_commit.stats.group_sizes[8] == groups_of_8 + 1   # all eight in one commit
     by_hall = {o.hall: o for o in outcomes}
 
     for hall in good:
@@ -148,9 +151,9 @@ async def test_one_commit_with_good_duplicate_gap_forged_conflicting_and_failing
         assert (outcome.status, outcome.stored) == ("stored", len(hall.events))
         assert ack_of(outcome, central_key, hall.hall).acked_through_seq == len(hall.events)
         assert await hall_totals(store, hall.hall) == hall.total
-        seqs = [e["seq"] for e in await store.events(hall=hall.hall, limit=1000)]
+        seqs = [e["seq"] for e in await store.ingest.events(hall=hall.hall, limit=1000)]
         assert seqs == list(range(1, len(hall.events) + 1))          # in order, each once
-        record = await store.get_hall(hall.hall)
+        record = await store.halls.get_hall(hall.hall)
         assert record is not None and record.last_hash == hall.events[-1].hash
 
     assert by_hall[dup.hall].status == "duplicate"
@@ -165,12 +168,12 @@ async def test_one_commit_with_good_duplicate_gap_forged_conflicting_and_failing
     for hall in bad:
         assert await hall_totals(store, hall.hall) == before[hall.hall], hall.hall
     for hall, through in ((dup, 30), (gap, 10), (forged, 20), (conflict, 20), (failing, 20)):
-        record = await store.get_hall(hall.hall)
+        record = await store.halls.get_hall(hall.hall)
         assert record is not None and (record.last_seq, record.last_hash) == (through, hall.events[through - 1].hash)
-        assert len(await store.events(hall=hall.hall, limit=1000)) == through
-    signed = [row for row in snapshot(Path(store.path))["batches"] if row[0] == failing.hall]
+        assert len(await store.ingest.events(hall=hall.hall, limit=1000)) == through
+    signed = [row for row in snapshot(Path(store.database.path))["batches"] if row[0] == failing.hall]
     assert [row[1:3] for row in signed] == [(1, 20)]   # its signed header of 21..40 was rolled back too
-    kinds = sorted((e.hall, e.kind) for e in (await store.integration_log(limit=1000))[:-log_before or None])
+    kinds = sorted((e.hall, e.kind) for e in (await store.ingest.integration_log(limit=1000))[:-log_before or None])
     assert kinds == sorted([(dup.hall, "duplicate"), (gap.hall, "resend"), (forged.hall, "rejected"),
                             (conflict.hall, "rejected")])
 
@@ -183,7 +186,7 @@ async def test_one_commit_with_good_duplicate_gap_forged_conflicting_and_failing
         assert await hall_totals(store, hall.hall) == hall.total
 
 
-async def test_two_batches_of_one_hall_in_one_group_apply_in_order(store: SqliteStore) -> None:
+async def test_two_batches_of_one_hall_in_one_group_apply_in_order(store: Repositories) -> None:
     """The second sees the chain end (and the device totals) the first wrote in the same transaction."""
     a, b = FakeHall("hall-a", seed=31), FakeHall("hall-b", seed=32)
     await register(store, a, b)
@@ -195,7 +198,7 @@ async def test_two_batches_of_one_hall_in_one_group_apply_in_order(store: Sqlite
         return stage_events(hall.hall, hall.events[first - 1:last], central_time=1)
 
     async with WriterGate(store) as gate:
-        tasks = [asyncio.create_task(store.ingest_staged(s)) for s in (
+        tasks = [asyncio.create_task(store.ingest.ingest_staged(s)) for s in (
             staged(a, 1, 40), staged(b, 41, 60), staged(a, 41, n), staged(b, 1, 40), staged(a, 30, 50))]
         await gate.gathered(5)
     first, b_early, second, b_start, replay = await asyncio.gather(*tasks)
@@ -208,38 +211,38 @@ async def test_two_batches_of_one_hall_in_one_group_apply_in_order(store: Sqlite
     assert await hall_totals(store, a.hall) == a.total
 
     # the same store built one batch per commit: identical marks, devices, rollups
-    ref_path = Path(store.path).with_name("reference.db")
-    ref = await SqliteStore.open(ref_path)
+    ref_path = Path(store.database.path).with_name("reference.db")
+    ref = await open_sqlite(ref_path)
     try:
         await register(ref, a, b)
         for s in (staged(a, 1, 40), staged(a, 41, n), staged(b, 1, 40)):
-            assert (await ref.ingest_staged(s)).status == "stored"
+            assert (await ref.ingest.ingest_staged(s)).status == "stored"
     finally:
         await ref.close()
-    got, want = snapshot(Path(store.path)), snapshot(ref_path)
+    got, want = snapshot(Path(store.database.path)), snapshot(ref_path)
     assert got["device_marks"], "the halls played no meter snapshot: the test would prove nothing about marks"
     assert got == want
 
 
-async def test_an_error_inside_one_savepoint_rolls_back_only_that_batch(store: SqliteStore) -> None:
+async def test_an_error_inside_one_savepoint_rolls_back_only_that_batch(store: Repositories) -> None:
     halls = [FakeHall(f"hall-{i}", seed=40 + i) for i in range(5)]
     await register(store, *halls)
     for hall in halls:
         with_snapshots(hall, 50)
 
     def good(hall: FakeHall) -> Callable[[], Any]:
-        return lambda: store.ingest_staged(stage_events(hall.hall, hall.events, central_time=1))
+        return lambda: store.ingest.ingest_staged(stage_events(hall.hall, hall.events, central_time=1))
 
     def failing(hall: FakeHall) -> Callable[[], Any]:
         # writes the events, rollups, devices, marks and chain end, then fails on a signed header that
         # does not name the batch
         sig = signed_header(msgspec.structs.replace(_header(hall), last_seq=len(hall.events) + 5), "00")
-        return lambda: store.ingest_staged(stage_events(hall.hall, hall.events, central_time=1), signed=sig)
+        return lambda: store.ingest.ingest_staged(stage_events(hall.hall, hall.events, central_time=1), signed=sig)
 
     async def unregistered() -> Any:
         ghost = FakeHall("hall-ghost", seed=49)
         ghost.play(10)
-        return await store.ingest_staged(stage_events(ghost.hall, ghost.events, central_time=1))
+        return await store.ingest.ingest_staged(stage_events(ghost.hall, ghost.events, central_time=1))
 
     calls = [failing(halls[0]), good(halls[1]), failing(halls[2]), unregistered, good(halls[3]), failing(halls[4])]
     async with WriterGate(store) as gate:
@@ -251,8 +254,8 @@ async def test_an_error_inside_one_savepoint_rolls_back_only_that_batch(store: S
     assert isinstance(results[3], StoreError) and "not registered" in str(results[3])
     for hall in (halls[1], halls[3]):
         assert await hall_totals(store, hall.hall) == hall.total
-        assert len(await store.events(hall=hall.hall, limit=1000)) == len(hall.events)
-    snap = snapshot(Path(store.path))
+        assert len(await store.ingest.events(hall=hall.hall, limit=1000)) == len(hall.events)
+    snap = snapshot(Path(store.database.path))
     for hall in (halls[0], halls[2], halls[4]):
         for table in ("events", "rollups", "devices", "device_marks", "batches"):
             assert not [r for r in snap[table] if r[0] == hall.hall], (hall.hall, table)
@@ -271,7 +274,7 @@ def _header(hall: FakeHall) -> Any:
 
 
 async def test_a_transaction_lost_inside_a_unit_fails_the_whole_group_and_nothing_is_acked(
-        store: SqliteStore, central_key: Ed25519PrivateKey) -> None:
+        store: Repositories, central_key: Ed25519PrivateKey) -> None:
     """SQLite may roll the whole transaction back by itself (an I/O error, a full disk): then the units
     before the failing one are gone too, so every caller of the group must hear it and nobody is acked."""
     ingestor = Ingestor(store, central_key, StepClock())
@@ -287,7 +290,7 @@ async def test_a_transaction_lost_inside_a_unit_fails_the_whole_group_and_nothin
 
     async with WriterGate(store) as gate:
         first = asyncio.create_task(ingestor.commit(prepared[0]))
-        killer = asyncio.create_task(store.group_commit.submit(lose_the_transaction))
+        killer = asyncio.create_task(store.database.group_commit.submit(lose_the_transaction))
         second = asyncio.create_task(ingestor.commit(prepared[1]))
         await gate.gathered(3)
     outcomes = [await first, await second]
@@ -295,7 +298,7 @@ async def test_a_transaction_lost_inside_a_unit_fails_the_whole_group_and_nothin
         await killer
     assert [o.status for o in outcomes] == ["error", "error"]
     assert all(o.publish == () for o in outcomes)
-    assert snapshot(Path(store.path))["events"] == []
+    assert snapshot(Path(store.database.path))["events"] == []
     # the connection is sound and the next commit stores both halls
     assert (await ingestor.handle(a.topic, a.batch(1, 30))).status == "stored"
     assert (await ingestor.handle(b.topic, b.batch(1, 30))).status == "stored"
@@ -303,25 +306,25 @@ async def test_a_transaction_lost_inside_a_unit_fails_the_whole_group_and_nothin
 
 
 async def test_a_cancelled_caller_does_not_stop_the_group_and_an_idle_writer_takes_the_first_at_once(
-        store: SqliteStore) -> None:
+        store: Repositories) -> None:
     a, b = FakeHall("hall-a", seed=61), FakeHall("hall-b", seed=62)
     await register(store, a, b)
     a.play(20)
     b.play(20)
     # idle writer: one unit, one commit of its own
-    commits = store.group_commit.stats.commits
-    assert (await store.ingest_staged(stage_events(a.hall, a.events[:10], 1))).status == "stored"
-    assert store.group_commit.stats.commits == commits + 1
+    commits = store.database.group_commit.stats.commits
+    assert (await store.ingest.ingest_staged(stage_events(a.hall, a.events[:10], 1))).status == "stored"
+    assert store.database.group_commit.stats.commits == commits + 1
     async with WriterGate(store) as gate:
-        gone = asyncio.create_task(store.ingest_staged(stage_events(a.hall, a.events[10:], 1)))
-        kept = asyncio.create_task(store.ingest_staged(stage_events(b.hall, b.events, 1)))
+        gone = asyncio.create_task(store.ingest.ingest_staged(stage_events(a.hall, a.events[10:], 1)))
+        kept = asyncio.create_task(store.ingest.ingest_staged(stage_events(b.hall, b.events, 1)))
         await gate.gathered(2)
         gone.cancel()
     assert (await kept).status == "stored"
     with pytest.raises(asyncio.CancelledError):
         await gone
     # the cancelled unit had not been taken: it did not run, and hall-a is where it was
-    assert (await store.get_hall(a.hall)).last_seq == 10  # type: ignore[union-attr]
+    assert (await store.halls.get_hall(a.hall)).last_seq == 10  # type: ignore[union-attr]
 
 
 # -- many halls at once = one at a time ---------------------------------------------------------------------
@@ -353,7 +356,7 @@ async def test_many_halls_at_once_build_exactly_the_store_of_one_batch_at_a_time
     feeds = {hall.hall: (hall, _messages(hall, rng)) for hall in halls}
 
     async def build(path: Path, concurrent: bool) -> tuple[dict[str, list[tuple[Any, ...]]], Any]:
-        store = await SqliteStore.open(path)
+        store = await open_sqlite(path)
         try:
             await register(store, *halls)
             ingestor = Ingestor(store, central_key, StepClock())
@@ -370,7 +373,7 @@ async def test_many_halls_at_once_build_exactly_the_store_of_one_batch_at_a_time
                     await feed(h, p)
             for hall in halls:
                 assert await hall_totals(store, hall.hall) == hall.total, hall.hall
-            return snapshot(path), store.group_commit.stats
+            return snapshot(path), store.database.group_commit.stats
         finally:
             await store.close()
 

@@ -10,7 +10,8 @@ import sqlite3
 import pytest
 
 from central.ingest import Ingestor, Verified, decode_verify_stage
-from central.store import SqliteStore
+from central.repos import Repositories
+from central.store import open_sqlite
 from protocols.sync import MAX_MESSAGE_BYTES, generate_private_key, public_key_from_pem, topic
 from protocols.sync.gamingday import UTC_MIDNIGHT, DayRule
 from protocols.sync.keys import Ed25519PrivateKey
@@ -22,7 +23,7 @@ from .conftest import StepClock, register
 
 
 async def test_stream_of_batches_rolls_up_exactly_and_acks_each(
-        store: SqliteStore, ingestor: Ingestor, central_key: Ed25519PrivateKey) -> None:
+        store: Repositories, ingestor: Ingestor, central_key: Ed25519PrivateKey) -> None:
     hall = FakeHall("hall-01", seed=1)
     await register(store, hall)
     hall.play(600)
@@ -33,25 +34,25 @@ async def test_stream_of_batches_rolls_up_exactly_and_acks_each(
         ack = ack_of(outcome, central_key, hall.hall)
         assert (ack.acked_through_seq, ack.last_hash) == (last, hall.events[last - 1].hash)
     assert await hall_totals(store, hall.hall) == hall.total
-    by_device = {(r.hall, r.key): r for r in await store.ggr("device")}
+    by_device = {(r.hall, r.key): r for r in await store.reports.ggr("device")}
     assert set(by_device) == {(hall.hall, d) for d in hall.per_device}
     for device, expected in hall.per_device.items():
         row = by_device[(hall.hall, device)]
         assert (row.bets, row.wins, row.ggr, row.rounds) == (expected.bets, expected.wins, expected.ggr,
                                                              expected.rounds)
     for grouping in ("game", "day"):
-        rows = await store.ggr(grouping)
+        rows = await store.reports.ggr(grouping)
         assert sum(r.bets for r in rows) == hall.total.bets
         assert sum(r.wins for r in rows) == hall.total.wins
         assert sum(r.rounds for r in rows) == hall.total.rounds
-    assert len(await store.ggr("day")) > 1  # the stream crosses UTC midnight
-    assert await store.integration_log() == []
-    record = await store.get_hall(hall.hall)
+    assert len(await store.reports.ggr("day")) > 1  # the stream crosses UTC midnight
+    assert await store.ingest.integration_log() == []
+    record = await store.halls.get_hall(hall.hall)
     assert record is not None and record.last_seq == len(hall.events)
 
 
 async def test_replayed_batch_is_a_logged_duplicate_and_reacked(
-        store: SqliteStore, ingestor: Ingestor, central_key: Ed25519PrivateKey) -> None:
+        store: Repositories, ingestor: Ingestor, central_key: Ed25519PrivateKey) -> None:
     hall = FakeHall("hall-01", seed=2)
     await register(store, hall)
     hall.play(120)
@@ -64,9 +65,9 @@ async def test_replayed_batch_is_a_logged_duplicate_and_reacked(
     ack = ack_of(outcome, central_key, hall.hall)
     assert ack.acked_through_seq == b_last  # the current end, so a lagging agent catches up at once
     assert await hall_totals(store, hall.hall) == before == hall.sum_range(1, b_last)
-    (entry,) = await store.integration_log(kind="duplicate")
+    (entry,) = await store.ingest.integration_log(kind="duplicate")
     assert entry.hall == hall.hall and f"{a_first}..{a_last}" in entry.detail
-    assert len(await store.events(hall=hall.hall, limit=10_000)) == b_last
+    assert len(await store.ingest.events(hall=hall.hall, limit=10_000)) == b_last
 
 
 def _altered(payload: bytes) -> bytes:
@@ -81,7 +82,7 @@ def _altered(payload: bytes) -> bytes:
 @pytest.mark.parametrize("case", ["altered", "other_key", "other_topic", "unregistered", "garbage", "truncated",
                                   "float_amount", "bad_topic", "wrong_kind"])
 async def test_bad_batches_change_nothing_and_are_logged(
-        store: SqliteStore, ingestor: Ingestor, case: str) -> None:
+        store: Repositories, ingestor: Ingestor, case: str) -> None:
     hall, other = FakeHall("hall-01", seed=3), FakeHall("hall-02", seed=4)
     await register(store, hall, other)
     hall.play(40)
@@ -105,12 +106,12 @@ async def test_bad_batches_change_nothing_and_are_logged(
     outcome = await ingestor.handle(topic_name, payload)
     assert outcome.status == kind
     assert outcome.publish == ()
-    (entry,) = await store.integration_log()
+    (entry,) = await store.ingest.integration_log()
     assert (entry.kind, entry.hall) == (kind, log_hall)
     assert outcome.logged == (entry,)
     assert await hall_totals(store, hall.hall) == before
     assert await hall_totals(store, other.hall) == ZERO
-    assert (await store.get_hall(hall.hall)).last_seq == 20  # type: ignore[union-attr]
+    assert (await store.halls.get_hall(hall.hall)).last_seq == 20  # type: ignore[union-attr]
     # ...and the genuine batch still goes through afterwards.
     assert (await ingestor.handle(hall.topic, good)).status == "stored"
     assert await hall_totals(store, hall.hall) == hall.total
@@ -118,7 +119,7 @@ async def test_bad_batches_change_nothing_and_are_logged(
 
 @pytest.mark.parametrize("buffer", [True, False], ids=["buffered", "dropped"])
 async def test_gap_asks_for_exactly_the_missing_range(
-        store: SqliteStore, central_key: Ed25519PrivateKey, buffer: bool) -> None:
+        store: Repositories, central_key: Ed25519PrivateKey, buffer: bool) -> None:
     ingestor = Ingestor(store, central_key, StepClock(), max_buffered_batches=16 if buffer else 0)
     hall = FakeHall("hall-01", seed=6)
     await register(store, hall)
@@ -129,7 +130,7 @@ async def test_gap_asks_for_exactly_the_missing_range(
     assert gap.status == "gap" and gap.buffered is buffer
     request = resend_of(gap, central_key, hall.hall)
     assert (request.from_seq, request.to_seq) == (31, 60)
-    (entry,) = await store.integration_log(kind="resend")
+    (entry,) = await store.ingest.integration_log(kind="resend")
     assert "31..60" in entry.detail
     assert await hall_totals(store, hall.hall) == hall.sum_range(1, 30)
     filled = await ingestor.handle(hall.topic, hall.batch(31, 60))
@@ -142,7 +143,7 @@ async def test_gap_asks_for_exactly_the_missing_range(
 
 
 async def test_overlapping_batch_stores_only_the_new_tail(
-        store: SqliteStore, ingestor: Ingestor, central_key: Ed25519PrivateKey) -> None:
+        store: Repositories, ingestor: Ingestor, central_key: Ed25519PrivateKey) -> None:
     hall = FakeHall("hall-01", seed=7)
     await register(store, hall)
     hall.play(40)
@@ -151,13 +152,13 @@ async def test_overlapping_batch_stores_only_the_new_tail(
     assert (outcome.status, outcome.stored) == ("stored", 15)
     assert ack_of(outcome, central_key, hall.hall).acked_through_seq == 35
     assert await hall_totals(store, hall.hall) == hall.sum_range(1, 35)
-    seqs = [e["seq"] for e in await store.events(hall=hall.hall, limit=1000)]
+    seqs = [e["seq"] for e in await store.ingest.events(hall=hall.hall, limit=1000)]
     assert seqs == list(range(1, 36))
 
 
 @pytest.mark.parametrize("span", [(1, 10), (15, 30), (21, 25)], ids=["inside", "overlapping", "continuing"])
 async def test_forked_chain_signed_with_the_real_key_is_rejected(
-        store: SqliteStore, ingestor: Ingestor, span: tuple[int, int]) -> None:
+        store: Repositories, ingestor: Ingestor, span: tuple[int, int]) -> None:
     hall = FakeHall("hall-01", seed=8)
     await register(store, hall)
     hall.play(40)
@@ -167,12 +168,12 @@ async def test_forked_chain_signed_with_the_real_key_is_rejected(
     before = await hall_totals(store, hall.hall)
     outcome = await ingestor.handle(hall.topic, fork.batch(*span))
     assert outcome.status == "rejected" and outcome.publish == ()
-    (entry,) = await store.integration_log(kind="rejected")
+    (entry,) = await store.ingest.integration_log(kind="rejected")
     assert "fork or forgery" in entry.detail
     assert await hall_totals(store, hall.hall) == before
 
 
-async def test_uncountable_money_is_stored_and_logged_not_lost(store: SqliteStore, ingestor: Ingestor) -> None:
+async def test_uncountable_money_is_stored_and_logged_not_lost(store: Repositories, ingestor: Ingestor) -> None:
     hall = FakeHall("hall-01", seed=9)
     await register(store, hall)
     hall.play(5)
@@ -184,14 +185,14 @@ async def test_uncountable_money_is_stored_and_logged_not_lost(store: SqliteStor
     hall.events.append(bad)
     outcome = await ingestor.handle(hall.topic, hall.batch(1, len(hall.events)))
     assert outcome.status == "stored"
-    (entry,) = await store.integration_log(kind="format_error")
+    (entry,) = await store.ingest.integration_log(kind="format_error")
     assert f"seq {bad.seq}" in entry.detail and "not counted" in entry.detail
     assert await hall_totals(store, hall.hall) == hall.total  # the transfer contributed nothing in the truth
-    assert len(await store.events(hall=hall.hall, type="transfer")) == 1
+    assert len(await store.ingest.events(hall=hall.hall, type="transfer")) == 1
 
 
 async def test_two_halls_in_parallel_with_garbage_and_shuffled_workers(
-        store: SqliteStore, central_key: Ed25519PrivateKey) -> None:
+        store: Repositories, central_key: Ed25519PrivateKey) -> None:
     """Shared subscriptions deliver one hall's batches to several workers in any order."""
     ingestor = Ingestor(store, central_key, StepClock())
     good, noisy = FakeHall("hall-good", seed=10), FakeHall("hall-noisy", seed=11)
@@ -216,20 +217,20 @@ async def test_two_halls_in_parallel_with_garbage_and_shuffled_workers(
     await asyncio.gather(*(worker() for _ in range(4)))
     # The agents re-publish whatever is unacked (their ack timeout); one more pass, in order.
     for hall, size in ((good, 40), (noisy, 25)):
-        record = await store.get_hall(hall.hall)
+        record = await store.halls.get_hall(hall.hall)
         assert record is not None
         if record.last_seq < len(hall.events):
             for _, _, payload in hall.batches(size, start=record.last_seq + 1):
                 await ingestor.handle(hall.topic, payload)
     assert await hall_totals(store, good.hall) == good.total
     assert await hall_totals(store, noisy.hall) == noisy.total
-    assert not await store.integration_log(hall=good.hall, kind="rejected")
-    assert not await store.integration_log(hall=good.hall, kind="format_error")
-    noisy_log = await store.integration_log(hall=noisy.hall, limit=1000)
+    assert not await store.ingest.integration_log(hall=good.hall, kind="rejected")
+    assert not await store.ingest.integration_log(hall=good.hall, kind="format_error")
+    noisy_log = await store.ingest.integration_log(hall=noisy.hall, limit=1000)
     assert {e.kind for e in noisy_log} >= {"format_error", "rejected"}
 
 
-async def test_one_halls_slow_store_does_not_hold_others(store: SqliteStore, central_key: Ed25519PrivateKey) -> None:
+async def test_one_halls_slow_store_does_not_hold_others(store: Repositories, central_key: Ed25519PrivateKey) -> None:
     """The per-hall lock covers one hall only: hall B stores while hall A's lock is held."""
     ingestor = Ingestor(store, central_key, StepClock())
     a, b = FakeHall("hall-a", seed=13), FakeHall("hall-b", seed=14)
@@ -248,15 +249,15 @@ async def test_one_halls_slow_store_does_not_hold_others(store: SqliteStore, cen
 async def test_restart_keeps_chain_state(tmp_path, central_key: Ed25519PrivateKey) -> None:  # type: ignore[no-untyped-def]
     hall = FakeHall("hall-01", seed=15)
     hall.play(60)
-    store = await SqliteStore.open(tmp_path / "c.db")
+    store = await open_sqlite(tmp_path / "c.db")
     await register(store, hall)
     await Ingestor(store, central_key, StepClock()).handle(hall.topic, hall.batch(1, 30))
     await store.close()
 
-    store = await SqliteStore.open(tmp_path / "c.db")
+    store = await open_sqlite(tmp_path / "c.db")
     try:
         ingestor = Ingestor(store, central_key, StepClock())
-        record = await store.get_hall(hall.hall)
+        record = await store.halls.get_hall(hall.hall)
         assert record is not None and (record.last_seq, record.last_hash) == (30, hall.events[29].hash)
         assert (await ingestor.handle(hall.topic, hall.batch(1, 30))).status == "duplicate"
         assert (await ingestor.handle(hall.topic, hall.batch(31, len(hall.events)))).status == "stored"
@@ -265,7 +266,7 @@ async def test_restart_keeps_chain_state(tmp_path, central_key: Ed25519PrivateKe
         await store.close()
 
 
-async def test_key_replacement_takes_effect_at_once(store: SqliteStore, ingestor: Ingestor) -> None:
+async def test_key_replacement_takes_effect_at_once(store: Repositories, ingestor: Ingestor) -> None:
     hall = FakeHall("hall-01", seed=16)
     await register(store, hall)
     hall.play(20)
@@ -273,15 +274,15 @@ async def test_key_replacement_takes_effect_at_once(store: SqliteStore, ingestor
     new_key = generate_private_key()
     from protocols.sync import public_key_to_pem
 
-    assert await store.add_hall(hall.hall, public_key_to_pem(new_key.public_key()).decode(), now=1,
+    assert await store.halls.add_hall(hall.hall, public_key_to_pem(new_key.public_key()).decode(), now=1,
                                 replace=True) == "replaced"
     assert (await ingestor.handle(hall.topic, hall.batch(11, 20))).status == "rejected"
     assert (await ingestor.handle(hall.topic, hall.batch(11, 20, key=new_key))).status == "stored"
-    assert [e.kind for e in await store.integration_log()] == ["rejected", "manual"]
+    assert [e.kind for e in await store.ingest.integration_log()] == ["rejected", "manual"]
 
 
 async def test_a_disabled_hall_is_refused_unread_and_its_events_are_taken_once_enabled(
-        store: SqliteStore, ingestor: Ingestor) -> None:
+        store: Repositories, ingestor: Ingestor) -> None:
     """halls disable: nothing stored, nothing acked, so the agent keeps its events; after enable the same
     batch is stored exactly once. A removed hall's stored data stays."""
     hall = FakeHall("hall-01", seed=5)
@@ -289,32 +290,32 @@ async def test_a_disabled_hall_is_refused_unread_and_its_events_are_taken_once_e
     hall.play(30)
     first, second = hall.batch(1, 10), hall.batch(11, len(hall.events))
     assert (await ingestor.handle(hall.topic, first)).status == "stored"
-    await store.set_hall_state("hall-01", "disabled", now=1)
+    await store.halls.set_hall_state("hall-01", "disabled", now=1)
     refused = await ingestor.handle(hall.topic, second)
     assert (refused.status, refused.publish) == ("rejected", ()) and "disabled" in refused.detail
-    assert (await store.get_hall("hall-01")).last_seq == 10
-    await store.set_hall_state("hall-01", "active", now=2)
+    assert (await store.halls.get_hall("hall-01")).last_seq == 10
+    await store.halls.set_hall_state("hall-01", "active", now=2)
     assert (await ingestor.handle(hall.topic, second)).status == "stored"
-    assert (await store.get_hall("hall-01")).last_seq == len(hall.events)
-    before = await store.ggr("device")
-    await store.set_hall_state("hall-01", "removed", now=3)
+    assert (await store.halls.get_hall("hall-01")).last_seq == len(hall.events)
+    before = await store.reports.ggr("device")
+    await store.halls.set_hall_state("hall-01", "removed", now=3)
     assert (await ingestor.handle(hall.topic, hall.batch(1, 10))).status == "rejected"
-    assert await store.ggr("device") == before and before
-    assert [r.detail for r in await store.integration_log(kind="manual")] == [   # newest first
+    assert await store.reports.ggr("device") == before and before
+    assert [r.detail for r in await store.ingest.integration_log(kind="manual")] == [   # newest first
         "hall active → removed", "hall disabled → active", "hall active → disabled"]
 
 
-async def test_log_flood_is_throttled(store: SqliteStore, central_key: Ed25519PrivateKey) -> None:
+async def test_log_flood_is_throttled(store: Repositories, central_key: Ed25519PrivateKey) -> None:
     ingestor = Ingestor(store, central_key, StepClock(), log_burst=5)
     hall = FakeHall("hall-01", seed=17)
     await register(store, hall)
     for i in range(50):
         assert (await ingestor.handle(hall.topic, b"junk%d" % i)).status == "format_error"
-    assert len(await store.integration_log(limit=1000)) == 5
+    assert len(await store.ingest.integration_log(limit=1000)) == 5
     assert ingestor.log_rows_suppressed == 45
 
 
-async def test_missed_records_reach_the_integration_log_once(store: SqliteStore, ingestor: Ingestor) -> None:
+async def test_missed_records_reach_the_integration_log_once(store: Repositories, ingestor: Ingestor) -> None:
     """A hall's ``missed`` record (meters moved more than its events said) is money an operator must find:
     it is counted, and logged as ``missed`` with its device, once even when the batch is replayed."""
     hall = FakeHall("hall-09", seed=9)
@@ -326,7 +327,7 @@ async def test_missed_records_reach_the_integration_log_once(store: SqliteStore,
     payload = hall.batch(1, len(hall.events))
     assert (await ingestor.handle(hall.topic, payload)).status == "stored"
     assert (await ingestor.handle(hall.topic, payload)).status == "duplicate"
-    (entry,) = await store.integration_log(kind="missed")
+    (entry,) = await store.ingest.integration_log(kind="missed")
     assert entry.hall == "hall-09" and entry.device == "egm-002" and "'bets': 70" in entry.detail
     assert await hall_totals(store, hall.hall) == hall.total
 
@@ -334,7 +335,7 @@ async def test_missed_records_reach_the_integration_log_once(store: SqliteStore,
 class _FlakyLog:
     """The real store, except that its first integration-log write fails as SQLite's MISUSE once did."""
 
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: Repositories) -> None:
         self._store, self.failures = store, 1
 
     def __getattr__(self, name: str) -> object:
@@ -344,17 +345,17 @@ class _FlakyLog:
         if self.failures:
             self.failures -= 1
             raise sqlite3.InterfaceError("bad parameter or other API misuse")
-        await self._store.log(entries)
+        await self._store.ingest.log(entries)
 
 
 async def test_a_failed_integration_log_write_is_retried_and_the_row_kept(
-        store: SqliteStore, central_key: Ed25519PrivateKey) -> None:
+        store: Repositories, central_key: Ed25519PrivateKey) -> None:
     hall = FakeHall("hall-a", seed=44)
     await register(store, hall)
     ingestor = Ingestor(_FlakyLog(store), central_key, StepClock())  # type: ignore[arg-type]
     outcome = await ingestor.handle(hall.topic, b"{not json")
     assert outcome.status == "format_error" and outcome.logged
-    (row,) = await store.integration_log(hall="hall-a", kind="format_error")
+    (row,) = await store.ingest.integration_log(hall="hall-a", kind="format_error")
     assert "Malformed" in row.detail
 
 
@@ -371,7 +372,7 @@ class _CountingPreparer:
 
 
 async def test_a_payload_over_the_size_limit_is_refused_unread_and_the_hall_goes_on(
-        store: SqliteStore, central_key: Ed25519PrivateKey) -> None:
+        store: Repositories, central_key: Ed25519PrivateKey) -> None:
     hall = FakeHall("hall-big", seed=45)
     await register(store, hall)
     hall.play(100)
@@ -382,10 +383,10 @@ async def test_a_payload_over_the_size_limit_is_refused_unread_and_the_hall_goes
     outcome = await ingestor.handle(hall.topic, oversize)
     assert outcome.status == "format_error" and not outcome.publish and outcome.stored == 0
     assert preparer.calls == 0  # never decoded nor handed to the verifying child
-    (row,) = await store.integration_log(hall=hall.hall, kind="format_error")
+    (row,) = await store.ingest.integration_log(hall=hall.hall, kind="format_error")
     assert row.detail == f"payload of {MAX_MESSAGE_BYTES + 1} bytes exceeds the limit of {MAX_MESSAGE_BYTES}"
-    assert await store.events(hall=hall.hall) == []
-    assert (await store.get_hall(hall.hall)).last_seq == 0  # type: ignore[union-attr]
+    assert await store.ingest.events(hall=hall.hall) == []
+    assert (await store.halls.get_hall(hall.hall)).last_seq == 0  # type: ignore[union-attr]
     # the hall's next (legitimate) batch is stored and acked as usual
     outcome = await ingestor.handle(hall.topic, good)
     assert outcome.status == "stored" and ack_of(outcome, central_key, hall.hall).acked_through_seq == len(hall.events)

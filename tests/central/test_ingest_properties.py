@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from central.ingest import Ingestor
-from central.store import SqliteStore
+from central.store import open_sqlite
 from protocols.sync import generate_private_key
 
 from .builders import FakeHall
@@ -44,23 +44,23 @@ def test_any_delivery_order_ends_exact(plan: list[tuple[int, int]], buffer: bool
 
 async def _run(plan: list[tuple[int, int]], buffer: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        store = await SqliteStore.open(Path(tmp) / "c.db")
+        store = await open_sqlite(Path(tmp) / "c.db")
         try:
             await register(store, HALL)
             ingestor = Ingestor(store, CENTRAL_KEY, StepClock(), max_buffered_batches=4 if buffer else 0)
             for first, last in plan:
                 await ingestor.handle(HALL.topic, HALL.batch(first, last))
-                record = await store.get_hall(HALL.hall)
+                record = await store.halls.get_hall(HALL.hall)
                 assert record is not None
                 # Never more than the contiguous prefix, and exactly its money.
                 assert await hall_totals(store, HALL.hall) == HALL.sum_range(1, record.last_seq)
             # The agent resends everything unacked until central has it all.
-            record = await store.get_hall(HALL.hall)
+            record = await store.halls.get_hall(HALL.hall)
             assert record is not None
             if record.last_seq < N:
                 outcome = await ingestor.handle(HALL.topic, HALL.batch(record.last_seq + 1, N))
                 assert outcome.acked_through_seq == N
             assert await hall_totals(store, HALL.hall) == HALL.total
-            assert len(await store.events(hall=HALL.hall, limit=10_000)) == N
+            assert len(await store.ingest.events(hall=HALL.hall, limit=10_000)) == N
         finally:
             await store.close()

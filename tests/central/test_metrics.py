@@ -17,7 +17,7 @@ import pytest
 from central.apikeys import create_api_key
 from central.keyfiles import init_keys
 from central.server import ServerConfig, serve
-from central.store import SqliteStore
+from central.store import open_sqlite
 from mqttlink import MqttLink, Received
 from mqttlink.broker import free_port
 from protocols.sync import VERSION, Status, encode_status, generate_private_key, topic
@@ -84,10 +84,10 @@ async def test_scrape_counts_what_the_halls_sent(tmp_path: Path, mosquitto) -> N
     h1, h2 = FakeHall("h1", seed=1), FakeHall("h2", seed=2)
     h1.play(120)
     h2.play(60)
-    store = await SqliteStore.open(tmp_path / "central.db")
+    store = await open_sqlite(tmp_path / "central.db")
     for hall in (h1, h2):
-        assert await store.add_hall(hall.hall, hall.public_pem, now=T0) == "added"
-    _, admin = await create_api_key(store, "admin", None, now=T0)
+        assert await store.halls.add_hall(hall.hall, hall.public_pem, now=T0) == "added"
+    _, admin = await create_api_key(store.halls, "admin", None, now=T0)
     await store.close()
     n1, n2 = len(h1.events), len(h2.events)
     cut = n2 // 2

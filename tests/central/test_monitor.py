@@ -18,8 +18,11 @@ from central.api import PREFIX, build_app
 from central.apikeys import create_api_key
 from central.ingest import Ingestor
 from central.monitor import Monitor, Thresholds, apply_event, evaluate
-from central.store import SqliteStore
-from central.store.base import AlertRecord, CommandRecord, DeviceCondition, DeviceMissed, LogEntry, MonitorInputs
+from central.repos import Repositories
+from central.repos.commands import CommandRecord
+from central.repos.devices import DeviceCondition
+from central.repos.ingest import LogEntry
+from central.repos.monitor import AlertRecord, DeviceMissed, MonitorInputs
 from mqttlink import MqttLink, Received
 from mqttlink.broker import free_port
 from protocols.sync import VERSION, Status, encode_status, generate_private_key, public_key_to_pem, topic
@@ -47,7 +50,7 @@ class Clock:
 class Floor:
     """Halls whose events central ingests with central_time = the clock (so delays are the test's)."""
 
-    def __init__(self, store: SqliteStore, clock: Clock) -> None:
+    def __init__(self, store: Repositories, clock: Clock) -> None:
         self.store = store
         self.clock = clock
         self.ingestor = Ingestor(store, generate_private_key(), clock)
@@ -56,9 +59,9 @@ class Floor:
 
     async def hall(self, name: str, online: bool | None = True) -> Chain:
         chain = self.chains[name] = Chain(name)
-        await self.store.add_hall(name, public_key_to_pem(chain.key.public_key()).decode(), now=T0)
+        await self.store.halls.add_hall(name, public_key_to_pem(chain.key.public_key()).decode(), now=T0)
         if online is not None:
-            await self.store.set_presence(name, online=online, session=1, at=T0)
+            await self.store.halls.set_presence(name, online=online, session=1, at=T0)
         return chain
 
     def event(self, hall: str, device: str, kind: str, data: dict[str, Any], at: int | None = None) -> None:
@@ -70,7 +73,7 @@ class Floor:
             await chain.flush(self.ingestor)
         self.clock.now += advance
         await self.monitor.tick()
-        return await self.store.alerts(state="active")
+        return await self.store.monitor.alerts(state="active")
 
 
 def kinds(alerts: list[AlertRecord]) -> set[tuple[str, str | None, str, str]]:
@@ -83,7 +86,7 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def floor(store: SqliteStore, clock: Clock) -> Floor:
+def floor(store: Repositories, clock: Clock) -> Floor:
     return Floor(store, clock)
 
 
@@ -129,27 +132,27 @@ def test_thresholds_decide_when_a_condition_becomes_an_alert() -> None:
 # ---- each kind through the store ----------------------------------------------------------------------
 
 async def test_hall_offline_is_raised_once_cleared_and_a_return_is_a_new_alert(floor: Floor,
-                                                                              store: SqliteStore) -> None:
+                                                                              store: Repositories) -> None:
     await floor.hall("A", online=False)
     await floor.hall("B", online=True)
     first = await floor.tick()
     assert kinds(first) == {("A", None, "hall_offline", "")}
     assert await floor.tick(advance=MIN) == first          # still offline: the same alert, not a new one
-    await store.set_presence("A", online=True, session=2, at=T0 + 2 * MIN)
+    await store.halls.set_presence("A", online=True, session=2, at=T0 + 2 * MIN)
     assert await floor.tick() == []
-    (cleared,) = await store.alerts(state="cleared")
+    (cleared,) = await store.monitor.alerts(state="cleared")
     assert cleared.id == first[0].id and cleared.cleared_at == floor.clock.now
-    await store.set_presence("A", online=False, session=2, at=T0 + 3 * MIN)
+    await store.halls.set_presence("A", online=False, session=2, at=T0 + 3 * MIN)
     (again,) = await floor.tick()
     assert again.kind == "hall_offline" and again.id != cleared.id
 
 
-async def test_a_removed_hall_raises_no_alerts_and_its_open_ones_clear(floor: Floor, store: SqliteStore) -> None:
+async def test_a_removed_hall_raises_no_alerts_and_its_open_ones_clear(floor: Floor, store: Repositories) -> None:
     await floor.hall("A", online=False)
     (offline,) = await floor.tick()
-    await store.set_hall_state("A", "removed", now=T0)
+    await store.halls.set_hall_state("A", "removed", now=T0)
     assert await floor.tick(advance=MIN) == []
-    (cleared,) = await store.alerts(state="cleared")
+    (cleared,) = await store.monitor.alerts(state="cleared")
     assert cleared.id == offline.id
 
 
@@ -192,7 +195,7 @@ async def test_a_handpay_waiting_too_long_alerts_until_it_is_paid(floor: Floor) 
     assert await floor.tick() == []
 
 
-async def test_a_machine_offline_or_silent_is_inaccessible(floor: Floor, store: SqliteStore) -> None:
+async def test_a_machine_offline_or_silent_is_inaccessible(floor: Floor, store: Repositories) -> None:
     await floor.hall("A")
     await floor.hall("B", online=False)
     floor.event("A", "egm-1", "device.status", {"status": "offline", "online": False, "missed_polls": 5})
@@ -219,9 +222,9 @@ async def test_processing_delay_is_central_time_minus_agent_time_of_recent_event
     assert await floor.tick() == []
 
 
-async def test_link_errors_and_missed_records_alert_while_recent(floor: Floor, store: SqliteStore) -> None:
+async def test_link_errors_and_missed_records_alert_while_recent(floor: Floor, store: Repositories) -> None:
     await floor.hall("A")
-    await store.log([LogEntry(kind="rejected", detail="bad signature", time=T0, hall="A"),
+    await store.ingest.log([LogEntry(kind="rejected", detail="bad signature", time=T0, hall="A"),
                      LogEntry(kind="resend", detail="gap 5..9", time=T0, hall="A"),
                      LogEntry(kind="duplicate", detail="replay", time=T0, hall="A")])
     floor.event("A", "egm-1", "integration", {"kind": "missed", "bets": 300, "rounds": 2, "reason": "overflow"})
@@ -252,7 +255,7 @@ def test_missed_money_thresholds_share_or_count() -> None:
 
 
 async def test_a_machine_whose_money_comes_from_missed_records_alerts_until_an_hour_passes_without(
-        floor: Floor, store: SqliteStore, clock: Clock, client: TestClient) -> None:
+        floor: Floor, store: Repositories, clock: Clock, client: TestClient) -> None:
     """The agent under-polls egm-2 (its exception queue overflows): a quarter of its games reach
     central only as the meters' ``missed`` record. egm-1 lost one game of a hundred: the hall hears of
     the missed record, the machine is not flagged. Both go through the real ingest and store."""
@@ -289,7 +292,7 @@ async def test_a_machine_whose_money_comes_from_missed_records_alerts_until_an_h
     # money from before the snapshot it follows, not after)
     clock.now = meters_at + 60 * MIN + US
     assert await floor.tick() == []
-    (cleared,) = await store.alerts(state="cleared", kind="missed_money")
+    (cleared,) = await store.monitor.alerts(state="cleared", kind="missed_money")
     assert (cleared.id, cleared.cleared_at) == (alert.id, clock.now)
 
 
@@ -310,17 +313,18 @@ async def test_many_small_missed_records_flag_a_machine_by_their_count(floor: Fl
         assert (("A", "egm-7", "missed_money", "") in alerts) is (window == 3), window
 
 
-async def command(store: SqliteStore, hall: str, device: str, action: str, status: str, at: int,
+async def command(store: Repositories, hall: str, device: str, action: str, status: str, at: int,
                   game: str | None = None) -> None:
     cid = str(uuid.uuid4())
-    await store.add_command(CommandRecord(id=cid, hall=hall, device=device, action=action, game=game, params={},
+    await store.commands.add_command(CommandRecord(id=cid, hall=hall, device=device, action=action, game=game,
+                                                   params={},
                                           issued_at=at, expires_at=at + 60 * US, status="pending", detail="",
                                           created_by="k", created_at=at, updated_at=at))
-    assert await store.update_command(cid, "sent", "published", at)
-    assert await store.update_command(cid, status, "by the hall", at)
+    assert await store.commands.update_command(cid, "sent", "published", at)
+    assert await store.commands.update_command(cid, status, "by the hall", at)
 
 
-async def test_disabled_games_and_machines_and_repeated_command_failures(floor: Floor, store: SqliteStore) -> None:
+async def test_disabled_games_and_machines_and_repeated_command_failures(floor: Floor, store: Repositories) -> None:
     await floor.hall("A")
     now = floor.clock.now
     await command(store, "A", "egm-1", "disable_game", "applied", now, game="7")
@@ -336,21 +340,21 @@ async def test_disabled_games_and_machines_and_repeated_command_failures(floor: 
     assert kinds(await floor.tick(advance=61 * MIN)) == set()     # failures older than an hour no longer count
 
 
-async def test_a_restarted_monitor_keeps_the_open_door_and_its_alert(floor: Floor, store: SqliteStore,
+async def test_a_restarted_monitor_keeps_the_open_door_and_its_alert(floor: Floor, store: Repositories,
                                                                     clock: Clock) -> None:
     await floor.hall("A")
     floor.event("A", "egm-1", "device.door", {"door": "belly", "open": True, "code": "1D"})
     (alert,) = await floor.tick(advance=10 * MIN)
-    assert await store.ack_alert(alert.id, by="someone", at=clock.now)
+    assert await store.monitor.ack_alert(alert.id, by="someone", at=clock.now)
     restarted = Monitor(store, clock=clock)
     await restarted.tick()
-    (still,) = await store.alerts(state="active")
+    (still,) = await store.monitor.alerts(state="active")
     assert (still.id, still.acked_by) == (alert.id, "someone")   # not forgotten, not raised again
     assert (await restarted.tick()).events_read == 0              # and no event read twice
 
 
 async def test_a_monitor_catching_up_neither_raises_from_half_read_history_nor_clears(
-        floor: Floor, store: SqliteStore, clock: Clock) -> None:
+        floor: Floor, store: Repositories, clock: Clock) -> None:
     await floor.hall("A")
     floor.event("A", "egm-1", "device.door", {"door": "slot", "open": True, "code": "11"})
     floor.event("A", "egm-2", "device.door", {"door": "drop", "open": True, "code": "13"})
@@ -365,41 +369,41 @@ async def test_a_monitor_catching_up_neither_raises_from_half_read_history_nor_c
     slow = Monitor(store, clock=clock, page=4, max_rows=4)      # a backlog larger than one tick reads
     first = await slow.tick()
     assert first.behind == 1 and first.events_read == 4
-    assert await store.alerts(state="active") == opened     # egm-2's door was closed in the unread part
+    assert await store.monitor.alerts(state="active") == opened     # egm-2's door was closed in the unread part
     for _ in range(3):
         await slow.tick()
     assert slow.last.behind == 0
-    assert await store.alerts(state="active") == []
-    assert {a.device for a in await store.alerts(state="cleared")} == {"egm-1", "egm-2"}
+    assert await store.monitor.alerts(state="active") == []
+    assert {a.device for a in await store.monitor.alerts(state="cleared")} == {"egm-1", "egm-2"}
 
 
-async def test_the_periodic_task_runs_and_stops_cleanly(store: SqliteStore, clock: Clock, floor: Floor) -> None:
+async def test_the_periodic_task_runs_and_stops_cleanly(store: Repositories, clock: Clock, floor: Floor) -> None:
     await floor.hall("A", online=False)
     monitor = Monitor(store, clock=clock, interval=0.05)
     monitor.start()
     try:
         for _ in range(500):   # up to 10 s
-            if await store.alerts():
+            if await store.monitor.alerts():
                 break
             await asyncio.sleep(0.02)
     finally:
         await monitor.stop(timeout=5)
     assert monitor._task is None
-    assert [a.kind for a in await store.alerts()] == ["hall_offline"]
+    assert [a.kind for a in await store.monitor.alerts()] == ["hall_offline"]
 
 
 # ---- the HTTP API ------------------------------------------------------------------------------------
 
 @pytest.fixture
-async def client(store: SqliteStore, clock: Clock) -> AsyncIterator[TestClient]:
+async def client(store: Repositories, clock: Clock) -> AsyncIterator[TestClient]:
     app = build_app(store, currency="EUR", clock=clock)
     async with TestClient(TestServer(app)) as c:
         yield c
 
 
-async def call(client: TestClient, store: SqliteStore, method: str, path: str, role: str = "admin",
+async def call(client: TestClient, store: Repositories, method: str, path: str, role: str = "admin",
                halls: tuple[str, ...] | None = None, status: int = 200, **query: str) -> tuple[Any, str]:
-    key_id, key = await create_api_key(store, role, await key_scope(store, role, halls), now=T0)
+    key_id, key = await create_api_key(store.halls, role, await key_scope(store, role, halls), now=T0)
     response = await client.request(method, PREFIX + path, params=query, headers={"Authorization": f"Bearer {key}"})
     assert response.content_type == "application/json"
     body = await response.json()
@@ -407,7 +411,7 @@ async def call(client: TestClient, store: SqliteStore, method: str, path: str, r
     return body, key_id
 
 
-async def test_the_alert_list_by_state_role_and_hall_scope(floor: Floor, store: SqliteStore,
+async def test_the_alert_list_by_state_role_and_hall_scope(floor: Floor, store: Repositories,
                                                            client: TestClient) -> None:
     await floor.hall("A", online=False)
     await floor.hall("B", online=False)
@@ -426,7 +430,7 @@ async def test_the_alert_list_by_state_role_and_hall_scope(floor: Floor, store: 
     for query in ({"state": "closed"}, {"kind": "meteor"}, {"limit": "0"}):
         body, _ = await call(client, store, "GET", "/alerts", status=400, **query)
         assert body["error"]["code"] == "bad_request"
-    await store.set_presence("A", online=True, session=2, at=T0 + MIN)
+    await store.halls.set_presence("A", online=True, session=2, at=T0 + MIN)
     await floor.tick()
     cleared, _ = await call(client, store, "GET", "/alerts", state="cleared")
     assert [(r["hall"], r["state"]) for r in cleared["rows"]] == [("A", "cleared")]
@@ -434,12 +438,12 @@ async def test_the_alert_list_by_state_role_and_hall_scope(floor: Floor, store: 
     assert len(everything["rows"]) == 2
 
 
-async def test_acknowledging_records_who_and_when_once_and_is_audited(floor: Floor, store: SqliteStore,
+async def test_acknowledging_records_who_and_when_once_and_is_audited(floor: Floor, store: Repositories,
                                                                       client: TestClient, clock: Clock) -> None:
     await floor.hall("A", online=False)
     await floor.hall("B", online=False)
     await floor.tick()
-    by_hall = {a.hall: a for a in await store.alerts()}
+    by_hall = {a.hall: a for a in await store.monitor.alerts()}
     clock.now += 5 * MIN
     await call(client, store, "POST", f"/alerts/{by_hall['A'].id}/ack", role="viewer", status=403)
     await call(client, store, "POST", f"/alerts/{by_hall['A'].id}/ack", role="regulator", status=403)
@@ -453,7 +457,7 @@ async def test_acknowledging_records_who_and_when_once_and_is_audited(floor: Flo
     assert (acked["state"], acked["acked_by"], acked["acked_at_us"]) == ("acked", key_id, clock.now)
     again, _ = await call(client, store, "POST", f"/alerts/{by_hall['A'].id}/ack", role="operator", status=409)
     assert key_id in again["error"]["message"]
-    (entry,) = await store.audit(action="alert.ack")
+    (entry,) = await store.audit.audit(action="alert.ack")
     assert (entry.actor, entry.time, entry.target) == (key_id, clock.now, f"hall/A/alert/{by_hall['A'].id}")
     assert entry.before["acked_by"] is None and entry.after["acked_by"] == key_id
     open_now, _ = await call(client, store, "GET", "/alerts")
@@ -461,9 +465,9 @@ async def test_acknowledging_records_who_and_when_once_and_is_audited(floor: Flo
     acked_list, _ = await call(client, store, "GET", "/alerts", state="acked")
     assert [r["hall"] for r in acked_list["rows"]] == ["A"]
     # the acknowledgement outlives the condition: cleared alerts keep who acknowledged them
-    await store.set_presence("A", online=True, session=2, at=T0 + MIN)
+    await store.halls.set_presence("A", online=True, session=2, at=T0 + MIN)
     await floor.tick()
-    (cleared,) = await store.alerts(state="cleared")
+    (cleared,) = await store.monitor.alerts(state="cleared")
     assert cleared.acked_by == key_id
     await call(client, store, "POST", "/alerts/999999/ack", status=404)
     await call(client, store, "POST", "/alerts/abc/ack", status=400)

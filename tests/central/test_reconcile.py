@@ -16,7 +16,7 @@ from central.api import PREFIX, build_app
 from central.api import reconciliation as reconciliation_api
 from central.apikeys import create_api_key
 from central.ingest import Ingestor
-from central.store import SqliteStore
+from central.repos import Repositories
 from protocols.sync import generate_private_key, public_key_to_pem
 from protocols.sync.gamingday import UTC_MIDNIGHT, DayRule
 from protocols.sync.money import ZERO, Contribution
@@ -122,26 +122,26 @@ def test_missed_records_are_placed_by_the_snapshot_they_speak_of() -> None:
 # ---- the report over HTTP on ingested events ------------------------------------------------------------
 
 @pytest.fixture
-async def client(store: SqliteStore) -> AsyncIterator[TestClient]:
+async def client(store: Repositories) -> AsyncIterator[TestClient]:
     app = build_app(store, currency="EUR", clock=Clock(T0 + 50 * H), central_key=generate_private_key())
     async with TestClient(TestServer(app)) as c:
         yield c
 
 
 @pytest.fixture
-def ingestor(store: SqliteStore) -> Ingestor:
+def ingestor(store: Repositories) -> Ingestor:
     return Ingestor(store, generate_private_key(), StepClock(T0 + 60 * H))
 
 
-async def hall(store: SqliteStore, name: str) -> Chain:
+async def hall(store: Repositories, name: str) -> Chain:
     chain = Chain(name)
-    await store.add_hall(name, public_key_to_pem(chain.key.public_key()).decode(), now=T0)
+    await store.halls.add_hall(name, public_key_to_pem(chain.key.public_key()).decode(), now=T0)
     return chain
 
 
-async def report(client: TestClient, store: SqliteStore, role: str = "admin", halls: tuple[str, ...] | None = None,
+async def report(client: TestClient, store: Repositories, role: str = "admin", halls: tuple[str, ...] | None = None,
                  status: int = 200, **query: str) -> Any:
-    _, key = await create_api_key(store, role, await key_scope(store, role, halls), now=T0)
+    _, key = await create_api_key(store.halls, role, await key_scope(store, role, halls), now=T0)
     response = await client.get(PREFIX + "/reports/reconciliation", params=query,
                                 headers={"Authorization": f"Bearer {key}"})
     assert response.content_type == "application/json"
@@ -163,7 +163,7 @@ def assert_line(line: dict[str, Any], meters: int, events: int, missed: int = 0)
 
 
 async def test_an_honest_machine_reconciles_exactly_each_day_and_the_days_add_up(
-        store: SqliteStore, ingestor: Ingestor, client: TestClient) -> None:
+        store: Repositories, ingestor: Ingestor, client: TestClient) -> None:
     chain = await hall(store, "hall-a")
     egm = Egm(chain, "egm-001")
     egm.snapshot(T0 + 1 * H)
@@ -203,7 +203,7 @@ async def test_an_honest_machine_reconciles_exactly_each_day_and_the_days_add_up
 
 
 async def test_events_the_agent_missed_show_as_variance_and_the_missed_record_explains_it(
-        store: SqliteStore, ingestor: Ingestor, client: TestClient) -> None:
+        store: Repositories, ingestor: Ingestor, client: TestClient) -> None:
     chain = await hall(store, "hall-a")
     egm = Egm(chain, "egm-001")
     egm.snapshot(T0 + 1 * H)
@@ -234,7 +234,7 @@ async def test_events_the_agent_missed_show_as_variance_and_the_missed_record_ex
 
 
 async def test_a_gap_nobody_recorded_is_unexplained_never_silent(
-        store: SqliteStore, ingestor: Ingestor, client: TestClient) -> None:
+        store: Repositories, ingestor: Ingestor, client: TestClient) -> None:
     chain = await hall(store, "hall-a")
     egm = Egm(chain, "egm-001")
     egm.snapshot(T0 + 1 * H)
@@ -251,7 +251,7 @@ async def test_a_gap_nobody_recorded_is_unexplained_never_silent(
 
 
 async def test_events_above_the_meters_flagged_by_the_agent_say_so(
-        store: SqliteStore, ingestor: Ingestor, client: TestClient) -> None:
+        store: Repositories, ingestor: Ingestor, client: TestClient) -> None:
     chain = await hall(store, "hall-a")
     egm = Egm(chain, "egm-001")
     egm.snapshot(T0 + 1 * H)
@@ -268,7 +268,7 @@ async def test_events_above_the_meters_flagged_by_the_agent_say_so(
 
 
 async def test_a_game_astride_the_closing_snapshot_is_boundary_timing_and_reverses_the_next_day(
-        store: SqliteStore, ingestor: Ingestor, client: TestClient) -> None:
+        store: Repositories, ingestor: Ingestor, client: TestClient) -> None:
     chain = await hall(store, "hall-a")
     egm = Egm(chain, "egm-001")
     egm.snapshot(T0 + 1 * H)
@@ -292,7 +292,7 @@ async def test_a_game_astride_the_closing_snapshot_is_boundary_timing_and_revers
 
 @pytest.mark.parametrize("listed", [True, False], ids=["unmetered_listed", "old_agent"])
 async def test_an_event_written_before_a_snapshot_its_meters_lack_is_the_next_windows(
-        store: SqliteStore, ingestor: Ingestor, client: TestClient, listed: bool) -> None:
+        store: Repositories, ingestor: Ingestor, client: TestClient, listed: bool) -> None:
     """A bill during the device's first meter read (its 4F answered the second poll: written before
     the snapshot, not in its meters) and a game started between two polls of a later read. The agent
     lists them as the snapshot's ``unmetered``; without that the first window, with no snapshot before
@@ -322,7 +322,7 @@ async def test_an_event_written_before_a_snapshot_its_meters_lack_is_the_next_wi
 
 
 async def test_a_ram_clear_excludes_its_interval_and_shows_the_money_the_meters_cannot_check(
-        store: SqliteStore, ingestor: Ingestor, client: TestClient) -> None:
+        store: Repositories, ingestor: Ingestor, client: TestClient) -> None:
     chain = await hall(store, "hall-a")
     egm = Egm(chain, "egm-001")
     egm.snapshot(T0 + 1 * H)
@@ -350,7 +350,7 @@ async def test_a_ram_clear_excludes_its_interval_and_shows_the_money_the_meters_
 
 
 async def test_devices_without_snapshots_are_listed_with_their_money_unreconciled(
-        store: SqliteStore, ingestor: Ingestor, client: TestClient) -> None:
+        store: Repositories, ingestor: Ingestor, client: TestClient) -> None:
     chain = await hall(store, "hall-a")
     chain.add("term-01", "bill.accepted", {"amount": 5000, "currency": "EUR", "source": "counters"}, T0 + 2 * H)
     chain.add("term-01", "game.ended", {"rounds": 3, "source": "counters"}, T0 + 2 * H + 1)
@@ -364,7 +364,7 @@ async def test_devices_without_snapshots_are_listed_with_their_money_unreconcile
     assert rows[("hall-a", "egm-009", "2026-01-01")]["reason"] == "single_snapshot"
 
 
-async def test_filters_scopes_roles_and_bad_requests(store: SqliteStore, ingestor: Ingestor,
+async def test_filters_scopes_roles_and_bad_requests(store: Repositories, ingestor: Ingestor,
                                                      client: TestClient) -> None:
     for name in ("hall-a", "hall-b"):
         chain = await hall(store, name)
@@ -391,7 +391,7 @@ async def test_filters_scopes_roles_and_bad_requests(store: SqliteStore, ingesto
     assert (await report(client, store))["rows"] == []
 
 
-async def test_pages_of_any_size_walk_the_whole_report_once(store: SqliteStore, ingestor: Ingestor,
+async def test_pages_of_any_size_walk_the_whole_report_once(store: Repositories, ingestor: Ingestor,
                                                              client: TestClient) -> None:
     for name in ("hall-a", "hall-b"):
         chain = await hall(store, name)
@@ -430,7 +430,7 @@ async def test_pages_of_any_size_walk_the_whole_report_once(store: SqliteStore, 
 
 @pytest.mark.parametrize(("pace", "reason"), [(0.04, "exact"), (0.005, "missed_recorded")],
                          ids=["agent-keeps-up", "fifo-overflows"])
-async def test_the_agents_real_events_reconcile_to_the_machines_truth(store: SqliteStore, pace: float,
+async def test_the_agents_real_events_reconcile_to_the_machines_truth(store: Repositories, pace: float,
                                                                        reason: str) -> None:
     """The simulated EGM, the real coordinator and normalizer (tests/agent's rig), ingested as a hall:
     the day's meters equal what the machine really did, and events plus ``missed`` records equal them."""
@@ -445,7 +445,7 @@ async def test_the_agents_real_events_reconcile_to_the_machines_truth(store: Sql
         chain.add(d.device, d.type, d.data, d.agent_time)
     await chain.flush(Ingestor(store, generate_private_key()))
     days = rc.days(rc.gaming_day(drafts[0].agent_time), rc.gaming_day(drafts[-1].agent_time))  # midnight: 2
-    cells = await store.device_days(day_from=days[0], day_to=days[-1])
+    cells = await store.reports.device_days(day_from=days[0], day_to=days[-1])
     money = {d: cells[("hall-sim", "egm-003", d.isoformat())] for d in days}
     rows = (await reconciliation_api.hall_rows(store, "hall-sim", {"egm-003": money}))["egm-003"]
     assert reason in {r.reason for r in rows}, [r.as_dict() for r in rows]
@@ -460,19 +460,19 @@ async def test_the_agents_real_events_reconcile_to_the_machines_truth(store: Sql
 
 # ---- many devices of many halls at once: the same answer as one device at a time ---------------------
 
-async def per_device_rows(store: SqliteStore, hall: str, device: str, days: list[dt.date],
+async def per_device_rows(store: Repositories, hall: str, device: str, days: list[dt.date],
                           day_money: dict[dt.date, Contribution], rule: DayRule) -> list[rc.ReconRow]:
     """The report's rows of one device as it was computed before issue 13 batched the reads per hall: a
     few store reads per device and day through the one-device store methods (the reference)."""
     start, _ = rc.day_bounds(days[0] - dt.timedelta(days=1), rule)
     _, end = rc.day_bounds(days[-1] + dt.timedelta(days=1), rule)
     snapshots = [s for s in (rc.snapshot_from_event(r.seq, r.agent_time, r.data)
-                             for r in await store.meter_snapshots(hall, device, time_from=start, time_to=end))
+                             for r in await store.reports.meter_snapshots(hall, device, time_from=start, time_to=end))
                  if s is not None]
     integration = []
     if snapshots:
-        through = await store.snapshot_after(hall, device, end + 24 * H)
-        integration = await store.device_integration_events(hall, device, after_seq=snapshots[0].seq,
+        through = await store.reports.snapshot_after(hall, device, end + 24 * H)
+        integration = await store.reports.device_integration_events(hall, device, after_seq=snapshots[0].seq,
                                                             through_seq=through)
     missed = [m for m in (rc.missed_from_event(r.seq, r.data) for r in integration) if m is not None]
     resets = rc.reset_snapshots(snapshots, [r.seq for r in integration if r.data.get("kind") == "meters_reset"])
@@ -483,8 +483,8 @@ async def per_device_rows(store: SqliteStore, hall: str, device: str, days: list
         if not plan.segments:
             out.append(rc.judge(plan, ZERO, ZERO, unreconciled=day_money.get(day, ZERO)))
             continue
-        events = rc.window_events(plan, await store.device_money(hall, device, plan.counted))
-        unreconciled = await store.device_money(hall, device, plan.excluded) if plan.excluded else ZERO
+        events = rc.window_events(plan, await store.reports.device_money(hall, device, plan.counted))
+        unreconciled = await store.reports.device_money(hall, device, plan.excluded) if plan.excluded else ZERO
         row = rc.judge(plan, events, rc.attribute_missed(plan, missed), unreconciled=unreconciled,
                        anomalies=rc.judged_in(plan, snapshots, anomalies))
         if "unexplained" in row.reasons and await reconciliation_api._timing_explains(
@@ -540,18 +540,18 @@ def many_machines(chain: Chain) -> None:
 
 
 async def test_many_devices_of_many_halls_get_the_answer_each_device_gets_alone(
-        store: SqliteStore, ingestor: Ingestor, client: TestClient) -> None:
+        store: Repositories, ingestor: Ingestor, client: TestClient) -> None:
     """The report reads the devices of a hall together (issue 13): on two halls (one on Kyiv days from
     06:00) of machines in every case, in pages that cut devices' days apart, every row equals the row the
     one-device reads give for the same days."""
     kyiv = DayRule("Europe/Kyiv", "06:00")
     for name, rule in (("hall-a", UTC_MIDNIGHT), ("hall-b", kyiv)):
         chain = await hall(store, name)
-        await store.set_day_rule(name, rule, now=T0)
+        await store.halls.set_day_rule(name, rule, now=T0)
         many_machines(chain)
         await chain.flush(ingestor)
     rules = {"hall-a": UTC_MIDNIGHT, "hall-b": kyiv}
-    cells = await store.device_days(day_from=dt.date(2025, 12, 31), day_to=dt.date(2026, 1, 4))
+    cells = await store.reports.device_days(day_from=dt.date(2025, 12, 31), day_to=dt.date(2026, 1, 4))
     whole = await report(client, store, **{"from": "2025-12-31", "to": "2026-01-04"})
     reasons = {r["reason"] for r in whole["rows"] if r["hall"] == "hall-a"}
     assert reasons >= {"exact", "missed_recorded", "unexplained", "boundary_timing", "meter_reset",

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from central.ingest import Ingestor
-from central.store import SqliteStore
+from central.repos import Repositories
 from protocols.sync.money import ZERO, Contribution, contribution
 
 from .builders import FakeHall
@@ -26,12 +26,12 @@ EXPECTED_PROVIDER = {("hall-a", "egm-001", "1"): "novo", ("hall-a", "egm-001", "
 
 
 @pytest.fixture
-async def api(store: SqliteStore) -> AsyncIterator[Api]:
+async def api(store: Repositories) -> AsyncIterator[Api]:
     async for a in _serve(store):
         yield a
 
 
-async def _floor(api: Api, store: SqliteStore, ingestor: Ingestor) -> tuple[FakeHall, FakeHall]:
+async def _floor(api: Api, store: Repositories, ingestor: Ingestor) -> tuple[FakeHall, FakeHall]:
     await seed_catalog(api)  # fruits (novo, 96.00 %), poker (acme, 98.00 %), roulette (acme, 97.30 %)
     a, b = FakeHall("hall-a", seed=11), FakeHall("hall-b", seed=12)
     await register(store, a, b)
@@ -70,7 +70,7 @@ def _provider(hall: str, device: str, game: str) -> str:
 
 
 async def test_ggr_by_provider_maps_through_the_catalog_and_adds_up_to_the_network_total(
-        api: Api, store: SqliteStore, ingestor: Ingestor) -> None:
+        api: Api, store: Repositories, ingestor: Ingestor) -> None:
     a, b = await _floor(api, store, ingestor)
     rows = (await api.get("/reports/ggr", group_by="provider"))["rows"]
     got = {r["key"]: (r["bets"], r["wins"], r["rounds"], r["cash_in"]) for r in rows}
@@ -86,7 +86,7 @@ async def test_ggr_by_provider_maps_through_the_catalog_and_adds_up_to_the_netwo
     assert [(r["key"], r["bets"]) for r in only_b] == [("novo", b.total.bets)]
 
 
-async def test_provider_report_per_location(api: Api, store: SqliteStore, ingestor: Ingestor) -> None:
+async def test_provider_report_per_location(api: Api, store: Repositories, ingestor: Ingestor) -> None:
     a, b = await _floor(api, store, ingestor)
     body = await api.get("/reports/providers", role="regulator")
     rows = {(r["provider"], r["hall"]): r for r in body["rows"]}
@@ -114,7 +114,7 @@ async def test_provider_report_per_location(api: Api, store: SqliteStore, ingest
     await api.get("/reports/providers", status=400, **{"from": "2026-02-02", "to": "2026-02-01"})
 
 
-async def test_hold_vs_theoretical_rtp_flags_anomalies(api: Api, store: SqliteStore, ingestor: Ingestor) -> None:
+async def test_hold_vs_theoretical_rtp_flags_anomalies(api: Api, store: Repositories, ingestor: Ingestor) -> None:
     a, b = await _floor(api, store, ingestor)
     body = await api.get("/reports/hold", role="regulator")
     assert body["group_by"] == "game" and body["thresholds"]["min_rounds"] == 1000

@@ -13,8 +13,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from central.api import build_app
 from central.ingest import Ingestor
+from central.repos import Repositories
 from central.service import IngestService, ServiceConfig
-from central.store import SqliteStore
 from protocols.sync import decode_command, generate_private_key
 
 from .builders import FakeHall
@@ -25,12 +25,12 @@ from .test_commands import FakeAgent, _until
 
 
 @pytest.fixture
-async def api(store: SqliteStore) -> AsyncIterator[Api]:
+async def api(store: Repositories) -> AsyncIterator[Api]:
     async for a in _serve(store):
         yield a
 
 
-async def _floor(api: Api, store: SqliteStore, ingestor: Ingestor) -> None:
+async def _floor(api: Api, store: Repositories, ingestor: Ingestor) -> None:
     """hall-a: egm-001 reports fruits (1) and poker (2); egm-002 reports fruits at 3 with a 500 max bet.
     hall-b: egm-001 has fruits placed at 4 (no identity yet); egm-002 poker placed at 1."""
     await seed_catalog(api)
@@ -53,7 +53,7 @@ def _sent(api: Api) -> list[tuple[str, str, str, str | None]]:
     return sorted(out)
 
 
-async def test_disable_a_game_everywhere_then_enable_it_again(api: Api, store: SqliteStore,
+async def test_disable_a_game_everywhere_then_enable_it_again(api: Api, store: Repositories,
                                                               ingestor: Ingestor) -> None:
     await _floor(api, store, ingestor)
     rule = await api.post("/rules", {"kind": "disable_game", "game": "fruits"}, role="operator")
@@ -67,10 +67,10 @@ async def test_disable_a_game_everywhere_then_enable_it_again(api: Api, store: S
     assert placed == [{"number": 4, "game": "fruits", "enabled": False}]
 
     ids = {(c["hall"], c["device"]): c["id"] for c in rule["commands"]}
-    assert await store.update_command(ids[("hall-a", "egm-001")], "applied", "ok", api.clock())
-    assert await store.update_command(ids[("hall-a", "egm-002")], "applied", "ok", api.clock())
+    assert await store.commands.update_command(ids[("hall-a", "egm-001")], "applied", "ok", api.clock())
+    assert await store.commands.update_command(ids[("hall-a", "egm-002")], "applied", "ok", api.clock())
     assert (await api.get(f"/rules/{rule['id']}", role="viewer"))["status"] == "in_progress"
-    assert await store.update_command(ids[("hall-b", "egm-001")], "failed", "no such game", api.clock())
+    assert await store.commands.update_command(ids[("hall-b", "egm-001")], "failed", "no such game", api.clock())
     got = await api.get(f"/rules/{rule['id']}")
     assert got["status"] == "partially_applied" and got["counts"] == {"applied": 2, "failed": 1}
 
@@ -80,16 +80,16 @@ async def test_disable_a_game_everywhere_then_enable_it_again(api: Api, store: S
     placed = (await api.get("/catalog/devices", hall="hall-b", device="egm-001"))["rows"][0]["desired"]
     assert placed == [{"number": 4, "game": "fruits", "enabled": True}]
 
-    created = await store.audit(action="rule.create")
+    created = await store.audit.audit(action="rule.create")
     assert [(e.target, e.after["kind"], len(e.after["targets"])) for e in created] == [
         (f"rule/{rule['id']}", "disable_game", 3), (f"rule/{undo['id']}", "enable_game", 1)]
-    assert [e.target for e in await store.audit(action="catalog.placements.update")][-2:] == [
+    assert [e.target for e in await store.audit.audit(action="catalog.placements.update")][-2:] == [
         "hall/hall-b/device/egm-001", "hall/hall-b/device/egm-001"]
     listed = (await api.get("/rules", kind="disable_game"))["rows"]
     assert [r["id"] for r in listed] == [rule["id"]]
 
 
-async def test_commands_past_expiry_expire_the_rule(api: Api, store: SqliteStore, ingestor: Ingestor) -> None:
+async def test_commands_past_expiry_expire_the_rule(api: Api, store: Repositories, ingestor: Ingestor) -> None:
     await _floor(api, store, ingestor)
     rule = await api.post("/rules", {"kind": "disable_game", "game": "poker", "ttl_seconds": 5})
     assert len(rule["commands"]) == 2
@@ -98,7 +98,7 @@ async def test_commands_past_expiry_expire_the_rule(api: Api, store: SqliteStore
     assert got["status"] == "failed" and got["counts"] == {"expired": 2}
 
 
-async def test_hall_scoped_operators_rule_only_their_halls(api: Api, store: SqliteStore, ingestor: Ingestor) -> None:
+async def test_hall_scoped_operators_rule_only_their_halls(api: Api, store: Repositories, ingestor: Ingestor) -> None:
     await _floor(api, store, ingestor)
     rule = await api.post("/rules", {"kind": "disable_game", "game": "poker"}, role="operator", halls=("hall-b",))
     assert rule["halls"] == ["hall-b"] and _sent(api) == [("hall-b", "egm-002", "disable_game", "1")]
@@ -114,7 +114,7 @@ async def test_hall_scoped_operators_rule_only_their_halls(api: Api, store: Sqli
 
 
 async def test_a_max_bet_limit_is_checked_reported_enforced_and_revoked(
-        api: Api, store: SqliteStore, ingestor: Ingestor) -> None:
+        api: Api, store: Repositories, ingestor: Ingestor) -> None:
     await _floor(api, store, ingestor)
     rule = await api.post("/rules", {"kind": "max_bet", "max_bet": 400, "provider": "novo"}, role="operator")
     assert rule["status"] == "no_commands" and rule["commands"] == [] and api.publisher.sent == []  # type: ignore[union-attr]
@@ -129,7 +129,7 @@ async def test_a_max_bet_limit_is_checked_reported_enforced_and_revoked(
     assert revoked["state"] == "revoked"
     rows = {(r["hall"], r["device"]): r for r in (await api.get("/catalog/devices"))["rows"]}
     assert not any(d["kind"] == "max_bet_over_limit" for d in rows[("hall-a", "egm-002")]["differences"])
-    assert [e.after for e in await store.audit(action="rule.revoke")] == [{"state": "revoked"}]
+    assert [e.after for e in await store.audit.audit(action="rule.revoke")] == [{"state": "revoked"}]
 
     enforced = await api.post("/rules", {"kind": "max_bet", "max_bet": 100, "enforce": True})
     assert _sent(api) == [("hall-a", "egm-002", "disable_game", "3")]  # 100 ≤ 100 on egm-001 passes
@@ -151,7 +151,7 @@ async def test_bad_rules_are_400_and_change_nothing(api: Api, body: Any, word: s
     await seed_catalog(api)
     got = await api.post("/rules", body, status=400)
     assert got["error"]["code"] == "bad_request" and word in got["error"]["message"]
-    assert (await api.get("/rules"))["rows"] == [] and await api.store.audit(action="rule.create") == []
+    assert (await api.get("/rules"))["rows"] == [] and await api.store.audit.audit(action="rule.create") == []
 
 
 async def test_rule_roles(api: Api) -> None:
@@ -163,7 +163,7 @@ async def test_rule_roles(api: Api) -> None:
     await api.get("/rules/nope", status=404)
 
 
-async def test_disable_everywhere_through_mosquitto_until_applied(store: SqliteStore, ingestor: Ingestor,
+async def test_disable_everywhere_through_mosquitto_until_applied(store: Repositories, ingestor: Ingestor,
                                                                   mosquitto: Any) -> None:
     central_key = generate_private_key()
     service = IngestService(store, Ingestor(store, central_key), mosquitto.url, ServiceConfig(client_id="central-r"))

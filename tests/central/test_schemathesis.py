@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from central.api import PREFIX, document
-from central.store import SqliteStore
+from central.store import open_sqlite
 from mqttlink.broker import Mosquitto, find_mosquitto, free_port
 
 from .builders import FakeHall
@@ -42,10 +42,10 @@ def _cli(*args: str) -> str:
 
 
 async def _fill(db: Path) -> None:
-    store = await SqliteStore.open(db)
+    store = await open_sqlite(db)
     try:
         events = HALL.play(400)
-        result = await store.ingest_events(HALL.hall, events, central_time=events[-1].agent_time)
+        result = await store.ingest.ingest_events(HALL.hall, events, central_time=events[-1].agent_time)
         assert result.status == "stored"
     finally:
         await store.close()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from central.ingest import Ingestor
+from central.repos import Repositories
 from central.service import IngestService, ServiceConfig
-from central.store import SqliteStore
 from mqttlink import BrokerUrl, Received
 from protocols.sync import generate_private_key, topic
 
@@ -14,7 +14,7 @@ from .builders import FakeHall
 from .conftest import register
 
 
-async def test_a_hall_flooding_its_queue_is_cut_off_in_bytes_not_memory(store: SqliteStore) -> None:
+async def test_a_hall_flooding_its_queue_is_cut_off_in_bytes_not_memory(store: Repositories) -> None:
     service = IngestService(store, Ingestor(store, generate_private_key()), BrokerUrl("127.0.0.1", 1),
                             ServiceConfig(per_hall_bytes=1000))
     big = b"x" * 600
@@ -27,7 +27,7 @@ async def test_a_hall_flooding_its_queue_is_cut_off_in_bytes_not_memory(store: S
     await service.stop()
 
 
-async def test_messages_on_bad_topics_share_one_contained_worker(store: SqliteStore) -> None:
+async def test_messages_on_bad_topics_share_one_contained_worker(store: Repositories) -> None:
     service = IngestService(store, Ingestor(store, generate_private_key()), BrokerUrl("127.0.0.1", 1))
     for i in range(50):
         await service._on_message(Received(f"hallsync/v1/halls/{'x' * 70}{i}/batches", b"{}", False, 1))
@@ -47,7 +47,7 @@ async def _until(condition, what: str, timeout: float = 30.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def test_garbage_on_thousands_of_unregistered_hall_topics_writes_a_bounded_log(store: SqliteStore) -> None:
+async def test_garbage_on_thousands_of_unregistered_hall_topics_writes_a_bounded_log(store: Repositories) -> None:
     """Issue 16: garbage on 5,000 invented hall topics wrote 5,000 rows. Every topic naming no registered
     hall shares one budget (20 rows a minute here), the rest is counted; a real hall keeps its own."""
     ingestor = Ingestor(store, generate_private_key(), log_burst=20)
@@ -60,12 +60,12 @@ async def test_garbage_on_thousands_of_unregistered_hall_topics_writes_a_bounded
         await service._on_message(Received(topic(hall, "command-results"), b"{}", False, 1))
         await service._on_message(Received(topic(hall, "batches"), b"{}", False, 1))
     await _until(lambda: service.stats["rejected"] == len(ghosts), "the ghost batches to be judged")
-    rows = await store.integration_log(limit=10_000)
+    rows = await store.ingest.integration_log(limit=10_000)
     assert len(rows) == 20
     assert {r.kind for r in rows} == {"rejected"} and all("not registered" in r.detail for r in rows)
     assert all(r.hall in ghosts and r.hall in r.detail for r in rows)   # each row still names its hall
     assert ingestor.log_rows_suppressed == 3 * len(ghosts) - 20
     await service._on_message(Received(topic(real.hall, "status"), b"not json", False, 1))
-    (newest,) = await store.integration_log(limit=1)
+    (newest,) = await store.ingest.integration_log(limit=1)
     assert (newest.kind, newest.hall) == ("format_error", real.hall)
     await service.stop()

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from central.ingest import Ingestor
 from central.reconcile import event_money
-from central.store import SqliteStore
+from central.repos import Repositories
+from central.store import open_sqlite
 from central.store.schema import SCHEMA_VERSION
 from protocols.sync import generate_private_key, public_key_to_pem
 from protocols.sync.money import ZERO, Contribution
@@ -20,10 +21,10 @@ from .floor_model import Chain, Egm
 MINUTE = 60_000_000
 
 
-async def _hall(store: SqliteStore) -> tuple[Chain, list[Egm]]:
+async def _hall(store: Repositories) -> tuple[Chain, list[Egm]]:
     """Two machines played across several batches, snapshots between rounds, one missed record."""
     chain = Chain("hall-m")
-    assert await store.add_hall("hall-m", public_key_to_pem(chain.key.public_key()).decode(), now=T0) == "added"
+    assert await store.halls.add_hall("hall-m", public_key_to_pem(chain.key.public_key()).decode(), now=T0) == "added"
     a, b = Egm(chain, "egm-a"), Egm(chain, "egm-b")
     at = T0
     for round_ in range(12):
@@ -48,7 +49,7 @@ def _truth(chain: Chain, device: str, after: int, through: int) -> Contribution:
 
 
 async def test_money_between_snapshots_and_last_play_come_from_ingest(tmp_path: Path) -> None:
-    store = await SqliteStore.open(tmp_path / "c.db")
+    store = await open_sqlite(tmp_path / "c.db")
     try:
         chain, egms = await _hall(store)
         await chain.flush(Ingestor(store, generate_private_key(), clock=StepClock()), size=7)  # cuts between marks
@@ -56,13 +57,13 @@ async def test_money_between_snapshots_and_last_play_come_from_ingest(tmp_path: 
             snaps = [e.seq for e in chain.events if e.device == egm.device and e.type == "meters.snapshot"]
             assert len(snaps) == 3
             ranges = [(snaps[0], snaps[1]), (snaps[1], snaps[2])]
-            assert await store.device_money("hall-m", egm.device, ranges) == (
+            assert await store.reports.device_money("hall-m", egm.device, ranges) == (
                 _truth(chain, egm.device, snaps[0], snaps[1]) + _truth(chain, egm.device, snaps[1], snaps[2]))
-            assert (await store.device_money("hall-m", egm.device, [(snaps[0], snaps[2])])).bets > 0
+            assert (await store.reports.device_money("hall-m", egm.device, [(snaps[0], snaps[2])])).bets > 0
             # a range that does not end at a snapshot is read from the events
-            assert await store.device_money("hall-m", egm.device, [(0, len(chain.events))]) == _truth(
+            assert await store.reports.device_money("hall-m", egm.device, [(0, len(chain.events))]) == _truth(
                 chain, egm.device, 0, len(chain.events))
-        reads = await store.floor_reads("hall-m", after_seq=len(chain.events), max_events=10)
+        reads = await store.devices.floor_reads("hall-m", after_seq=len(chain.events), max_events=10)
         plays = {egm.device: max(e.agent_time for e in chain.events if e.device == egm.device
                                  and e.type.startswith("game.")) for egm in egms}
         assert reads.last_play == plays
@@ -72,7 +73,7 @@ async def test_money_between_snapshots_and_last_play_come_from_ingest(tmp_path: 
 
 async def test_an_older_file_gets_the_same_marks_and_loses_the_device_index(tmp_path: Path) -> None:
     path = tmp_path / "c.db"
-    store = await SqliteStore.open(path)
+    store = await open_sqlite(path)
     try:
         chain, _ = await _hall(store)
         await chain.flush(Ingestor(store, generate_private_key(), clock=StepClock()), size=5)
@@ -89,7 +90,7 @@ async def test_an_older_file_gets_the_same_marks_and_loses_the_device_index(tmp_
                 " money_cash_in = NULL, money_cash_out = NULL")
     con.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     con.close()
-    store = await SqliteStore.open(path)
+    store = await open_sqlite(path)
     await store.close()
     con = sqlite3.connect(path)
     try:
@@ -107,10 +108,10 @@ async def test_a_quiet_devices_events_come_from_its_spans_in_any_batch_sizes_and
     of the batches that held them (one row per batch and device), with paging, filters and limits the
     same as a scan of the hall would give, also for a file from before the spans existed."""
     path = tmp_path / "c.db"
-    store = await SqliteStore.open(path)
+    store = await open_sqlite(path)
     try:
         chain = Chain("hall-q")
-        await store.add_hall("hall-q", public_key_to_pem(chain.key.public_key()).decode(), now=T0)
+        await store.halls.add_hall("hall-q", public_key_to_pem(chain.key.public_key()).decode(), now=T0)
         busy, quiet = Egm(chain, "egm-busy"), Egm(chain, "egm-quiet")
         at = T0
         for n in range(600):
@@ -128,13 +129,13 @@ async def test_a_quiet_devices_events_come_from_its_spans_in_any_batch_sizes_and
         async def check() -> None:
             for device in ("egm-busy", "egm-quiet"):
                 mine = [e for e in chain.events if e.device == device]
-                got = await store.events(hall="hall-q", device=device, limit=10_000)
+                got = await store.ingest.events(hall="hall-q", device=device, limit=10_000)
                 assert [e["seq"] for e in got] == [e.seq for e in mine]
                 for after, limit in ((0, 1), (mine[0].seq, 2), (mine[len(mine) // 2].seq, 50)):
-                    page = await store.events(hall="hall-q", device=device, after_seq=after, limit=limit)
+                    page = await store.ingest.events(hall="hall-q", device=device, after_seq=after, limit=limit)
                     assert [e["seq"] for e in page] == [e.seq for e in mine if e.seq > after][:limit]
                 middle = mine[len(mine) // 2].agent_time
-                timed = await store.events(hall="hall-q", device=device, time_from=middle, limit=10_000)
+                timed = await store.ingest.events(hall="hall-q", device=device, time_from=middle, limit=10_000)
                 assert [e["seq"] for e in timed] == [e.seq for e in mine if e.agent_time >= middle]
 
         await check()
@@ -149,7 +150,7 @@ async def test_a_quiet_devices_events_come_from_its_spans_in_any_batch_sizes_and
     con.execute("DROP TABLE device_spans")
     con.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
     con.close()
-    store = await SqliteStore.open(path)
+    store = await open_sqlite(path)
     try:
         await check()
     finally:
@@ -157,19 +158,19 @@ async def test_a_quiet_devices_events_come_from_its_spans_in_any_batch_sizes_and
 
 
 async def test_events_of_a_device_stop_at_its_newest_event(tmp_path: Path) -> None:
-    store = await SqliteStore.open(tmp_path / "c.db")
+    store = await open_sqlite(tmp_path / "c.db")
     try:
         chain, (a, b) = await _hall(store)
         await chain.flush(Ingestor(store, generate_private_key(), clock=StepClock()), size=50)
         for egm in (a, b):
             mine = [e.seq for e in chain.events if e.device == egm.device]
-            got = await store.events(hall="hall-m", device=egm.device, limit=10_000)
+            got = await store.ingest.events(hall="hall-m", device=egm.device, limit=10_000)
             assert [e["seq"] for e in got] == mine and {e["device"] for e in got} == {egm.device}
-            page = await store.events(hall="hall-m", device=egm.device, after_seq=mine[3], limit=2)
+            page = await store.ingest.events(hall="hall-m", device=egm.device, after_seq=mine[3], limit=2)
             assert [e["seq"] for e in page] == mine[4:6]
-            assert await store.events(hall="hall-m", device=egm.device, after_seq=mine[-1]) == []
-        assert await store.events(hall="hall-m", device="egm-unknown") == []
-        bills = await store.events(hall="hall-m", device="egm-b", type="bill.accepted", limit=10_000)
+            assert await store.ingest.events(hall="hall-m", device=egm.device, after_seq=mine[-1]) == []
+        assert await store.ingest.events(hall="hall-m", device="egm-unknown") == []
+        bills = await store.ingest.events(hall="hall-m", device="egm-b", type="bill.accepted", limit=10_000)
         assert [e["seq"] for e in bills] == [e.seq for e in chain.events
                                               if e.device == "egm-b" and e.type == "bill.accepted"]
     finally:

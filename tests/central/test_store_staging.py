@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from central.ingest import Ingestor
-from central.store import SqliteStore, stage_events
+from central.repos import Repositories
+from central.staging import stage_events
 from central.store.sqlhelpers import insert_rows
 from protocols.sync import GENESIS_HASH, UnsealedEvent, seal
 
@@ -53,7 +54,7 @@ def test_insert_rows_upsert_tail_adds_up_repeated_keys(tmp_path: Path) -> None:
     assert dict(con.execute("SELECT k, total FROM t")) == {"a": 111, "b": 2, "c": 5}
 
 
-async def test_a_batch_overlapping_the_stored_end_counts_only_its_new_tail(store: SqliteStore,
+async def test_a_batch_overlapping_the_stored_end_counts_only_its_new_tail(store: Repositories,
                                                                           ingestor: Ingestor) -> None:
     hall = FakeHall("hall-o", seed=4)
     await register(store, hall)
@@ -62,10 +63,10 @@ async def test_a_batch_overlapping_the_stored_end_counts_only_its_new_tail(store
     assert (await ingestor.handle(hall.topic, hall.batch(1, 150))).status == "stored"
     outcome = await ingestor.handle(hall.topic, hall.batch(101, n))   # 50 events already held
     assert outcome.status == "stored" and outcome.stored == n - 150
-    rows = await store.ggr("hall")
+    rows = await store.reports.ggr("hall")
     assert (rows[0].bets, rows[0].wins, rows[0].rounds, rows[0].cash_in, rows[0].cash_out) == (
         hall.total.bets, hall.total.wins, hall.total.rounds, hall.total.cash_in, hall.total.cash_out)
-    stored = await store.events(hall="hall-o", limit=10_000)
+    stored = await store.ingest.events(hall="hall-o", limit=10_000)
     assert [e["seq"] for e in stored] == list(range(1, n + 1))
     assert [e["hash"] for e in stored] == [e.hash for e in hall.events]
 
@@ -86,7 +87,7 @@ def test_staging_keeps_the_canonical_data_and_the_missed_records() -> None:
     assert staged.tail(5).missed == staged.missed and not stage_events("hall-s", hall.events[:5], T0).missed
 
 
-async def test_enabled_changes_only_when_an_event_states_it(store: SqliteStore, ingestor: Ingestor,
+async def test_enabled_changes_only_when_an_event_states_it(store: Repositories, ingestor: Ingestor,
                                                              tmp_path: Path) -> None:
     hall = FakeHall("hall-e", seed=6, devices=1)
     await register(store, hall)
@@ -96,12 +97,12 @@ async def test_enabled_changes_only_when_an_event_states_it(store: SqliteStore, 
     first = len(hall.events) + 1
     hall.play(20)   # status events in here say nothing about enabled
     assert (await ingestor.handle(hall.topic, hall.batch(first, len(hall.events)))).status == "stored"
-    [device] = await store.devices(hall="hall-e")
+    [device] = await store.devices.devices(hall="hall-e")
     assert device.enabled is False and device.last_seq == len(hall.events)
     first = len(hall.events) + 1
     hall._append("egm-001", "device.status", {"online": False, "enabled": True})
     assert (await ingestor.handle(hall.topic, hall.batch(first, len(hall.events)))).status == "stored"
-    [device] = await store.devices(hall="hall-e")
+    [device] = await store.devices.devices(hall="hall-e")
     assert device.enabled is True and device.online is False
 
 

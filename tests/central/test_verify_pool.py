@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from central.ingest import Ingestor, Verified, VerifierUnavailable, decode_verify_stage
-from central.store import SqliteStore
+from central.repos import Repositories
 from central.verify_pool import VerifyPool
 from protocols.sync import SyncError, encode_batch, generate_private_key, public_key_from_pem
 
@@ -95,7 +95,7 @@ async def test_a_dead_child_costs_one_batch_and_is_replaced(pool: VerifyPool) ->
     assert isinstance(await pool.prepare(payload, hall.public_pem, hall.hall, NOW), Verified)
 
 
-async def test_ingest_through_the_pool_stores_what_the_hall_sent(pool: VerifyPool, store: SqliteStore) -> None:
+async def test_ingest_through_the_pool_stores_what_the_hall_sent(pool: VerifyPool, store: Repositories) -> None:
     hall = FakeHall("hall-i", seed=11, devices=5)
     await register(store, hall)
     hall.play(1200)
@@ -110,7 +110,7 @@ async def test_ingest_through_the_pool_stores_what_the_hall_sent(pool: VerifyPoo
     forged.play(400)
     outcome = await ingestor.handle(hall.topic, forged.batch(1, 400))
     assert outcome.status == "rejected" and "BadSignature" in outcome.detail
-    assert [e.kind for e in await store.integration_log(hall="hall-i")] == ["rejected"]
+    assert [e.kind for e in await store.ingest.integration_log(hall="hall-i")] == ["rejected"]
     assert await hall_totals(store, hall.hall) == hall.total
     # without its verifier, ingest judges nothing: an error, no ack, the hall will publish it again
     await pool.stop()
@@ -118,4 +118,4 @@ async def test_ingest_through_the_pool_stores_what_the_hall_sent(pool: VerifyPoo
     hall.play(400)
     outcome = await ingestor.handle(hall.topic, hall.batch(first, len(hall.events)))
     assert outcome.status == "error" and outcome.publish == () and "verifier" in outcome.detail
-    assert (await store.get_hall("hall-i")).last_seq == first - 1  # type: ignore[union-attr]
+    assert (await store.halls.get_hall("hall-i")).last_seq == first - 1  # type: ignore[union-attr]

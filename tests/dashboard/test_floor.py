@@ -11,7 +11,7 @@ import pytest
 
 from central.floor import PLAYING_WINDOW_US, STATES, derive
 from central.monitor import Monitor
-from central.store.base import DeviceCondition, DeviceEventRow, DeviceRecord
+from central.repos.devices import DeviceCondition, DeviceEventRow, DeviceRecord
 
 from .world import HALL, ROLES, build_world, now_us, serving
 
@@ -182,7 +182,7 @@ async def test_floor_api_shows_each_machine_as_the_hall_left_it(tmp_path: Path) 
             states = {m["device"]: m["state"] for m in body["machines"]}
             assert (states["egm-002"], states["egm-003"]) == ("idle", "playing")
             # the agent's last will: the whole hall is offline
-            assert await world.store.set_presence(HALL, online=False, session=1, at=now_us())
+            assert await world.store.halls.set_presence(HALL, online=False, session=1, at=now_us())
             _, body = await _get(world.base_url, f"/floor?hall={HALL}", world.keys["admin"])
             assert {m["state"] for m in body["machines"]} == {"offline"}
     finally:
@@ -212,7 +212,7 @@ async def test_floor_respects_a_keys_hall_scope_and_whoami_tells_the_role(tmp_pa
 
     world = await build_world(tmp_path)
     try:
-        _, scoped = await create_api_key(world.store, "technician", ("other-hall",), now=now_us())
+        _, scoped = await create_api_key(world.store.halls, "technician", ("other-hall",), now=now_us())
         async with serving(world):
             status, body = await _get(world.base_url, f"/floor?hall={HALL}", scoped)
             assert (status, body["error"]["code"]) == (403, "forbidden")
@@ -248,12 +248,12 @@ async def test_the_floor_reads_at_most_the_newest_events_after_the_cursor(tmp_pa
     world = await build_world(tmp_path)
     try:
         newest = len(world.chain.events)
-        everything = await world.store.floor_reads(HALL, after_seq=0, max_events=10**6)
+        everything = await world.store.devices.floor_reads(HALL, after_seq=0, max_events=10**6)
         assert (everything.from_seq, everything.newest_seq) == (0, newest)
         assert everything.switches == {"egm-004": {None: False}}
         assert set(everything.switched_at) == {"egm-004"} and None in everything.switched_at["egm-004"]
         assert set(everything.last_play) == {"egm-001", "egm-002", "egm-003", "egm-004", "egm-005", "egm-006"}
-        tail = await world.store.floor_reads(HALL, after_seq=0, max_events=5)
+        tail = await world.store.devices.floor_reads(HALL, after_seq=0, max_events=5)
         assert tail.from_seq == newest - 5
         assert all(e.seq > newest - 5 or e.type in ("game.bet", "game.win", "game.ended")
                    for rows in tail.events.values() for e in rows)

@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 from playwright.async_api import Browser, Page, expect
 
-from central.store import AuditEntry
+from central.repos.audit import AuditEntry
 
 from .test_dashboard import Watched, api_get, login, open_page, view
 from .world import HALL, World, now_us, serving, utc_day
@@ -161,7 +161,7 @@ async def test_audit_and_rules_tables_and_their_csv(browser: Browser, world: Wor
     two_days_ago = utc_day(now - 2 * DAY_US)
     # a change two days ago whose text needs quoting in a CSV and would be a formula in a spreadsheet
     tricky = '=HYPERLINK("x"),a\r\nb'
-    entry_id = await world.store.add_audit(AuditEntry(time=now - 2 * DAY_US, actor="cli:root", action="hall.note",
+    entry_id = await world.store.audit.add_audit(AuditEntry(time=now - 2 * DAY_US, actor="cli:root", action="hall.note",
                                                       target=f"hall/{HALL}", before=None, after={"note": tricky}))
     async with serving(world):
         # an operator's max-bet limit: a rule (and its audit entry) today
@@ -202,7 +202,7 @@ async def test_audit_and_rules_tables_and_their_csv(browser: Browser, world: Wor
 async def test_a_csv_cell_that_would_be_a_formula_stays_text(browser: Browser, world: World) -> None:
     """RFC 4180 quoting keeps commas, quotes and line breaks in one field; a text cell starting with
     = + - @ gets a leading ' so a spreadsheet shows it instead of running it."""
-    await world.store.add_audit(AuditEntry(time=now_us(), actor="cli:root", action="=cmd|' /C calc'!A0",
+    await world.store.audit.add_audit(AuditEntry(time=now_us(), actor="cli:root", action="=cmd|' /C calc'!A0",
                                            target='hall/x,"y"\r\nz', before=None, after=None))
     async with serving(world):
         w = await open_page(browser, world)

@@ -26,8 +26,10 @@ from central.api import build_app
 from central.apikeys import create_api_key
 from central.catalog import CatalogGame, Placement, Provider
 from central.ingest import Ingestor
+from central.repos import Repositories
+from central.repos.commands import CommandRecord
 from central.service import IngestService, ServiceConfig
-from central.store import CommandRecord, SqliteStore
+from central.store import open_sqlite
 from mqttlink import MqttLink, Received
 from mqttlink.broker import free_port
 from protocols.sync import (
@@ -90,7 +92,7 @@ class Chain:
 
 @dataclass
 class World:
-    store: SqliteStore
+    store: Repositories
     chain: Chain
     ingestor: Ingestor
     central_key: Ed25519PrivateKey
@@ -119,11 +121,11 @@ class World:
 
 async def build_world(tmp_path: Path) -> World:
     """Seven machines, one per floor state and one idle that played on earlier days."""
-    store = await SqliteStore.open(tmp_path / "central.db")
+    store = await open_sqlite(tmp_path / "central.db")
     central_key = generate_private_key()
     hall_key = generate_private_key()
     chain = Chain(HALL, key=hall_key)
-    assert await store.add_hall(HALL, public_key_to_pem(hall_key.public_key()).decode(), now=now_us()) == "added"
+    assert await store.halls.add_hall(HALL, public_key_to_pem(hall_key.public_key()).decode(), now=now_us()) == "added"
     world = World(store, chain, Ingestor(store, central_key), central_key)
     now = now_us()
     hour, day = 3600 * US, 86400 * US
@@ -144,11 +146,11 @@ async def build_world(tmp_path: Path) -> World:
     world.states["egm-003"] = "tilt"
     # disabled: an operator's disable_machine, applied by the agent (its integration event and its result)
     world.play("egm-004", 100, 200, now - hour)
-    await store.add_command(CommandRecord(
+    await store.commands.add_command(CommandRecord(
         id="c-1", hall=HALL, device="egm-004", action="disable_machine", game=None, params={}, issued_at=now - 12 * US,
         expires_at=now + hour, status="sent", detail="", created_by=None, created_at=now - 12 * US,
         updated_at=now - 12 * US))
-    assert await store.update_command("c-1", "applied", "LP 01 acked", now - 9 * US)
+    assert await store.commands.update_command("c-1", "applied", "LP 01 acked", now - 9 * US)
     chain.add("egm-004", "integration", {"kind": "command", "id": "c-1", "action": "disable_machine",
                                          "status": "applied", "detail": "LP 01 acked", "device": "egm-004"},
               now - 10 * US)
@@ -170,14 +172,16 @@ async def build_world(tmp_path: Path) -> World:
     world.states["term-01"] = "disabled"
     await world.flush()
     # the catalog: one provider's game at number 1 of two machines (the others stay unassigned)
-    await store.put_provider(Provider(id="prov-a", name="Acme Games"))
-    await store.put_game(CatalogGame(id="g-fruits", provider="prov-a", name="Fruits", category="slot", rtp_bp=9612,
+    await store.catalog.put_provider(Provider(id="prov-a", name="Acme Games"))
+    await store.catalog.put_game(CatalogGame(id="g-fruits", provider="prov-a", name="Fruits", category="slot",
+                                             rtp_bp=9612,
                                      status="active", min_bet=10, max_bet=1000))
     for device in ("egm-001", "egm-006"):
-        await store.replace_placements(HALL, device, [Placement(HALL, device, 1, "g-fruits")])
-    assert await store.set_presence(HALL, online=True, session=1, at=now_us())
+        await store.catalog.replace_placements(HALL, device, [Placement(HALL, device, 1, "g-fruits")])
+    assert await store.halls.set_presence(HALL, online=True, session=1, at=now_us())
     for role in ROLES:
-        world.keys[role] = (await create_api_key(store, role, await key_scope(store, role, None), now=now_us()))[1]
+        world.keys[role] = (await create_api_key(store.halls, role, await key_scope(store, role, None),
+                                                 now=now_us()))[1]
     return world
 
 

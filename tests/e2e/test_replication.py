@@ -20,8 +20,9 @@ from agent.outbox import Outbox
 from agent.pipeline import EventDraft
 from agent.replicator import Replicator, ReplicatorConfig
 from central.ingest import Ingestor
+from central.repos import Repositories
 from central.service import IngestService, ServiceConfig
-from central.store import SqliteStore
+from central.store import open_sqlite
 from mqttlink import MqttLink, Received
 from protocols.sync import (
     MAX_SESSION_JUMP,
@@ -55,7 +56,7 @@ class Rig:
     central_key: Ed25519PrivateKey
     outbox: Outbox
     replicator: Replicator
-    store: SqliteStore
+    store: Repositories
     service: IngestService | None = None
 
     async def start_central(self) -> None:
@@ -77,7 +78,7 @@ class Rig:
         raise AssertionError(f"not all acked: {self.outbox.acked_through} of {self.outbox.last_seq}")
 
     async def central_totals(self) -> dict[str, Contribution]:
-        rows = await self.store.ggr("device")
+        rows = await self.store.reports.ggr("device")
         return {r.key: Contribution(bets=r.bets, wins=r.wins, rounds=r.rounds, cash_in=r.cash_in,
                                     cash_out=r.cash_out) for r in rows if (r.bets, r.wins, r.rounds, r.cash_in,
                                                                            r.cash_out) != (0, 0, 0, 0, 0)}
@@ -90,8 +91,8 @@ class Rig:
 async def rig(tmp_path: Path, mosquitto) -> AsyncIterator[Rig]:
     fake = FakeHall(HALL, seed=7, devices=5)
     central_key = generate_private_key()
-    store = await SqliteStore.open(tmp_path / "central.db")
-    await store.add_hall(HALL, fake.public_pem, now=1)
+    store = await open_sqlite(tmp_path / "central.db")
+    await store.halls.add_hall(HALL, fake.public_pem, now=1)
     outbox = Outbox(tmp_path / "outbox.db", HALL)
     await outbox.start()
     replicator = Replicator(outbox, HALL, fake.key, central_key.public_key(), mosquitto.url,
@@ -113,7 +114,7 @@ async def test_backlog_reaches_central_exactly_once(rig: Rig) -> None:
     await rig.replicator.start()
     await rig.all_acked()
     assert await rig.central_totals() == rig.truth()
-    hall = await rig.store.get_hall(HALL)
+    hall = await rig.store.halls.get_hall(HALL)
     assert hall is not None and hall.last_seq == rig.outbox.last_seq
     assert hall.online is True and hall.session == 1
     # live events after the backlog go out within the linger
@@ -148,7 +149,7 @@ async def test_broker_killed_and_central_stopped_while_the_hall_plays(rig: Rig) 
     await rig.all_acked()
     assert await rig.central_totals() == rig.truth()
     assert rig.replicator.link.stats.disconnects >= 1
-    hall = await rig.store.get_hall(HALL)
+    hall = await rig.store.halls.get_hall(HALL)
     assert hall is not None and hall.last_seq == rig.outbox.last_seq
 
 
@@ -198,7 +199,7 @@ async def test_resend_request_fills_a_gap(rig: Rig) -> None:
     assert rig.replicator.stats["resend_requests"] >= 1
     assert rig.replicator.stats["ack_timeouts"] == 0
     assert await rig.central_totals() == rig.truth()
-    kinds = {e.kind for e in await rig.store.integration_log()}
+    kinds = {e.kind for e in await rig.store.ingest.integration_log()}
     assert {"format_error", "resend"} <= kinds
 
 
@@ -207,13 +208,13 @@ async def test_status_goes_offline_on_stop(rig: Rig) -> None:
     await rig.replicator.start()
     assert await rig.replicator.link.wait_connected(10)
     for _ in range(100):
-        hall = await rig.store.get_hall(HALL)
+        hall = await rig.store.halls.get_hall(HALL)
         if hall is not None and hall.online:
             break
         await asyncio.sleep(0.05)
     await rig.replicator.stop()
     for _ in range(100):
-        hall = await rig.store.get_hall(HALL)
+        hall = await rig.store.halls.get_hall(HALL)
         if hall is not None and hall.online is False:
             break
         await asyncio.sleep(0.05)
@@ -222,7 +223,7 @@ async def test_status_goes_offline_on_stop(rig: Rig) -> None:
 
 async def _hall_when(rig: Rig, what: str, check) -> object:
     for _ in range(200):
-        hall = await rig.store.get_hall(HALL)
+        hall = await rig.store.halls.get_hall(HALL)
         if hall is not None and check(hall):
             return hall
         await asyncio.sleep(0.05)
@@ -253,7 +254,7 @@ async def test_forged_status_does_not_pin_the_hall_and_a_reconnect_still_flips_i
         jump = Status(v=VERSION, hall=HALL, online=False, session=2 + MAX_SESSION_JUMP, at=1)
         await attacker.publish(top, encode_status(jump, rig.fake.key), retain=True)  # even with the hall's key
         for _ in range(200):
-            refused = [e for e in await rig.store.integration_log(hall=HALL, kind="rejected")
+            refused = [e for e in await rig.store.ingest.integration_log(hall=HALL, kind="rejected")
                        if e.detail.startswith("status:")]
             if len(refused) == 3:
                 break
@@ -266,7 +267,7 @@ async def test_forged_status_does_not_pin_the_hall_and_a_reconnect_still_flips_i
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    hall = await rig.store.get_hall(HALL)
+    hall = await rig.store.halls.get_hall(HALL)
     assert hall is not None and hall.online is True and hall.session == 1
     await rig.replicator.stop()
     await _hall_when(rig, "offline", lambda h: h.online is False and h.session == 1)
@@ -281,7 +282,7 @@ async def test_hostile_messages_through_the_broker_change_nothing_and_are_logged
     await rig.outbox.append(drafts_of(rig.fake, 400))
     await rig.replicator.start()
     await rig.all_acked()
-    stored = await rig.store.events(hall=HALL, limit=50)
+    stored = await rig.store.ingest.events(hall=HALL, limit=50)
     assert len(stored) == 50
     # the first 50 events, signed by the hall again: a replay of a range central already holds
     chain = [decode_event(json.dumps({k: v for k, v in e.items() if k != "central_time"}).encode()) for e in stored]
@@ -292,7 +293,7 @@ async def test_hostile_messages_through_the_broker_change_nothing_and_are_logged
             event["data"]["amount"] += 1
             break
     other = FakeHall("hall-other", seed=3)
-    await rig.store.add_hall("hall-other", other.public_pem, now=1)
+    await rig.store.halls.add_hall("hall-other", other.public_pem, now=1)
     sender = rig.replicator.link
     await sender.publish(topic(HALL, "batches"), replay)
     await sender.publish(topic(HALL, "batches"), json.dumps(altered).encode())
@@ -301,11 +302,11 @@ async def test_hostile_messages_through_the_broker_change_nothing_and_are_logged
     await rig.outbox.append(drafts_of(rig.fake, 100))  # the honest hall goes on
     await rig.all_acked(20)
     for _ in range(100):
-        kinds = [e.kind for e in await rig.store.integration_log(limit=100)]
+        kinds = [e.kind for e in await rig.store.ingest.integration_log(limit=100)]
         if kinds.count("rejected") >= 2 and "format_error" in kinds and "duplicate" in kinds:
             break
         await asyncio.sleep(0.05)
     assert "duplicate" in kinds and kinds.count("rejected") >= 2 and "format_error" in kinds, kinds
     assert await rig.central_totals() == rig.truth()
-    other_hall = await rig.store.get_hall("hall-other")
+    other_hall = await rig.store.halls.get_hall("hall-other")
     assert other_hall is not None and other_hall.last_seq == 0

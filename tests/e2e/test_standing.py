@@ -15,9 +15,10 @@ from agent.outbox import Outbox
 from agent.replicator import Replicator, ReplicatorConfig
 from agent.standing import StandingStore
 from central.ingest import Ingestor
+from central.repos import Repositories
 from central.service import IngestService, ServiceConfig
 from central.standing import StandingPublisher, document
-from central.store import SqliteStore
+from central.store import open_sqlite
 from mqttlink import MqttLink
 from protocols.sync import generate_private_key, topic
 from protocols.sync.gamingday import DayRule
@@ -36,7 +37,7 @@ class Rig:
     broker: object
     fake: FakeHall
     central_key: Ed25519PrivateKey
-    store: SqliteStore
+    store: Repositories
     service: IngestService
     publisher: StandingPublisher
     applied: list[StandingData] = field(default_factory=list)
@@ -74,8 +75,8 @@ async def until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> 
 async def rig(tmp_path: Path, mosquitto) -> AsyncIterator[Rig]:
     fake = FakeHall(HALL, seed=3, devices=2)
     central_key = generate_private_key()
-    store = await SqliteStore.open(tmp_path / "central.db")
-    await store.add_hall(HALL, fake.public_pem, now=1)
+    store = await open_sqlite(tmp_path / "central.db")
+    await store.halls.add_hall(HALL, fake.public_pem, now=1)
     service = IngestService(store, Ingestor(store, central_key), mosquitto.url, ServiceConfig(client_id="central-sd"))
     publisher = StandingPublisher(store, central_key, service.publish_retained, interval=0.2)
     service.on_online = publisher.wake
@@ -97,7 +98,7 @@ async def test_settings_reach_the_agent_and_survive_its_restart(rig: Rig) -> Non
     standing = await rig.start_agent()
     await until(lambda: standing.current is not None, "the hall's document on connect")
     assert standing.current is not None and standing.current.version == 0
-    await rig.store.set_day_rule(HALL, KYIV, now=2)
+    await rig.store.halls.set_day_rule(HALL, KYIV, now=2)
     assert await rig.publisher.publish(HALL)     # what PUT /halls/{hall}/settings does after the change
     await until(lambda: standing.current is not None and standing.current.version == 1, "version 1 applied")
     assert standing.current.day_rule == KYIV and rig.applied[-1].day_rule == KYIV
@@ -111,10 +112,10 @@ async def test_settings_reach_the_agent_and_survive_its_restart(rig: Rig) -> Non
 
 
 async def test_an_older_replayed_or_forged_document_is_refused(rig: Rig) -> None:
-    old_record = await rig.store.get_hall(HALL)
+    old_record = await rig.store.halls.get_hall(HALL)
     assert old_record is not None
     old = encode_standing(document(old_record, 5), rig.central_key)   # version 0, validly signed
-    await rig.store.set_day_rule(HALL, KYIV, now=2)
+    await rig.store.halls.set_day_rule(HALL, KYIV, now=2)
     standing = await rig.start_agent()
     await until(lambda: standing.current is not None and standing.current.version == 1, "version 1")
     async def ignore(_: object) -> None:
@@ -140,7 +141,7 @@ async def test_a_change_made_while_the_agent_was_offline_arrives_when_it_connect
     standing = await rig.start_agent()
     await until(lambda: standing.current is not None, "first document")
     await rig.stop_agent()
-    await rig.store.set_day_rule(HALL, KYIV, now=3)   # e.g. `hall-central halls set` from another process
+    await rig.store.halls.set_day_rule(HALL, KYIV, now=3)   # e.g. `hall-central halls set` from another process
     await until(lambda: rig.publisher.published.get(HALL) == 1, "the periodic check published it")
     standing = await rig.start_agent()
     await until(lambda: standing.current is not None and standing.current.version == 1, "version 1 on connect")

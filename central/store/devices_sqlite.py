@@ -1,6 +1,6 @@
 """The floor view's part of the SQLite store: what :func:`central.floor.derive` needs of one hall.
 
-A mixin of :class:`central.store.sqlite.SqliteStore` (which provides ``_reader``). Every read is
+A repository over the :class:`~central.store.sqlite_db.SqliteDatabase`. Every read is
 bounded: the condition events after the monitor's cursor (a range of the primary key, at most
 ``max_events`` seqs), each device's newest game event (``devices.last_play_seq``, kept by ingest: one
 primary-key lookup per device), and the applied enable/disable commands of
@@ -10,21 +10,43 @@ the hall (``commands_by_hall``). Only SQL PostgreSQL also accepts; event data is
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
-from central.floor import CONDITION_TYPES
+from central.eventtypes import CONDITION_TYPES
+from central.repos.devices import DeviceEventRow, DeviceRecord, FloorReads
 
-from .base import DeviceEventRow, FloorReads
+from .sqlhelpers import hall_scope as _scope
+from .sqlhelpers import where_clause as _where
+from .sqlite_db import SqliteDatabase
 
 _DECODER = msgspec.json.Decoder()
 _CONDITIONS = ", ".join(f"'{t}'" for t in CONDITION_TYPES)
 _SWITCHES = {"disable_machine": False, "enable_machine": True, "disable_game": False, "enable_game": True}
 
 
-class FloorSqliteMixin:
-    _reader: Any
+class SqliteDevices:
+    """:class:`~central.repos.devices.DeviceRepository` on a :class:`SqliteDatabase`."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+
+    async def devices(self, *, hall: str | None = None, halls: Sequence[str] | None = None) -> list[DeviceRecord]:
+        where: list[str] = []
+        params: list[Any] = []
+        if not _scope(where, params, hall, halls):
+            return []
+        sql = ("SELECT id, hall, kind, online, enabled, first_seen, last_seen, last_seq FROM devices"
+               f"{_where(where)} ORDER BY hall, id")
+
+        def body(con: sqlite3.Connection) -> list[DeviceRecord]:
+            return [DeviceRecord(id=r[0], hall=r[1], kind=r[2], online=None if r[3] is None else bool(r[3]),
+                                 enabled=bool(r[4]), first_seen=r[5], last_seen=r[6], last_seq=r[7])
+                    for r in con.execute(sql, params)]
+
+        return await self._db.reader.run(body)
 
     async def floor_reads(self, hall: str, *, after_seq: int, max_events: int) -> FloorReads:
         def body(con: sqlite3.Connection) -> FloorReads:
@@ -56,4 +78,4 @@ class FloorSqliteMixin:
             return FloorReads(events=events, last_play=last_play, switches=switches, from_seq=from_seq,
                               newest_seq=newest, switched_at=switched_at)
 
-        return await self._reader.run(body)
+        return await self._db.reader.run(body)

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from central.floor import PLAY_TYPES
+from central.eventtypes import PLAY_TYPES
 from protocols.sync import Event
 from protocols.sync.gamingday import UTC_MIDNIGHT, DayIndex, DayRule
 from protocols.sync.money import ZERO, Contribution, contribution

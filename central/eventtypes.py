@@ -1,0 +1,11 @@
+"""Event types the store and the pure rules (rollups, the floor, the monitor) share, in a module that
+imports nothing of central, so that neither side imports the other for them."""
+
+from __future__ import annotations
+
+from typing import Final
+
+PLAY_TYPES: Final = ("game.bet", "game.win", "game.loss", "game.ended")
+"""A machine's game events (play)."""
+CONDITION_TYPES: Final = ("device.door", "game.error", "device.status", "handpay", "service", "integration")
+"""Event types that can change a machine's state other than play (what the store reads per device)."""

@@ -1,0 +1,216 @@
+"""Ingest on SQLite (:class:`central.repos.ingest.IngestRepository`): every batch and integration-log row
+rides the database's group commit (:mod:`central.store.group_commit`)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from central.repos.errors import StoreError
+from central.repos.ingest import IngestResult, LogEntry, SignedHeader
+from central.staging import EVENT_COLUMNS, WIDTH, StagedEvents, stage_events
+from protocols.sync import Event
+from protocols.sync.gamingday import day_rule
+
+from .export_sqlite import insert_signed_header
+from .rollup_tables import INSERT_MARKS as _INSERT_MARKS
+from .rollup_tables import insert_day_tables as _insert_day_tables
+from .rollup_tables import insert_rollups as _insert_rollups
+from .rollup_tables import marks as _marks
+from .schema import DEVICE_MONEY_COLUMNS
+from .sqlhelpers import INSERT_LOG as _INSERT_LOG
+from .sqlhelpers import hall_scope as _scope
+from .sqlhelpers import insert_rows
+from .sqlhelpers import where_clause as _where
+from .sqlite_db import SqliteDatabase
+
+_MAX_EVENTS_LIMIT = 10_000
+
+
+_DATA_DECODER = msgspec.json.Decoder()
+
+
+_INSERT_EVENTS = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)})"
+
+
+_INSERT_DEVICES = (f"INSERT INTO devices (hall, id, kind, online, enabled, first_seen, last_seen, last_seq,"
+                   f" last_play_seq, {', '.join(DEVICE_MONEY_COLUMNS)})")
+
+
+_DEVICES_CONFLICT = (  # {enabled}: excluded.enabled when the batch said, else the stored value
+    " ON CONFLICT (hall, id) DO UPDATE SET"
+    " kind = CASE WHEN devices.kind = 'unknown' THEN excluded.kind ELSE devices.kind END,"
+    " online = COALESCE(excluded.online, devices.online),"
+    " enabled = {enabled},"
+    " first_seen = CASE WHEN excluded.first_seen < devices.first_seen THEN excluded.first_seen"
+    " ELSE devices.first_seen END,"
+    " last_seen = CASE WHEN excluded.last_seen > devices.last_seen THEN excluded.last_seen ELSE devices.last_seen END,"
+    " last_seq = CASE WHEN excluded.last_seq > devices.last_seq THEN excluded.last_seq ELSE devices.last_seq END,"
+    " last_play_seq = CASE WHEN devices.last_play_seq IS NULL OR excluded.last_play_seq > devices.last_play_seq"
+    " THEN COALESCE(excluded.last_play_seq, devices.last_play_seq) ELSE devices.last_play_seq END, "
+    + ", ".join(f"{c} = COALESCE(devices.{c}, 0) + excluded.{c}" for c in DEVICE_MONEY_COLUMNS)
+)
+
+
+_DEVICE_WIDTH = 14
+
+
+_INSERT_SPANS = "INSERT INTO device_spans (hall, device, first_seq, last_seq)"
+
+
+_SPANS_CONFLICT = (" ON CONFLICT (hall, device, first_seq) DO UPDATE SET last_seq ="
+                   " MAX(device_spans.last_seq, excluded.last_seq)")
+
+
+class SqliteIngest:
+    """:class:`~central.repos.ingest.IngestRepository` on a :class:`SqliteDatabase`."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+
+    async def ingest_events(self, hall: str, events: Sequence[Event], *, central_time: int,
+                            signed: SignedHeader | None = None) -> IngestResult:
+        if not events:
+            raise ValueError("ingest_events needs at least one event")
+        return await self.ingest_staged(stage_events(hall, events, central_time), signed=signed)
+
+    async def ingest_staged(self, staged: StagedEvents, *, signed: SignedHeader | None = None) -> IngestResult:
+        # In the next group commit, in its own savepoint: a conflicting or failing batch spoils only itself.
+        return await self._db.group_commit.submit(lambda con: self._ingest(con, staged, signed), events=staged.count)
+
+    def _ingest(self, con: sqlite3.Connection, staged: StagedEvents, signed: SignedHeader | None) -> IngestResult:
+        hall = staged.hall
+        row = con.execute("SELECT last_seq, last_hash, timezone, gaming_day_start FROM halls WHERE id = ?",
+                          (hall,)).fetchone()
+        if row is None:
+            raise StoreError(f"hall {hall!r} is not registered")
+        last_seq, last_hash = row[0], row[1]
+        staged = staged.under(day_rule(row[2], row[3]))   # the hall's day, also if it changed since staging
+        first, last = staged.first_seq, staged.last_seq
+        if first > last_seq + 1:
+            return IngestResult("gap", last_seq, last_hash)
+        if last <= last_seq:
+            if last == last_seq:
+                stored_hash = last_hash
+            else:
+                found = con.execute("SELECT hash FROM events WHERE hall = ? AND seq = ?", (hall, last)).fetchone()
+                stored_hash = None if found is None else found[0]
+            # The chain binds every earlier event to this hash, so one comparison covers the batch.
+            if stored_hash == staged.hash_at(-1):
+                return IngestResult("duplicate", last_seq, last_hash, skipped=staged.count)
+            return IngestResult("conflict", last_seq, last_hash, conflict_seq=last)
+        if first <= last_seq:
+            index = last_seq - first
+            if staged.hash_at(index) != last_hash:
+                return IngestResult("conflict", last_seq, last_hash, conflict_seq=last_seq)
+            new = staged.tail(index + 1)
+        else:
+            if staged.first_prev_hash != last_hash:
+                return IngestResult("conflict", last_seq, last_hash, conflict_seq=first)
+            new = staged
+        insert_rows(con, _INSERT_EVENTS, WIDTH, new.rows)
+        fx = new.effects
+        _insert_rollups(con, fx.rollups)
+        _insert_day_tables(con, hall, fx)
+        insert_rows(con, _INSERT_MARKS, 8, _marks(con, hall, fx.devices))   # before the devices' totals move
+        stated: list[Any] = []    # devices whose batch says whether they are enabled
+        unstated: list[Any] = []
+        for device, u in fx.devices.items():
+            (unstated if u.enabled is None else stated).extend((
+                hall, device, u.kind or "unknown", None if u.online is None else int(u.online),
+                1 if u.enabled is None else int(u.enabled), u.first_seen, u.last_seen, u.last_seq,
+                u.last_play_seq, *u.money))
+        insert_rows(con, _INSERT_DEVICES, _DEVICE_WIDTH, unstated,
+                    _DEVICES_CONFLICT.format(enabled="devices.enabled"))
+        insert_rows(con, _INSERT_DEVICES, _DEVICE_WIDTH, stated, _DEVICES_CONFLICT.format(enabled="excluded.enabled"))
+        spans: list[Any] = []
+        for device in sorted(fx.devices):
+            u = fx.devices[device]
+            spans.extend((hall, device, u.first_seq, u.last_seq))
+        insert_rows(con, _INSERT_SPANS, 4, spans, _SPANS_CONFLICT)
+        new_hash = new.hash_at(-1)
+        con.execute("UPDATE halls SET last_seq = ?, last_hash = ? WHERE id = ?", (last, new_hash, hall))
+        if signed is not None:  # export (issue 04): the hall's signature over this chain end
+            insert_signed_header(con, hall, last, signed, staged.central_time)
+        return IngestResult("stored", last, new_hash, stored=new.count, skipped=staged.count - new.count,
+                            money_errors=tuple(fx.money_errors), missed=new.missed)
+
+    async def log(self, entries: Sequence[LogEntry]) -> None:
+        if not entries:
+            return
+        rows = [(e.time, e.hall, e.device, e.kind, e.detail) for e in entries]
+        # Duplicates, gaps and refusals log on ingest's path: they ride the next group commit instead of
+        # paying a commit (an fsync) of their own between two groups.
+        await self._db.group_commit.submit(lambda con: con.executemany(_INSERT_LOG, rows), events=len(rows))
+
+    async def events(self, *, hall: str | None = None, device: str | None = None, type: str | None = None,
+                     time_from: int | None = None, time_to: int | None = None, after_seq: int | None = None,
+                     limit: int = 100, halls: Sequence[str] | None = None,
+                     after_hall: str | None = None) -> list[dict[str, Any]]:
+        where: list[str] = []
+        params: list[Any] = []
+        if not _scope(where, params, hall, halls):
+            return []
+        across = hall is None and after_hall is not None   # network paging: after (after_hall, after_seq)
+        for clause, value in (("device = ?", device), ("type = ?", type), ("agent_time >= ?", time_from),
+                              ("agent_time < ?", time_to), ("seq > ?", None if across else after_seq)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        if across:
+            where.append("(hall > ? OR (hall = ? AND seq > ?))")
+            params.extend((after_hall, after_hall, after_seq or 0))
+        limit = max(1, min(limit, _MAX_EVENTS_LIMIT))
+        columns = "hall, seq, id, device, type, agent_time, device_time, central_time, prev_hash, hash, data"
+
+        def row(r: tuple[Any, ...]) -> dict[str, Any]:
+            return {"v": 1, "hall": r[0], "seq": r[1], "id": r[2], "device": r[3], "type": r[4], "agent_time": r[5],
+                    "device_time": r[6], "central_time": r[7], "prev_hash": r[8], "hash": r[9],
+                    "data": _DATA_DECODER.decode(r[10])}
+
+        def body(con: sqlite3.Connection) -> list[dict[str, Any]]:
+            if device is not None and hall is not None:
+                return by_spans(con)
+            sql = f"SELECT {columns} FROM events{_where(where)} ORDER BY hall, seq LIMIT ?"
+            return [row(r) for r in con.execute(sql, [*params, limit])]
+
+        def by_spans(con: sqlite3.Connection) -> list[dict[str, Any]]:
+            # No per-event device index (schema 5): the device's spans (one per batch, schema 6) say
+            # which seq ranges of the hall hold its events, so only those are read.
+            out: list[dict[str, Any]] = []
+            start = after_seq or 0
+            sql = f"SELECT {columns} FROM events{_where([*where, 'seq >= ?', 'seq <= ?'])} ORDER BY seq LIMIT ?"
+            spans = con.execute("SELECT first_seq, last_seq FROM device_spans WHERE hall = ? AND device = ?"
+                                " AND last_seq > ? ORDER BY first_seq", (hall, device, start))
+            for first, last in spans:
+                out.extend(row(r) for r in con.execute(sql, [*params, max(first, start + 1), last,
+                                                             limit - len(out)]))
+                if len(out) >= limit:
+                    break
+            return out
+
+        return await self._db.reader.run(body)
+
+    async def integration_log(self, *, hall: str | None = None, kind: str | None = None, limit: int = 100,
+                              halls: Sequence[str] | None = None, device: str | None = None,
+                              time_from: int | None = None, time_to: int | None = None) -> list[LogEntry]:
+        where: list[str] = []
+        params: list[Any] = []
+        if not _scope(where, params, hall, halls):
+            return []
+        for column, op, value in (("kind", "=", kind), ("device", "=", device), ("time", ">=", time_from),
+                                  ("time", "<", time_to)):
+            if value is not None:
+                where.append(f"{column} {op} ?")
+                params.append(value)
+        params.append(max(1, min(limit, _MAX_EVENTS_LIMIT)))
+        sql = f"SELECT time, hall, device, kind, detail FROM integration_log{_where(where)} ORDER BY id DESC LIMIT ?"
+
+        def body(con: sqlite3.Connection) -> list[LogEntry]:
+            return [LogEntry(kind=r[3], detail=r[4], time=r[0], hall=r[1], device=r[2])
+                    for r in con.execute(sql, params)]
+
+        return await self._db.reader.run(body)
