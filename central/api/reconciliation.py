@@ -1,16 +1,18 @@
 """``GET /reports/reconciliation``: meters versus events per machine and gaming day, over HTTP.
 
-The judging is :mod:`central.reconcile` (pure); this module reads what it needs per device — the
-snapshots framing the period, the device's ``integration`` events (``missed`` records, meter resets,
-anomalies) and the events' money per window — and lists one row per (hall, device, gaming day) on
-which the device had money in the rollups or a meter snapshot. It is money, so it has the GGR
-report's roles.
+The judging is :mod:`central.reconcile` (pure); this module reads what it needs for the devices of
+each hall in a page at once — the snapshots framing the period, the devices' ``integration`` events
+(``missed`` records, meter resets, anomalies) and the events' money per window — and lists one row
+per (hall, device, gaming day) on which the device had money in the rollups or a meter snapshot. It
+is money, so it has the GGR report's roles.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aiohttp import web
@@ -32,39 +34,78 @@ MAX_PAGE: Final = 5000
 _DAY_US: Final = 86_400_000_000
 
 
-async def device_rows(store: Store, hall: str, device: str, days: list[dt.date],
-                      day_money: dict[dt.date, Contribution], rule: DayRule = UTC_MIDNIGHT) -> list[rc.ReconRow]:
-    """Reconcile one device over ``days`` (sorted, its hall's gaming days by ``rule``); ``day_money`` is
-    its rollup money per day (shown as unreconciled when there are no meters to compare with)."""
-    start, _ = rc.day_bounds(days[0] - dt.timedelta(days=1), rule)   # a day each side: see rc.widen
-    _, end = rc.day_bounds(days[-1] + dt.timedelta(days=1), rule)
-    snapshots = [s for s in (rc.snapshot_from_event(r.seq, r.agent_time, r.data)
-                             for r in await store.meter_snapshots(hall, device, time_from=start, time_to=end))
-                 if s is not None]
-    integration: list[DeviceEventRow] = []
-    if snapshots:
-        # the agent's records about a snapshot follow it within its settle time: a snapshot a day past
-        # the period bounds them (an old period's report does not read the device's later history)
-        through = await store.snapshot_after(hall, device, end + _DAY_US)
-        integration = await store.device_integration_events(hall, device, after_seq=snapshots[0].seq,
-                                                            through_seq=through)
-    missed = [m for m in (rc.missed_from_event(r.seq, r.data) for r in integration) if m is not None]
-    resets = rc.reset_snapshots(snapshots, [r.seq for r in integration if r.data.get("kind") == "meters_reset"])
-    anomalies = [r.seq for r in integration if r.data.get("kind") == "anomaly"]
-    out = []
-    for day in days:
-        plan = rc.plan_day(hall, device, day, snapshots, resets=resets, rule=rule)
+@dataclass(slots=True)
+class _Device:
+    """What one device of a hall's page reads: its days and their rollup money, snapshots, integration events."""
+
+    days: list[dt.date]
+    day_money: Mapping[dt.date, Contribution]
+    snapshots: list[rc.Snapshot]
+    integration: list[DeviceEventRow] = field(default_factory=list)
+
+    def judged(self) -> tuple[set[int], list[rc.MissedRecord], list[int]]:
+        """Its reset snapshots, ``missed`` records and anomaly seqs (from its integration events)."""
+        resets = rc.reset_snapshots(self.snapshots, [r.seq for r in self.integration
+                                                     if r.data.get("kind") == "meters_reset"])
+        missed = [m for m in (rc.missed_from_event(r.seq, r.data) for r in self.integration) if m is not None]
+        return resets, missed, [r.seq for r in self.integration if r.data.get("kind") == "anomaly"]
+
+
+async def hall_rows(store: Store, hall: str, cells: Mapping[str, Mapping[dt.date, Contribution]],
+                    rule: DayRule = UTC_MIDNIGHT) -> dict[str, list[rc.ReconRow]]:
+    """Reconcile the devices of one hall: ``cells`` is device → its rollup money per gaming day of the
+    page (by ``rule``; shown as unreconciled when there are no meters to compare with). The store is
+    read a few times per hall and distinct period, not per device (issue 13): the snapshots, the
+    snapshot a day past the period, the integration events, then the money of every window at once."""
+    windows: dict[tuple[int, int], list[str]] = defaultdict(list)
+    for device, money in cells.items():
+        days = sorted(money)
+        start, _ = rc.day_bounds(days[0] - dt.timedelta(days=1), rule)   # a day each side: see rc.widen
+        _, end = rc.day_bounds(days[-1] + dt.timedelta(days=1), rule)
+        windows[(start, end)].append(device)
+    state: dict[str, _Device] = {}
+    for (start, end), devices in windows.items():
+        read = await store.meter_snapshots_of(hall, devices, time_from=start, time_to=end)
+        for device in devices:
+            snapshots = [s for s in (rc.snapshot_from_event(r.seq, r.agent_time, r.data) for r in read.get(device, ()))
+                         if s is not None]
+            state[device] = _Device(sorted(cells[device]), cells[device], snapshots)
+        metered = [d for d in devices if state[d].snapshots]
+        if metered:
+            # the agent's records about a snapshot follow it within its settle time: a snapshot a day past
+            # the period bounds them (an old period's report does not read the device's later history)
+            through = await store.snapshots_after(hall, metered, end + _DAY_US)
+            found = await store.integration_events_of(
+                hall, {d: (state[d].snapshots[0].seq, through.get(d)) for d in metered})
+            for device, rows in found.items():
+                state[device].integration = rows
+    judged = {device: dev.judged() for device, dev in state.items()}
+    plans: list[tuple[str, rc.DayPlan]] = []
+    wanted: list[tuple[str, list[tuple[int, int]]]] = []
+    for device, dev in state.items():
+        resets = judged[device][0]
+        for day in dev.days:
+            plan = rc.plan_day(hall, device, day, dev.snapshots, resets=resets, rule=rule)
+            plans.append((device, plan))
+            if plan.segments:
+                wanted.append((device, plan.counted))
+                if plan.excluded:
+                    wanted.append((device, plan.excluded))
+    money = iter(await store.devices_money(hall, wanted) if wanted else ())
+    out: dict[str, list[rc.ReconRow]] = {device: [] for device in state}
+    for device, plan in plans:
+        dev = state[device]
         if not plan.segments:
-            out.append(rc.judge(plan, ZERO, ZERO, unreconciled=day_money.get(day, ZERO)))
+            out[device].append(rc.judge(plan, ZERO, ZERO, unreconciled=dev.day_money.get(plan.day, ZERO)))
             continue
-        events = rc.window_events(plan, await store.device_money(hall, device, plan.counted))
-        unreconciled = await store.device_money(hall, device, plan.excluded) if plan.excluded else ZERO
-        flagged = rc.judged_in(plan, snapshots, anomalies)
+        events = rc.window_events(plan, next(money))
+        unreconciled = next(money) if plan.excluded else ZERO
+        resets, missed, anomalies = judged[device]
         row = rc.judge(plan, events, rc.attribute_missed(plan, missed), unreconciled=unreconciled,
-                       anomalies=flagged)
-        if "unexplained" in row.reasons and await _timing_explains(store, plan, snapshots, resets, missed):
+                       anomalies=rc.judged_in(plan, dev.snapshots, anomalies))
+        if "unexplained" in row.reasons and await _timing_explains(store, plan, dev.snapshots, resets, missed):
             row = rc.as_boundary_timing(row)
-        out.append(row)
+        out[device].append(row)
     return out
 
 
@@ -119,14 +160,14 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
         after = _cursor(p.text(q, "after"))
         cells = await store.device_days(day_from=day_from, day_to=day_to, hall=hall, halls=halls, device=device,
                                         after=after, limit=limit)
-        per_device: dict[tuple[str, str], dict[dt.date, Contribution]] = defaultdict(dict)
+        per_hall: dict[str, dict[str, dict[dt.date, Contribution]]] = defaultdict(dict)
         for (cell_hall, cell_device, day), money in cells.items():
-            per_device[(cell_hall, cell_device)][dt.date.fromisoformat(day)] = money
+            per_hall[cell_hall].setdefault(cell_device, {})[dt.date.fromisoformat(day)] = money
         rows: list[dict[str, Any]] = []
-        for (row_hall, row_device), money in sorted(per_device.items()):
-            for row in await device_rows(store, row_hall, row_device, sorted(money), money,
-                                         rules.get(row_hall, UTC_MIDNIGHT)):
-                rows.append(row.as_dict())
+        for row_hall, devices in sorted(per_hall.items()):
+            reconciled = await hall_rows(store, row_hall, devices, rules.get(row_hall, UTC_MIDNIGHT))
+            for row_device in sorted(devices):
+                rows.extend(row.as_dict() for row in reconciled[row_device])
         last = next(reversed(cells)) if cells else None
         return json_response({"currency": ctx.currency, "from": day_from.isoformat(), "to": day_to.isoformat(),
                               "days": hall_days.days_body(rules), "rows": rows,

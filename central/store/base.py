@@ -12,7 +12,7 @@ threads it owns (see :mod:`central.store.sqlite`).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
@@ -751,6 +751,28 @@ class Store(Protocol):
     async def device_money(self, hall: str, device: str, ranges: Sequence[tuple[int, int]]) -> Contribution:
         """The money of the device's events with seq in any ``(after, through]`` of ``ranges``, by
         :func:`central.reconcile.event_money` (the shared rule, ``missed`` records left out)."""
+        ...
+
+    # the same reads for many devices of one hall at once: a report page costs a few reads per hall,
+    # not a few per device (issue 13)
+    async def meter_snapshots_of(self, hall: str, devices: Sequence[str], *, time_from: int,
+                                 time_to: int) -> dict[str, list[DeviceEventRow]]:
+        """:meth:`meter_snapshots` of each of the hall's ``devices`` (a device with none is absent)."""
+        ...
+
+    async def snapshots_after(self, hall: str, devices: Sequence[str], time: int) -> dict[str, int]:
+        """:meth:`snapshot_after` of each of ``devices`` (a device with none is absent)."""
+        ...
+
+    async def integration_events_of(self, hall: str,
+                                    ranges: Mapping[str, tuple[int, int | None]]) -> dict[str, list[DeviceEventRow]]:
+        """:meth:`device_integration_events` of each device in ``ranges`` (device → ``(after_seq,
+        through_seq)``); a device with none is absent."""
+        ...
+
+    async def devices_money(self, hall: str,
+                            wanted: Sequence[tuple[str, Sequence[tuple[int, int]]]]) -> list[Contribution]:
+        """:meth:`device_money` of each ``(device, ranges)`` of ``wanted``, in order."""
         ...
 
     async def device_days(self, *, day_from: dt.date, day_to: dt.date, hall: str | None = None,

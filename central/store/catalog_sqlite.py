@@ -19,8 +19,8 @@ import msgspec
 from central.catalog import CatalogGame, Placement, Provider, RuleRecord
 
 from .base import CatalogConflict, RollupCell
+from .sqlhelpers import ROLLUP_MONEY, rollup_source
 from .sqlhelpers import hall_scope as _hall_filter
-from .sqlhelpers import rollup_source
 from .sqlhelpers import transaction as _tx
 from .sqlhelpers import where_clause as _where
 
@@ -190,6 +190,8 @@ class CatalogSqliteMixin:
     # reads for the catalog's reports ---------------------------------------------------------------
     async def rollup_cells(self, *, day_from: dt.date | None = None, day_to: dt.date | None = None,
                            hall: str | None = None, halls: Sequence[str] | None = None) -> list[RollupCell]:
+        if day_from is not None and day_from == day_to:
+            return await self._day_cells(day_from, hall, halls)
         source = rollup_source(hall, halls, day_from, day_to)   # whole months from rollups_monthly
         if source is None:
             return []
@@ -202,6 +204,25 @@ class CatalogSqliteMixin:
                 return [RollupCell(*r) for r in rows]
             present = set(con.execute(*source.zero_keys).fetchall())
             return [RollupCell(*r) for r in rows if any(r[3:]) or r[:3] in present]
+
+        return await self._reader.run(body)
+
+    async def _day_cells(self, day: dt.date, hall: str | None, halls: Sequence[str] | None) -> list[RollupCell]:
+        """One gaming day's cells: there (hall, device, game) is the rollups' key, so they are its rows,
+        read without the GROUP BY whose temporary B-tree was half the cost (EXPLAIN QUERY PLAN; 5 against
+        11 ms for 2,140 cells in bench/reports.py) and put in key order here."""
+        where: list[str] = []
+        params: list[Any] = []
+        if not _hall_filter(where, params, hall, halls):
+            return []
+        where.append("day = ?")
+        params.append(day.isoformat())
+        sql = f"SELECT hall, device, game, {ROLLUP_MONEY} FROM rollups{_where(where)}"
+
+        def body(con: sqlite3.Connection) -> list[RollupCell]:
+            rows = con.execute(sql, params).fetchall()
+            rows.sort()   # by (hall, device, game): unique on one day
+            return [RollupCell(*r) for r in rows]
 
         return await self._reader.run(body)
 

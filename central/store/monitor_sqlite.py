@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -96,6 +96,33 @@ def _alert(r: tuple[Any, ...]) -> AlertRecord:
 
 def _row(r: tuple[Any, ...]) -> DeviceEventRow:
     return DeviceEventRow(seq=r[0], agent_time=r[1], type=r[2], data=_DECODER.decode(r[3]))
+
+
+_CHUNK = 400
+"""Devices (or device and seq pairs) per statement of the many-device reads: at most 3 parameters each,
+well inside SQLite's 32,766 (and PostgreSQL's 65,535) bound parameters."""
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _range_money(con: sqlite3.Connection, hall: str, device: str, after: int, through: int,
+                 start: Contribution | None, end: Contribution | None) -> Contribution:
+    """The device's events money with seq in (after, through]: the difference of its marks when both
+    ends are meter snapshots with one (schema 5), else the range's events read and summed."""
+    if start is not None and end is not None:
+        return Contribution(end.bets - start.bets, end.wins - start.wins, end.rounds - start.rounds,
+                            end.cash_in - start.cash_in, end.cash_out - start.cash_out)
+    total = ZERO
+    # streamed row by row, the hall's events in the range (no device index)
+    for kind, data in con.execute("SELECT type, data FROM events WHERE hall = ? AND seq > ?"
+                                  " AND seq <= ? AND device = ?", (hall, after, through, device)):
+        money = event_money(kind, _DECODER.decode(data))
+        if money is not ZERO:
+            total = total + money
+    return total
 
 
 class MonitorSqliteMixin:
@@ -283,19 +310,87 @@ class MonitorSqliteMixin:
                 marks = {r[0]: Contribution(*r[1:]) for r in con.execute(
                     "SELECT seq, bets, wins, rounds, cash_in, cash_out FROM device_marks"
                     " WHERE hall = ? AND device = ? AND seq IN (?, ?)", (hall, device, after, through))}
-                if after in marks and through in marks:   # both ends are meter snapshots (schema 5)
-                    start, end = marks[after], marks[through]
-                    total = total + Contribution(end.bets - start.bets, end.wins - start.wins,
-                                                 end.rounds - start.rounds, end.cash_in - start.cash_in,
-                                                 end.cash_out - start.cash_out)
-                    continue
-                # Otherwise read the range: streamed row by row, the hall's events in it (no device index)
-                for kind, data in con.execute("SELECT type, data FROM events WHERE hall = ? AND seq > ?"
-                                              " AND seq <= ? AND device = ?", (hall, after, through, device)):
-                    money = event_money(kind, _DECODER.decode(data))
-                    if money is not ZERO:
-                        total = total + money
+                total = total + _range_money(con, hall, device, after, through, marks.get(after), marks.get(through))
             return total
+
+        return await self._reader.run(body)
+
+    # ---- the same reads for many devices of a hall: one statement per kind (and per chunk of devices) --
+    async def meter_snapshots_of(self, hall: str, devices: Sequence[str], *, time_from: int,
+                                 time_to: int) -> dict[str, list[DeviceEventRow]]:
+        def body(con: sqlite3.Connection) -> dict[str, list[DeviceEventRow]]:
+            out: dict[str, list[DeviceEventRow]] = {}
+            for chunk in _chunks(sorted(set(devices)), _CHUNK):
+                listed = ", ".join("?" for _ in chunk)
+                # the newest snapshot before the period (the opening meters): one index probe per device
+                before = (f"WITH wanted(device) AS (VALUES {', '.join('(?)' for _ in chunk)})"
+                          " SELECT e.device, e.seq, e.agent_time, e.type, e.data FROM wanted w JOIN events e"
+                          " ON e.hall = ? AND e.seq = (SELECT s.seq FROM events s"
+                          " WHERE s.hall = ? AND s.device = w.device AND s.type = 'meters.snapshot'"
+                          " AND s.agent_time < ? ORDER BY s.agent_time DESC, s.seq DESC LIMIT 1)")
+                inside = ("SELECT device, seq, agent_time, type, data FROM events WHERE hall = ?"
+                          f" AND type = 'meters.snapshot' AND device IN ({listed})"
+                          " AND agent_time >= ? AND agent_time < ?")
+                rows = con.execute(before, (*chunk, hall, hall, time_from)).fetchall()
+                rows += con.execute(inside, (hall, *chunk, time_from, time_to)).fetchall()
+                for r in sorted(rows, key=lambda r: (r[0], r[1])):
+                    out.setdefault(r[0], []).append(_row(r[1:]))
+            return out
+
+        return await self._reader.run(body)
+
+    async def snapshots_after(self, hall: str, devices: Sequence[str], time: int) -> dict[str, int]:
+        def body(con: sqlite3.Connection) -> dict[str, int]:
+            out: dict[str, int] = {}
+            for chunk in _chunks(sorted(set(devices)), _CHUNK):
+                sql = (f"WITH wanted(device) AS (VALUES {', '.join('(?)' for _ in chunk)})"
+                       " SELECT w.device, (SELECT s.seq FROM events s WHERE s.hall = ? AND s.device = w.device"
+                       " AND s.type = 'meters.snapshot' AND s.agent_time >= ? ORDER BY s.agent_time, s.seq LIMIT 1)"
+                       " FROM wanted w")
+                out.update((d, int(seq)) for d, seq in con.execute(sql, (*chunk, hall, time)) if seq is not None)
+            return out
+
+        return await self._reader.run(body)
+
+    async def integration_events_of(self, hall: str,
+                                    ranges: Mapping[str, tuple[int, int | None]]) -> dict[str, list[DeviceEventRow]]:
+        wanted = [(d, after, _INT64_MAX if through is None else through)
+                  for d, (after, through) in sorted(ranges.items())]
+
+        def body(con: sqlite3.Connection) -> dict[str, list[DeviceEventRow]]:
+            out: dict[str, list[DeviceEventRow]] = {}
+            for chunk in _chunks(wanted, _CHUNK):
+                values = ", ".join("(?, ?, ?)" for _ in chunk)
+                sql = (f"WITH wanted(device, after_seq, through_seq) AS (VALUES {values})"
+                       " SELECT e.device, e.seq, e.agent_time, e.type, e.data FROM wanted w JOIN events e"
+                       " ON e.hall = ? AND e.device = w.device AND e.type = 'integration'"
+                       " AND e.seq > w.after_seq AND e.seq <= w.through_seq ORDER BY e.device, e.seq")
+                for r in con.execute(sql, (*(x for row in chunk for x in row), hall)):
+                    out.setdefault(r[0], []).append(_row(r[1:]))
+            return out
+
+        return await self._reader.run(body)
+
+    async def devices_money(self, hall: str,
+                            wanted: Sequence[tuple[str, Sequence[tuple[int, int]]]]) -> list[Contribution]:
+        ends = sorted({(device, seq) for device, ranges in wanted for r in ranges for seq in r})
+
+        def body(con: sqlite3.Connection) -> list[Contribution]:
+            marks: dict[tuple[str, int], Contribution] = {}
+            for chunk in _chunks(ends, _CHUNK):
+                sql = (f"WITH wanted(device, seq) AS (VALUES {', '.join('(?, ?)' for _ in chunk)})"
+                       " SELECT m.device, m.seq, m.bets, m.wins, m.rounds, m.cash_in, m.cash_out FROM wanted w"
+                       " JOIN device_marks m ON m.hall = ? AND m.device = w.device AND m.seq = w.seq")
+                for r in con.execute(sql, (*(x for end in chunk for x in end), hall)):
+                    marks[(r[0], r[1])] = Contribution(*r[2:])
+            out = []
+            for device, ranges in wanted:
+                total = ZERO
+                for after, through in ranges:
+                    total = total + _range_money(con, hall, device, after, through, marks.get((device, after)),
+                                                 marks.get((device, through)))
+                out.append(total)
+            return out
 
         return await self._reader.run(body)
 

@@ -144,6 +144,16 @@ async def _drain_to_won_game_end(line: SasLine, egm: Egm, got: list[framing.EgmR
     raise AssertionError(f"no 7F from the EGM: {got}")
 
 
+async def _line_holding_a_won_game_end() -> tuple[MemoryTransport, MemoryEgm, SasLine, list[framing.EgmReply]]:
+    """A started line whose last reply, still unconfirmed, is a won game's 7F; ``got``: what it confirmed."""
+    host, egm, sim = await _rte_rig()
+    got: list[framing.EgmReply] = []
+    line = SasLine(host, T)
+    await line.start()
+    await _drain_to_won_game_end(line, egm, got)
+    return host, sim, line, got
+
+
 def _won_game_ends(got: list[framing.EgmReply]) -> list[framing.EgmReply]:
     return [r for r in got if isinstance(r, framing.RteEvent) and r.code == 0x7F]
 
@@ -168,12 +178,8 @@ async def _next_agent_polls(host: MemoryTransport, sim: MemoryEgm, got: list[fra
 async def test_a_reply_held_at_stop_is_acked_so_the_restarted_agent_does_not_get_it_again() -> None:
     """Chaos seed 7: a 7F held at a graceful stop was confirmed without the poll that ACKs it; the
     EGM kept it, and after the restart's loop break sent it again: one round (and its win) twice."""
-    host, egm, sim = await _rte_rig()
-    got: list[framing.EgmReply] = []
+    host, sim, line, got = await _line_holding_a_won_game_end()
     try:
-        line = SasLine(host, T)
-        await line.start()
-        await _drain_to_won_game_end(line, egm, got)
         assert _won_game_ends(got) == [], "held, not yet confirmed"
         await line.stop()
         assert len(_won_game_ends(got)) == 1, "confirmed at stop, once its ACK went out"
@@ -187,12 +193,8 @@ async def test_a_reply_held_at_stop_is_acked_so_the_restarted_agent_does_not_get
 async def test_a_reply_whose_ack_cannot_go_out_is_left_to_the_egm_and_taken_once_later() -> None:
     """The port fails under the line at stop: the ACK never reaches the EGM, so the reply is not
     confirmed (confirmed, it would arrive again); the restarted agent gets it from the EGM, once."""
-    host, egm, sim = await _rte_rig()
-    got: list[framing.EgmReply] = []
+    host, sim, line, got = await _line_holding_a_won_game_end()
     try:
-        line = SasLine(host, T)
-        await line.start()
-        await _drain_to_won_game_end(line, egm, got)
         await host.close()   # unplugged: the line still thinks the port is open
         await line.stop()
         assert _won_game_ends(got) == []

@@ -186,6 +186,8 @@ async def check_everything(store: SqliteStore, path: Path, truth: Truth, seed: i
                 want[(hall, device, game)] = want.get((hall, device, game), ZERO) + m
         assert {(c.hall, c.device, c.game): (c.bets, c.wins, c.rounds, c.cash_in, c.cash_out) for c in cells} == {
             k: (c.bets, c.wins, c.rounds, c.cash_in, c.cash_out) for k, c in want.items()}, (day_from, day_to)
+        keys = [(c.hall, c.device, c.game) for c in cells]
+        assert keys == sorted(set(keys)), (day_from, day_to)   # in key order, each key once (one day or many)
         assert await stored_ggr(store, "game", day_from, day_to) == truth.ggr("game", day_from, day_to)
     for hall in RULES:
         for day in [*rnd.sample(days, 4), "2026-10-24", "2026-10-31", "2026-11-01"]:   # the 25-hour days

@@ -4,7 +4,7 @@ SQLite store filled by ingesting signed events of machines whose true play the t
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from fractions import Fraction
 from typing import Any
 
@@ -18,6 +18,7 @@ from central.apikeys import create_api_key
 from central.ingest import Ingestor
 from central.store import SqliteStore
 from protocols.sync import generate_private_key, public_key_to_pem
+from protocols.sync.gamingday import UTC_MIDNIGHT, DayRule
 from protocols.sync.money import ZERO, Contribution
 from tests.keys import key_scope
 
@@ -445,8 +446,8 @@ async def test_the_agents_real_events_reconcile_to_the_machines_truth(store: Sql
     await chain.flush(Ingestor(store, generate_private_key()))
     days = rc.days(rc.gaming_day(drafts[0].agent_time), rc.gaming_day(drafts[-1].agent_time))  # midnight: 2
     cells = await store.device_days(day_from=days[0], day_to=days[-1])
-    rows = await reconciliation_api.device_rows(store, "hall-sim", "egm-003", days,
-                                                {d: cells[("hall-sim", "egm-003", d.isoformat())] for d in days})
+    money = {d: cells[("hall-sim", "egm-003", d.isoformat())] for d in days}
+    rows = (await reconciliation_api.hall_rows(store, "hall-sim", {"egm-003": money}))["egm-003"]
     assert reason in {r.reason for r in rows}, [r.as_dict() for r in rows]
     assert {r.reason for r in rows} <= {"exact", "missed_recorded", "boundary_timing"}
     for name in rc.QUANTITY_NAMES:
@@ -455,3 +456,120 @@ async def test_the_agents_real_events_reconcile_to_the_machines_truth(store: Sql
         assert sum(r.lines[name].events + r.lines[name].missed for r in rows) == meters, name
     missed_bets = sum(r.lines["bets"].missed for r in rows)
     assert (missed_bets > 0) == (reason == "missed_recorded")
+
+
+# ---- many devices of many halls at once: the same answer as one device at a time ---------------------
+
+async def per_device_rows(store: SqliteStore, hall: str, device: str, days: list[dt.date],
+                          day_money: dict[dt.date, Contribution], rule: DayRule) -> list[rc.ReconRow]:
+    """The report's rows of one device as it was computed before issue 13 batched the reads per hall: a
+    few store reads per device and day through the one-device store methods (the reference)."""
+    start, _ = rc.day_bounds(days[0] - dt.timedelta(days=1), rule)
+    _, end = rc.day_bounds(days[-1] + dt.timedelta(days=1), rule)
+    snapshots = [s for s in (rc.snapshot_from_event(r.seq, r.agent_time, r.data)
+                             for r in await store.meter_snapshots(hall, device, time_from=start, time_to=end))
+                 if s is not None]
+    integration = []
+    if snapshots:
+        through = await store.snapshot_after(hall, device, end + 24 * H)
+        integration = await store.device_integration_events(hall, device, after_seq=snapshots[0].seq,
+                                                            through_seq=through)
+    missed = [m for m in (rc.missed_from_event(r.seq, r.data) for r in integration) if m is not None]
+    resets = rc.reset_snapshots(snapshots, [r.seq for r in integration if r.data.get("kind") == "meters_reset"])
+    anomalies = [r.seq for r in integration if r.data.get("kind") == "anomaly"]
+    out = []
+    for day in days:
+        plan = rc.plan_day(hall, device, day, snapshots, resets=resets, rule=rule)
+        if not plan.segments:
+            out.append(rc.judge(plan, ZERO, ZERO, unreconciled=day_money.get(day, ZERO)))
+            continue
+        events = rc.window_events(plan, await store.device_money(hall, device, plan.counted))
+        unreconciled = await store.device_money(hall, device, plan.excluded) if plan.excluded else ZERO
+        row = rc.judge(plan, events, rc.attribute_missed(plan, missed), unreconciled=unreconciled,
+                       anomalies=rc.judged_in(plan, snapshots, anomalies))
+        if "unexplained" in row.reasons and await reconciliation_api._timing_explains(
+                store, plan, snapshots, resets, missed):
+            row = rc.as_boundary_timing(row)
+        out.append(row)
+    return out
+
+
+def many_machines(chain: Chain) -> None:
+    """Nine machines and a terminal over four days, one of each case the report judges, their events
+    interleaved by time as one agent writes them."""
+    steps: list[tuple[int, int, Callable[[int], object]]] = []
+
+    def at(t: int, action: Callable[[int], object]) -> None:
+        steps.append((t, len(steps), action))
+
+    egms = [Egm(chain, f"egm-{n:03d}") for n in range(1, 10)]
+    honest, missing, gap, astride, cleared, doubled, late, lone, sparse = egms
+    for n, egm in enumerate((honest, missing, gap, astride, cleared, doubled)):
+        for k in range(17):   # a snapshot every 6 h, a game and a bill in between
+            at(T0 + k * 6 * H + n * 60 * US, egm.snapshot)
+            if k < 16:
+                at(T0 + k * 6 * H + 2 * H + n * 60 * US,
+                   lambda t, e=egm, k=k: e.play(10 * (k % 4 + 1), (0, 30)[k % 2], t))
+                at(T0 + k * 6 * H + 3 * H + n * 60 * US, lambda t, e=egm: e.bill(500, t))
+    at(T0 + 27 * H, lambda t: missing.play(200, 0, t, report=False))   # lost; the agent records it
+    at(T0 + 30 * H + 2 * 60 * US, lambda t: missing.missed(t, T0 + 30 * H + 60 * US, bets=200, rounds=1))
+    at(T0 + 52 * H, lambda t: gap.play(300, 0, t, report=False))       # lost; nobody records it
+    at(T0 + 41 * H, lambda t: astride.play(60, 0, t, report=False))   # its event after the day's close
+    at(T0 + 42 * H + 4 * 60 * US, lambda t: astride.emit(
+        "game.bet", {"amount": 60, "currency": "EUR", "game": 1, "source": "rte"}, t))
+    at(T0 + 42 * H + 5 * 60 * US, lambda t: astride.emit("game.ended", {"game": 1, "bet": 60, "win": 0,
+                                                                          "source": "rte"}, t))
+    at(T0 + 40 * H, cleared.ram_clear)
+    at(T0 + 42 * H + 5 * 60 * US, cleared.meters_reset_marker)
+    at(T0 + 62 * H, lambda t: doubled.emit("game.bet", {"amount": 100, "currency": "EUR", "game": 1,
+                                                         "source": "rte"}, t))
+    at(T0 + 66 * H + 6 * 60 * US, lambda t: doubled.emit(
+        "integration", {"kind": "anomaly", "reason": "events_exceed_meters", "excess": {"bets": 100}}, t))
+    for k in range(10, 16):   # only the last days
+        at(T0 + k * 6 * H + H, late.snapshot if k % 2 == 0 else lambda t: late.play(50, 0, t))
+    at(T0 + 30 * H, lone.snapshot)
+    for day in (0, 3):   # a day's opening meters from before the day ahead of it
+        at(T0 + day * 24 * H + 10 * H, sparse.snapshot)
+        at(T0 + day * 24 * H + 11 * H, lambda t: sparse.play(70, 140, t))
+    at(T0 + 3 * 24 * H + 12 * H, sparse.snapshot)
+    for k in range(4):
+        at(T0 + k * 24 * H + 9 * H, lambda t, k=k: chain.add("term-01", "bill.accepted",
+                                                             {"amount": 1000 + k, "currency": "EUR"}, t))
+    for t, _, action in sorted(steps, key=lambda s: (s[0], s[1])):
+        action(t)
+
+
+async def test_many_devices_of_many_halls_get_the_answer_each_device_gets_alone(
+        store: SqliteStore, ingestor: Ingestor, client: TestClient) -> None:
+    """The report reads the devices of a hall together (issue 13): on two halls (one on Kyiv days from
+    06:00) of machines in every case, in pages that cut devices' days apart, every row equals the row the
+    one-device reads give for the same days."""
+    kyiv = DayRule("Europe/Kyiv", "06:00")
+    for name, rule in (("hall-a", UTC_MIDNIGHT), ("hall-b", kyiv)):
+        chain = await hall(store, name)
+        await store.set_day_rule(name, rule, now=T0)
+        many_machines(chain)
+        await chain.flush(ingestor)
+    rules = {"hall-a": UTC_MIDNIGHT, "hall-b": kyiv}
+    cells = await store.device_days(day_from=dt.date(2025, 12, 31), day_to=dt.date(2026, 1, 4))
+    whole = await report(client, store, **{"from": "2025-12-31", "to": "2026-01-04"})
+    reasons = {r["reason"] for r in whole["rows"] if r["hall"] == "hall-a"}
+    assert reasons >= {"exact", "missed_recorded", "unexplained", "boundary_timing", "meter_reset",
+                       "events_exceed_meters", "no_snapshot", "single_snapshot"}, reasons
+    pages = [(size, {"from": "2025-12-31", "to": "2026-01-04"}) for size in (3, 7, 500)]
+    pages += [(500, {"from": day, "to": day}) for day in ("2026-01-02", "2026-01-03", "2026-01-04")]
+    for size, period in pages:
+        after: str | None = None
+        while True:
+            body = await report(client, store, limit=str(size), **period, **({"after": after} if after else {}))
+            page: dict[tuple[str, str], list[dt.date]] = {}
+            for r in body["rows"]:
+                page.setdefault((r["hall"], r["device"]), []).append(dt.date.fromisoformat(r["day"]))
+            expected = []
+            for (h, d), days in page.items():
+                money = {day: cells[(h, d, day.isoformat())] for day in days}
+                expected += [row.as_dict() for row in await per_device_rows(store, h, d, days, money, rules[h])]
+            assert body["rows"] == expected, (size, period)
+            after = body["next_after"]
+            if after is None:
+                break
