@@ -1,7 +1,9 @@
 """``hall-agent``: the technician's command line.
 
 Every option can also come from ``--config FILE`` (TOML): top-level keys apply to every command,
-a ``[diag.sas]`` / ``[diag.scan]`` / ``[diag.modbus]`` table to that command only; a flag on the command line wins.
+a ``[diag.sas]`` / ``[diag.scan]`` / ``[diag.modbus]`` table to that command only, or from the
+environment (``HALLSYNC_AGENT_PORT`` …); a flag on the command line wins (protocols.config:
+defaults < file < environment < flags).
 Errors are one line on stderr with what to check, and a non-zero exit code (see diag/errors.py).
 """
 
@@ -11,11 +13,12 @@ import argparse
 import asyncio
 import os
 import sys
-import tomllib
 from collections.abc import Sequence
 from typing import Any
 
-from .cli_ops import add_parsers
+from protocols.config import ConfigError, options_from_parser, resolve, subparser
+
+from .cli_ops import ENV_PREFIX, add_parsers
 from .cli_ops import devices as _devices
 from .cli_ops import outbox as _outbox
 from .cli_ops import run as _run
@@ -143,23 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _merge(args: argparse.Namespace, section: str) -> dict[str, Any]:
-    """defaults < config file (top level, then [diag.<section>]) < flags."""
-    merged = dict(DEFAULTS[section])
-    merged.update(port=None, address=None, action=None)
-    if args.config:
-        try:
-            with open(args.config, "rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError as exc:
-            raise DiagError(f"config file {args.config} not found", EXIT_USAGE) from exc
-        except (tomllib.TOMLDecodeError, OSError) as exc:
-            raise DiagError(f"config file {args.config} unreadable: {exc}", EXIT_USAGE) from exc
-        merged.update({k.replace("-", "_"): v for k, v in data.items() if not isinstance(v, dict)})
-        merged.update({k.replace("-", "_"): v for k, v in data.get("diag", {}).get(section, {}).items()})
-    for key, value in vars(args).items():
-        if value is not None and key not in ("command", "diag", "config"):
-            merged[key] = value
-    return merged
+    """defaults < config file (top level, then [diag.<section>]) < environment < flags."""
+    defaults = {**DEFAULTS[section], "port": None, "address": None, "action": None}
+    # --disable/--enable act on the machine: never from an inherited environment variable
+    options = options_from_parser(subparser(build_parser(), "diag", section), defaults=defaults, no_env=("action",))
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "diag", "config")}
+    try:
+        return resolve(options, file=args.config, tables=[("diag", section)], env=os.environ,
+                       env_prefix=ENV_PREFIX, flags=flags)
+    except ConfigError as exc:
+        raise DiagError(str(exc), EXIT_USAGE) from None
 
 
 def _seconds(opts: dict[str, Any]) -> float:

@@ -1,7 +1,8 @@
 """``hall-agent run|status|devices|outbox``: the daemon and what an operator asks of it.
 
-``run`` options may come from ``--config FILE`` (TOML: top-level keys and a ``[run]`` table; flags
-win). ``status``/``devices``/``outbox`` ask the running agent on its socket (``DATA_DIR/agent.sock``,
+``run`` options may come from ``--config FILE`` (TOML: top-level keys and a ``[run]`` table) or the
+environment (``HALLSYNC_AGENT_HALL`` …); flags win (protocols.config: defaults < file < environment <
+flags). ``status``/``devices``/``outbox`` ask the running agent on its socket (``DATA_DIR/agent.sock``,
 answered from memory, so a full disk or a loaded machine cannot make a running agent look dead); when
 nothing answers there, whether it runs is the agent's lock on ``DATA_DIR/agent.pid`` (held while the
 process lives, starting included), and what it last said is the state file it rewrites every few
@@ -19,13 +20,23 @@ import json
 import os
 import signal
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
+
+from protocols.config import ConfigError, options_from_parser, resolve, subparser
+from protocols.sync import MAX_CLOCK_SKEW_SECONDS, MAX_COMMAND_LIFETIME_SECONDS
 
 from .diag.errors import EXIT_USAGE, DiagError
 
 DEFAULT_DATA_DIR = "/var/lib/hallsync"
+ENV_PREFIX = "HALLSYNC_AGENT_"
+"""Every option of every command may also come from ``HALLSYNC_AGENT_<OPTION>`` (``HALLSYNC_AGENT_DATA_DIR``)."""
+RUN_DEFAULTS: dict[str, Any] = {
+    "data_dir": DEFAULT_DATA_DIR, "currency": "EUR", "gaming_day_start": "06:00", "meter_settle": 30.0,
+    "retention_days": 7.0, "retention_max_mb": 1024.0, "prune_interval": 3600.0,
+    "command_max_skew": MAX_CLOCK_SKEW_SECONDS, "command_max_lifetime": MAX_COMMAND_LIFETIME_SECONDS,
+    "log_level": "info"}
+"""``hall-agent run``'s defaults (None for the rest); status, devices and outbox default only data_dir."""
 RUN_KEYS = ("hall", "data_dir", "devices", "mqtt", "mqtt_password_file", "central_key", "currency", "log_level",
             "log_format", "gaming_day_start", "metrics", "meter_interval", "meter_settle", "retention_days",
             "retention_max_mb", "prune_interval", "command_max_skew", "command_max_lifetime")
@@ -85,25 +96,23 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 
 
 def _options(args: argparse.Namespace, section: str) -> dict[str, Any]:
-    opts: dict[str, Any] = {}
-    if args.config:
-        try:
-            with open(args.config, "rb") as fh:
-                data = tomllib.load(fh)
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise DiagError(f"config file {args.config}: {exc}", EXIT_USAGE) from exc
-        opts.update({k.replace("-", "_"): v for k, v in data.items() if not isinstance(v, dict)})
-        opts.update({k.replace("-", "_"): v for k, v in data.get(section, {}).items()})
-    opts.update({k: v for k, v in vars(args).items() if v is not None and k not in ("command", "config")})
-    opts.setdefault("data_dir", DEFAULT_DATA_DIR)
-    return opts
+    """defaults < config file (top level, then [section]) < environment < flags."""
+    from .cli import build_parser
+
+    defaults = RUN_DEFAULTS if section == "run" else {"data_dir": DEFAULT_DATA_DIR}
+    options = options_from_parser(subparser(build_parser(), section), defaults=defaults)
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    try:
+        return resolve(options, file=args.config, tables=[(section,)], env=os.environ, env_prefix=ENV_PREFIX,
+                       flags=flags)
+    except ConfigError as exc:
+        raise DiagError(str(exc), EXIT_USAGE) from None
 
 
 # -- run ----------------------------------------------------------------------------------------------
 
 def run(args: argparse.Namespace) -> int:
     from mqttlink import PASSWORD_ENV, broker_url
-    from protocols.sync import MAX_CLOCK_SKEW_SECONDS, MAX_COMMAND_LIFETIME_SECONDS
 
     from .logging_setup import setup_logging
     from .replicator import ReplicatorConfig
@@ -121,25 +130,25 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise DiagError(str(exc), EXIT_USAGE) from None
     log_format = opts.get("log_format")
-    setup_logging(opts.get("log_level", "info"), None if log_format is None else log_format == "json")
+    setup_logging(opts["log_level"], None if log_format is None else log_format == "json")
     try:
-        day_start = dt.time.fromisoformat(str(opts.get("gaming_day_start", "06:00")))
+        day_start = dt.time.fromisoformat(str(opts["gaming_day_start"]))
     except ValueError as exc:
         raise DiagError(f"--gaming-day-start: {exc}", EXIT_USAGE) from exc
     poll = PollConfig()
     if opts.get("meter_interval") is not None:
         poll = dataclasses.replace(poll, meter_interval=float(opts["meter_interval"]))
     try:
-        retention = {"retention_days": float(opts.get("retention_days", 7.0)),
-                     "retention_max_mb": float(opts.get("retention_max_mb", 1024.0)),
-                     "prune_interval": float(opts.get("prune_interval", 3600.0))}
+        retention = {"retention_days": float(opts["retention_days"]),
+                     "retention_max_mb": float(opts["retention_max_mb"]),
+                     "prune_interval": float(opts["prune_interval"])}
     except (TypeError, ValueError) as exc:
         raise DiagError(f"retention option: {exc}", EXIT_USAGE) from exc
     if retention["retention_days"] <= 0 or retention["prune_interval"] <= 0:
         raise DiagError("--retention-days and --prune-interval must be > 0", EXIT_USAGE)
     try:
-        bounds = {"command_max_skew": float(opts.get("command_max_skew", MAX_CLOCK_SKEW_SECONDS)),
-                  "command_max_lifetime": float(opts.get("command_max_lifetime", MAX_COMMAND_LIFETIME_SECONDS))}
+        bounds = {"command_max_skew": float(opts["command_max_skew"]),
+                  "command_max_lifetime": float(opts["command_max_lifetime"])}
     except (TypeError, ValueError) as exc:
         raise DiagError(f"command bound option: {exc}", EXIT_USAGE) from exc
     if not all(0 < v < float("inf") for v in bounds.values()):
@@ -155,8 +164,8 @@ def run(args: argparse.Namespace) -> int:
         replicator = dataclasses.replace(replicator, linger=linger)
     config = AgentConfig(hall=str(opts["hall"]), data_dir=Path(opts["data_dir"]), devices=Path(opts["devices"]),
                          mqtt=url, central_key=Path(opts["central_key"]),
-                         currency=str(opts.get("currency", "EUR")), gaming_day_start=day_start, poll=poll,
-                         meter_settle_seconds=float(opts.get("meter_settle", 30.0)),
+                         currency=str(opts["currency"]), gaming_day_start=day_start, poll=poll,
+                         meter_settle_seconds=float(opts["meter_settle"]),
                          metrics=str(opts["metrics"]) if opts.get("metrics") else None, replicator=replicator,
                          **retention, **bounds)
 

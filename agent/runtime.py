@@ -48,6 +48,7 @@ from typing import Any
 import structlog
 
 from mqttlink import BrokerUrl, parse_broker_url
+from protocols.devices import load_devices
 from protocols.sync import MAX_CLOCK_SKEW_SECONDS, MAX_COMMAND_LIFETIME_SECONDS, check_hall_id, public_key_from_pem
 from protocols.sync.standing import StandingData
 
@@ -63,15 +64,15 @@ from .modbus import (
     ModbusPoller,
     TerminalCommandResult,
     TerminalNormalizer,
-    load_modbus_devices,
 )
+from .modbus.poller import modbus_devices
 from .outbox import Outbox, OutboxUnavailable
 from .pipeline import EventDraft, Normalizer
 from .pipeline.drafts import micros
 from .replicator import Replicator, ReplicatorConfig
 from .sas import facts as F
 from .sas.config import PollConfig
-from .sas.poller import SasPoller, load_devices
+from .sas.poller import SasPoller, sas_devices
 from .standing import STANDING_FILE, StandingStore
 from .state_socket import PID_FILE, SOCKET_FILE, STATE_FILE, AgentAlreadyRunning, InstanceLock, StateServer
 from .tasks import stop_task
@@ -142,17 +143,15 @@ class HallAgent:
         except Exception as exc:
             raise StartupError(f"central key {config.central_key}: {exc}") from exc
         try:
-            self.devices = load_devices(config.devices)
-            self.terminals = load_modbus_devices(config.devices)
+            hall_devices = load_devices(config.devices)   # one checked parse (protocols.devices)
+            self.devices = sas_devices(hall_devices)
+            self.terminals = modbus_devices(hall_devices)
         except Exception as exc:
             raise StartupError(f"devices file {config.devices}: {exc}") from exc
         try:
             self._metrics_at = parse_listen(config.metrics) if config.metrics else None
         except ValueError as exc:
             raise StartupError(str(exc)) from exc
-        ids = [d.id for d in self.devices] + [t.id for t in self.terminals]
-        if len(set(ids)) != len(ids):
-            raise StartupError(f"devices file {config.devices}: device ids must be unique")
         self.outbox = Outbox(config.data_dir / OUTBOX_FILE, config.hall,
                              retention_seconds=config.retention_days * 86400,
                              retention_max_bytes=int(config.retention_max_mb * 1e6) if config.retention_max_mb > 0

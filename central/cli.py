@@ -1,8 +1,10 @@
 """``hall-central``: the HQ server's command line.
 
 Every option can also come from ``--config FILE`` (TOML): top-level keys (e.g. ``db``, ``data_dir``)
-apply to every command, a ``[halls.add]``-style table to that command only, and a flag on the command
-line wins over both. Results go to stdout (the API key is the last line of ``apikeys create``); logs
+apply to every command, a ``[halls.add]``-style table to that command only; then from the environment
+(``HALLSYNC_CENTRAL_DB`` …, never the acting flags --force, --replace, --forget-presence,
+--allow-unsigned); a flag on the command line wins over all (protocols.config).
+Results go to stdout (the API key is the last line of ``apikeys create``); logs
 and errors go to stderr. Exit codes: 0 done, 1 refused or failed (message says why), 2 usage error or
 not available yet.
 """
@@ -15,11 +17,12 @@ import datetime as dt
 import json
 import os
 import sys
-import tomllib
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from protocols.config import ConfigError, Option, options_from_parser, subparser
+from protocols.config import resolve as resolve_layers
 from protocols.sync import SyncError, check_hall_id, fingerprint, public_key_from_pem
 from protocols.sync.gamingday import DEFAULT_START, DEFAULT_ZONE, DayRule, DayRuleError
 
@@ -87,6 +90,10 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "serve": ("data_dir", "db", "mqtt"),
 }
 S = argparse.SUPPRESS
+ENV_PREFIX = "HALLSYNC_CENTRAL_"
+"""An option may also come from ``HALLSYNC_CENTRAL_<OPTION>`` (``HALLSYNC_CENTRAL_DB``) …"""
+NO_ENV = ("force", "replace", "forget_presence", "allow_unsigned")
+"""… except these, which act: an inherited variable must not replace a key or skip a signature check."""
 
 
 class UsageError(Exception):
@@ -319,39 +326,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_config(path: str) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except OSError as exc:
-        raise UsageError(f"cannot read config {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"config {path} is not valid TOML: {exc}") from None
-
-
-def _normalise(table: dict[str, Any]) -> dict[str, Any]:
-    return {key.replace("-", "_"): value for key, value in table.items() if not isinstance(value, dict)}
-
-
 def resolve(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Defaults < config top level < config ``[command.action]`` table < flags; then check required."""
-    options: dict[str, Any] = {"log_level": "warning", **DEFAULTS[name]}
-    flags = {k: v for k, v in vars(args).items() if k not in ("command", "action", "_help")}
-    config_path = flags.get("config")
+    """Defaults < config top level < config ``[command.action]`` table < environment < flags; then check required."""
+    defaults: dict[str, Any] = {"log_level": "warning", **DEFAULTS[name]}
+    path = ("export",) if name == "export.write" else name.split(".")   # `export` without an action writes
+    options = options_from_parser(subparser(build_parser(), *path), defaults=defaults, no_env=NO_ENV)
+    for key, value in defaults.items():   # positional arguments a config table may also name (export verify's file)
+        options.setdefault(key, Option(key, default=value, env=False))
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "action", "_help", "config")}
+    config_path = getattr(args, "config", None)
+    try:
+        options_set = resolve_layers(options, file=config_path, tables=[tuple(name.split("."))], env=os.environ,
+                                     env_prefix=ENV_PREFIX, flags=flags)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
     if config_path is not None:
-        config = _load_config(config_path)
-        options.update({k: v for k, v in _normalise(config).items() if k in options})
-        table: Any = config
-        for part in name.split("."):
-            table = table.get(part, {}) if isinstance(table, dict) else {}
-        if isinstance(table, dict):
-            options.update({k: v for k, v in _normalise(table).items() if k in options})
-    options.update(flags)
-    missing = [key for key in REQUIRED[name] if options.get(key) in (None, "")]
+        options_set["config"] = config_path
+    missing = [key for key in REQUIRED[name] if options_set.get(key) in (None, "")]
     if missing:
         names = ", ".join("--" + key.replace("_", "-") for key in missing)
         raise UsageError(f"{name.replace('.', ' ')}: missing {names} (as a flag or in --config)")
-    return options
+    return options_set
 
 
 def _run(coro: Callable[[], Coroutine[Any, Any, int]]) -> int:

@@ -3,7 +3,9 @@
 Commands: ``floor`` (N EGMs and M terminals, devices.toml, truth.json), ``egm`` (one machine, its port
 printed as one JSON line) and ``terminal`` (one Modbus terminal, TCP or RTU, its endpoint printed as
 one JSON line). Every option can also come from ``--config FILE`` (TOML, top-level keys or a
-``[floor]`` / ``[egm]`` / ``[terminal]`` table; dashes or underscores); a flag on the command line wins.
+``[floor]`` / ``[egm]`` / ``[terminal]`` table; dashes or underscores; an unknown key is refused) or
+from the environment (``HALLSYNC_SIM_PACE`` …); a flag on the command line wins (protocols.config:
+defaults < file < environment < flags).
 """
 
 from __future__ import annotations
@@ -12,14 +14,16 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
-import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import structlog
+
+from protocols.config import ConfigError, options_from_parser, resolve, take_defaults
 
 from .egm import Egm
 from .faults import WireNoise
@@ -119,33 +123,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_config(path: Path, command: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        parser.error(f"cannot read config {path}: {exc}")
-    merged = {k: v for k, v in data.items() if not isinstance(v, dict)}
-    section = data.get(command, {})
-    if isinstance(section, dict):
-        merged.update(section)
-    return {key.replace("-", "_"): value for key, value in merged.items()}
+ENV_PREFIX = "HALLSYNC_SIM_"
+"""Every option may also come from ``HALLSYNC_SIM_<OPTION>`` (``HALLSYNC_SIM_PACE=0``)."""
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None, env: dict[str, str] | None = None) -> argparse.Namespace:
+    """The command's options: defaults < ``--config`` (top level, then [command]) < environment < flags."""
     parser = build_parser()
+    commands: dict[str, argparse.ArgumentParser] = parser.get_default("_commands")
+    defaults = {name: take_defaults(sub) for name, sub in commands.items()}   # the namespace: given flags only
     args = parser.parse_args(argv)
-    if args.config is not None:
-        sub: argparse.ArgumentParser = args._commands[args.command]
-        config = _load_config(args.config, args.command, sub)
-        known = {action.dest for action in sub._actions} - {"help", "config", "_commands"}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            sub.error(f"unknown option(s) in {args.config}: {', '.join(unknown)}")
-        sub.set_defaults(**{k: str(v) if k == "out" else v for k, v in config.items()})
-        args = parser.parse_args(argv)
-        if isinstance(getattr(args, "games", None), str):
-            args.games = parse_games(args.games)
-    return args
+    sub = commands[args.command]
+    options = options_from_parser(sub, defaults=defaults[args.command])
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "_commands")}
+    config = getattr(args, "config", None)
+    try:
+        merged = resolve(options, file=config, tables=[(args.command,)], env=os.environ if env is None else env,
+                         env_prefix=ENV_PREFIX, flags=flags, unknown="error")
+    except ConfigError as exc:
+        sub.error(str(exc))
+    return argparse.Namespace(command=args.command, config=config, **merged)
 
 
 def _configure_logging(level: str) -> None:

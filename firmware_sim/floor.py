@@ -22,6 +22,8 @@ from pathlib import Path
 
 import structlog
 
+from protocols.devices import DeviceSpec, ModbusDeviceSpec, SasDeviceSpec, render_devices
+
 from .egm import Egm
 from .faults import Faults, WireNoise
 from .games import GameConfig
@@ -52,24 +54,13 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def devices_toml(servers: Sequence[PtyEgmServer], terminals: Sequence[ModbusTerminalServer] = ()) -> str:
-    """The agent's device list (design.md): one ``[[devices]]`` table per EGM, then per terminal."""
-    out = []
-    for server in servers:
-        out.append("[[devices]]\n"
-                   f"id = {json.dumps(device_id(server.egm.address))}\n"
-                   'protocol = "sas"\n'
-                   f"port = {json.dumps(server.path)}\n"
-                   f"address = {server.egm.address}\n"
-                   f"framing = {json.dumps(server.framing)}\n")
-    for term in terminals:
-        out.append("[[devices]]\n"
-                   f"id = {json.dumps(terminal_id(term.terminal.number))}\n"
-                   'protocol = "modbus"\n'
-                   f"host = {json.dumps(term.host)}\n"
-                   f"port = {term.port}\n"
-                   f"unit = {term.unit}\n"
-                   f"map = {json.dumps(TERMINAL_MAP)}\n")
-    return "\n".join(out)
+    """The agent's device list (design.md, protocols.devices): one ``[[devices]]`` table per EGM, then per terminal."""
+    specs: list[DeviceSpec] = [SasDeviceSpec(id=device_id(server.egm.address), port=server.path or "",
+                                             address=server.egm.address, framing=server.framing)
+                               for server in servers]
+    specs += [ModbusDeviceSpec(id=terminal_id(term.terminal.number), host=term.host, port=term.port, unit=term.unit,
+                               map=TERMINAL_MAP) for term in terminals]
+    return render_devices(specs)
 
 
 def truth_document(egms: Sequence[Egm], terminals: Sequence[Terminal] = ()) -> dict[str, object]:

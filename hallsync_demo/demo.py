@@ -21,6 +21,8 @@ from pathlib import Path
 
 import aiohttp
 
+from protocols.devices import DevicesError, load_devices
+
 from .brokers import BrokerChoice, plan_broker
 from .catalog import catalog_entries
 from .children import Child, ChildFailed
@@ -163,7 +165,17 @@ async def run_demo(opts: DemoOptions) -> int:
                 raise DemoFailed(f"central refused the demo catalog ({path}): {problem}")
 
         async def devices_listed() -> bool:
-            return layout.devices.exists()
+            """The floor's device list is written (atomically) and names every machine, as the agent will read it."""
+            if not layout.devices.exists():
+                return False
+            try:
+                listed = load_devices(layout.devices)
+            except DevicesError as exc:
+                raise DemoFailed(f"the simulated floor wrote a device list the agent cannot use: {exc}") from None
+            if (len(listed.sas), len(listed.modbus)) != (opts.egms, opts.terminals):
+                raise DemoFailed(f"the simulated floor listed {len(listed.sas)} EGMs and {len(listed.modbus)} "
+                                 f"terminals in {layout.devices}, not {opts.egms} and {opts.terminals}")
+            return True
 
         await start(floor)
         await _until(devices_listed, t, "the simulated floor wrote no devices.toml", stop, started, floor)

@@ -9,17 +9,16 @@ optional ``map``, default ``hallsync-terminal-v1``, see :data:`protocols.modbus.
 from __future__ import annotations
 
 import asyncio
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from protocols.devices import DEFAULT_MAP, DeviceList, ModbusDeviceSpec, parse_devices
+from protocols.devices import load_devices as read_devices
 from protocols.modbus import MAPS, RegisterMap
 
 from .adapter import ModbusAdapter, ModbusEndpoint
 from .coordinator import ModbusPollConfig, TerminalCoordinator
-
-DEFAULT_MAP = "hallsync-terminal-v1"
 
 
 @dataclass(frozen=True)
@@ -33,29 +32,29 @@ class ModbusDevice:
         return MAPS[self.map]
 
 
-def device_from_mapping(d: dict[str, Any]) -> ModbusDevice:
-    """One ``[[devices]]`` table of protocol ``modbus``; raises ValueError/KeyError with what is wrong."""
-    dev_id = str(d["id"])
-    map_name = str(d.get("map", DEFAULT_MAP))
-    if map_name not in MAPS:
-        raise ValueError(f"device {dev_id}: unknown register map {map_name!r} (known: {', '.join(sorted(MAPS))})")
-    unit = int(d.get("unit", 1))
-    if "serial" not in d and "host" not in d and isinstance(d.get("port"), str):
-        d = {**d, "serial": d["port"]}   # an RTU entry naming its pty/serial path as ``port``
-    if "serial" in d:
-        endpoint = ModbusEndpoint(unit=unit, serial=str(d["serial"]), baudrate=int(d.get("baudrate", 19200)))
-    elif "host" in d:
-        endpoint = ModbusEndpoint(unit=unit, host=str(d["host"]), port=int(d.get("port", 502)))
+def from_spec(spec: ModbusDeviceSpec) -> ModbusDevice:
+    if spec.serial is not None:
+        endpoint = ModbusEndpoint(unit=spec.unit, serial=spec.serial, baudrate=spec.baudrate)
     else:
-        raise ValueError(f"device {dev_id}: a modbus device needs host (+ port) or serial")
-    return ModbusDevice(dev_id, endpoint, map_name)
+        assert spec.host is not None and spec.port is not None
+        endpoint = ModbusEndpoint(unit=spec.unit, host=spec.host, port=spec.port)
+    return ModbusDevice(spec.id, endpoint, spec.map)
+
+
+def device_from_mapping(d: dict[str, Any]) -> ModbusDevice:
+    """One ``[[devices]]`` table of protocol ``modbus``; DevicesError (a ValueError) says what is wrong."""
+    [spec] = parse_devices({"devices": [{**d, "protocol": "modbus"}]}, "modbus device").modbus
+    return from_spec(spec)
+
+
+def modbus_devices(devices: DeviceList) -> list[ModbusDevice]:
+    """The Modbus terminals of a checked device list (protocols.devices; other protocols are skipped)."""
+    return [from_spec(spec) for spec in devices.modbus]
 
 
 def load_modbus_devices(path: str | Path) -> list[ModbusDevice]:
-    """The Modbus devices of a devices.toml (other protocols are skipped)."""
-    with open(path, "rb") as fh:
-        data = tomllib.load(fh)
-    return [device_from_mapping(d) for d in data.get("devices", []) if d.get("protocol", "sas") == "modbus"]
+    """The Modbus devices of a devices.toml (other protocols are skipped); DevicesError says what is wrong."""
+    return modbus_devices(read_devices(path))
 
 
 class ModbusPoller:
@@ -81,4 +80,5 @@ class ModbusPoller:
             await coord.stop()
 
 
-__all__ = ["DEFAULT_MAP", "ModbusDevice", "ModbusPoller", "device_from_mapping", "load_modbus_devices"]
+__all__ = ["DEFAULT_MAP", "ModbusDevice", "ModbusPoller", "device_from_mapping", "load_modbus_devices",
+           "modbus_devices"]

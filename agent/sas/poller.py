@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from protocols.devices import DeviceList, SasDeviceSpec
+from protocols.devices import load_devices as read_devices
 from protocols.metrics import Histogram
 
 from ..tasks import stop_task
@@ -85,17 +86,19 @@ class SasDevice:
     transport: str | None = None  # None: from the path (/dev/pts/* → pty, else uart)
 
 
+def sas_devices(devices: DeviceList) -> list[SasDevice]:
+    """The SAS machines of a checked device list (protocols.devices; other protocols are skipped)."""
+    return [from_spec(spec) for spec in devices.sas]
+
+
+def from_spec(spec: SasDeviceSpec) -> SasDevice:
+    return SasDevice(id=spec.id, port=spec.port, address=spec.address, framing=spec.framing,
+                     transport=spec.transport)
+
+
 def load_devices(path: str | Path) -> list[SasDevice]:
-    """The SAS devices of a devices.toml (other protocols are skipped)."""
-    with open(path, "rb") as fh:
-        data = tomllib.load(fh)
-    out = []
-    for d in data.get("devices", []):
-        if d.get("protocol", "sas") != "sas":
-            continue
-        out.append(SasDevice(id=str(d["id"]), port=str(d["port"]), address=int(d["address"]),
-                             framing=d.get("framing", "marks"), transport=d.get("transport")))
-    return out
+    """The SAS devices of a devices.toml (other protocols are skipped); DevicesError says what is wrong."""
+    return sas_devices(read_devices(path))
 
 
 def timing_for(kind: str, response_timeout: float | None = None, gap_timeout: float | None = None) -> Timing:

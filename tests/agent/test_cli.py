@@ -288,3 +288,32 @@ def test_run_with_a_serial_port_that_does_not_exist_keeps_the_hall_running(tmp_p
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     assert "port unavailable; retrying" in out and "Traceback" not in out
+
+
+def test_the_environment_sits_between_the_config_file_and_the_flags(tmp_path: Path) -> None:
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(f'data_dir = "{tmp_path / "from-file"}"\n')
+    env = {**os.environ, "HALLSYNC_AGENT_DATA_DIR": str(tmp_path / "from-env")}
+    res = subprocess.run([AGENT, "status", "--config", str(cfg)], capture_output=True, text=True, timeout=30, env=env)
+    assert res.returncode == 1 and f"no state in {tmp_path / 'from-env'}" in res.stdout
+    res = subprocess.run([AGENT, "status", "--config", str(cfg), "--data-dir", str(tmp_path / "from-flag")],
+                         capture_output=True, text=True, timeout=30, env=env)
+    assert res.returncode == 1 and f"no state in {tmp_path / 'from-flag'}" in res.stdout
+
+
+def test_a_bad_config_value_names_the_file_and_the_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text('[run]\nlinger = "soon"\n')
+    res = run("run", "--config", str(cfg))
+    assert res.returncode == 2 and f"config file {cfg}: [run] linger: bad value 'soon'" in res.stderr
+
+
+def test_run_refuses_a_devices_file_with_an_id_used_twice(tmp_path: Path) -> None:
+    assert run("keys", "init", "--data-dir", str(tmp_path)).returncode == 0
+    devices = tmp_path / "devices.toml"
+    devices.write_text('[[devices]]\nid = "egm-001"\nport = "/dev/ttyS0"\naddress = 1\n\n'
+                       '[[devices]]\nid = "egm-001"\nprotocol = "modbus"\nhost = "10.0.0.21"\n')
+    res = run("run", "--hall", "h1", "--data-dir", str(tmp_path), "--devices", str(devices), "--mqtt",
+              "mqtt://127.0.0.1:1", "--central-key", str(tmp_path / "hall.pub"))
+    assert res.returncode == 2
+    assert f"devices file {devices}: device id 'egm-001' is used twice (#1 and #2)" in res.stderr

@@ -200,6 +200,32 @@ def test_config_file_holds_options_and_flags_win(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "--db" in missing.stderr
 
 
+def test_the_environment_sits_between_the_config_file_and_the_flags(tmp_path: Path) -> None:
+    import os
+
+    def with_env(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(BIN), *args], cwd=tmp_path, capture_output=True, text=True, timeout=30,
+                              env={**os.environ, **env})
+
+    (tmp_path / "central.toml").write_text('db = "from-config.db"\n[apikeys.create]\nrole = "viewer"\n')
+    done = with_env("apikeys", "create", "--config", "central.toml", HALLSYNC_CENTRAL_DB="from-env.db",
+                    HALLSYNC_CENTRAL_ROLE="operator")
+    assert done.returncode == 0 and "role: operator" in done.stdout, done.stderr
+    assert (tmp_path / "from-env.db").exists() and not (tmp_path / "from-config.db").exists()
+    done = with_env("apikeys", "create", "--config", "central.toml", "--role", "admin",
+                    HALLSYNC_CENTRAL_ROLE="operator")
+    assert done.returncode == 0 and "role: admin" in done.stdout, done.stderr
+    bad = with_env("serve", "--config", "central.toml", HALLSYNC_CENTRAL_LOGIN_FAILURES="lots")
+    assert bad.returncode == 2
+    assert "environment variable HALLSYNC_CENTRAL_LOGIN_FAILURES: bad value 'lots'" in bad.stderr
+    # an acting flag never comes from the environment: a second key for hall-01 still needs --replace
+    assert with_env("halls", "add", "hall-01", "--public-key", str(pub(tmp_path / "a.pub")),
+                    "--db", "h.db").returncode == 0
+    again = with_env("halls", "add", "hall-01", "--public-key", str(pub(tmp_path / "b.pub")), "--db", "h.db",
+                     HALLSYNC_CENTRAL_REPLACE="1")
+    assert again.returncode == 1 and "--replace" in again.stderr
+
+
 def test_postgresql_url_gives_a_clear_error(tmp_path: Path) -> None:
     key = pub(tmp_path / "k.pub")
     for args in (["halls", "add", "h1", "--public-key", str(key)], ["apikeys", "create", "--role", "admin"]):

@@ -191,3 +191,29 @@ async def test_a_part_that_dies_ends_the_demo_with_an_error_and_stops_the_rest(t
         for pid in pids.values():
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_demo_options_come_from_defaults_config_environment_and_flags(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from hallsync_demo.cli import add_arguments, resolve_options, run
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    config = tmp_path / "demo.toml"
+    config.write_text('egms = 3\nhttp = "127.0.0.1:9001"\n[demo]\nbroker = "mosquitto"\n')
+    opts = resolve_options(parser.parse_args([]), env={})
+    assert (opts["broker"], opts["egms"], opts["http"], opts["data_dir"]) == ("auto", 12, ("127.0.0.1", 8080), None)
+    opts = resolve_options(parser.parse_args(["--config", str(config)]), env={})
+    assert (opts["broker"], opts["egms"], opts["http"]) == ("mosquitto", 3, ("127.0.0.1", 9001))
+    env = {"HALLSYNC_DEMO_BROKER": "embedded", "HALLSYNC_DEMO_EGMS": "5"}
+    opts = resolve_options(parser.parse_args(["--config", str(config)]), env=env)
+    assert (opts["broker"], opts["egms"]) == ("embedded", 5)
+    opts = resolve_options(parser.parse_args(["--config", str(config), "--broker", "auto", "--egms", "2"]), env=env)
+    assert (opts["broker"], opts["egms"]) == ("auto", 2)
+    monkeypatch.setenv("HALLSYNC_DEMO_BROKER", "rabbit")   # refused before anything starts, naming the variable
+    assert run(parser.parse_args(["--data-dir", str(tmp_path / "d")])) == 2
+    err = capsys.readouterr().err
+    assert "environment variable HALLSYNC_DEMO_BROKER: 'rabbit' is not one of auto, mosquitto, embedded" in err
+    assert not (tmp_path / "d").exists()

@@ -216,3 +216,25 @@ def test_unknown_config_keys_are_rejected(tmp_path: Path) -> None:
     proc = subprocess.run([*CLI, "floor", "--config", str(config), "--out", str(tmp_path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=20)
     assert proc.returncode == 2 and "egmz" in proc.stderr
+
+
+def test_options_resolve_defaults_then_config_then_environment_then_flags(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from firmware_sim.cli import parse_args
+
+    config = tmp_path / "sim.toml"
+    config.write_text('pace = 2\n[floor]\negms = 3\nout = "from-file"\nwait-for-host = true\n')
+    base = ["floor", "--config", str(config)]
+    args = parse_args(["floor", "--egms", "1", "--out", str(tmp_path)], env={})
+    assert (args.pace, args.seed, args.framing, args.wait_for_host) == (3.0, 0, "marks", False)   # defaults
+    args = parse_args(base, env={})
+    assert (args.pace, args.egms, args.out, args.wait_for_host) == (2.0, 3, Path("from-file"), True)
+    env = {"HALLSYNC_SIM_PACE": "0.5", "HALLSYNC_SIM_OUT": str(tmp_path), "HALLSYNC_SIM_WAIT_FOR_HOST": "false"}
+    args = parse_args(base, env=env)
+    assert (args.pace, args.egms, args.out, args.wait_for_host) == (0.5, 3, tmp_path, False)
+    args = parse_args([*base, "--pace", "1", "--egms", "4", "--wait-for-host"], env=env)
+    assert (args.pace, args.egms, args.wait_for_host) == (1.0, 4, True)
+    with pytest.raises(SystemExit) as exited:
+        parse_args(base, env={"HALLSYNC_SIM_PACE": "-1"})
+    assert exited.value.code == 2
+    assert "environment variable HALLSYNC_SIM_PACE: bad value '-1'" in capsys.readouterr().err
