@@ -63,7 +63,7 @@ from .metrics_sqlite import MetricsSqliteMixin
 from .monitor_sqlite import MonitorSqliteMixin
 from .rollup import BatchEffects, DeviceUpdate, effects
 from .schema import ADDED_COLUMNS, DDL, DEVICE_MONEY_COLUMNS, SCHEMA_VERSION
-from .sqlhelpers import RollupSource, insert_rows, rollup_scope, rollup_source
+from .sqlhelpers import WRITER_CACHED_STATEMENTS, RollupSource, insert_rows, rollup_scope, rollup_source
 from .sqlhelpers import hall_scope as _scope
 from .sqlhelpers import transaction as _transaction
 from .sqlhelpers import where_clause as _where
@@ -162,7 +162,8 @@ def _connect(path: str, *, readonly: bool) -> sqlite3.Connection:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=True)
     else:
         _owner_only(path)
-        con = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+        con = sqlite3.connect(path, isolation_level=None, check_same_thread=True,
+                              cached_statements=WRITER_CACHED_STATEMENTS)
         con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=FULL")
     con.execute("PRAGMA busy_timeout=10000")
