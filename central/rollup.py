@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from central.eventtypes import PLAY_TYPES
 from protocols.sync import Event
-from protocols.sync.gamingday import UTC_MIDNIGHT, DayIndex, DayRule
+from protocols.sync.gamingday import UTC_MIDNIGHT, DayIndex, DayRule, Span
 from protocols.sync.money import ZERO, Contribution, contribution
 
 RollupKey = tuple[str, str, str, str]
@@ -98,12 +98,31 @@ def _kind_hint(event: Event) -> str | None:
     return None
 
 
-def _add(acc: list[int], amount: Contribution) -> None:
-    acc[0] += amount.bets
-    acc[1] += amount.wins
-    acc[2] += amount.rounds
-    acc[3] += amount.cash_in
-    acc[4] += amount.cash_out
+Money = tuple[int, int, int, int, int]
+"""bets, wins, rounds, cash in, cash out (the order of every accumulator here)."""
+
+
+def _plus(acc: list[int], money: Money) -> None:
+    acc[0] += money[0]
+    acc[1] += money[1]
+    acc[2] += money[2]
+    acc[3] += money[3]
+    acc[4] += money[4]
+
+
+def _add(table: dict[Any, list[int]], key: Any, money: Money) -> None:
+    """Add ``money`` to ``table[key]``, which its first money starts."""
+    acc = table.get(key)
+    if acc is None:
+        table[key] = list(money)
+    else:
+        _plus(acc, money)
+
+
+_LAST_SPANS: dict[DayRule, Span] = {}
+"""The last hour span :func:`effects` keyed by, per day rule: a hall's next batch (a few ms later, on any
+thread) starts with it instead of a time-zone conversion. A tuple swapped whole, so threads can share it."""
+_NO_SPAN: Final = Span(0, 0, "", 0)
 
 
 def effects(hall: str, events: Iterable[Event], rule: DayRule = UTC_MIDNIGHT) -> BatchEffects:
@@ -113,6 +132,9 @@ def effects(hall: str, events: Iterable[Event], rule: DayRule = UTC_MIDNIGHT) ->
     An event whose money the shared rule refuses (ValueError) contributes zero and is reported in
     ``money_errors`` so the caller logs it; it is still stored, because dropping a signed event
     would break the chain and lose the record.
+
+    The day and hour keys come from the span of instants sharing them (:meth:`DayIndex.span`): the
+    events of a batch are nearby in time, so most reuse the previous event's keys after one comparison.
     """
     sums: dict[RollupKey, list[int]] = {}
     hours: dict[HourKey, list[int]] = {}
@@ -120,59 +142,54 @@ def effects(hall: str, events: Iterable[Event], rule: DayRule = UTC_MIDNIGHT) ->
     devices: dict[str, DeviceUpdate] = {}
     errors: list[tuple[int, str]] = []
     index = DayIndex(rule)
+    lo, hi, day, hour = span = _LAST_SPANS.get(rule, _NO_SPAN)
     for event in events:
+        kind, data, device, at = event.type, event.data, event.device, event.agent_time
         try:
-            amount = contribution(event.type, event.data)
+            amount = contribution(kind, data)
         except ValueError as exc:
             errors.append((event.seq, str(exc)))
             amount = ZERO
-        snapshot = event.type == "meters.snapshot"
+        snapshot = kind == "meters.snapshot"
         if amount is not ZERO or snapshot:
-            day, hour = index.day_hour(event.agent_time)
-            cell = cells.get((event.device, day))
+            if not lo <= at < hi:
+                lo, hi, day, hour = span = index.span(at)
+            cell = cells.get((device, day))
             if cell is None:
-                cell = cells[(event.device, day)] = [0, 0, 0, 0, 0, 0]
+                cell = cells[(device, day)] = [0, 0, 0, 0, 0, 0]
             if snapshot:
                 cell[5] += 1
         if amount is not ZERO:
-            _add(cell, amount)
-            key = (hall, event.device, game_of(event.data), day)
-            acc = sums.get(key)
-            if acc is None:
-                acc = sums[key] = [0, 0, 0, 0, 0]
-            _add(acc, amount)
-            acc = hours.get((event.device, day, hour))
-            if acc is None:
-                acc = hours[(event.device, day, hour)] = [0, 0, 0, 0, 0]
-            _add(acc, amount)
-        update = devices.get(event.device)
+            money = (amount.bets, amount.wins, amount.rounds, amount.cash_in, amount.cash_out)
+            _plus(cell, money)
+            _add(sums, (hall, device, game_of(data), day), money)
+            _add(hours, (device, day, hour), money)
+        update = devices.get(device)
         if update is None:
-            update = devices[event.device] = DeviceUpdate(event.agent_time, event.agent_time, event.seq,
-                                                          first_seq=event.seq)
+            update = devices[device] = DeviceUpdate(at, at, event.seq, first_seq=event.seq)
         else:
-            update.first_seen = min(update.first_seen, event.agent_time)
-            update.last_seen = max(update.last_seen, event.agent_time)
+            if at < update.first_seen:
+                update.first_seen = at
+            if at > update.last_seen:
+                update.last_seen = at
             update.last_seq = event.seq
-        kind = event.type
-        if amount is not ZERO and not (kind == "integration" and event.data.get("kind") == "missed"):
-            money = update.money
-            money[0] += amount.bets
-            money[1] += amount.wins
-            money[2] += amount.rounds
-            money[3] += amount.cash_in
-            money[4] += amount.cash_out
+        if amount is not ZERO and not (kind == "integration" and data.get("kind") == "missed"):
+            _plus(update.money, money)
         if kind in PLAY_TYPES:
             update.last_play_seq = event.seq
-        elif kind == "meters.snapshot":
+        elif snapshot:
             update.marks.append((event.seq, *update.money))
-        hint = _kind_hint(event)
-        if hint is not None and update.kind is None:
-            update.kind = hint
-        if event.type == "device.status":
-            online = event.data.get("online")
+        if update.kind is None:
+            update.kind = _kind_hint(event)
+        if kind == "device.status":
+            online = data.get("online")
             if type(online) is bool:
                 update.online = online
-            enabled = event.data.get("enabled")
+            enabled = data.get("enabled")
             if type(enabled) is bool:
                 update.enabled = enabled
+    if span is not _NO_SPAN:
+        if len(_LAST_SPANS) > 1024:   # more rules than halls ever keep: start over rather than grow
+            _LAST_SPANS.clear()
+        _LAST_SPANS[rule] = span
     return BatchEffects({key: Contribution(*acc) for key, acc in sums.items()}, devices, errors, hours, cells, rule)

@@ -32,6 +32,7 @@ from protocols.sync.gamingday import UTC_MIDNIGHT
 from .group_commit import GroupCommitter
 from .rollup_tables import fill_device_money, rebuild_day_tables
 from .schema import ADDED_COLUMNS, DDL, SCHEMA_VERSION
+from .sqlhelpers import WRITER_CACHED_STATEMENTS
 from .sqlhelpers import transaction as _transaction
 
 T = TypeVar("T")
@@ -68,7 +69,8 @@ def _connect(path: str, *, readonly: bool) -> sqlite3.Connection:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=True)
     else:
         _owner_only(path)
-        con = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+        con = sqlite3.connect(path, isolation_level=None, check_same_thread=True,
+                              cached_statements=WRITER_CACHED_STATEMENTS)
         con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=FULL")
     con.execute("PRAGMA busy_timeout=10000")

@@ -20,13 +20,14 @@ clock is read here.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import re
 import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Final
+from typing import Final, NamedTuple
 
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _US: Final = dt.timedelta(microseconds=1)
@@ -155,6 +156,27 @@ class DayIndex:
                 hi = mid
         hour = hours[lo] if hours and hours[lo] <= micros else self.rule.hour_of(micros)
         return self._day.isoformat(), hour
+
+    def span(self, micros: int) -> Span:
+        """:meth:`day_hour` of ``micros`` and the instants ``[lo, hi)`` around it that share both (its
+        local hour, cut at the gaming day's bounds): a caller keying a run of nearby instants reuses the
+        keys while ``lo <= t < hi`` (one comparison instead of a search and a date formatting)."""
+        day, hour = self.day_hour(micros)
+        hours = self._hours
+        at = bisect.bisect_right(hours, micros) - 1
+        if at < 0 or hours[at] != hour:   # not in the day's table (day_hour's fallback): this instant only
+            return Span(micros, micros + 1, day, hour)
+        end = hours[at + 1] if at + 1 < len(hours) else self._end
+        return Span(max(hour, self._start), min(end, self._end), day, hour)
+
+
+class Span(NamedTuple):
+    """Instants ``[lo, hi)`` of one gaming day (ISO) and one local hour (its start in UTC microseconds)."""
+
+    lo: int
+    hi: int
+    day: str
+    hour: int
 
 
 @lru_cache(maxsize=4096)

@@ -22,7 +22,7 @@ from .builders import T0, FakeHall
 from .conftest import register
 
 
-@pytest.mark.parametrize("rows", [0, 1, 2, 3, 1023, 1024, 1025, 2999, 5000])
+@pytest.mark.parametrize("rows", [0, 1, 2, 3, 25, 64, 65, 100, 1023, 1024, 1025, 2999, 5000])
 def test_insert_rows_stores_every_row_once_in_order(tmp_path: Path, rows: int) -> None:
     con = sqlite3.connect(tmp_path / "t.db", isolation_level=None)
     con.execute("CREATE TABLE t (n INTEGER PRIMARY KEY, a TEXT, b INTEGER)")

@@ -103,3 +103,22 @@ def test_bad_zones_are_refused(zone: str) -> None:
 def test_bad_starts_are_refused(start: str) -> None:
     with pytest.raises(DayRuleError):
         parse_start(start)
+
+
+@pytest.mark.parametrize("rule", [KYIV, DayRule("America/New_York", "01:30"), DayRule("Asia/Kolkata", "06:30"),
+                                  DayRule("Australia/Lord_Howe", "02:00")])
+def test_an_index_span_holds_exactly_the_instants_of_its_day_and_hour(rule: DayRule) -> None:
+    # across both DST nights of 2026 (Lord Howe moves by 30 minutes; 01:30 and 06:30 starts cut an hour in two)
+    index = DayIndex(rule)
+    for night in (us("2026-03-08T00:00:00+00:00"), us("2026-03-29T00:00:00+00:00"), us("2026-04-04T12:00:00+00:00"),
+                  us("2026-10-04T12:00:00+00:00"), us("2026-10-25T00:00:00+00:00"), us("2026-11-01T00:00:00+00:00")):
+        t = night - 30 * HOUR
+        while t < night + 30 * HOUR:
+            lo, hi, day, hour = index.span(t)
+            assert lo <= t < hi
+            assert (day, hour) == (rule.day_of(t).isoformat(), rule.hour_of(t))
+            for inside in (lo, hi - 1):
+                assert (rule.day_of(inside).isoformat(), rule.hour_of(inside)) == (day, hour)
+            assert (rule.day_of(hi).isoformat(), rule.hour_of(hi)) != (day, hour)   # the span is maximal
+            assert (rule.day_of(lo - 1).isoformat(), rule.hour_of(lo - 1)) != (day, hour)
+            t += 7 * 60_000_000
