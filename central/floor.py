@@ -26,6 +26,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from protocols.sync.vocabulary import PLAY_TYPES
+
 if TYPE_CHECKING:  # the store imports this module's event types: no import cycle at run time
     from central.store.base import DeviceCondition, DeviceEventRow, DeviceRecord
 
@@ -34,7 +36,6 @@ STATES: Final = ("offline", "door_open", "tilt", "disabled", "playing", "idle")
 PLAYING_WINDOW_US: Final = 60_000_000
 """A game event within the last minute: the simulator and real players start a game every few seconds,
 so a minute without one is a machine waiting for a player."""
-PLAY_TYPES: Final = ("game.bet", "game.win", "game.loss", "game.ended")
 CONDITION_TYPES: Final = ("device.door", "game.error", "device.status", "handpay", "service", "integration")
 """Event types that can change a machine's state other than play (what the store reads per device)."""
 _MACHINE_ACTIONS: Final = {"disable_machine": False, "enable_machine": True}

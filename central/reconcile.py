@@ -62,6 +62,7 @@ from protocols.sas.fields import meter_size_2f
 from protocols.sas.meters import METER_CODES, meter_unit
 from protocols.sync.gamingday import UTC_MIDNIGHT, DayRule
 from protocols.sync.money import ZERO, Contribution, contribution
+from protocols.sync.vocabulary import counts_in_events, is_missed
 
 MAX_DAYS: Final = 62
 """Longest period one report request may cover (each day × device is a few indexed queries)."""
@@ -296,7 +297,7 @@ def _negated(c: Contribution) -> Contribution:
 
 def missed_from_event(seq: int, data: Mapping[str, Any]) -> MissedRecord | None:
     """A :class:`MissedRecord` from an ``integration`` event of kind ``missed`` (else None)."""
-    if data.get("kind") != "missed":
+    if not is_missed("integration", data):
         return None
     try:
         amounts = contribution("integration", dict(data))
@@ -309,7 +310,7 @@ def missed_from_event(seq: int, data: Mapping[str, Any]) -> MissedRecord | None:
 def event_money(event_type: str, data: Mapping[str, Any]) -> Contribution:
     """An event's money for the *events* side: the shared rule, without ``missed`` records (they are
     the reconciliation's own column) and zero for what the rule refuses (as the rollups count it)."""
-    if event_type == "integration" and data.get("kind") == "missed":
+    if not counts_in_events(event_type, data):
         return ZERO
     try:
         return contribution(event_type, dict(data))

@@ -17,6 +17,7 @@ import msgspec
 
 from central.reconcile import event_money, missed_from_event
 from protocols.sync.money import ZERO, Contribution
+from protocols.sync.vocabulary import PLAY_TYPES
 
 from .base import (
     ALERT_STATES,
@@ -43,7 +44,7 @@ _LINK_KINDS = ("rejected", "format_error", "resend", "missed")
 """Integration-log kinds the monitor counts: trouble on a hall's link (gaps, refused or malformed
 batches) and ``missed`` records (meters moved more than the events said), which get their own alert."""
 _CONDITION_TYPES = "'device.door', 'game.error', 'device.status', 'handpay', 'service'"
-_PLAY_TYPES = "'game.bet', 'game.win', 'game.ended', 'game.loss'"
+_PLAY_TYPES = ", ".join(f"'{t}'" for t in sorted(PLAY_TYPES))
 _SWITCH_ACTIONS = ("disable_machine", "enable_machine", "disable_game", "enable_game")
 
 

@@ -18,10 +18,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from central.floor import PLAY_TYPES
 from protocols.sync import Event
 from protocols.sync.gamingday import UTC_MIDNIGHT, DayIndex, DayRule
 from protocols.sync.money import ZERO, Contribution, contribution
+from protocols.sync.vocabulary import PLAY_TYPES, is_missed
 
 RollupKey = tuple[str, str, str, str]
 """(hall, device, game, day ``YYYY-MM-DD``); ``game`` is ``""`` for money outside a game (bills, tickets)."""
@@ -154,7 +154,7 @@ def effects(hall: str, events: Iterable[Event], rule: DayRule = UTC_MIDNIGHT) ->
             update.last_seen = max(update.last_seen, event.agent_time)
             update.last_seq = event.seq
         kind = event.type
-        if amount is not ZERO and not (kind == "integration" and event.data.get("kind") == "missed"):
+        if amount is not ZERO and not is_missed(kind, event.data):
             money = update.money
             money[0] += amount.bets
             money[1] += amount.wins

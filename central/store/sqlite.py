@@ -31,11 +31,11 @@ from typing import Any, Final, TypeVar
 import msgspec
 import structlog
 
-from central.floor import PLAY_TYPES
 from central.reconcile import event_money
 from protocols.sync import GENESIS_HASH, Event, canonical_bytes
 from protocols.sync.gamingday import DEFAULT_START, DEFAULT_ZONE, UTC_MIDNIGHT, DayRule, day_rule
 from protocols.sync.money import ZERO
+from protocols.sync.vocabulary import PLAY_TYPES
 
 from .base import (
     COMMAND_STATUSES,

@@ -117,6 +117,11 @@ class EventData(msgspec.Struct, **_STRUCT):
         """The money this event adds (see :mod:`.money`); nothing, unless a type says otherwise."""
         return ZERO
 
+    def slot(self) -> str | None:
+        """The one :class:`Contribution` field this event adds to, even with an amount of 0 (None: none,
+        or several, as a ``missed`` record's)."""
+        return None
+
 
 class _Money(EventData, **_STRUCT):
     """A money type: ``amount`` and ``currency`` are required."""
@@ -147,6 +152,9 @@ class GameBet(_Money, **_STRUCT):
     def contribution(self) -> Contribution:
         return Contribution(bets=self.amount)
 
+    def slot(self) -> str | None:
+        return "bets"
+
 
 class GameWin(_Money, **_STRUCT):
     TYPE = EventType.GAME_WIN
@@ -156,6 +164,9 @@ class GameWin(_Money, **_STRUCT):
 
     def contribution(self) -> Contribution:
         return Contribution(wins=self.amount)
+
+    def slot(self) -> str | None:
+        return "wins"
 
 
 class GameLoss(EventData, **_STRUCT):
@@ -177,6 +188,9 @@ class GameEnded(EventData, **_STRUCT):
 
     def contribution(self) -> Contribution:
         return Contribution(rounds=1 if self.rounds is UNSET else self.rounds)
+
+    def slot(self) -> str | None:
+        return "rounds"
 
 
 class OpCancelled(EventData, **_STRUCT):
@@ -276,6 +290,9 @@ class Handpay(_Money, **_STRUCT):
     def contribution(self) -> Contribution:
         return Contribution(cash_out=self.amount) if self.kind == "cancelled_credits" else ZERO
 
+    def slot(self) -> str | None:
+        return "cash_out" if self.kind == "cancelled_credits" else None
+
 
 class BillAccepted(_Money, **_STRUCT):
     TYPE = EventType.BILL_ACCEPTED
@@ -288,6 +305,9 @@ class BillAccepted(_Money, **_STRUCT):
     def contribution(self) -> Contribution:
         return Contribution(cash_in=self.amount)
 
+    def slot(self) -> str | None:
+        return "cash_in"
+
 
 class TicketPrinted(_Money, **_STRUCT):
     TYPE = EventType.TICKET_PRINTED
@@ -297,6 +317,9 @@ class TicketPrinted(_Money, **_STRUCT):
     def contribution(self) -> Contribution:
         return Contribution(cash_out=self.amount)
 
+    def slot(self) -> str | None:
+        return "cash_out"
+
 
 class TicketRedeemed(_Money, **_STRUCT):
     TYPE = EventType.TICKET_REDEEMED
@@ -304,6 +327,9 @@ class TicketRedeemed(_Money, **_STRUCT):
 
     def contribution(self) -> Contribution:
         return Contribution(cash_in=self.amount)
+
+    def slot(self) -> str | None:
+        return "cash_in"
 
 
 class Transfer(_Money, **_STRUCT):
@@ -315,6 +341,9 @@ class Transfer(_Money, **_STRUCT):
 
     def contribution(self) -> Contribution:
         return Contribution(cash_in=self.amount) if self.direction == "in" else Contribution(cash_out=self.amount)
+
+    def slot(self) -> str | None:
+        return "cash_in" if self.direction == "in" else "cash_out"
 
 
 class MetersSnapshot(EventData, **_STRUCT):
@@ -483,8 +512,15 @@ def contribution(event_type: str, data: Any) -> Contribution:
     return typed(event_type, data).contribution()
 
 
+def money_slot(event_type: str, data: Any) -> str | None:
+    """:meth:`EventData.slot` of an event (decoded JSON or typed): where its money goes, amount or not."""
+    if event_type not in COUNTING_TYPES:
+        return None
+    return typed(event_type, data).slot()
+
+
 __all__ = [
     "COUNTING_TYPES", "DATA_TYPES", "GGR_TYPES", "MISSED_KEYS", "MONEY_TYPES", "PLAY_TYPES", "ZERO", "Amount",
     "Contribution", "Currency", "EventData", "EventType", "check_data", "contribution", "counts_in_events",
-    "counts_in_ggr", "game_key", "is_missed", "is_play", "typed",
+    "counts_in_ggr", "game_key", "is_missed", "is_play", "money_slot", "typed",
 ]
