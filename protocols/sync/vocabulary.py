@@ -490,10 +490,12 @@ def check_data(event_type: str, data: Any) -> EventData:
     result = typed(event_type, data)
     if type(data) is not dict:  # a struct given back: it was checked when it was made
         return result
-    if not data.keys() <= _FIELDS[event_type]:
-        # keys the vocabulary does not name: the generic rules, as for any free-form object
-        check_amounts(data, check_object(data))
-        return result
+    named = _FIELDS[event_type]
+    if not data.keys() <= named:
+        # keys the vocabulary does not name: the generic rules, as for any free-form object (the
+        # struct names ``amount`` only with ``currency``, so the currency rule needs no named key)
+        extra = {key: data[key] for key in data.keys() - named}
+        check_amounts(extra, check_object(extra))
     for key in result.FREE:
         value = data.get(key, UNSET)
         if value is not UNSET and type(value) not in _PLAIN:
