@@ -182,7 +182,9 @@ class Counter(_Instrument):
             raise MetricsError(f"{self.family.name}: a counter only goes up")
         key = self._key(labels)
         samples = self.family.samples
-        samples[key] = samples.get(key, 0) + amount  # type: ignore[operator]
+        current = samples.get(key, 0)
+        assert not isinstance(current, HistogramValue)
+        samples[key] = current + amount
 
     def value(self, *labels: str) -> Number:
         sample = self.family.samples.get(self._key(labels), 0)

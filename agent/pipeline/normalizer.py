@@ -63,6 +63,7 @@ from protocols.sas.exceptions import (
     POWER_OFF_DOORS,
     SERVICE_KINDS,
     BillAcceptedData,
+    ExceptionCode,
     GameEndedData,
     GameSelectedData,
     GameStartedData,
@@ -363,22 +364,22 @@ class Normalizer:
     def _exception(self, state: DeviceState, fact: F.ExceptionFact, out: list[EventDraft]) -> None:
         code = fact.code
         hex_code = f"{code:02X}"
-        if code == 0x7E:
+        if code == ExceptionCode.GAME_STARTED:
             self._game_started(state, fact, out)
-        elif code == 0x7F:
+        elif code == ExceptionCode.GAME_ENDED:
             self._game_ended(state, fact, out)
-        elif code == 0x8C:
+        elif code == ExceptionCode.GAME_SELECTED:
             if isinstance(fact.data, GameSelectedData):
                 state.game = fact.data.game_number
                 self._emit(state, out, fact, "device.status", {"status": "game_selected", "game": state.game})
-        elif code == 0x4F or code in BILL_CODES:
+        elif code == ExceptionCode.BILL_ACCEPTED or code in BILL_CODES:
             self._bill(state, fact, out)
-        elif code == 0x51:
+        elif code == ExceptionCode.HANDPAY_PENDING:
             state.handpay_pending = True
             self._emit(state, out, fact, "device.status", {"status": "handpay_pending", "code": hex_code})
-        elif code == 0x52:
+        elif code == ExceptionCode.HANDPAY_RESET:
             self._handpay_reset(state, fact, out)
-        elif code == 0x3D:
+        elif code == ExceptionCode.CASHOUT_TICKET_PRINTED:
             state.ticket_mono = fact.mono  # the ticket itself comes as TicketInfo (LP 3D), read right after
         elif code in DOOR_CODES:
             door, opened = DOOR_CODES[code]
@@ -393,9 +394,9 @@ class Normalizer:
         elif code in ERROR_CATEGORIES:
             self._emit(state, out, fact, "game.error",
                        {"code": hex_code, "name": fact.name, "category": ERROR_CATEGORIES[code]})
-            if code == 0x32:   # CMOS RAM lost without recovery: meters may be gone too
+            if code == ExceptionCode.CMOS_RAM_ERROR_NO_DATA_RECOVERED:   # the meters may be gone too
                 state.reset_pending = True
-        elif code == 0x70:
+        elif code == ExceptionCode.EXCEPTION_BUFFER_OVERFLOW:
             state.hints.add("buffer_overflow")
             state.activity_wall = fact.wall
             log.warning("EGM exception buffer overflowed: events were lost", device=state.device)

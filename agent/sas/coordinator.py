@@ -27,7 +27,7 @@ from protocols.sas import longpolls as lp
 from protocols.sas.clock import from_sas, to_sas
 from protocols.sas.denominations import DENOMINATION_CENTS
 from protocols.sas.errors import SASError
-from protocols.sas.exceptions import Significance, codes_with, exception_name
+from protocols.sas.exceptions import ExceptionCode, Significance, codes_with, exception_name
 from protocols.sas.meters import meter_name, meter_unit
 
 from ..tasks import stop_task
@@ -508,13 +508,13 @@ class MachineCoordinator:
 
     def _on_exception(self, code: int) -> None:
         """Immediate reactions; the ExceptionFact itself is emitted when the line confirms it."""
-        if code == 0x51:
+        if code == ExceptionCode.HANDPAY_PENDING:
             self._queue("handpay", self._read_handpay)
-        elif code == 0x3D:
+        elif code == ExceptionCode.CASHOUT_TICKET_PRINTED:
             self._queue("ticket", self._read_ticket)
-        elif code == 0x3C and self.config.identity:
+        elif code == ExceptionCode.OPERATOR_CHANGED_OPTIONS and self.config.identity:
             self._queue("identity", self._read_identity)
-        elif code == 0x17:
+        elif code == ExceptionCode.AC_POWER_APPLIED:
             self._queue("rte", self._set_rte)
         if code in SIGNIFICANT_EXCEPTIONS:
             self._queue_meters(f"event:{code:02X}")

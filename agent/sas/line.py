@@ -24,8 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import structlog
 
@@ -44,6 +45,10 @@ ACK_POLL = bytes((0x80,))
 address". It is both the sync poll after link-up (notes §0.3) and the cheapest implied ACK."""
 
 REOPEN_BACKOFF = 1.0
+STOP_ACK_TIMEOUT = 1.0
+"""How long stop() tries to send the ACK of a reply the EGM still holds."""
+
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -149,10 +154,23 @@ class SasLine:
         self._task = asyncio.create_task(self._run(), name=f"sas-line:{self.name}")
 
     async def stop(self) -> None:
-        """Cancel the task, confirm what is held (no next poll will come) and close the port."""
+        """Cancel the task, ACK what the EGM still holds for us, and close the port.
+
+        A reply is ours only once the EGM has heard the poll that ACKs it: confirmed without one
+        (as a bare flush did), it stays in the EGM's queue, and after the loop break that the
+        restart causes the EGM sends it again to the next agent — the same 7F, win included,
+        counted twice. So the ACK poll goes out first; if it cannot, the reply is left to the EGM."""
         task, self._task = self._task, None
         await stop_task(task)
-        self._deliver(self._tracker.flush())
+        if self._tracker.held is not None:
+            try:
+                if not self._open:
+                    raise TransportError(f"{self.name} is closed")
+                await asyncio.wait_for(self._send_ack_poll(), STOP_ACK_TIMEOUT)
+            except (TimeoutError, TransportError, OSError) as exc:
+                self._tracker.flush()
+                log.warning("reply held at stop left to the EGM: the poll that ACKs it could not go out; "
+                            "the EGM sends it again", port=self.name, error=str(exc) or type(exc).__name__)
         while not self._queue.empty():
             req = self._queue.get_nowait()
             if not req.future.done():
@@ -258,8 +276,21 @@ class SasLine:
         return True
 
     async def _send_ack_poll(self) -> None:
-        self._deliver(self._tracker.before_send(ACK_POLL))
-        await self.transport.send(wire.chars(ACK_POLL))
+        confirmed = self._tracker.before_send(ACK_POLL)
+        await self._unconfirmed_on_failure(confirmed, self.transport.send(wire.chars(ACK_POLL)))
+        self._deliver(confirmed)
+
+    async def _unconfirmed_on_failure(self, confirmed: Held | None, sending: Awaitable[_T]) -> _T:
+        """Await the poll that ACKs ``confirmed``; if the port fails meanwhile, ``confirmed`` is not
+        delivered: the EGM may not have heard the ACK and would send the reply again after the loop
+        break (counted twice), whereas a reply it did drop shows as ``missed`` on its meters."""
+        try:
+            return await sending
+        except TransportError:
+            if confirmed is not None:
+                log.warning("reply not confirmed: the poll that ACKs it failed; the EGM sends it again",
+                            port=self.name)
+            raise
 
     async def _execute(self, req: _Request) -> PollResult:
         tracker = self._tracker
@@ -278,8 +309,10 @@ class SasLine:
         owed = 0      # attempts of this poll whose answer may still arrive
         dropped = 0
         while True:
-            self._deliver(tracker.before_send(key))
-            res = await transact(self.transport, req.address, req.frame, req.command, req.rte, self.timing)
+            confirmed = tracker.before_send(key)
+            res = await self._unconfirmed_on_failure(
+                confirmed, transact(self.transport, req.address, req.frame, req.command, req.rte, self.timing))
+            self._deliver(confirmed)   # after the ACK went out, before this reply is looked at
             attempts.append(res)
             if res.outcome is Outcome.REPLY and dropped <= req.retries and self._late_copy(req.address, res):
                 # Not this poll's answer: ask again (the EGM repeats its real one); this attempt's own

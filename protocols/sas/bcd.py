@@ -30,4 +30,5 @@ def decode_bcd(data: bytes | bytearray | memoryview) -> int:
 
 def bcd_max(width: int) -> int:
     """The largest value ``width`` BCD bytes hold; meters roll over to 0 past it."""
-    return 10 ** (width * 2) - 1
+    power: int = 10 ** (width * 2)   # int ** int is Any to a type checker (a negative exponent gives a float)
+    return power - 1

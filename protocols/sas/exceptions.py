@@ -6,12 +6,142 @@ The table is notes/sas-protocol.md §4.1 (Monaco's enum and saspy's table agree 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .bcd import decode_bcd, encode_bcd
 from .errors import FrameError
 
-NO_ACTIVITY = 0x00
+
+@enum.unique
+class ExceptionCode(enum.IntEnum):
+    """The SAS general-poll exception codes (notes/sas-protocol.md §4.1): what the EGM answers a general
+    poll with, and the code of a real-time event. An IntEnum, so a code read off the wire (an int) is
+    equal to its member and finds it in any table keyed by either."""
+
+    NO_ACTIVITY = 0x00
+    SLOT_DOOR_OPENED = 0x11
+    SLOT_DOOR_CLOSED = 0x12
+    DROP_DOOR_OPENED = 0x13
+    DROP_DOOR_CLOSED = 0x14
+    CARD_CAGE_OPENED = 0x15
+    CARD_CAGE_CLOSED = 0x16
+    AC_POWER_APPLIED = 0x17
+    AC_POWER_LOST = 0x18
+    CASHBOX_DOOR_OPENED = 0x19
+    CASHBOX_DOOR_CLOSED = 0x1A
+    CASHBOX_REMOVED = 0x1B
+    CASHBOX_INSTALLED = 0x1C
+    BELLY_DOOR_OPENED = 0x1D
+    BELLY_DOOR_CLOSED = 0x1E
+    WAITING_FOR_PLAYER_INPUT = 0x1F
+    GENERAL_TILT = 0x20
+    COIN_IN_TILT = 0x21
+    COIN_OUT_TILT = 0x22
+    HOPPER_EMPTY = 0x23
+    EXTRA_COIN_PAID = 0x24
+    DIVERTER_MALFUNCTION = 0x25
+    CASHBOX_FULL = 0x27
+    BILL_JAM = 0x28
+    BILL_ACCEPTOR_HARDWARE_FAILURE = 0x29
+    REVERSE_BILL_DETECTED = 0x2A
+    BILL_REJECTED = 0x2B
+    COUNTERFEIT_BILL_DETECTED = 0x2C
+    REVERSE_COIN_IN_DETECTED = 0x2D
+    CASHBOX_NEAR_FULL = 0x2E
+    BILL_ACCEPTOR_VERSION_CHANGED = 0x2F
+    CMOS_RAM_ERROR_DATA_RECOVERED = 0x31
+    CMOS_RAM_ERROR_NO_DATA_RECOVERED = 0x32
+    CMOS_RAM_ERROR_BAD_DEVICE = 0x33
+    EEPROM_ERROR_DATA = 0x34
+    EEPROM_ERROR_BAD_DEVICE = 0x35
+    EPROM_ERROR_VERSION_CHANGED = 0x36
+    EPROM_ERROR_BAD_CHECKSUM = 0x37
+    PARTITIONED_EPROM_ERROR_VERSION_CHANGED = 0x38
+    PARTITIONED_EPROM_ERROR_BAD_CHECKSUM = 0x39
+    MEMORY_ERROR_RESET = 0x3A
+    LOW_BACKUP_BATTERY = 0x3B
+    OPERATOR_CHANGED_OPTIONS = 0x3C
+    CASHOUT_TICKET_PRINTED = 0x3D
+    HANDPAY_VALIDATED = 0x3E
+    VALIDATION_ID_NOT_CONFIGURED = 0x3F
+    REEL_TILT = 0x40
+    REEL_1_TILT = 0x41
+    REEL_2_TILT = 0x42
+    REEL_3_TILT = 0x43
+    REEL_4_TILT = 0x44
+    REEL_5_TILT = 0x45
+    REEL_MECHANISM_DISCONNECTED = 0x46
+    BILL_ACCEPTED_1 = 0x47
+    BILL_ACCEPTED_5 = 0x48
+    BILL_ACCEPTED_10 = 0x49
+    BILL_ACCEPTED_20 = 0x4A
+    BILL_ACCEPTED_50 = 0x4B
+    BILL_ACCEPTED_100 = 0x4C
+    BILL_ACCEPTED_2 = 0x4D
+    BILL_ACCEPTED_500 = 0x4E
+    BILL_ACCEPTED = 0x4F
+    BILL_ACCEPTED_200 = 0x50
+    HANDPAY_PENDING = 0x51
+    HANDPAY_RESET = 0x52
+    NO_PROGRESSIVE_INFORMATION = 0x53
+    PROGRESSIVE_WIN = 0x54
+    PLAYER_CANCELLED_HANDPAY = 0x55
+    SAS_PROGRESSIVE_LEVEL_HIT = 0x56
+    SYSTEM_VALIDATION_REQUEST = 0x57
+    PRINTER_COMMUNICATION_ERROR = 0x60
+    PRINTER_PAPER_OUT = 0x61
+    CASHOUT_BUTTON_PRESSED = 0x66
+    TICKET_INSERTED = 0x67
+    TICKET_TRANSFER_COMPLETE = 0x68
+    AFT_TRANSFER_COMPLETE = 0x69
+    AFT_REQUEST_HOST_CASHOUT = 0x6A
+    AFT_REQUEST_HOST_CASHOUT_WIN = 0x6B
+    AFT_REQUEST_TO_REGISTER = 0x6C
+    AFT_REGISTRATION_ACKNOWLEDGED = 0x6D
+    AFT_REGISTRATION_CANCELLED = 0x6E
+    GAME_LOCKED = 0x6F
+    EXCEPTION_BUFFER_OVERFLOW = 0x70
+    CHANGE_LAMP_ON = 0x71
+    CHANGE_LAMP_OFF = 0x72
+    PRINTER_PAPER_LOW = 0x74
+    PRINTER_POWER_OFF = 0x75
+    PRINTER_POWER_ON = 0x76
+    REPLACE_PRINTER_RIBBON = 0x77
+    PRINTER_CARRIAGE_JAMMED = 0x78
+    COIN_IN_LOCKOUT_MALFUNCTION = 0x79
+    SOFT_METERS_RESET = 0x7A
+    BILL_VALIDATOR_TOTALS_RESET = 0x7B
+    LEGACY_BONUS_PAY_AWARDED = 0x7C
+    GAME_STARTED = 0x7E
+    GAME_ENDED = 0x7F
+    HOPPER_FULL = 0x80
+    HOPPER_LEVEL_LOW = 0x81
+    ATTENDANT_MENU_ENTERED = 0x82
+    ATTENDANT_MENU_EXITED = 0x83
+    OPERATOR_MENU_ENTERED = 0x84
+    OPERATOR_MENU_EXITED = 0x85
+    OUT_OF_SERVICE_BY_ATTENDANT = 0x86
+    PLAYER_REQUESTED_DRAW_CARDS = 0x87
+    REEL_STOPPED = 0x88
+    CREDIT_WAGERED = 0x89
+    GAME_RECALL_ENTRY_DISPLAYED = 0x8A
+    CARD_HELD = 0x8B
+    GAME_SELECTED = 0x8C
+    COMPONENT_LIST_CHANGED = 0x8E
+    AUTHENTICATION_COMPLETE = 0x8F
+    POWER_OFF_CARD_CAGE_ACCESS = 0x98
+    POWER_OFF_SLOT_DOOR_ACCESS = 0x99
+    POWER_OFF_CASHBOX_DOOR_ACCESS = 0x9A
+    POWER_OFF_DROP_DOOR_ACCESS = 0x9B
+    SESSION_START = 0x9E
+    SESSION_END = 0x9F
+    METER_CHANGE_PENDING = 0xA0
+    METER_CHANGE_CANCELLED = 0xA1
+    ENABLED_GAMES_CHANGED = 0xA2
+
+
+NO_ACTIVITY = ExceptionCode.NO_ACTIVITY
 
 EXCEPTION_NAMES: dict[int, str] = {
     0x00: "no activity",
@@ -144,36 +274,46 @@ FAULT_CATEGORIES: dict[int, str] = {
 """Faults of the machine by category (``game.error`` events)."""
 
 
-def _classify() -> dict[int, Significance]:
-    table: dict[int, Significance] = {}
+def _classify() -> dict[ExceptionCode, Significance]:
+    E = ExceptionCode
+    table: dict[ExceptionCode, Significance] = {}
 
-    def mark(codes: object, flag: Significance) -> None:
-        for code in codes:  # type: ignore[attr-defined]
-            table[code] = table.get(code, Significance.NONE) | flag
+    def mark(codes: Iterable[int], flag: Significance) -> None:
+        for code in codes:
+            key = E(code)   # a classified code is a named one (ValueError at import otherwise)
+            table[key] = table.get(key, Significance.NONE) | flag
 
     mark(DOOR_CODES, Significance.DOOR | Significance.READ_METERS)
     mark(POWER_OFF_DOORS, Significance.DOOR)
-    mark((0x17, 0x18), Significance.POWER | Significance.READ_METERS)
+    mark((E.AC_POWER_APPLIED, E.AC_POWER_LOST), Significance.POWER | Significance.READ_METERS)
     mark(SERVICE_KINDS, Significance.SERVICE)
-    mark((0x3A, 0x3C, 0x7A, 0x82, 0x83, 0x84, 0x85, 0x86, 0xA2), Significance.READ_METERS)
+    mark((E.MEMORY_ERROR_RESET, E.OPERATOR_CHANGED_OPTIONS, E.SOFT_METERS_RESET, E.ATTENDANT_MENU_ENTERED,
+          E.ATTENDANT_MENU_EXITED, E.OPERATOR_MENU_ENTERED, E.OPERATOR_MENU_EXITED, E.OUT_OF_SERVICE_BY_ATTENDANT,
+          E.ENABLED_GAMES_CHANGED), Significance.READ_METERS)
     mark(FAULT_CATEGORIES, Significance.FAULT)
-    mark((0x31, 0x32, 0x33), Significance.READ_METERS)   # CMOS RAM errors: the meters may be next
-    mark((0x3A, 0x7A), Significance.METERS_RESET)
-    mark((0x51, 0x52), Significance.HANDPAY | Significance.READ_METERS)
-    mark((0x3D,), Significance.TICKET | Significance.READ_METERS)
-    mark((NO_ACTIVITY, 0x1F, 0x87, 0x88, 0x89, 0x8A, 0x8B), Significance.NOISE)
+    mark((E.CMOS_RAM_ERROR_DATA_RECOVERED, E.CMOS_RAM_ERROR_NO_DATA_RECOVERED, E.CMOS_RAM_ERROR_BAD_DEVICE),
+         Significance.READ_METERS)   # CMOS RAM errors: the meters may be next
+    mark((E.MEMORY_ERROR_RESET, E.SOFT_METERS_RESET), Significance.METERS_RESET)
+    mark((E.HANDPAY_PENDING, E.HANDPAY_RESET), Significance.HANDPAY | Significance.READ_METERS)
+    mark((E.CASHOUT_TICKET_PRINTED,), Significance.TICKET | Significance.READ_METERS)
+    mark((E.NO_ACTIVITY, E.WAITING_FOR_PLAYER_INPUT, E.PLAYER_REQUESTED_DRAW_CARDS, E.REEL_STOPPED,
+          E.CREDIT_WAGERED, E.GAME_RECALL_ENTRY_DISPLAYED, E.CARD_HELD), Significance.NOISE)
     return table
 
 
-CLASSIFICATION: dict[int, Significance] = _classify()
-"""Every classified code → its flags; a code not in it is :attr:`Significance.NONE`."""
+CLASSIFICATION: dict[ExceptionCode, Significance] = _classify()
+"""Every classified code → its flags; a code not in it is :attr:`Significance.NONE`. Keyed by
+:class:`ExceptionCode`; an int read off the wire equals its member (:func:`significance` takes one)."""
+
+
+_FLAGS_OF_CODE: dict[int, Significance] = {int(code): flags for code, flags in CLASSIFICATION.items()}
 
 
 def significance(code: int) -> Significance:
-    return CLASSIFICATION.get(code, Significance.NONE)
+    return _FLAGS_OF_CODE.get(code, Significance.NONE)
 
 
-def codes_with(flag: Significance) -> frozenset[int]:
+def codes_with(flag: Significance) -> frozenset[ExceptionCode]:
     """The codes carrying ``flag`` (e.g. the ones after which a host reads the meters)."""
     return frozenset(code for code, flags in CLASSIFICATION.items() if flag in flags)
 

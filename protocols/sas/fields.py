@@ -7,8 +7,7 @@ walk that list. Byte order follows the spec: BCD and ASCII most significant firs
 from __future__ import annotations
 
 import dataclasses
-import functools
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from .bcd import decode_bcd, encode_bcd
 from .errors import FrameError
@@ -249,16 +248,26 @@ def f(codec: FieldCodec, default: Any = dataclasses.MISSING) -> Any:
     return dataclasses.field(default=default, metadata={"codec": codec})
 
 
-@functools.cache
-def layout(cls: type) -> tuple[tuple[str, FieldCodec], ...]:
-    return tuple((fld.name, fld.metadata["codec"]) for fld in dataclasses.fields(cls) if "codec" in fld.metadata)
+Layout = tuple[tuple[str, FieldCodec], ...]
+_LAYOUTS: dict[type, Layout] = {}
+_SIZES: dict[type, int | None] = {}
+T = TypeVar("T")
+
+
+def layout(cls: type) -> Layout:
+    """The (name, codec) pairs of a message class, worked out once per class."""
+    found = _LAYOUTS.get(cls)
+    if found is None:
+        found = _LAYOUTS[cls] = tuple((fld.name, fld.metadata["codec"]) for fld in dataclasses.fields(cls)
+                                      if "codec" in fld.metadata)
+    return found
 
 
 def encode_fields(obj: Any) -> bytes:
     return b"".join(codec.encode(getattr(obj, name)) for name, codec in layout(type(obj)))
 
 
-def decode_fields(cls: type, buf: bytes) -> Any:
+def decode_fields(cls: type[T], buf: bytes) -> T:
     pos = 0
     values = {}
     for name, codec in layout(cls):
@@ -268,12 +277,18 @@ def decode_fields(cls: type, buf: bytes) -> Any:
     return cls(**values)
 
 
-@functools.cache
 def fixed_size(cls: type) -> int | None:
     """The payload size of a layout, or None when a field's size depends on the data."""
+    if cls not in _SIZES:
+        _SIZES[cls] = _fixed_size(layout(cls))
+    return _SIZES[cls]
+
+
+def _fixed_size(fields: Layout) -> int | None:
     total = 0
-    for _, codec in layout(cls):
-        if codec.size is None:
+    for _, codec in fields:
+        size = codec.size
+        if size is None:
             return None
-        total += codec.size
+        total += size
     return total

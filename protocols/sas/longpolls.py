@@ -16,7 +16,8 @@ leave a layout open the choice is written next to the class.
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from collections.abc import Callable, Mapping
+from typing import ClassVar, TypeVar, cast, dataclass_transform
 
 from .errors import FrameError
 from .fields import (
@@ -50,23 +51,25 @@ class Message:
         return decode_fields(cls, payload)
 
 
+M = TypeVar("M", bound=Message)
+
 REQUESTS: dict[int, type[Message]] = {}
 RESPONSES: dict[int, type[Message] | None] = {}
 
 
-def _register(requests: dict[int, type[Message]] | dict[int, type[Message] | None], cls: type[Message]) -> None:
-    if cls.COMMAND in requests:
-        raise RuntimeError(f"command {cls.COMMAND:02X} registered twice")
-    requests[cls.COMMAND] = cls  # type: ignore[assignment]
+def _unregistered(registry: Mapping[int, object], cmd: int) -> int:
+    if cmd in registry:
+        raise RuntimeError(f"command {cmd:02X} registered twice")
+    return cmd
 
 
 def request(cmd: int, kind: str, variable: bool = False, response: type[Message] | None = None,
-            acked: bool = False):
+            acked: bool = False) -> Callable[[type[M]], type[M]]:
     """Class decorator: a host → EGM long poll, answered by ``response`` (or an ACK if ``acked``)."""
 
-    def wrap(cls: type[Message]) -> type[Message]:
+    def wrap(cls: type[M]) -> type[M]:
         cls.COMMAND, cls.KIND, cls.VARIABLE = cmd, kind, variable
-        _register(REQUESTS, cls)
+        REQUESTS[_unregistered(REQUESTS, cls.COMMAND)] = cls
         if acked:
             RESPONSES[cmd] = None
         return cls
@@ -74,23 +77,30 @@ def request(cmd: int, kind: str, variable: bool = False, response: type[Message]
     return wrap
 
 
-def response(cmd: int, variable: bool = False):
+def response(cmd: int, variable: bool = False) -> Callable[[type[M]], type[M]]:
     """Class decorator: an EGM → host long-poll reply (``addr cmd [len] data CRC``)."""
 
-    def wrap(cls: type[Message]) -> type[Message]:
+    def wrap(cls: type[M]) -> type[M]:
         cls.COMMAND, cls.VARIABLE = cmd, variable
-        _register(RESPONSES, cls)
+        RESPONSES[_unregistered(RESPONSES, cls.COMMAND)] = cls
         return cls
 
     return wrap
 
 
-def _dataclass(cls):
+@dataclass_transform(frozen_default=True, field_specifiers=(f,))
+def _dataclass(cls: type[M]) -> type[M]:
+    """A frozen, slotted dataclass whose fields are declared with :func:`fields.f`."""
     return dataclasses.dataclass(frozen=True, slots=True)(cls)
 
 
+def _subclass(name: str, base: type[M], doc: str) -> type[M]:
+    """A message class made at import time (``type()`` returns a plain ``type`` to a type checker)."""
+    return cast("type[M]", type(name, (base,), {"__doc__": doc, "__module__": __name__}))
+
+
 def _simple_request(cmd: int, name: str, kind: str, doc: str, acked: bool) -> type[Message]:
-    cls = _dataclass(type(name, (Message,), {"__doc__": doc, "__module__": __name__}))
+    cls = _dataclass(_subclass(name, Message, doc))
     return request(cmd, kind, acked=acked)(cls)
 
 
@@ -180,8 +190,7 @@ for _cmd, (_name, _code) in SINGLE_METER_POLLS.items():
     _camel = "".join(part.capitalize() for part in _name.split("_"))
     SINGLE_METER_REQUESTS[_cmd] = _read(_cmd, f"Send{_camel}", f"LP {_cmd:02X}: send {_name.replace('_', ' ')}.")
     SINGLE_METER_RESPONSES[_cmd] = response(_cmd)(
-        _dataclass(type(_camel, (SingleMeter,), {"__doc__": f"LP {_cmd:02X} reply: {_name}.",
-                                                 "__module__": __name__})))
+        _dataclass(_subclass(_camel, SingleMeter, f"LP {_cmd:02X} reply: {_name}.")))
 SendCurrentCredits = SINGLE_METER_REQUESTS[0x1A]
 CurrentCredits = SINGLE_METER_RESPONSES[0x1A]
 

@@ -9,7 +9,7 @@ event on both ends, so the flat case (scalar values, known keys) is one tight lo
 from __future__ import annotations
 
 import re
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from .errors import Malformed
 from .fields import INT64_MAX, INT64_MIN, is_ident
@@ -54,7 +54,7 @@ def _check_nested(value: object, path: str, depth: int) -> None:
     if kind in _SCALARS:
         return
     if kind is int:
-        if not INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
+        if not INT64_MIN <= cast(int, value) <= INT64_MAX:
             raise Malformed(f"{path}: integer outside signed 64-bit range")
         return
     if kind is dict:
@@ -63,7 +63,7 @@ def _check_nested(value: object, path: str, depth: int) -> None:
     if kind is list:
         if depth >= MAX_DEPTH:
             raise Malformed(f"{path}: nested deeper than {MAX_DEPTH}")
-        for index, item in enumerate(value):  # type: ignore[arg-type]
+        for index, item in enumerate(cast("list[object]", value)):
             _check_nested(item, f"{path}[{index}]", depth + 1)
         return
     if kind is float:

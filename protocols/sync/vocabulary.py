@@ -128,7 +128,6 @@ class _Money(EventData, **_STRUCT):
 
     amount: Amount
     currency: Currency
-    source: Scalar | Opt = UNSET
 
 
 class SessionStarted(EventData, **_STRUCT):
@@ -145,6 +144,7 @@ class SessionEnded(EventData, **_STRUCT):
 
 class GameBet(_Money, **_STRUCT):
     TYPE = EventType.GAME_BET
+    source: Scalar | Opt = UNSET
     game: GameRef | Opt = UNSET
     credits: Int64 | Opt = UNSET
     coin_in_meter: Int64 | Opt = UNSET
@@ -158,6 +158,7 @@ class GameBet(_Money, **_STRUCT):
 
 class GameWin(_Money, **_STRUCT):
     TYPE = EventType.GAME_WIN
+    source: Scalar | Opt = UNSET
     game: GameRef | Opt = UNSET
     paid_by: Scalar | Opt = UNSET
     delayed: bool | Opt = UNSET
@@ -270,6 +271,7 @@ class Jackpot(_Money, **_STRUCT):
     """A jackpot's record; its money is the ``game.win`` beside it, so it contributes nothing."""
 
     TYPE = EventType.JACKPOT
+    source: Scalar | Opt = UNSET
     game: GameRef | Opt = UNSET
     paid_by: Scalar | Opt = UNSET
     level: Int64 | Opt = UNSET
@@ -281,6 +283,7 @@ class Handpay(_Money, **_STRUCT):
     """An attendant's payout: cash out when it cancels credits; a jackpot's counts as its ``game.win``."""
 
     TYPE = EventType.HANDPAY
+    source: Scalar | Opt = UNSET
     kind: str | Opt = UNSET
     game: GameRef | Opt = UNSET
     level: Int64 | Opt = UNSET
@@ -296,6 +299,7 @@ class Handpay(_Money, **_STRUCT):
 
 class BillAccepted(_Money, **_STRUCT):
     TYPE = EventType.BILL_ACCEPTED
+    source: Scalar | Opt = UNSET
     code: Scalar | Opt = UNSET
     bill: Int64 | Opt = UNSET
     country_code: Scalar | Opt = UNSET
@@ -311,6 +315,7 @@ class BillAccepted(_Money, **_STRUCT):
 
 class TicketPrinted(_Money, **_STRUCT):
     TYPE = EventType.TICKET_PRINTED
+    source: Scalar | Opt = UNSET
     kind: Scalar | Opt = UNSET
     validation: Scalar | Opt = UNSET
 
@@ -323,6 +328,7 @@ class TicketPrinted(_Money, **_STRUCT):
 
 class TicketRedeemed(_Money, **_STRUCT):
     TYPE = EventType.TICKET_REDEEMED
+    source: Scalar | Opt = UNSET
     validation: Scalar | Opt = UNSET
 
     def contribution(self) -> Contribution:
@@ -337,6 +343,7 @@ class Transfer(_Money, **_STRUCT):
 
     TYPE = EventType.TRANSFER
     direction: Literal["in", "out"]
+    source: Scalar | Opt = UNSET
     method: Scalar | Opt = UNSET
 
     def contribution(self) -> Contribution:
@@ -439,8 +446,8 @@ def is_missed(event_type: str, data: Any) -> bool:
     """An ``integration`` of kind ``missed``: activity the meters showed and the events did not."""
     if event_type != "integration":
         return False
-    kind = data.kind if isinstance(data, EventData) else data.get("kind")
-    return kind == "missed"
+    kind = getattr(data, "kind", None) if isinstance(data, EventData) else data.get("kind")
+    return bool(kind == "missed")
 
 
 def counts_in_events(event_type: str, data: Any) -> bool:

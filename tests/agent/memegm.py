@@ -9,12 +9,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from agent.tasks import stop_task
 from agent.transport.memory import MemoryTransport, memory_pair
 from protocols.sas import framing, wire
 
@@ -32,10 +32,8 @@ class _Driver:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        # cancelled until done: Python 3.11's wait_for may swallow one cancel (agent/tasks.py)
+        await stop_task(self._task)
 
     async def _run(self) -> None:
         while True:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from agent.sas.line import ACK_POLL, SasLine
 from agent.sas.transaction import Outcome, Timing, TransactionResult
+from agent.transport.memory import MemoryTransport
+from firmware_sim.egm import Egm
 from protocols.sas import framing, wire
 from protocols.sas import longpolls as lp
 from protocols.sas.exceptions import GameEndedData, GameStartedData
 
-from .memegm import ScriptedEgm, pair
+from .memegm import MemoryEgm, ScriptedEgm, pair
 
 T = Timing(response_timeout=0.03, gap_timeout=0.01)
 GP1 = framing.encode_general_poll(1)
@@ -106,3 +109,97 @@ async def test_late_answers_to_a_poll_given_up_unanswered_are_taken_once() -> No
     finally:
         await line.stop()
         await egm.stop()
+
+
+async def _rte_rig() -> tuple[MemoryTransport, Egm, MemoryEgm]:
+    """The simulator's EGM in RTE mode over the in-process pair, its loop broken after 0.2 s of
+    silence (an agent restart takes longer than that on any machine, and 5 s is the default)."""
+    host, dev = pair()
+    egm = Egm(1, seed=1, pace=0)
+    sim = MemoryEgm(dev, egm)
+    sim.responder.config.chirp_after = 0.2
+    await sim.start()
+    return host, egm, sim
+
+
+async def _drain_to_won_game_end(line: SasLine, egm: Egm, got: list[framing.EgmReply]) -> None:
+    """Poll until the EGM is quiet, play one won game, poll until its 7F is held unconfirmed."""
+    def on(result: TransactionResult) -> None:
+        assert result.reply is not None
+        got.append(result.reply)
+
+    await line.sync(1)
+    for _ in range(50):
+        res = await line.poll(1, GP1, None, rte=True, quiet_ok=True, on_confirmed=on)
+        if res.outcome is Outcome.TIMEOUT or res.reply == framing.ExceptionReply(0):
+            break
+    egm.set_rte(True)
+    assert egm.insert_bill(1)
+    egm.play_game(5, win=40)
+    for _ in range(50):
+        res = await line.poll(1, GP1, None, rte=True, quiet_ok=True, on_confirmed=on)
+        if isinstance(res.reply, framing.RteEvent) and res.reply.code == 0x7F:
+            assert res.reply.data == GameEndedData(40)
+            return
+    raise AssertionError(f"no 7F from the EGM: {got}")
+
+
+async def _line_holding_a_won_game_end() -> tuple[MemoryTransport, MemoryEgm, SasLine, list[framing.EgmReply]]:
+    """A started line whose last reply, still unconfirmed, is a won game's 7F; ``got``: what it confirmed."""
+    host, egm, sim = await _rte_rig()
+    got: list[framing.EgmReply] = []
+    line = SasLine(host, T)
+    await line.start()
+    await _drain_to_won_game_end(line, egm, got)
+    return host, sim, line, got
+
+
+def _won_game_ends(got: list[framing.EgmReply]) -> list[framing.EgmReply]:
+    return [r for r in got if isinstance(r, framing.RteEvent) and r.code == 0x7F]
+
+
+async def _next_agent_polls(host: MemoryTransport, sim: MemoryEgm, got: list[framing.EgmReply]) -> None:
+    """The restarted agent: a new line on the same port after the EGM's loop broke."""
+    deadline = time.monotonic() + 10
+    while not sim.responder.link_broken:
+        assert time.monotonic() < deadline, "the EGM never noticed the silence"
+        await asyncio.sleep(0.01)
+    line = SasLine(host, T)
+    await line.start()
+    try:
+        await line.sync(1)
+        for _ in range(10):
+            await line.poll(1, GP1, None, rte=True, quiet_ok=True,
+                            on_confirmed=lambda r: got.append(r.reply))  # type: ignore[arg-type]
+    finally:
+        await line.stop()
+
+
+async def test_a_reply_held_at_stop_is_acked_so_the_restarted_agent_does_not_get_it_again() -> None:
+    """Chaos seed 7: a 7F held at a graceful stop was confirmed without the poll that ACKs it; the
+    EGM kept it, and after the restart's loop break sent it again: one round (and its win) twice."""
+    host, sim, line, got = await _line_holding_a_won_game_end()
+    try:
+        assert _won_game_ends(got) == [], "held, not yet confirmed"
+        await line.stop()
+        assert len(_won_game_ends(got)) == 1, "confirmed at stop, once its ACK went out"
+        assert _sent(line)[-1] == ACK_POLL
+        await _next_agent_polls(host, sim, got)
+        assert len(_won_game_ends(got)) == 1, f"the won game's end counted twice: {got}"
+    finally:
+        await sim.stop()
+
+
+async def test_a_reply_whose_ack_cannot_go_out_is_left_to_the_egm_and_taken_once_later() -> None:
+    """The port fails under the line at stop: the ACK never reaches the EGM, so the reply is not
+    confirmed (confirmed, it would arrive again); the restarted agent gets it from the EGM, once."""
+    host, sim, line, got = await _line_holding_a_won_game_end()
+    try:
+        await host.close()   # unplugged: the line still thinks the port is open
+        await line.stop()
+        assert _won_game_ends(got) == []
+        await host.open()
+        await _next_agent_polls(host, sim, got)
+        assert len(_won_game_ends(got)) == 1, f"the won game's end lost or counted twice: {got}"
+    finally:
+        await sim.stop()

@@ -9,6 +9,7 @@ from protocols.sas.exceptions import (
     DOOR_CODES,
     EXCEPTION_NAMES,
     FAULT_CATEGORIES,
+    ExceptionCode,
     Significance,
     codes_with,
     significance,
@@ -32,3 +33,10 @@ def test_every_classified_code_is_a_known_exception_and_no_flagless_entry_exists
     assert all(flags != Significance.NONE for flags in CLASSIFICATION.values())
     assert significance(0x7F) == Significance.NONE   # game ended: a game event, not a condition
     assert Significance.HANDPAY in significance(0x51) and Significance.READ_METERS in significance(0x51)
+
+
+def test_the_enum_names_every_known_code_and_keys_the_classification() -> None:
+    assert {int(code) for code in ExceptionCode} == set(EXCEPTION_NAMES)
+    assert all(type(code) is ExceptionCode for code in CLASSIFICATION)
+    assert ExceptionCode.HANDPAY_PENDING == 0x51 and f"{ExceptionCode.HANDPAY_PENDING:02X}" == "51"
+    assert 0x51 in codes_with(Significance.HANDPAY)   # an int off the wire finds its member
