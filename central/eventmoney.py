@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocols.sync.money import ZERO, Contribution, contribution
+from protocols.sync.vocabulary import counts_in_events, is_missed
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +25,7 @@ class MissedRecord:
 
 def missed_from_event(seq: int, data: Mapping[str, Any]) -> MissedRecord | None:
     """A :class:`MissedRecord` from an ``integration`` event of kind ``missed`` (else None)."""
-    if data.get("kind") != "missed":
+    if not is_missed("integration", data):
         return None
     try:
         amounts = contribution("integration", dict(data))
@@ -37,7 +38,7 @@ def missed_from_event(seq: int, data: Mapping[str, Any]) -> MissedRecord | None:
 def event_money(event_type: str, data: Mapping[str, Any]) -> Contribution:
     """An event's money for the *events* side: the shared rule, without ``missed`` records (they are
     the reconciliation's own column) and zero for what the rule refuses (as the rollups count it)."""
-    if event_type == "integration" and data.get("kind") == "missed":
+    if not counts_in_events(event_type, data):
         return ZERO
     try:
         return contribution(event_type, dict(data))

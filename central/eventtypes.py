@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Final
 
-PLAY_TYPES: Final = ("game.bet", "game.win", "game.loss", "game.ended")
-"""A machine's game events (play)."""
+from protocols.sync.vocabulary import PLAY_TYPES as PLAY_TYPES  # re-exported: the one definition of play
+
 CONDITION_TYPES: Final = ("device.door", "game.error", "device.status", "handpay", "service", "integration")
 """Event types that can change a machine's state other than play (what the store reads per device)."""

@@ -22,13 +22,26 @@ that holds is also listed in ``flags`` so that none hides behind another.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Final
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from msgspec import UNSET
 
 from central.eventtypes import CONDITION_TYPES as CONDITION_TYPES  # re-exported
-from central.eventtypes import PLAY_TYPES
 from central.repos.devices import DeviceCondition, DeviceEventRow, DeviceRecord
+from protocols.sync.errors import Malformed
+from protocols.sync.vocabulary import (
+    DATA_TYPES,
+    DeviceDoor,
+    DeviceStatus,
+    EventData,
+    GameError,
+    Integration,
+    Service,
+    is_play,
+    typed,
+)
 
 STATES: Final = ("offline", "door_open", "tilt", "disabled", "playing", "idle")
 """The machine states, most urgent first (a machine shows the first one that holds)."""
@@ -76,97 +89,157 @@ def derive(device: DeviceRecord, events: Iterable[DeviceEventRow], *, now: int, 
     one (a later command whose result is still on its way, the terminal's own flag) does. Without
     ``switched_at`` events are folded after the table, as before. ``hall_online`` False (the agent's
     last will) makes every machine of the hall offline: nobody can tell what it does."""
-    doors: dict[str, bool] = {}
-    fault = ""
-    out_of_service = False
-    handpay = False
-    for c in conditions:
-        if c.name.startswith("door:"):
-            doors[c.name.split(":", 1)[1]] = True
-        elif c.name == "fault":
-            fault = c.detail or "fault"
-        elif c.name == "handpay_pending":
-            handpay = True
-        elif c.name == "out_of_service":
-            out_of_service = True
-    switches = switches or {}
-    switched_at = switched_at or {}
-    never = -(2**63)
-    machine_at = switched_at.get(None, never)
-    online = device.online
-    enabled = device.enabled
-    switch = switches.get(None)
-    if switch is False:
-        enabled = False
-    elif switch is True and not enabled and machine_at > device.last_seen:
-        enabled = True   # enabled by central after the device's last word (its stored flag is older)
-    games_off = {game: not on for game, on in switches.items() if game is not None}
+    fold = _Fold.start(device, conditions, switches or {}, switched_at or {}, last_play)
     for event in sorted(events, key=lambda e: e.seq):
-        data = event.data
+        fold.apply(event)
+    return fold.state(device, now=now, hall_online=hall_online, playing_window_us=playing_window_us)
+
+
+_NEVER: Final = -(2**63)
+
+
+def _data(event: DeviceEventRow) -> EventData:
+    """The event's data as its vocabulary type (a stored row central refused nothing of, so this only
+    falls back, to a view naming nothing, for a row stored before the vocabulary was enforced)."""
+    try:
+        return typed(event.type, event.data)
+    except Malformed:
+        return _EMPTY.get(event.type, _NOTHING)
+
+
+_NOTHING: Final = EventData()
+_EMPTY: Final = {t: DATA_TYPES[t]() for t in CONDITION_TYPES if t != "handpay"}  # a handpay needs its amount
+
+
+@dataclass(slots=True)
+class _Fold:
+    """What :func:`derive` folds: the machine's conditions, switches and last play so far."""
+
+    online: bool | None
+    enabled: bool
+    machine_at: int
+    switched_at: Mapping[str | None, int]
+    games_off: dict[str | None, bool]
+    last_play: int | None
+    doors: dict[str, bool] = field(default_factory=dict)
+    fault: str = ""
+    out_of_service: bool = False
+    handpay: bool = False
+
+    @classmethod
+    def start(cls, device: DeviceRecord, conditions: Iterable[DeviceCondition], switches: Mapping[str | None, bool],
+              switched_at: Mapping[str | None, int], last_play: int | None) -> _Fold:
+        """The fold as of the monitor's cursor: its stored conditions, the devices row, the command table."""
+        machine_at = switched_at.get(None, _NEVER)
+        enabled = device.enabled
+        switch = switches.get(None)
+        if switch is False:
+            enabled = False
+        elif switch is True and not enabled and machine_at > device.last_seen:
+            enabled = True   # enabled by central after the device's last word (its stored flag is older)
+        fold = cls(device.online, enabled, machine_at, switched_at,
+                   {game: not on for game, on in switches.items() if game is not None}, last_play)
+        for c in conditions:
+            if c.name.startswith("door:"):
+                fold.doors[c.name.split(":", 1)[1]] = True
+            elif c.name == "fault":
+                fold.fault = c.detail or "fault"
+            elif c.name == "handpay_pending":
+                fold.handpay = True
+            elif c.name == "out_of_service":
+                fold.out_of_service = True
+        return fold
+
+    def apply(self, event: DeviceEventRow) -> None:
         kind = event.type
-        if kind in PLAY_TYPES:
-            fault, out_of_service = "", False
-            last_play = event.agent_time if last_play is None else max(last_play, event.agent_time)
-        elif kind == "device.door":
-            if type(data.get("open")) is bool:
-                doors[str(data.get("door") or "main")] = data["open"]
-        elif kind == "game.error":
-            what = data.get("name") or data.get("category") or "error"
-            code = data.get("code", data.get("error_code"))
-            fault = f"{what} (code {code})" if code is not None else str(what)
-        elif kind == "device.status":
-            status = data.get("status")
-            if type(data.get("online")) is bool:
-                online = data["online"]
-            if type(data.get("enabled")) is bool and event.agent_time > machine_at:
-                enabled = data["enabled"]
-            if type(data.get("door_open")) is bool:
-                doors["main"] = data["door_open"]
-            if data.get("error") is False:
-                fault = ""
-            if status == "handpay_pending" or (status == "handpay_info" and data.get("kind") == "jackpot"):
-                handpay = True
-            elif status == "handpay_reset":
-                handpay = False
-        elif kind == "handpay":
-            handpay = False
-        elif kind == "service" and data.get("kind") == "out_of_service":
-            out_of_service = True
-        elif kind == "integration" and data.get("kind") == "command" and data.get("status") == "applied":
-            action = data.get("action")
-            if action in _MACHINE_ACTIONS and event.agent_time > machine_at:
-                enabled = _MACHINE_ACTIONS[action]
-            elif (action in _GAME_ACTIONS and isinstance(data.get("game"), str)
-                  and event.agent_time > switched_at.get(data["game"], never)):
-                games_off[data["game"]] = not _GAME_ACTIONS[action]
-    open_doors = tuple(sorted(d for d, is_open in doors.items() if is_open))
-    holds = {
-        "offline": online is False or hall_online is False,
-        "door_open": bool(open_doors),
-        "tilt": bool(fault),
-        "disabled": not enabled or out_of_service,
-        "playing": last_play is not None and now - last_play <= playing_window_us,
-    }
-    flags = [s for s in STATES[:-1] if holds[s]]
-    if handpay:
-        flags.append("handpay_pending")
-    state = next((s for s in STATES[:-1] if holds[s]), "idle")
-    details = []
-    if hall_online is False:
-        details.append("hall agent offline")
-    elif online is False:
-        details.append("no link to the machine")
-    if open_doors:
-        details.append("door open: " + ", ".join(open_doors))
-    if fault:
-        details.append(fault)
-    if not enabled:
-        details.append("disabled")
-    if out_of_service:
-        details.append("out of service")
-    if handpay:
-        details.append("handpay pending")
-    return MachineState(device=device.id, kind=device.kind, state=state, flags=tuple(flags), detail="; ".join(details),
-                        online=online, enabled=enabled, open_doors=open_doors,
-                        disabled_games=tuple(sorted(g for g, off in games_off.items() if off)),
-                        last_seen=device.last_seen, last_play=last_play)
+        if is_play(kind):
+            self.fault, self.out_of_service = "", False
+            self.last_play = event.agent_time if self.last_play is None else max(self.last_play, event.agent_time)
+            return
+        handler = _APPLY.get(kind)
+        if handler is not None:
+            handler(self, event, _data(event))
+
+    def _door(self, event: DeviceEventRow, d: DeviceDoor) -> None:
+        if d.open is not UNSET:
+            self.doors[str(d.door or "main")] = d.open
+
+    def _error(self, event: DeviceEventRow, d: GameError) -> None:
+        what = d.name or d.category or "error"
+        code = d.code if d.code is not UNSET else (None if d.error_code is UNSET else d.error_code)
+        self.fault = f"{what} (code {code})" if code is not None else str(what)
+
+    def _status(self, event: DeviceEventRow, d: DeviceStatus) -> None:
+        if d.online is not UNSET:
+            self.online = d.online
+        if d.enabled is not UNSET and event.agent_time > self.machine_at:
+            self.enabled = d.enabled
+        if d.door_open is not UNSET:
+            self.doors["main"] = d.door_open
+        if d.error is False:
+            self.fault = ""
+        if d.status == "handpay_pending" or (d.status == "handpay_info" and d.kind == "jackpot"):
+            self.handpay = True
+        elif d.status == "handpay_reset":
+            self.handpay = False
+
+    def _handpay(self, event: DeviceEventRow, d: EventData) -> None:
+        self.handpay = False
+
+    def _service(self, event: DeviceEventRow, d: Service) -> None:
+        if d.kind == "out_of_service":
+            self.out_of_service = True
+
+    def _integration(self, event: DeviceEventRow, d: Integration) -> None:
+        if d.kind != "command" or d.status != "applied":
+            return
+        if d.action in _MACHINE_ACTIONS and event.agent_time > self.machine_at:
+            self.enabled = _MACHINE_ACTIONS[d.action]  # type: ignore[index]
+        elif (d.action in _GAME_ACTIONS and isinstance(d.game, str)
+              and event.agent_time > self.switched_at.get(d.game, _NEVER)):
+            self.games_off[d.game] = not _GAME_ACTIONS[d.action]  # type: ignore[index]
+
+    def state(self, device: DeviceRecord, *, now: int, hall_online: bool | None,
+              playing_window_us: int) -> MachineState:
+        """The machine's state from what the fold holds now."""
+        open_doors = tuple(sorted(d for d, is_open in self.doors.items() if is_open))
+        holds = {
+            "offline": self.online is False or hall_online is False,
+            "door_open": bool(open_doors),
+            "tilt": bool(self.fault),
+            "disabled": not self.enabled or self.out_of_service,
+            "playing": self.last_play is not None and now - self.last_play <= playing_window_us,
+        }
+        flags = [s for s in STATES[:-1] if holds[s]]
+        if self.handpay:
+            flags.append("handpay_pending")
+        state = next((s for s in STATES[:-1] if holds[s]), "idle")
+        return MachineState(device=device.id, kind=device.kind, state=state, flags=tuple(flags),
+                            detail="; ".join(self._details(hall_online, open_doors)), online=self.online,
+                            enabled=self.enabled, open_doors=open_doors,
+                            disabled_games=tuple(sorted(g for g, off in self.games_off.items() if off)),
+                            last_seen=device.last_seen, last_play=self.last_play)
+
+    def _details(self, hall_online: bool | None, open_doors: tuple[str, ...]) -> list[str]:
+        details = []
+        if hall_online is False:
+            details.append("hall agent offline")
+        elif self.online is False:
+            details.append("no link to the machine")
+        if open_doors:
+            details.append("door open: " + ", ".join(open_doors))
+        if self.fault:
+            details.append(self.fault)
+        if not self.enabled:
+            details.append("disabled")
+        if self.out_of_service:
+            details.append("out of service")
+        if self.handpay:
+            details.append("handpay pending")
+        return details
+
+
+_APPLY: Final[dict[str, Callable[[_Fold, DeviceEventRow, Any], None]]] = {
+    "device.door": _Fold._door, "game.error": _Fold._error, "device.status": _Fold._status,
+    "handpay": _Fold._handpay, "service": _Fold._service, "integration": _Fold._integration,
+}

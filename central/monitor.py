@@ -37,6 +37,7 @@ from central.repos import Repositories
 from central.repos.devices import DeviceCondition
 from central.repos.monitor import AlertDraft, MonitorInputs
 from central.timeutil import Clock, now_micros
+from protocols.sync.vocabulary import is_play
 
 log = structlog.get_logger("central.monitor")
 
@@ -66,7 +67,6 @@ CONDITION_KINDS: Final = ("door_open", "device_fault", "handpay_pending", "out_o
 HALL_DEVICE: Final = "agent"
 """The device id the agent uses for hall-level events (command trail): not a machine."""
 
-_PLAY: Final = frozenset({"game.bet", "game.win", "game.ended", "game.loss"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +131,7 @@ def apply_event(conditions: dict[ConditionKey, DeviceCondition], hall: str, even
         what = data.get("name") or data.get("category") or "error"
         code = data.get("code", data.get("error_code"))
         put("fault", f"{what} (code {code})" if code is not None else str(what))
-    elif kind in _PLAY:
+    elif is_play(kind):
         drop("fault")
         drop("out_of_service")
     elif kind == "device.status":

@@ -22,6 +22,7 @@ from central.eventtypes import PLAY_TYPES
 from protocols.sync import Event
 from protocols.sync.gamingday import UTC_MIDNIGHT, DayIndex, DayRule, Span
 from protocols.sync.money import ZERO, Contribution, contribution
+from protocols.sync.vocabulary import is_missed
 
 RollupKey = tuple[str, str, str, str]
 """(hall, device, game, day ``YYYY-MM-DD``); ``game`` is ``""`` for money outside a game (bills, tickets)."""
@@ -173,7 +174,7 @@ def effects(hall: str, events: Iterable[Event], rule: DayRule = UTC_MIDNIGHT) ->
             if at > update.last_seen:
                 update.last_seen = at
             update.last_seq = event.seq
-        if amount is not ZERO and not (kind == "integration" and data.get("kind") == "missed"):
+        if amount is not ZERO and not is_missed(kind, data):
             _plus(update.money, money)
         if kind in PLAY_TYPES:
             update.last_play_seq = event.seq

@@ -21,6 +21,7 @@ import msgspec
 
 from protocols.sync import Event
 from protocols.sync.gamingday import UTC_MIDNIGHT, DayRule
+from protocols.sync.vocabulary import is_missed
 
 from .rollup import BatchEffects, effects
 
@@ -119,6 +120,6 @@ def stage_events(hall: str, events: Sequence[Event], central_time: int,
     for e in events:
         extend((hall, e.seq, e.id, e.device, e.type, e.agent_time, e.device_time, central_time, e.prev_hash, e.hash,
                 encode(e.data).decode()))
-        if e.type == "integration" and e.data.get("kind") == "missed":
+        if is_missed(e.type, e.data):
             missed.append(MissedRecord(e.seq, e.device, e.data))
     return StagedEvents(hall, central_time, rows, effects(hall, events, rule), tuple(missed), lambda: events)

@@ -71,6 +71,7 @@ from protocols.sas.exceptions import (
     codes_with,
 )
 from protocols.sync.gamingday import DayRule
+from protocols.sync.vocabulary import is_missed, money_slot
 
 from . import checkpoint
 from .device_state import DeviceState, HeldWin, OpenRound
@@ -763,23 +764,25 @@ def _value(quantity: str, data: dict[str, Any]) -> int:
     return 1 if quantity == "rounds" else int(data["amount"])
 
 
+_LEDGER_QUANTITY: Final[dict[tuple[str, str], str]] = {
+    ("bill.accepted", "cash_in"): "cash_in_bills",
+    ("ticket.redeemed", "cash_in"): "cash_in_tickets",
+    ("ticket.printed", "cash_out"): "cash_out_tickets",
+    ("handpay", "cash_out"): "cash_out_handpay",
+}
+"""Cash by the meter that counts it (a SAS machine writes no ``transfer``)."""
+
+
 def _quantity(type_: str, data: dict[str, Any]) -> str | None:
-    """The ledger quantity a draft contributes to (mirrors protocols.sync.money, finer-grained)."""
-    if type_ == "game.bet":
-        return "bets"
-    if type_ == "game.win":
+    """The ledger quantity a draft contributes to: where protocols.sync.vocabulary puts its money
+    (:func:`money_slot`, amount or not; ``missed`` records are counted by the reconciliation itself),
+    split by the meter that counts it."""
+    slot = money_slot(type_, data) if not is_missed(type_, data) else None
+    if slot is None or slot in ("bets", "rounds"):
+        return slot
+    if slot == "wins":
         return "wins_machine" if data.get("paid_by") == "machine" else "wins_handpay"
-    if type_ == "game.ended":
-        return "rounds"
-    if type_ == "bill.accepted":
-        return "cash_in_bills"
-    if type_ == "ticket.redeemed":
-        return "cash_in_tickets"
-    if type_ == "ticket.printed":
-        return "cash_out_tickets"
-    if type_ == "handpay" and data.get("kind") == "cancelled_credits":
-        return "cash_out_handpay"
-    return None
+    return _LEDGER_QUANTITY.get((type_, slot))
 
 
 _HANDLERS: Final[dict[type, Any]] = {

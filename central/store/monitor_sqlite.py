@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from central.eventmoney import missed_from_event
+from central.eventtypes import PLAY_TYPES
 from central.repos.devices import DeviceCondition, DeviceEventRow, DeviceRecord
 from central.repos.halls import HallRecord
 from central.repos.monitor import ALERT_STATES, AlertDraft, AlertRecord, DeviceMissed, MonitorInputs
@@ -34,7 +35,7 @@ _LINK_KINDS = ("rejected", "format_error", "resend", "missed")
 """Integration-log kinds the monitor counts: trouble on a hall's link (gaps, refused or malformed
 batches) and ``missed`` records (meters moved more than the events said), which get their own alert."""
 _CONDITION_TYPES = "'device.door', 'game.error', 'device.status', 'handpay', 'service'"
-_PLAY_TYPES = "'game.bet', 'game.win', 'game.ended', 'game.loss'"
+_PLAY_TYPES = ", ".join(f"'{t}'" for t in sorted(PLAY_TYPES))
 _SWITCH_ACTIONS = ("disable_machine", "enable_machine", "disable_game", "enable_game")
 
 

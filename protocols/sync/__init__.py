@@ -34,7 +34,8 @@ has ``prev_hash`` = 64 × ``0`` (:data:`GENESIS_HASH`); every next event has ``s
 nested ≤ 16 deep. Money is integer minor units: any top-level key ``amount`` or ``*_amount`` is an
 int ≥ 0; with ``amount`` comes ``currency`` (ISO 4217, ``[A-Z]{3}``). The types in
 :data:`MONEY_TYPES` must carry ``amount`` and ``currency``; ``meters.snapshot`` must carry ``meters``,
-a non-empty object of meter name → int ≥ 0.
+a non-empty object of meter name → int ≥ 0. Each type's known keys and their types are
+:mod:`.vocabulary`'s structs (a key it names with another type makes the event malformed).
 
 Signatures
 ----------
@@ -92,7 +93,6 @@ from .commands import (
     encode_command,
     encode_command_result,
 )
-from .data import MONEY_TYPES
 from .errors import (
     BadSignature,
     BadTopic,
@@ -127,6 +127,7 @@ from .keys import (
 )
 from .presence import MAX_SESSION_JUMP, Status, decode_status, encode_status
 from .topics import TOPIC_KINDS, check_hall_id, parse_topic, shared_subscription, subscription, topic
+from .vocabulary import MONEY_TYPES
 
 __all__ = [
     "ACTIONS", "EVENT_TYPES", "GENESIS_HASH", "MAX_BATCH_EVENTS", "MAX_CLOCK_SKEW_SECONDS",

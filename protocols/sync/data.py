@@ -17,11 +17,6 @@ from .fields import INT64_MAX, INT64_MIN, is_ident
 MAX_DEPTH: Final = 16
 _CURRENCY_RE: Final = re.compile(r"[A-Z]{3}\Z")
 
-MONEY_TYPES: Final = frozenset(
-    {"game.bet", "game.win", "jackpot", "handpay", "bill.accepted", "ticket.printed", "ticket.redeemed", "transfer"}
-)
-"""Event types whose ``data`` must carry ``amount`` (int ≥ 0, minor units) and ``currency`` (ISO 4217)."""
-
 _SCALARS: Final = frozenset({str, bool, type(None)})
 
 
@@ -76,28 +71,18 @@ def _check_nested(value: object, path: str, depth: int) -> None:
     raise Malformed(f"{path}: {kind.__name__} is not a JSON value of this protocol")
 
 
-def check_money(event_type: str, data: dict[str, Any], has_amounts: bool = True) -> None:
-    """Enforce the documented money keys so a bad amount is refused at the edge, not summed at HQ.
+def check_amounts(data: dict[str, Any], has_amounts: bool = True) -> None:
+    """The money rules of a free-form object, whatever its event type (the types' own rules, such as
+    which keys a money type requires, are :mod:`.vocabulary`'s):
 
-    * In every event, a top-level key ``amount`` or ending in ``_amount`` must be an int ≥ 0.
-    * If ``amount`` is present, ``currency`` must be three upper-case letters (ISO 4217).
-    * Money types (:data:`MONEY_TYPES`) must carry both ``amount`` and ``currency``.
-    * ``meters.snapshot`` must carry ``meters``: an object of meter name → int ≥ 0.
+    * a top-level key ``amount`` or ending in ``_amount`` must be an int ≥ 0 (minor units);
+    * if ``amount`` is present, ``currency`` must be three upper-case letters (ISO 4217).
     """
     if has_amounts:
         for key, value in data.items():
             if (key == "amount" or key.endswith("_amount")) and (type(value) is not int or value < 0):
                 raise Malformed(f"data.{key}: amounts must be integers ≥ 0 in minor units, got {value!r}")
-    if event_type in MONEY_TYPES and "amount" not in data:
-        raise Malformed(f"{event_type}: data.amount is required")
     if "amount" in data:
         currency = data.get("currency")
         if type(currency) is not str or _CURRENCY_RE.match(currency) is None:
-            raise Malformed(f"{event_type}: data.currency must be an ISO 4217 code like 'EUR', got {currency!r}")
-    if event_type == "meters.snapshot":
-        meters = data.get("meters")
-        if type(meters) is not dict or not meters:
-            raise Malformed("meters.snapshot: data.meters must be a non-empty object")
-        for name, value in meters.items():
-            if type(value) is not int or value < 0:
-                raise Malformed(f"data.meters.{name}: meter values must be integers ≥ 0, got {value!r}")
+            raise Malformed(f"data.currency must be an ISO 4217 code like 'EUR', got {currency!r}")

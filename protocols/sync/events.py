@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any, Final, Literal, cast, get_args
+from typing import Any, Final, Literal, get_args
 
 import msgspec
 
 from .canonical import canonical_bytes, strict_decode
-from .data import check_money, check_object
+from .data import check_object
 from .errors import BrokenChain, Malformed
 from .fields import (
     GENESIS_HASH,
@@ -36,6 +36,7 @@ from .fields import (
     is_hall,
     is_ident,
 )
+from .vocabulary import check_data
 
 EventType = Literal[
     "session.started", "session.ended", "game.bet", "game.win", "game.loss", "game.ended", "op.cancelled",
@@ -119,8 +120,9 @@ def chain_hash(event: Event) -> str:
 
 
 def check_event_data(event_type: str, data: object) -> None:
-    """Apply the data rules (no floats, key charset, money keys); raises :class:`Malformed`."""
-    check_money(event_type, cast("dict[str, Any]", data), check_object(data))   # check_object raises unless a dict
+    """Apply the data rules of the event's type (:func:`.vocabulary.check_data`: the typed keys, and
+    for keys outside the vocabulary no floats, the key charset, money ≥ 0); raises :class:`Malformed`."""
+    check_data(event_type, data)
 
 
 def _check_names(event: Event | _Hashed, where: str) -> None:
@@ -165,7 +167,7 @@ def seal(event: UnsealedEvent, prev_hash: str) -> Event:
     The canonical bytes are decoded back through the strict decoder before hashing, so an agent can
     never seal (and durably store) an event that central would refuse as malformed.
     """
-    has_amounts = check_object(event.data)  # on the caller's values: NaN would otherwise encode as null
+    check_object(event.data)  # on the caller's values: NaN would otherwise encode as null
     hashed = _Hashed(
         v=VERSION, seq=event.seq, id=event.id, hall=event.hall, device=event.device, type=event.type,
         device_time=event.device_time, agent_time=event.agent_time, data=event.data, prev_hash=prev_hash,
@@ -173,7 +175,7 @@ def seal(event: UnsealedEvent, prev_hash: str) -> Event:
     raw = canonical_bytes(hashed)
     checked = strict_decode(raw, _HASHED_DECODER, "event")
     _check_ids(checked, "event")
-    check_money(checked.type, checked.data, has_amounts)
+    check_data(checked.type, checked.data)   # exactly central's check (verify path: check_events)
     if checked.seq == 1 and prev_hash != GENESIS_HASH:
         raise BrokenChain("the first event must follow the genesis hash", checked.seq)
     # Built from the decoded copy: exact types, and later changes to the caller's dict cannot

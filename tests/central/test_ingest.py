@@ -7,6 +7,7 @@ import json
 import random
 import sqlite3
 
+import msgspec
 import pytest
 
 from central.ingest import Ingestor, Verified, decode_verify_stage
@@ -173,22 +174,31 @@ async def test_forked_chain_signed_with_the_real_key_is_rejected(
     assert await hall_totals(store, hall.hall) == before
 
 
-async def test_uncountable_money_is_stored_and_logged_not_lost(store: Repositories, ingestor: Ingestor) -> None:
+async def test_an_event_whose_data_does_not_match_its_type_is_a_format_error_and_not_stored(
+        store: Repositories, ingestor: Ingestor) -> None:
+    """A transfer without its direction cannot be counted: the agent refuses to seal it, and a batch that
+    carries one anyway (an older agent, a hand-made chain with correct hashes) is refused whole as a
+    ``format_error`` naming the key, and nothing of it is stored (the hall keeps it and can be fixed)."""
     hall = FakeHall("hall-01", seed=9)
     await register(store, hall)
     hall.play(5)
     from protocols.sync import UnsealedEvent, seal
+    from protocols.sync.errors import Malformed
+    from protocols.sync.events import Event, chain_hash
 
-    bad = seal(UnsealedEvent(seq=len(hall.events) + 1, id="00000000-0000-4000-8000-000000000001", hall=hall.hall,
-                             device="egm-001", type="transfer", device_time=None, agent_time=hall.time + 1,
-                             data={"amount": 700, "currency": "EUR"}), hall.events[-1].hash)
-    hall.events.append(bad)
+    fields = {"seq": len(hall.events) + 1, "id": "00000000-0000-4000-8000-000000000001", "hall": hall.hall,
+              "device": "egm-001", "type": "transfer", "device_time": None, "agent_time": hall.time + 1,
+              "data": {"amount": 700, "currency": "EUR"}}
+    with pytest.raises(Malformed, match="direction"):
+        seal(UnsealedEvent(**fields), hall.events[-1].hash)  # type: ignore[arg-type]
+    unsigned = Event(v=1, **fields, prev_hash=hall.events[-1].hash, hash="0" * 64)  # type: ignore[arg-type]
+    hall.events.append(msgspec.structs.replace(unsigned, hash=chain_hash(unsigned)))
     outcome = await ingestor.handle(hall.topic, hall.batch(1, len(hall.events)))
-    assert outcome.status == "stored"
+    assert outcome.status == "format_error"
     (entry,) = await store.ingest.integration_log(kind="format_error")
-    assert f"seq {bad.seq}" in entry.detail and "not counted" in entry.detail
-    assert await hall_totals(store, hall.hall) == hall.total  # the transfer contributed nothing in the truth
-    assert len(await store.ingest.events(hall=hall.hall, type="transfer")) == 1
+    assert "direction" in entry.detail
+    assert await store.ingest.events(hall=hall.hall) == []
+    assert await hall_totals(store, hall.hall) == ZERO
 
 
 async def test_two_halls_in_parallel_with_garbage_and_shuffled_workers(

@@ -43,6 +43,7 @@ from protocols.sync import (
     verify_batch,
     verify_chain,
 )
+from protocols.sync.vocabulary import DATA_TYPES
 
 T0 = 1_767_225_600_000_000
 INT64 = st.integers(-(2**63), 2**63 - 1)
@@ -61,13 +62,16 @@ KEY_B = generate_private_key()
 
 @st.composite
 def event_data(draw: st.DrawFn, event_type: str) -> dict[str, object]:
-    """Free-form data plus whatever the type's money rules require."""
-    data = draw(st.dictionaries(KEYS.filter(lambda k: k not in {"currency", "meters"}), JSON, max_size=5))
+    """Free-form data (keys the type's vocabulary does not name) plus what the type requires."""
+    named = DATA_TYPES[event_type].__struct_fields__
+    data = draw(st.dictionaries(KEYS.filter(lambda k: k not in {"currency", "meters", *named}), JSON, max_size=5))
     if event_type in MONEY_TYPES or draw(st.booleans()):
         data["amount"] = draw(st.integers(0, 2**63 - 1))
         data["currency"] = draw(st.from_regex(r"[A-Z]{3}", fullmatch=True))
     if draw(st.booleans()):
         data["win_amount"] = draw(st.integers(0, 10**12))
+    if event_type == "transfer":
+        data["direction"] = draw(st.sampled_from(("in", "out")))
     if event_type == "meters.snapshot":
         data["meters"] = draw(st.dictionaries(KEYS, st.integers(0, 2**63 - 1), min_size=1, max_size=4))
     return data
