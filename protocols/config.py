@@ -156,12 +156,12 @@ def resolve(options: Mapping[str, Option], *, file: str | Path | None = None,
                 key = raw_key.replace("-", "_")
                 if label == "" and isinstance(value, dict):
                     continue   # a table: a command's own (read below) or a sibling's
-                option = options.get(key)
-                if option is None:
+                known = options.get(key)
+                if known is None:
                     strays.append(f"{label}{raw_key}")
                     continue
                 where = f"config file {file}: {label}{raw_key}"
-                out.set(key, coerce(option, value, where), where)
+                out.set(key, coerce(known, value, where), where)
         if strays and unknown == "error":
             raise ConfigError(f"unknown option(s) in config file {file}: {', '.join(strays)}")
     if env is not None and env_prefix:

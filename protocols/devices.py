@@ -111,7 +111,7 @@ class _Entry:
         allowed = tuple(choices)
         if value is not None and value not in allowed:
             raise self.fail(key, f"{value!r} is not one of {', '.join(allowed)}")
-        return value
+        return None if value is None else str(value)
 
 
 def _sas(entry: _Entry, dev_id: str) -> SasDeviceSpec:
@@ -157,11 +157,12 @@ def parse_devices(data: Mapping[str, Any], source: str = "devices file") -> Devi
         seen[dev_id] = number
         protocol = entry.choice("protocol", PROTOCOLS, "sas")
         if protocol == "sas":
-            spec: DeviceSpec = _sas(entry, dev_id)
-            other = lines.setdefault((spec.port, spec.address), dev_id)
+            sas = _sas(entry, dev_id)
+            other = lines.setdefault((sas.port, sas.address), dev_id)
             if other != dev_id:
-                raise entry.fail("address", f"{spec.address} on {spec.port} is also {other!r}'s; two machines on one "
+                raise entry.fail("address", f"{sas.address} on {sas.port} is also {other!r}'s; two machines on one "
                                             "line need different SAS addresses")
+            spec: DeviceSpec = sas
         else:
             spec = _modbus(entry, dev_id)
         out.append(spec)
