@@ -4,46 +4,20 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
-from typing import Any, Final
 
 from central.repos.halls import HALL_STATES, ApiKeyRecord, HallKeyConflict, HallRecord
 from protocols.sync import GENESIS_HASH
-from protocols.sync.gamingday import DEFAULT_START, DEFAULT_ZONE, DayRule
+from protocols.sync.gamingday import DayRule
 
+from .hall_rows import HALL_COLUMNS as _HALL_COLUMNS
+from .hall_rows import KEY_COLUMNS as _KEY_COLUMNS
+from .hall_rows import hall_record as _hall
+from .hall_rows import key_record as _key_record
+from .hall_rows import presence_is_newer as _presence_is_newer
 from .rollup_tables import rebuild_day_tables as _rebuild_day_tables
 from .sqlhelpers import INSERT_LOG as _INSERT_LOG
 from .sqlhelpers import transaction as _transaction
 from .sqlite_db import SqliteDatabase
-
-_HALL_COLUMNS = ("id, public_key_pem, added_at, last_seq, last_hash, online, session, status_at, timezone,"
-                 " gaming_day_start, settings_version, state")
-
-
-_KEY_COLUMNS: Final = "id, role, secret_hash, halls, created_at, name, expires_at, revoked_at"
-
-
-def _presence_is_newer(stored_online: int | None, stored_session: int | None, stored_at: int | None,
-                       online: bool, session: int, at: int) -> bool:
-    """The ordering rule of :meth:`central.repos.halls.HallRepository.set_presence` (read its docstring)."""
-    if stored_session is None or session > stored_session:
-        return True
-    if session < stored_session or not stored_online:
-        return False  # an older connection, or this one already ended (offline)
-    return not online or at > (stored_at or 0)  # a redelivered retained message is not news
-
-
-def _hall(row: tuple[Any, ...]) -> HallRecord:
-    return HallRecord(id=row[0], public_key_pem=row[1], added_at=row[2], last_seq=row[3], last_hash=row[4],
-                      online=None if row[5] is None else bool(row[5]), session=row[6], status_at=row[7],
-                      timezone=row[8] or DEFAULT_ZONE, gaming_day_start=row[9] or DEFAULT_START,
-                      settings_version=row[10] or 0, state=row[11] or "active")
-
-
-def _key_record(row: Sequence[Any]) -> ApiKeyRecord:
-    halls = None if row[3] is None else tuple(json.loads(row[3]))
-    return ApiKeyRecord(id=row[0], role=row[1], secret_hash=row[2], halls=halls, created_at=row[4], name=row[5],
-                        expires_at=row[6], revoked_at=row[7])
 
 
 class SqliteHalls:

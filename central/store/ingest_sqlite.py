@@ -9,12 +9,15 @@ from typing import Any
 
 import msgspec
 
+from central.chainend import decide, stored_hash_needed
 from central.repos.errors import StoreError
 from central.repos.ingest import IngestResult, LogEntry, SignedHeader
 from central.staging import EVENT_COLUMNS, WIDTH, StagedEvents, stage_events
 from protocols.sync import Event
 from protocols.sync.gamingday import day_rule
 
+from .effect_rows import DEVICE_WIDTH, device_rows, span_rows
+from .effect_rows import DEVICES_CONFLICT as _DEVICES_CONFLICT
 from .export_sqlite import insert_signed_header
 from .rollup_tables import INSERT_MARKS as _INSERT_MARKS
 from .rollup_tables import insert_day_tables as _insert_day_tables
@@ -38,24 +41,6 @@ _INSERT_EVENTS = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)})"
 
 _INSERT_DEVICES = (f"INSERT INTO devices (hall, id, kind, online, enabled, first_seen, last_seen, last_seq,"
                    f" last_play_seq, {', '.join(DEVICE_MONEY_COLUMNS)})")
-
-
-_DEVICES_CONFLICT = (  # {enabled}: excluded.enabled when the batch said, else the stored value
-    " ON CONFLICT (hall, id) DO UPDATE SET"
-    " kind = CASE WHEN devices.kind = 'unknown' THEN excluded.kind ELSE devices.kind END,"
-    " online = COALESCE(excluded.online, devices.online),"
-    " enabled = {enabled},"
-    " first_seen = CASE WHEN excluded.first_seen < devices.first_seen THEN excluded.first_seen"
-    " ELSE devices.first_seen END,"
-    " last_seen = CASE WHEN excluded.last_seen > devices.last_seen THEN excluded.last_seen ELSE devices.last_seen END,"
-    " last_seq = CASE WHEN excluded.last_seq > devices.last_seq THEN excluded.last_seq ELSE devices.last_seq END,"
-    " last_play_seq = CASE WHEN devices.last_play_seq IS NULL OR excluded.last_play_seq > devices.last_play_seq"
-    " THEN COALESCE(excluded.last_play_seq, devices.last_play_seq) ELSE devices.last_play_seq END, "
-    + ", ".join(f"{c} = COALESCE(devices.{c}, 0) + excluded.{c}" for c in DEVICE_MONEY_COLUMNS)
-)
-
-
-_DEVICE_WIDTH = 14
 
 
 _INSERT_SPANS = "INSERT INTO device_spans (hall, device, first_seq, last_seq)"
@@ -89,48 +74,23 @@ class SqliteIngest:
             raise StoreError(f"hall {hall!r} is not registered")
         last_seq, last_hash = row[0], row[1]
         staged = staged.under(day_rule(row[2], row[3]))   # the hall's day, also if it changed since staging
-        first, last = staged.first_seq, staged.last_seq
-        if first > last_seq + 1:
-            return IngestResult("gap", last_seq, last_hash)
-        if last <= last_seq:
-            if last == last_seq:
-                stored_hash = last_hash
-            else:
-                found = con.execute("SELECT hash FROM events WHERE hall = ? AND seq = ?", (hall, last)).fetchone()
-                stored_hash = None if found is None else found[0]
-            # The chain binds every earlier event to this hash, so one comparison covers the batch.
-            if stored_hash == staged.hash_at(-1):
-                return IngestResult("duplicate", last_seq, last_hash, skipped=staged.count)
-            return IngestResult("conflict", last_seq, last_hash, conflict_seq=last)
-        if first <= last_seq:
-            index = last_seq - first
-            if staged.hash_at(index) != last_hash:
-                return IngestResult("conflict", last_seq, last_hash, conflict_seq=last_seq)
-            new = staged.tail(index + 1)
-        else:
-            if staged.first_prev_hash != last_hash:
-                return IngestResult("conflict", last_seq, last_hash, conflict_seq=first)
-            new = staged
+        seq = stored_hash_needed(staged, last_seq)
+        found = None if seq is None else con.execute("SELECT hash FROM events WHERE hall = ? AND seq = ?",
+                                                     (hall, seq)).fetchone()
+        new = decide(staged, last_seq, last_hash, None if found is None else found[0])
+        if isinstance(new, IngestResult):
+            return new
+        last = new.last_seq
         insert_rows(con, _INSERT_EVENTS, WIDTH, new.rows)
         fx = new.effects
         _insert_rollups(con, fx.rollups)
         _insert_day_tables(con, hall, fx)
         insert_rows(con, _INSERT_MARKS, 8, _marks(con, hall, fx.devices))   # before the devices' totals move
-        stated: list[Any] = []    # devices whose batch says whether they are enabled
-        unstated: list[Any] = []
-        for device, u in fx.devices.items():
-            (unstated if u.enabled is None else stated).extend((
-                hall, device, u.kind or "unknown", None if u.online is None else int(u.online),
-                1 if u.enabled is None else int(u.enabled), u.first_seen, u.last_seen, u.last_seq,
-                u.last_play_seq, *u.money))
-        insert_rows(con, _INSERT_DEVICES, _DEVICE_WIDTH, unstated,
+        unstated, stated = device_rows(hall, fx.devices)   # whether the batch said a device is enabled
+        insert_rows(con, _INSERT_DEVICES, DEVICE_WIDTH, unstated,
                     _DEVICES_CONFLICT.format(enabled="devices.enabled"))
-        insert_rows(con, _INSERT_DEVICES, _DEVICE_WIDTH, stated, _DEVICES_CONFLICT.format(enabled="excluded.enabled"))
-        spans: list[Any] = []
-        for device in sorted(fx.devices):
-            u = fx.devices[device]
-            spans.extend((hall, device, u.first_seq, u.last_seq))
-        insert_rows(con, _INSERT_SPANS, 4, spans, _SPANS_CONFLICT)
+        insert_rows(con, _INSERT_DEVICES, DEVICE_WIDTH, stated, _DEVICES_CONFLICT.format(enabled="excluded.enabled"))
+        insert_rows(con, _INSERT_SPANS, 4, span_rows(hall, fx.devices), _SPANS_CONFLICT)
         new_hash = new.hash_at(-1)
         con.execute("UPDATE halls SET last_seq = ?, last_hash = ? WHERE id = ?", (last, new_hash, hall))
         if signed is not None:  # export (issue 04): the hall's signature over this chain end

@@ -16,6 +16,11 @@ from central.rollup import BatchEffects, DeviceUpdate, effects
 from protocols.sync.gamingday import DayRule
 from protocols.sync.money import ZERO
 
+from .effect_rows import DAYS_CONFLICT as _DAYS_CONFLICT
+from .effect_rows import HOURS_CONFLICT as _HOURS_CONFLICT
+from .effect_rows import MONTHS_CONFLICT as _MONTHS_CONFLICT
+from .effect_rows import ROLLUP_WIDTH, day_rows, mark_rows, marked_devices, rollup_rows
+from .effect_rows import ROLLUPS_CONFLICT as _ROLLUPS_CONFLICT
 from .schema import DEVICE_MONEY_COLUMNS
 from .sqlhelpers import insert_rows
 
@@ -25,48 +30,16 @@ _DATA_DECODER = msgspec.json.Decoder()
 _INSERT_ROLLUPS = "INSERT INTO rollups (hall, device, game, day, bets, wins, rounds, cash_in, cash_out)"
 
 
-_ROLLUPS_CONFLICT = (
-    " ON CONFLICT (hall, device, game, day) DO UPDATE SET"
-    " bets = rollups.bets + excluded.bets, wins = rollups.wins + excluded.wins,"
-    " rounds = rollups.rounds + excluded.rounds, cash_in = rollups.cash_in + excluded.cash_in,"
-    " cash_out = rollups.cash_out + excluded.cash_out"
-)
-
-
 INSERT_MARKS = "INSERT INTO device_marks (hall, device, seq, bets, wins, rounds, cash_in, cash_out)"
 
 
 _INSERT_MONTHS = "INSERT INTO rollups_monthly (hall, device, game, month, bets, wins, rounds, cash_in, cash_out)"
 
 
-_MONTHS_CONFLICT = (
-    " ON CONFLICT (hall, device, game, month) DO UPDATE SET"
-    " bets = rollups_monthly.bets + excluded.bets, wins = rollups_monthly.wins + excluded.wins,"
-    " rounds = rollups_monthly.rounds + excluded.rounds, cash_in = rollups_monthly.cash_in + excluded.cash_in,"
-    " cash_out = rollups_monthly.cash_out + excluded.cash_out"
-)
-
-
 _INSERT_HOURS = "INSERT INTO rollups_hourly (hall, device, day, hour, bets, wins, rounds, cash_in, cash_out)"
 
 
-_HOURS_CONFLICT = (
-    " ON CONFLICT (day, hall, hour, device) DO UPDATE SET"
-    " bets = rollups_hourly.bets + excluded.bets, wins = rollups_hourly.wins + excluded.wins,"
-    " rounds = rollups_hourly.rounds + excluded.rounds, cash_in = rollups_hourly.cash_in + excluded.cash_in,"
-    " cash_out = rollups_hourly.cash_out + excluded.cash_out"
-)
-
-
 _INSERT_DAYS = "INSERT INTO device_days (hall, device, day, bets, wins, rounds, cash_in, cash_out, snapshots)"
-
-
-_DAYS_CONFLICT = (
-    " ON CONFLICT (day, hall, device) DO UPDATE SET"
-    " bets = device_days.bets + excluded.bets, wins = device_days.wins + excluded.wins,"
-    " rounds = device_days.rounds + excluded.rounds, cash_in = device_days.cash_in + excluded.cash_in,"
-    " cash_out = device_days.cash_out + excluded.cash_out, snapshots = device_days.snapshots + excluded.snapshots"
-)
 
 
 def fill_device_money(con: sqlite3.Connection) -> None:
@@ -96,30 +69,15 @@ def fill_device_money(con: sqlite3.Connection) -> None:
 
 def insert_rollups(con: sqlite3.Connection, rollups: Mapping[tuple[str, str, str, str], Any]) -> None:
     """The batch's per-game rollups by gaming day, and the same summed per month (rollups_monthly)."""
-    flat: list[Any] = []
-    months: dict[tuple[str, str, str, str], list[int]] = {}
-    for key, c in rollups.items():
-        flat.extend((*key, c.bets, c.wins, c.rounds, c.cash_in, c.cash_out))
-        acc = months.setdefault((key[0], key[1], key[2], key[3][:7]), [0, 0, 0, 0, 0])
-        acc[0] += c.bets
-        acc[1] += c.wins
-        acc[2] += c.rounds
-        acc[3] += c.cash_in
-        acc[4] += c.cash_out
-    insert_rows(con, _INSERT_ROLLUPS, 9, flat, _ROLLUPS_CONFLICT)
-    insert_rows(con, _INSERT_MONTHS, 9, [v for key, money in months.items() for v in (*key, *money)],
-                _MONTHS_CONFLICT)
+    days, months = rollup_rows(rollups)
+    insert_rows(con, _INSERT_ROLLUPS, ROLLUP_WIDTH, days, _ROLLUPS_CONFLICT)
+    insert_rows(con, _INSERT_MONTHS, ROLLUP_WIDTH, months, _MONTHS_CONFLICT)
 
 
 def insert_day_tables(con: sqlite3.Connection, hall: str, fx: BatchEffects) -> None:
     """The batch's hourly rollups and device days (schema 6)."""
-    hours: list[Any] = []
-    for (device, day, hour), money in fx.hours.items():
-        hours.extend((hall, device, day, hour, *money))
+    hours, cells = day_rows(hall, fx)
     insert_rows(con, _INSERT_HOURS, 9, hours, _HOURS_CONFLICT)
-    cells: list[Any] = []
-    for (device, day), cell in fx.days.items():
-        cells.extend((hall, device, day, *cell))
     insert_rows(con, _INSERT_DAYS, 9, cells, _DAYS_CONFLICT)
 
 
@@ -158,19 +116,12 @@ def rebuild_day_tables(con: sqlite3.Connection, hall: str, rule: DayRule, *, rol
 
 
 def marks(con: sqlite3.Connection, hall: str, devices: Mapping[str, DeviceUpdate]) -> list[Any]:
-    """``device_marks`` rows for the batch's meter snapshots: the batch-relative running totals plus
-    each device's stored total before the batch (flat, 8 values per row)."""
-    marked = [device for device, u in devices.items() if u.marks]
+    """``device_marks`` rows for the batch's meter snapshots (:func:`central.store.effect_rows.mark_rows`)."""
+    marked = marked_devices(devices)
     if not marked:
         return []
     columns = ", ".join(DEVICE_MONEY_COLUMNS)
     stored = {r[0]: r[1:] for r in con.execute(
         f"SELECT id, {columns} FROM devices WHERE hall = ? AND id IN ({', '.join('?' * len(marked))})",
         (hall, *marked))}
-    rows: list[Any] = []
-    for device in marked:
-        base = [value or 0 for value in stored.get(device, (0, 0, 0, 0, 0))]
-        for seq, bets, wins, rounds, cash_in, cash_out in devices[device].marks:
-            rows.extend((hall, device, seq, base[0] + bets, base[1] + wins, base[2] + rounds, base[3] + cash_in,
-                         base[4] + cash_out))
-    return rows
+    return mark_rows(hall, devices, stored)
