@@ -1,7 +1,7 @@
 """Central's storage backends: the repositories of :mod:`central.repos` over one database.
 
 ``open_store(db)`` picks the backend from the DB argument of the CLI: a filesystem path (or
-``sqlite:///path``) is SQLite; ``postgresql://…`` is refused clearly until that backend lands.
+``sqlite:///path``) is SQLite; ``postgresql://…`` (or ``postgres://…``) is PostgreSQL.
 """
 
 from __future__ import annotations
@@ -12,13 +12,20 @@ from central.repos.errors import BackendUnavailable
 from .sqlite import open_sqlite, sqlite_repositories
 from .sqlite_db import SqliteDatabase
 
-__all__ = ["SqliteDatabase", "open_sqlite", "open_store", "sqlite_path", "sqlite_repositories"]
+__all__ = ["SqliteDatabase", "is_postgres_url", "open_sqlite", "open_store", "sqlite_path", "sqlite_repositories"]
+
+
+def is_postgres_url(db: str) -> bool:
+    """Whether a DB argument names a PostgreSQL database (``postgresql://…`` or ``postgres://…``)."""
+    return db.startswith(("postgresql://", "postgres://"))
 
 
 def sqlite_path(db: str) -> str:
     """The file path a DB argument names, or raise :class:`BackendUnavailable` for other backends."""
-    if db.startswith(("postgresql://", "postgres://", "postgresql+")):
-        raise BackendUnavailable("PostgreSQL backend not available yet; give a SQLite file path as --db")
+    if is_postgres_url(db):
+        raise BackendUnavailable("this needs a SQLite file path as --db, not a PostgreSQL URL")
+    if db.startswith("postgresql+"):
+        raise BackendUnavailable(f"give PostgreSQL as postgresql://user@host/db, not {db.split(':', 1)[0]}://")
     if db.startswith("sqlite:///"):
         return db[len("sqlite:///"):]  # sqlite:///rel/path, sqlite:////abs/path
     if "://" in db:
@@ -29,5 +36,9 @@ def sqlite_path(db: str) -> str:
 
 
 async def open_store(db: str) -> Repositories:
-    """Open the repositories a DB argument names (SQLite path now; PostgreSQL later)."""
+    """Open the repositories a DB argument names: a SQLite path, or a ``postgresql://`` URL."""
+    if is_postgres_url(db):
+        from .postgres import open_postgres  # the driver is imported only when PostgreSQL is used
+
+        return await open_postgres(db)
     return await open_sqlite(sqlite_path(db))

@@ -27,7 +27,7 @@ def presence_is_newer(stored_online: int | None, stored_session: int | None, sto
     return not online or at > (stored_at or 0)  # a redelivered retained message is not news
 
 
-def hall_record(row: tuple[Any, ...]) -> HallRecord:
+def hall_record(row: Sequence[Any]) -> HallRecord:
     return HallRecord(id=row[0], public_key_pem=row[1], added_at=row[2], last_seq=row[3], last_hash=row[4],
                       online=None if row[5] is None else bool(row[5]), session=row[6], status_at=row[7],
                       timezone=row[8] or DEFAULT_ZONE, gaming_day_start=row[9] or DEFAULT_START,

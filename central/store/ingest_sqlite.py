@@ -7,8 +7,6 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-import msgspec
-
 from central.chainend import decide, stored_hash_needed
 from central.repos.errors import StoreError
 from central.repos.ingest import IngestResult, LogEntry, SignedHeader
@@ -24,16 +22,12 @@ from .rollup_tables import insert_day_tables as _insert_day_tables
 from .rollup_tables import insert_rollups as _insert_rollups
 from .rollup_tables import marks as _marks
 from .schema import DEVICE_MONEY_COLUMNS
+from .sqlhelpers import EVENT_READ_COLUMNS, event_record, events_filter, insert_rows, log_filter
 from .sqlhelpers import INSERT_LOG as _INSERT_LOG
-from .sqlhelpers import hall_scope as _scope
-from .sqlhelpers import insert_rows
 from .sqlhelpers import where_clause as _where
 from .sqlite_db import SqliteDatabase
 
 _MAX_EVENTS_LIMIT = 10_000
-
-
-_DATA_DECODER = msgspec.json.Decoder()
 
 
 _INSERT_EVENTS = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)})"
@@ -110,26 +104,14 @@ class SqliteIngest:
                      time_from: int | None = None, time_to: int | None = None, after_seq: int | None = None,
                      limit: int = 100, halls: Sequence[str] | None = None,
                      after_hall: str | None = None) -> list[dict[str, Any]]:
-        where: list[str] = []
-        params: list[Any] = []
-        if not _scope(where, params, hall, halls):
+        found = events_filter(hall=hall, device=device, type=type, time_from=time_from, time_to=time_to,
+                              after_seq=after_seq, halls=halls, after_hall=after_hall)
+        if found is None:
             return []
-        across = hall is None and after_hall is not None   # network paging: after (after_hall, after_seq)
-        for clause, value in (("device = ?", device), ("type = ?", type), ("agent_time >= ?", time_from),
-                              ("agent_time < ?", time_to), ("seq > ?", None if across else after_seq)):
-            if value is not None:
-                where.append(clause)
-                params.append(value)
-        if across:
-            where.append("(hall > ? OR (hall = ? AND seq > ?))")
-            params.extend((after_hall, after_hall, after_seq or 0))
+        where, params = found
         limit = max(1, min(limit, _MAX_EVENTS_LIMIT))
-        columns = "hall, seq, id, device, type, agent_time, device_time, central_time, prev_hash, hash, data"
-
-        def row(r: tuple[Any, ...]) -> dict[str, Any]:
-            return {"v": 1, "hall": r[0], "seq": r[1], "id": r[2], "device": r[3], "type": r[4], "agent_time": r[5],
-                    "device_time": r[6], "central_time": r[7], "prev_hash": r[8], "hash": r[9],
-                    "data": _DATA_DECODER.decode(r[10])}
+        columns = EVENT_READ_COLUMNS
+        row = event_record
 
         def body(con: sqlite3.Connection) -> list[dict[str, Any]]:
             if device is not None and hall is not None:
@@ -157,15 +139,10 @@ class SqliteIngest:
     async def integration_log(self, *, hall: str | None = None, kind: str | None = None, limit: int = 100,
                               halls: Sequence[str] | None = None, device: str | None = None,
                               time_from: int | None = None, time_to: int | None = None) -> list[LogEntry]:
-        where: list[str] = []
-        params: list[Any] = []
-        if not _scope(where, params, hall, halls):
+        found = log_filter(hall=hall, kind=kind, halls=halls, device=device, time_from=time_from, time_to=time_to)
+        if found is None:
             return []
-        for column, op, value in (("kind", "=", kind), ("device", "=", device), ("time", ">=", time_from),
-                                  ("time", "<", time_to)):
-            if value is not None:
-                where.append(f"{column} {op} ?")
-                params.append(value)
+        where, params = found
         params.append(max(1, min(limit, _MAX_EVENTS_LIMIT)))
         sql = f"SELECT time, hall, device, kind, detail FROM integration_log{_where(where)} ORDER BY id DESC LIMIT ?"
 

@@ -8,6 +8,8 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar
 
+import msgspec
+
 T = TypeVar("T")
 
 
@@ -262,3 +264,52 @@ def rollup_source(hall: str | None, halls: Sequence[str] | None, day_from: dt.da
 INSERT_LOG = "INSERT INTO integration_log (time, hall, device, kind, detail) VALUES (?, ?, ?, ?, ?)"
 """One integration-log row (time, hall, device, kind, detail): ingest's rows, and the ``manual`` and
 ``command`` rows halls and commands write in their own transactions."""
+
+
+EVENT_READ_COLUMNS: Final = "hall, seq, id, device, type, agent_time, device_time, central_time, prev_hash, hash, data"
+"""The ``events`` columns :func:`event_record` reads, in its order."""
+
+_DATA_DECODER = msgspec.json.Decoder()
+
+
+def event_record(r: Sequence[Any]) -> dict[str, Any]:
+    """A stored event row (:data:`EVENT_READ_COLUMNS`) in wire form plus ``central_time``."""
+    return {"v": 1, "hall": r[0], "seq": r[1], "id": r[2], "device": r[3], "type": r[4], "agent_time": r[5],
+            "device_time": r[6], "central_time": r[7], "prev_hash": r[8], "hash": r[9],
+            "data": _DATA_DECODER.decode(r[10])}
+
+
+def events_filter(*, hall: str | None, device: str | None, type: str | None, time_from: int | None,
+                  time_to: int | None, after_seq: int | None, halls: Sequence[str] | None,
+                  after_hall: str | None) -> tuple[list[str], list[Any]] | None:
+    """The WHERE terms and parameters of :meth:`central.repos.ingest.IngestRepository.events` (None when
+    the scope is empty)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if not hall_scope(where, params, hall, halls):
+        return None
+    across = hall is None and after_hall is not None   # network paging: after (after_hall, after_seq)
+    for clause, value in (("device = ?", device), ("type = ?", type), ("agent_time >= ?", time_from),
+                          ("agent_time < ?", time_to), ("seq > ?", None if across else after_seq)):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
+    if across:
+        where.append("(hall > ? OR (hall = ? AND seq > ?))")
+        params.extend((after_hall, after_hall, after_seq or 0))
+    return where, params
+
+
+def log_filter(*, hall: str | None, kind: str | None, halls: Sequence[str] | None, device: str | None,
+               time_from: int | None, time_to: int | None) -> tuple[list[str], list[Any]] | None:
+    """The WHERE terms and parameters of the integration log's read (None when the scope is empty)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if not hall_scope(where, params, hall, halls):
+        return None
+    for column, op, value in (("kind", "=", kind), ("device", "=", device), ("time", ">=", time_from),
+                              ("time", "<", time_to)):
+        if value is not None:
+            where.append(f"{column} {op} ?")
+            params.append(value)
+    return where, params

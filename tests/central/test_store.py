@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from central.apikeys import KeyNotFound, authenticate, create_api_key, revoke_api_key, rotate_api_key
 from central.ingest import Ingestor
 from central.repos import Repositories
-from central.repos.errors import BackendUnavailable, StoreError
+from central.repos.errors import StoreError
 from central.repos.halls import HallKeyConflict
 from central.store import open_sqlite, open_store, sqlite_path
 from central.store.schema import SCHEMA_VERSION
@@ -109,7 +110,7 @@ async def test_an_api_key_expires_and_a_revoked_one_is_refused_at_once(store: Re
         await revoke_api_key(store.halls, "0" * 16, now=T0)
 
 
-async def test_api_keys_store_only_a_hash(store: Repositories, tmp_path: Path) -> None:
+async def test_api_keys_store_only_a_hash(store: Repositories, backend: str, tmp_path: Path) -> None:
     key_id, key = await create_api_key(store.halls, "regulator", ["hall-a"], now=T0)
     record = await authenticate(store.halls, key, now=T0)
     assert record is not None and (record.role, record.halls) == ("regulator", ("hall-a",))
@@ -122,14 +123,19 @@ async def test_api_keys_store_only_a_hash(store: Repositories, tmp_path: Path) -
         with pytest.raises(ValueError, match="needs its halls"):
             await create_api_key(store.halls, "technician", scope, now=T0)
     secret = key.split("_", 2)[2]   # hsk_<id>_<secret>; the secret itself may hold "_"
-    with sqlite3.connect(tmp_path / "central.db") as con:
-        dump = "\n".join(con.iterdump())
+    if backend == "sqlite":
+        with sqlite3.connect(tmp_path / "central.db") as con:
+            dump = "\n".join(con.iterdump())
+    else:   # every row of every table, as text
+        db: Any = store.database
+        tables = [r[0] for r in await db.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        dump = "\n".join([str(tuple(row)) for table in tables for row in await db.fetch(f"SELECT * FROM {table}")])
     assert key_id in dump and secret not in dump
 
 
 async def test_backend_selection(tmp_path: Path) -> None:
-    with pytest.raises(BackendUnavailable, match="PostgreSQL backend not available yet"):
-        await open_store("postgresql://central@localhost/hallsync")
+    with pytest.raises(StoreError, match="cannot connect to PostgreSQL"):   # a URL is PostgreSQL, not a path
+        await open_store("postgresql://central@127.0.0.1:1/hallsync")
     assert sqlite_path("sqlite:////var/x.db") == "/var/x.db"
     assert sqlite_path("sqlite:///x.db") == "x.db"
     store = await open_store(str(tmp_path / "x.db"))

@@ -1,0 +1,174 @@
+"""The PostgreSQL database of central (issue 14): one asyncpg pool, its transactions and its migrations.
+
+This is the only module that imports the driver; the PostgreSQL repositories see :class:`PgConn`.
+
+Why asyncpg (``asyncpg==0.32.0``): it is asyncio throughout (no threads, unlike sqlite3 behind the
+SQLite backend's writer), speaks PostgreSQL's binary protocol with prepared statements cached per
+connection, and has ``copy_records_to_table`` and pipelined ``executemany`` for ingest's rows.
+
+Placeholders: the repositories write ``?`` as the SQLite backend does, so the two share their SQL
+where the dialects agree; :func:`numbered` turns them into ``$1, $2 …`` once per statement text.
+
+Numbers: ``SUM`` over BIGINT is NUMERIC in PostgreSQL. The pool decodes NUMERIC as :class:`int` (and
+refuses a fractional value), so money stays integer minor units end to end, never a float or a
+Decimal.
+
+Concurrency: every unit of work is one transaction on a pooled connection, READ COMMITTED unless it
+asks for more. A unit that decides from the stored chain end of a hall locks the hall's row first
+(``SELECT … FOR UPDATE``), so two batches of one hall (from one process or several) are applied one
+after the other, each seeing what the other committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import re
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any, Final
+
+import asyncpg
+
+from central.repos.errors import StoreError
+
+from .pg_schema import MIGRATIONS
+
+_MIGRATION_LOCK: Final = 0x68616C6C73796E63   # "hallsync": one migrating process at a time per database
+
+
+_PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|\?")
+
+
+@functools.lru_cache(maxsize=4096)
+def numbered(sql: str) -> str:
+    """``sql`` with each ``?`` outside string literals as PostgreSQL's ``$n`` (1-based, in order)."""
+    count = 0
+
+    def replace(match: re.Match[str]) -> str:
+        nonlocal count
+        if match.group(0) != "?":
+            return match.group(0)
+        count += 1
+        return f"${count}"
+
+    return _PLACEHOLDER.sub(replace, sql)
+
+
+def _int_numeric(text: str) -> int:
+    """NUMERIC (what SUM over BIGINT gives) as an exact int; a fraction is a bug, never rounded."""
+    try:
+        return int(text)
+    except ValueError:
+        raise StoreError(f"a non-integer NUMERIC {text!r} reached central (amounts are integer minor units)") \
+            from None
+
+
+async def _setup_connection(con: asyncpg.Connection) -> None:
+    await con.set_type_codec("numeric", encoder=str, decoder=_int_numeric, schema="pg_catalog", format="text")
+
+
+class PgConn:
+    """A pooled connection as the repositories use it: ``?`` placeholders, records by position."""
+
+    __slots__ = ("_con",)
+
+    def __init__(self, con: asyncpg.Connection) -> None:
+        self._con = con
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        return list(await self._con.fetch(numbered(sql), *args))
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        return await self._con.fetchrow(numbered(sql), *args)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        return await self._con.fetchval(numbered(sql), *args)
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        result: str = await self._con.execute(numbered(sql), *args)
+        return result
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self._con.executemany(numbered(sql), rows)
+
+    async def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        """COPY rows into ``table`` (binary protocol): the cheapest insert of many rows, no conflict clause."""
+        await self._con.copy_records_to_table(table, records=rows, columns=list(columns))
+
+
+async def _migrate(con: asyncpg.Connection) -> None:
+    """Apply the missing :data:`MIGRATIONS` in order, all in one transaction, one process at a time."""
+    async with con.transaction():
+        await con.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        await con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY,"
+                          " name TEXT NOT NULL, applied_at BIGINT NOT NULL)")
+        have = {row[0] for row in await con.fetch("SELECT version FROM schema_migrations")}
+        known = {version for version, _, _ in MIGRATIONS}
+        if have - known:
+            raise StoreError(f"database schema has migration(s) {sorted(have - known)} this build does not know "
+                             f"(newest known: {max(known)}); run a newer hall-central")
+        for version, name, sql in MIGRATIONS:
+            if version in have:
+                continue
+            await con.execute(sql)
+            await con.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                              version, name, time.time_ns() // 1000)
+
+
+class PgDatabase:
+    """One PostgreSQL database: a connection pool shared by the repositories of :mod:`central.store`.
+    Create it with :meth:`open` (which brings the schema up to date)."""
+
+    def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
+        self._pool = pool
+        self.dsn = dsn
+
+    @classmethod
+    async def open(cls, dsn: str, *, min_size: int = 1, max_size: int = 8) -> PgDatabase:
+        try:
+            pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_setup_connection)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise StoreError(f"cannot connect to PostgreSQL at {_redacted(dsn)}: {exc}") from exc
+        db = cls(pool, dsn)
+        try:
+            async with pool.acquire() as con:
+                await _migrate(con)
+        except BaseException:
+            await pool.close()
+            raise
+        return db
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, isolation: str = "read_committed") -> AsyncIterator[PgConn]:
+        """One transaction on a pooled connection: committed when the block ends, rolled back if it raises."""
+        async with self._pool.acquire() as con, con.transaction(isolation=isolation):
+            yield PgConn(con)
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[PgConn]:
+        """A pooled connection for reads that need one consistent snapshot (REPEATABLE READ, read-only)."""
+        async with self._pool.acquire() as con, con.transaction(isolation="repeatable_read", readonly=True):
+            yield PgConn(con)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        """One read statement on a pooled connection (its own snapshot)."""
+        async with self._pool.acquire() as con:
+            return list(await con.fetch(numbered(sql), *args))
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        async with self._pool.acquire() as con:
+            return await con.fetchrow(numbered(sql), *args)
+
+    async def migrations(self) -> list[tuple[int, str]]:
+        """The migrations this database has, in order (version, name)."""
+        rows = await self.fetch("SELECT version, name FROM schema_migrations ORDER BY version")
+        return [(row[0], row[1]) for row in rows]
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+
+def _redacted(dsn: str) -> str:
+    """The DSN without a password (for error messages and logs)."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", dsn)

@@ -1,0 +1,106 @@
+"""The PostgreSQL backend's own contract (issue 14): its migrations are versioned and recorded, its
+schema has SQLite's tables, columns and indexes, and amounts are exact integers, never floats."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from central.repos.errors import BackendUnavailable, StoreError
+from central.store import open_sqlite, open_store, sqlite_path
+from central.store.pg_db import numbered
+from central.store.pg_schema import MIGRATIONS
+
+from .conftest import fresh_pg_database
+
+
+def _sqlite_shape(path: Path) -> tuple[dict[str, set[str]], set[str]]:
+    con = sqlite3.connect(path)
+    try:
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'"
+                                            " AND name NOT LIKE 'sqlite_%' AND name != 'meta'")]
+        columns = {t: {r[1] for r in con.execute(f"PRAGMA table_info({t})")} for t in tables}
+        indexes = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'index'"
+                                             " AND name NOT LIKE 'sqlite_autoindex_%'")}
+        return columns, indexes
+    finally:
+        con.close()
+
+
+async def _pg_shape(url: str) -> tuple[dict[str, set[str]], set[str], set[str]]:
+    con = await asyncpg.connect(url)
+    try:
+        columns: dict[str, set[str]] = {}
+        types: set[str] = set()
+        for table, column, kind in await con.fetch(
+                "SELECT table_name, column_name, data_type FROM information_schema.columns"
+                " WHERE table_schema = 'public' AND table_name != 'schema_migrations'"):
+            columns.setdefault(table, set()).add(column)
+            types.add(kind)
+        indexes = {r[0] for r in await con.fetch("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'"
+                                                 " AND indexname NOT LIKE '%_pkey'")}
+        return columns, indexes, types
+    finally:
+        await con.close()
+
+
+async def test_postgres_schema_mirrors_sqlite(tmp_path: Path, pg_template: str) -> None:
+    await (await open_sqlite(tmp_path / "c.db")).close()
+    sqlite_columns, sqlite_indexes = _sqlite_shape(tmp_path / "c.db")
+    async with fresh_pg_database(pg_template) as url:
+        pg_columns, pg_indexes, types = await _pg_shape(url)
+    assert pg_columns == sqlite_columns
+    assert pg_indexes == sqlite_indexes
+    assert types == {"text", "bigint"}   # no float, no numeric: amounts are integer minor units
+
+
+async def test_migrations_are_recorded_once_and_a_newer_database_is_refused(pg_template: str) -> None:
+    async with fresh_pg_database(pg_template) as url:
+        store = await open_store(url)
+        assert await store.database.migrations() == [(v, name) for v, name, _ in MIGRATIONS]  # type: ignore[attr-defined]
+        await store.close()
+        store = await open_store(url)   # opening again applies nothing
+        assert len(await store.database.migrations()) == len(MIGRATIONS)  # type: ignore[attr-defined]
+        await store.close()
+        con = await asyncpg.connect(url)
+        await con.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 0)")
+        await con.close()
+        with pytest.raises(StoreError, match="999"):
+            await open_store(url)
+
+
+async def test_an_unreachable_server_is_a_store_error_without_the_password() -> None:
+    with pytest.raises(StoreError, match="cannot connect") as caught:
+        await open_store("postgresql://central:s3cret@127.0.0.1:1/hq")
+    assert "s3cret" not in str(caught.value)
+
+
+def test_a_postgres_url_is_not_a_sqlite_path() -> None:
+    with pytest.raises(BackendUnavailable, match="SQLite file path"):
+        sqlite_path("postgresql://central@db/hq")
+
+
+@pytest.mark.parametrize(("sql", "expected"), [
+    ("SELECT ? , ?", "SELECT $1 , $2"),
+    ("SELECT '?' || ?", "SELECT '?' || $1"),
+    ("WHERE a = 'it''s ?' AND b = ?", "WHERE a = 'it''s ?' AND b = $1"),
+])
+def test_placeholders_outside_literals_are_numbered(sql: str, expected: str) -> None:
+    assert numbered(sql) == expected
+
+
+async def test_sums_of_bigint_come_back_as_exact_ints(pg_template: str) -> None:
+    async with fresh_pg_database(pg_template) as url:
+        store = await open_store(url)
+        try:
+            db: Any = store.database
+            big = 2**62
+            row = await db.fetchrow("SELECT SUM(x) FROM (VALUES (?::bigint), (?::bigint), (?::bigint)) v(x)",
+                                    big, big, 5)
+            assert row[0] == 2 * big + 5 and type(row[0]) is int
+        finally:
+            await store.close()
