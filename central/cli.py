@@ -42,7 +42,7 @@ from .logging_setup import setup_logging
 from .repos import Repositories
 from .repos.errors import BackendUnavailable, StoreError
 from .repos.halls import ROLES
-from .store import open_store, sqlite_path
+from .store import is_postgres_url, open_store, sqlite_path
 from .timeutil import now_micros
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -112,7 +112,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _db(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", default=S, metavar="DB",
-                   help="SQLite database file (created if missing); a postgresql:// URL is not supported yet")
+                   help="SQLite database file (created if missing), or a postgresql://user@host/db URL")
 
 
 def _day_flags(p: argparse.ArgumentParser) -> None:
@@ -425,7 +425,7 @@ def cmd_halls_set(opts: dict[str, Any]) -> int:
     hall = opts["hall"]
     if _day_rule(opts) is None and not opts["forget_presence"]:
         raise UsageError("halls set: give --timezone, --gaming-day-start and/or --forget-presence")
-    if not Path(sqlite_path(str(opts["db"]))).exists():
+    if not _db_exists(str(opts["db"])):
         raise Failed(f"database {opts['db']} does not exist (halls add creates it)")
 
     async def run() -> int:
@@ -488,7 +488,7 @@ def cmd_halls_state(verb: str) -> Callable[[dict[str, Any]], int]:
 
 
 def cmd_halls_list(opts: dict[str, Any]) -> int:
-    if not Path(sqlite_path(str(opts["db"]))).exists():
+    if not _db_exists(str(opts["db"])):
         raise Failed(f"database {opts['db']} does not exist (halls add creates it)")
 
     async def run() -> int:
@@ -662,7 +662,7 @@ def cmd_export_write(opts: dict[str, Any]) -> int:
         raise UsageError("--from must be before --to (or the same day)")
     if opts["format"] not in ("jsonl", "csv"):
         raise UsageError("--format must be jsonl or csv")
-    if not Path(sqlite_path(str(opts["db"]))).exists():
+    if not _db_exists(str(opts["db"])):
         raise Failed(f"database {opts['db']} does not exist")
     try:
         key = load_private_key(Path(opts["data_dir"]))
@@ -738,9 +738,14 @@ def cmd_export_verify(opts: dict[str, Any]) -> int:
     return EXIT_OK
 
 
+def _db_exists(db: str) -> bool:
+    """Whether a SQLite file is there (a PostgreSQL database is checked by connecting to it)."""
+    return is_postgres_url(db) or Path(sqlite_path(db)).exists()
+
+
 def _existing_db(opts: dict[str, Any]) -> str:
     db = str(opts["db"])
-    if not Path(sqlite_path(db)).exists():
+    if not _db_exists(db):
         raise Failed(f"database {db} does not exist (halls add creates it)")
     return db
 

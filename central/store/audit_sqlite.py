@@ -16,7 +16,7 @@ from .sqlite_db import SqliteDatabase
 _MAX_EVENTS_LIMIT = 10_000
 
 
-def _json_or_none(value: Any) -> str | None:
+def json_or_none(value: Any) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -27,8 +27,8 @@ class SqliteAudit:
         self._db = db
 
     async def add_audit(self, entry: AuditEntry) -> int:
-        row = (entry.time, entry.actor, entry.action, entry.target, _json_or_none(entry.before),
-               _json_or_none(entry.after))
+        row = (entry.time, entry.actor, entry.action, entry.target, json_or_none(entry.before),
+               json_or_none(entry.after))
 
         def body(c: sqlite3.Connection) -> int:
             cur = c.execute("INSERT INTO audit (time, actor, action, target, before, after)"

@@ -34,12 +34,12 @@ _RULE_COLUMNS = "id, kind, params, halls, created_by, created_at, status, update
 
 
 
-def _game(r: tuple[Any, ...]) -> CatalogGame:
+def _game(r: Sequence[Any]) -> CatalogGame:
     return CatalogGame(id=r[0], provider=r[1], name=r[2], category=r[3], rtp_bp=r[4], status=r[5], min_bet=r[6],
                        max_bet=r[7], sas_game_id=r[8], paytable_id=r[9])
 
 
-def _rule(r: tuple[Any, ...], commands: list[str]) -> RuleRecord:
+def _rule(r: Sequence[Any], commands: list[str]) -> RuleRecord:
     return RuleRecord(id=r[0], kind=r[1], params=json.loads(r[2]),
                       halls=None if r[3] is None else tuple(json.loads(r[3])), created_by=r[4], created_at=r[5],
                       status=r[6], updated_at=r[7], commands=tuple(commands))

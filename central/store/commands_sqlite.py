@@ -27,7 +27,7 @@ _COMMAND_COLUMNS = ("id, hall, device, action, game, params, issued_at, expires_
                     " created_at, updated_at")
 
 
-def _command(row: tuple[Any, ...]) -> CommandRecord:
+def _command(row: Sequence[Any]) -> CommandRecord:
     return CommandRecord(id=row[0], hall=row[1], device=row[2], action=row[3], game=row[4],
                          params=_DATA_DECODER.decode(row[5]), issued_at=row[6], expires_at=row[7], status=row[8],
                          detail=row[9], created_by=row[10], created_at=row[11], updated_at=row[12])

@@ -81,7 +81,7 @@ def _device_missed(con: sqlite3.Connection, since: int) -> dict[tuple[str, str],
     return out
 
 
-def _alert(r: tuple[Any, ...]) -> AlertRecord:
+def _alert(r: Sequence[Any]) -> AlertRecord:
     return AlertRecord(id=r[0], hall=r[1], device=r[2], kind=r[3], subject=r[4], detail=r[5], raised_at=r[6],
                        cleared_at=r[7], acked_by=r[8], acked_at=r[9])
 

@@ -226,12 +226,25 @@ def test_the_environment_sits_between_the_config_file_and_the_flags(tmp_path: Pa
     assert again.returncode == 1 and "--replace" in again.stderr
 
 
-def test_postgresql_url_gives_a_clear_error(tmp_path: Path) -> None:
+def test_an_unreachable_postgresql_url_gives_a_clear_error(tmp_path: Path) -> None:
     key = pub(tmp_path / "k.pub")
-    for args in (["halls", "add", "h1", "--public-key", str(key)], ["apikeys", "create", "--role", "admin"]):
-        done = run(*args, "--db", "postgresql://central@db/hallsync", cwd=tmp_path)
-        assert done.returncode == 2 and "PostgreSQL backend not available yet" in done.stderr
-        assert "Traceback" not in done.stderr
+    for args in (["halls", "add", "h1", "--public-key", str(key)], ["apikeys", "create", "--role", "admin"],
+                 ["halls", "list"]):
+        done = run(*args, "--db", "postgresql://central:pw@127.0.0.1:1/hallsync", cwd=tmp_path)
+        assert done.returncode == 1 and "cannot connect to PostgreSQL" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr and ":pw@" not in done.stderr
+
+
+def test_halls_add_and_list_on_postgresql(tmp_path: Path, pg_template: str) -> None:
+    name = "cli_halls"
+    subprocess.run(["psql", "-X", "-q", "-d", f"{pg_template}/postgres", "-c",
+                    f"CREATE DATABASE {name} TEMPLATE hallsync_template"], check=True, capture_output=True)
+    db = f"{pg_template}/{name}"
+    key = pub(tmp_path / "k.pub")
+    added = run("halls", "add", "h1", "--public-key", str(key), "--db", db, cwd=tmp_path)
+    assert added.returncode == 0, added.stderr
+    listed = run("halls", "list", "--db", db, cwd=tmp_path)
+    assert listed.returncode == 0 and "h1" in listed.stdout, listed.stderr
 
 
 def test_serve_without_central_key_says_how_to_make_one(tmp_path: Path) -> None:
