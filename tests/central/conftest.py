@@ -102,6 +102,12 @@ async def store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) ->
         await s.close()
 
 
+def db_arg(store: Repositories) -> str:
+    """The ``--db`` argument naming the store's database (its file, or its URL)."""
+    database: Any = store.database
+    return str(getattr(database, "path", None) or database.dsn)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """A PostgreSQL run that reaches a repository not on PostgreSQL yet is a skip naming it."""

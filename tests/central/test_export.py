@@ -30,8 +30,6 @@ from central.export_verify import verify_export
 from central.ingest import Ingestor
 from central.repos import Repositories
 from central.repos.halls import ROLES
-from central.store import SqliteDatabase
-from central.store.export_sqlite import SqliteExport
 from protocols.sync import (
     Event,
     canonical_bytes,
@@ -46,7 +44,7 @@ from protocols.sync.signing import sign
 from tests.keys import key_scope
 
 from .builders import T0, FakeHall
-from .conftest import register
+from .conftest import db_arg, register
 
 BIN = Path(sys.executable).with_name("hall-central")
 BATCH = 64
@@ -477,7 +475,7 @@ async def test_cli_export_writes_a_file_that_verifies(
     assert cli("keys", "init", "--data-dir", "data", cwd=tmp_path).returncode == 0
     time_from, time_to = period(a)
     for fmt in ("csv", "jsonl"):
-        done = cli("export", "--db", store.database.path, "--data-dir", "data", "--from", str(time_from), "--to",
+        done = cli("export", "--db", db_arg(store), "--data-dir", "data", "--from", str(time_from), "--to",
                    str(time_to),
                    "--format", fmt, "--out", f"out.{fmt}", cwd=tmp_path)
         assert done.returncode == 0, done.stderr
@@ -499,7 +497,7 @@ async def test_cli_export_takes_gaming_days_like_the_reports(
     """--from 2026-01-01 --to 2026-01-01 is that whole (UTC, here) gaming day, as /reports/ggr reads it."""
     a, b = halls
     assert cli("keys", "init", "--data-dir", "data", cwd=tmp_path).returncode == 0
-    done = cli("export", "--db", store.database.path, "--data-dir", "data", "--from", "2026-01-01", "--to",
+    done = cli("export", "--db", db_arg(store), "--data-dir", "data", "--from", "2026-01-01", "--to",
                "2026-01-01",
                "--out", "day.jsonl", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -523,23 +521,40 @@ def test_cli_export_refuses_bad_options(tmp_path: Path) -> None:
     assert absent.returncode == 1 and "cannot read nope.jsonl" in absent.stderr
 
 
-class FailingExport(SqliteExport):
-    """The real export repository whose disk 'fails' after the first page of an export."""
+class FailingExport:
+    """The store's real export repository whose disk 'fails' after the first page of an export."""
 
     pages = 0
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    async def export_pages(self, hall: str, first_seq: int, last_seq: int, *,
+                           page_size: int = 1000) -> AsyncIterator[list[Any]]:
+        after = first_seq - 1
+        while after < last_seq:   # the real paging, through the failing export_rows below
+            page = await self.export_rows(hall, after_seq=after, through_seq=last_seq, limit=page_size)
+            if not page:
+                return
+            yield page
+            after = page[-1].seq
 
     async def export_rows(self, hall: str, *, after_seq: int, through_seq: int, limit: int) -> list[Any]:
         self.pages += 1
         if self.pages > 1:
             raise OSError("disk I/O error")
-        return await super().export_rows(hall, after_seq=after_seq, through_seq=through_seq, limit=limit)
+        rows: list[Any] = await self._real.export_rows(hall, after_seq=after_seq, through_seq=through_seq,
+                                                       limit=limit)
+        return rows
 
 
 async def test_a_failure_mid_stream_breaks_the_transfer_instead_of_ending_it_cleanly(
         tmp_path: Path, store: Repositories, halls: tuple[FakeHall, FakeHall]) -> None:
     a, _ = halls
-    assert isinstance(store.database, SqliteDatabase)
-    failing = dataclasses.replace(store, export=FailingExport(store.database))
+    failing = dataclasses.replace(store, export=FailingExport(store.export))
     key = (await create_api_key(failing.halls, "regulator", None, now=T0))[1]
     app = build_app(failing, currency="EUR", central_key=generate_private_key())
     async with TestClient(TestServer(app)) as client:

@@ -37,6 +37,14 @@ from .checks import ack_of, hall_totals, resend_of
 from .conftest import StepClock, register
 
 
+@pytest.fixture
+def backend() -> str:
+    """SQLite only: the group commit is the SQLite backend's way to share one writer's fsync between
+    batches; PostgreSQL commits each batch in its own transaction (tests/central/test_store_postgres.py
+    covers concurrent batches there)."""
+    return "sqlite"
+
+
 class WriterGate:
     """Holds the store's writer inside one unit of work until released: everything submitted meanwhile
     waits for that commit and is gathered into the next group, so a test knows exactly what shares it."""
