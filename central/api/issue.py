@@ -15,6 +15,7 @@ from central import audit
 from central.commands import CommandNotPublished
 from central.repos.commands import CommandRecord
 from protocols.sync import VERSION, Command, encode_command, topic
+from protocols.sync.commands import is_action
 
 from .context import ApiContext
 
@@ -29,6 +30,8 @@ async def issue_command(ctx: ApiContext, *, hall: str, device: str, action: str,
     status after publishing is ``sent`` (PUBACK), ``failed`` (certainly not published, or central has no
     MQTT link) or still ``pending`` with the error as detail (the broker may have it anyway).
     """
+    if not is_action(action):
+        raise ValueError(f"unknown command action {action!r}")  # the callers check it: a bug if reached
     now = ctx.clock()
     command = Command(v=VERSION, id=str(uuid.uuid4()), hall=hall, device=device, action=action, game=game,
                       params={}, issued_at=now, expires_at=now + ttl_seconds * 1_000_000)

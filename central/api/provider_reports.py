@@ -65,7 +65,7 @@ async def ggr_by_provider(store: Repositories, *, day_from: dt.date | None, day_
         acc[2] += cell.rounds
         acc[3] += cell.cash_in
         acc[4] += cell.cash_out
-    return [GgrRow(k, *sums[k]) for k in sorted(sums)]
+    return [GgrRow(k, *_money(sums[k])) for k in sorted(sums)]
 
 
 @dataclasses.dataclass(slots=True)
@@ -241,3 +241,7 @@ SCHEMAS: Final[dict[str, Any]] = {
             "rtp_bp": _BP, "theoretical_hold_bp": _BP, "actual_hold_bp": _BP, "deviation_bp": _BP, "band_bp": _BP,
             "anomaly": {"type": "boolean"}, "reason": {"type": "string"}}}}}},
 }
+
+
+def _money(acc: list[int]) -> tuple[int, int, int, int, int]:
+    return acc[0], acc[1], acc[2], acc[3], acc[4]

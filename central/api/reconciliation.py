@@ -92,15 +92,15 @@ async def hall_rows(store: Repositories, hall: str, cells: Mapping[str, Mapping[
                 wanted.append((device, plan.counted))
                 if plan.excluded:
                     wanted.append((device, plan.excluded))
-    money = iter(await store.reports.devices_money(hall, wanted) if wanted else ())
+    window_money = iter(await store.reports.devices_money(hall, wanted) if wanted else ())
     out: dict[str, list[rc.ReconRow]] = {device: [] for device in state}
     for device, plan in plans:
         dev = state[device]
         if not plan.segments:
             out[device].append(rc.judge(plan, ZERO, ZERO, unreconciled=dev.day_money.get(plan.day, ZERO)))
             continue
-        events = rc.window_events(plan, next(money))
-        unreconciled = next(money) if plan.excluded else ZERO
+        events = rc.window_events(plan, next(window_money))
+        unreconciled = next(window_money) if plan.excluded else ZERO
         resets, missed, anomalies = judged[device]
         row = rc.judge(plan, events, rc.attribute_missed(plan, missed), unreconciled=unreconciled,
                        anomalies=rc.judged_in(plan, dev.snapshots, anomalies))

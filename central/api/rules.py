@@ -88,6 +88,23 @@ def _halls_of(request: web.Request, raw: Any) -> tuple[str, ...] | None:
     return tuple(sorted(set(halls)))
 
 
+def _max_bet_params(body: dict[str, Any], world: World) -> dict[str, Any]:
+    """A max_bet rule's checked params: ``max_bet``, ``enforce`` and the optional catalog scope."""
+    _only(body, ("kind", "max_bet", "provider", "game", "enforce", "halls", "ttl_seconds"), "a max_bet rule")
+    params: dict[str, Any] = {"max_bet": integer(body.get("max_bet"), "max_bet (minor units per round)")}
+    for name, known in (("provider", world.providers), ("game", world.by_id)):
+        if body.get(name) is not None:
+            value = ident(body[name], name)
+            if value not in known:
+                raise p.bad_request(f"{name} {value!r} is not in the catalog")
+            params[name] = value
+    enforce = body.get("enforce", False)
+    if type(enforce) is not bool:
+        raise p.bad_request("enforce must be true or false")
+    params["enforce"] = enforce
+    return params
+
+
 def handlers(ctx: ApiContext) -> dict[str, Handler]:
     store = ctx.store
 
@@ -150,18 +167,8 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
             targets = _targets(world, game_id)
             action = kind
         else:
-            _only(body, ("kind", "max_bet", "provider", "game", "enforce", "halls", "ttl_seconds"), "a max_bet rule")
-            params = {"max_bet": integer(body.get("max_bet"), "max_bet (minor units per round)")}
-            for name, known in (("provider", world.providers), ("game", world.by_id)):
-                if body.get(name) is not None:
-                    value = ident(body[name], name)
-                    if value not in known:
-                        raise p.bad_request(f"{name} {value!r} is not in the catalog")
-                    params[name] = value
-            enforce = body.get("enforce", False)
-            if type(enforce) is not bool:
-                raise p.bad_request("enforce must be true or false")
-            params["enforce"] = enforce
+            params = _max_bet_params(body, world)
+            enforce = params["enforce"]
             limit = cat.LimitRule(id=rule_id, max_bet=params["max_bet"], halls=halls,
                                   provider=params.get("provider"), game=params.get("game"))
             over = cat.over_limit(limit, world.detected.values(), world.gmap)
