@@ -12,13 +12,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 
 from central import catalog as cat
 from central.catalog import CatalogGame, Detected, GameMap, Placement, Provider
-from central.repos import Repositories
+from central.repos import HasAudit, HasCatalog, HasDevices, HasHalls
 from central.repos.audit import AuditEntry
 from central.repos.catalog import CatalogConflict
 from central.repos.devices import DeviceRecord
@@ -66,7 +66,11 @@ class World:
         return out
 
 
-async def load_world(store: Repositories, hall: str | None, halls: Sequence[str] | None, *,
+class WorldSource(HasCatalog, HasDevices, Protocol):
+    """What :func:`load_world` reads: the catalog and the devices."""
+
+
+async def load_world(store: WorldSource, hall: str | None, halls: Sequence[str] | None, *,
                      with_devices: bool = True) -> World:
     """``with_devices=False`` leaves ``devices`` empty: the money reports need only the game map, and
     reading every device record is a third of their cost on a 1,000-machine network."""
@@ -83,7 +87,7 @@ async def load_world(store: Repositories, hall: str | None, halls: Sequence[str]
                  cat.game_map(games, placements, detected.values()))
 
 
-async def active_limits(store: Repositories) -> list[cat.LimitRule]:
+async def active_limits(store: HasCatalog) -> list[cat.LimitRule]:
     """The max-bet rules in force (see :mod:`central.api.rules`)."""
     out = []
     for rule in await store.catalog.rules(kind="max_bet", status="active", limit=10_000):
@@ -189,9 +193,12 @@ def _placements(hall: str, device: str, body: dict[str, Any]) -> list[Placement]
     return placements
 
 
+class Needs(HasAudit, HasCatalog, HasDevices, HasHalls, Protocol):
+    """The repositories this feature uses (the app passes :class:`central.repos.Repositories`)."""
+
+
 # --- handlers -----------------------------------------------------------------------------------
-def handlers(ctx: ApiContext) -> dict[str, Handler]:
-    store = ctx.store
+def handlers(ctx: ApiContext, store: Needs) -> dict[str, Handler]:
 
     async def audit(request: web.Request, action: str, target: str, before: Any, after: Any) -> None:
         await store.audit.add_audit(AuditEntry(time=ctx.clock(), actor=api_key(request).id, action=action,

@@ -13,12 +13,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 
 from central import catalog as cat
-from central.repos import Repositories
+from central.repos import HasCatalog, HasDevices, HasHalls, HasReports
 from central.repos.reports import GgrRow, RollupCell
 from protocols.sync.gamingday import DayRule
 
@@ -43,7 +43,11 @@ def _provider_of(world: World, cell: RollupCell) -> tuple[cat.CatalogGame | None
     return game, (cat.UNASSIGNED if game is None else game.provider)
 
 
-async def ggr_by_provider(store: Repositories, *, day_from: dt.date | None, day_to: dt.date | None, hall: str | None,
+class ProviderSource(HasCatalog, HasDevices, HasReports, Protocol):
+    """What :func:`ggr_by_provider` reads: the game map (:func:`load_world`) and the rollup cells."""
+
+
+async def ggr_by_provider(store: ProviderSource, *, day_from: dt.date | None, day_to: dt.date | None, hall: str | None,
                           halls: Sequence[str] | None) -> list[GgrRow]:
     """``GET /reports/ggr?group_by=provider``: the rollups summed per provider (``unassigned`` for the rest)."""
     cells = await store.reports.rollup_cells(day_from=day_from, day_to=day_to, hall=hall, halls=halls)
@@ -81,8 +85,11 @@ class _ProviderHall:
     offline: set[str] = dataclasses.field(default_factory=set)
 
 
-def handlers(ctx: ApiContext) -> dict[str, Handler]:
-    store = ctx.store
+class Needs(HasCatalog, HasDevices, HasHalls, HasReports, Protocol):
+    """The repositories this feature uses (the app passes :class:`central.repos.Repositories`)."""
+
+
+def handlers(ctx: ApiContext, store: Needs) -> dict[str, Handler]:
 
     async def providers_report(request: web.Request) -> web.Response:
         day_from, day_to = _days(request)

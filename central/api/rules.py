@@ -23,13 +23,14 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 
 from central import catalog as cat
 from central.catalog import RuleRecord
 from central.commands import DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS
+from central.repos import HasAudit, HasCatalog, HasCommands, HasDevices, HasHalls
 from central.repos.audit import AuditEntry
 from central.repos.commands import CommandRecord
 from protocols.sync.fields import HALL_RE
@@ -105,8 +106,11 @@ def _max_bet_params(body: dict[str, Any], world: World) -> dict[str, Any]:
     return params
 
 
-def handlers(ctx: ApiContext) -> dict[str, Handler]:
-    store = ctx.store
+class Needs(HasAudit, HasCatalog, HasCommands, HasDevices, HasHalls, Protocol):
+    """The repositories this feature uses (the app passes :class:`central.repos.Repositories`)."""
+
+
+def handlers(ctx: ApiContext, store: Needs) -> dict[str, Handler]:
 
     async def view(rule: RuleRecord, halls: Sequence[str] | None) -> dict[str, Any]:
         commands = []
@@ -140,7 +144,7 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
             if hall not in registered:
                 skipped.append({"hall": hall, "device": device, "number": number, "reason": "hall not registered"})
                 continue
-            record = await issue_command(ctx, hall=hall, device=device, action=action, game=str(number),
+            record = await issue_command(ctx, store, hall=hall, device=device, action=action, game=str(number),
                                          ttl_seconds=ttl, created_by=api_key(request).id,
                                          detail=f"rule {rule_id} by API key {api_key(request).id}")
             await store.catalog.add_rule_commands(rule_id, [record.id])
