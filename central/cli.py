@@ -71,7 +71,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
               "monitor_interval": 15.0, "alert_door_open": None, "alert_device_silent": None,
               "alert_delay": None, "alert_missed_share": None, "alert_missed_records": None,
               "no_shared_subscription": False, "http_header_timeout": 10.0, "http_body_timeout": 30.0,
-              "http_max_connections_per_ip": 64, "login_failures": 20, "login_window": 60.0},
+              "http_max_connections_per_ip": 64, "login_failures": 20, "login_window": 60.0, "gap_grace": 1.0},
 }
 REQUIRED: dict[str, tuple[str, ...]] = {
     "keys.init": ("data_dir",),
@@ -295,6 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--metrics-token", default=S, metavar="TOKEN",
                        help="bearer token Prometheus must send to GET /metrics (put it in --config to keep it out "
                             "of ps); without it only loopback clients may scrape")
+    serve.add_argument("--gap-grace", type=float, default=S, metavar="SEC",
+                       help="seconds a batch that arrived ahead of its predecessor waits for another ingest "
+                            "process to store that predecessor before central asks the hall to resend it "
+                            "(default 1; 0: ask at once)")
     serve.add_argument("--monitor-interval", type=float, default=S, metavar="SEC",
                        help="seconds between evaluations of the alert list (default 15; 0: no monitor in this "
                             "process, for all but one of several processes serving one database)")
@@ -583,6 +587,7 @@ def cmd_serve(opts: dict[str, Any]) -> int:
                           client_id=str(opts["client_id"]),
                           metrics_token=str(opts["metrics_token"]) if opts["metrics_token"] else None,
                           monitor_interval=_positive(opts["monitor_interval"], "--monitor-interval", zero=True),
+                          gap_grace=_positive(opts["gap_grace"], "--gap-grace", zero=True),
                           alert_thresholds=_thresholds(opts), http_limits=_http_limits(opts),
                           login_failures=_count(opts["login_failures"], "--login-failures"),
                           login_window=_positive(opts["login_window"], "--login-window"))

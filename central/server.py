@@ -55,6 +55,9 @@ class ServerConfig:
     monitor_interval: float = 15.0
     """Seconds between two evaluations of the alert list (central.monitor); 0: no monitor in this process
     (several processes may serve one database; one monitor keeps the alert history free of flapping)."""
+    gap_grace: float = 1.0
+    """Seconds a batch ahead of its predecessor waits (buffered) for another worker to store that
+    predecessor before the resend request (central.ingest.Ingestor.gap_grace)."""
     alert_thresholds: Thresholds = ALERT_DEFAULTS
     verify_processes: int = 1
     """Child processes that decode, verify and stage big batches (central.verify_pool); 0: threads of this
@@ -86,7 +89,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         if config.verify_processes > 0:
             pool = VerifyPool(config.verify_processes)
             await pool.start()
-        ingestor = Ingestor(store, key, preparer=pool)
+        ingestor = Ingestor(store, key, preparer=pool, gap_grace=config.gap_grace)
         ingest = IngestService(store, ingestor, url, ServiceConfig(share_group=config.share_group,
                                                                    client_id=config.client_id))
         service = ingest
