@@ -62,6 +62,9 @@ class ServiceConfig:
     """None: plain subscriptions, for a broker without ``$share`` (the demo's embedded amqtt); only one
     central process may then serve the broker, or each batch would be ingested by every process."""
     client_id: str = "hallsync-central"
+    ingest: bool = True
+    """False: the link only publishes (commands, standing data) and subscribes to nothing — the link of
+    an ``api`` or ``monitor`` process, which leaves batches, status and results to the ingest processes."""
     per_hall_queue: int = 256
     per_hall_bytes: int = 32 * 1024 * 1024
     """A hall's queued payloads beyond this are dropped (unacked, so the agent sends them again):
@@ -88,7 +91,7 @@ class IngestService:
         self.link = MqttLink(url, client_id=self.config.client_id, handler=self._on_message, clean_session=False,
                              max_inflight=self.config.max_inflight,
                              subscriptions=[self._subscription("batches"), self._subscription("command-results"),
-                                            subscription("status")])
+                                            subscription("status")] if self.config.ingest else [])
         self._queues: dict[str, asyncio.Queue[Received]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._rechecks: dict[str, asyncio.Task[None]] = {}

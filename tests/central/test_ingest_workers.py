@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from central.ingest import IngestOutcome, Ingestor
+from central.ingest import Ingestor, IngestOutcome
 from central.repos import Repositories
 from central.service import IngestService, ServiceConfig
 from mqttlink import MqttLink, Received
@@ -51,7 +51,7 @@ async def test_a_gap_nobody_closes_is_asked_for_once_the_grace_is_over(
     hall = FakeHall("hall-01", seed=22)
     await register(store, hall)
     hall.play(90)
-    (_, one_last, one), (two_first, two_last, _), (_, _, three) = hall.batches(30)[:3]
+    (_, _, one), (two_first, two_last, _), (_, _, three) = hall.batches(30)[:3]
     a, b = (Ingestor(store, central_key, gap_grace=1.0) for _ in range(2))
     await a.handle(hall.topic, one)
     held = await b.handle(hall.topic, three)             # batch 2 was lost on the way
