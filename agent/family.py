@@ -27,14 +27,13 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from protocols.devices import DeviceList
-from protocols.metrics import Family
-from protocols.sync.standing import StandingData
+if TYPE_CHECKING:  # the CLI imports this module to list the diag subcommands: it stays light
+    from protocols.devices import DeviceList
+    from protocols.metrics import Family
+    from protocols.sync.standing import StandingData
 
-from .pipeline.drafts import EventDraft
-from .polling import FactSink
-
-if TYPE_CHECKING:
+    from .pipeline.drafts import EventDraft
+    from .polling import FactSink
     from .settings import AgentConfig
 
 
