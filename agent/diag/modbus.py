@@ -89,8 +89,9 @@ def report(ep: ModbusEndpoint, regmap: RegisterMap, map_name: str, words: list[i
 
 def render(rep: dict[str, Any]) -> str:
     parts = [f"Modbus terminal — {rep['endpoint']} (map {rep['map']}, {rep['latency_ms']} ms)", ""]
-    rows = [(str(r["address"]), r["name"], " ".join(f"{w:04X}" for w in r["words"]), str(r["value"]),
-             r["unit"] if r["unit"] != "none" else "") for r in rep["fields"]]
+    rows: list[tuple[str, ...]] = [
+        (str(r["address"]), str(r["name"]), " ".join(f"{w:04X}" for w in r["words"]), str(r["value"]),
+         str(r["unit"]) if r["unit"] != "none" else "") for r in rep["fields"]]
     parts.append(table(rows, ("addr", "field", "raw (hex)", "value", "unit")))
     flags = ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in rep["flags"].items())
     parts += ["", f"status: {flags}"]
