@@ -3,7 +3,7 @@
 Its devices are the ``protocol = "sas"`` records of devices.toml; :class:`~agent.sas.poller.SasPoller`
 opens one :class:`~agent.sas.line.SasLine` per port and one
 :class:`~agent.sas.coordinator.MachineCoordinator` per address; its normalizer is
-:class:`agent.pipeline.Normalizer` (exceptions, meters and identity → game, money, device and service
+:class:`agent.sas.normalizer.Normalizer` (exceptions, meters and identity → game, money, device and service
 events, reconciled against the meters), which also asks for meter snapshots (the gaming-day close,
 the settled window of an idle machine) through :meth:`SasFamily.tick`.
 """
@@ -20,11 +20,11 @@ from protocols.metrics import Family
 from protocols.sync.standing import StandingData
 
 from ..family import CommandAck, DeviceFamily, FamilyStartError, Job
-from ..pipeline import Normalizer
 from ..polling import FactSink
 from ..transport.errors import TransportError
 from .coordinator import MachineCoordinator
 from .metrics import sas_metric_families
+from .normalizer import Normalizer
 from .poller import SasDevice, SasPoller, sas_devices
 
 if TYPE_CHECKING:
