@@ -2,9 +2,11 @@
 
 Read, not counted twice: almost every number comes from :meth:`HallAgent.state` — the same snapshot
 ``hall-agent status|devices|outbox`` print (outbox chain state, replicator and link counters, command
-results, per-device link state and poll counts) — so a scrape and the CLI always agree. The SAS
-coordinators' :class:`~agent.sas.stats.LinkStats` add the transmissions by outcome (CRC or framing
-errors are ``garbled``; ``quiet`` is a silent RTE poll, not an error), also summed per serial line.
+results, per-device link state and poll counts) — so a scrape and the CLI always agree. Each device
+family adds its own families (:meth:`agent.family.DeviceFamily.metric_families`): the SAS
+coordinators' :class:`~agent.sas.stats.LinkStats` as transmissions by outcome (CRC or framing errors
+are ``garbled``; ``quiet`` is a silent RTE poll, not an error), also summed per serial line
+(:mod:`agent.sas.metrics`).
 Issue 12 adds what says a machine is under-polled (its money then comes from ``missed`` records):
 exception-queue overflows (70), breaks in the 7E/7F sequence, general polls more than one interval
 late (all per machine with ``device`` and ``port``, and summed per line), each line's busy time and
@@ -166,8 +168,8 @@ class AgentMetrics:
                 age.add(max(0.0, now - float(d["last_seen"])), *key)
             polls.add(int(d.get("polls", 0)), *key)
             missed.add(int(d.get("missed_polls", 0)), *key)
-            if d["protocol"] == "modbus":
-                stale.add(int(bool(d.get("stale"))), key[0])
+            if "stale" in d:   # a family whose devices have a heartbeat (Modbus terminals)
+                stale.add(int(bool(d["stale"])), key[0])
         yield from (online, locked, age, polls, missed, stale)
 
     def _commands(self, status: dict[str, Any]) -> Iterable[Family]:

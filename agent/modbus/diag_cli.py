@@ -1,5 +1,5 @@
 """The Modbus family's ``hall-agent diag`` subcommand: ``modbus`` (a terminal's registers, raw and
-decoded; watch them move). Light to import: the runner loads :mod:`agent.diag.modbus` (and pymodbus)
+decoded; watch them move). Light to import: the runner loads :mod:`agent.modbus.diag` (and pymodbus)
 when it runs."""
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def add_modbus_parser(dsub: Any) -> argparse.ArgumentParser:
 
 
 def run_modbus(opts: dict[str, Any]) -> int:
-    from ..diag.modbus import ModbusDiagOptions, run_modbus_diag
+    from .diag import ModbusDiagOptions, run_modbus_diag
 
     try:
         diag_opts = ModbusDiagOptions(

@@ -1,6 +1,6 @@
 """The SAS family's ``hall-agent diag`` subcommands: ``sas`` (link test, identity, meters and live
 exceptions of one machine) and ``scan`` (the addresses that answer on a port). Light to import: the
-runners load :mod:`agent.diag.sas` / :mod:`agent.diag.scan` when they run."""
+runners load :mod:`agent.sas.diag` / :mod:`agent.sas.scan` when they run."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def _seconds(opts: dict[str, Any]) -> float:
 
 def run_sas(opts: dict[str, Any]) -> int:
     port = _need_port(opts)
-    from ..diag.sas import SasDiagOptions, run_sas_diag
+    from .diag import SasDiagOptions, run_sas_diag
 
     if opts["address"] is None:
         raise DiagError("--address is required (the machine's SAS address, 1..127)", EXIT_USAGE)
@@ -107,7 +107,7 @@ def run_sas(opts: dict[str, Any]) -> int:
 
 def run_scan(opts: dict[str, Any]) -> int:
     port = _need_port(opts)
-    from ..diag.scan import run_scan as scan
+    from .scan import run_scan as scan
 
     timeout = opts["timeout_ms"] / 1000 if opts["timeout_ms"] is not None else None
     return asyncio.run(scan(port, opts["framing"], opts["transport"], int(opts["first"]), int(opts["last"]),

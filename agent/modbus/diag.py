@@ -22,10 +22,10 @@ from typing import Any, TextIO
 from protocols.modbus import MAPS, RegisterMap, TerminalReading, counter_delta, decode
 from protocols.modbus.registers import CONTROL_DISABLE, CONTROL_ENABLE, RegisterError
 
-from ..modbus.adapter import ModbusAdapter, ModbusDeviceError, ModbusEndpoint, ModbusError, ModbusUnreachable
+from ..diag.errors import EXIT_NO_ANSWER, EXIT_PORT, EXIT_USAGE, DiagError
+from ..diag.render import table
 from ..transport.errors import TransportError, check_serial_path
-from .errors import EXIT_NO_ANSWER, EXIT_PORT, EXIT_USAGE, DiagError
-from .render import table
+from .adapter import ModbusAdapter, ModbusDeviceError, ModbusEndpoint, ModbusError, ModbusUnreachable
 
 
 @dataclass
