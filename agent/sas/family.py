@@ -17,6 +17,7 @@ import structlog
 
 from protocols.devices import DeviceList
 from protocols.metrics import Family
+from protocols.sync.commands import DEVICE_ACTIONS, GAME_ACTIONS
 from protocols.sync.standing import StandingData
 
 from ..family import CommandAck, DeviceFamily, FamilyStartError, Job
@@ -31,8 +32,6 @@ if TYPE_CHECKING:
     from ..settings import AgentConfig
 
 log = structlog.get_logger("agent.runtime")
-
-GAME_ACTIONS = frozenset({"disable_game", "enable_game"})
 
 
 def _game_number(game: str | None) -> int | None:
@@ -49,7 +48,7 @@ class SasFamily(DeviceFamily):
     name = "sas"
     noun = "machines"
     log_key = "devices"
-    commands = frozenset({"disable_machine", "enable_machine"}) | GAME_ACTIONS
+    commands = DEVICE_ACTIONS   # machine and game enable/disable (LP 01/02, LP 09)
 
     def __init__(self, devices: list[SasDevice], poller: SasPoller, normalizer: Normalizer) -> None:
         self.devices = devices
