@@ -61,6 +61,54 @@ class Repositories:
         await self.database.close()
 
 
+# One read-only member per repository: a part of central declares what it uses by combining these, e.g.
+# ``class Needs(HasCatalog, HasAudit, Protocol): ...``; :class:`Repositories` satisfies every such
+# combination, and a type checker refuses the part any repository it did not declare.
+class HasHalls(Protocol):
+    @property
+    def halls(self) -> HallRepository: ...
+
+
+class HasIngest(Protocol):
+    @property
+    def ingest(self) -> IngestRepository: ...
+
+
+class HasReports(Protocol):
+    @property
+    def reports(self) -> ReportRepository: ...
+
+
+class HasDevices(Protocol):
+    @property
+    def devices(self) -> DeviceRepository: ...
+
+
+class HasCatalog(Protocol):
+    @property
+    def catalog(self) -> CatalogRepository: ...
+
+
+class HasCommands(Protocol):
+    @property
+    def commands(self) -> CommandRepository: ...
+
+
+class HasMonitor(Protocol):
+    @property
+    def monitor(self) -> MonitorRepository: ...
+
+
+class HasAudit(Protocol):
+    @property
+    def audit(self) -> AuditRepository: ...
+
+
+class HasExport(Protocol):
+    @property
+    def export(self) -> ExportRepository: ...
+
+
 __all__ = [
     "AuditRepository",
     "CatalogRepository",
@@ -69,6 +117,15 @@ __all__ = [
     "DeviceRepository",
     "ExportRepository",
     "HallRepository",
+    "HasAudit",
+    "HasCatalog",
+    "HasCommands",
+    "HasDevices",
+    "HasExport",
+    "HasHalls",
+    "HasIngest",
+    "HasMonitor",
+    "HasReports",
     "IngestRepository",
     "MonitorRepository",
     "ReportRepository",
