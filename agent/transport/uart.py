@@ -16,7 +16,6 @@ again: parity switches go straight through ``tcsetattr`` with attrs built by the
 from __future__ import annotations
 
 import asyncio
-import importlib
 import termios
 from typing import Any
 
@@ -68,8 +67,7 @@ class UartTransport(FdTransport):
         self._space_attrs: list[Any] | None = None
 
     def _open_fd(self) -> int:
-        # pyserial (it ships no type stubs); imported here so pty-only installs and tests never need it
-        serial: Any = importlib.import_module("serial")
+        import serial  # pyserial; imported here so pty-only installs and tests never need it
 
         try:
             port = serial.Serial(self.path, self.baud, bytesize=serial.EIGHTBITS,
