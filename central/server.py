@@ -159,7 +159,7 @@ def _health_only(presence: Callable[[], Mapping[str, Any]], role: str) -> web.Ap
     @web.middleware
     async def elsewhere(request: web.Request, handler: Any) -> web.StreamResponse:
         try:
-            return await handler(request)   # type: ignore[no-any-return]
+            return await handler(request)
         except web.HTTPNotFound:
             return web.json_response({"error": {"code": "not_found", "message": (
                 f"this hall-central process has --role {role}: the API is served by the processes with "
