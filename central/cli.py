@@ -307,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default 1; 0: ask at once)")
     serve.add_argument("--monitor-interval", type=float, default=S, metavar="SEC",
                        help="seconds between evaluations of the alert list (default 15; 0: no monitor in this "
-                            "process, for all but one of several processes serving one database)")
+                            "process); of several processes on one database only the one holding the monitor "
+                            "lease evaluates, another takes over when it stops or dies")
     serve.add_argument("--alert-door-open", type=int, default=S, metavar="SEC",
                        help="alert when a machine door stays open longer (default 300)")
     serve.add_argument("--alert-device-silent", type=int, default=S, metavar="SEC",

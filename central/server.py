@@ -10,7 +10,9 @@ is rolled back by its transaction and done again at the next start.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -56,8 +58,8 @@ class ServerConfig:
     metrics_token: str | None = None
     """Bearer token ``GET /metrics`` requires; None: loopback clients only (see central.metrics)."""
     monitor_interval: float = 15.0
-    """Seconds between two evaluations of the alert list (central.monitor); 0: no monitor in this process
-    (several processes may serve one database; one monitor keeps the alert history free of flapping)."""
+    """Seconds between two evaluations of the alert list (central.monitor); 0: no monitor in this process.
+    Of several processes serving one database only the holder of the ``monitor`` lease evaluates."""
     role: str = "all"
     """Which parts this process runs (see :data:`central.process_roles.PROCESS_ROLES`). An ``api``
     process's MQTT link only publishes (commands, standing data); an ``ingest`` or ``monitor`` process
@@ -131,7 +133,8 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
             await ingest.start()
             standing.start()
         if monitoring:
-            monitor = Monitor(store, thresholds=config.alert_thresholds, interval=config.monitor_interval)
+            monitor = Monitor(store, thresholds=config.alert_thresholds, interval=config.monitor_interval,
+                              lease_owner=f"{config.client_id}@{socket.gethostname()}:{os.getpid()}")
             monitor.start()
         log.info("central_serving", role=config.role, http=f"http://{config.http_host}:{config.http_port}/api/v1",
                  broker=str(url), db=config.db if "://" not in config.db else config.db.split("@")[-1],

@@ -21,6 +21,7 @@ from .devices import DeviceRepository
 from .export import ExportRepository
 from .halls import HallRepository
 from .ingest import IngestRepository
+from .leases import LeaseRepository
 from .monitor import MonitorRepository
 from .reports import ReportRepository
 
@@ -56,6 +57,8 @@ class Repositories:
     """The audit trail."""
     export: ExportRepository
     """The regulatory export's reads."""
+    leases: LeaseRepository
+    """Named leases: which of several processes runs a job alone (the alert monitor)."""
 
     async def close(self) -> None:
         await self.database.close()
@@ -109,6 +112,11 @@ class HasExport(Protocol):
     def export(self) -> ExportRepository: ...
 
 
+class HasLeases(Protocol):
+    @property
+    def leases(self) -> LeaseRepository: ...
+
+
 __all__ = [
     "AuditRepository",
     "CatalogRepository",
@@ -124,9 +132,11 @@ __all__ = [
     "HasExport",
     "HasHalls",
     "HasIngest",
+    "HasLeases",
     "HasMonitor",
     "HasReports",
     "IngestRepository",
+    "LeaseRepository",
     "MonitorRepository",
     "ReportRepository",
     "Repositories",
