@@ -42,7 +42,7 @@ RUN_KEYS = ("hall", "data_dir", "devices", "mqtt", "mqtt_password_file", "centra
             "retention_max_mb", "prune_interval", "command_max_skew", "command_max_lifetime")
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="run the agent: poll devices, record events, replicate to HQ",
                          description="Poll every device of the devices file, record events in the durable "
                                      "outbox and replicate them to HQ over MQTT. Stops cleanly on SIGTERM/Ctrl-C.")
@@ -167,7 +167,9 @@ def run(args: argparse.Namespace) -> int:
                          currency=str(opts["currency"]), gaming_day_start=day_start, poll=poll,
                          meter_settle_seconds=float(opts["meter_settle"]),
                          metrics=str(opts["metrics"]) if opts.get("metrics") else None, replicator=replicator,
-                         **retention, **bounds)
+                         retention_days=retention["retention_days"], retention_max_mb=retention["retention_max_mb"],
+                         prune_interval=retention["prune_interval"], command_max_skew=bounds["command_max_skew"],
+                         command_max_lifetime=bounds["command_max_lifetime"])
 
     async def main() -> None:
         agent = HallAgent(config)
@@ -333,10 +335,10 @@ def devices(args: argparse.Namespace) -> int:
         else:
             where = f"{d.get('serial') or d.get('port') or '-'}/{d.get('unit', '')}"
         link = {True: "up", False: "DOWN", None: "-"}[d.get("link_up")]
-        seen = _age(now - d["last_seen"]) if d.get("last_seen") else "-"
+        last = _age(now - d["last_seen"]) if d.get("last_seen") else "-"
         note = "LOCKED (fail-closed)" if d.get("locked_by_agent") else (d.get("last_error") or d.get("note") or "")
         print(f"{d['id']:<12} {d.get('protocol', ''):<6} {where[-18:]:<18} {link:<5} {d.get('game_id') or '-'!s:<8} "
-              f"{seen:>10} {d.get('polls', 0):>8} {d.get('missed_polls', 0):>7}  {note}")
+              f"{last:>10} {d.get('polls', 0):>8} {d.get('missed_polls', 0):>7}  {note}")
     return 0 if running else 1
 
 

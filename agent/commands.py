@@ -30,9 +30,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -70,17 +70,31 @@ def now_micros() -> int:
     return time.time_ns() // 1000
 
 
-Coordinators = Callable[[], Mapping[str, Any]]
+class CommandTarget(Protocol):
+    """What the handler needs of a device family (:class:`agent.family.DeviceFamily` is one)."""
+
+    @property
+    def commands(self) -> frozenset[str]:
+        """The actions its devices take."""
+
+    @property
+    def coordinators(self) -> Mapping[str, Any]: ...
+
+    def command(self, device: str, action: str, game: str | None) -> Awaitable[Any] | str: ...
+
+
+Families = Callable[[], Sequence[CommandTarget]]
 AppendEvents = Callable[[list[EventDraft]], Awaitable[Any]]
 
 
 class CommandHandler:
-    """See the module docstring. ``sas()``/``terminals()`` return the coordinators by device id;
-    ``append`` appends drafts to the outbox; ``link`` is the replicator's MQTT link; ``max_skew`` and
-    ``max_lifetime`` (seconds) are the bounds of step 3."""
+    """See the module docstring. ``families()`` returns the device families (each with its
+    coordinators by device id and the actions they take); ``append`` appends drafts to the outbox;
+    ``link`` is the replicator's MQTT link; ``max_skew`` and ``max_lifetime`` (seconds) are the
+    bounds of step 3."""
 
     def __init__(self, hall: str, hall_key: Ed25519PrivateKey, central_key: Ed25519PublicKey,
-                 store_path: str | Path, *, sas: Coordinators, terminals: Coordinators, append: AppendEvents,
+                 store_path: str | Path, *, families: Families, append: AppendEvents,
                  link: MqttLink | None = None, clock: Callable[[], int] = now_micros,
                  link_wait: float = 5.0, max_skew: float = MAX_CLOCK_SKEW_SECONDS,
                  max_lifetime: float = MAX_COMMAND_LIFETIME_SECONDS) -> None:
@@ -88,8 +102,7 @@ class CommandHandler:
         self.hall_key = hall_key
         self.central_key = central_key
         self.store = CommandStore(store_path)
-        self.sas = sas
-        self.terminals = terminals
+        self.families = families
         self.append = append
         self.link = link
         self.clock = clock
@@ -213,31 +226,31 @@ class CommandHandler:
         seconds, so a command queued at the broker while the agent was away does not fail needlessly."""
         if device is None:
             return
-        coord = self.sas().get(device) or self.terminals().get(device)
+        family = self._family_of(device)
+        if family is None:
+            return
+        coord = family.coordinators.get(device)
         if coord is None:
             return
         deadline = time.monotonic() + self.link_wait
         while not getattr(coord, "link_up", True) and time.monotonic() < deadline:  # noqa: ASYNC110 (no event to wait on)
             await asyncio.sleep(0.05)
 
+    def _family_of(self, device: str) -> CommandTarget | None:
+        return next((family for family in self.families() if device in family.coordinators), None)
+
     async def _apply(self, cmd: Command) -> tuple[str, str]:
         action, device = cmd.action, cmd.device
-        if action not in ("disable_machine", "enable_machine", "disable_game", "enable_game"):
+        if not any(action in family.commands for family in self.families()):
             return "failed", NOT_SUPPORTED
         assert device is not None  # decode_command guarantees a device for these actions
-        sas = self.sas().get(device)
-        terminal = self.terminals().get(device)
-        if sas is None and terminal is None:
+        family = self._family_of(device)
+        if family is None:
             return "failed", f"unknown device {device!r}"
-        if action in ("disable_game", "enable_game"):
-            if sas is None:
-                return "failed", f"{action} needs a SAS machine; {device!r} is a terminal"
-            game = cmd.game or ""
-            if not (game.isascii() and game.isdigit() and 1 <= int(game) <= 0xFFFF and game == str(int(game))):
-                return "failed", f"unknown game {game!r}"
-            result = await getattr(sas, action)(int(game))
-        else:
-            result = await getattr(sas if sas is not None else terminal, action)()
+        call = family.command(device, action, cmd.game)
+        if isinstance(call, str):   # the family says why its device cannot do this
+            return "failed", call
+        result = await call
         if result.acked:
             return "applied", ""
         return "failed", result.detail or "the machine did not acknowledge"

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -333,7 +334,7 @@ class Replicator:
         task = asyncio.create_task(self._publish(events), name=f"publish-{events[0].seq}")
         self._sent_through = events[-1].seq
         self._publishing.add(task)
-        task.add_done_callback(lambda t, c=connection: self._published(t, c))
+        task.add_done_callback(functools.partial(self._published, connection=connection))
         if len(self._publishing) >= cfg.max_publishes_in_flight:
             await asyncio.wait(set(self._publishing), return_when=asyncio.FIRST_COMPLETED)
 

@@ -7,8 +7,8 @@ after the restart, never silently gone.
 
 Ownership (every task has one owner, cancelled on stop, in this order):
 
-1. the SAS poller (lines and coordinators) and the Modbus poller (terminal coordinators) stop
-   first, so no new facts arrive;
+1. the device families (:mod:`agent.families`: the SAS lines and machine coordinators, the Modbus
+   terminal coordinators) stop first, so no new facts arrive;
 2. the pipeline task drains the facts already read into the outbox, then stops;
 3. the replicator says goodbye (retained offline status) and closes the link;
 4. the outbox flushes and closes (``append`` returned ⇒ committed, so nothing accepted is lost).
@@ -21,10 +21,12 @@ outbox recovers, and only those the agent disabled itself.
 While the outbox is failed the pipeline holds its drafts in memory and retries: the facts queue
 then fills, and the pollers slow down rather than drop anything (the EGM keeps its own buffer).
 
-Terminals (Modbus): a :class:`~agent.modbus.ModbusPoller` puts its facts on the SAS poller's queue;
-the pipeline routes them to a :class:`~agent.modbus.TerminalNormalizer` (counter deltas), and both
-normalizers' checkpoints go into the same append (device ids are unique across protocols). At start
-each normalizer is restored from the checkpoints of its own devices.
+Device families (:mod:`agent.family`): the runtime holds one :class:`~agent.family.DeviceFamily` per
+entry of :data:`agent.families.FAMILIES` (SAS machines, Modbus terminals), built from the one parse of
+devices.toml, and treats them alike. Each family's coordinators put their facts into the family's
+own sink, which tags them for the pipeline's one bounded queue; the pipeline hands each fact to its
+family's normalizer, and every normalizer's checkpoints go into the same append (device ids are
+unique across families). At start each normalizer is restored from the checkpoints of its own devices.
 
 State: the running agent answers ``hall-agent status|devices|outbox`` from memory on the Unix
 socket ``DATA_DIR/agent.sock`` (:mod:`agent.state_socket`), so they stay truthful while the disk is
@@ -37,46 +39,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import os
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Awaitable
 from typing import Any
 
 import structlog
 
 from mqttlink import BrokerUrl, parse_broker_url
 from protocols.devices import load_devices
-from protocols.sync import MAX_CLOCK_SKEW_SECONDS, MAX_COMMAND_LIFETIME_SECONDS, check_hall_id, public_key_from_pem
+from protocols.sync import check_hall_id, public_key_from_pem
 from protocols.sync.standing import StandingData
 
 from . import sdnotify
 from .commands import COMMANDS_FILE, CommandHandler
+from .families import family_types
+from .family import CommandAck, DeviceCoordinator, DeviceFamily, FamilySink, FamilyStartError
 from .keys import KEY_FILE, load_private_key
 from .locks import LOCKS_FILE, LockRecord
 from .metrics import AgentMetrics
 from .metrics_http import MetricsServer, parse_listen
-from .modbus import (
-    TERMINAL_FACTS,
-    ModbusPollConfig,
-    ModbusPoller,
-    TerminalCommandResult,
-    TerminalNormalizer,
-)
-from .modbus.poller import modbus_devices
 from .outbox import Outbox, OutboxUnavailable
-from .pipeline import EventDraft, Normalizer
+from .pipeline import EventDraft
 from .pipeline.drafts import micros
-from .replicator import Replicator, ReplicatorConfig
-from .sas import facts as F
-from .sas.config import PollConfig
-from .sas.poller import SasPoller, sas_devices
+from .replicator import Replicator
+from .settings import AgentConfig
 from .standing import STANDING_FILE, StandingStore
 from .state_socket import PID_FILE, SOCKET_FILE, STATE_FILE, AgentAlreadyRunning, InstanceLock, StateServer
 from .tasks import stop_task
-from .transport.errors import TransportError
 
 log = structlog.get_logger("agent.runtime")
 
@@ -88,36 +79,8 @@ PRUNE_FIRST_DELAY = 30.0
 """The first prune runs this soon after start (an agent restarted more often than ``prune_interval``
 would otherwise never prune), late enough not to compete with the start-up's first polls and sends."""
 FACTS_PER_APPEND = 500
-
-
-@dataclass(frozen=True)
-class AgentConfig:
-    hall: str
-    data_dir: Path
-    devices: Path
-    mqtt: str | BrokerUrl
-    """The broker: a URL, or one already parsed with its password added (mqttlink.broker_url, the CLI)."""
-    central_key: Path
-    currency: str = "EUR"
-    gaming_day_start: dt.time = dt.time(6, 0)
-    state_interval: float = 2.0
-    prune_interval: float = 3600.0
-    """Seconds between outbox prunes; the first runs :data:`PRUNE_FIRST_DELAY` after start."""
-    retention_days: float = 7.0
-    """Acked events older than this are pruned (unacked ones never are)."""
-    retention_max_mb: float = 1024.0
-    """And while the outbox's pages in use exceed this many MB (10^6 bytes), the oldest acked events
-    go even if younger: whichever keeps less. 0 or less: no size cap."""
-    meter_settle_seconds: float = 30.0
-    poll: PollConfig = field(default_factory=PollConfig)
-    modbus: ModbusPollConfig = field(default_factory=ModbusPollConfig)
-    replicator: ReplicatorConfig = field(default_factory=ReplicatorConfig)
-    command_max_skew: float = MAX_CLOCK_SKEW_SECONDS
-    """Seconds a command's ``issued_at`` may lie in this agent's future; beyond: ``rejected``."""
-    command_max_lifetime: float = MAX_COMMAND_LIFETIME_SECONDS
-    """Longest ``expires_at - issued_at`` (seconds) of a command this agent applies; longer: ``rejected``."""
-    metrics: str | None = None
-    """``HOST:PORT`` to serve Prometheus ``/metrics`` on (port 0: any free port); None: no listener."""
+FACTS_QUEUE_SIZE = 10_000
+"""Facts read and not yet turned into events, all families together; when full, the pollers wait."""
 
 
 class StartupError(Exception):
@@ -142,12 +105,14 @@ class HallAgent:
             self.central_key = public_key_from_pem(config.central_key.read_bytes())
         except Exception as exc:
             raise StartupError(f"central key {config.central_key}: {exc}") from exc
+        self.facts: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=FACTS_QUEUE_SIZE)
         try:
             hall_devices = load_devices(config.devices)   # one checked parse (protocols.devices)
-            self.devices = sas_devices(hall_devices)
-            self.terminals = modbus_devices(hall_devices)
+            self.families: list[DeviceFamily] = [kind.create(config, hall_devices, FamilySink(self.facts, kind.name))
+                                                 for kind in family_types()]
         except Exception as exc:
             raise StartupError(f"devices file {config.devices}: {exc}") from exc
+        self._by_name = {family.name: family for family in self.families}
         try:
             self._metrics_at = parse_listen(config.metrics) if config.metrics else None
         except ValueError as exc:
@@ -157,15 +122,10 @@ class HallAgent:
                              retention_max_bytes=int(config.retention_max_mb * 1e6) if config.retention_max_mb > 0
                              else None,
                              on_fail_closed=self._fail_closed, on_recovered=self._recovered)
-        self.normalizer = Normalizer(config.currency, gaming_day_start=config.gaming_day_start,
-                                     settle_seconds=config.meter_settle_seconds)
-        self.terminal_normalizer = TerminalNormalizer(config.currency)
-        self.poller = SasPoller(self.devices, config.poll)
-        self.modbus = ModbusPoller(self.terminals, config.modbus, facts=self.poller.facts)
         self.replicator = Replicator(self.outbox, config.hall, self.key, self.central_key, self.url,
                                      data_dir=config.data_dir, config=config.replicator)
         self.commands = CommandHandler(config.hall, self.key, self.central_key, config.data_dir / COMMANDS_FILE,
-                                       sas=lambda: self.poller.coordinators, terminals=lambda: self.modbus.coordinators,
+                                       families=lambda: self.families,
                                        append=self._append_command_events, link=self.replicator.link,
                                        max_skew=config.command_max_skew,
                                        max_lifetime=config.command_max_lifetime)
@@ -189,6 +149,27 @@ class HallAgent:
         self.state_file_error: str | None = None   # why the last state-file write failed (disk full)
         self.stopped_at: float | None = None        # set by a clean shutdown: the last state says so
         self._pipeline_turns = 0  # grows once per pipeline loop: the watchdog's sign that facts are drained
+
+    # -- the families ---------------------------------------------------------------------------------
+
+    def family(self, name: str) -> DeviceFamily:
+        """The family named ``name`` (:attr:`agent.family.DeviceFamily.name`); KeyError if not registered."""
+        return self._by_name[name]
+
+    @property
+    def coordinators(self) -> dict[str, DeviceCoordinator]:
+        """Every device's coordinator, all families together, by device id."""
+        return {device: coord for family in self.families for device, coord in family.coordinators.items()}
+
+    @property
+    def poller(self) -> Any:
+        """The SAS family's poller (lines, machine coordinators): for benchmarks and tests."""
+        return getattr(self.family("sas"), "poller")  # noqa: B009 (the family type is not imported here)
+
+    @property
+    def devices(self) -> Any:
+        """The SAS family's devices (benchmarks read them)."""
+        return getattr(self.family("sas"), "devices")  # noqa: B009
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -214,20 +195,17 @@ class HallAgent:
         except OutboxUnavailable as exc:
             raise StartupError(str(exc)) from exc
         inherited = set(self.locks.prepare())   # machines a previous run locked and did not unlock
-        checkpoints = await self.outbox.checkpoints()
-        terminal_ids = set(self.modbus.coordinators)
-        # each normalizer logs every unreadable checkpoint itself
-        self.normalizer.restore({d: cp for d, cp in checkpoints.items() if d not in terminal_ids})
-        self.terminal_normalizer.restore({d: cp for d, cp in checkpoints.items() if d in terminal_ids})
+        self._restore(await self.outbox.checkpoints())
         self.standing.load()   # HQ's last word on the gaming day, also while HQ is unreachable
-        log.info("agent_starting", hall=self.config.hall, devices=len(self.devices), terminals=len(self.terminals),
+        counts = {family.log_key: len(family.coordinators) for family in self.families}
+        log.info("agent_starting", hall=self.config.hall, **counts,
                  broker=str(self.url), last_seq=self.outbox.last_seq, acked_through=self.outbox.acked_through)
         try:  # whatever fails from here on, what did start is stopped in order (the outbox last)
-            try:  # a missing adapter leaves its machines offline (retried), never the whole hall
-                await self.poller.start(tolerate_missing_ports=True)
-            except TransportError as exc:
-                raise StartupError(f"serial line: {exc}") from exc
-            await self.modbus.start()
+            for family in self.families:
+                try:  # a missing adapter leaves its devices offline (retried), never the whole hall
+                    await family.start(tolerate_missing_ports=True)
+                except FamilyStartError as exc:
+                    raise StartupError(str(exc)) from exc
             if inherited:
                 log.warning("fail_closed_inherited", devices=sorted(inherited),
                             action="a previous run locked these machines; the outbox works now: enabling them")
@@ -242,11 +220,23 @@ class HallAgent:
             await self._start_state_socket()
             await self._start_metrics()
             # Ready only once everything answers, the metrics listener included (a taken port is a failed start).
-            sdnotify.notify(f"READY=1\nSTATUS=hall {self.config.hall}: polling {len(self.devices)} machines, "
-                            f"{len(self.terminals)} terminals")
+            polling = ", ".join(f"{len(family.coordinators)} {family.noun}" for family in self.families)
+            sdnotify.notify(f"READY=1\nSTATUS=hall {self.config.hall}: polling {polling}")
             await stop.wait()
         finally:
             await self._shutdown()
+
+    def _restore(self, checkpoints: dict[str, bytes]) -> None:
+        """Each family's normalizer from the checkpoints of its own devices (each logs every unreadable
+        one itself); a checkpoint of a device no longer configured is kept in the outbox, unused."""
+        claimed: set[str] = set()
+        for family in self.families:
+            own = {d: cp for d, cp in checkpoints.items() if d in family.coordinators}
+            family.normalizer.restore(own)
+            claimed |= own.keys()
+        unknown = sorted(checkpoints.keys() - claimed)
+        if unknown:
+            log.info("checkpoints_of_unconfigured_devices", devices=unknown, note="not in the devices file; unused")
 
     async def _start_metrics(self) -> None:
         """Listen for scrapes once everything they read exists; a taken address stops the agent (cleanly)."""
@@ -275,14 +265,14 @@ class HallAgent:
         log.info("agent_stopping", hall=self.config.hall)
         sdnotify.notify("STOPPING=1")
         await self.commands.stop()  # first: no command starts on a machine whose poller is going away
-        await self.poller.stop()
-        await self.modbus.stop()
+        for family in self.families:
+            await family.stop()
         if self._tasks:
             pipeline, *others = self._tasks
             for task in others:
                 await stop_task(task)
             for _ in range(200):  # up to 10 s for the pipeline to empty the facts queue into the outbox
-                if self.poller.facts.empty() or self.outbox.state != "ok":
+                if self.facts.empty() or self.outbox.state != "ok":
                     break
                 await asyncio.sleep(0.05)
             await stop_task(pipeline)
@@ -311,20 +301,19 @@ class HallAgent:
     # -- facts → events -------------------------------------------------------------------------------
 
     async def _pipeline(self) -> None:
-        facts = self.poller.facts
+        facts = self.facts
         while True:
             self._pipeline_turns += 1
             batch = [await facts.get()]
             while len(batch) < FACTS_PER_APPEND and not facts.empty():
                 batch.append(facts.get_nowait())
             drafts: list[EventDraft] = []
-            for fact in batch:
+            for family, fact in batch:
                 self._last_fact[fact.device] = fact.wall
-                if isinstance(fact, TERMINAL_FACTS):
-                    drafts.extend(self.terminal_normalizer.feed(fact))
-                else:
-                    drafts.extend(self.normalizer.feed(fact))
-            checkpoints = {**self.normalizer.take_checkpoints(), **self.terminal_normalizer.take_checkpoints()}
+                drafts.extend(self._by_name[family].normalizer.feed(fact))
+            checkpoints: dict[str, bytes] = {}
+            for each in self.families:
+                checkpoints.update(each.normalizer.take_checkpoints())
             if drafts or checkpoints:
                 await self._append(drafts, checkpoints)
 
@@ -347,21 +336,14 @@ class HallAgent:
         await self._append(drafts, {})
 
     async def _ticker(self) -> None:
-        """Gaming-day close and settled windows of idle machines: the normalizer asks for meter
-        snapshots, the coordinators read them."""
+        """Every second, the work the families' normalizers ask for (the SAS family's gaming-day close
+        and settled windows of idle machines: meter snapshots), each as an owned task."""
         while True:
-            for request in self.normalizer.tick(time.time()):
-                coord = self.poller.coordinators.get(request.device)
-                if coord is not None:
-                    self._spawn(self._snapshot(coord, request.reason), f"{request.reason}:{request.device}")
+            now = time.time()
+            for family in self.families:
+                for name, job in family.tick(now):
+                    self._spawn(job, name)
             await asyncio.sleep(1.0)
-
-    async def _snapshot(self, coord: Any, reason: str) -> None:
-        """One asked-for snapshot; a machine that cannot be read now is asked again later."""
-        try:
-            await coord.read_meters(reason)
-        except Exception as exc:
-            log.info("snapshot_not_read", device=coord.device, reason=reason, error=str(exc) or type(exc).__name__)
 
     async def _watchdog(self) -> None:
         """Ping systemd's watchdog (``WatchdogSec=``) only while the agent works, so a hung agent is
@@ -377,15 +359,15 @@ class HallAgent:
         turns, backlog = self._pipeline_turns, False
         while True:
             await asyncio.sleep(period)
-            stalled = (backlog and turns == self._pipeline_turns and not self.poller.facts.empty()
+            stalled = (backlog and turns == self._pipeline_turns and not self.facts.empty()
                        and self.outbox.state == "ok")
             dead = [t.get_name() for t in self._tasks if t.done() and t is not asyncio.current_task()]
             if dead or stalled:
                 log.critical("watchdog_withheld", dead_tasks=dead, pipeline_stalled=stalled,
-                             queued_facts=self.poller.facts.qsize())
+                             queued_facts=self.facts.qsize())
             else:
                 sdnotify.notify("WATCHDOG=1")
-            turns, backlog = self._pipeline_turns, not self.poller.facts.empty()
+            turns, backlog = self._pipeline_turns, not self.facts.empty()
 
     async def _pruner(self) -> None:
         """Prune the outbox on its retention (README, "Outbox retention"): soon after start, then every
@@ -400,13 +382,14 @@ class HallAgent:
 
     # -- fail closed ----------------------------------------------------------------------------------
 
-    def _controllable(self) -> dict[str, Any]:
-        """Every device the agent can disable: SAS machines (LP 01/02) and terminals (control 1/2)."""
-        return {**self.poller.coordinators, **self.modbus.coordinators}
+    def _controllable(self) -> dict[str, DeviceCoordinator]:
+        """Every device the agent can disable (SAS machines: LP 01/02; terminals: control 1/2)."""
+        return self.coordinators
 
     def _apply_standing(self, doc: StandingData) -> None:
-        """HQ's standing data: the gaming day its reports use becomes the day this agent closes."""
-        self.normalizer.day_rule = doc.day_rule
+        """HQ's standing data (the gaming day its reports use), to every family."""
+        for family in self.families:
+            family.apply_standing(doc)
 
     def _fail_closed(self, reason: str, devices: frozenset[str]) -> None:
         self.fail_closed = {"reason": reason, "since": time.time(), "devices_with_pending": sorted(devices)}
@@ -436,7 +419,7 @@ class HallAgent:
         self._locked_by_us.clear()
         self.locks.write(self._unlocking)
 
-    async def _unlock_machine(self, coord: Any, device: str) -> None:
+    async def _unlock_machine(self, coord: DeviceCoordinator, device: str) -> None:
         for _ in range(UNLOCK_TRIES):
             if self.fail_closed is not None:
                 return                       # failed again meanwhile: locked again, unlocked at that recovery
@@ -455,9 +438,9 @@ class HallAgent:
         log.error("machine_not_unlocked", device=device, tries=UNLOCK_TRIES,
                   action="still disabled by the agent's fail-closed; enable it by hand (hall-agent diag) or via HQ")
 
-    async def _command(self, call: Any, device: str, action: str) -> None:
+    async def _command(self, call: Awaitable[CommandAck], device: str, action: str) -> None:
         try:
-            result: F.CommandResult | TerminalCommandResult = await call
+            result = await call
         except Exception as exc:
             log.error("machine_command_failed", device=device, action=action, error=repr(exc))
             return
@@ -483,31 +466,8 @@ class HallAgent:
             await asyncio.sleep(self.config.state_interval)
 
     def state(self) -> dict[str, Any]:
-        devices = []
-        for dev in self.devices:
-            coord = self.poller.coordinators[dev.id]
-            ident = coord.identity
-            stats = coord.stats
-            devices.append({
-                "id": dev.id, "protocol": "sas", "port": dev.port, "address": dev.address,
-                "link_up": coord.link_up, "rte": coord.rte_active, "fast_polling": coord.fast_polling,
-                "locked_by_agent": dev.id in self._locked_by_us,
-                "game_id": ident.game_id if ident else None, "serial": ident.serial if ident else None,
-                "last_seen": coord.last_seen_wall, "last_fact": self._last_fact.get(dev.id),
-                "last_error": coord.last_error, "polls": stats.transmissions, "answered": stats.answered,
-                "missed_polls": stats.missed_polls, "retries": stats.retries,
-            })
-        for term in self.terminals:
-            tc = self.modbus.coordinators[term.id]
-            ep = term.endpoint
-            devices.append({
-                "id": term.id, "protocol": "modbus", "transport": ep.transport, "host": ep.host,
-                "port": ep.port if ep.host is not None else None, "serial": ep.serial, "unit": ep.unit,
-                "map": term.map, "link_up": tc.link_up, "stale": tc.stale,
-                "locked_by_agent": term.id in self._locked_by_us,
-                "last_seen": tc.last_seen_wall, "last_fact": self._last_fact.get(term.id),
-                "last_error": tc.last_error, "polls": tc.polls, "errors": tc.errors, "missed_polls": tc.errors,
-            })
+        devices = [row for family in self.families
+                   for row in family.device_states(self._locked_by_us, self._last_fact)]
         return {
             "hall": self.config.hall, "pid": os.getpid(), "started_at": self.started_at, "updated_at": time.time(),
             "state_interval": self.config.state_interval, "currency": self.config.currency,

@@ -103,8 +103,10 @@ class HallFeed:
     def __init__(self, index: int, count: int, egms: int, days: int, dense: bool = False) -> None:
         self.index = index
         self.dense = dense
-        """Machines take turns and each cycles through its games: every (device, game) plays every day
-        at any size (so a 1-day report's answer is the same size at 1M and 3M events)."""
+        """Machines take turns and each cycles through its games, and each machine takes a bill on every
+        day it plays: every (device, game) and every machine's bill cell has money every day at any
+        size (so a 1-day report's answer is the same size at 1M and 3M events)."""
+        self.bill_day = [-1] * egms
         self.rounds = [0] * egms
         self.hall = hall_name(index)
         self.key = generate_private_key()
@@ -171,7 +173,11 @@ class HallFeed:
                 egm = rng.randrange(busy)
             if START_US + (self.seq + 1) * now_of - self.last_snapshot[egm] >= SNAPSHOT_EVERY_US:
                 yield self._snapshot(egm, "schedule")
-            if rng.random() < 0.06:
+            today = (START_US + (self.seq + 1) * now_of) // DAY_US
+            if self.dense and self.bill_day[egm] != today:
+                self.bill_day[egm] = today
+                yield self._bill(egm)
+            elif rng.random() < 0.06:
                 yield self._bill(egm)
             else:
                 yield from self._game(egm)

@@ -226,9 +226,9 @@ def differences(placements: Sequence[Placement], detected: Detected | None, game
             out.append(Difference("enabled_but_not_desired", p.number, p.game,
                                   f"game number {p.number} should be disabled but the device has it enabled"))
     for seen in detected.games:
-        p = placed.get(seen.number)
-        game = by_id.get(p.game) if p is not None else match(seen, games)
-        if p is None:
+        placement = placed.get(seen.number)
+        game = by_id.get(placement.game) if placement is not None else match(seen, games)
+        if placement is None:
             if game is None:
                 out.append(Difference("unknown_game", seen.number, None,
                                       f"game number {seen.number} ({seen.game_id or '?'}/{seen.paytable_id or '?'})"

@@ -39,6 +39,7 @@ from .apikeys import (
 from .brokeraccount import PASSWORD_FILE, instructions, new_account
 from .keyfiles import KeyFileError, init_keys
 from .logging_setup import setup_logging
+from .process_roles import PROCESS_ROLES
 from .repos import Repositories
 from .repos.errors import BackendUnavailable, StoreError
 from .repos.halls import ROLES
@@ -71,7 +72,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
               "monitor_interval": 15.0, "alert_door_open": None, "alert_device_silent": None,
               "alert_delay": None, "alert_missed_share": None, "alert_missed_records": None,
               "no_shared_subscription": False, "http_header_timeout": 10.0, "http_body_timeout": 30.0,
-              "http_max_connections_per_ip": 64, "login_failures": 20, "login_window": 60.0},
+              "http_max_connections_per_ip": 64, "login_failures": 20, "login_window": 60.0, "gap_grace": 1.0,
+              "role": "all"},
 }
 REQUIRED: dict[str, tuple[str, ...]] = {
     "keys.init": ("data_dir",),
@@ -295,9 +297,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--metrics-token", default=S, metavar="TOKEN",
                        help="bearer token Prometheus must send to GET /metrics (put it in --config to keep it out "
                             "of ps); without it only loopback clients may scrape")
+    serve.add_argument("--role", choices=PROCESS_ROLES, default=S,
+                       help="what this process runs: ingest (the shared subscription), api (the HTTP API; "
+                            "its MQTT link only publishes commands), monitor (the alert monitor: run exactly one), "
+                            "or all (default); several ingest and api processes may serve one database")
+    serve.add_argument("--gap-grace", type=float, default=S, metavar="SEC",
+                       help="seconds a batch that arrived ahead of its predecessor waits for another ingest "
+                            "process to store that predecessor before central asks the hall to resend it "
+                            "(default 1; 0: ask at once)")
     serve.add_argument("--monitor-interval", type=float, default=S, metavar="SEC",
                        help="seconds between evaluations of the alert list (default 15; 0: no monitor in this "
-                            "process, for all but one of several processes serving one database)")
+                            "process); of several processes on one database only the one holding the monitor "
+                            "lease evaluates, another takes over when it stops or dies")
     serve.add_argument("--alert-door-open", type=int, default=S, metavar="SEC",
                        help="alert when a machine door stays open longer (default 300)")
     serve.add_argument("--alert-device-silent", type=int, default=S, metavar="SEC",
@@ -583,6 +594,8 @@ def cmd_serve(opts: dict[str, Any]) -> int:
                           client_id=str(opts["client_id"]),
                           metrics_token=str(opts["metrics_token"]) if opts["metrics_token"] else None,
                           monitor_interval=_positive(opts["monitor_interval"], "--monitor-interval", zero=True),
+                          gap_grace=_positive(opts["gap_grace"], "--gap-grace", zero=True),
+                          role=_role(opts["role"]),
                           alert_thresholds=_thresholds(opts), http_limits=_http_limits(opts),
                           login_failures=_count(opts["login_failures"], "--login-failures"),
                           login_window=_positive(opts["login_window"], "--login-window"))
@@ -595,6 +608,12 @@ def cmd_serve(opts: dict[str, Any]) -> int:
     except OSError as exc:  # the HTTP port is taken, the DB directory is missing…
         raise Failed(f"cannot serve: {exc}") from None
     return EXIT_OK
+
+
+def _role(value: Any) -> str:
+    if value not in PROCESS_ROLES:   # a config file's value (the flag's choices check only the command line)
+        raise UsageError(f"--role: {value!r} is not one of {', '.join(PROCESS_ROLES)}")
+    return str(value)
 
 
 def _positive(value: Any, flag: str, *, zero: bool = False) -> float:

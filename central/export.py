@@ -55,11 +55,11 @@ import importlib.metadata
 import io
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import msgspec
 
-from central.repos import Repositories
+from central.repos import HasExport, HasHalls
 from central.repos.export import ExportRow
 from central.repos.ingest import SignedHeader
 from protocols.sync import (
@@ -269,7 +269,11 @@ class ExportWriter:
         return _csv_line((CSV_MANIFEST_MARK, line.decode())), manifest
 
 
-async def write_export(store: Repositories, sink: Callable[[bytes], Awaitable[object]], *, fmt: str, time_from: int,
+class ExportSource(HasExport, HasHalls, Protocol):
+    """What :func:`write_export` reads: the export's rows and the halls' keys."""
+
+
+async def write_export(store: ExportSource, sink: Callable[[bytes], Awaitable[object]], *, fmt: str, time_from: int,
                        time_to: int, key: Ed25519PrivateKey, generated_at: int, generated_by: str,
                        hall: str | None = None, halls: Sequence[str] | None = None,
                        page_size: int = PAGE_SIZE) -> dict[str, Any]:

@@ -116,7 +116,7 @@ class _Reader:
     report: VerifyReport
     fmt: str = "jsonl"
     sha: Any = field(default_factory=hashlib.sha256)
-    bytes: int = 0
+    size: int = 0
     events: int = 0
     halls: list[HallPart] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
@@ -129,7 +129,7 @@ class _Reader:
 
     def data_line(self, number: int, line: bytes) -> None:
         self.sha.update(line)
-        self.bytes += len(line)
+        self.size += len(line)
         if number == 1 and line in (CSV_HEADER, CSV_HEADER_HASHED_ONLY):
             self.fmt = "csv" if line == CSV_HEADER else "csv-hashed-only"
             return
@@ -223,8 +223,9 @@ def verify_export(stream: BinaryIO, *, central_public_key: Ed25519PublicKey | No
 
 def _check_central_signature(report: VerifyReport, manifest: dict[str, Any], sig: str,
                              trusted: Ed25519PublicKey | None) -> None:
-    central = manifest.get("central") if isinstance(manifest.get("central"), dict) else {}
-    named = central.get("fingerprint") if isinstance(central, dict) else None
+    found = manifest.get("central")
+    central: dict[str, Any] = found if isinstance(found, dict) else {}
+    named = central.get("fingerprint")
     if trusted is not None:
         key, source = trusted, "the key you gave (--central-pub)"
         if named != fingerprint(trusted):
@@ -258,11 +259,11 @@ def _check_manifest(report: VerifyReport, reader: _Reader, manifest: dict[str, A
         report.fail(f"the manifest says {manifest.get('encoding')}, the data is {encoding}")
     data = manifest["data"]
     digest = reader.sha.hexdigest()
-    if data["sha256"] != digest or data["bytes"] != reader.bytes:
-        report.fail(f"the data's SHA-256 is {digest} ({reader.bytes} bytes), the manifest says {data['sha256']} "
+    if data["sha256"] != digest or data["bytes"] != reader.size:
+        report.fail(f"the data's SHA-256 is {digest} ({reader.size} bytes), the manifest says {data['sha256']} "
                     f"({data['bytes']} bytes): the file was changed after export")
     else:
-        report.checked.append(f"data SHA-256 {digest} ({reader.bytes} bytes) equals the manifest's")
+        report.checked.append(f"data SHA-256 {digest} ({reader.size} bytes) equals the manifest's")
     if data["events"] != reader.events:
         report.fail(f"the file holds {reader.events} events, the manifest says {data['events']}")
     period = manifest["period"]

@@ -119,7 +119,7 @@ class _Fold:
     enabled: bool
     machine_at: int
     switched_at: Mapping[str | None, int]
-    games_off: dict[str | None, bool]
+    games_off: dict[str, bool]
     last_play: int | None
     doors: dict[str, bool] = field(default_factory=dict)
     fault: str = ""
@@ -194,10 +194,10 @@ class _Fold:
         if d.kind != "command" or d.status != "applied":
             return
         if d.action in _MACHINE_ACTIONS and event.agent_time > self.machine_at:
-            self.enabled = _MACHINE_ACTIONS[d.action]  # type: ignore[index]
+            self.enabled = _MACHINE_ACTIONS[d.action]
         elif (d.action in _GAME_ACTIONS and isinstance(d.game, str)
               and event.agent_time > self.switched_at.get(d.game, _NEVER)):
-            self.games_off[d.game] = not _GAME_ACTIONS[d.action]  # type: ignore[index]
+            self.games_off[d.game] = not _GAME_ACTIONS[d.action]
 
     def state(self, device: DeviceRecord, *, now: int, hall_online: bool | None,
               playing_window_us: int) -> MachineState:

@@ -101,6 +101,9 @@ class IngestOutcome:
     acked_through_seq: int | None = None
     buffered: bool = False
     """A gap batch kept in memory until the missing seqs arrive."""
+    recheck: bool = False
+    """Batches of this hall wait in the buffer for a gap that another worker may be closing: the caller
+    calls :meth:`Ingestor.recheck` shortly (see ``gap_grace``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +148,13 @@ class Ingestor:
     def __init__(self, store: Repositories, central_private_key: Ed25519PrivateKey, clock: Clock = now_micros, *,
                  max_buffered_batches: int = 16, max_buffered_events: int = 50_000,
                  log_burst: int = 20, log_window_s: float = 60.0, preparer: Preparer | None = None,
-                 max_payload_bytes: int = MAX_MESSAGE_BYTES) -> None:
+                 max_payload_bytes: int = MAX_MESSAGE_BYTES, gap_grace: float = 0.0) -> None:
         self._preparer = preparer
+        self.gap_grace = gap_grace
+        """Seconds a gap may stay open before the resend request goes out (0: at once). With several
+        ingest workers on one database a shared subscription hands batch n to one and n+1 to another;
+        the one holding n+1 keeps it buffered and re-reads the stored end (:meth:`recheck`) instead of
+        asking the hall for batch n that its neighbour is committing."""
         self.max_payload_bytes = max_payload_bytes
         self._store = store
         self._key = central_private_key
@@ -269,15 +277,61 @@ class Ingestor:
         if not waiting:
             return IngestOutcome("stored", hall, publish=tuple(publish), logged=tuple(logged), stored=stored,
                                  acked_through_seq=result.last_seq)
-        missing_from, missing_to = result.last_seq + 1, min(waiting) - 1
         reason = f"gap: stored through {result.last_seq}, received {h.first_seq}..{h.last_seq}"
-        request = ResendRequest(v=VERSION, hall=hall, from_seq=missing_from, to_seq=missing_to, reason=reason,
-                                created_at=self._clock())
-        publish.append(Publish(topic(hall, "resend"), encode_resend(request, self._key)))
-        logged.extend(await self._log("resend", hall, f"requested seq {missing_from}..{missing_to} ({reason}; "
-                                      f"{'buffered' if buffered else 'dropped'} the early batch)"))
+        if buffered and self.gap_grace > 0:   # another worker may hold the missing batch: look again soon
+            return IngestOutcome("gap", hall, reason, publish=tuple(publish), logged=tuple(logged), stored=stored,
+                                 acked_through_seq=result.last_seq if stored else None, buffered=True,
+                                 recheck=True)
+        publish.append(await self._resend(hall, result, min(waiting), reason, logged,
+                                          "buffered" if buffered else "dropped"))
         return IngestOutcome("gap", hall, reason, publish=tuple(publish), logged=tuple(logged), stored=stored,
                              acked_through_seq=result.last_seq if stored else None, buffered=buffered)
+
+    async def _resend(self, hall: str, result: IngestResult, first_waiting: int, reason: str,
+                      logged: list[LogEntry], fate: str) -> Publish:
+        """The signed request for exactly the seqs between the stored end and the first waiting batch."""
+        missing_from, missing_to = result.last_seq + 1, first_waiting - 1
+        request = ResendRequest(v=VERSION, hall=hall, from_seq=missing_from, to_seq=missing_to, reason=reason,
+                                created_at=self._clock())
+        logged.extend(await self._log("resend", hall, f"requested seq {missing_from}..{missing_to} ({reason}; "
+                                      f"{fate} the early batch)"))
+        return Publish(topic(hall, "resend"), encode_resend(request, self._key))
+
+    async def recheck(self, hall: str, *, final: bool) -> IngestOutcome:
+        """Re-read ``hall``'s stored end (another worker may have moved it) and store the buffered batches
+        it now reaches; ``final``: the grace is over, so a gap still open is asked for (resend request).
+
+        The outcome's ``recheck`` says whether batches still wait (call again later)."""
+        lock = self._locks.get(hall)
+        if lock is None:
+            lock = self._locks[hall] = asyncio.Lock()
+        async with lock:
+            if hall not in self._pending:
+                return IngestOutcome("stored", hall)
+            try:
+                record = await self._store.halls.get_hall(hall)
+                if record is None:   # removed meanwhile: nothing of it is stored any more
+                    self._pending.pop(hall, None)
+                    return IngestOutcome("rejected", hall, f"hall {hall!r} is not registered")
+                end = IngestResult("stored", record.last_seq, record.last_hash)
+                result, stored, logged = await self._drain(hall, end)
+            except Exception as exc:
+                log.error("ingest_failed", hall=hall, recheck=True, error=repr(exc))
+                return IngestOutcome("error", hall, f"store: {exc!r}", recheck=not final)
+            publish = [self._ack(hall, result)] if stored else []
+            pending = self._pending.get(hall)
+            if pending is None:
+                return IngestOutcome("stored", hall, publish=tuple(publish), logged=tuple(logged), stored=stored,
+                                     acked_through_seq=result.last_seq)
+            first = min(pending.batches)
+            reason = f"gap: stored through {result.last_seq}, holding {first}.. for {self.gap_grace:g} s"
+            if not final:
+                return IngestOutcome("gap", hall, reason, publish=tuple(publish), logged=tuple(logged),
+                                     stored=stored, acked_through_seq=result.last_seq if stored else None,
+                                     buffered=True, recheck=True)
+            publish.append(await self._resend(hall, result, first, reason, logged, "buffered"))
+            return IngestOutcome("gap", hall, reason, publish=tuple(publish), logged=tuple(logged), stored=stored,
+                                 acked_through_seq=result.last_seq if stored else None, buffered=True)
 
     def _buffer(self, hall: str, verified: Verified) -> bool:
         pending = self._pending.setdefault(hall, _Pending())

@@ -284,6 +284,10 @@ class TickResult:
     behind: int = 0
 
 
+LEASE: Final = "monitor"
+"""The lease whose holder runs the alert monitor (central.repos.leases)."""
+
+
 @dataclass
 class Monitor:
     """Runs the evaluator every ``interval`` seconds: read new events, evaluate, sync the alert table.
@@ -303,6 +307,11 @@ class Monitor:
     page: int = 50_000
     max_rows: int = 1_000_000
     tick_timeout: float = 60.0
+    lease_owner: str | None = None
+    """Set when several processes may run a monitor on one database: only the holder of the
+    ``monitor`` lease (:data:`LEASE`) ticks; the others wait and take over when it lapses. None: this
+    monitor always ticks (one process, or tests)."""
+    _leading: bool = False
     _cursors: dict[str, int] | None = None
     _saved: dict[str, int] = field(default_factory=dict)
     _conditions: dict[ConditionKey, DeviceCondition] = field(default_factory=dict)
@@ -351,20 +360,52 @@ class Monitor:
         self.last = result
         return result
 
+    @property
+    def lease_ttl_us(self) -> int:
+        """Long enough that a holder renewing every ``interval`` keeps it through a slow tick; short
+        enough that a dead holder's job moves within a minute or two at the default interval."""
+        return int((2 * self.interval + self.tick_timeout) * 1_000_000)
+
+    @property
+    def leading(self) -> bool:
+        """Whether this monitor evaluates (holds the lease, or runs without one)."""
+        return self.lease_owner is None or self._leading
+
+    async def lead(self) -> bool:
+        """Take or renew the lease (the loop does, before each tick); whether this monitor leads now.
+        A store error counts as not leading (another process may hold it)."""
+        assert self.lease_owner is not None
+        try:
+            now = await self.store.leases.acquire(LEASE, self.lease_owner, now=self.clock(), ttl_us=self.lease_ttl_us)
+        except Exception as exc:
+            log.error("monitor_lease_failed", error=repr(exc))
+            now = False
+        if now != self._leading:
+            log.info("monitor_leader" if now else "monitor_follower", owner=self.lease_owner)
+            self._cursors = None   # the other holder moved the stored cursors: read them again
+        self._leading = now
+        return now
+
     async def run(self) -> None:
         while True:
-            try:  # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
-                async with asyncio.timeout(self.tick_timeout):
-                    await self.tick()
-            except TimeoutError:
-                log.error("monitor_tick_timeout", seconds=self.tick_timeout)
-                self._cursors = None  # reload the stored state: this tick's progress was not saved
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.error("monitor_tick_failed", error=repr(exc))
-                self._cursors = None
+            if self.lease_owner is not None:
+                await self.lead()
+            if self.leading:
+                await self._tick_bounded()
             await asyncio.sleep(self.interval)
+
+    async def _tick_bounded(self) -> None:
+        try:  # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+            async with asyncio.timeout(self.tick_timeout):
+                await self.tick()
+        except TimeoutError:
+            log.error("monitor_tick_timeout", seconds=self.tick_timeout)
+            self._cursors = None  # reload the stored state: this tick's progress was not saved
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("monitor_tick_failed", error=repr(exc))
+            self._cursors = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="central-monitor")
@@ -372,9 +413,15 @@ class Monitor:
     async def stop(self, timeout: float = 5.0) -> None:
         """Cancel the loop and wait for it (bounded); a tick in progress is rolled back by its transaction."""
         task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        done, _ = await asyncio.wait({task}, timeout=timeout)
-        if not done:
-            log.error("monitor_did_not_stop", seconds=timeout)
+        if task is not None:
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+            if not done:
+                log.error("monitor_did_not_stop", seconds=timeout)
+        if self.lease_owner is not None and self._leading:   # hand the job over now, not at expiry
+            self._leading = False
+            try:
+                async with asyncio.timeout(timeout):
+                    await self.store.leases.release(LEASE, self.lease_owner)
+            except Exception as exc:
+                log.warning("monitor_lease_not_released", error=repr(exc))

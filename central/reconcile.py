@@ -250,11 +250,11 @@ def meter_delta(start: Snapshot, end: Snapshot) -> tuple[dict[str, int | None] |
         total: int | None = 0
         for names in groups:
             # the same meter must measure the group at both ends, else the group is unknown here
-            name = next((n for n in names if n in start.meters or n in end.meters), None)
-            if name is None or name not in moved or total is None:
+            measured = next((n for n in names if n in start.meters or n in end.meters), None)
+            if measured is None or measured not in moved or total is None:
                 total = None
                 continue
-            total += moved[name]
+            total += moved[measured]
         out[quantity] = total
     return out, ""
 

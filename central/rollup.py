@@ -16,10 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from central.eventtypes import PLAY_TYPES
-from protocols.sync import Event
 from protocols.sync.gamingday import UTC_MIDNIGHT, DayIndex, DayRule, Span
 from protocols.sync.money import ZERO, Contribution, contribution
 from protocols.sync.vocabulary import is_missed
@@ -86,14 +85,29 @@ class BatchEffects:
     """The day rule the keys were computed with (the store recomputes if the hall's changed since)."""
 
 
-def _kind_hint(event: Event) -> str | None:
+class EventFacts(Protocol):
+    """What :func:`effects` reads of an event: a :class:`protocols.sync.Event` or a stored row."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def agent_time(self) -> int: ...
+    @property
+    def data(self) -> dict[str, Any]: ...
+
+
+def _kind_hint(event: EventFacts) -> str | None:
     """Device kind: ``data.device_kind``/``data.kind`` on a status event, else inferred from activity."""
     data = event.data
     if event.type == "device.status":
         for key in ("device_kind", "kind"):
             value = data.get(key)
             if value in ("egm", "terminal"):
-                return value  # type: ignore[no-any-return]
+                return value
     if event.type.startswith("game."):
         return "egm"
     return None
@@ -126,7 +140,7 @@ thread) starts with it instead of a time-zone conversion. A tuple swapped whole,
 _NO_SPAN: Final = Span(0, 0, "", 0)
 
 
-def effects(hall: str, events: Iterable[Event], rule: DayRule = UTC_MIDNIGHT) -> BatchEffects:
+def effects(hall: str, events: Iterable[EventFacts], rule: DayRule = UTC_MIDNIGHT) -> BatchEffects:
     """Sum contributions per (hall, device, game, gaming day), per device and hour and per device and
     day, and collect device updates.
 
@@ -160,11 +174,11 @@ def effects(hall: str, events: Iterable[Event], rule: DayRule = UTC_MIDNIGHT) ->
                 cell = cells[(device, day)] = [0, 0, 0, 0, 0, 0]
             if snapshot:
                 cell[5] += 1
-        if amount is not ZERO:
-            money = (amount.bets, amount.wins, amount.rounds, amount.cash_in, amount.cash_out)
-            _plus(cell, money)
-            _add(sums, (hall, device, game_of(data), day), money)
-            _add(hours, (device, day, hour), money)
+            if amount is not ZERO:
+                money = (amount.bets, amount.wins, amount.rounds, amount.cash_in, amount.cash_out)
+                _plus(cell, money)
+                _add(sums, (hall, device, game_of(data), day), money)
+                _add(hours, (device, day, hour), money)
         update = devices.get(device)
         if update is None:
             update = devices[device] = DeviceUpdate(at, at, event.seq, first_seq=event.seq)
@@ -179,7 +193,8 @@ def effects(hall: str, events: Iterable[Event], rule: DayRule = UTC_MIDNIGHT) ->
         if kind in PLAY_TYPES:
             update.last_play_seq = event.seq
         elif snapshot:
-            update.marks.append((event.seq, *update.money))
+            running = update.money
+            update.marks.append((event.seq, running[0], running[1], running[2], running[3], running[4]))
         if update.kind is None:
             update.kind = _kind_hint(event)
         if kind == "device.status":

@@ -62,6 +62,9 @@ class ServiceConfig:
     """None: plain subscriptions, for a broker without ``$share`` (the demo's embedded amqtt); only one
     central process may then serve the broker, or each batch would be ingested by every process."""
     client_id: str = "hallsync-central"
+    ingest: bool = True
+    """False: the link only publishes (commands, standing data) and subscribes to nothing — the link of
+    an ``api`` or ``monitor`` process, which leaves batches, status and results to the ingest processes."""
     per_hall_queue: int = 256
     per_hall_bytes: int = 32 * 1024 * 1024
     """A hall's queued payloads beyond this are dropped (unacked, so the agent sends them again):
@@ -88,9 +91,11 @@ class IngestService:
         self.link = MqttLink(url, client_id=self.config.client_id, handler=self._on_message, clean_session=False,
                              max_inflight=self.config.max_inflight,
                              subscriptions=[self._subscription("batches"), self._subscription("command-results"),
-                                            subscription("status")])
+                                            subscription("status")] if self.config.ingest else [])
         self._queues: dict[str, asyncio.Queue[Received]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
+        self._rechecks: dict[str, asyncio.Task[None]] = {}
+        """Per hall with buffered batches behind a gap: the task that re-reads the stored end (gap_grace)."""
         self._bytes: dict[str, int] = {}
         self._link_task: asyncio.Task[None] | None = None
         self.stats: collections.Counter[str] = collections.Counter()
@@ -108,7 +113,7 @@ class IngestService:
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Cancel the link and every worker, again until they are done (bounded), so stop never hangs."""
-        tasks = {t for t in (self._link_task, *self._workers.values()) if t is not None}
+        tasks = {t for t in (self._link_task, *self._workers.values(), *self._rechecks.values()) if t is not None}
         deadline = asyncio.get_running_loop().time() + timeout
         while tasks:
             for task in tasks:
@@ -119,6 +124,7 @@ class IngestService:
                 break
             _, tasks = await asyncio.wait(tasks, timeout=min(0.2, left))
         self._workers.clear()
+        self._rechecks.clear()
         self._queues.clear()
         self._link_task = None
 
@@ -321,12 +327,9 @@ class IngestService:
                 self.stats["events_stored"] += outcome.stored
                 if self.metrics is not None:
                     self.metrics.batch(outcome, prepared, time.monotonic() - started)
-                for out in outcome.publish:
-                    try:
-                        await self.link.publish(out.topic, out.payload, qos=1)
-                    except LinkDown as exc:  # the agent times out and publishes again; we ack the duplicate
-                        self.stats["publish_failures"] += 1
-                        log.warning("reply_not_published", hall=hall, topic=out.topic, error=str(exc))
+                await self._publish_replies(hall, outcome)
+                if outcome.recheck and hall not in self._rechecks:
+                    self._rechecks[hall] = asyncio.create_task(self._recheck(hall), name=f"ingest-recheck-{hall}")
         finally:
             for task, _ in ahead:
                 task.cancel()
@@ -335,6 +338,35 @@ class IngestService:
                 del self._workers[hall]
                 self._queues.pop(hall, None)
                 self._bytes.pop(hall, None)
+
+    async def _publish_replies(self, hall: str, outcome: IngestOutcome) -> None:
+        for out in outcome.publish:
+            try:
+                await self.link.publish(out.topic, out.payload, qos=1)
+            except LinkDown as exc:  # the agent times out and publishes again; we ack the duplicate
+                self.stats["publish_failures"] += 1
+                log.warning("reply_not_published", hall=hall, topic=out.topic, error=str(exc))
+
+    async def _recheck(self, hall: str) -> None:
+        """While batches of ``hall`` wait behind a gap, re-read the stored end every few tens of ms (another
+        worker is usually committing the missing batch); after ``gap_grace`` ask the hall for it."""
+        grace = self.ingestor.gap_grace
+        step = min(0.05, grace / 4)
+        deadline = time.monotonic() + grace
+        try:
+            while True:
+                await asyncio.sleep(step)
+                final = time.monotonic() >= deadline
+                outcome = await self.ingestor.recheck(hall, final=final)
+                self.stats["events_stored"] += outcome.stored
+                if outcome.stored:
+                    self.stats["stored_after_recheck"] += 1
+                await self._publish_replies(hall, outcome)
+                if not outcome.recheck:
+                    return
+        finally:
+            if self._rechecks.get(hall) is asyncio.current_task():
+                del self._rechecks[hall]
 
     def _taken(self, hall: str, msg: Received) -> None:
         self._bytes[hall] = max(0, self._bytes.get(hall, 0) - len(msg.payload))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgspec
 
@@ -67,23 +67,23 @@ class StagedEvents:
 
     @property
     def first_seq(self) -> int:
-        return self.rows[1]  # type: ignore[no-any-return]
+        return cast("int", self.rows[1])
 
     @property
     def last_seq(self) -> int:
-        return self.rows[-WIDTH + 1]  # type: ignore[no-any-return]
+        return cast("int", self.rows[-WIDTH + 1])
 
     @property
     def first_prev_hash(self) -> str:
-        return self.rows[8]  # type: ignore[no-any-return]
+        return cast("str", self.rows[8])
 
     @property
     def first_agent_time(self) -> int:
-        return self.rows[5]  # type: ignore[no-any-return]
+        return cast("int", self.rows[5])
 
     def hash_at(self, index: int) -> str:
         """The hash of the ``index``-th event of the run (negative counts from the end)."""
-        return self.rows[(index % self.count) * WIDTH + 9]  # type: ignore[no-any-return]
+        return cast("str", self.rows[(index % self.count) * WIDTH + 9])
 
     def tail(self, start: int) -> StagedEvents:
         """The run from its ``start``-th event on (a batch that overlaps what is stored keeps only its new

@@ -96,7 +96,8 @@ class WireNoise:
                     values[name] = float(value)
             except ValueError:
                 raise ValueError(f"wire fault {name}: {value!r} is not a number") from None
-        return WireNoise(**values, seed=seed)
+        return WireNoise(corrupt=values.get("corrupt", 0.0), drop=values.get("drop", 0.0),
+                         truncate=values.get("truncate", 0.0), seed=seed)
 
 
 @dataclass

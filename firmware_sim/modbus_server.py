@@ -26,7 +26,7 @@ import os
 import termios
 import tty
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import structlog
 from pymodbus.constants import ExcCodes
@@ -147,7 +147,8 @@ class ModbusTerminalServer:
             server: ModbusTcpServer | ModbusSerialServer = ModbusTcpServer(
                 self._device(), address=(self.host, port), trace_pdu=self._trace_pdu)  # type: ignore[arg-type]
             await server.serve_forever(background=True)
-            sockets = server.transport.sockets  # type: ignore[union-attr]
+            # pymodbus keeps the listening asyncio.Server in ``transport`` (typed as a BaseTransport)
+            sockets = cast("asyncio.Server", server.transport).sockets
             self.port = sockets[0].getsockname()[1]
         else:
             inner = os.ttyname(self._fds[1])

@@ -17,6 +17,7 @@ Time is a parameter (``now``, monotonic seconds) so tests need no clock.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -262,7 +263,7 @@ class SasResponder:
                 egm.meter(m.GAMES_PLAYED), egm.meter(m.GAMES_WON), egm.slot_door_opened % 10**8,
                 egm.power_resets % 10**8)),
             0x1E: lambda _: self._reply(lp.BillMeters(*(egm.bill_counts[d] % 10**8 for d in (1, 5, 10, 20, 50, 100)))),
-            0x1F: lambda _: self._reply(lp.MachineInfo(**self._machine_config())),
+            0x1F: lambda _: self._reply(self._machine_config()),
             0x2F: self._selected_meters,
             0x3D: self._ticket_info,
             0x48: self._last_bill,
@@ -280,9 +281,11 @@ class SasResponder:
             0xB0: self._multi_denom,
         }
         for cmd, (_, code) in lp.SINGLE_METER_POLLS.items():
-            cls = lp.SINGLE_METER_RESPONSES[cmd]
-            handlers[cmd] = lambda _, cls=cls, code=code: self._reply(cls(egm.meter(code)))
+            handlers[cmd] = functools.partial(self._single_meter, lp.SINGLE_METER_RESPONSES[cmd], code)
         return handlers
+
+    def _single_meter(self, reply: type[lp.SingleMeter], code: int, _: lp.Message) -> _Sent:
+        return self._reply(reply(self.egm.meter(code)))
 
     def _configure_bills(self, message: lp.Message) -> _Sent:
         self.egm.bill_mask = message.denominations  # type: ignore[attr-defined]
@@ -309,17 +312,20 @@ class SasResponder:
             return self._reply(lp.HandpayInfo(0, 0, 0, 0, 0))
         return self._reply(lp.HandpayInfo(0, hp.level, hp.amount, 0, 0))
 
-    def _machine_config(self) -> dict[str, object]:
+    def _machine_config(self) -> lp.MachineInfo:
         egm = self.egm
-        return {"game_id": _MACHINE_GAME_ID, "additional_id": "000", "denomination": 0x01,
-                "max_bet": min(255, max(g.max_bet for g in egm.games.values())), "progressive_group": 0,
-                "game_options": 0, "paytable_id": f"HSM{len(egm.games):03d}",
-                "base_percent": f"{egm.meter(m.THEORETICAL_PAYBACK):04d}"}
+        return lp.MachineInfo(game_id=_MACHINE_GAME_ID, additional_id="000", denomination=0x01,
+                              max_bet=min(255, max(g.max_bet for g in egm.games.values())), progressive_group=0,
+                              game_options=0, paytable_id=f"HSM{len(egm.games):03d}",
+                              base_percent=f"{egm.meter(m.THEORETICAL_PAYBACK):04d}")
 
     def _game_configuration(self, message: lp.Message) -> _Sent | None:
         number = message.game  # type: ignore[attr-defined]
         if number == 0:
-            return self._reply(lp.GameConfiguration(0, **self._machine_config()))
+            machine = self._machine_config()
+            return self._reply(lp.GameConfiguration(
+                0, machine.game_id, machine.additional_id, machine.denomination, machine.max_bet,
+                machine.progressive_group, machine.game_options, machine.paytable_id, machine.base_percent))
         game = self.egm.games.get(number)
         if game is None:
             return None

@@ -214,8 +214,9 @@ async def run_demo(opts: DemoOptions) -> int:
 
 async def _watch(stop: asyncio.Event, children: list[Child]) -> None:
     """Until Ctrl-C or SIGTERM; ChildFailed as soon as a child exits on its own (the demo is then broken)."""
-    waits = [asyncio.ensure_future(c.proc.wait()) for c in children if c.proc is not None]
-    stopping = asyncio.ensure_future(stop.wait())
+    waits: list[asyncio.Future[object]] = [asyncio.ensure_future(c.proc.wait()) for c in children
+                                           if c.proc is not None]
+    stopping: asyncio.Future[object] = asyncio.ensure_future(stop.wait())
     try:
         done: set[asyncio.Future[object]] = set()
         while not done:  # no overall limit (the demo runs until Ctrl-C), but no unbounded single wait

@@ -60,7 +60,7 @@ class HttpGuard:
             inner_handler = server.request_handler
 
             async def handle(request: web.BaseRequest) -> web.StreamResponse:
-                conn = self._conns.get(request.protocol)  # type: ignore[arg-type]
+                conn = self._conns.get(request.protocol)
                 if conn is not None:
                     conn.request_started(request)
                 try:
@@ -117,7 +117,9 @@ class _Guarded(asyncio.Protocol):
         self.inner.data_received(data)
 
     def eof_received(self) -> bool | None:
-        return self.inner.eof_received() if self.admitted else None
+        if self.admitted:
+            self.inner.eof_received()  # aiohttp's handler keeps the transport open itself
+        return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()

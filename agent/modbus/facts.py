@@ -2,8 +2,8 @@
 
 Like :mod:`agent.sas.facts`, every fact carries ``device`` (the configured id, e.g. ``term-01``),
 ``unit`` (the Modbus unit id), ``mono`` (``time.monotonic()``) and ``wall`` (``time.time()``, the
-events' ``agent_time``). They share the SAS poller's facts queue; the runtime routes them by type
-(:data:`TERMINAL_FACTS`) to the :class:`~agent.modbus.terminal.TerminalNormalizer`.
+events' ``agent_time``). They go into the Modbus family's own sink; the runtime hands every fact of
+that sink to the family's :class:`~agent.modbus.terminal.TerminalNormalizer` (agent.family).
 """
 
 from __future__ import annotations

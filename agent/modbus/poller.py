@@ -17,6 +17,7 @@ from protocols.devices import DEFAULT_MAP, DeviceList, ModbusDeviceSpec, parse_d
 from protocols.devices import load_devices as read_devices
 from protocols.modbus import MAPS, RegisterMap
 
+from ..polling import FactSink
 from .adapter import ModbusAdapter, ModbusEndpoint
 from .coordinator import ModbusPollConfig, TerminalCoordinator
 
@@ -58,12 +59,13 @@ def load_modbus_devices(path: str | Path) -> list[ModbusDevice]:
 
 
 class ModbusPoller:
-    """Owns the coordinators of a set of terminals; ``facts`` may be shared with the SAS poller."""
+    """Owns the coordinators of a set of terminals, and the sink their facts go to: ``facts`` (the
+    runtime gives the Modbus family's), else a queue of its own."""
 
     def __init__(self, devices: list[ModbusDevice], config: ModbusPollConfig | None = None, *,
-                 facts: asyncio.Queue[Any] | None = None, queue_size: int = 10_000) -> None:
+                 facts: FactSink | None = None, queue_size: int = 10_000) -> None:
         self.config = config or ModbusPollConfig()
-        self.facts: asyncio.Queue[Any] = facts if facts is not None else asyncio.Queue(maxsize=queue_size)
+        self.facts: Any = facts if facts is not None else asyncio.Queue[Any](maxsize=queue_size)
         self.devices = {dev.id: dev for dev in devices}
         self.coordinators: dict[str, TerminalCoordinator] = {}
         for dev in devices:

@@ -1,6 +1,6 @@
 """Terminal readings → the event log's records, by counter delta (pure and synchronous).
 
-:class:`TerminalNormalizer` mirrors :class:`agent.pipeline.Normalizer`'s API (``feed``,
+:class:`TerminalNormalizer` mirrors :class:`agent.sas.normalizer.Normalizer`'s API (``feed``,
 ``take_checkpoints``, ``restore``) for the facts of :mod:`agent.modbus.facts`.
 
 Money (protocols/sync/money.py is the contract): a terminal has no per-game events, only absolute

@@ -284,7 +284,8 @@ class Outbox:
 
     def _head_group(self) -> list[_Request]:
         """The queue's first requests holding at most ``max_group`` events (always at least one)."""
-        group, total = [], 0
+        group: list[_Request] = []
+        total = 0
         for request in self._queue:
             if group and total + len(request.events) > self.max_group:
                 break
@@ -516,6 +517,6 @@ class Outbox:
         }
 
 
-def _retrieve(future: asyncio.Future[object]) -> None:
+def _retrieve(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
+
+from ..polling import PollOptions
 
 DEFAULT_METER_CODES: tuple[int, ...] = (
     0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x0B, 0x0C, 0x0D, 0x0E, 0x15, 0x16, 0x1C, 0x24,
@@ -12,7 +15,10 @@ credits, ticket in/out (cents and counts), machine-paid paytable win, total drop
 
 
 @dataclass(frozen=True)
-class PollConfig:
+class PollConfig(PollOptions):
+    """A SAS machine's polling; the link and back-off options (``poll_interval``, ``link_down_after``,
+    ``probe_interval``, ``probe_max_interval``, ``command_timeout``) are :class:`agent.polling.PollOptions`'."""
+
     poll_interval: float = 0.2               # general-poll cadence ([S602] §2.3.3: ≥ 200 ms)
     fast_poll_interval: float | None = 0.04  # used when LP A0 allows 40 ms; None: never
     link_down_after: int = 5                 # consecutive unanswered polls → LinkDown
@@ -29,7 +35,7 @@ class PollConfig:
     command_timeout: float = 5.0             # how long a command may wait for the line
 
     @classmethod
-    def from_mapping(cls, data: dict[str, object]) -> PollConfig:
+    def from_mapping(cls, data: Mapping[str, object]) -> PollConfig:
         """Build from a TOML table, ignoring keys that belong to other parts of the config."""
         names = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in names}

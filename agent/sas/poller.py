@@ -19,11 +19,13 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from protocols.devices import DeviceList, SasDeviceSpec
 from protocols.devices import load_devices as read_devices
 from protocols.metrics import Histogram
 
+from ..polling import FactSink
 from ..tasks import stop_task
 from ..transport import default_kind, make_transport
 from ..transport.base import Framing
@@ -109,12 +111,13 @@ def timing_for(kind: str, response_timeout: float | None = None, gap_timeout: fl
 
 
 class SasPoller:
-    """Owns the lines and coordinators of a set of devices, and one shared facts queue."""
+    """Owns the lines and coordinators of a set of devices, and the sink their facts go to: ``facts``
+    (the runtime gives the SAS family's), else a queue of its own."""
 
     def __init__(self, devices: list[SasDevice], config: PollConfig | None = None, *,
-                 timing: Timing | None = None, queue_size: int = 10_000) -> None:
+                 timing: Timing | None = None, queue_size: int = 10_000, facts: FactSink | None = None) -> None:
         self.config = config or PollConfig()
-        self.facts: asyncio.Queue[F.Fact] = asyncio.Queue(maxsize=queue_size)
+        self.facts: Any = facts if facts is not None else asyncio.Queue[F.Fact](maxsize=queue_size)
         self.lines: dict[str, SasLine] = {}
         self.coordinators: dict[str, MachineCoordinator] = {}
         self.loop_lag = LoopLag()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import termios
+from typing import Any
 
 from protocols.sas import wire
 
@@ -62,8 +63,8 @@ class UartTransport(FdTransport):
         super().__init__(path, framing)
         self.baud = baud
         self._serial = None
-        self._mark_attrs: list | None = None
-        self._space_attrs: list | None = None
+        self._mark_attrs: list[Any] | None = None
+        self._space_attrs: list[Any] | None = None
 
     def _open_fd(self) -> int:
         import serial  # pyserial; imported here so pty-only installs and tests never need it
@@ -112,10 +113,11 @@ class UartTransport(FdTransport):
             woken = bool(chars[i] & wire.WAKEUP)
             while j < len(chars) and bool(chars[j] & wire.WAKEUP) == woken:
                 j += 1
-            attrs = self._mark_attrs if woken else self._space_attrs
-            termios.tcsetattr(fd, termios.TCSANOW, attrs)
+            mark, space = self._mark_attrs, self._space_attrs
+            assert mark is not None and space is not None  # set with the fd, in _open_fd
+            termios.tcsetattr(fd, termios.TCSANOW, mark if woken else space)
             await self._write_all(bytes(ch & 0xFF for ch in chars[i:j]))
             if woken:
                 await self._drain(j - i)  # before the switch back to space parity
-                termios.tcsetattr(fd, termios.TCSANOW, self._space_attrs)
+                termios.tcsetattr(fd, termios.TCSANOW, space)
             i = j

@@ -8,11 +8,12 @@ audit log; it never clears the alert: only the condition ending does.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 
 from central.monitor import ALERT_KINDS
+from central.repos import HasAudit, HasMonitor
 from central.repos.audit import AuditEntry
 from central.repos.monitor import ALERT_STATES, AlertRecord
 
@@ -38,8 +39,11 @@ def _alert_id(text: str) -> int:
     return int(text)
 
 
-def handlers(ctx: ApiContext) -> dict[str, Handler]:
-    store = ctx.store
+class Needs(HasAudit, HasMonitor, Protocol):
+    """The repositories this feature uses (the app passes :class:`central.repos.Repositories`)."""
+
+
+def handlers(ctx: ApiContext, store: Needs) -> dict[str, Handler]:
 
     async def list_alerts(request: web.Request) -> web.Response:
         q = request.query

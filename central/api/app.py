@@ -93,7 +93,7 @@ class _Api:
         self.clock = clock
         self.presence = presence
         self._openapi = _dumps(document())
-        self.ctx = ApiContext(store=store, currency=currency, clock=clock, command_publisher=command_publisher,
+        self.ctx = ApiContext(currency=currency, clock=clock, command_publisher=command_publisher,
                               central_key=central_key, presence=presence)
 
     # --- auth -----------------------------------------------------------------------------------
@@ -292,7 +292,7 @@ class _Api:
             raise ApiError(409, "conflict", f"hall {hall!r} is {target.state}: it takes no commands "
                                             "(hall-central halls enable)")
 
-        record = await issue_command(self.ctx, hall=hall, device=device, action=action, game=game,
+        record = await issue_command(self.ctx, self.store, hall=hall, device=device, action=action, game=game,
                                      ttl_seconds=ttl, created_by=key.id)
         return _json({"id": record.id, "status": record.status}, status=202)
 
@@ -365,10 +365,10 @@ def build_app(store: Repositories, *, currency: str, clock: Callable[[], int] = 
         "POST /commands": api.post_command,
         "GET /commands/{id}": api.get_command,
     }
-    ctx = ApiContext(store=store, currency=currency, clock=clock, command_publisher=command_publisher,
+    ctx = ApiContext(currency=currency, clock=clock, command_publisher=command_publisher,
                      central_key=central_key, presence=presence, on_hall_settings=on_hall_settings)
     for feature in FEATURES:
-        more = feature.handlers(ctx)
+        more = feature.handlers(ctx, store)  # each takes the repositories it declares (its ``Needs``)
         clash = set(more) & set(handlers)
         if clash:
             raise AssertionError(f"{feature.__name__} redefines {sorted(clash)}")

@@ -9,11 +9,12 @@ catalog, rules) are not shown to it.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 
 from central.audit import target_hall
+from central.repos import HasAudit, HasHalls
 from central.repos.audit import AuditEntry
 
 from . import days
@@ -31,20 +32,24 @@ def _row(entry: AuditEntry, names: dict[str, str | None]) -> dict[str, Any]:
             "before": entry.before, "after": entry.after}
 
 
-def handlers(ctx: ApiContext) -> dict[str, Handler]:
+class Needs(HasAudit, HasHalls, Protocol):
+    """The repositories this feature uses (the app passes :class:`central.repos.Repositories`)."""
+
+
+def handlers(ctx: ApiContext, store: Needs) -> dict[str, Handler]:
     async def list_audit(request: web.Request) -> web.Response:
         q = request.query
         hall, halls = scope(request)
-        time_from, time_to = await days.window_in_scope(q, ctx.store.halls, hall, halls, ctx.clock())
+        time_from, time_to = await days.window_in_scope(q, store.halls, hall, halls, ctx.clock())
         if time_from is not None and time_to is not None and time_from > time_to:
             raise p.bad_request("from is after to")
         after_id = p.integer(q, "after_id")
         limit = p.integer(q, "limit", low=1, high=AUDIT_MAX_LIMIT, default=100)
         assert limit is not None
-        entries = await ctx.store.audit.audit(actor=p.text(q, "actor"), action=p.text(q, "action"), time_from=time_from,
+        entries = await store.audit.audit(actor=p.text(q, "actor"), action=p.text(q, "action"), time_from=time_from,
                                         time_to=time_to, after_id=after_id, limit=limit,
                                         halls=[hall] if hall is not None else halls)
-        names = {k.id: k.name for k in await ctx.store.halls.api_keys()} if entries else {}
+        names = {k.id: k.name for k in await store.halls.api_keys()} if entries else {}
         rows = [_row(e, names) for e in entries]
         return json_response({"rows": rows, "next_after_id": rows[-1]["id"] if len(rows) == limit else None})
 

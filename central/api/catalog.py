@@ -12,13 +12,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 
 from central import catalog as cat
 from central.catalog import CatalogGame, Detected, GameMap, Placement, Provider
-from central.repos import Repositories
+from central.repos import HasAudit, HasCatalog, HasDevices, HasHalls
 from central.repos.audit import AuditEntry
 from central.repos.catalog import CatalogConflict
 from central.repos.devices import DeviceRecord
@@ -66,7 +66,11 @@ class World:
         return out
 
 
-async def load_world(store: Repositories, hall: str | None, halls: Sequence[str] | None, *,
+class WorldSource(HasCatalog, HasDevices, Protocol):
+    """What :func:`load_world` reads: the catalog and the devices."""
+
+
+async def load_world(store: WorldSource, hall: str | None, halls: Sequence[str] | None, *,
                      with_devices: bool = True) -> World:
     """``with_devices=False`` leaves ``devices`` empty: the money reports need only the game map, and
     reading every device record is a third of their cost on a 1,000-machine network."""
@@ -83,7 +87,7 @@ async def load_world(store: Repositories, hall: str | None, halls: Sequence[str]
                  cat.game_map(games, placements, detected.values()))
 
 
-async def active_limits(store: Repositories) -> list[cat.LimitRule]:
+async def active_limits(store: HasCatalog) -> list[cat.LimitRule]:
     """The max-bet rules in force (see :mod:`central.api.rules`)."""
     out = []
     for rule in await store.catalog.rules(kind="max_bet", status="active", limit=10_000):
@@ -147,9 +151,54 @@ def _not_found(message: str) -> ApiError:
     return ApiError(404, "not_found", message)
 
 
+def _game(game_id: str, body: dict[str, Any]) -> CatalogGame:
+    """A ``PUT /catalog/games/{id}`` body as a checked game (400 naming the first bad field)."""
+    _same_id(body, game_id)
+    fields = ("provider", "name", "category", "rtp_bp", "status", "min_bet", "max_bet", "sas_game_id",
+              "paytable_id")
+    _only(body, fields, "a catalog game")
+    game = CatalogGame(
+        id=game_id, provider=ident(body.get("provider"), "provider"), name=_name(body.get("name"), "name"),
+        category=_name(body.get("category"), "category", max_len=64),
+        rtp_bp=integer(body.get("rtp_bp"), "rtp_bp (basis points: 9612 = 96.12 %)", 0, 10_000),
+        status=_status(body.get("status", "active")),
+        min_bet=integer(body.get("min_bet"), "min_bet (minor units)"),
+        max_bet=integer(body.get("max_bet"), "max_bet (minor units)"),
+        sas_game_id=_sas_id(body.get("sas_game_id"), "sas_game_id"),
+        paytable_id=_sas_id(body.get("paytable_id"), "paytable_id"))
+    if game.min_bet > game.max_bet:
+        raise p.bad_request(f"min_bet ({game.min_bet}) is greater than max_bet ({game.max_bet})")
+    return game
+
+
+def _placements(hall: str, device: str, body: dict[str, Any]) -> list[Placement]:
+    """A ``PUT /catalog/placements/{hall}/{device}`` body as checked placements (400 naming the item)."""
+    _only(body, ("games",), "a device's placements")
+    raw = body.get("games")
+    if not isinstance(raw, list) or len(raw) > MAX_PLACEMENTS:
+        raise p.bad_request(f"games must be a list of at most {MAX_PLACEMENTS} {{number, game, enabled}}")
+    placements: list[Placement] = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise p.bad_request(f"games[{i}] must be an object {{number, game, enabled}}")
+        _only(item, ("number", "game", "enabled"), f"games[{i}]")
+        enabled = item.get("enabled", True)
+        if type(enabled) is not bool:
+            raise p.bad_request(f"games[{i}].enabled must be true or false")
+        placements.append(Placement(hall, device, integer(item.get("number"), f"games[{i}].number", 1, 9999),
+                                    ident(item.get("game"), f"games[{i}].game"), enabled))
+    numbers = [pl.number for pl in placements]
+    if len(set(numbers)) != len(numbers):
+        raise p.bad_request("games: each game number may appear once")
+    return placements
+
+
+class Needs(HasAudit, HasCatalog, HasDevices, HasHalls, Protocol):
+    """The repositories this feature uses (the app passes :class:`central.repos.Repositories`)."""
+
+
 # --- handlers -----------------------------------------------------------------------------------
-def handlers(ctx: ApiContext) -> dict[str, Handler]:
-    store = ctx.store
+def handlers(ctx: ApiContext, store: Needs) -> dict[str, Handler]:
 
     async def audit(request: web.Request, action: str, target: str, before: Any, after: Any) -> None:
         await store.audit.add_audit(AuditEntry(time=ctx.clock(), actor=api_key(request).id, action=action,
@@ -192,22 +241,7 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
     async def put_game(request: web.Request) -> web.Response:
         _not_scoped(request)
         game_id = ident(request.match_info["id"], "game id")
-        body = await json_body(request)
-        _same_id(body, game_id)
-        fields = ("provider", "name", "category", "rtp_bp", "status", "min_bet", "max_bet", "sas_game_id",
-                  "paytable_id")
-        _only(body, fields, "a catalog game")
-        game = CatalogGame(
-            id=game_id, provider=ident(body.get("provider"), "provider"), name=_name(body.get("name"), "name"),
-            category=_name(body.get("category"), "category", max_len=64),
-            rtp_bp=integer(body.get("rtp_bp"), "rtp_bp (basis points: 9612 = 96.12 %)", 0, 10_000),
-            status=_status(body.get("status", "active")),
-            min_bet=integer(body.get("min_bet"), "min_bet (minor units)"),
-            max_bet=integer(body.get("max_bet"), "max_bet (minor units)"),
-            sas_game_id=_sas_id(body.get("sas_game_id"), "sas_game_id"),
-            paytable_id=_sas_id(body.get("paytable_id"), "paytable_id"))
-        if game.min_bet > game.max_bet:
-            raise p.bad_request(f"min_bet ({game.min_bet}) is greater than max_bet ({game.max_bet})")
+        game = _game(game_id, await json_body(request))
         try:
             before = await store.catalog.put_game(game)
         except CatalogConflict as exc:
@@ -223,24 +257,7 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
             raise p.bad_request(f"hall must be a hall ID ([A-Za-z0-9_-]{{1,64}}), not {hall!r}")
         require_hall_in_scope(request, hall)
         device = ident(request.match_info["device"], "device")
-        body = await json_body(request)
-        _only(body, ("games",), "a device's placements")
-        raw = body.get("games")
-        if not isinstance(raw, list) or len(raw) > MAX_PLACEMENTS:
-            raise p.bad_request(f"games must be a list of at most {MAX_PLACEMENTS} {{number, game, enabled}}")
-        placements: list[Placement] = []
-        for i, item in enumerate(raw):
-            if not isinstance(item, dict):
-                raise p.bad_request(f"games[{i}] must be an object {{number, game, enabled}}")
-            _only(item, ("number", "game", "enabled"), f"games[{i}]")
-            enabled = item.get("enabled", True)
-            if type(enabled) is not bool:
-                raise p.bad_request(f"games[{i}].enabled must be true or false")
-            placements.append(Placement(hall, device, integer(item.get("number"), f"games[{i}].number", 1, 9999),
-                                        ident(item.get("game"), f"games[{i}].game"), enabled))
-        numbers = [pl.number for pl in placements]
-        if len(set(numbers)) != len(numbers):
-            raise p.bad_request("games: each game number may appear once")
+        placements = _placements(hall, device, await json_body(request))
         if await store.halls.get_hall(hall) is None:
             raise p.bad_request(f"hall {hall!r} is not registered")
         try:

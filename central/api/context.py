@@ -3,8 +3,9 @@
 The core routes live in :mod:`.app`; every further feature (catalog, audit, export, monitoring,
 metrics…) is a module listed in :data:`central.api.features.FEATURES` that exposes
 
-* ``handlers(ctx: ApiContext) -> dict[str, Handler]`` — ``{"GET /path": handler}``, paths relative to
-  ``/api/v1``, each also in :data:`central.api.roles.ROUTE_ROLES`;
+* ``handlers(ctx: ApiContext, store: Needs) -> dict[str, Handler]`` — ``{"GET /path": handler}``, paths
+  relative to ``/api/v1``, each also in :data:`central.api.roles.ROUTE_ROLES`; ``Needs`` is the
+  feature's protocol of the repositories it uses (built from :class:`central.repos.HasHalls` and kin);
 * ``PATHS`` — its OpenAPI path items (``x-roles`` is filled in from the route table);
 * ``SCHEMAS`` — its OpenAPI component schemas.
 
@@ -23,7 +24,6 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from central.commands import CommandPublisher
-from central.repos import Repositories
 from central.repos.halls import ApiKeyRecord
 from central.timeutil import Clock
 
@@ -36,10 +36,11 @@ KEY: Final = web.RequestKey("api_key", ApiKeyRecord)
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ApiContext:
-    """Shared by every handler: the store (not owned), the currency of every amount, now in µs,
-    and — when central has an MQTT link — the command publisher and the key that signs commands."""
+    """Shared by every handler: the currency of every amount, now in µs, and — when central has an
+    MQTT link — the command publisher and the key that signs commands. The repositories are not here:
+    each feature's ``handlers(ctx, store)`` types ``store`` as the repositories it uses (its ``Needs``
+    protocol), so a feature cannot reach one it did not declare."""
 
-    store: Repositories
     currency: str
     clock: Clock
     command_publisher: CommandPublisher | None = None

@@ -119,7 +119,7 @@ def merge(parts: Sequence[Sequence[GgrRow]]) -> list[GgrRow]:
             acc = total.setdefault((row.hall, row.key), [0, 0, 0, 0, 0])
             for index, value in enumerate((row.bets, row.wins, row.rounds, row.cash_in, row.cash_out)):
                 acc[index] += value
-    return [GgrRow(key, *money, hall=hall)
+    return [GgrRow(key, money[0], money[1], money[2], money[3], money[4], hall=hall)
             for (hall, key), money in sorted(total.items(), key=lambda item: (item[0][0] or "", item[0][1]))]
 
 

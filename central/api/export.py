@@ -10,12 +10,13 @@ manifest, which the verifier refuses) instead of a short file that looks complet
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import structlog
 from aiohttp import web
 
 from central.export import FORMATS, MEDIA_TYPES, write_export
+from central.repos import HasExport, HasHalls
 
 from . import days
 from . import params as p
@@ -26,15 +27,19 @@ from .params import ApiError
 log = structlog.get_logger("central.api")
 
 
-def handlers(ctx: ApiContext) -> dict[str, Handler]:
+class Needs(HasExport, HasHalls, Protocol):
+    """The repositories this feature uses (the app passes :class:`central.repos.Repositories`)."""
+
+
+def handlers(ctx: ApiContext, store: Needs) -> dict[str, Handler]:
     async def export(request: web.Request) -> web.StreamResponse:
         q = request.query
         fmt = p.choice(q, "format", FORMATS, default="jsonl")
         assert fmt is not None
         hall, halls = scope(request)
-        if hall is not None and await ctx.store.halls.get_hall(hall) is None:
+        if hall is not None and await store.halls.get_hall(hall) is None:
             raise p.bad_request(f"hall {hall!r} is not registered")
-        time_from, time_to = await days.window_in_scope(q, ctx.store.halls, hall, halls, ctx.clock())
+        time_from, time_to = await days.window_in_scope(q, store.halls, hall, halls, ctx.clock())
         if time_from is None or time_to is None:
             raise p.bad_request("from and to are required: the export's period, [from, to), as instants or "
                                 "gaming days (YYYY-MM-DD, both days included)")
@@ -50,7 +55,7 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
         response.enable_chunked_encoding()
         await response.prepare(request)
         try:
-            await write_export(ctx.store, response.write, fmt=fmt, time_from=time_from, time_to=time_to,
+            await write_export(store, response.write, fmt=fmt, time_from=time_from, time_to=time_to,
                                key=ctx.central_key, generated_at=ctx.clock(), generated_by=key.id, hall=hall,
                                halls=halls)
         except (asyncio.CancelledError, ConnectionResetError):

@@ -9,11 +9,12 @@ device's newest game and the applied enable/disable commands are read; the pure
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 
 from central.floor import PLAYING_WINDOW_US, STATES, MachineState, derive
+from central.repos import HasDevices, HasHalls, HasMonitor
 from central.repos.devices import DeviceCondition
 from protocols.sync.fields import HALL_RE
 
@@ -37,8 +38,11 @@ def machine_dict(m: MachineState) -> dict[str, Any]:
             "last_play": p.rfc3339(m.last_play), "last_play_us": m.last_play}
 
 
-def handlers(ctx: ApiContext) -> dict[str, Handler]:
-    store = ctx.store
+class Needs(HasDevices, HasHalls, HasMonitor, Protocol):
+    """The repositories this feature uses (the app passes :class:`central.repos.Repositories`)."""
+
+
+def handlers(ctx: ApiContext, store: Needs) -> dict[str, Handler]:
 
     async def floor(request: web.Request) -> web.Response:
         hall = p.text(request.query, "hall")

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from typing import Final
+from typing import Final, Protocol
 
 from central import catalog as cat
-from central.repos import Repositories
+from central.repos import HasCatalog, HasDevices, HasReports
 from central.repos.reports import GgrRow
 
 from .catalog import load_world
@@ -40,7 +40,11 @@ def game_label(number: str, names: Iterable[str | None]) -> str:
     return " / ".join(known + ([NOT_IN_CATALOG] if unknown else [])) + f" (game {number})"
 
 
-async def labels(store: Repositories, group_by: str, rows: Sequence[GgrRow],
+class LabelSource(HasCatalog, HasDevices, HasReports, Protocol):
+    """What :func:`labels` reads (the catalog's names through :func:`load_world`, the reports)."""
+
+
+async def labels(store: LabelSource, group_by: str, rows: Sequence[GgrRow],
                  periods: Sequence[tuple[dt.date | None, dt.date | None, Sequence[str] | None]],
                  hall: str | None, halls: Sequence[str] | None) -> list[str]:
     """One label per row, in order. ``periods`` are the report's slices (day range, hall scope), so

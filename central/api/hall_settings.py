@@ -8,10 +8,11 @@ new settings reach the hall's agent as its standing data (its day-close snapshot
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 
+from central.repos import HasAudit, HasHalls
 from central.repos.audit import AuditEntry
 from protocols.sync.fields import HALL_RE
 from protocols.sync.gamingday import DayRule, DayRuleError
@@ -27,8 +28,11 @@ def settings_of(record: Any) -> dict[str, Any]:
             "settings_version": record.settings_version}
 
 
-def handlers(ctx: ApiContext) -> dict[str, Handler]:
-    store = ctx.store
+class Needs(HasAudit, HasHalls, Protocol):
+    """The repositories this feature uses (the app passes :class:`central.repos.Repositories`)."""
+
+
+def handlers(ctx: ApiContext, store: Needs) -> dict[str, Handler]:
 
     async def put_settings(request: web.Request) -> web.Response:
         hall = request.match_info["hall"]

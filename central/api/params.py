@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, overload
 
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _ONE_US: Final = dt.timedelta(microseconds=1)
@@ -48,6 +48,10 @@ def text(query: Mapping[str, str], name: str) -> str | None:
     return value if value else None
 
 
+@overload
+def choice(query: Mapping[str, str], name: str, allowed: Sequence[str], default: str) -> str: ...
+@overload
+def choice(query: Mapping[str, str], name: str, allowed: Sequence[str], default: None = None) -> str | None: ...
 def choice(query: Mapping[str, str], name: str, allowed: Sequence[str], default: str | None = None) -> str | None:
     value = text(query, name)
     if value is None:

@@ -13,12 +13,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 
 from central import catalog as cat
-from central.repos import Repositories
+from central.repos import HasCatalog, HasDevices, HasHalls, HasReports
 from central.repos.reports import GgrRow, RollupCell
 from protocols.sync.gamingday import DayRule
 
@@ -43,7 +43,11 @@ def _provider_of(world: World, cell: RollupCell) -> tuple[cat.CatalogGame | None
     return game, (cat.UNASSIGNED if game is None else game.provider)
 
 
-async def ggr_by_provider(store: Repositories, *, day_from: dt.date | None, day_to: dt.date | None, hall: str | None,
+class ProviderSource(HasCatalog, HasDevices, HasReports, Protocol):
+    """What :func:`ggr_by_provider` reads: the game map (:func:`load_world`) and the rollup cells."""
+
+
+async def ggr_by_provider(store: ProviderSource, *, day_from: dt.date | None, day_to: dt.date | None, hall: str | None,
                           halls: Sequence[str] | None) -> list[GgrRow]:
     """``GET /reports/ggr?group_by=provider``: the rollups summed per provider (``unassigned`` for the rest)."""
     cells = await store.reports.rollup_cells(day_from=day_from, day_to=day_to, hall=hall, halls=halls)
@@ -65,7 +69,7 @@ async def ggr_by_provider(store: Repositories, *, day_from: dt.date | None, day_
         acc[2] += cell.rounds
         acc[3] += cell.cash_in
         acc[4] += cell.cash_out
-    return [GgrRow(k, *sums[k]) for k in sorted(sums)]
+    return [GgrRow(k, *_money(sums[k])) for k in sorted(sums)]
 
 
 @dataclasses.dataclass(slots=True)
@@ -81,8 +85,11 @@ class _ProviderHall:
     offline: set[str] = dataclasses.field(default_factory=set)
 
 
-def handlers(ctx: ApiContext) -> dict[str, Handler]:
-    store = ctx.store
+class Needs(HasCatalog, HasDevices, HasHalls, HasReports, Protocol):
+    """The repositories this feature uses (the app passes :class:`central.repos.Repositories`)."""
+
+
+def handlers(ctx: ApiContext, store: Needs) -> dict[str, Handler]:
 
     async def providers_report(request: web.Request) -> web.Response:
         day_from, day_to = _days(request)
@@ -241,3 +248,7 @@ SCHEMAS: Final[dict[str, Any]] = {
             "rtp_bp": _BP, "theoretical_hold_bp": _BP, "actual_hold_bp": _BP, "deviation_bp": _BP, "band_bp": _BP,
             "anomaly": {"type": "boolean"}, "reason": {"type": "string"}}}}}},
 }
+
+
+def _money(acc: list[int]) -> tuple[int, int, int, int, int]:
+    return acc[0], acc[1], acc[2], acc[3], acc[4]

@@ -13,12 +13,12 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 
 from central import reconcile as rc
-from central.repos import Repositories
+from central.repos import HasHalls, HasReports
 from central.repos.devices import DeviceEventRow
 from protocols.sync.fields import HALL_RE, ID_RE
 from protocols.sync.gamingday import UTC_MIDNIGHT, DayRule
@@ -52,7 +52,7 @@ class _Device:
         return resets, missed, [r.seq for r in self.integration if r.data.get("kind") == "anomaly"]
 
 
-async def hall_rows(store: Repositories, hall: str, cells: Mapping[str, Mapping[dt.date, Contribution]],
+async def hall_rows(store: HasReports, hall: str, cells: Mapping[str, Mapping[dt.date, Contribution]],
                     rule: DayRule = UTC_MIDNIGHT) -> dict[str, list[rc.ReconRow]]:
     """Reconcile the devices of one hall: ``cells`` is device → its rollup money per gaming day of the
     page (by ``rule``; shown as unreconciled when there are no meters to compare with). The store is
@@ -92,15 +92,15 @@ async def hall_rows(store: Repositories, hall: str, cells: Mapping[str, Mapping[
                 wanted.append((device, plan.counted))
                 if plan.excluded:
                     wanted.append((device, plan.excluded))
-    money = iter(await store.reports.devices_money(hall, wanted) if wanted else ())
+    window_money = iter(await store.reports.devices_money(hall, wanted) if wanted else ())
     out: dict[str, list[rc.ReconRow]] = {device: [] for device in state}
     for device, plan in plans:
         dev = state[device]
         if not plan.segments:
             out[device].append(rc.judge(plan, ZERO, ZERO, unreconciled=dev.day_money.get(plan.day, ZERO)))
             continue
-        events = rc.window_events(plan, next(money))
-        unreconciled = next(money) if plan.excluded else ZERO
+        events = rc.window_events(plan, next(window_money))
+        unreconciled = next(window_money) if plan.excluded else ZERO
         resets, missed, anomalies = judged[device]
         row = rc.judge(plan, events, rc.attribute_missed(plan, missed), unreconciled=unreconciled,
                        anomalies=rc.judged_in(plan, dev.snapshots, anomalies))
@@ -110,7 +110,7 @@ async def hall_rows(store: Repositories, hall: str, cells: Mapping[str, Mapping[
     return out
 
 
-async def _timing_explains(store: Repositories, plan: rc.DayPlan, snapshots: list[rc.Snapshot], resets: set[int],
+async def _timing_explains(store: HasReports, plan: rc.DayPlan, snapshots: list[rc.Snapshot], resets: set[int],
                            missed: list[rc.MissedRecord]) -> bool:
     """True when widening the window by a few snapshot intervals leaves no residual (rc.widen)."""
     previous: rc.DayPlan | None = None
@@ -141,8 +141,11 @@ def _cursor(text: str | None) -> tuple[str, str, str] | None:
     return parts[0], parts[1], parts[2]
 
 
-def handlers(ctx: ApiContext) -> dict[str, Handler]:
-    store = ctx.store
+class Needs(HasHalls, HasReports, Protocol):
+    """The repositories this feature uses (the app passes :class:`central.repos.Repositories`)."""
+
+
+def handlers(ctx: ApiContext, store: Needs) -> dict[str, Handler]:
 
     async def reconciliation(request: web.Request) -> web.Response:
         q = request.query

@@ -23,13 +23,14 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 
 from central import catalog as cat
 from central.catalog import RuleRecord
 from central.commands import DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS
+from central.repos import HasAudit, HasCatalog, HasCommands, HasDevices, HasHalls
 from central.repos.audit import AuditEntry
 from central.repos.commands import CommandRecord
 from protocols.sync.fields import HALL_RE
@@ -88,8 +89,28 @@ def _halls_of(request: web.Request, raw: Any) -> tuple[str, ...] | None:
     return tuple(sorted(set(halls)))
 
 
-def handlers(ctx: ApiContext) -> dict[str, Handler]:
-    store = ctx.store
+def _max_bet_params(body: dict[str, Any], world: World) -> dict[str, Any]:
+    """A max_bet rule's checked params: ``max_bet``, ``enforce`` and the optional catalog scope."""
+    _only(body, ("kind", "max_bet", "provider", "game", "enforce", "halls", "ttl_seconds"), "a max_bet rule")
+    params: dict[str, Any] = {"max_bet": integer(body.get("max_bet"), "max_bet (minor units per round)")}
+    for name, known in (("provider", world.providers), ("game", world.by_id)):
+        if body.get(name) is not None:
+            value = ident(body[name], name)
+            if value not in known:
+                raise p.bad_request(f"{name} {value!r} is not in the catalog")
+            params[name] = value
+    enforce = body.get("enforce", False)
+    if type(enforce) is not bool:
+        raise p.bad_request("enforce must be true or false")
+    params["enforce"] = enforce
+    return params
+
+
+class Needs(HasAudit, HasCatalog, HasCommands, HasDevices, HasHalls, Protocol):
+    """The repositories this feature uses (the app passes :class:`central.repos.Repositories`)."""
+
+
+def handlers(ctx: ApiContext, store: Needs) -> dict[str, Handler]:
 
     async def view(rule: RuleRecord, halls: Sequence[str] | None) -> dict[str, Any]:
         commands = []
@@ -123,7 +144,7 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
             if hall not in registered:
                 skipped.append({"hall": hall, "device": device, "number": number, "reason": "hall not registered"})
                 continue
-            record = await issue_command(ctx, hall=hall, device=device, action=action, game=str(number),
+            record = await issue_command(ctx, store, hall=hall, device=device, action=action, game=str(number),
                                          ttl_seconds=ttl, created_by=api_key(request).id,
                                          detail=f"rule {rule_id} by API key {api_key(request).id}")
             await store.catalog.add_rule_commands(rule_id, [record.id])
@@ -150,18 +171,8 @@ def handlers(ctx: ApiContext) -> dict[str, Handler]:
             targets = _targets(world, game_id)
             action = kind
         else:
-            _only(body, ("kind", "max_bet", "provider", "game", "enforce", "halls", "ttl_seconds"), "a max_bet rule")
-            params = {"max_bet": integer(body.get("max_bet"), "max_bet (minor units per round)")}
-            for name, known in (("provider", world.providers), ("game", world.by_id)):
-                if body.get(name) is not None:
-                    value = ident(body[name], name)
-                    if value not in known:
-                        raise p.bad_request(f"{name} {value!r} is not in the catalog")
-                    params[name] = value
-            enforce = body.get("enforce", False)
-            if type(enforce) is not bool:
-                raise p.bad_request("enforce must be true or false")
-            params["enforce"] = enforce
+            params = _max_bet_params(body, world)
+            enforce = params["enforce"]
             limit = cat.LimitRule(id=rule_id, max_bet=params["max_bet"], halls=halls,
                                   provider=params.get("provider"), game=params.get("game"))
             over = cat.over_limit(limit, world.detected.values(), world.gmap)

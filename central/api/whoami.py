@@ -19,7 +19,8 @@ from .openapi_parts import _ERRORS, _ref
 from .roles import ROUTE_ROLES
 
 
-def handlers(ctx: ApiContext) -> dict[str, Handler]:
+def handlers(ctx: ApiContext, store: object) -> dict[str, Handler]:
+    """``store`` is unused: who-am-I reads only the request's key."""
     async def whoami(request: web.Request) -> web.Response:
         key = api_key(request)
         routes = sorted(r for r, roles in ROUTE_ROLES.items() if roles is not None and key.role in roles)

@@ -21,6 +21,7 @@ from .devices import DeviceRepository
 from .export import ExportRepository
 from .halls import HallRepository
 from .ingest import IngestRepository
+from .leases import LeaseRepository
 from .monitor import MonitorRepository
 from .reports import ReportRepository
 
@@ -56,9 +57,64 @@ class Repositories:
     """The audit trail."""
     export: ExportRepository
     """The regulatory export's reads."""
+    leases: LeaseRepository
+    """Named leases: which of several processes runs a job alone (the alert monitor)."""
 
     async def close(self) -> None:
         await self.database.close()
+
+
+# One read-only member per repository: a part of central declares what it uses by combining these, e.g.
+# ``class Needs(HasCatalog, HasAudit, Protocol): ...``; :class:`Repositories` satisfies every such
+# combination, and a type checker refuses the part any repository it did not declare.
+class HasHalls(Protocol):
+    @property
+    def halls(self) -> HallRepository: ...
+
+
+class HasIngest(Protocol):
+    @property
+    def ingest(self) -> IngestRepository: ...
+
+
+class HasReports(Protocol):
+    @property
+    def reports(self) -> ReportRepository: ...
+
+
+class HasDevices(Protocol):
+    @property
+    def devices(self) -> DeviceRepository: ...
+
+
+class HasCatalog(Protocol):
+    @property
+    def catalog(self) -> CatalogRepository: ...
+
+
+class HasCommands(Protocol):
+    @property
+    def commands(self) -> CommandRepository: ...
+
+
+class HasMonitor(Protocol):
+    @property
+    def monitor(self) -> MonitorRepository: ...
+
+
+class HasAudit(Protocol):
+    @property
+    def audit(self) -> AuditRepository: ...
+
+
+class HasExport(Protocol):
+    @property
+    def export(self) -> ExportRepository: ...
+
+
+class HasLeases(Protocol):
+    @property
+    def leases(self) -> LeaseRepository: ...
 
 
 __all__ = [
@@ -69,7 +125,18 @@ __all__ = [
     "DeviceRepository",
     "ExportRepository",
     "HallRepository",
+    "HasAudit",
+    "HasCatalog",
+    "HasCommands",
+    "HasDevices",
+    "HasExport",
+    "HasHalls",
+    "HasIngest",
+    "HasLeases",
+    "HasMonitor",
+    "HasReports",
     "IngestRepository",
+    "LeaseRepository",
     "MonitorRepository",
     "ReportRepository",
     "Repositories",

@@ -202,6 +202,11 @@ CREATE TABLE IF NOT EXISTS alerts (
 );
 CREATE INDEX IF NOT EXISTS alerts_open ON alerts (cleared_at, hall);
 CREATE INDEX IF NOT EXISTS alerts_by_hall ON alerts (hall, id);
+CREATE TABLE IF NOT EXISTS leases (            -- one process of several runs a job alone (central.repos.leases)
+    name       TEXT PRIMARY KEY,
+    owner      TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS monitor_cursors (
     hall TEXT PRIMARY KEY,
     seq  INTEGER NOT NULL                        -- the monitor has read the hall's events up to here

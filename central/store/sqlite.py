@@ -14,6 +14,7 @@ from .devices_sqlite import SqliteDevices
 from .export_sqlite import SqliteExport
 from .halls_sqlite import SqliteHalls
 from .ingest_sqlite import SqliteIngest
+from .leases_sqlite import SqliteLeases
 from .monitor_sqlite import SqliteMonitor
 from .reports_sqlite import SqliteReports
 from .sqlite_db import SqliteDatabase
@@ -23,7 +24,8 @@ def sqlite_repositories(db: SqliteDatabase) -> Repositories:
     """Every repository over one open SQLite database."""
     return Repositories(database=db, halls=SqliteHalls(db), ingest=SqliteIngest(db), reports=SqliteReports(db),
                         devices=SqliteDevices(db), catalog=SqliteCatalog(db), commands=SqliteCommands(db),
-                        monitor=SqliteMonitor(db), audit=SqliteAudit(db), export=SqliteExport(db))
+                        monitor=SqliteMonitor(db), audit=SqliteAudit(db), export=SqliteExport(db),
+                        leases=SqliteLeases(db))
 
 
 async def open_sqlite(path: str | Path) -> Repositories:

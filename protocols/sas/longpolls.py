@@ -185,7 +185,7 @@ SINGLE_METER_POLLS: dict[int, tuple[str, int]] = {
     0x1A: ("current_credits", 0x0C),
 }
 SINGLE_METER_REQUESTS: dict[int, type[Message]] = {}
-SINGLE_METER_RESPONSES: dict[int, type[Message]] = {}
+SINGLE_METER_RESPONSES: dict[int, type[SingleMeter]] = {}
 for _cmd, (_name, _code) in SINGLE_METER_POLLS.items():
     _camel = "".join(part.capitalize() for part in _name.split("_"))
     SINGLE_METER_REQUESTS[_cmd] = _read(_cmd, f"Send{_camel}", f"LP {_cmd:02X}: send {_name.replace('_', ' ')}.")

@@ -11,7 +11,7 @@ The result is signed by the hall so central's audit trail cannot be fed forged o
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, Literal, TypeGuard, get_args
 
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -25,6 +25,13 @@ Action = Literal[
     "disable_machine", "enable_machine", "disable_game", "enable_game", "set_limit", "set_config", "update_catalog"
 ]
 ACTIONS: Final[tuple[str, ...]] = get_args(Action)
+
+
+def is_action(value: str) -> TypeGuard[Action]:
+    """Whether ``value`` names a command action (narrows a checked request field to :data:`Action`)."""
+    return value in ACTIONS
+
+
 GAME_ACTIONS: Final = frozenset({"disable_game", "enable_game"})
 DEVICE_ACTIONS: Final = frozenset({"disable_machine", "enable_machine", "disable_game", "enable_game"})
 

@@ -4,7 +4,7 @@ One document per hall, signed by central, versioned: central publishes it retain
 ``hallsync/v1/halls/{hall}/standing`` whenever it changes and again when the hall's agent connects;
 the agent verifies it, refuses a version older than the one it holds (a replayed or stale retained
 message must not turn a hall's day back), keeps the last verified document on disk and applies it.
-This slice carries the hall's gaming day (time zone and day start: the agent's day-close snapshot
+It carries the hall's gaming day (time zone and day start: the agent's day-close snapshot
 and central's reports then use one and the same day); later money issues add their settings as new
 optional fields of the same document, so the version stays one counter per hall.
 """

@@ -334,7 +334,7 @@ async def test_unknown_device_and_unsupported_action_fail(tmp_path: Path, mosqui
 async def test_terminal_disable_writes_control_1(tmp_path: Path, mosquitto) -> None:
     async with TestTerminal() as term, hall_and_central(tmp_path, mosquitto, terminal=term) as (hall, central):
         assert hall.agent is not None
-        coord = hall.agent.modbus.coordinators["term-01"]
+        coord = hall.agent.coordinators["term-01"]
         await wait_until(lambda: coord.link_up, 5, "terminal online")
         cmd = command("disable_machine", device="term-01")
         await central.send(cmd)

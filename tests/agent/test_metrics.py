@@ -79,7 +79,7 @@ async def test_a_scrape_agrees_with_the_cli_and_the_devices(tmp_path: Path, mosq
         assert agent.metrics_server is not None
         url = f"http://127.0.0.1:{agent.metrics_server.port}/metrics"
         egm_coord = agent.poller.coordinators["egm-001"]
-        await wait_until(lambda: egm_coord.link_up and agent.modbus.coordinators["term-01"].link_up, 10,
+        await wait_until(lambda: egm_coord.link_up and agent.coordinators["term-01"].link_up, 10,
                          "EGM and terminal online")
         assert egm.insert_bill(10)
         egm.play_game(bet=5)

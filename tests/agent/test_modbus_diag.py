@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from agent.diag.errors import EXIT_NO_ANSWER, EXIT_PORT, EXIT_USAGE
-from agent.diag.modbus import ModbusDiagOptions, run_modbus_diag
+from agent.modbus.diag import ModbusDiagOptions, run_modbus_diag
 
 from .modbus_helpers import SilentServer, TestTerminal, free_port
 

@@ -56,7 +56,7 @@ async def test_terminal_money_reaches_the_outbox_exactly_across_a_restart(tmp_pa
     stop = asyncio.Event()
     run = asyncio.create_task(agent.run(stop))
     try:
-        coord = agent.modbus.coordinators["term-01"]
+        coord = agent.coordinators["term-01"]
         await wait_until(lambda: coord.link_up and coord.last_reading is not None, 5, "terminal online")
         await wait_until(lambda: any(e.type == "device.status" for e in outbox_events(db, "term-01")), 5,
                          "baseline committed")
@@ -96,7 +96,7 @@ async def test_fail_closed_disables_terminals_and_recovery_enables_them(tmp_path
         stop = asyncio.Event()
         run = asyncio.create_task(agent.run(stop))
         try:
-            coord = agent.modbus.coordinators["term-01"]
+            coord = agent.coordinators["term-01"]
             await wait_until(lambda: coord.link_up, 5, "terminal online")
             agent._fail_closed("disk full (test)", frozenset())
             await wait_until(lambda: (18, 1) in term.writes, 3, "control=1 written")

@@ -27,8 +27,8 @@ from collections.abc import Callable
 
 import pytest
 
-from agent.pipeline import Normalizer
 from agent.sas import facts as F
+from agent.sas.normalizer import Normalizer
 from protocols.sas import framing
 from protocols.sas import longpolls as lp
 

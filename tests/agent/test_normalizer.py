@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.pipeline import EventDraft, Normalizer
+from agent.pipeline import EventDraft
 from agent.sas import facts as F
+from agent.sas.normalizer import Normalizer
 from protocols.sas.exceptions import BillAcceptedData, GameEndedData, GameSelectedData, GameStartedData
 from protocols.sync.events import UnsealedEvent, seal
 from protocols.sync.fields import GENESIS_HASH

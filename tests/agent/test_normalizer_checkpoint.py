@@ -23,13 +23,14 @@ from typing import Any
 
 import pytest
 
-from agent.pipeline import EventDraft, Normalizer
-from agent.pipeline.checkpoint import VERSION
-from agent.pipeline.device_state import DeviceState
+from agent.pipeline import EventDraft
 from agent.sas import facts as F
+from agent.sas.checkpoint import VERSION
 from agent.sas.config import PollConfig
 from agent.sas.coordinator import MachineCoordinator
+from agent.sas.device_state import DeviceState
 from agent.sas.line import SasLine
+from agent.sas.normalizer import Normalizer
 from firmware_sim.egm import Egm
 from protocols.sas.exceptions import BillAcceptedData, GameEndedData, GameSelectedData, GameStartedData
 from protocols.sync.money import ZERO, Contribution, contribution

@@ -9,8 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from agent.pipeline import EventDraft, Normalizer
+from agent.pipeline import EventDraft
 from agent.sas import facts as F
+from agent.sas.normalizer import Normalizer
 from protocols.sas.exceptions import GameEndedData, GameStartedData
 from protocols.sync.money import ZERO, Contribution, contribution
 

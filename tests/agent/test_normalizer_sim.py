@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from agent.pipeline import EventDraft, Normalizer
+from agent.pipeline import EventDraft
 from agent.sas import facts as F
 from agent.sas.config import PollConfig
 from agent.sas.coordinator import MachineCoordinator
 from agent.sas.line import SasLine
+from agent.sas.normalizer import Normalizer
 from agent.sas.transaction import Timing
 from firmware_sim.egm import Egm, PlayRefused
 from protocols.sync.events import UnsealedEvent, seal

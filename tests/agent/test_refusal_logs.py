@@ -34,7 +34,7 @@ async def _nothing(_drafts: list) -> None:
 async def test_a_flood_of_forged_commands_is_counted_and_logged_twenty_times_a_minute(tmp_path: Path) -> None:
     clock = Clock()
     handler = CommandHandler(HALL, generate_private_key(), generate_private_key().public_key(),
-                             tmp_path / "commands.db", sas=dict, terminals=dict, append=_nothing, clock=clock)
+                             tmp_path / "commands.db", families=list, append=_nothing, clock=clock)
     with capture_logs() as logs:
         for i in range(500):
             await handler.on_message(b"not a command %d" % i)

@@ -15,12 +15,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from agent.metrics import AgentMetrics
 from agent.sas import coordinator as coordinator_module
 from agent.sas import facts as F
 from agent.sas.config import PollConfig
 from agent.sas.coordinator import MachineCoordinator
 from agent.sas.line import SasLine
+from agent.sas.metrics import sas_metric_families
 from agent.sas.poller import LoopLag
 from agent.sas.stats import LinkStats
 from agent.sas.transaction import Timing
@@ -193,9 +193,7 @@ def test_the_counters_are_rendered_per_machine_and_per_line() -> None:
                "/dev/ttyS1": SimpleNamespace(name="/dev/ttyS1", busy_seconds=0.25)},
         loop_lag=LoopLag())
     poller.loop_lag.observe(0.05)
-    metrics = AgentMetrics.__new__(AgentMetrics)
-    metrics.agent = SimpleNamespace(poller=poller)  # type: ignore[assignment]
-    families = promtext.parse(render(metrics._sas_lines()))
+    families = promtext.parse(render(sas_metric_families(poller)))  # type: ignore[arg-type]
     v = promtext.value
     s0 = {"port": "/dev/ttyS0"}
     assert v(families, "hallsync_agent_sas_exception_overflows_total", device="egm-001", **s0) == 3

@@ -30,6 +30,7 @@ from protocols.sync import (
     generate_private_key,
     topic,
 )
+from tests import waits
 
 from .builders import T0, FakeHall
 from .conftest import register
@@ -350,11 +351,7 @@ class FakeAgent:
 
 
 async def _until(check: Any, timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("timed out")
+    await waits.until(check, getattr(check, "__name__", "the condition"), timeout=timeout)
 
 
 async def test_command_round_trip_through_mosquitto(store: Repositories, mosquitto: Any) -> None:

@@ -29,6 +29,7 @@ from protocols.sync import (
     public_key_to_pem,
     topic,
 )
+from tests import waits
 
 from .builders import FakeHall
 
@@ -51,15 +52,12 @@ def get(url: str, key: str | None = None) -> tuple[int, dict]:
 
 
 async def wait_http(url: str, proc: subprocess.Popen, timeout: float = 20) -> None:
-    for _ in range(int(timeout / 0.1)):
+    def answers() -> bool:
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else "exited"
-        try:
-            if (await asyncio.to_thread(get, url))[0] == 200:
-                return
-        except OSError:
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError("central did not answer")
+        return get(url)[0] == 200
+
+    await waits.until(answers, f"central to answer {url}", timeout=timeout, interval=0.1, off_loop=True,
+                      ignore=(OSError,))
 
 
 def start_serve(tmp_path: Path, mosquitto) -> tuple[str, str, subprocess.Popen[str]]:  # type: ignore[no-untyped-def]

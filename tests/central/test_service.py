@@ -9,6 +9,7 @@ from central.repos import Repositories
 from central.service import IngestService, ServiceConfig
 from mqttlink import BrokerUrl, Received
 from protocols.sync import generate_private_key, topic
+from tests import waits
 
 from .builders import FakeHall
 from .conftest import register
@@ -41,10 +42,7 @@ async def test_messages_on_bad_topics_share_one_contained_worker(store: Reposito
 
 
 async def _until(condition, what: str, timeout: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
+    await waits.until(condition, what, timeout=timeout, interval=0.02)
 
 
 async def test_garbage_on_thousands_of_unregistered_hall_topics_writes_a_bounded_log(store: Repositories) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import urllib.error
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 from mqttlink.broker import free_port
 from tests.hallcheck import BIN, api, central_by_device, cli, expected, outbox, post, terminal_baselines
 from tests.procs import Proc
+from tests.waits import until
 
 HALL = "hall-e2e"
 EGMS = 3
@@ -31,19 +31,9 @@ pytestmark = pytest.mark.slow
 
 
 async def eventually(check, timeout: float, what: str, *procs: Proc):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = await asyncio.to_thread(check)
-            if last:
-                return last
-        except (OSError, urllib.error.URLError, ValueError, KeyError):
-            pass
-        await asyncio.sleep(0.25)
-    logs = "\n".join(f"--- {p.name} ---\n{p.tail()}" for p in procs)
-    raise AssertionError(f"timed out waiting for {what}; last: {last}\n{logs}")
-
+    """Until ``check`` (blocking: HTTP, files) holds; a server still starting is "not yet"."""
+    return await until(check, what, timeout=timeout, procs=procs, off_loop=True,
+                       ignore=(OSError, urllib.error.URLError, ValueError, KeyError))
 
 async def test_ggr_equals_truth_through_kills_and_restarts(tmp_path: Path, mosquitto) -> None:
     floor_dir, agent_dir, central_dir = tmp_path / "floor", tmp_path / "agent", tmp_path / "central"

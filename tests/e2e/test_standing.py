@@ -24,6 +24,7 @@ from protocols.sync import generate_private_key, topic
 from protocols.sync.gamingday import DayRule
 from protocols.sync.keys import Ed25519PrivateKey
 from protocols.sync.standing import StandingData, encode_standing
+from tests import waits
 from tests.central.builders import FakeHall
 
 HALL = "hall-sd"
@@ -64,11 +65,7 @@ class Rig:
 
 
 async def until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not within {timeout} s: {what}")
+    await waits.until(check, what, timeout=timeout)
 
 
 @pytest.fixture

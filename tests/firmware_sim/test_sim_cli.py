@@ -15,6 +15,7 @@ import pytest
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 
 from protocols.modbus import HALLSYNC_TERMINAL_V1, decode
+from tests import waits
 
 pytestmark = pytest.mark.timeout(60)
 CLI = [sys.executable, "-m", "firmware_sim.cli"]
@@ -28,10 +29,7 @@ def start(*args: str) -> subprocess.Popen[str]:
 def wait_for(path: Path, timeout: float = 30.0) -> None:
     """A condition with a generous bound: starting a Python process with its imports takes seconds on
     a loaded machine (10 s was exceeded with three simulated halls and six CPU hogs running)."""
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.02)
+    waits.until_sync(path.exists, f"{path} to appear", timeout=timeout, interval=0.02)
 
 
 def stop(proc: subprocess.Popen[str]) -> tuple[int, str]:

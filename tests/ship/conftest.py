@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import pytest
 
 from central.brokeraccount import new_account
 from mqttlink.broker import Mosquitto, find_mosquitto, free_port
+from tests import waits
 
 from .pki import Pki, make_pki
 
@@ -49,15 +49,16 @@ def render_shipped_config(directory: Path, hall_port: int, central_port: int) ->
 
 
 def wait_listening(port: int, broker: Mosquitto, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    broker.stop()
-    pytest.fail(f"mosquitto did not listen on port {port}; see {broker.log_path}")
+    def listens() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+
+    try:
+        waits.until_sync(listens, f"mosquitto to listen on port {port}", timeout=timeout, interval=0.02,
+                         ignore=(OSError,))
+    except AssertionError:
+        broker.stop()
+        pytest.fail(f"mosquitto did not listen on port {port}; see {broker.log_path}")
 
 
 @pytest.fixture

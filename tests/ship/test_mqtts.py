@@ -14,7 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from mqttlink import MqttLink, Received, parse_broker_url
 from mqttlink.broker import free_port
 from protocols.sync import shared_subscription, topic
 from tests.procs import Proc
+from tests.waits import until
 
 from .conftest import CENTRAL_USER, HqBroker
 from .pki import make_pki
@@ -100,19 +100,8 @@ def api(url: str, key: str) -> dict:
 
 
 async def eventually(check, timeout: float, what: str, *procs: Proc):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = await asyncio.to_thread(check)
-            if last:
-                return last
-        except (OSError, ValueError, KeyError):
-            pass
-        await asyncio.sleep(0.25)
-    logs = "\n".join(f"--- {p.name} ---\n{p.tail()}" for p in procs)
-    raise AssertionError(f"timed out waiting for {what}; last: {last}\n{logs}")
-
+    """Until ``check`` (blocking: HTTP, files) holds; a server still starting is "not yet"."""
+    return await until(check, what, timeout=timeout, procs=procs, off_loop=True, ignore=(OSError, ValueError, KeyError))
 
 def metrics_text(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:  # loopback: no token

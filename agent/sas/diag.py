@@ -14,15 +14,15 @@ import time
 from dataclasses import dataclass
 from typing import TextIO
 
-from ..sas import facts as F
-from ..sas.config import PollConfig
-from ..sas.coordinator import MachineCoordinator
-from ..sas.line import SasLine
-from ..sas.poller import timing_for
+from ..diag.errors import EXIT_NO_ANSWER, EXIT_PORT, DiagError
+from ..diag.render import table, to_jsonable
 from ..transport import default_kind, make_transport
 from ..transport.errors import TransportError
-from .errors import EXIT_NO_ANSWER, EXIT_PORT, DiagError
-from .render import table, to_jsonable
+from . import facts as F
+from .config import PollConfig
+from .coordinator import MachineCoordinator
+from .line import SasLine
+from .poller import timing_for
 
 
 @dataclass

@@ -14,12 +14,12 @@ from typing import TextIO
 from protocols.sas import framing
 from protocols.sas import longpolls as lp
 
-from ..sas.line import SasLine
-from ..sas.transaction import Outcome, Timing
+from ..diag.errors import EXIT_NO_ANSWER, EXIT_PORT, DiagError
+from ..diag.render import table
 from ..transport import default_kind, make_transport
 from ..transport.errors import TransportError
-from .errors import EXIT_NO_ANSWER, EXIT_PORT, DiagError
-from .render import table
+from .line import SasLine
+from .transaction import Outcome, Timing
 
 
 async def run_scan(port: str, framing_mode: str = "marks", transport: str | None = None,

@@ -401,7 +401,8 @@ class Ledger:
                 # judged snapshot (chaos, offline-hq: a $5 bill).
                 if q.code not in raw:
                     continue
-                code, value = q.code, raw[q.code]
+                code: int | None = q.code
+                value: int | None = raw[q.code]
             else:
                 code, value = pick_meter(name, raw)
             if code is None or value is None:

@@ -54,7 +54,6 @@ from typing import Any, Final
 
 import structlog
 
-from agent.sas import facts as F
 from protocols.sas.exceptions import (
     BILL_CODES,
     BILL_DENOMINATION_CODES,
@@ -73,9 +72,10 @@ from protocols.sas.exceptions import (
 from protocols.sync.gamingday import DayRule
 from protocols.sync.vocabulary import is_missed, money_slot
 
+from ..pipeline.drafts import EventDraft, SnapshotRequest, micros
 from . import checkpoint
+from . import facts as F
 from .device_state import DeviceState, HeldWin, OpenRound
-from .drafts import EventDraft, SnapshotRequest, micros
 from .ledger import GAME_QUANTITIES, MONEY_KEY, QUANTITIES, Game, Observation, pick_meter
 
 log = structlog.get_logger("agent.pipeline")

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from agent.sas.facts import HandpayInfo
-
+from .facts import HandpayInfo
 from .ledger import Game, Ledger
 
 

@@ -29,9 +29,8 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from agent.sas.facts import HandpayInfo
-
 from .device_state import DeviceState, HeldWin, OpenRound
+from .facts import HandpayInfo
 from .ledger import QUANTITIES, Game, Ledger, Quantity
 
 VERSION: Final = 1

@@ -22,10 +22,10 @@ from typing import Any, TextIO
 from protocols.modbus import MAPS, RegisterMap, TerminalReading, counter_delta, decode
 from protocols.modbus.registers import CONTROL_DISABLE, CONTROL_ENABLE, RegisterError
 
-from ..modbus.adapter import ModbusAdapter, ModbusDeviceError, ModbusEndpoint, ModbusError, ModbusUnreachable
+from ..diag.errors import EXIT_NO_ANSWER, EXIT_PORT, EXIT_USAGE, DiagError
+from ..diag.render import table
 from ..transport.errors import TransportError, check_serial_path
-from .errors import EXIT_NO_ANSWER, EXIT_PORT, EXIT_USAGE, DiagError
-from .render import table
+from .adapter import ModbusAdapter, ModbusDeviceError, ModbusEndpoint, ModbusError, ModbusUnreachable
 
 
 @dataclass
@@ -89,8 +89,9 @@ def report(ep: ModbusEndpoint, regmap: RegisterMap, map_name: str, words: list[i
 
 def render(rep: dict[str, Any]) -> str:
     parts = [f"Modbus terminal — {rep['endpoint']} (map {rep['map']}, {rep['latency_ms']} ms)", ""]
-    rows = [(str(r["address"]), r["name"], " ".join(f"{w:04X}" for w in r["words"]), str(r["value"]),
-             r["unit"] if r["unit"] != "none" else "") for r in rep["fields"]]
+    rows: list[tuple[str, ...]] = [
+        (str(r["address"]), str(r["name"]), " ".join(f"{w:04X}" for w in r["words"]), str(r["value"]),
+         str(r["unit"]) if r["unit"] != "none" else "") for r in rep["fields"]]
     parts.append(table(rows, ("addr", "field", "raw (hex)", "value", "unit")))
     flags = ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in rep["flags"].items())
     parts += ["", f"status: {flags}"]
