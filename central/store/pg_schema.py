@@ -286,7 +286,18 @@ CREATE TABLE device_spans (
 """Migration 1: SQLite's schema 8 as one PostgreSQL schema (the backend's first release)."""
 
 
+_LEASES: Final = """
+CREATE TABLE leases (                            -- one process of several runs a job alone (central.repos.leases)
+    name       TEXT COLLATE "C" PRIMARY KEY,
+    owner      TEXT COLLATE "C" NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+"""
+"""Migration 2: named leases (the monitor runs in the one process holding its lease)."""
+
+
 MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
     (1, "initial schema (SQLite schema 8)", _INITIAL),
+    (2, "leases", _LEASES),
 )
 """Every migration in order: (version, name, SQL). Append; never edit or reorder a released one."""

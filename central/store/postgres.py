@@ -12,6 +12,7 @@ from .devices_pg import PgDevices
 from .export_pg import PgExport
 from .halls_pg import PgHalls
 from .ingest_pg import PgIngest
+from .leases_pg import PgLeases
 from .monitor_pg import PgMonitor
 from .pg_db import PgDatabase
 from .reports_pg import PgReports
@@ -21,7 +22,7 @@ def pg_repositories(db: PgDatabase) -> Repositories:
     """Every repository over one open PostgreSQL database."""
     return Repositories(database=db, halls=PgHalls(db), ingest=PgIngest(db), reports=PgReports(db),
                         devices=PgDevices(db), catalog=PgCatalog(db), commands=PgCommands(db), monitor=PgMonitor(db),
-                        audit=PgAudit(db), export=PgExport(db))
+                        audit=PgAudit(db), export=PgExport(db), leases=PgLeases(db))
 
 
 async def open_postgres(dsn: str) -> Repositories:

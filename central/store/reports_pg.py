@@ -87,7 +87,7 @@ class PgReports:
                 if group_by == "network" and row[1] is None:
                     continue   # nothing in scope: no row, as for every other grouping
                 if group_by == "device":
-                    out.append(GgrRow(row[1], *row[2:], hall=row[0]))
+                    out.append(GgrRow(row[1], row[2], row[3], row[4], row[5], row[6], hall=row[0]))
                 else:
                     out.append(GgrRow(row[0], *row[1:]))
         return out
@@ -107,7 +107,7 @@ class PgReports:
         out = []
         for r in await self._db.fetch(sql, *params):
             if device is not None:
-                out.append(HourRow(r[0], r[1], r[2], *r[4:], device=r[3]))
+                out.append(HourRow(r[0], r[1], r[2], r[4], r[5], r[6], r[7], r[8], device=r[3]))
             else:
                 out.append(HourRow(r[0], r[1], r[2], *r[3:]))
         return out

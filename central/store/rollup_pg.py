@@ -103,8 +103,7 @@ async def rebuild_day_tables(con: PgConn, hall: str, rule: DayRule, *, rollups: 
         if not rows:
             return
         after = rows[-1][0]
-        fx = effects(hall, [_StoredEvent(r[0], r[1], r[2], r[3], _DATA_DECODER.decode(r[4])) for r in rows],
-                     rule)  # type: ignore[misc]
+        fx = effects(hall, [_StoredEvent(r[0], r[1], r[2], r[3], _DATA_DECODER.decode(r[4])) for r in rows], rule)
         await insert_day_tables(con, hall, fx)
         if rollups:
             await insert_rollups(con, fx.rollups)
