@@ -150,7 +150,19 @@ async def stored_ggr(store: Repositories, group_by: str, day_from: str | None,
     return {(r.hall, r.key): (r.bets, r.wins, r.rounds, r.cash_in, r.cash_out) for r in rows}
 
 
-def stored_device_days(path: Path) -> dict[tuple[str, str, str], tuple]:
+async def stored_device_days(store: Repositories) -> dict[tuple[str, str, str], tuple]:
+    sql = "SELECT hall, device, day, bets, wins, rounds, cash_in, cash_out, snapshots FROM device_days"
+    database: Any = store.database
+    if hasattr(database, "fetch"):   # PostgreSQL
+        return {(r[0], r[1], r[2]): tuple(r[3:]) for r in await database.fetch(sql)}
+    con = sqlite3.connect(database.path)
+    try:
+        return {(r[0], r[1], r[2]): tuple(r[3:]) for r in con.execute(sql)}
+    finally:
+        con.close()
+
+
+def _file_device_days(path: Path) -> dict[tuple[str, str, str], tuple]:
     con = sqlite3.connect(path)
     try:
         return {(r[0], r[1], r[2]): tuple(r[3:]) for r in con.execute(
@@ -159,7 +171,7 @@ def stored_device_days(path: Path) -> dict[tuple[str, str, str], tuple]:
         con.close()
 
 
-async def check_everything(store: Repositories, path: Path, truth: Truth, seed: int) -> None:
+async def check_everything(store: Repositories, truth: Truth, seed: int) -> None:
     rnd = random.Random(seed)
     days = sorted({c[3] for c in truth.cells})
     periods: list[tuple[str | None, str | None]] = [(None, None), (days[0], days[-1])]
@@ -195,74 +207,59 @@ async def check_everything(store: Repositories, path: Path, truth: Truth, seed: 
             rows = await store.reports.hourly(day=dt.date.fromisoformat(day), hall=hall)
             assert {r.hour: (r.bets, r.wins, r.rounds, r.cash_in, r.cash_out) for r in rows} == truth.hours(hall, day)
             assert all(r.hall == hall and r.day == day for r in rows)
-    assert stored_device_days(path) == truth.device_days()
+    assert await stored_device_days(store) == truth.device_days()
 
 
-async def test_every_aggregate_equals_a_recomputation_from_the_events_by_each_halls_day(tmp_path: Path) -> None:
-    path = tmp_path / "central.db"
-    store = await open_sqlite(path)
-    try:
-        chains = {name: await register(store, name) for name in RULES}
-        for name, rule in RULES.items():   # set before the first event: staged with the right day
-            assert await store.halls.set_day_rule(name, rule, now=START) is not None
-        play_floor(chains, seed=1)
-        await flush_randomly(chains, Ingestor(store, generate_private_key(), StepClock(END)), seed=2)
-        truth = Truth(chains, RULES)
-        # the EU fall-back day of the Kyiv hall has 25 hours of buckets when played through the night
-        assert len({c[4] for c in truth.cells if c[0] == "hall-kyiv" and c[3] == "2026-10-24"}) > 23
-        await check_everything(store, path, truth, seed=3)
-    finally:
-        await store.close()
+async def test_every_aggregate_equals_a_recomputation_from_the_events_by_each_halls_day(store: Repositories) -> None:
+    chains = {name: await register(store, name) for name in RULES}
+    for name, rule in RULES.items():   # set before the first event: staged with the right day
+        assert await store.halls.set_day_rule(name, rule, now=START) is not None
+    play_floor(chains, seed=1)
+    await flush_randomly(chains, Ingestor(store, generate_private_key(), StepClock(END)), seed=2)
+    truth = Truth(chains, RULES)
+    # the EU fall-back day of the Kyiv hall has 25 hours of buckets when played through the night
+    assert len({c[4] for c in truth.cells if c[0] == "hall-kyiv" and c[3] == "2026-10-24"}) > 23
+    await check_everything(store, truth, seed=3)
 
 
-async def test_changing_a_halls_day_rebuckets_what_is_stored(tmp_path: Path) -> None:
-    path = tmp_path / "central.db"
-    store = await open_sqlite(path)
-    try:
-        chains = {name: await register(store, name) for name in RULES}
-        play_floor(chains, seed=4)
-        ingestor = Ingestor(store, generate_private_key(), StepClock(END))
-        half = {name: len(chain.events) // 2 for name, chain in chains.items()}
-        for name, chain in chains.items():   # half the history on UTC days (the halls' defaults)...
-            events, chain.events = chain.events, chain.events[:half[name]]
-            await chain.flush(ingestor, size=97)
-            chain.events = events
-        await check_everything(store, path, Truth({n: _prefix(c, half[n]) for n, c in chains.items()},
-                                                  dict.fromkeys(RULES, UTC_MIDNIGHT)), seed=5)
-        for name, rule in RULES.items():     # ...then the halls get their own days, and the rest arrives
-            record = await store.halls.set_day_rule(name, rule, now=END)
-            assert record is not None and record.day_rule == rule
-            assert record.settings_version == (0 if rule == UTC_MIDNIGHT else 1)
-        for chain in chains.values():
-            await chain.flush(ingestor, size=113)
-        await check_everything(store, path, Truth(chains, RULES), seed=6)
-        again = await store.halls.set_day_rule("hall-kyiv", RULES["hall-kyiv"], now=END)
-        assert again is not None and again.settings_version == 1   # the same rule changes nothing
-        log = await store.ingest.integration_log(hall="hall-kyiv", kind="manual")
-        assert len(log) == 1 and "Europe/Kyiv 06:00" in log[0].detail
-    finally:
-        await store.close()
+async def test_changing_a_halls_day_rebuckets_what_is_stored(store: Repositories) -> None:
+    chains = {name: await register(store, name) for name in RULES}
+    play_floor(chains, seed=4)
+    ingestor = Ingestor(store, generate_private_key(), StepClock(END))
+    half = {name: len(chain.events) // 2 for name, chain in chains.items()}
+    for name, chain in chains.items():   # half the history on UTC days (the halls' defaults)...
+        events, chain.events = chain.events, chain.events[:half[name]]
+        await chain.flush(ingestor, size=97)
+        chain.events = events
+    await check_everything(store, Truth({n: _prefix(c, half[n]) for n, c in chains.items()},
+                                              dict.fromkeys(RULES, UTC_MIDNIGHT)), seed=5)
+    for name, rule in RULES.items():     # ...then the halls get their own days, and the rest arrives
+        record = await store.halls.set_day_rule(name, rule, now=END)
+        assert record is not None and record.day_rule == rule
+        assert record.settings_version == (0 if rule == UTC_MIDNIGHT else 1)
+    for chain in chains.values():
+        await chain.flush(ingestor, size=113)
+    await check_everything(store, Truth(chains, RULES), seed=6)
+    again = await store.halls.set_day_rule("hall-kyiv", RULES["hall-kyiv"], now=END)
+    assert again is not None and again.settings_version == 1   # the same rule changes nothing
+    log = await store.ingest.integration_log(hall="hall-kyiv", kind="manual")
+    assert len(log) == 1 and "Europe/Kyiv 06:00" in log[0].detail
 
 
 def _prefix(chain: Chain, count: int) -> Chain:
     return Chain(chain.hall, chain.key, chain.events[:count], count)
 
 
-async def test_a_batch_staged_before_a_change_is_stored_by_the_new_day(tmp_path: Path) -> None:
-    path = tmp_path / "central.db"
-    store = await open_sqlite(path)
-    try:
-        chains = {"hall-kyiv": await register(store, "hall-kyiv")}
-        play_floor(chains, seed=8)
-        ingestor = Ingestor(store, generate_private_key(), StepClock(END))
-        chain = chains["hall-kyiv"]
-        payload = encode_batch(chain.events, chain.hall, chain.key, created_at=START)
-        prepared = await ingestor.prepare(topic(chain.hall, "batches"), payload)   # staged on UTC days
-        await store.halls.set_day_rule("hall-kyiv", RULES["hall-kyiv"], now=END)
-        assert (await ingestor.commit(prepared)).status == "stored"
-        await check_everything(store, path, Truth(chains, {"hall-kyiv": RULES["hall-kyiv"]}), seed=9)
-    finally:
-        await store.close()
+async def test_a_batch_staged_before_a_change_is_stored_by_the_new_day(store: Repositories) -> None:
+    chains = {"hall-kyiv": await register(store, "hall-kyiv")}
+    play_floor(chains, seed=8)
+    ingestor = Ingestor(store, generate_private_key(), StepClock(END))
+    chain = chains["hall-kyiv"]
+    payload = encode_batch(chain.events, chain.hall, chain.key, created_at=START)
+    prepared = await ingestor.prepare(topic(chain.hall, "batches"), payload)   # staged on UTC days
+    await store.halls.set_day_rule("hall-kyiv", RULES["hall-kyiv"], now=END)
+    assert (await ingestor.commit(prepared)).status == "stored"
+    await check_everything(store, Truth(chains, {"hall-kyiv": RULES["hall-kyiv"]}), seed=9)
 
 
 async def test_an_older_file_gains_the_hourly_rollups_and_device_days(tmp_path: Path) -> None:
@@ -272,7 +269,7 @@ async def test_an_older_file_gains_the_hourly_rollups_and_device_days(tmp_path: 
     play_floor(chains, seed=10)
     await flush_randomly(chains, Ingestor(store, generate_private_key(), StepClock(END)), seed=11)
     await store.close()
-    before = stored_device_days(path)
+    before = _file_device_days(path)
     con = sqlite3.connect(path, isolation_level=None)
     hours = con.execute("SELECT * FROM rollups_hourly ORDER BY day, hall, hour, device").fetchall()
     months = con.execute("SELECT * FROM rollups_monthly ORDER BY hall, device, game, month").fetchall()
@@ -290,7 +287,7 @@ async def test_an_older_file_gains_the_hourly_rollups_and_device_days(tmp_path: 
         assert con.execute("SELECT * FROM rollups_monthly ORDER BY hall, device, game, month").fetchall() == months
     finally:
         con.close()
-    assert stored_device_days(path) == before
+    assert _file_device_days(path) == before
 
 
 # ---- the API ---------------------------------------------------------------------------------------

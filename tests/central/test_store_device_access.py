@@ -48,27 +48,23 @@ def _truth(chain: Chain, device: str, after: int, through: int) -> Contribution:
     return total
 
 
-async def test_money_between_snapshots_and_last_play_come_from_ingest(tmp_path: Path) -> None:
-    store = await open_sqlite(tmp_path / "c.db")
-    try:
-        chain, egms = await _hall(store)
-        await chain.flush(Ingestor(store, generate_private_key(), clock=StepClock()), size=7)  # cuts between marks
-        for egm in egms:
-            snaps = [e.seq for e in chain.events if e.device == egm.device and e.type == "meters.snapshot"]
-            assert len(snaps) == 3
-            ranges = [(snaps[0], snaps[1]), (snaps[1], snaps[2])]
-            assert await store.reports.device_money("hall-m", egm.device, ranges) == (
-                _truth(chain, egm.device, snaps[0], snaps[1]) + _truth(chain, egm.device, snaps[1], snaps[2]))
-            assert (await store.reports.device_money("hall-m", egm.device, [(snaps[0], snaps[2])])).bets > 0
-            # a range that does not end at a snapshot is read from the events
-            assert await store.reports.device_money("hall-m", egm.device, [(0, len(chain.events))]) == _truth(
-                chain, egm.device, 0, len(chain.events))
-        reads = await store.devices.floor_reads("hall-m", after_seq=len(chain.events), max_events=10)
-        plays = {egm.device: max(e.agent_time for e in chain.events if e.device == egm.device
-                                 and e.type.startswith("game.")) for egm in egms}
-        assert reads.last_play == plays
-    finally:
-        await store.close()
+async def test_money_between_snapshots_and_last_play_come_from_ingest(store: Repositories) -> None:
+    chain, egms = await _hall(store)
+    await chain.flush(Ingestor(store, generate_private_key(), clock=StepClock()), size=7)  # cuts between marks
+    for egm in egms:
+        snaps = [e.seq for e in chain.events if e.device == egm.device and e.type == "meters.snapshot"]
+        assert len(snaps) == 3
+        ranges = [(snaps[0], snaps[1]), (snaps[1], snaps[2])]
+        assert await store.reports.device_money("hall-m", egm.device, ranges) == (
+            _truth(chain, egm.device, snaps[0], snaps[1]) + _truth(chain, egm.device, snaps[1], snaps[2]))
+        assert (await store.reports.device_money("hall-m", egm.device, [(snaps[0], snaps[2])])).bets > 0
+        # a range that does not end at a snapshot is read from the events
+        assert await store.reports.device_money("hall-m", egm.device, [(0, len(chain.events))]) == _truth(
+            chain, egm.device, 0, len(chain.events))
+    reads = await store.devices.floor_reads("hall-m", after_seq=len(chain.events), max_events=10)
+    plays = {egm.device: max(e.agent_time for e in chain.events if e.device == egm.device
+                             and e.type.startswith("game.")) for egm in egms}
+    assert reads.last_play == plays
 
 
 async def test_an_older_file_gets_the_same_marks_and_loses_the_device_index(tmp_path: Path) -> None:
@@ -157,21 +153,17 @@ async def test_a_quiet_devices_events_come_from_its_spans_in_any_batch_sizes_and
         await store.close()
 
 
-async def test_events_of_a_device_stop_at_its_newest_event(tmp_path: Path) -> None:
-    store = await open_sqlite(tmp_path / "c.db")
-    try:
-        chain, (a, b) = await _hall(store)
-        await chain.flush(Ingestor(store, generate_private_key(), clock=StepClock()), size=50)
-        for egm in (a, b):
-            mine = [e.seq for e in chain.events if e.device == egm.device]
-            got = await store.ingest.events(hall="hall-m", device=egm.device, limit=10_000)
-            assert [e["seq"] for e in got] == mine and {e["device"] for e in got} == {egm.device}
-            page = await store.ingest.events(hall="hall-m", device=egm.device, after_seq=mine[3], limit=2)
-            assert [e["seq"] for e in page] == mine[4:6]
-            assert await store.ingest.events(hall="hall-m", device=egm.device, after_seq=mine[-1]) == []
-        assert await store.ingest.events(hall="hall-m", device="egm-unknown") == []
-        bills = await store.ingest.events(hall="hall-m", device="egm-b", type="bill.accepted", limit=10_000)
-        assert [e["seq"] for e in bills] == [e.seq for e in chain.events
-                                              if e.device == "egm-b" and e.type == "bill.accepted"]
-    finally:
-        await store.close()
+async def test_events_of_a_device_stop_at_its_newest_event(store: Repositories) -> None:
+    chain, (a, b) = await _hall(store)
+    await chain.flush(Ingestor(store, generate_private_key(), clock=StepClock()), size=50)
+    for egm in (a, b):
+        mine = [e.seq for e in chain.events if e.device == egm.device]
+        got = await store.ingest.events(hall="hall-m", device=egm.device, limit=10_000)
+        assert [e["seq"] for e in got] == mine and {e["device"] for e in got} == {egm.device}
+        page = await store.ingest.events(hall="hall-m", device=egm.device, after_seq=mine[3], limit=2)
+        assert [e["seq"] for e in page] == mine[4:6]
+        assert await store.ingest.events(hall="hall-m", device=egm.device, after_seq=mine[-1]) == []
+    assert await store.ingest.events(hall="hall-m", device="egm-unknown") == []
+    bills = await store.ingest.events(hall="hall-m", device="egm-b", type="bill.accepted", limit=10_000)
+    assert [e["seq"] for e in bills] == [e.seq for e in chain.events
+                                          if e.device == "egm-b" and e.type == "bill.accepted"]
