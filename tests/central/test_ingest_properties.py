@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from central.ingest import Ingestor
-from central.store import open_sqlite
+from central.repos import Repositories
+from central.store import open_sqlite, open_store
 from protocols.sync import generate_private_key
 
 from .builders import FakeHall
 from .checks import hall_totals
-from .conftest import StepClock, register
+from .conftest import BACKENDS, StepClock, empty_pg, register
 
 CENTRAL_KEY = generate_private_key()
 HALL = FakeHall("hall-prop", seed=42)
@@ -36,15 +39,32 @@ def deliveries(draw: st.DrawFn) -> list[tuple[int, int]]:
     return [r for i, r in enumerate(order) if i not in dropped]
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.fixture(params=BACKENDS)
+def open_db(request: pytest.FixtureRequest) -> Callable[[str], Awaitable[Repositories]]:
+    """Opens an empty store of the backend for each example (a SQLite file in ``tmp``, or the shared
+    PostgreSQL test database emptied)."""
+    if request.param == "sqlite":
+        return lambda tmp: open_sqlite(Path(tmp) / "c.db")
+    url = request.getfixturevalue("pg_shared")
+
+    async def fresh(tmp: str) -> Repositories:
+        await empty_pg(url)
+        return await open_store(url)
+
+    return fresh
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(plan=deliveries(), buffer=st.booleans())
-def test_any_delivery_order_ends_exact(plan: list[tuple[int, int]], buffer: bool) -> None:
-    asyncio.run(_run(plan, buffer))
+def test_any_delivery_order_ends_exact(plan: list[tuple[int, int]], buffer: bool,
+                                       open_db: Callable[[str], Awaitable[Repositories]]) -> None:
+    asyncio.run(_run(plan, buffer, open_db))
 
 
-async def _run(plan: list[tuple[int, int]], buffer: bool) -> None:
+async def _run(plan: list[tuple[int, int]], buffer: bool, open_db: Callable[[str], Awaitable[Repositories]]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        store = await open_sqlite(Path(tmp) / "c.db")
+        store = await open_db(tmp)
         try:
             await register(store, HALL)
             ingestor = Ingestor(store, CENTRAL_KEY, StepClock(), max_buffered_batches=4 if buffer else 0)
