@@ -159,7 +159,13 @@ class MqttLink:
         """Connect, serve, reconnect with back-off — until cancelled (then disconnect cleanly)."""
         delay = self.backoff_initial
         while True:
-            connected = await self._serve_once()
+            try:
+                connected = await self._serve_once()
+            except Exception as exc:   # a callback's failure (will, on_connect, a handler) must not end the link
+                self.stats.last_error = repr(exc)
+                log.error("mqtt_link_error", broker=str(self.url), client_id=self.client_id, error=repr(exc),
+                          note="reconnecting with back-off")
+                connected = False
             if connected:
                 delay = self.backoff_initial
             pause = delay * random.uniform(0.5, 1.0)

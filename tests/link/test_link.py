@@ -164,3 +164,24 @@ def test_a_bad_broker_url_is_named_without_its_password(url: str) -> None:
     with pytest.raises(ValueError) as err:
         parse_broker_url(url)
     assert "s3cret-Pw" not in str(err.value) and "hall-01:***@" in str(err.value)
+
+
+async def test_a_failing_will_callback_does_not_end_the_link(mosquitto) -> None:
+    """A callback that raises (the agent's will saves a session number: ENOSPC on a full disk) costs one
+    connection attempt; the link backs off and connects, instead of its task dying for good."""
+    from mqttlink import Will
+
+    calls = 0
+
+    def will() -> Will:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise OSError(28, "No space left on device")
+        return Will("t/will", b"gone", 1, False)
+
+    link = MqttLink(mosquitto.url, client_id="will-fails-once", handler=Inbox(), will=will,
+                    backoff_initial=0.05)
+    async with running(link):
+        assert calls >= 2 and link.connected
+        assert "No space left" in (link.stats.last_error or "")
