@@ -4,16 +4,14 @@ the same bounded reads as the SQLite backend's (:mod:`central.store.devices_sqli
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import msgspec
 
 from central.eventtypes import CONDITION_TYPES
 from central.repos.devices import DeviceEventRow, DeviceRecord, FloorReads
 
+from . import shared_reads
 from .pg_db import PgDatabase
-from .sqlhelpers import hall_scope as _scope
-from .sqlhelpers import where_clause as _where
 
 _DECODER = msgspec.json.Decoder()
 _CONDITIONS = ", ".join(f"'{t}'" for t in CONDITION_TYPES)
@@ -27,15 +25,7 @@ class PgDevices:
         self._db = db
 
     async def devices(self, *, hall: str | None = None, halls: Sequence[str] | None = None) -> list[DeviceRecord]:
-        where: list[str] = []
-        params: list[Any] = []
-        if not _scope(where, params, hall, halls):
-            return []
-        sql = ("SELECT id, hall, kind, online, enabled, first_seen, last_seen, last_seq FROM devices"
-               f"{_where(where)} ORDER BY hall, id")
-        return [DeviceRecord(id=r[0], hall=r[1], kind=r[2], online=None if r[3] is None else bool(r[3]),
-                             enabled=bool(r[4]), first_seen=r[5], last_seen=r[6], last_seq=r[7])
-                for r in await self._db.fetch(sql, *params)]
+        return await shared_reads.devices(self._db, hall=hall, halls=halls)
 
     async def floor_reads(self, hall: str, *, after_seq: int, max_events: int) -> FloorReads:
         async with self._db.reading() as con:

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
 
 import msgspec
 
 from central.eventtypes import CONDITION_TYPES
 from central.repos.devices import DeviceEventRow, DeviceRecord, FloorReads
 
-from .sqlhelpers import hall_scope as _scope
-from .sqlhelpers import where_clause as _where
+from . import shared_reads
 from .sqlite_db import SqliteDatabase
 
 _DECODER = msgspec.json.Decoder()
@@ -34,19 +32,7 @@ class SqliteDevices:
         self._db = db
 
     async def devices(self, *, hall: str | None = None, halls: Sequence[str] | None = None) -> list[DeviceRecord]:
-        where: list[str] = []
-        params: list[Any] = []
-        if not _scope(where, params, hall, halls):
-            return []
-        sql = ("SELECT id, hall, kind, online, enabled, first_seen, last_seen, last_seq FROM devices"
-               f"{_where(where)} ORDER BY hall, id")
-
-        def body(con: sqlite3.Connection) -> list[DeviceRecord]:
-            return [DeviceRecord(id=r[0], hall=r[1], kind=r[2], online=None if r[3] is None else bool(r[3]),
-                                 enabled=bool(r[4]), first_seen=r[5], last_seen=r[6], last_seq=r[7])
-                    for r in con.execute(sql, params)]
-
-        return await self._db.reader.run(body)
+        return await shared_reads.devices(self._db, hall=hall, halls=halls)
 
     async def floor_reads(self, hall: str, *, after_seq: int, max_events: int) -> FloorReads:
         def body(con: sqlite3.Connection) -> FloorReads:

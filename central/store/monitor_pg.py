@@ -13,20 +13,19 @@ import msgspec
 from central.eventmoney import missed_from_event
 from central.repos.devices import DeviceCondition, DeviceRecord
 from central.repos.halls import HallRecord
-from central.repos.monitor import ALERT_STATES, AlertDraft, AlertRecord, DeviceMissed, MonitorInputs
+from central.repos.monitor import AlertDraft, AlertRecord, DeviceMissed, MonitorInputs
 
+from . import shared_reads
 from .monitor_sqlite import (
     _ALERT_COLUMNS,
     _CONDITION_TYPES,
     _DELAY_SAMPLE,
     _LINK_KINDS,
-    _MAX_LIMIT,
     _PLAY_TYPES,
     _SWITCH_ACTIONS,
     _alert,
 )
 from .pg_db import PgConn, PgDatabase
-from .sqlhelpers import hall_scope as _hall_filter
 
 _DECODER = msgspec.json.Decoder()
 
@@ -165,25 +164,8 @@ class PgMonitor:
 
     async def alerts(self, *, hall: str | None = None, halls: Sequence[str] | None = None, state: str = "open",
                      kind: str | None = None, device: str | None = None, limit: int = 100) -> list[AlertRecord]:
-        if state not in ALERT_STATES:
-            raise ValueError(f"state must be one of {', '.join(ALERT_STATES)}, not {state!r}")
-        where: list[str] = []
-        params: list[Any] = []
-        if not _hall_filter(where, params, hall, halls):
-            return []
-        where.extend({"open": ["cleared_at IS NULL", "acked_at IS NULL"],
-                      "acked": ["cleared_at IS NULL", "acked_at IS NOT NULL"],
-                      "active": ["cleared_at IS NULL"],
-                      "cleared": ["cleared_at IS NOT NULL"],
-                      "all": []}[state])
-        for column, value in (("kind", kind), ("device", device)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        params.append(max(1, min(limit, _MAX_LIMIT)))
-        sql = (f"SELECT {_ALERT_COLUMNS} FROM alerts{' WHERE ' + ' AND '.join(where) if where else ''}"
-               " ORDER BY id DESC LIMIT ?")
-        return [_alert(r) for r in await self._db.fetch(sql, *params)]
+        return await shared_reads.alerts(self._db, hall=hall, halls=halls, state=state, kind=kind, device=device,
+                                         limit=limit)
 
     async def alert(self, alert_id: int) -> AlertRecord | None:
         row = await self._db.fetchrow(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?", alert_id)

@@ -18,17 +18,17 @@ from central.eventmoney import missed_from_event
 from central.eventtypes import PLAY_TYPES
 from central.repos.devices import DeviceCondition, DeviceEventRow, DeviceRecord
 from central.repos.halls import HallRecord
-from central.repos.monitor import ALERT_STATES, AlertDraft, AlertRecord, DeviceMissed, MonitorInputs
+from central.repos.monitor import AlertDraft, AlertRecord, DeviceMissed, MonitorInputs
 
-from .sqlhelpers import hall_scope as _hall_filter
+from . import shared_reads
+from .shared_reads import ALERT_COLUMNS as _ALERT_COLUMNS
+from .shared_reads import alert_record as _alert
 from .sqlhelpers import transaction as _tx
 from .sqlite_db import SqliteDatabase
 
 T = TypeVar("T")
 _DECODER = msgspec.json.Decoder()
-_MAX_LIMIT = 10_000
 _INT64_MAX = 2**63 - 1
-_ALERT_COLUMNS = "id, hall, device, kind, subject, detail, raised_at, cleared_at, acked_by, acked_at"
 _DELAY_SAMPLE = 50
 """Newest events per hall whose processing delay the monitor looks at (the primary key reads them)."""
 _LINK_KINDS = ("rejected", "format_error", "resend", "missed")
@@ -79,11 +79,6 @@ def _device_missed(con: sqlite3.Connection, since: int) -> dict[tuple[str, str],
         out[(hall, device)] = DeviceMissed(records=records, missed=missed, turnover=max(0, turnover) + missed,
                                            since=start_time)
     return out
-
-
-def _alert(r: Sequence[Any]) -> AlertRecord:
-    return AlertRecord(id=r[0], hall=r[1], device=r[2], kind=r[3], subject=r[4], detail=r[5], raised_at=r[6],
-                       cleared_at=r[7], acked_by=r[8], acked_at=r[9])
 
 
 def _row(r: tuple[Any, ...]) -> DeviceEventRow:
@@ -201,26 +196,8 @@ class SqliteMonitor:
     # ---- alerts ----------------------------------------------------------------------------------------
     async def alerts(self, *, hall: str | None = None, halls: Sequence[str] | None = None, state: str = "open",
                      kind: str | None = None, device: str | None = None, limit: int = 100) -> list[AlertRecord]:
-        if state not in ALERT_STATES:
-            raise ValueError(f"state must be one of {', '.join(ALERT_STATES)}, not {state!r}")
-        where: list[str] = []
-        params: list[Any] = []
-        if not _hall_filter(where, params, hall, halls):
-            return []
-        where.extend({"open": ["cleared_at IS NULL", "acked_at IS NULL"],
-                      "acked": ["cleared_at IS NULL", "acked_at IS NOT NULL"],
-                      "active": ["cleared_at IS NULL"],
-                      "cleared": ["cleared_at IS NOT NULL"],
-                      "all": []}[state])
-        for column, value in (("kind", kind), ("device", device)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        params.append(max(1, min(limit, _MAX_LIMIT)))
-        sql = (f"SELECT {_ALERT_COLUMNS} FROM alerts{' WHERE ' + ' AND '.join(where) if where else ''}"
-               " ORDER BY id DESC LIMIT ?")
-        return await self._db.reader.run(
-            lambda con: [_alert(r) for r in con.execute(sql, params)])
+        return await shared_reads.alerts(self._db, hall=hall, halls=halls, state=state, kind=kind, device=device,
+                                         limit=limit)
 
     async def alert(self, alert_id: int) -> AlertRecord | None:
         def body(con: sqlite3.Connection) -> AlertRecord | None:

@@ -15,11 +15,12 @@ import msgspec
 
 from central.eventmoney import event_money
 from central.repos.devices import DeviceEventRow
-from central.repos.reports import GROUP_BY, GgrRow, HourRow, RollupCell
+from central.repos.reports import GgrRow, HourRow, RollupCell
 from protocols.sync.money import ZERO, Contribution
 
+from . import report_queries as rq
 from .pg_db import PgConn, PgDatabase
-from .sqlhelpers import ROLLUP_MONEY, RollupSource, rollup_scope, rollup_source
+from .sqlhelpers import ROLLUP_MONEY
 from .sqlhelpers import hall_scope as _scope
 from .sqlhelpers import where_clause as _where
 
@@ -56,78 +57,33 @@ class PgReports:
 
     async def ggr(self, group_by: str, *, day_from: dt.date | None = None, day_to: dt.date | None = None,
                   hall: str | None = None, halls: Sequence[str] | None = None) -> list[GgrRow]:
-        if group_by not in GROUP_BY:
-            raise ValueError(f"group_by must be one of {', '.join(GROUP_BY)}, not {group_by!r}")
-        columns = {"device": "hall, device", "network": "'network'"}.get(group_by, group_by)
-        grouping = "" if group_by == "network" else f" GROUP BY {columns} ORDER BY {columns}"
-        sums = "SUM(bets), SUM(wins), SUM(rounds), SUM(cash_in), SUM(cash_out)"
-        subtracted: RollupSource | None = None
-        if group_by == "game":
-            source = rollup_source(hall, halls, day_from, day_to)
-            if source is None:
-                return []
-            sql, params = f"SELECT {columns}, {sums} FROM {source.sql} AS period{grouping}", source.params
-            subtracted = source
-        else:
-            where: list[str] = []
-            params = []
-            if not rollup_scope(where, params, hall, halls, day_from, day_to):
-                return []
-            where.append("(bets != 0 OR wins != 0 OR rounds != 0 OR cash_in != 0 OR cash_out != 0)")
-            sql = f"SELECT {columns}, {sums} FROM device_days{_where(where)}{grouping}"
-        out = []
+        query = rq.ggr_query(group_by, day_from, day_to, hall, halls)
+        if query is None:
+            return []
         async with self._db.reading() as con:
-            present: set[str] | None = None
-            if subtracted is not None and subtracted.subtracts:
-                zero_sql, zero_params = subtracted.zero_keys
-                present = {r[2] for r in await con.fetch(zero_sql, *zero_params)}
-            for row in await con.fetch(sql, *params):
-                if present is not None and not any(row[1:]) and row[0] not in present:
-                    continue   # outside the period: a plain read would not list it
-                if group_by == "network" and row[1] is None:
-                    continue   # nothing in scope: no row, as for every other grouping
-                if group_by == "device":
-                    out.append(GgrRow(row[1], row[2], row[3], row[4], row[5], row[6], hall=row[0]))
-                else:
-                    out.append(GgrRow(row[0], *row[1:]))
-        return out
+            zero = query.subtracted
+            present = rq.ggr_present(await con.fetch(zero.zero_keys[0], *zero.zero_keys[1])) if zero else None
+            return rq.ggr_rows(group_by, await con.fetch(query.sql, *query.params), present)
 
     async def hourly(self, *, day: dt.date, hall: str | None = None, halls: Sequence[str] | None = None,
                      device: str | None = None) -> list[HourRow]:
-        where: list[str] = ["day = ?"]
-        params: list[Any] = [day.isoformat()]
-        if not _scope(where, params, hall, halls):
+        query = rq.hourly_query(day, hall, halls, device)
+        if query is None:
             return []
-        if device is not None:
-            where.append("device = ?")
-            params.append(device)
-        per = ", device" if device is not None else ""
-        sql = (f"SELECT hall, day, hour{per}, SUM(bets), SUM(wins), SUM(rounds), SUM(cash_in), SUM(cash_out)"
-               f" FROM rollups_hourly{_where(where)} GROUP BY hall, day, hour{per} ORDER BY hall, hour{per}")
-        out = []
-        for r in await self._db.fetch(sql, *params):
-            if device is not None:
-                out.append(HourRow(r[0], r[1], r[2], r[4], r[5], r[6], r[7], r[8], device=r[3]))
-            else:
-                out.append(HourRow(r[0], r[1], r[2], *r[3:]))
-        return out
+        return rq.hour_rows(await self._db.fetch(query.sql, *query.params), device is not None)
 
     async def rollup_cells(self, *, day_from: dt.date | None = None, day_to: dt.date | None = None,
                            hall: str | None = None, halls: Sequence[str] | None = None) -> list[RollupCell]:
         if day_from is not None and day_from == day_to:
             return await self._day_cells(day_from, hall, halls)
-        source = rollup_source(hall, halls, day_from, day_to)
-        if source is None:
+        query = rq.cells_query(day_from, day_to, hall, halls)
+        if query is None:
             return []
-        sql = ("SELECT hall, device, game, SUM(bets), SUM(wins), SUM(rounds), SUM(cash_in), SUM(cash_out)"
-               f" FROM {source.sql} AS period GROUP BY hall, device, game ORDER BY hall, device, game")
         async with self._db.reading() as con:
-            rows = [tuple(r) for r in await con.fetch(sql, *source.params)]
-            if not source.subtracts:
-                return [RollupCell(*r) for r in rows]
-            zero_sql, zero_params = source.zero_keys
-            present = {tuple(r) for r in await con.fetch(zero_sql, *zero_params)}
-        return [RollupCell(*r) for r in rows if any(r[3:]) or r[:3] in present]
+            rows = await con.fetch(query.sql, *query.params)
+            zero = query.subtracted
+            present = rq.cell_present(await con.fetch(zero.zero_keys[0], *zero.zero_keys[1])) if zero else None
+        return rq.cell_rows(rows, present)
 
     async def _day_cells(self, day: dt.date, hall: str | None, halls: Sequence[str] | None) -> list[RollupCell]:
         where: list[str] = []

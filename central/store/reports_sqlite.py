@@ -13,10 +13,11 @@ import msgspec
 
 from central.eventmoney import event_money
 from central.repos.devices import DeviceEventRow
-from central.repos.reports import GROUP_BY, GgrRow, HourRow, RollupCell
+from central.repos.reports import GgrRow, HourRow, RollupCell
 from protocols.sync.money import ZERO, Contribution
 
-from .sqlhelpers import ROLLUP_MONEY, RollupSource, rollup_scope, rollup_source
+from . import report_queries as rq
+from .sqlhelpers import ROLLUP_MONEY
 from .sqlhelpers import hall_scope as _scope
 from .sqlhelpers import where_clause as _where
 from .sqlite_db import SqliteDatabase
@@ -68,87 +69,37 @@ class SqliteReports:
 
     async def ggr(self, group_by: str, *, day_from: dt.date | None = None, day_to: dt.date | None = None,
                   hall: str | None = None, halls: Sequence[str] | None = None) -> list[GgrRow]:
-        if group_by not in GROUP_BY:
-            raise ValueError(f"group_by must be one of {', '.join(GROUP_BY)}, not {group_by!r}")
-        columns = {"device": "hall, device", "network": "'network'"}.get(group_by, group_by)
-        grouping = "" if group_by == "network" else f" GROUP BY {columns} ORDER BY {columns}"
-        sums = "SUM(bets), SUM(wins), SUM(rounds), SUM(cash_in), SUM(cash_out)"
-        subtracted: RollupSource | None = None
-        if group_by == "game":   # whole months from rollups_monthly, the rest day by day (sqlhelpers)
-            source = rollup_source(hall, halls, day_from, day_to)
-            if source is None:
-                return []
-            sql, params = f"SELECT {columns}, {sums} FROM {source.sql}{grouping}", source.params
-            subtracted = source   # a game whose rows all lie outside the period sums to zero: dropped below
-        else:
-            # Groupings without the game read device_days: the same money per device and day (both from
-            # one batch's effects) in about 2.5 times fewer rows than the per-game rollups
-            # (bench/reports.py). Its rows of snapshots alone hold no money and are left out.
-            where: list[str] = []
-            params = []
-            if not rollup_scope(where, params, hall, halls, day_from, day_to):
-                return []
-            where.append("(bets != 0 OR wins != 0 OR rounds != 0 OR cash_in != 0 OR cash_out != 0)")
-            sql = f"SELECT {columns}, {sums} FROM device_days{_where(where)}{grouping}"
+        query = rq.ggr_query(group_by, day_from, day_to, hall, halls)
+        if query is None:
+            return []
 
         def body(con: sqlite3.Connection) -> list[GgrRow]:
-            out = []
-            present: set[str] | None = None
-            if subtracted is not None and subtracted.subtracts:
-                present = {r[2] for r in con.execute(*subtracted.zero_keys)}
-            for row in con.execute(sql, params):
-                if present is not None and not any(row[1:]) and row[0] not in present:
-                    continue   # outside the period: a plain read would not list it
-                if group_by == "network" and row[1] is None:
-                    continue   # nothing in scope: no row, as for every other grouping
-                if group_by == "device":
-                    out.append(GgrRow(row[1], row[2], row[3], row[4], row[5], row[6], hall=row[0]))
-                else:
-                    out.append(GgrRow(row[0], *row[1:]))
-            return out
+            zero = query.subtracted
+            present = rq.ggr_present(con.execute(*zero.zero_keys)) if zero is not None else None
+            return rq.ggr_rows(group_by, con.execute(query.sql, query.params), present)
 
         return await self._db.reader.run(body)
 
     async def hourly(self, *, day: dt.date, hall: str | None = None, halls: Sequence[str] | None = None,
                      device: str | None = None) -> list[HourRow]:
-        where: list[str] = ["day = ?"]
-        params: list[Any] = [day.isoformat()]
-        if not _scope(where, params, hall, halls):
+        query = rq.hourly_query(day, hall, halls, device)
+        if query is None:
             return []
-        if device is not None:
-            where.append("device = ?")
-            params.append(device)
-        per = ", device" if device is not None else ""
-        sql = (f"SELECT hall, day, hour{per}, SUM(bets), SUM(wins), SUM(rounds), SUM(cash_in), SUM(cash_out)"
-               f" FROM rollups_hourly{_where(where)} GROUP BY hall, day, hour{per} ORDER BY hall, hour{per}")
-
-        def body(con: sqlite3.Connection) -> list[HourRow]:
-            out = []
-            for r in con.execute(sql, params):
-                if device is not None:
-                    out.append(HourRow(r[0], r[1], r[2], r[4], r[5], r[6], r[7], r[8], device=r[3]))
-                else:
-                    out.append(HourRow(r[0], r[1], r[2], *r[3:]))
-            return out
-
-        return await self._db.reader.run(body)
+        return await self._db.reader.run(
+            lambda con: rq.hour_rows(con.execute(query.sql, query.params), device is not None))
 
     async def rollup_cells(self, *, day_from: dt.date | None = None, day_to: dt.date | None = None,
                            hall: str | None = None, halls: Sequence[str] | None = None) -> list[RollupCell]:
         if day_from is not None and day_from == day_to:
             return await self._day_cells(day_from, hall, halls)
-        source = rollup_source(hall, halls, day_from, day_to)   # whole months from rollups_monthly
-        if source is None:
+        query = rq.cells_query(day_from, day_to, hall, halls)
+        if query is None:
             return []
-        sql = ("SELECT hall, device, game, SUM(bets), SUM(wins), SUM(rounds), SUM(cash_in), SUM(cash_out)"
-               f" FROM {source.sql} GROUP BY hall, device, game ORDER BY hall, device, game")
 
         def body(con: sqlite3.Connection) -> list[RollupCell]:
-            rows = con.execute(sql, source.params).fetchall()
-            if not source.subtracts:
-                return [RollupCell(*r) for r in rows]
-            present = set(con.execute(*source.zero_keys).fetchall())
-            return [RollupCell(*r) for r in rows if any(r[3:]) or r[:3] in present]
+            rows = con.execute(query.sql, query.params).fetchall()
+            zero = query.subtracted
+            return rq.cell_rows(rows, rq.cell_present(con.execute(*zero.zero_keys)) if zero is not None else None)
 
         return await self._db.reader.run(body)
 

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from central.repos.errors import StoreError
 from protocols.sync.gamingday import UTC_MIDNIGHT
@@ -166,6 +166,11 @@ class SqliteDatabase:
         db = cls(str(target))
         await db.writer.run(migrate)
         return db
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        """One read statement's rows, on the reader: the call :class:`PgDatabase` has, so a read that
+        both backends run alike is written once (:mod:`central.store.shared_reads`)."""
+        return await self.reader.run(lambda con: con.execute(sql, args).fetchall())
 
     async def close(self) -> None:
         await self.reader.close()
