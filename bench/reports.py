@@ -1,6 +1,7 @@
 """Report latency at HQ on a large store: p50/p95 of every report over the real HTTP API (issue 13).
 
 Run: ``.venv/bin/python bench/reports.py --events 1000000 [3000000] [--halls 5 --egms 200 --days 90]
+[--db sqlite|postgresql|postgresql://…]
 [--reps 20] [--dense] [--keep DIR]``.
 
 Each store is built through the real ingest (``Ingestor.handle`` on signed, hash-chained batches of
@@ -49,7 +50,7 @@ from central.apikeys import create_api_key
 from central.ingest import Ingestor
 from central.logging_setup import setup_logging
 from central.repos import Repositories
-from central.store import open_sqlite
+from central.store import open_store
 from protocols.sync import (
     GENESIS_HASH,
     Event,
@@ -201,8 +202,58 @@ def load() -> str:
     return "load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 
-def db_bytes(db: Path) -> int:
-    return sum(p.stat().st_size for p in db.parent.glob(db.name + "*"))
+class Target:
+    """Where one store size is built: a SQLite file, or one database of a PostgreSQL server."""
+
+    def __init__(self, where: Path, server: str | None, events: int) -> None:
+        self.where = where
+        self.server = server
+        self.path = where / "central.db"
+        self.database = f"hallsync_reports_{events}"
+
+    @property
+    def locator(self) -> str:
+        """What ``open_store`` takes."""
+        if self.server is None:
+            return str(self.path)
+        return self.server.rsplit("/", 1)[0] + "/" + self.database
+
+    def __str__(self) -> str:
+        return str(self.path) if self.server is None else f"PostgreSQL database {self.database}"
+
+    async def create(self) -> None:
+        """A fresh PostgreSQL database (dropped first: a half-built one must not be measured)."""
+        if self.server is None:
+            return
+        import asyncpg
+
+        con = await asyncpg.connect(self.server)
+        try:
+            await con.execute(f'DROP DATABASE IF EXISTS "{self.database}"')
+            await con.execute(f'CREATE DATABASE "{self.database}"')
+        finally:
+            await con.close()
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        """One value by a raw connection (sizes and cell counts are not an API read)."""
+        if self.server is None:
+            con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            try:
+                return con.execute(sql.replace("$1", "?").replace("$2", "?"), args).fetchone()[0]
+            finally:
+                con.close()
+        import asyncpg
+
+        pg = await asyncpg.connect(self.locator)
+        try:
+            return await pg.fetchval(sql, *args)
+        finally:
+            await pg.close()
+
+    async def size(self) -> int:
+        if self.server is None:
+            return sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*"))
+        return int(await self.fetchval("SELECT pg_database_size(current_database())"))
 
 
 @asynccontextmanager
@@ -239,11 +290,12 @@ async def put_catalog(session: ClientSession, base: str, halls: int, egms: int) 
             await put(f"/catalog/placements/{hall_name(h)}/{egm_name(e)}", {"games": placements})
 
 
-async def build(db: Path, args: argparse.Namespace, events: int) -> None:
+async def build(db: Target, args: argparse.Namespace, events: int) -> None:
     per_hall = events // args.halls
     feeds = [HallFeed(h, per_hall, args.egms, args.days, args.dense) for h in range(args.halls)]
     end_us = START_US + args.days * DAY_US
-    store = await open_sqlite(db)
+    await db.create()
+    store = await open_store(db.locator)
     try:
         for feed in feeds:
             await store.halls.add_hall(feed.hall, public_key_to_pem(feed.key.public_key()).decode(), now=START_US)
@@ -268,17 +320,18 @@ async def build(db: Path, args: argparse.Namespace, events: int) -> None:
                     next_report += events / 20
                     seconds = time.perf_counter() - started
                     print(f"  built {done:>10,} events  {seconds:7.1f} s  {done / seconds:8,.0f} events/s  "
-                          f"db {db_bytes(db) / 2**20:7.1f} MiB  {load()}", flush=True)
+                          f"db {await db.size() / 2**20:7.1f} MiB  {load()}", flush=True)
 
         await asyncio.gather(*(feed_hall(feed) for feed in feeds))
         seconds = time.perf_counter() - started
     finally:
         await store.close()
-    size = db_bytes(db)
+    size = await db.size()
     print(f"built {done:,} events in {seconds:.1f} s ({done / seconds:,.0f} events/s, generation + seal + "
           f"encode + ingest); db {size / 2**20:.1f} MiB = {size / 2**20 / (done / 1e6):.1f} MiB per million events")
-    (db.parent / "build.json").write_text(json.dumps({"events": done, "halls": args.halls, "egms": args.egms,
+    (db.where / "build.json").write_text(json.dumps({"events": done, "halls": args.halls, "egms": args.egms,
                                                        "days": args.days, "dense": args.dense, "seconds": seconds,
+                                                       "db": "sqlite" if db.server is None else db.server,
                                                        "bytes": size}))
 
 
@@ -325,9 +378,9 @@ def cases(args: argparse.Namespace) -> list[tuple[str, str, str, dict[str, str]]
     return out
 
 
-async def measure(db: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+async def measure(db: Target, args: argparse.Namespace) -> list[dict[str, Any]]:
     end_us = START_US + args.days * DAY_US
-    store = await open_sqlite(db)
+    store = await open_store(db.locator)
     results = []
     try:
         async with served(store, end_us) as (session, base):
@@ -360,16 +413,12 @@ async def measure(db: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
     return results
 
 
-def rollup_cells(db: Path, args: argparse.Namespace) -> str:
+async def rollup_cells(db: Target, args: argparse.Namespace) -> str:
     """How many rollup rows the 1/30/90-day GGR reads (what grows with the events at a fixed floor)."""
     last = START + dt.timedelta(days=args.days - 1)
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        counts = [con.execute("SELECT COUNT(*) FROM rollups WHERE day >= ? AND day <= ?",
-                              ((last - dt.timedelta(days=n - 1)).isoformat(), last.isoformat())).fetchone()[0]
-                  for n in (1, 30, args.days)]
-    finally:
-        con.close()
+    counts = [await db.fetchval("SELECT COUNT(*) FROM rollups WHERE day >= $1 AND day <= $2",
+                                (last - dt.timedelta(days=n - 1)).isoformat(), last.isoformat())
+              for n in (1, 30, args.days)]
     return f"{counts[0]:,} (1 day), {counts[1]:,} (30 days), {counts[2]:,} ({args.days} days)"
 
 
@@ -420,6 +469,10 @@ async def main() -> None:
                         help="every machine plays each of its games every day (the 1.2x goal compares equal answers)")
     parser.add_argument("--reps", type=int, default=20, help="timed requests per report, after one warm-up")
     parser.add_argument("--keep", help="build into / reuse DIR/events-N (else a temporary directory, deleted)")
+    parser.add_argument("--db", default="sqlite", metavar="sqlite|postgresql|URL",
+                        help="sqlite (a file per size, the default); postgresql (a private throwaway cluster, "
+                             "as the tests start); or a postgresql:// URL of a server to build a database "
+                             "hallsync_reports_N per size in")
     args = parser.parse_args()
     if args.halls < 2 or args.egms < 2:
         raise SystemExit("--halls and --egms must be at least 2")
@@ -427,33 +480,48 @@ async def main() -> None:
 
     root = Path(args.keep).resolve() if args.keep else Path(tempfile.mkdtemp(prefix="hallsync-reports-"))
     by_size: dict[int, list[dict[str, Any]]] = {}
+    cluster = None
+    server: str | None = None
+    if args.db == "postgresql":
+        from tests.pgcluster import PgCluster
+
+        cluster = PgCluster().start()
+        server = cluster.url
+        if args.keep:
+            print("note: a private cluster is deleted at the end; --keep keeps only build.json", flush=True)
+    elif args.db.startswith(("postgresql://", "postgres://")):
+        server = args.db
+    elif args.db != "sqlite":
+        raise SystemExit(f"--db {args.db!r}: give sqlite, postgresql or a postgresql:// URL")
     try:
         for events in args.events:
             where = root / f"events-{events}"
-            db = where / "central.db"
+            db = Target(where, server, events)
             meta = where / "build.json"
             print(f"\n== {events:,} events: {args.halls} halls × {args.egms} EGMs × {args.days} days "
                   f"({db}) {load()}", flush=True)
-            if meta.exists():
+            if meta.exists() and cluster is None:
                 got = json.loads(meta.read_text())
-                if ([got["halls"], got["egms"], got["days"], got.get("dense", False)]
-                        != [args.halls, args.egms, args.days, args.dense]):
+                if ([got["halls"], got["egms"], got["days"], got.get("dense", False), got.get("db", "sqlite")]
+                        != [args.halls, args.egms, args.days, args.dense, "sqlite" if server is None else server]):
                     raise SystemExit(f"{where} was built with other settings: {got}")
                 print(f"reusing it: {got['events']:,} events, built in {got['seconds']:.0f} s; "
-                      f"db {db_bytes(db) / 2**20:.1f} MiB", flush=True)
+                      f"db {await db.size() / 2**20:.1f} MiB", flush=True)
             else:
-                if where.exists() and any(where.iterdir()):
+                if where.exists() and any(where.iterdir()) and cluster is None:
                     raise SystemExit(f"{where} holds an unfinished build: remove it")
                 where.mkdir(parents=True, exist_ok=True)
                 await build(db, args, events)
-            print(f"rollup cells (hall, device, game, day) summed by GGR: {rollup_cells(db, args)}")
+            print(f"rollup cells (hall, device, game, day) summed by GGR: {await rollup_cells(db, args)}")
             print(f"reports over HTTP ({load()}):")
             header()
             by_size[events] = await measure(db, args)
             print(f"after the reports: {load()}")
         goals(by_size)
-        print(f"\n{load()} (2 cores, shared)")
+        print(f"\n{load()} (2 cores, shared); store: {'SQLite' if server is None else 'PostgreSQL'}")
     finally:
+        if cluster is not None:
+            cluster.stop()
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
 

@@ -158,7 +158,7 @@ def test_valid_messages_with_one_value_replaced_raise_only_sync_errors(name: str
 @pytest.mark.parametrize("payload", [
     b"", b"null", b"[]", b"{}", b"\xef\xbb\xbf{}", b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 5000,
     '{"v":1}', None, 12, bytearray(b"{}"), memoryview(b"{}"), b'"\\ud800"', b"\xff\xfe",
-], ids=lambda p: repr(p)[:20])
+], ids=lambda p: f"memoryview({bytes(p)!r})" if isinstance(p, memoryview) else repr(p)[:20])
 def test_odd_inputs_raise_only_sync_errors(name: str, payload: object) -> None:
     with pytest.raises(SyncError):
         DECODERS[name](payload)  # type: ignore[arg-type]
