@@ -103,7 +103,8 @@ async def test_two_services_on_one_shared_subscription_store_a_hall_exactly_with
         assert resent == []
         assert await hall_totals(store, hall.hall) == hall.total
         assert len(await store.ingest.events(hall=hall.hall, limit=10_000)) == len(hall.events)
-        assert all(s.stats["stored"] > 0 for s in services), [dict(s.stats) for s in services]
+        # both took part: a worker may store all its batches after a recheck (its neighbour committed first)
+        assert all(s.stats["events_stored"] > 0 for s in services), [dict(s.stats) for s in services]
     finally:
         for service in services:
             await service.stop()
