@@ -258,3 +258,13 @@ async def test_from_and_to_are_checked(tmp_path: Path, pg_template: str, capsys:
     assert await cli("db", "migrate", "--from", str(tmp_path / "none.db"), "--to", str(tmp_path / "b.db")) == 2
     assert migration.sqlite_source("sqlite:////abs/x.db") == "/abs/x.db"
     assert migration.sqlite_source("sqlite:rel/x.db") == migration.sqlite_source("sqlite:///rel/x.db") == "rel/x.db"
+
+
+async def test_a_sqlite_file_of_a_newer_build_is_refused(
+        tmp_path: Path, pg_template: str, capsys: pytest.CaptureFixture[str]) -> None:
+    await (await open_sqlite(tmp_path / "newer.db")).close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "newer.db")) as con:
+        con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+        con.commit()
+    assert await cli("db", "migrate", "--from", str(tmp_path / "newer.db"), "--to", f"{pg_template}/unused") == 1
+    assert "newer than this build" in capsys.readouterr().err
