@@ -65,6 +65,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "export.write": {"db": None, "data_dir": None, "from": None, "to": None, "out": None, "format": "jsonl",
                      "hall": None},
     "export.verify": {"file": None, "central_pub": None, "allow_unsigned": False},
+    "db.migrate": {"from": None, "to": None},
     # serve is a daemon: info by default, like ``hall-agent run``, so its start and stop lines reach journald
     "serve": {"log_level": "info", "data_dir": None, "db": None, "mqtt": None, "mqtt_password_file": None,
               "http": "127.0.0.1:8080",
@@ -89,6 +90,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "apikeys.rotate": ("db",),
     "export.write": ("db", "data_dir", "from", "to", "out"),
     "export.verify": ("file",),
+    "db.migrate": ("from", "to"),
     "serve": ("data_dir", "db", "mqtt"),
 }
 S = argparse.SUPPRESS
@@ -273,6 +275,22 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--allow-unsigned", action="store_true", default=S,
                         help="accept halls whose events carry no hall signature (stored before central kept them)")
     export.set_defaults(action="write")
+
+    database = sub.add_parser("db", help="the store itself: move it to PostgreSQL",
+                              description="the store itself: move it to PostgreSQL")
+    database.set_defaults(_help=database.print_help)
+    dsub = database.add_subparsers(dest="action", metavar="ACTION")
+    move = dsub.add_parser(
+        "migrate", help="copy an HQ's SQLite store into an empty PostgreSQL database and compare both",
+        description="Copy every table of the SQLite store into an EMPTY PostgreSQL database (its schema is "
+                    "created first) in one transaction, then compare both sides: rows and content of every "
+                    "table, each hall's chain end, GGR per hall and per device. Commits only if all are equal "
+                    "(exit 0); otherwise rolls back, names what differs and exits 1. The SQLite file is brought "
+                    "to this build's schema first and read in one snapshot: stop every `serve` first, events "
+                    "stored after the snapshot are not moved.")
+    _common(move)
+    move.add_argument("--from", default=S, metavar="sqlite:PATH", help="the SQLite file (sqlite:PATH or a path)")
+    move.add_argument("--to", default=S, metavar="postgresql://URL", help="the empty PostgreSQL database")
 
     serve = sub.add_parser("serve", help="ingest (MQTT) and the HTTP API",
                            description="Run ingest (a shared MQTT subscription to every hall's batches and status) "
@@ -757,6 +775,26 @@ def cmd_export_verify(opts: dict[str, Any]) -> int:
     return EXIT_OK
 
 
+def cmd_db_migrate(opts: dict[str, Any]) -> int:
+    from .store.migrate import MigrationMismatch, migrate_sqlite_to_postgres, sqlite_source
+
+    target = str(opts["to"])
+    if not is_postgres_url(target):
+        raise UsageError("db migrate: --to must be a postgresql://user@host/db URL")
+    source = sqlite_source(str(opts["from"]))
+    try:
+        report = asyncio.run(migrate_sqlite_to_postgres(source, target))
+    except MigrationMismatch as exc:
+        for line in exc.report.lines():
+            print(line)
+        raise
+    for line in report.lines():
+        print(line)
+    print(f"migrated {source} to PostgreSQL: {sum(report.rows.values())} rows in {len(report.rows)} tables, "
+          f"{report.rows.get('events', 0)} events, all equal ({report.seconds:.1f} s); serve with that URL as --db now")
+    return EXIT_OK
+
+
 def _db_exists(db: str) -> bool:
     """Whether a SQLite file is there (a PostgreSQL database is checked by connecting to it)."""
     return is_postgres_url(db) or Path(sqlite_path(db)).exists()
@@ -850,6 +888,7 @@ COMMANDS: dict[str, Callable[[dict[str, Any]], int]] = {
     "apikeys.rotate": cmd_apikeys_rotate,
     "export.write": cmd_export_write,
     "export.verify": cmd_export_verify,
+    "db.migrate": cmd_db_migrate,
     "serve": cmd_serve,
 }
 
