@@ -76,3 +76,17 @@ def fill(path: Path) -> None:
             except OSError as exc:
                 assert exc.errno == errno.ENOSPC
         os.fsync(fh.fileno())
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give every item a node id of its own. Schemathesis names its per-operation items
+    ``test[GET /health]`` but leaves all of them the function's node id; pytest-xdist keys its work by
+    node id, so it would run one of the 32 operations and report the suite green."""
+    seen: dict[str, int] = {}
+    for item in items:
+        seen[item.nodeid] = seen.get(item.nodeid, 0) + 1
+    for item in items:
+        if seen[item.nodeid] > 1 and item.parent is not None:
+            item._id = type(item._id).parse(f"{item.parent.nodeid}::{item.name}")  # pytest 9's NodeId
+    ids = [item.nodeid for item in items]
+    assert len(ids) == len(set(ids)), "two tests share a node id: give them distinct names or ids"
