@@ -104,7 +104,8 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
             await pool.start()
         ingestor = Ingestor(store, key, preparer=pool, gap_grace=config.gap_grace)
         ingest = IngestService(store, ingestor, url, ServiceConfig(share_group=config.share_group,
-                                                                   client_id=config.client_id, ingest=ingesting))
+                                                                   client_id=config.client_id, ingest=ingesting,
+                                                                   persistent_session=config.role == "all"))
         service = ingest
         standing = StandingPublisher(store, key, ingest.publish_retained)
         if ingesting:

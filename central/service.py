@@ -62,6 +62,14 @@ class ServiceConfig:
     """None: plain subscriptions, for a broker without ``$share`` (the demo's embedded amqtt); only one
     central process may then serve the broker, or each batch would be ingested by every process."""
     client_id: str = "hallsync-central"
+    persistent_session: bool = True
+    """True (``serve --role all``, one process): the broker keeps the subscription and queues batches
+    while central restarts. False for ``--role ingest`` workers on the shared subscription: Mosquitto
+    (2.0, its issue #1747) goes on handing a dead member of a ``$share`` group with a persistent session
+    its share of every hall's batches until it returns, so a SIGKILLed worker's halls would not move to
+    the others; with a clean session the broker drops the member when its connection ends. What was in
+    flight to the dead worker is not lost: nothing of it was acked, so the survivors ask for it (gap) or
+    the agent sends it again (ack timeout)."""
     ingest: bool = True
     """False: the link only publishes (commands, standing data) and subscribes to nothing — the link of
     an ``api`` or ``monitor`` process, which leaves batches, status and results to the ingest processes."""
@@ -88,7 +96,8 @@ class IngestService:
         self.store = store
         self.ingestor = ingestor
         self.config = config or ServiceConfig()
-        self.link = MqttLink(url, client_id=self.config.client_id, handler=self._on_message, clean_session=False,
+        self.link = MqttLink(url, client_id=self.config.client_id, handler=self._on_message,
+                             clean_session=not self.config.persistent_session,
                              max_inflight=self.config.max_inflight,
                              subscriptions=[self._subscription("batches"), self._subscription("command-results"),
                                             subscription("status")] if self.config.ingest else [])
