@@ -20,6 +20,7 @@ from protocols.sync import Event
 from protocols.sync.gamingday import day_rule
 
 from .effect_rows import DEVICES_CONFLICT, device_rows, span_rows
+from .export_pg import insert_signed_header
 from .pg_db import PgConn, PgDatabase
 from .rollup_pg import insert_day_tables, insert_marks, insert_rollups, upsert
 from .schema import DEVICE_MONEY_COLUMNS
@@ -36,26 +37,11 @@ _SPANS: Final = (("hall", "text"), ("device", "text"), ("first_seq", "bigint"), 
 _SPANS_CONFLICT: Final = (" ON CONFLICT (hall, device, first_seq) DO UPDATE SET last_seq ="
                           " GREATEST(device_spans.last_seq, excluded.last_seq)")
 
-_INSERT_SIGNED: Final = (
-    "INSERT INTO batches (hall, first_seq, last_seq, header, sig, public_key_pem, stored_at)"
-    " SELECT ?::text, ?::bigint, ?::bigint, ?::text, ?::text, public_key_pem, ?::bigint FROM halls WHERE id = ?"
-    " ON CONFLICT (hall, last_seq) DO NOTHING"
-)
-
 _COPY_FROM: Final = 16
 """Events from which a batch goes in by COPY; fewer go as one multi-row ``unnest`` insert (a COPY costs
 two extra round trips, which a live batch of a few events does not win back)."""
 
 _EVENT_TYPES: Final = ("text", "bigint", "text", "text", "text", "bigint", "bigint", "bigint", "text", "text", "text")
-
-
-async def insert_signed_header(con: PgConn, hall: str, last_seq: int, signed: SignedHeader, stored_at: int) -> None:
-    """Keep the signed header of a batch that just stored events (see the SQLite backend's twin)."""
-    if signed.hall != hall or signed.last_seq != last_seq:
-        raise ValueError(f"signed header {signed.hall}:{signed.first_seq}..{signed.last_seq} is not the batch "
-                         f"being stored ({hall}, last seq {last_seq})")
-    await con.execute(_INSERT_SIGNED, hall, signed.first_seq, signed.last_seq, signed.header, signed.sig,
-                      stored_at, hall)
 
 
 class PgIngest:
