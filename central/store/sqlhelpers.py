@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Final, TypeVar
 
 import msgspec
@@ -46,7 +46,7 @@ def run_sqlite(con: sqlite3.Connection, plan: Plan[T]) -> T:
         return result
 
 
-def marks(values: Sequence[Any]) -> str:
+def marks(values: Collection[Any]) -> str:
     """``?, ?, …``: one placeholder per value (an ``IN (…)`` list)."""
     return ", ".join("?" for _ in values)
 
