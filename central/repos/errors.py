@@ -17,5 +17,5 @@ class DuplicateKey(StoreError):
     error, so the CLI and the API answer it alike."""
 
     def __init__(self, table: str) -> None:
-        super().__init__(f"a {table} row with the same key is already stored")
+        super().__init__(f"{table}: a row with the same key is already stored")
         self.table = table

@@ -60,7 +60,7 @@ async def test_add_and_read_a_command_round_trips(store: Repositories) -> None:
     assert [(e.hall, e.device) for e in log] == [("h1", "egm-001")] and "c1" in log[0].detail
     # a second command with the same id is refused by the database's primary key, as the same
     # backend-neutral error on both backends (not the driver's)
-    with pytest.raises(DuplicateKey, match=r"^a commands row with the same key is already stored$"):
+    with pytest.raises(DuplicateKey, match=r"^commands: a row with the same key is already stored$"):
         await store.commands.add_command(_record())
     assert len(await store.commands.commands()) == 1
 
