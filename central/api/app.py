@@ -34,6 +34,7 @@ from central.commands import (
     CommandPublisher,
 )
 from central.repos import Repositories
+from central.repos.errors import DuplicateKey
 from central.repos.halls import ApiKeyRecord
 from central.repos.ingest import LOG_KINDS
 from central.timeutil import Clock, now_micros
@@ -130,6 +131,8 @@ class _Api:
             return await handler(request)
         except ApiError as exc:
             return _error(exc)
+        except DuplicateKey as exc:   # either backend's unique key given twice: the request's conflict
+            return _error(ApiError(409, "conflict", str(exc)))
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise

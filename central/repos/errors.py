@@ -9,3 +9,13 @@ class StoreError(Exception):
 
 class BackendUnavailable(StoreError):
     """The DB URL names a backend this build does not have (yet)."""
+
+
+class DuplicateKey(StoreError):
+    """A write would store a second row with a key that must be unique (a command or rule id given
+    twice, a hall registered by two processes at once). Both backends raise this, never their driver's
+    error, so the CLI and the API answer it alike."""
+
+    def __init__(self, table: str) -> None:
+        super().__init__(f"{table}: a row with the same key is already stored")
+        self.table = table

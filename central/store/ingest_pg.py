@@ -10,22 +10,20 @@ halls go on beside it."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Final
 
-from central.chainend import decide, stored_hash_needed
-from central.repos.errors import StoreError
 from central.repos.ingest import IngestResult, LogEntry, SignedHeader
 from central.staging import EVENT_COLUMNS, WIDTH, StagedEvents, stage_events
 from protocols.sync import Event
-from protocols.sync.gamingday import day_rule
 
 from .effect_rows import DEVICES_CONFLICT, device_rows, span_rows
-from .pg_db import PgConn, PgDatabase
+from .export_pg import insert_signed_header
+from .ingest_shared import IngestReads, chain_end
+from .pg_db import PgConn, PgDatabase, run_pg
+from .plans import POSTGRES
 from .rollup_pg import insert_day_tables, insert_marks, insert_rollups, upsert
 from .schema import DEVICE_MONEY_COLUMNS
-from .sqlhelpers import EVENT_READ_COLUMNS, INSERT_LOG, event_record, events_filter, log_filter, where_clause
-
-_MAX_EVENTS_LIMIT = 10_000
+from .sqlhelpers import INSERT_LOG
 
 _DEVICES: Final = (("hall", "text"), ("id", "text"), ("kind", "text"), ("online", "bigint"), ("enabled", "bigint"),
                    ("first_seen", "bigint"), ("last_seen", "bigint"), ("last_seq", "bigint"),
@@ -36,12 +34,6 @@ _SPANS: Final = (("hall", "text"), ("device", "text"), ("first_seq", "bigint"), 
 _SPANS_CONFLICT: Final = (" ON CONFLICT (hall, device, first_seq) DO UPDATE SET last_seq ="
                           " GREATEST(device_spans.last_seq, excluded.last_seq)")
 
-_INSERT_SIGNED: Final = (
-    "INSERT INTO batches (hall, first_seq, last_seq, header, sig, public_key_pem, stored_at)"
-    " SELECT ?::text, ?::bigint, ?::bigint, ?::text, ?::text, public_key_pem, ?::bigint FROM halls WHERE id = ?"
-    " ON CONFLICT (hall, last_seq) DO NOTHING"
-)
-
 _COPY_FROM: Final = 16
 """Events from which a batch goes in by COPY; fewer go as one multi-row ``unnest`` insert (a COPY costs
 two extra round trips, which a live batch of a few events does not win back)."""
@@ -49,19 +41,11 @@ two extra round trips, which a live batch of a few events does not win back)."""
 _EVENT_TYPES: Final = ("text", "bigint", "text", "text", "text", "bigint", "bigint", "bigint", "text", "text", "text")
 
 
-async def insert_signed_header(con: PgConn, hall: str, last_seq: int, signed: SignedHeader, stored_at: int) -> None:
-    """Keep the signed header of a batch that just stored events (see the SQLite backend's twin)."""
-    if signed.hall != hall or signed.last_seq != last_seq:
-        raise ValueError(f"signed header {signed.hall}:{signed.first_seq}..{signed.last_seq} is not the batch "
-                         f"being stored ({hall}, last seq {last_seq})")
-    await con.execute(_INSERT_SIGNED, hall, signed.first_seq, signed.last_seq, signed.header, signed.sig,
-                      stored_at, hall)
-
-
-class PgIngest:
+class PgIngest(IngestReads):
     """:class:`~central.repos.ingest.IngestRepository` on a :class:`PgDatabase`."""
 
     def __init__(self, db: PgDatabase) -> None:
+        super().__init__(db)
         self._db = db
 
     async def ingest_events(self, hall: str, events: Sequence[Event], *, central_time: int,
@@ -76,16 +60,7 @@ class PgIngest:
 
     async def _ingest(self, con: PgConn, staged: StagedEvents, signed: SignedHeader | None) -> IngestResult:
         hall = staged.hall
-        row = await con.fetchrow("SELECT last_seq, last_hash, timezone, gaming_day_start FROM halls WHERE id = ?"
-                                 " FOR UPDATE", hall)
-        if row is None:
-            raise StoreError(f"hall {hall!r} is not registered")
-        last_seq, last_hash = row[0], row[1]
-        staged = staged.under(day_rule(row[2], row[3]))   # the hall's day, also if it changed since staging
-        seq = stored_hash_needed(staged, last_seq)
-        found = None if seq is None else await con.fetchval("SELECT hash FROM events WHERE hall = ? AND seq = ?",
-                                                            hall, seq)
-        new = decide(staged, last_seq, last_hash, found)
+        staged, new = await run_pg(con, chain_end(POSTGRES, staged))
         if isinstance(new, IngestResult):
             return new
         last = new.last_seq
@@ -113,44 +88,3 @@ class PgIngest:
             return
         async with self._db.transaction() as con:
             await con.executemany(INSERT_LOG, [(e.time, e.hall, e.device, e.kind, e.detail) for e in entries])
-
-    async def events(self, *, hall: str | None = None, device: str | None = None, type: str | None = None,
-                     time_from: int | None = None, time_to: int | None = None, after_seq: int | None = None,
-                     limit: int = 100, halls: Sequence[str] | None = None,
-                     after_hall: str | None = None) -> list[dict[str, Any]]:
-        found = events_filter(hall=hall, device=device, type=type, time_from=time_from, time_to=time_to,
-                              after_seq=after_seq, halls=halls, after_hall=after_hall)
-        if found is None:
-            return []
-        where, params = found
-        limit = max(1, min(limit, _MAX_EVENTS_LIMIT))
-        if device is None or hall is None:
-            sql = f"SELECT {EVENT_READ_COLUMNS} FROM events{where_clause(where)} ORDER BY hall, seq LIMIT ?"
-            return [event_record(r) for r in await self._db.fetch(sql, *params, limit)]
-        # No per-event device index: the device's spans (one per batch) say which seq ranges of the
-        # hall hold its events, so only those are read (as on SQLite), in one snapshot.
-        out: list[dict[str, Any]] = []
-        start = after_seq or 0
-        sql = (f"SELECT {EVENT_READ_COLUMNS} FROM events{where_clause([*where, 'seq >= ?', 'seq <= ?'])}"
-               " ORDER BY seq LIMIT ?")
-        async with self._db.reading() as con:
-            spans = await con.fetch("SELECT first_seq, last_seq FROM device_spans WHERE hall = ? AND device = ?"
-                                    " AND last_seq > ? ORDER BY first_seq", hall, device, start)
-            for first, last in spans:
-                rows = await con.fetch(sql, *params, max(first, start + 1), last, limit - len(out))
-                out.extend(event_record(r) for r in rows)
-                if len(out) >= limit:
-                    break
-        return out
-
-    async def integration_log(self, *, hall: str | None = None, kind: str | None = None, limit: int = 100,
-                              halls: Sequence[str] | None = None, device: str | None = None,
-                              time_from: int | None = None, time_to: int | None = None) -> list[LogEntry]:
-        found = log_filter(hall=hall, kind=kind, halls=halls, device=device, time_from=time_from, time_to=time_to)
-        if found is None:
-            return []
-        where, params = found
-        sql = (f"SELECT time, hall, device, kind, detail FROM integration_log{where_clause(where)}"
-               " ORDER BY id DESC LIMIT ?")
-        rows = await self._db.fetch(sql, *params, max(1, min(limit, _MAX_EVENTS_LIMIT)))
-        return [LogEntry(kind=r[3], detail=r[4], time=r[0], hall=r[1], device=r[2]) for r in rows]

@@ -25,14 +25,17 @@ import contextlib
 import functools
 import re
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import Any, Final
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from typing import Any, Final, TypeVar
 
 import asyncpg
 
-from central.repos.errors import StoreError
+from central.repos.errors import DuplicateKey, StoreError
 
 from .pg_schema import MIGRATIONS
+from .plans import POSTGRES, Plan
+
+T = TypeVar("T")
 
 _MIGRATION_LOCK: Final = 0x68616C6C73796E63   # "hallsync": one migrating process at a time per database
 
@@ -97,6 +100,31 @@ class PgConn:
         await self._con.copy_records_to_table(table, records=rows, columns=list(columns))
 
 
+async def run_pg(con: PgConn, plan: Plan[T]) -> T:
+    """Run a plan (:mod:`central.store.plans`) on ``con``; an empty ``many`` step sends nothing."""
+    try:
+        step = next(plan)
+        while True:
+            if step.many:
+                if step.args:
+                    await con.executemany(step.sql, step.args)
+                step = plan.send([])
+            else:
+                step = plan.send(await con.fetch(step.sql, *step.args))
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+@contextlib.contextmanager
+def _neutral_errors() -> Iterator[None]:
+    """The driver's unique violation as the backend-neutral :class:`DuplicateKey`."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError as exc:
+        raise DuplicateKey(exc.table_name or "table") from exc
+
+
 async def _migrate(con: asyncpg.Connection) -> None:
     """Apply the missing :data:`MIGRATIONS` in order, all in one transaction, one process at a time."""
     async with con.transaction():
@@ -120,6 +148,8 @@ class PgDatabase:
     """One PostgreSQL database: a connection pool shared by the repositories of :mod:`central.store`.
     Create it with :meth:`open` (which brings the schema up to date)."""
 
+    dialect = POSTGRES
+
     def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
         self._pool = pool
         self.dsn = dsn
@@ -142,14 +172,25 @@ class PgDatabase:
     @contextlib.asynccontextmanager
     async def transaction(self, isolation: str = "read_committed") -> AsyncIterator[PgConn]:
         """One transaction on a pooled connection: committed when the block ends, rolled back if it raises."""
-        async with self._pool.acquire() as con, con.transaction(isolation=isolation):
-            yield PgConn(con)
+        with _neutral_errors():
+            async with self._pool.acquire() as con, con.transaction(isolation=isolation):
+                yield PgConn(con)
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[PgConn]:
         """A pooled connection for reads that need one consistent snapshot (REPEATABLE READ, read-only)."""
         async with self._pool.acquire() as con, con.transaction(isolation="repeatable_read", readonly=True):
             yield PgConn(con)
+
+    async def read(self, plan: Plan[T]) -> T:
+        """A plan's reads (:mod:`central.store.plans`) in one snapshot (:meth:`reading`)."""
+        async with self.reading() as con:
+            return await run_pg(con, plan)
+
+    async def write(self, plan: Plan[T]) -> T:
+        """A plan in one transaction (:meth:`transaction`); its reads lock by the plan's dialect."""
+        async with self.transaction() as con:
+            return await run_pg(con, plan)
 
     async def fetch(self, sql: str, *args: Any) -> list[Any]:
         """One read statement on a pooled connection (its own snapshot)."""

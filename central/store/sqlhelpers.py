@@ -1,14 +1,17 @@
-"""SQL helpers shared by the SQLite repositories (one transaction discipline, one scope rule)."""
+"""SQL helpers of the repositories (SQLite's transaction discipline and plan runner; the scope rules and
+filters both backends share)."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Final, TypeVar
 
 import msgspec
+
+from .plans import Plan
 
 T = TypeVar("T")
 
@@ -28,17 +31,38 @@ def transaction(con: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]
     return result
 
 
-def hall_scope(where: list[str], params: list[Any], hall: str | None, halls: Sequence[str] | None) -> bool:
-    """Add hall filters; False when the scope is empty (the query can return nothing)."""
+def run_sqlite(con: sqlite3.Connection, plan: Plan[T]) -> T:
+    """Run a plan (:mod:`central.store.plans`) on ``con``, all its steps in this call."""
+    try:
+        step = next(plan)
+        while True:
+            if step.many:
+                con.executemany(step.sql, step.args)
+                step = plan.send([])
+            else:
+                step = plan.send(con.execute(step.sql, step.args).fetchall())
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+def marks(values: Collection[Any]) -> str:
+    """``?, ?, …``: one placeholder per value (an ``IN (…)`` list)."""
+    return ", ".join("?" for _ in values)
+
+
+def hall_scope(where: list[str], params: list[Any], hall: str | None, halls: Sequence[str] | None,
+               column: str = "hall") -> bool:
+    """Add hall filters on ``column``; False when the scope is empty (the query can return nothing)."""
     if hall is not None:
         if halls is not None and hall not in halls:
             return False
-        where.append("hall = ?")
+        where.append(f"{column} = ?")
         params.append(hall)
     elif halls is not None:
         if not halls:
             return False
-        where.append(f"hall IN ({', '.join('?' for _ in halls)})")
+        where.append(f"{column} IN ({marks(halls)})")
         params.extend(halls)
     return True
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -26,13 +27,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from central.repos.errors import StoreError
+from central.repos.errors import DuplicateKey, StoreError
 from protocols.sync.gamingday import UTC_MIDNIGHT
 
 from .group_commit import GroupCommitter
+from .plans import SQLITE, Plan
 from .rollup_tables import fill_device_money, rebuild_day_tables
 from .schema import ADDED_COLUMNS, DDL, SCHEMA_VERSION
-from .sqlhelpers import WRITER_CACHED_STATEMENTS
+from .sqlhelpers import WRITER_CACHED_STATEMENTS, run_sqlite
 from .sqlhelpers import transaction as _transaction
 
 T = TypeVar("T")
@@ -79,6 +81,15 @@ def _connect(path: str, *, readonly: bool) -> sqlite3.Connection:
     return con
 
 
+_UNIQUE_FAILED = re.compile(r"UNIQUE constraint failed: (\w+)\.")
+
+
+def _duplicate_key(exc: sqlite3.IntegrityError) -> DuplicateKey | None:
+    """The backend-neutral error of a unique key given twice (None for another integrity error)."""
+    match = _UNIQUE_FAILED.match(str(exc))
+    return None if match is None else DuplicateKey(match.group(1))
+
+
 class Worker:
     """One thread with one connection: sqlite3 objects never cross threads."""
 
@@ -96,7 +107,13 @@ class Worker:
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, lambda: fn(self._con()))
+        try:
+            return await loop.run_in_executor(self._pool, lambda: fn(self._con()))
+        except sqlite3.IntegrityError as exc:
+            duplicate = _duplicate_key(exc)
+            if duplicate is None:
+                raise
+            raise duplicate from exc
 
     def _close_here(self) -> None:
         con = getattr(self._local, "con", None)
@@ -147,6 +164,8 @@ class SqliteDatabase:
     """One SQLite file: its writer and reader threads (each with its own connection) and the group
     commit of ingest. The repositories of :mod:`central.store` share one; create it with :meth:`open`."""
 
+    dialect = SQLITE
+
     def __init__(self, path: str) -> None:
         self.path = path
         self.writer = Worker("store-writer", path, readonly=False)
@@ -171,6 +190,14 @@ class SqliteDatabase:
         """One read statement's rows, on the reader: the call :class:`PgDatabase` has, so a read that
         both backends run alike is written once (:mod:`central.store.shared_reads`)."""
         return await self.reader.run(lambda con: con.execute(sql, args).fetchall())
+
+    async def read(self, plan: Plan[T]) -> T:
+        """A plan's reads (:mod:`central.store.plans`), all in one call on the reader."""
+        return await self.reader.run(lambda con: run_sqlite(con, plan))
+
+    async def write(self, plan: Plan[T]) -> T:
+        """A plan in one ``BEGIN IMMEDIATE`` transaction on the writer."""
+        return await self.writer.run(lambda con: _transaction(con, lambda c: run_sqlite(c, plan)))
 
     async def close(self) -> None:
         await self.reader.close()

@@ -12,7 +12,7 @@ import pytest
 from central.apikeys import KeyNotFound, authenticate, create_api_key, revoke_api_key, rotate_api_key
 from central.ingest import Ingestor
 from central.repos import Repositories
-from central.repos.errors import StoreError
+from central.repos.errors import DuplicateKey, StoreError
 from central.repos.halls import HallKeyConflict
 from central.store import open_sqlite, open_store, sqlite_path
 from central.store.schema import SCHEMA_VERSION
@@ -89,6 +89,17 @@ async def test_hall_registration(store: Repositories) -> None:
     assert entry.hall == "h1"
     assert [h.id for h in await store.halls.halls()] == ["h1"]
     assert await store.halls.get_hall("nope") is None
+
+
+async def test_an_api_key_stored_twice_is_the_same_refusal_on_both_backends(store: Repositories) -> None:
+    _, key = await create_api_key(store.halls, "viewer", None, now=T0, name="Anna")
+    (record,) = await store.halls.api_keys()
+    with pytest.raises(DuplicateKey) as refused:
+        await store.halls.add_api_key(record)
+    # what the CLI prints and the API answers (409) is the backend-neutral text, not the driver's
+    assert str(refused.value) == "api_keys: a row with the same key is already stored"
+    assert isinstance(refused.value, StoreError) and refused.value.table == "api_keys"
+    assert await store.halls.api_keys() == [record] and await authenticate(store.halls, key, now=T0) is not None
 
 
 async def test_an_api_key_expires_and_a_revoked_one_is_refused_at_once(store: Repositories) -> None:
