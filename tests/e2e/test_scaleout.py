@@ -14,6 +14,7 @@ seq. Nothing lost, nothing counted twice, no hall stuck.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -192,5 +193,16 @@ async def test_two_ingest_workers_one_killed_and_the_broker_restarted_leave_ever
         for proc in (*agents.values(), *workers.values(), serving, monitor, *floors.values()):
             proc.stop()
     for proc in (*workers.values(), serving, monitor):
-        assert "Traceback" not in proc.log.read_text(errors="replace"), proc.tail(60)
+        assert "Traceback" not in own_errors(proc.log.read_text(errors="replace")), proc.tail(60)
+
+
+_AIOMQTT_RACE = re.compile(r"Exception in callback BaseSelectorEventLoop\.add_writer\(.*?"
+                           r"OSError: \[Errno 9\] Bad file descriptor\n", re.S)
+
+
+def own_errors(log: str) -> str:
+    """A process's log without the one traceback a broker killed under it may leave, not ours: aiomqtt
+    (2.5) schedules ``add_writer`` for paho's socket from paho's callback, and when the connection has
+    died meanwhile the loop reports EBADF for a socket already closed; the link reconnects as usual."""
+    return _AIOMQTT_RACE.sub("", log)
 
