@@ -43,7 +43,7 @@ ROUNDS = 120
 PACE = 0.1     # seconds between a player's games: ~12 s of play, faults land well inside it
 LINGER = 0.1   # the agents' batch linger (default 0.25): more, smaller batches spread over both workers
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 @pytest.fixture
