@@ -59,6 +59,39 @@ def outbox(agent_dir: Path, timeout: float = 30) -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
+def live_outbox(agent_dir: Path, timeout: float = 3) -> dict[str, Any]:
+    """The running agent's outbox (``last_seq``, ``acked_through``, ``unacked_count``) from its state
+    socket, as ``hall-agent outbox`` asks it, without starting a process: cheap enough to poll three
+    agents every 50 ms. An agent not answering yet (starting) raises ConnectionError."""
+    from agent.state_socket import SOCKET_FILE, AgentNotAnswering, ask_agent
+
+    try:
+        return dict(ask_agent(agent_dir / SOCKET_FILE, timeout)["outbox"])
+    except AgentNotAnswering as exc:
+        raise ConnectionError(str(exc)) from exc
+
+
+def floor_args(floor_dir: Path, *, egms: int, terminals: int, rounds: int, pace: float, seed: int) -> list[str]:
+    """``hall-sim floor`` holding play until the agent has read each machine's meters (``--wait-for-host``)."""
+    return [str(BIN / "hall-sim"), "floor", "--egms", str(egms), "--terminals", str(terminals), "--rounds",
+            str(rounds), "--wait-for-host", "--pace", str(pace), "--seed", str(seed), "--out", str(floor_dir)]
+
+
+def agent_args(hall: str, agent_dir: Path, floor_dir: Path, mqtt: str, central_pub: Path, *,
+               meter_interval: float = 2, meter_settle: float = 1.5, extra: tuple[str, ...] = ()) -> list[str]:
+    """``hall-agent run`` for the floor in ``floor_dir`` (its devices.toml), logging JSON at info."""
+    return [str(BIN / "hall-agent"), "run", "--hall", hall, "--data-dir", str(agent_dir), "--devices",
+            str(floor_dir / "devices.toml"), "--mqtt", mqtt, "--central-key", str(central_pub),
+            "--meter-interval", str(meter_interval), "--meter-settle", str(meter_settle), *extra,
+            "--log-level", "info", "--log-format", "json"]
+
+
+def enroll_hall(hall: str, agent_dir: Path, db: str) -> None:
+    """The hall's key pair (``hall-agent keys init``) and its registration at HQ (``halls add``)."""
+    cli("hall-agent", "keys", "init", "--data-dir", str(agent_dir))
+    cli("hall-central", "halls", "add", hall, "--public-key", str(agent_dir / "hall.pub"), "--db", db)
+
+
 def central_by_device(base: str, key: str, hall: str) -> dict[str, Figures]:
     """Central's bets, wins, rounds, cash in and out per device of ``hall``."""
     rows = api(f"{base}/reports/ggr?group_by=device&hall={urllib.parse.quote(hall)}", key)["rows"]

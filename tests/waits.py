@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
+import urllib.error
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, TypeVar
 
@@ -71,3 +72,11 @@ def until_sync(check: Callable[[], T], what: str, *, timeout: float = 10.0, inte
         if time.monotonic() >= deadline:
             raise _failure(what, timeout, last, procs)
         time.sleep(interval)
+
+
+async def eventually(check: Callable[[], T], timeout: float, what: str, *procs: HasTail) -> T:
+    """:func:`until` for a blocking ``check`` of servers in other processes (HTTP, files, sockets): run
+    off the loop, and a server still starting (refused, 5xx, half a body) or an answer without the key
+    looked for yet is "not yet"."""
+    return await until(check, what, timeout=timeout, procs=procs, off_loop=True,
+                       ignore=(OSError, urllib.error.URLError, ValueError, KeyError))

@@ -11,15 +11,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.error
 from pathlib import Path
 
 import pytest
 
 from mqttlink.broker import free_port
-from tests.hallcheck import BIN, api, central_by_device, cli, expected, outbox, post, terminal_baselines
+from tests.hallcheck import (
+    BIN,
+    agent_args,
+    api,
+    central_by_device,
+    cli,
+    enroll_hall,
+    expected,
+    floor_args,
+    outbox,
+    post,
+    terminal_baselines,
+)
 from tests.procs import Proc
-from tests.waits import until
+from tests.waits import eventually
 
 HALL = "hall-e2e"
 EGMS = 3
@@ -30,33 +41,24 @@ PACE = 0.25
 pytestmark = pytest.mark.slow
 
 
-async def eventually(check, timeout: float, what: str, *procs: Proc):
-    """Until ``check`` (blocking: HTTP, files) holds; a server still starting is "not yet"."""
-    return await until(check, what, timeout=timeout, procs=procs, off_loop=True,
-                       ignore=(OSError, urllib.error.URLError, ValueError, KeyError))
-
 async def test_ggr_equals_truth_through_kills_and_restarts(tmp_path: Path, mosquitto) -> None:
     floor_dir, agent_dir, central_dir = tmp_path / "floor", tmp_path / "agent", tmp_path / "central"
     db = str(tmp_path / "central.db")
     cli("hall-central", "keys", "init", "--data-dir", str(central_dir))
-    cli("hall-agent", "keys", "init", "--data-dir", str(agent_dir))
-    cli("hall-central", "halls", "add", HALL, "--public-key", str(agent_dir / "hall.pub"), "--db", db)
+    enroll_hall(HALL, agent_dir, db)
     key = cli("hall-central", "apikeys", "create", "--role", "viewer", "--db", db)
     admin = cli("hall-central", "apikeys", "create", "--role", "admin", "--db", db)
     operator = cli("hall-central", "apikeys", "create", "--role", "operator", "--db", db)
     port = free_port()
     base = f"http://127.0.0.1:{port}/api/v1"
 
-    floor = Proc("floor", [str(BIN / "hall-sim"), "floor", "--egms", str(EGMS), "--terminals", str(TERMINALS),
-                           "--rounds", str(ROUNDS), "--wait-for-host",
-                           "--pace", str(PACE), "--seed", "11", "--out", str(floor_dir)], tmp_path)
+    floor = Proc("floor", floor_args(floor_dir, egms=EGMS, terminals=TERMINALS, rounds=ROUNDS, pace=PACE, seed=11),
+                 tmp_path)
     central = Proc("central", [str(BIN / "hall-central"), "serve", "--data-dir", str(central_dir), "--db", db,
                                "--mqtt", mosquitto.url_text, "--http", f"127.0.0.1:{port}", "--log-level", "info"],
                    tmp_path)
-    agent = Proc("agent", [str(BIN / "hall-agent"), "run", "--hall", HALL, "--data-dir", str(agent_dir),
-                           "--devices", str(floor_dir / "devices.toml"), "--mqtt", mosquitto.url_text,
-                           "--central-key", str(central_dir / "central.pub"), "--meter-interval", "2",
-                           "--meter-settle", "1.5", "--log-level", "info", "--log-format", "json"], tmp_path)
+    agent = Proc("agent", agent_args(HALL, agent_dir, floor_dir, mosquitto.url_text, central_dir / "central.pub"),
+                 tmp_path)
     procs = (floor, agent, central)
     try:
         floor.start()
