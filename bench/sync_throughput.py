@@ -236,7 +236,7 @@ async def verify_central(db: Path | str, truth: dict[str, Any], n: int) -> bool:
 
 
 def start_centrals(work: Path, central_dir: Path, db: Path | str, mqtt: str, workers: int | None,
-                   share_group: str) -> tuple[list[Proc], list[str]]:
+                   share_group: str, log_level: str = "warning") -> tuple[list[Proc], list[str]]:
     """One ``serve`` (role all) when ``workers`` is None, else that many ``serve --role ingest`` on the
     shared subscription; (processes, their health URLs)."""
     from mqttlink.broker import free_port
@@ -247,10 +247,11 @@ def start_centrals(work: Path, central_dir: Path, db: Path | str, mqtt: str, wor
         for i in range(1 if workers is None else workers):
             port = free_port()
             if workers is None:
-                procs.append(start_central(work, central_dir, db, mqtt, port, share_group=share_group))
+                procs.append(start_central(work, central_dir, db, mqtt, port, log_level, share_group=share_group))
             else:
-                procs.append(start_central(work, central_dir, db, mqtt, port, role="ingest", name=f"ingest-{i}",
-                                           client_id=f"bench-ingest-{i}", share_group=share_group))
+                procs.append(start_central(work, central_dir, db, mqtt, port, log_level, role="ingest",
+                                           name=f"ingest-{i}", client_id=f"bench-ingest-{i}",
+                                           share_group=share_group))
             urls.append(f"http://127.0.0.1:{port}/api/v1/health")
     except BaseException:
         for proc in procs:
@@ -269,7 +270,7 @@ def run_full(args: argparse.Namespace, work: Path, mqtt: str, broker: Any, *, db
     ``db`` (a PostgreSQL URL; ``pg`` the server whose CPU is measured). (exit code, figures)."""
     t_setup = time.perf_counter()
     central_dir, agent_dir, db = setup_hq(work, HALL, db)
-    centrals, health_urls = start_centrals(work, central_dir, db, mqtt, workers, share_group)
+    centrals, health_urls = start_centrals(work, central_dir, db, mqtt, workers, share_group, args.log_level)
     shape = "1 serve (role all)" if workers is None else f"{workers} × serve --role ingest"
     print(f"setup: broker {mqtt}, central {shape}, pid {', '.join(str(c.pid) for c in centrals)}, "
           f"db {'SQLite' if pg is None else 'PostgreSQL'}, work dir {work}, {time.perf_counter() - t_setup:.1f} s",
@@ -540,6 +541,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=1,
                    help="run every configuration this many times, interleaved; the summary gives median and range")
     p.add_argument("--keep", metavar="DIR", help="work in DIR (created) and keep it afterwards")
+    p.add_argument("--log-level", default="warning", help="central's --log-level (its log is in the work dir)")
     p.add_argument("--bare-receiver", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--receiver-db", help=argparse.SUPPRESS)
     p.add_argument("--hall", default=HALL, help=argparse.SUPPRESS)
