@@ -599,23 +599,25 @@ def summary(args: argparse.Namespace, runs: list[tuple[str, int | None, dict[str
     labels = list(dict.fromkeys(label for label, _, _ in runs))
     medians: dict[str, float] = {}
     print(f"\nsummary: {n:,} events per run, {args.repeat} run(s) per configuration, interleaved; CPU seconds per "
-          "1,000 events (median): each worker (with its verify child) | PostgreSQL (all backends) | Mosquitto | agent")
-    print(f"{'configuration':<22} {'events/s median (range)':<28} {'vs SQLite':>9}  {'worker':>7} {'pg':>7} "
-          f"{'mqtt':>7} {'agent':>7}")
+          "1,000 events (median): each worker (with its verify child) | all workers | PostgreSQL (all backends) | "
+          "Mosquitto | agent")
+    print(f"{'configuration':<22} {'events/s median (range)':<28} {'vs SQLite':>9}  {'worker':>7} {'workers':>7} "
+          f"{'pg':>7} {'mqtt':>7} {'agent':>7}")
     for label in labels:
         mine = [f for lab, _, f in runs if lab == label]
         eps = [f["events_per_s"] for f in mine]
         medians[label] = statistics.median(eps)
         spread = f"{medians[label]:,.0f} ({min(eps):,.0f}–{max(eps):,.0f})"
 
-        def med(key: str, mine: list[dict[str, Any]] = mine) -> str:
-            values = [v for f in mine for v in (f[key] if isinstance(f[key], list) else [f[key]]) if v == v]
+        def med(key: str, mine: list[dict[str, Any]] = mine, total: bool = False) -> str:
+            values = [v for f in mine for v in ([sum(f[key])] if total else f[key] if isinstance(f[key], list)
+                                                 else [f[key]]) if v == v]
             return "-" if not values else f"{statistics.median(values) / n * 1000:.3f}"
 
         base = medians.get(labels[0]) if labels[0].startswith("sqlite") else None
         versus = "-" if base is None else f"{medians[label] / base:.2f}×"
-        print(f"{label:<22} {spread:<28} {versus:>9}  {med('central'):>7} {med('postgres'):>7} {med('mosquitto'):>7} "
-              f"{med('agent'):>7}")
+        print(f"{label:<22} {spread:<28} {versus:>9}  {med('central'):>7} {med('central', total=True):>7} "
+              f"{med('postgres'):>7} {med('mosquitto'):>7} {med('agent'):>7}")
     pg_labels = [lab for lab in labels if lab.startswith("postgresql")]
     if len(pg_labels) > 1:
         first = medians[pg_labels[0]]
