@@ -170,12 +170,20 @@ def setup_hq(work: Path, hall: str, db: str | Path | None = None) -> tuple[Path,
     return central_dir, agent_dir, db
 
 
+PROFILE_ENV = "HALLSYNC_BENCH_PROFILE"
+"""A directory: every ``hall-central serve`` the benchmarks start runs under cProfile and writes
+``NAME-PID.prof`` there when it stops (``python -m pstats FILE``; SIGTERM ends it cleanly)."""
+
+
 def start_central(work: Path, central_dir: Path, db: Path | str, mqtt: str, http_port: int,
                   log_level: str = "warning", *, role: str = "all", name: str = "central",
                   client_id: str = "bench-central", share_group: str = "bench") -> Proc:
     """``hall-central serve`` as its own process; returns once health answers and ingest is connected.
     ``role``/``name``/``client_id``: one of several processes on one database (``serve --role ingest``)."""
-    central = Proc(name, [str(BIN / "hall-central"), "serve", "--data-dir", str(central_dir), "--db", str(db),
+    profile = os.environ.get(PROFILE_ENV)
+    runner = [sys.executable, "-m", "cProfile", "-o", str(Path(profile) / f"{name}-{os.getpid()}.prof"),
+              str(BIN / "hall-central")] if profile else [str(BIN / "hall-central")]
+    central = Proc(name, [*runner, "serve", "--data-dir", str(central_dir), "--db", str(db),
                           "--mqtt", mqtt, "--http", f"127.0.0.1:{http_port}", "--log-level", log_level,
                           "--client-id", client_id, "--share-group", share_group, "--role", role], work).start()
     health = f"http://127.0.0.1:{http_port}/api/v1/health"
