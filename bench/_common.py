@@ -74,14 +74,30 @@ def cpu_seconds(pid: int | str = "self", *, children: bool = True) -> float:
     return total
 
 
-def _own_cpu(pid: str) -> float:
+def tree_cpu_seconds(pid: int | str) -> float:
+    """user + system CPU seconds of a server and every process it ever forked: its own, its live
+    descendants' and what its reaped children used (``cutime``/``cstime``). For PostgreSQL's postmaster,
+    whose backends come and go with connections; NaN if it is gone."""
+    total = _own_cpu(str(pid), reaped=True)
+    if total == total:
+        for child in _children(str(pid)):
+            own = _own_cpu(child, reaped=True)
+            if own == own:
+                total += own
+    return total
+
+
+def _own_cpu(pid: str, *, reaped: bool = False) -> float:
     try:
         with open(f"/proc/{pid}/stat") as fh:
             text = fh.read()
     except (FileNotFoundError, ProcessLookupError):
         return float("nan")
     fields = text[text.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15 of stat(5))
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat(5))
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime: children it has waited for
+    return ticks / CLK_TCK
 
 
 def _children(pid: str) -> list[str]:
@@ -141,23 +157,35 @@ def wait_until(check, timeout: float, what: str, *procs: Proc, interval: float =
 
 # -- HQ set-up ---------------------------------------------------------------------------------------
 
-def setup_hq(work: Path, hall: str) -> tuple[Path, Path, Path]:
-    """Central's key pair, the hall's key pair, the hall registered: (central_dir, agent_dir, db)."""
+def setup_hq(work: Path, hall: str, db: str | Path | None = None) -> tuple[Path, Path, Path | str]:
+    """Central's key pair, the hall's key pair, the hall registered: (central_dir, agent_dir, db).
+    ``db``: central's database (a SQLite path or a ``postgresql://`` URL); default ``work/central.db``."""
     from agent.keys import init_keys
 
-    central_dir, agent_dir, db = work / "central", work / "agent", work / "central.db"
+    central_dir, agent_dir = work / "central", work / "agent"
+    db = work / "central.db" if db is None else db
     cli("hall-central", "keys", "init", "--data-dir", str(central_dir))
     init_keys(agent_dir)
     cli("hall-central", "halls", "add", hall, "--public-key", str(agent_dir / "hall.pub"), "--db", str(db))
     return central_dir, agent_dir, db
 
 
-def start_central(work: Path, central_dir: Path, db: Path, mqtt: str, http_port: int,
-                  log_level: str = "warning") -> Proc:
-    """``hall-central serve`` as its own process; returns once health answers and ingest is connected."""
-    central = Proc("central", [str(BIN / "hall-central"), "serve", "--data-dir", str(central_dir), "--db", str(db),
-                               "--mqtt", mqtt, "--http", f"127.0.0.1:{http_port}", "--log-level", log_level,
-                               "--client-id", "bench-central", "--share-group", "bench"], work).start()
+PROFILE_ENV = "HALLSYNC_BENCH_PROFILE"
+"""A directory: every ``hall-central serve`` the benchmarks start runs under cProfile and writes
+``NAME-PID.prof`` there when it stops (``python -m pstats FILE``; SIGTERM ends it cleanly)."""
+
+
+def start_central(work: Path, central_dir: Path, db: Path | str, mqtt: str, http_port: int,
+                  log_level: str = "warning", *, role: str = "all", name: str = "central",
+                  client_id: str = "bench-central", share_group: str = "bench") -> Proc:
+    """``hall-central serve`` as its own process; returns once health answers and ingest is connected.
+    ``role``/``name``/``client_id``: one of several processes on one database (``serve --role ingest``)."""
+    profile = os.environ.get(PROFILE_ENV)
+    runner = [sys.executable, "-m", "cProfile", "-o", str(Path(profile) / f"{name}-{os.getpid()}.prof"),
+              str(BIN / "hall-central")] if profile else [str(BIN / "hall-central")]
+    central = Proc(name, [*runner, "serve", "--data-dir", str(central_dir), "--db", str(db),
+                          "--mqtt", mqtt, "--http", f"127.0.0.1:{http_port}", "--log-level", log_level,
+                          "--client-id", client_id, "--share-group", share_group, "--role", role], work).start()
     health = f"http://127.0.0.1:{http_port}/api/v1/health"
 
     def ready() -> bool:

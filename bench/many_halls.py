@@ -46,6 +46,7 @@ from _common import (  # the repo root goes on sys.path first
     wait_until,
     work_dir,
 )
+from _pg import PgServer, is_postgres
 
 TICK = 0.02
 """Seconds between two appends of a live hall (its pollers' events arrive in small groups)."""
@@ -219,13 +220,13 @@ async def agent_proc(args: argparse.Namespace) -> int:
 # the parent: broker, central, halls registered, agent processes, figures
 # =====================================================================================================
 
-def register(work: Path, db: Path, halls: int) -> None:
+def register(work: Path, db: Path | str, halls: int) -> None:
     """Each hall's key pair (agent.keys, as ``hall-agent keys init``) and its registration in central's store."""
     from agent.keys import init_keys
-    from central.store import open_sqlite
+    from central.store import open_store
 
     async def add() -> None:
-        store = await open_sqlite(db)
+        store = await open_store(str(db))
         try:
             for i in range(halls):
                 files = init_keys(work / "halls" / hall_name(i))
@@ -250,31 +251,230 @@ def percentile(samples: list[tuple[float, int]], q: float) -> float:
     return ordered[-1][0]
 
 
-def check_central(db: Path, results: list[dict[str, Any]]) -> bool:
-    import sqlite3
+def check_central(db: Path | str, results: list[dict[str, Any]]) -> bool:
+    from central.store import open_store
 
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        got = {r[0]: r[1:] for r in con.execute(
-            "SELECT hall, SUM(bets), SUM(wins), SUM(rounds), SUM(cash_in), SUM(cash_out) FROM rollups GROUP BY hall")}
-        ends = dict(con.execute("SELECT id, last_seq FROM halls"))
-        counts = dict(con.execute("SELECT hall, COUNT(*) FROM events GROUP BY hall"))
-    finally:
-        con.close()
+    async def read() -> tuple[dict[str, tuple[int, ...]], dict[str, int], dict[str, int]]:
+        store = await open_store(str(db))
+        try:
+            fetch = store.database.fetch  # type: ignore[attr-defined]  (both backends have it)
+            got = {r[0]: tuple(int(v) for v in r[1:]) for r in await fetch(
+                "SELECT hall, SUM(bets), SUM(wins), SUM(rounds), SUM(cash_in), SUM(cash_out) FROM rollups"
+                " GROUP BY hall")}
+            ends = {r[0]: r[1] for r in await fetch("SELECT id, last_seq FROM halls")}
+            counts = {r[0]: r[1] for r in await fetch("SELECT hall, COUNT(*) FROM events GROUP BY hall")}
+        finally:
+            await store.close()
+        return got, ends, counts
+
+    got, ends, counts = asyncio.run(read())
     bad = []
+    behind = []
     for result in results:
         for name, hall in result["halls"].items():
             want = tuple(hall["total"])
             have = tuple(got.get(name, (0, 0, 0, 0, 0)))
+            acked = hall["acked_through"]
+            if acked < hall["last_seq"] and ends.get(name) == acked and counts.get(name, 0) == acked:
+                behind.append(f"{name} acked {acked:,} of {hall['last_seq']:,}")   # stored exactly what was acked
+                continue
             if (have != want or ends.get(name) != hall["last_seq"] or counts.get(name, 0) != hall["last_seq"]
                     or hall["acked_through"] != hall["last_seq"]):
                 bad.append(f"{name}: central {have} end {ends.get(name)} events {counts.get(name, 0)}; hall {want} "
                            f"last {hall['last_seq']} acked {hall['acked_through']}")
+    if behind:
+        print(f"central: NOT DRAINED within --drain in {len(behind)} halls (central's chain end and events are what "
+              f"it acked; the rest was still queued), e.g. " + "; ".join(behind[:3]))
     if bad:
         print(f"central: MISMATCH in {len(bad)} halls, e.g. " + "; ".join(bad[:3]))
+    if bad or behind:
         return False
     print("central: OK (every hall's events once, chain end, bets/wins/rounds/cash equal what the halls appended)")
     return True
+
+
+def start_centrals(work: Path, db: Path | str, mqtt: str, workers: int | None,
+                   share_group: str) -> tuple[list[Proc], list[str]]:
+    """One ``serve`` (role all) when ``workers`` is None, else that many ``serve --role ingest``."""
+    from mqttlink.broker import free_port
+
+    procs: list[Proc] = []
+    urls: list[str] = []
+    try:
+        for i in range(1 if workers is None else workers):
+            port = free_port()
+            if workers is None:
+                procs.append(start_central(work, work / "central", db, mqtt, port, share_group=share_group))
+            else:
+                procs.append(start_central(work, work / "central", db, mqtt, port, role="ingest",
+                                           name=f"ingest-{i}", client_id=f"bench-ingest-{i}",
+                                           share_group=share_group))
+            urls.append(f"http://127.0.0.1:{port}/api/v1/health")
+    except BaseException:
+        for proc in procs:
+            proc.stop()
+        raise
+    return procs, urls
+
+
+def run_once(args: argparse.Namespace, work: Path, *, db: Path | str | None = None, workers: int | None = None,
+             pg: PgServer | None = None, share_group: str = "bench") -> tuple[int, dict[str, Any]]:
+    """One run in ``work``: SQLite and one ``serve`` (the defaults) or ``workers`` ingest processes on
+    ``db`` (PostgreSQL; ``pg`` the server whose CPU is measured). (exit code, figures)."""
+    shm = Path("/dev/shm")
+    outboxes = Path(f"/dev/shm/{work.parent.name}-{work.name}-outboxes") if shm.is_dir() else work / "outboxes"
+    outboxes.mkdir(parents=True, exist_ok=True)
+    broker, mqtt = start_broker(work, args.mqtt)
+    centrals: list[Proc] = []
+    code = 1
+    try:
+        cli("hall-central", "keys", "init", "--data-dir", str(work / "central"))
+        db = work / "central.db" if db is None else db
+        register(work, db, args.halls)
+        centrals, health_urls = start_centrals(work, db, mqtt, workers, share_group)
+        procs = max(1, min(args.agent_procs, args.halls))
+        spans = [(k * args.halls // procs, (k + 1) * args.halls // procs - 1) for k in range(procs)]
+        agents = []
+        for first, last in spans:
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--agent-proc", "--mqtt", mqtt, "--work", str(work),
+                   "--outboxes", str(outboxes), "--out", str(work / f"agents-{first}.json"), "--first", str(first),
+                   "--last", str(last), "--egms", str(args.egms), "--rate", str(args.rate), "--seconds",
+                   str(args.seconds), "--warmup", str(args.warmup), "--backlog-events", str(args.backlog_events),
+                   "--drain", str(args.drain), f"--{args.mode}"]
+            if args.linger is not None:
+                cmd += ["--linger", str(args.linger)]
+            if args.batch is not None:
+                cmd += ["--batch", str(args.batch)]
+            agents.append(Proc(f"agents-{first}", cmd, work).start())
+        if args.mode == "backlog":
+            wait_until(lambda: all((work / f"filled-{first}").exists() for first, _ in spans), 600,
+                       "the outboxes filled", *agents)
+        cpu0 = {"central": [cpu_seconds(c.pid) for c in centrals],
+                "mosquitto": cpu_seconds(broker.proc.pid) if broker is not None else math.nan,
+                "postgres": pg.cpu_seconds() if pg is not None else math.nan}
+        load0 = os.getloadavg()
+        children0 = os.times()
+        t0 = time.time()
+        (work / "go").write_text("go")
+        for agent in agents:
+            assert agent.proc is not None
+            while agent.proc.poll() is None:
+                time.sleep(0.2)
+                for central in centrals:
+                    if not central.alive():
+                        raise SystemExit(f"{central.name} exited:\n{central.tail()}")
+            if agent.proc.returncode != 0:
+                raise SystemExit(f"{agent.name} failed ({agent.proc.returncode}):\n{agent.tail()}")
+        elapsed = time.time() - t0
+        ingests = [http_json(url).get("presence", {}).get("ingest", {}) for url in health_urls]
+        cpu: dict[str, Any] = {
+            "central": [cpu_seconds(c.pid) - c0 for c, c0 in zip(centrals, cpu0["central"], strict=True)],
+            "mosquitto": (cpu_seconds(broker.proc.pid) - cpu0["mosquitto"]) if broker is not None else math.nan,
+            "postgres": (pg.cpu_seconds() - cpu0["postgres"]) if pg is not None else math.nan}
+        load1 = os.getloadavg()
+        children1 = os.times()   # the agent processes, reaped by now
+        cpu["agents"] = (children1.children_user + children1.children_system - children0.children_user
+                         - children0.children_system)
+        results = [json.loads((work / f"agents-{first}.json").read_text()) for first, _ in spans]
+        halls = {name: h for r in results for name, h in r["halls"].items()}
+        batches = sum(h["batches"] for h in halls.values())
+        events = sum(h["last_seq"] for h in halls.values())
+        shape = "1 serve (role all), SQLite" if workers is None else f"{workers} × serve --role ingest, PostgreSQL"
+        print(f"{args.halls} halls × {args.egms} EGMs, {args.mode}; {len(agents)} agent processes; outboxes in "
+              f"{outboxes.parent}; central {shape}, pid {', '.join(str(c.pid) for c in centrals)}")
+        if args.mode == "live":
+            offered = sum(r["offered"] for r in results) / args.seconds
+            sustained = sum(r["acked_in_window"] for r in results) / args.seconds
+            samples = [tuple(s) for r in results for s in r["samples"]]
+            print(f"offered: {offered:,.0f} events/s; sustained (acked in the window): {sustained:,.0f} events/s "
+                  f"({sustained / offered:.1%}) over {args.seconds:.0f} s after {args.warmup:.0f} s warm-up")
+            print(f"ack latency (agent time → ack at the hall): p50 {percentile(samples, 0.5) * 1e3:,.0f} ms, "
+                  f"p99 {percentile(samples, 0.99) * 1e3:,.0f} ms, max {max(s[0] for s in samples) * 1e3:,.0f} ms")
+        else:
+            first_start = min(r["started"] for r in results)
+            last_done = max(r["finished"] for r in results)
+            sustained = events / (last_done - first_start)
+            print(f"backlog: {events:,} events ({args.backlog_events:,} per hall) acked in "
+                  f"{last_done - first_start:.2f} s: {sustained:,.0f} events/s")
+        print(f"batches: {batches:,} ({events / max(1, batches):.1f} events each); ack timeouts "
+              f"{sum(h['ack_timeouts'] for h in halls.values())}, resend requests "
+              f"{sum(h['resends'] for h in halls.values())}")
+        for central, ingest in zip(centrals, ingests, strict=True):
+            if "group_commits" in ingest:
+                print(f"central group commit: {ingest['group_commits']:,} commits for {ingest['group_units']:,} "
+                      f"units ({ingest['group_units'] / max(1, ingest['group_commits']):.1f} per commit, largest "
+                      f"{ingest['largest_group']})")
+            elif workers is not None:
+                print(f"{central.name}: {ingest.get('events_stored', 0):,} events stored, "
+                      f"{ingest.get('stored_after_recheck', 0)} stored after a gap recheck")
+        central_cpu = sum(cpu["central"])
+        print(f"CPU over {elapsed:.1f} s: central {central_cpu:.1f} s ({central_cpu / elapsed:.0%} of a core"
+              + ("" if len(centrals) == 1 else ": " + " + ".join(f"{c:.1f}" for c in cpu["central"])) + "), "
+              f"mosquitto {cpu['mosquitto']:.1f} s, "
+              + ("" if pg is None else f"postgresql {cpu['postgres']:.1f} s, ")
+              + f"the halls' agents {cpu['agents']:.1f} s (their whole life, fill included); "
+              f"load average {load0[0]:.2f} at start, {load1[0]:.2f} at end; "
+              f"{os.cpu_count()} CPUs")
+        # What one event costs each side, over every event of the run (warm-up and drain included): at
+        # 100 halls × 100 events/s the sum times 10,000 must fit the machine's cores for any goal to hold.
+        print(f"CPU per event: central {central_cpu / max(1, events) * 1e6:,.0f} µs (with its verify child), "
+              + ("" if pg is None else f"postgresql {cpu['postgres'] / max(1, events) * 1e6:,.0f} µs, ")
+              + f"mosquitto {cpu['mosquitto'] / max(1, events) * 1e6:,.0f} µs, "
+              f"the halls' agents {cpu['agents'] / max(1, events) * 1e6:,.0f} µs")
+        code = 0 if check_central(db, results) else 1
+        figures = {"events_per_s": sustained, "events": events, "central": cpu["central"],
+                   "postgres": cpu["postgres"], "mosquitto": cpu["mosquitto"], "agent": cpu["agents"]}
+    finally:
+        for central in centrals:
+            central.stop()
+        if broker is not None:
+            broker.stop()
+        shutil.rmtree(outboxes, ignore_errors=True)
+    return code, figures
+
+
+def summary(runs: list[tuple[str, dict[str, Any]]]) -> float:
+    """The side-by-side table; returns the events/s of the last configuration (median over repeats)."""
+    import statistics
+
+    labels = list(dict.fromkeys(label for label, _ in runs))
+    medians: dict[str, float] = {}
+    print("\nsummary: CPU seconds per 1,000 events (median over runs): central (all its processes, with their "
+          "verify children) | PostgreSQL (all backends) | Mosquitto | the halls' agents")
+    print(f"{'configuration':<22} {'events/s median (range)':<28} {'vs SQLite':>9}  {'central':>7} {'pg':>7} "
+          f"{'mqtt':>7} {'agents':>7}")
+    for label in labels:
+        mine = [f for lab, f in runs if lab == label]
+        eps = [f["events_per_s"] for f in mine]
+        medians[label] = statistics.median(eps)
+
+        def med(key: str, mine: list[dict[str, Any]] = mine) -> str:
+            values = [(sum(f[key]) if isinstance(f[key], list) else f[key]) / max(1, f["events"]) * 1000
+                      for f in mine]
+            values = [v for v in values if v == v]
+            return "-" if not values else f"{statistics.median(values):.3f}"
+
+        base = medians.get(labels[0]) if labels[0].startswith("sqlite") else None
+        versus = "-" if base is None else f"{medians[label] / base:.2f}×"
+        spread = f"{medians[label]:,.0f} ({min(eps):,.0f}–{max(eps):,.0f})"
+        print(f"{label:<22} {spread:<28} {versus:>9}  {med('central'):>7} {med('postgres'):>7} "
+              f"{med('mosquitto'):>7} {med('agent'):>7}")
+    pg_labels = [lab for lab in labels if lab.startswith("postgresql")]
+    if len(pg_labels) > 1:
+        first = medians[pg_labels[0]]
+        print("scaling over the first PostgreSQL configuration: "
+              + ", ".join(f"{lab.split(', ')[1]} {medians[lab] / first:.2f}×" for lab in pg_labels))
+    return medians[labels[-1]]
+
+
+def parse_workers(text: str) -> list[int]:
+    try:
+        out = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        out = []
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"--workers {text!r}: expected counts like 1 or 1,2,4")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -294,6 +494,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--agent-procs", type=int, default=2, help="processes the halls are spread over (default 2)")
     p.add_argument("--drain", type=float, default=120.0, help="seconds allowed for the final drain")
     p.add_argument("--mqtt", metavar="URL", help="use this broker instead of starting a Mosquitto")
+    p.add_argument("--db", default="sqlite", metavar="DB",
+                   help="central's database: sqlite (default: a file, one serve), postgresql (a private throwaway "
+                        "cluster) or a postgresql://user@host/db URL (needs CREATEDB: a database per run, dropped "
+                        "after); with PostgreSQL the SQLite run comes first unless --no-sqlite")
+    p.add_argument("--workers", type=parse_workers, default=None, metavar="W[,W…]",
+                   help="with PostgreSQL: W processes of serve --role ingest on the shared subscription; a list runs "
+                        "each (default 1)")
+    p.add_argument("--no-sqlite", action="store_true", help="with PostgreSQL: skip the SQLite run")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="run every configuration this many times, interleaved; the summary gives median and range")
     p.add_argument("--keep", metavar="DIR", help="work in DIR (created) and keep it afterwards")
     p.add_argument("--agent-proc", action="store_true", help=argparse.SUPPRESS)
     for hidden in ("--work", "--outboxes", "--out"):
@@ -304,106 +514,48 @@ def main(argv: list[str] | None = None) -> int:
     args.mode = args.mode or "live"
     if args.agent_proc:
         return asyncio.run(agent_proc(args))
+    if not (args.db == "sqlite" or is_postgres(args.db)):
+        p.error(f"--db {args.db!r}: give sqlite, postgresql or a postgresql://user@host/db URL")
+    if args.db == "sqlite" and (args.workers not in (None, [1]) or args.no_sqlite):
+        p.error("--workers and --no-sqlite need --db postgresql (SQLite runs one serve)")
+    if args.repeat < 1:
+        p.error("--repeat must be >= 1")
 
-    from mqttlink.broker import free_port
-
+    configs: list[tuple[str, int | None]] = []
+    if args.db == "sqlite" or not args.no_sqlite:
+        configs.append(("sqlite, 1 serve", None))
+    if is_postgres(args.db):
+        configs += [(f"postgresql, {w} ingest", w) for w in (args.workers or [1])]
     work = work_dir(args.keep, "hallsync-many-")
-    shm = Path("/dev/shm")
-    outboxes = Path(f"/dev/shm/{work.name}-outboxes") if shm.is_dir() else work / "outboxes"
-    outboxes.mkdir(parents=True, exist_ok=True)
-    broker, mqtt = start_broker(work, args.mqtt)
-    central = None
-    code = 1
+    pg = PgServer(args.db) if is_postgres(args.db) else None
+    runs: list[tuple[str, dict[str, Any]]] = []
+    code = 0
     try:
-        cli("hall-central", "keys", "init", "--data-dir", str(work / "central"))
-        db = work / "central.db"
-        register(work, db, args.halls)
-        port = free_port()
-        central = start_central(work, work / "central", db, mqtt, port)
-        procs = max(1, min(args.agent_procs, args.halls))
-        spans = [(k * args.halls // procs, (k + 1) * args.halls // procs - 1) for k in range(procs)]
-        agents = []
-        for first, last in spans:
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--agent-proc", "--mqtt", mqtt, "--work", str(work),
-                   "--outboxes", str(outboxes), "--out", str(work / f"agents-{first}.json"), "--first", str(first),
-                   "--last", str(last), "--egms", str(args.egms), "--rate", str(args.rate), "--seconds",
-                   str(args.seconds), "--warmup", str(args.warmup), "--backlog-events", str(args.backlog_events),
-                   "--drain", str(args.drain), f"--{args.mode}"]
-            if args.linger is not None:
-                cmd += ["--linger", str(args.linger)]
-            if args.batch is not None:
-                cmd += ["--batch", str(args.batch)]
-            agents.append(Proc(f"agents-{first}", cmd, work).start())
-        if args.mode == "backlog":
-            wait_until(lambda: all((work / f"filled-{first}").exists() for first, _ in spans), 600,
-                       "the outboxes filled", *agents)
-        cpu0 = {"central": cpu_seconds(central.pid),
-                "mosquitto": cpu_seconds(broker.proc.pid) if broker is not None else math.nan}
-        load0 = os.getloadavg()
-        children0 = os.times()
-        t0 = time.time()
-        (work / "go").write_text("go")
-        health = f"http://127.0.0.1:{port}/api/v1/health"
-        for agent in agents:
-            assert agent.proc is not None
-            while agent.proc.poll() is None:
-                time.sleep(0.2)
-                if not central.alive():
-                    raise SystemExit(f"central exited:\n{central.tail()}")
-            if agent.proc.returncode != 0:
-                raise SystemExit(f"{agent.name} failed ({agent.proc.returncode}):\n{agent.tail()}")
-        elapsed = time.time() - t0
-        ingest = http_json(health).get("presence", {}).get("ingest", {})
-        cpu = {"central": cpu_seconds(central.pid) - cpu0["central"],
-               "mosquitto": (cpu_seconds(broker.proc.pid) - cpu0["mosquitto"]) if broker is not None else math.nan}
-        load1 = os.getloadavg()
-        children1 = os.times()   # the agent processes, reaped by now
-        cpu["agents"] = (children1.children_user + children1.children_system - children0.children_user
-                         - children0.children_system)
-        results = [json.loads((work / f"agents-{first}.json").read_text()) for first, _ in spans]
-        halls = {name: h for r in results for name, h in r["halls"].items()}
-        batches = sum(h["batches"] for h in halls.values())
-        events = sum(h["last_seq"] for h in halls.values())
-        print(f"{args.halls} halls × {args.egms} EGMs, {args.mode}; {len(agents)} agent processes; outboxes in "
-              f"{outboxes.parent}; central pid {central.pid}")
-        if args.mode == "live":
-            offered = sum(r["offered"] for r in results) / args.seconds
-            sustained = sum(r["acked_in_window"] for r in results) / args.seconds
-            samples = [tuple(s) for r in results for s in r["samples"]]
-            print(f"offered: {offered:,.0f} events/s; sustained (acked in the window): {sustained:,.0f} events/s "
-                  f"({sustained / offered:.1%}) over {args.seconds:.0f} s after {args.warmup:.0f} s warm-up")
-            print(f"ack latency (agent time → ack at the hall): p50 {percentile(samples, 0.5) * 1e3:,.0f} ms, "
-                  f"p99 {percentile(samples, 0.99) * 1e3:,.0f} ms, max {max(s[0] for s in samples) * 1e3:,.0f} ms")
-        else:
-            first_start = min(r["started"] for r in results)
-            last_done = max(r["finished"] for r in results)
-            sustained = events / (last_done - first_start)
-            print(f"backlog: {events:,} events ({args.backlog_events:,} per hall) acked in "
-                  f"{last_done - first_start:.2f} s: {sustained:,.0f} events/s")
-        print(f"batches: {batches:,} ({events / max(1, batches):.1f} events each); ack timeouts "
-              f"{sum(h['ack_timeouts'] for h in halls.values())}, resend requests "
-              f"{sum(h['resends'] for h in halls.values())}")
-        if "group_commits" in ingest:
-            print(f"central group commit: {ingest['group_commits']:,} commits for {ingest['group_units']:,} units "
-                  f"({ingest['group_units'] / max(1, ingest['group_commits']):.1f} per commit, largest "
-                  f"{ingest['largest_group']})")
-        print(f"CPU over {elapsed:.1f} s: central {cpu['central']:.1f} s ({cpu['central'] / elapsed:.0%} of a core), "
-              f"mosquitto {cpu['mosquitto']:.1f} s, the halls' agents {cpu['agents']:.1f} s (their whole life, "
-              f"fill included); "
-              f"load average {load0[0]:.2f} at start, {load1[0]:.2f} at end; "
-              f"{os.cpu_count()} CPUs")
-        # What one event costs each side, over every event of the run (warm-up and drain included): at
-        # 100 halls × 100 events/s the sum times 10,000 must fit the machine's cores for any goal to hold.
-        print(f"CPU per event: central {cpu['central'] / max(1, events) * 1e6:,.0f} µs (its main process; the "
-              f"verifying child is not counted), the halls' agents {cpu['agents'] / max(1, events) * 1e6:,.0f} µs")
-        code = 0 if check_central(db, results) else 1
+        if pg is not None:
+            print(f"postgresql: {pg.describe()}", flush=True)
+        single = len(configs) == 1 and args.repeat == 1
+        k = 0
+        for _ in range(args.repeat):
+            for label, workers in configs:
+                sub = work if single else work / f"run-{k}"
+                sub.mkdir(exist_ok=True)
+                if not single:
+                    print(f"\n== {label} (run {k + 1} of {len(configs) * args.repeat}) ==", flush=True)
+                db = None if workers is None or pg is None else pg.database(f"r{k}")
+                try:
+                    one_code, figures = run_once(args, sub, db=db, workers=workers,
+                                                 pg=None if db is None else pg, share_group=f"bench{k}")
+                finally:
+                    if db is not None and pg is not None:
+                        pg.drop(db)
+                code = code or one_code
+                runs.append((label, figures))
+                k += 1
+        sustained = summary(runs) if len(runs) > 1 else runs[0][1]["events_per_s"]
         print(f"events/s: {sustained:.0f}")
     finally:
-        if central is not None:
-            central.stop()
-        if broker is not None:
-            broker.stop()
-        shutil.rmtree(outboxes, ignore_errors=True)
+        if pg is not None:
+            pg.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     return code

@@ -49,6 +49,7 @@ from _common import (  # the repo root goes on sys.path first
     wait_until,
     work_dir,
 )
+from _pg import PgServer, is_postgres
 
 HALL = "bench-hall"
 GEN_CHUNK = 20_000  # events generated at a time (bounded memory while filling a 1M backlog)
@@ -133,7 +134,7 @@ async def fill_outbox(outbox: Any, n: int, seed: int, devices: int,
 
 
 async def agent_side(args: argparse.Namespace, agent_dir: Path, central_dir: Path, mqtt: str,
-                     central: Proc, health_url: str) -> dict[str, Any]:
+                     centrals: list[Proc], health_urls: list[str], pg: Any = None) -> dict[str, Any]:
     from agent.keys import load_private_key
     from agent.logging_setup import setup_logging
     from agent.outbox import Outbox
@@ -167,7 +168,8 @@ async def agent_side(args: argparse.Namespace, agent_dir: Path, central_dir: Pat
         peak_reset = reset_peak_rss()
         sampler = Sampler()
         sampling = asyncio.create_task(sampler.run())
-        c_cpu0, a_cpu0 = cpu_seconds(central.pid), self_cpu()
+        c_cpu0, a_cpu0 = [cpu_seconds(c.pid) for c in centrals], self_cpu()
+        pg_cpu0 = pg.cpu_seconds() if pg is not None else float("nan")
         t0 = time.perf_counter()
         await replicator.start()
         last_progress, last_acked = time.monotonic(), 0
@@ -177,42 +179,47 @@ async def agent_side(args: argparse.Namespace, agent_dir: Path, central_dir: Pat
                 if outbox.acked_through != last_acked:
                     last_acked, last_progress = outbox.acked_through, time.monotonic()
                 elif time.monotonic() - last_progress > args.stall:
+                    tails = "".join(f"\n--- {c.name} ---\n{c.tail()}" for c in centrals)
                     raise SystemExit(f"no ack progress for {args.stall} s: acked through {outbox.acked_through:,} "
-                                     f"of {n:,}; replicator {replicator.status()}\n--- central ---\n{central.tail()}")
-                if not central.alive():
-                    raise SystemExit(f"central exited ({central.proc.returncode}):\n{central.tail()}")
+                                     f"of {n:,}; replicator {replicator.status()}{tails}")
+                for central in centrals:
+                    if not central.alive():
+                        raise SystemExit(f"{central.name} exited ({central.proc.returncode}):\n{central.tail()}")
             elapsed = time.perf_counter() - t0
         finally:
             sampling.cancel()
-        out.update(elapsed=elapsed, agent_cpu=self_cpu() - a_cpu0, central_cpu=cpu_seconds(central.pid) - c_cpu0,
+        out.update(elapsed=elapsed, agent_cpu=self_cpu() - a_cpu0,
+                   central_cpus=[cpu_seconds(c.pid) - c0 for c, c0 in zip(centrals, c_cpu0, strict=True)],
+                   pg_cpu=(pg.cpu_seconds() - pg_cpu0) if pg is not None else float("nan"),
                    agent_hwm=peak_rss_mb(), agent_rss=sampler.summary(), peak_reset=peak_reset,
-                   central_hwm=peak_rss_mb(central.pid), central_rss=rss_mb(central.pid),
-                   replicator=replicator.status())
-        try:
-            out["central_ingest"] = http_json(health_url).get("presence", {}).get("ingest", {})
-        except OSError:
-            out["central_ingest"] = {}
+                   central_hwms=[peak_rss_mb(c.pid) for c in centrals],
+                   central_rsss=[rss_mb(c.pid) for c in centrals], replicator=replicator.status())
+        out["central_ingest"] = []
+        for url in health_urls:
+            try:
+                out["central_ingest"].append(http_json(url).get("presence", {}).get("ingest", {}))
+            except OSError:
+                out["central_ingest"].append({})
         await replicator.stop()
     finally:
         await outbox.stop()
     return out
 
 
-async def verify_central(db: Path, truth: dict[str, Any], n: int) -> bool:
-    from central.store import open_sqlite
+async def verify_central(db: Path | str, truth: dict[str, Any], n: int) -> bool:
+    from central.store import open_store
     from protocols.sync.money import ZERO, Contribution
 
-    store = await open_sqlite(db)
+    store = await open_store(str(db))
     try:
         rows = await store.reports.ggr("device", hall=HALL)
         hall = await store.halls.get_hall(HALL)
+        count = (await store.database.fetch("SELECT count(*) FROM events WHERE hall = ?", HALL))[0][0]
     finally:
         await store.close()
     got = {r.key: Contribution(r.bets, r.wins, r.rounds, r.cash_in, r.cash_out) for r in rows}
     got = {k: v for k, v in got.items() if v != ZERO}
     want = {k: v for k, v in truth.items() if v != ZERO}
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
-        count = con.execute("SELECT count(*) FROM events WHERE hall = ?", (HALL,)).fetchone()[0]
     total = sum((v for v in want.values()), ZERO)
     ok = got == want and count == n and hall is not None and hall.last_seq == n
     print(f"central: {count:,} events stored, chain end {hall.last_seq if hall else None:,}, "
@@ -228,43 +235,87 @@ async def verify_central(db: Path, truth: dict[str, Any], n: int) -> bool:
     return ok
 
 
-def run_full(args: argparse.Namespace, work: Path, mqtt: str, broker: Any) -> tuple[int, int]:
+def start_centrals(work: Path, central_dir: Path, db: Path | str, mqtt: str, workers: int | None,
+                   share_group: str, log_level: str = "warning") -> tuple[list[Proc], list[str]]:
+    """One ``serve`` (role all) when ``workers`` is None, else that many ``serve --role ingest`` on the
+    shared subscription; (processes, their health URLs)."""
     from mqttlink.broker import free_port
 
+    procs: list[Proc] = []
+    urls: list[str] = []
+    try:
+        for i in range(1 if workers is None else workers):
+            port = free_port()
+            if workers is None:
+                procs.append(start_central(work, central_dir, db, mqtt, port, log_level, share_group=share_group))
+            else:
+                procs.append(start_central(work, central_dir, db, mqtt, port, log_level, role="ingest",
+                                           name=f"ingest-{i}", client_id=f"bench-ingest-{i}",
+                                           share_group=share_group))
+            urls.append(f"http://127.0.0.1:{port}/api/v1/health")
+    except BaseException:
+        for proc in procs:
+            proc.stop()
+        raise
+    return procs, urls
+
+
+def per_1000(seconds: float, n: int) -> str:
+    return "-" if seconds != seconds else f"{seconds / n * 1000:.3f}"
+
+
+def run_full(args: argparse.Namespace, work: Path, mqtt: str, broker: Any, *, db: Path | str | None = None,
+             workers: int | None = None, pg: Any = None, share_group: str = "bench") -> tuple[int, dict[str, Any]]:
+    """One drain: SQLite in ``work`` and one ``serve`` (the defaults), or ``workers`` ingest processes on
+    ``db`` (a PostgreSQL URL; ``pg`` the server whose CPU is measured). (exit code, figures)."""
     t_setup = time.perf_counter()
-    central_dir, agent_dir, db = setup_hq(work, HALL)
-    port = free_port()
-    central = start_central(work, central_dir, db, mqtt, port)
-    print(f"setup: broker {mqtt}, central pid {central.pid} (http :{port}), work dir {work}, "
-          f"{time.perf_counter() - t_setup:.1f} s", flush=True)
+    central_dir, agent_dir, db = setup_hq(work, HALL, db)
+    centrals, health_urls = start_centrals(work, central_dir, db, mqtt, workers, share_group, args.log_level)
+    shape = "1 serve (role all)" if workers is None else f"{workers} × serve --role ingest"
+    print(f"setup: broker {mqtt}, central {shape}, pid {', '.join(str(c.pid) for c in centrals)}, "
+          f"db {'SQLite' if pg is None else 'PostgreSQL'}, work dir {work}, {time.perf_counter() - t_setup:.1f} s",
+          flush=True)
     b_cpu0 = cpu_seconds(broker.proc.pid) if broker is not None else float("nan")
     try:
-        res = asyncio.run(agent_side(args, agent_dir, central_dir, mqtt, central,
-                                     f"http://127.0.0.1:{port}/api/v1/health"))
+        res = asyncio.run(agent_side(args, agent_dir, central_dir, mqtt, centrals, health_urls, pg))
     finally:
         b_cpu = cpu_seconds(broker.proc.pid) - b_cpu0 if broker is not None else float("nan")
-        code = central.stop()
-        if code not in (0, None):
-            print(f"warning: central exited with {code}:\n{central.tail()}", file=sys.stderr)
+        for central in centrals:
+            code = central.stop()
+            if code not in (0, None):
+                print(f"warning: {central.name} exited with {code}:\n{central.tail()}", file=sys.stderr)
     n, elapsed = args.events, res["elapsed"]
-    rep, ing = res["replicator"], res["central_ingest"]
+    rep = res["replicator"]
     print(f"drain: {n:,} events acked in {elapsed:.2f} s ({rate(n, elapsed)}); batch {args.batch}, "
           f"window {args.window:,} events, linger {args.linger} s"
           )
     print(f"replicator: {rep.get('batches', 0):,} batches published, {rep.get('acks', 0):,} acks, "
           f"{rep.get('ack_timeouts', 0)} ack timeouts, {rep.get('resend_requests', 0)} resend requests, "
           f"{rep.get('publish_failures', 0)} publish failures")
-    if ing:
-        print("central ingest: " + ", ".join(f"{k} {v}" for k, v in sorted(ing.items()) if k not in ("broker",)))
+    for central, ing in zip(centrals, res["central_ingest"], strict=True):
+        if ing:
+            label = "central ingest" if len(centrals) == 1 else f"{central.name}"
+            print(f"{label}: " + ", ".join(f"{k} {v}" for k, v in sorted(ing.items()) if k not in ("broker",)))
     hwm_note = "" if res["peak_reset"] else " (VmHWM could not be reset after the fill: includes it)"
     print(f"agent RSS during drain: peak {res['agent_hwm']:.0f} MiB (VmHWM{hwm_note}); current {res['agent_rss']}")
-    print(f"central RSS: peak {res['central_hwm']:.0f} MiB (VmHWM, whole life), {res['central_rss']:.0f} MiB at end")
+    for central, hwm, now in zip(centrals, res["central_hwms"], res["central_rsss"], strict=True):
+        label = "central" if len(centrals) == 1 else central.name
+        print(f"{label} RSS: peak {hwm:.0f} MiB (VmHWM, whole life), {now:.0f} MiB at end")
+    central_cpu = sum(res["central_cpus"])
     print(f"CPU during drain: agent {res['agent_cpu']:.1f} s ({res['agent_cpu'] / elapsed:.0%} of a core), "
-          f"central {res['central_cpu']:.1f} s ({res['central_cpu'] / elapsed:.0%})"
+          f"central {central_cpu:.1f} s ({central_cpu / elapsed:.0%})"
           + ("" if broker is None else f", mosquitto {b_cpu:.1f} s ({b_cpu / elapsed:.0%})")
-          + f"; {(res['agent_cpu'] + res['central_cpu']) / n * 1e6:.0f} µs of agent+central CPU per event")
+          + ("" if res["pg_cpu"] != res["pg_cpu"] else f", postgresql {res['pg_cpu']:.1f} s "
+                                                       f"({res['pg_cpu'] / elapsed:.0%})")
+          + f"; {(res['agent_cpu'] + central_cpu) / n * 1e6:.0f} µs of agent+central CPU per event")
+    workers_text = " ".join(per_1000(c, n) for c in res["central_cpus"])
+    print(f"CPU s per 1,000 events: {'central' if workers is None else 'each worker'} {workers_text}"
+          f" (with its verify child), postgresql {per_1000(res['pg_cpu'], n)}, mosquitto {per_1000(b_cpu, n)}, "
+          f"agent {per_1000(res['agent_cpu'], n)}")
     ok = asyncio.run(verify_central(db, res["truth"], n))
-    return (0 if ok else 1), round(n / elapsed)
+    figures = {"events_per_s": n / elapsed, "central": res["central_cpus"], "postgres": res["pg_cpu"],
+               "mosquitto": b_cpu, "agent": res["agent_cpu"]}
+    return (0 if ok else 1), figures
 
 
 # =====================================================================================================
@@ -290,7 +341,7 @@ async def bare_receiver(args: argparse.Namespace) -> int:
     from mqttlink import MqttLink, Received, parse_broker_url
 
     setup_logging("warning", json=False)
-    con = _durable(Path(args.db))
+    con = _durable(Path(args.receiver_db))
     con.execute("CREATE TABLE IF NOT EXISTS events (hall TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL,"
                 " PRIMARY KEY (hall, seq))")
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bare-sqlite")
@@ -426,7 +477,7 @@ async def bare_sender(args: argparse.Namespace, work: Path, mqtt: str, receiver:
 def run_bare(args: argparse.Namespace, work: Path, mqtt: str, broker: Any) -> tuple[int, int]:
     db = work / "bare-central.db"
     receiver = Proc("bare-receiver", [sys.executable, str(Path(__file__).resolve()), "--bare-receiver",
-                                      "--mqtt", mqtt, "--db", str(db), "--hall", HALL,
+                                      "--mqtt", mqtt, "--receiver-db", str(db), "--hall", HALL,
                                       ], work).start()
     wait_until(lambda: "ready" in receiver.log.read_text(), 30, "the bare receiver", receiver)
     b_cpu0 = cpu_seconds(broker.proc.pid) if broker is not None else float("nan")
@@ -452,6 +503,16 @@ def run_bare(args: argparse.Namespace, work: Path, mqtt: str, broker: Any) -> tu
 
 # =====================================================================================================
 
+def parse_workers(text: str) -> list[int]:
+    try:
+        out = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        out = []
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"--workers {text!r}: expected counts like 1 or 1,2,4")
+    return out
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--events", type=int, default=100_000, help="events in the backlog (default 100000)")
@@ -468,9 +529,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--stall", type=float, default=120.0, help="give up after this long without ack progress (s)")
     p.add_argument("--bare", action="store_true", help="the baseline pipeline: no crypto, no chain, no rollups")
+    p.add_argument("--db", default="sqlite", metavar="DB",
+                   help="central's database: sqlite (default: a file in the work dir, one serve), postgresql (a "
+                        "private throwaway cluster, as the tests start) or a postgresql://user@host/db URL (needs "
+                        "CREATEDB: each run gets its own database, dropped after); with PostgreSQL the SQLite run "
+                        "comes first in the same invocation unless --no-sqlite")
+    p.add_argument("--workers", type=parse_workers, default=None, metavar="W[,W…]",
+                   help="with PostgreSQL: W processes of serve --role ingest on the shared subscription; a list runs "
+                        "each (default 1)")
+    p.add_argument("--no-sqlite", action="store_true", help="with PostgreSQL: skip the SQLite run")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="run every configuration this many times, interleaved; the summary gives median and range")
     p.add_argument("--keep", metavar="DIR", help="work in DIR (created) and keep it afterwards")
+    p.add_argument("--log-level", default="warning", help="central's --log-level (its log is in the work dir)")
     p.add_argument("--bare-receiver", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--db", help=argparse.SUPPRESS)
+    p.add_argument("--receiver-db", help=argparse.SUPPRESS)
     p.add_argument("--hall", default=HALL, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     bare = args.bare or args.bare_receiver
@@ -478,11 +551,79 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.batch = 1000 if bare else 5000
     if args.window is None:
         args.window = 20_000 if bare else 50_000
-    if args.events < 1 or args.batch < 1 or args.window < args.batch:
-        p.error("need --events >= 1, --batch >= 1 and --window >= --batch")
-    if args.bare_receiver and not (args.mqtt and args.db):
-        p.error("--bare-receiver needs --mqtt and --db")
+    if args.events < 1 or args.batch < 1 or args.window < args.batch or args.repeat < 1:
+        p.error("need --events >= 1, --batch >= 1, --window >= --batch and --repeat >= 1")
+    if args.bare_receiver and not (args.mqtt and args.receiver_db):
+        p.error("--bare-receiver needs --mqtt and --receiver-db")
+    if not (args.db == "sqlite" or is_postgres(args.db)):
+        p.error(f"--db {args.db!r}: give sqlite, postgresql or a postgresql://user@host/db URL")
+    if args.db == "sqlite" and (args.workers not in (None, [1]) or args.no_sqlite):
+        p.error("--workers and --no-sqlite need --db postgresql (SQLite runs one serve)")
+    if args.bare and (args.db != "sqlite" or args.workers or args.repeat > 1):
+        p.error("--bare runs the baseline pipeline alone: no --db, --workers or --repeat")
     return args
+
+
+def configurations(args: argparse.Namespace) -> list[tuple[str, int | None]]:
+    """(label, workers) of every run: SQLite with one serve (workers None), PostgreSQL with W ingest processes."""
+    out: list[tuple[str, int | None]] = []
+    if args.db == "sqlite" or not args.no_sqlite:
+        out.append(("sqlite, 1 serve", None))
+    if is_postgres(args.db):
+        out += [(f"postgresql, {w} ingest", w) for w in (args.workers or [1])]
+    return out
+
+
+def run_one(args: argparse.Namespace, work: Path, k: int, workers: int | None, pg: PgServer | None,
+            broker_for_all: str | None) -> tuple[int, dict[str, Any]]:
+    """One configuration in a sub-directory of its own, with its own broker (unless ``--mqtt``) and database."""
+    sub = work / f"run-{k}"
+    sub.mkdir()
+    broker, mqtt = start_broker(sub, broker_for_all)
+    db = None if workers is None or pg is None else pg.database(f"r{k}")
+    try:
+        return run_full(args, sub, mqtt, broker, db=db, workers=workers, pg=None if db is None else pg,
+                        share_group=f"bench{k}")
+    finally:
+        if broker is not None:
+            broker.stop()
+        if db is not None:
+            pg.drop(db)
+
+
+def summary(args: argparse.Namespace, runs: list[tuple[str, int | None, dict[str, Any]]]) -> float:
+    """The side-by-side table; returns the events/s of the last configuration (median over repeats)."""
+    import statistics
+
+    n = args.events
+    labels = list(dict.fromkeys(label for label, _, _ in runs))
+    medians: dict[str, float] = {}
+    print(f"\nsummary: {n:,} events per run, {args.repeat} run(s) per configuration, interleaved; CPU seconds per "
+          "1,000 events (median): each worker (with its verify child) | all workers | PostgreSQL (all backends) | "
+          "Mosquitto | agent")
+    print(f"{'configuration':<22} {'events/s median (range)':<28} {'vs SQLite':>9}  {'worker':>7} {'workers':>7} "
+          f"{'pg':>7} {'mqtt':>7} {'agent':>7}")
+    for label in labels:
+        mine = [f for lab, _, f in runs if lab == label]
+        eps = [f["events_per_s"] for f in mine]
+        medians[label] = statistics.median(eps)
+        spread = f"{medians[label]:,.0f} ({min(eps):,.0f}–{max(eps):,.0f})"
+
+        def med(key: str, mine: list[dict[str, Any]] = mine, total: bool = False) -> str:
+            values = [v for f in mine for v in ([sum(f[key])] if total else f[key] if isinstance(f[key], list)
+                                                 else [f[key]]) if v == v]
+            return "-" if not values else f"{statistics.median(values) / n * 1000:.3f}"
+
+        base = medians.get(labels[0]) if labels[0].startswith("sqlite") else None
+        versus = "-" if base is None else f"{medians[label] / base:.2f}×"
+        print(f"{label:<22} {spread:<28} {versus:>9}  {med('central'):>7} {med('central', total=True):>7} "
+              f"{med('postgres'):>7} {med('mosquitto'):>7} {med('agent'):>7}")
+    pg_labels = [lab for lab in labels if lab.startswith("postgresql")]
+    if len(pg_labels) > 1:
+        first = medians[pg_labels[0]]
+        print("scaling over the first PostgreSQL configuration: "
+              + ", ".join(f"{lab.split(', ')[1]} {medians[lab] / first:.2f}×" for lab in pg_labels))
+    return medians[labels[-1]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -494,17 +635,46 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     work = work_dir(args.keep, "hallsync-bench-")
     started = time.perf_counter()
-    broker, mqtt = start_broker(work, args.mqtt)
+    load0 = os.getloadavg()
+    code = 0
     try:
-        mode = run_bare if args.bare else run_full
-        code, per_second = mode(args, work, mqtt, broker)
+        if args.bare:
+            broker, mqtt = start_broker(work, args.mqtt)
+            try:
+                code, per_second = run_bare(args, work, mqtt, broker)
+            finally:
+                if broker is not None:
+                    broker.stop()
+        else:
+            configs = configurations(args)
+            pg = PgServer(args.db) if is_postgres(args.db) else None
+            runs: list[tuple[str, int | None, dict[str, Any]]] = []
+            try:
+                if pg is not None:
+                    print(f"postgresql: {pg.describe()}", flush=True)
+                k = 0
+                for _ in range(args.repeat):
+                    for label, workers in configs:
+                        if len(configs) > 1 or args.repeat > 1:
+                            print(f"\n== {label} (run {k + 1} of {len(configs) * args.repeat}) ==", flush=True)
+                        one_code, figures = run_one(args, work, k, workers, pg, args.mqtt)
+                        code = code or one_code
+                        runs.append((label, workers, figures))
+                        k += 1
+            finally:
+                if pg is not None:
+                    pg.stop()
+            if len(runs) > 1:
+                per_second = round(summary(args, runs))
+            else:
+                per_second = round(runs[0][2]["events_per_s"])
     finally:
-        if broker is not None:
-            broker.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+    load1 = os.getloadavg()
     print(f"run: {fmt_s(time.perf_counter() - started)} wall in all (set-up, fill, drain, checks, teardown); "
-          f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+          f"{os.cpu_count()} CPUs, load average {load0[0]:.2f} at start, {load1[0]:.2f} at end, "
+          f"Python {sys.version.split()[0]}")
     print(f"events/s: {per_second}")
     return code
 

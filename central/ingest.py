@@ -104,6 +104,9 @@ class IngestOutcome:
     recheck: bool = False
     """Batches of this hall wait in the buffer for a gap that another worker may be closing: the caller
     calls :meth:`Ingestor.recheck` shortly (see ``gap_grace``)."""
+    chain_end: int | None = None
+    """:meth:`Ingestor.recheck` only: the hall's stored chain end it read (whoever stored it), so the
+    caller sees whether other workers are still closing the gap."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,16 +325,17 @@ class Ingestor:
             pending = self._pending.get(hall)
             if pending is None:
                 return IngestOutcome("stored", hall, publish=tuple(publish), logged=tuple(logged), stored=stored,
-                                     acked_through_seq=result.last_seq)
+                                     acked_through_seq=result.last_seq, chain_end=result.last_seq)
             first = min(pending.batches)
             reason = f"gap: stored through {result.last_seq}, holding {first}.. for {self.gap_grace:g} s"
             if not final:
                 return IngestOutcome("gap", hall, reason, publish=tuple(publish), logged=tuple(logged),
                                      stored=stored, acked_through_seq=result.last_seq if stored else None,
-                                     buffered=True, recheck=True)
+                                     buffered=True, recheck=True, chain_end=result.last_seq)
             publish.append(await self._resend(hall, result, first, reason, logged, "buffered"))
             return IngestOutcome("gap", hall, reason, publish=tuple(publish), logged=tuple(logged), stored=stored,
-                                 acked_through_seq=result.last_seq if stored else None, buffered=True)
+                                 acked_through_seq=result.last_seq if stored else None, buffered=True,
+                                 chain_end=result.last_seq)
 
     def _buffer(self, hall: str, verified: Verified) -> bool:
         pending = self._pending.setdefault(hall, _Pending())

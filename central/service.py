@@ -23,7 +23,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import structlog
 
@@ -54,6 +54,11 @@ class BatchMetrics(Protocol):
     def batch(self, outcome: IngestOutcome, prepared: IngestOutcome | Verified, seconds: float) -> None: ...
 
 _FORMAT_ERRORS = "_format"  # the queue for messages whose topic names no valid hall
+
+
+AFTER_RESEND_S: Final = 30.0
+"""How long a hall's held batches are re-read for after central asked the hall to resend a gap (see
+:meth:`IngestService._recheck`); beyond it, the hall's own ack timeout sends them again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,21 +363,42 @@ class IngestService:
 
     async def _recheck(self, hall: str) -> None:
         """While batches of ``hall`` wait behind a gap, re-read the stored end every few tens of ms (another
-        worker is usually committing the missing batch); after ``gap_grace`` ask the hall for it."""
+        worker is usually committing the missing batch); after ``gap_grace`` without the end moving, ask
+        the hall for it.
+
+        The grace counts from the end's last move, not from the first look: with several workers and a
+        backlog, the batches before ours are stored one after another by the others (the chain is
+        serial), which can take longer than the grace although nothing is missing; asking then only makes
+        the hall send them twice. After the request, the re-reading goes on for ``AFTER_RESEND_S``: the
+        resent range may reach another worker, and only re-reading stores the batches held here (else
+        they wait for the hall's ack timeout to be sent again)."""
         grace = self.ingestor.gap_grace
         step = min(0.05, grace / 4)
         deadline = time.monotonic() + grace
+        end: int | None = None
+        asked_at: float | None = None
         try:
             while True:
                 await asyncio.sleep(step)
-                final = time.monotonic() >= deadline
+                now = time.monotonic()
+                final = asked_at is None and now >= deadline
                 outcome = await self.ingestor.recheck(hall, final=final)
                 self.stats["events_stored"] += outcome.stored
                 if outcome.stored:
                     self.stats["stored_after_recheck"] += 1
                 await self._publish_replies(hall, outcome)
-                if not outcome.recheck:
+                if final:
+                    asked_at = now
+                    if not outcome.buffered:   # nothing held any more (or the store failed: no more looks)
+                        return
+                elif not outcome.recheck:
                     return
+                elif asked_at is not None and now - asked_at >= AFTER_RESEND_S:
+                    return
+                if outcome.chain_end is not None and outcome.chain_end != end:
+                    if end is not None and asked_at is None:
+                        deadline = now + grace   # another worker moved the end: the gap is being closed
+                    end = outcome.chain_end
         finally:
             if self._rechecks.get(hall) is asyncio.current_task():
                 del self._rechecks[hall]

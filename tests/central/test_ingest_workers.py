@@ -111,3 +111,43 @@ async def test_two_services_on_one_shared_subscription_store_a_hall_exactly_with
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_batches_held_after_the_resend_are_stored_when_another_worker_stores_the_resent_range(
+        store: Repositories, central_key: Ed25519PrivateKey, mosquitto: Any) -> None:
+    """The resent range may reach another worker: the one holding the later batch keeps re-reading the
+    stored end after its request and stores what it holds, instead of leaving it until the hall's ack
+    timeout sends it again (bench/sync_throughput.py --workers 4 stalled 10 s at its last batch so)."""
+    hall = FakeHall("hall-01", seed=24)
+    await register(store, hall)
+    hall.play(90)
+    (_, _, one), (_, two_last, two), (three_first, _, _) = hall.batches(30)[:3]
+    three = hall.batch(three_first, len(hall.events))        # the rest
+    a = Ingestor(store, central_key, gap_grace=0.2)
+    b = IngestService(store, Ingestor(store, central_key, gap_grace=0.2), mosquitto.url,
+                      ServiceConfig(client_id="central-w1"))
+    await a.handle(hall.topic, one)
+    held = await b.ingestor.handle(hall.topic, three)     # batch 2 was lost on the way to anyone
+    assert held.recheck
+    rechecking = asyncio.create_task(b._recheck(hall.hall))
+    try:
+        resent: list[Any] = []
+
+        async def asked() -> bool:
+            resent[:] = await store.ingest.integration_log(kind="resend")
+            return bool(resent)
+
+        await waits.until(asked, "central to ask for batch 2")
+        stored_two = await a.handle(hall.topic, two)        # the hall resends 2; worker A gets it
+        assert ack_of(stored_two, central_key, hall.hall).acked_through_seq == two_last
+
+        async def all_stored() -> bool:
+            return len(await store.ingest.events(hall=hall.hall, limit=1000)) == len(hall.events)
+
+        await waits.until(all_stored, "worker B to store the batch it held")
+        await asyncio.wait_for(rechecking, 10)
+        assert await hall_totals(store, hall.hall) == hall.total
+        assert len(resent) == 1
+    finally:
+        rechecking.cancel()
+        await asyncio.gather(rechecking, return_exceptions=True)

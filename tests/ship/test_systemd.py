@@ -28,6 +28,10 @@ REPO = Path(__file__).resolve().parents[2]
 UNITS = REPO / "systemd"
 BIN = Path(sys.executable).parent
 INSTALL_BIN = "/opt/hallsync/venv/bin/"
+CENTRAL_ROLE_UNITS = {"hall-central-ingest@.service": "ingest", "hall-central-api.service": "api",
+                      "hall-central-monitor.service": "monitor"}
+"""HQ split by role (issue 14): each unit runs ``hall-central serve --role ROLE``."""
+CENTRAL_UNITS = ["hall-central.service", *CENTRAL_ROLE_UNITS]
 
 
 def systemd_analyze() -> str:
@@ -54,20 +58,22 @@ def directives(unit: Path) -> dict[str, list[str]]:
 
 
 def installed_copy(name: str, tmp_path: Path) -> Path:
-    """The unit with /opt/hallsync/venv/bin replaced by this venv's bin (where the binaries really are)."""
+    """The unit with /opt/hallsync/venv/bin replaced by this venv's bin (where the binaries really are);
+    a template (``x@.service``) as its instance ``x@8101.service``, as ``systemctl enable`` names it."""
     text = (UNITS / name).read_text()
     assert INSTALL_BIN in text, f"{name} should start the venv's binary at {INSTALL_BIN}"
-    copy = tmp_path / name
+    copy = tmp_path / name.replace("@.", "@8101.")
     copy.write_text(text.replace(INSTALL_BIN, f"{BIN}/"))
     return copy
 
 
-@pytest.mark.parametrize("name", ["hall-agent.service", "hall-central.service"])
+@pytest.mark.parametrize("name", ["hall-agent.service", *CENTRAL_UNITS])
 def test_systemd_analyze_verify_accepts_the_unit_without_warnings(name: str, tmp_path: Path) -> None:
     unit = installed_copy(name, tmp_path)
     done = subprocess.run([systemd_analyze(), "verify", str(unit)], capture_output=True, text=True, timeout=60,
                           cwd=tmp_path)
-    about_unit = [line for line in (done.stdout + done.stderr).splitlines() if name in line or str(unit) in line]
+    about_unit = [line for line in (done.stdout + done.stderr).splitlines()
+                  if name in line or unit.name in line or str(unit) in line]
     assert done.returncode == 0 and not about_unit, done.stdout + done.stderr
     binary = directives(unit)["Service.ExecStart"][0].split()[0]
     assert os.access(binary, os.X_OK)
@@ -99,8 +105,9 @@ def test_agent_unit_is_a_hardened_notify_service_with_a_watchdog() -> None:
     assert one["Service.CapabilityBoundingSet"] == ""
 
 
-def test_central_unit_is_hardened_and_restarts() -> None:
-    one = {key: values[-1] for key, values in directives(UNITS / "hall-central.service").items()}
+@pytest.mark.parametrize("name", CENTRAL_UNITS)
+def test_central_unit_is_hardened_and_restarts(name: str) -> None:
+    one = {key: values[-1] for key, values in directives(UNITS / name).items()}
     assert one["Service.Restart"] == "on-failure"
     assert one["Service.User"] == "hallsync-central" and one["Service.StateDirectory"] == "hallsync-central"
     assert one["Service.ProtectSystem"] == "strict" and one["Service.NoNewPrivileges"] == "yes"
@@ -108,8 +115,37 @@ def test_central_unit_is_hardened_and_restarts() -> None:
     assert "serve" in one["Service.ExecStart"].split()
 
 
+def _run_as(unit: Path) -> dict[str, list[str]]:
+    """What a unit's process may do and where it runs: every directive but the unit's own description,
+    dependencies and command line."""
+    mine = ("Unit.Description", "Unit.After", "Service.ExecStart")
+    return {k: v for k, v in directives(unit).items() if k not in mine}
+
+
+@pytest.mark.parametrize("name", CENTRAL_ROLE_UNITS)
+def test_role_units_run_serve_with_their_role_under_exactly_the_central_units_hardening(name: str) -> None:
+    """A role unit is hall-central.service with another command line: the same user, state directory,
+    sandbox and restart policy (a hardening line dropped from one copy would go unnoticed otherwise)."""
+    assert _run_as(UNITS / name) == _run_as(UNITS / "hall-central.service")
+    args = directives(UNITS / name)["Service.ExecStart"][-1].split()
+    assert args[1:2] == ["serve"] and args[args.index("--role") + 1] == CENTRAL_ROLE_UNITS[name]
+    assert args[args.index("--config") + 1] == "/etc/hallsync/central.toml"
+    ids = [(a := directives(UNITS / n)["Service.ExecStart"][-1].split())[a.index("--client-id") + 1]
+           for n in CENTRAL_ROLE_UNITS]
+    assert len(set(ids)) == len(ids)   # one MQTT client id per process: the broker drops a duplicate
+
+
+def test_each_ingest_instance_has_its_own_client_id_and_port() -> None:
+    """hall-central-ingest@8101 and @8102 side by side: systemd puts the instance name (%i) into the
+    client id and the health port, so two workers never take each other's MQTT session or HTTP port."""
+    args = directives(UNITS / "hall-central-ingest@.service")["Service.ExecStart"][-1].split()
+    assert args[args.index("--client-id") + 1] == "hallsync-ingest-%i"
+    assert args[args.index("--http") + 1] == "127.0.0.1:%i"
+
+
 @pytest.mark.parametrize(("name", "password_file"), [("hall-agent.service", "/etc/hallsync/mqtt-password"),
-                                                     ("hall-central.service", "/etc/hallsync/central-mqtt-password")])
+                                                     *((n, "/etc/hallsync/central-mqtt-password")
+                                                       for n in CENTRAL_UNITS)])
 def test_units_give_the_broker_password_as_a_file_never_on_the_command_line(name: str, password_file: str) -> None:
     """Issue 16: ``ps`` shows ExecStart's arguments to every user; the password is read from a file."""
     args = directives(UNITS / name)["Service.ExecStart"][-1].split()
