@@ -8,6 +8,8 @@ import sys
 
 import structlog
 
+from protocols.logstream import STDERR
+
 
 def setup_logging(level: str = "info", json: bool | None = None) -> None:
     """Configure structlog (and stdlib logging) once; ``json`` None means "not a tty"."""
@@ -26,6 +28,6 @@ def setup_logging(level: str = "info", json: bool | None = None) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=STDERR),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )

@@ -10,6 +10,8 @@ import sys
 
 import structlog
 
+from protocols.logstream import STDERR
+
 
 def setup_logging(level: str = "warning", json: bool | None = None) -> None:
     """Configure structlog once; ``json`` None means "when stderr is not a terminal"."""
@@ -28,6 +30,6 @@ def setup_logging(level: str = "warning", json: bool | None = None) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=STDERR),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )

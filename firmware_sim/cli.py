@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 
 from protocols.config import ConfigError, options_from_parser, resolve, take_defaults
+from protocols.logstream import STDERR
 
 from .egm import Egm
 from .faults import WireNoise
@@ -150,7 +151,7 @@ def _configure_logging(level: str) -> None:
         processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso"),
                     structlog.dev.ConsoleRenderer(colors=False)],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=STDERR),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
     # pymodbus reports every request a vanished terminal drops; only a debugging user wants that.
