@@ -151,6 +151,11 @@ def empty_db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -
     return url
 
 
+SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"])
+"""Pins a ``db_url`` test to SQLite; say beside it why (what it tests is SQLite's own, or CI time with
+another test of the same path run on PostgreSQL)."""
+
+
 @pytest.fixture
 def db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     """The ``--db`` argument of an empty database on this run's backend, for the processes a test starts."""
