@@ -142,10 +142,11 @@ async def store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) ->
     await s.close()
 
 
-def empty_db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    """``--db`` of an empty database on ``backend``: a new SQLite file, or the shared PostgreSQL one emptied."""
+def empty_db_url(backend: str, directory: Path, request: pytest.FixtureRequest) -> str:
+    """``--db`` of an empty database on ``backend``: a new SQLite file in ``directory``, or the shared
+    PostgreSQL one emptied."""
     if backend == "sqlite":
-        return str(tmp_path / "central.db")
+        return str(directory / "central.db")
     url: str = request.getfixturevalue("pg_shared")
     off_loop(lambda: empty_pg(url))
     return url
