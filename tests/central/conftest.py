@@ -6,6 +6,10 @@ empty database with central's schema: one database migrated once per run, emptie
 (every row deleted and the identity counters restarted, about 10 ms, where ``CREATE DATABASE …
 TEMPLATE`` cost about 0.4 s a test with the cluster's fsync). Tests that need a database of their own
 (two processes, migrations, the CLI) take :func:`fresh_pg_database`, a copy of the migrated template.
+Tests whose code under test opens the database itself (``hall-central`` subprocesses, an in-process
+``serve``) take :func:`db_url` instead: the ``--db`` argument of an empty database on the test's
+backend — a SQLite file in tmp_path, or the same shared PostgreSQL database, emptied. A test pinned to
+one backend says so with ``@pytest.mark.parametrize("backend", [...])`` and why.
 A test on PostgreSQL that reaches a repository the backend does not have is reported as skipped with
 the repository's name (see :func:`pytest_runtest_makereport`), never as passed.
 """
@@ -16,7 +20,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +58,13 @@ _TEMPLATE = "hallsync_template"
 _numbers = itertools.count(1)
 
 
+def off_loop(run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a coroutine to the end from sync code, also when a test's event loop is running (a thread
+    with a loop of its own)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run()).result()
+
+
 @pytest.fixture(scope="session")
 def pg_template(postgres: Any) -> str:
     """The URL of the run's cluster, once it holds a database with central's schema to copy from."""
@@ -63,9 +74,7 @@ def pg_template(postgres: Any) -> str:
     async def migrate() -> None:
         await (await open_store(f"{url}/{_TEMPLATE}")).close()
 
-    # first requested from inside a test's event loop: migrate on a thread with a loop of its own
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, migrate()).result()
+    off_loop(migrate)   # first requested from inside a test's event loop
     return url
 
 
@@ -131,6 +140,50 @@ async def store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) ->
         s = await open_store(url)
     yield s
     await s.close()
+
+
+def empty_db_url(backend: str, directory: Path, request: pytest.FixtureRequest) -> str:
+    """``--db`` of an empty database on ``backend``: a new SQLite file in ``directory``, or the shared
+    PostgreSQL one emptied."""
+    if backend == "sqlite":
+        return str(directory / "central.db")
+    url: str = request.getfixturevalue("pg_shared")
+    off_loop(lambda: empty_pg(url))
+    return url
+
+
+SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"])
+"""Pins a ``db_url`` test to SQLite; say beside it why (what it tests is SQLite's own, or CI time with
+another test of the same path run on PostgreSQL)."""
+
+
+@pytest.fixture
+def db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """The ``--db`` argument of an empty database on this run's backend, for the processes a test starts."""
+    return empty_db_url(backend, tmp_path, request)
+
+
+def query(db: str, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of a read-only or one-statement SQL against a ``--db`` (a file or a URL), as tuples: what an
+    operator's ``sqlite3``/``psql`` shows. Write the SQL both backends accept (no placeholders)."""
+    if not db.startswith("postgresql://"):
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(db)) as con, con:
+            return con.execute(sql).fetchall()
+    rows: list[tuple[Any, ...]] = []
+
+    async def run() -> None:
+        import asyncpg
+
+        con = await asyncpg.connect(db)
+        try:
+            rows.extend(tuple(r) for r in await con.fetch(sql))
+        finally:
+            await con.close()
+
+    off_loop(run)
+    return rows
 
 
 def db_arg(store: Repositories) -> str:

@@ -1,4 +1,10 @@
-"""``hall-central`` as operators run it: subprocesses, real files, exit codes and messages."""
+"""``hall-central`` as operators run it: subprocesses, real files, exit codes and messages.
+
+The tests that take ``db_url`` run on a SQLite file and on PostgreSQL. The others stay on a SQLite file:
+where ``--db`` comes from (config file, environment: the file made is the observable), a bad timezone
+making no file, argument checks made before any database is opened, and — for CI time, each being
+ten-odd CLI runs — the hall lifecycle and gaming-day flows, whose store side runs on both backends in
+test_api.py, test_ingest.py and test_gaming_days.py."""
 
 from __future__ import annotations
 
@@ -12,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from protocols.sync import generate_private_key, public_key_to_pem
+
+from .conftest import query
 
 BIN = Path(sys.executable).with_name("hall-central")
 
@@ -46,26 +54,26 @@ def test_keys_init_writes_a_private_key_only_owner_can_read(tmp_path: Path) -> N
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
 
 
-def test_halls_add_list_and_replace(tmp_path: Path) -> None:
+def test_halls_add_list_and_replace(tmp_path: Path, db_url: str) -> None:
+    db = db_url
     first, second = pub(tmp_path / "a.pub"), pub(tmp_path / "b.pub")
-    added = run("halls", "add", "hall-01", "--public-key", str(first), "--db", "c.db", cwd=tmp_path)
+    added = run("halls", "add", "hall-01", "--public-key", str(first), "--db", db, cwd=tmp_path)
     assert added.returncode == 0 and "added hall hall-01" in added.stdout, added.stderr
     assert "hall-01:$7$" in added.stdout   # the broker's password-file line of a new account
-    again = run("halls", "add", "hall-01", "--public-key", str(first), "--db", "c.db", cwd=tmp_path)
+    again = run("halls", "add", "hall-01", "--public-key", str(first), "--db", db, cwd=tmp_path)
     # issue 16: "unchanged" used to print a fresh broker password that matched nothing the hall had
     assert again.returncode == 0 and "unchanged" in again.stdout and "$7$" not in again.stdout
     assert "broker account unchanged" in again.stdout
-    refused = run("halls", "add", "hall-01", "--public-key", str(second), "--db", "c.db", cwd=tmp_path)
+    refused = run("halls", "add", "hall-01", "--public-key", str(second), "--db", db, cwd=tmp_path)
     assert refused.returncode == 1 and "--replace" in refused.stderr
-    replaced = run("halls", "add", "hall-01", "--public-key", str(second), "--db", "c.db", "--replace",
+    replaced = run("halls", "add", "hall-01", "--public-key", str(second), "--db", db, "--replace",
                    cwd=tmp_path)
     assert replaced.returncode == 0 and "replaced" in replaced.stdout
-    with sqlite3.connect(tmp_path / "c.db") as con:
-        assert con.execute("SELECT kind, hall FROM integration_log").fetchall() == [("manual", "hall-01")]
-    listed = run("halls", "list", "--db", "c.db", "--json", cwd=tmp_path)
+    assert query(db, "SELECT kind, hall FROM integration_log") == [("manual", "hall-01")]
+    listed = run("halls", "list", "--db", db, "--json", cwd=tmp_path)
     rows = json.loads(listed.stdout)["rows"]
     assert [(r["id"], r["last_seq"]) for r in rows] == [("hall-01", 0)]
-    assert "hall-01" in run("halls", "list", "--db", "c.db", cwd=tmp_path).stdout
+    assert "hall-01" in run("halls", "list", "--db", db, cwd=tmp_path).stdout
 
 
 def test_a_halls_gaming_day_from_add_and_set(tmp_path: Path) -> None:
@@ -91,18 +99,16 @@ def test_a_halls_gaming_day_from_add_and_set(tmp_path: Path) -> None:
     assert [json.loads(after)["gaming_day_start"] for _, _, after in audited] == ["00:00", "06:00"]
 
 
-def test_halls_set_forget_presence_unpins_a_hall_a_forged_status_held_offline(tmp_path: Path) -> None:
+def test_halls_set_forget_presence_unpins_a_hall_a_forged_status_held_offline(tmp_path: Path, db_url: str) -> None:
     """Before statuses were signed, {"online":false,"session":2**63-1} pinned a hall offline for good; with
     the session-jump bound the pin would outlive the fix, so an operator can clear it."""
-    key = pub(tmp_path / "a.pub")
-    assert run("halls", "add", "hall-01", "--public-key", str(key), "--db", "c.db", cwd=tmp_path).returncode == 0
-    with sqlite3.connect(tmp_path / "c.db") as con:
-        con.execute("UPDATE halls SET online = 0, session = ?, status_at = 1 WHERE id = 'hall-01'", (2**63 - 1,))
-    done = run("halls", "set", "hall-01", "--forget-presence", "--db", "c.db", cwd=tmp_path)
+    key, db = pub(tmp_path / "a.pub"), db_url
+    assert run("halls", "add", "hall-01", "--public-key", str(key), "--db", db, cwd=tmp_path).returncode == 0
+    query(db, f"UPDATE halls SET online = 0, session = {2**63 - 1}, status_at = 1 WHERE id = 'hall-01'")
+    done = run("halls", "set", "hall-01", "--forget-presence", "--db", db, cwd=tmp_path)
     assert done.returncode == 0 and "presence forgotten" in done.stdout, done.stderr
-    with sqlite3.connect(tmp_path / "c.db") as con:
-        assert con.execute("SELECT online, session, status_at FROM halls").fetchone() == (None, None, None)
-        (before,) = con.execute("SELECT before FROM audit WHERE action = 'hall.presence.forget'").fetchone()
+    assert query(db, "SELECT online, session, status_at FROM halls") == [(None, None, None)]
+    ((before,),) = query(db, "SELECT before FROM audit WHERE action = 'hall.presence.forget'")
     assert json.loads(before) == {"online": False, "session": 2**63 - 1}
 
 
@@ -145,19 +151,21 @@ def test_halls_add_refuses_bad_ids_and_keys(tmp_path: Path, hall: str, key_text:
     assert done.returncode != 0 and message in done.stderr
 
 
-def test_apikeys_create_prints_the_key_last_and_stores_only_a_hash(tmp_path: Path) -> None:
-    done = run("apikeys", "create", "--role", "operator", "--db", "c.db", "--halls", "hall-01,hall-02",
+def test_apikeys_create_prints_the_key_last_and_stores_only_a_hash(tmp_path: Path, db_url: str) -> None:
+    db = db_url
+    done = run("apikeys", "create", "--role", "operator", "--db", db, "--halls", "hall-01,hall-02",
                cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     key = done.stdout.strip().splitlines()[-1]
     assert key.startswith("hsk_")
     secret = key.split("_", 2)[2]   # hsk_<id>_<secret>; the secret itself may hold "_"
-    for path in tmp_path.glob("c.db*"):
+    for path in tmp_path.glob("central.db*"):       # SQLite: the file and its WAL
         assert secret.encode() not in path.read_bytes()
-    with sqlite3.connect(tmp_path / "c.db") as con:
-        role, halls = con.execute("SELECT role, halls FROM api_keys").fetchone()
+    for table in ("api_keys", "audit"):
+        assert secret not in repr(query(db, f"SELECT * FROM {table}"))
+    ((role, halls),) = query(db, "SELECT role, halls FROM api_keys")
     assert role == "operator" and json.loads(halls) == ["hall-01", "hall-02"]
-    bad = run("apikeys", "create", "--role", "root", "--db", "c.db", cwd=tmp_path)
+    bad = run("apikeys", "create", "--role", "root", "--db", db, cwd=tmp_path)
     assert bad.returncode == 2
 
 
@@ -233,18 +241,6 @@ def test_an_unreachable_postgresql_url_gives_a_clear_error(tmp_path: Path) -> No
         done = run(*args, "--db", "postgresql://central:pw@127.0.0.1:1/hallsync", cwd=tmp_path)
         assert done.returncode == 1 and "cannot connect to PostgreSQL" in done.stderr, done.stderr
         assert "Traceback" not in done.stderr and ":pw@" not in done.stderr
-
-
-def test_halls_add_and_list_on_postgresql(tmp_path: Path, pg_template: str) -> None:
-    name = "cli_halls"
-    subprocess.run(["psql", "-X", "-q", "-d", f"{pg_template}/postgres", "-c",
-                    f"CREATE DATABASE {name} TEMPLATE hallsync_template"], check=True, capture_output=True)
-    db = f"{pg_template}/{name}"
-    key = pub(tmp_path / "k.pub")
-    added = run("halls", "add", "h1", "--public-key", str(key), "--db", db, cwd=tmp_path)
-    assert added.returncode == 0, added.stderr
-    listed = run("halls", "list", "--db", db, cwd=tmp_path)
-    assert listed.returncode == 0 and "h1" in listed.stdout, listed.stderr
 
 
 def test_serve_without_central_key_says_how_to_make_one(tmp_path: Path) -> None:

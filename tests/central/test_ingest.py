@@ -12,7 +12,7 @@ import pytest
 
 from central.ingest import Ingestor, Verified, decode_verify_stage
 from central.repos import Repositories
-from central.store import open_sqlite
+from central.store import open_store
 from protocols.sync import MAX_MESSAGE_BYTES, generate_private_key, public_key_from_pem, topic
 from protocols.sync.gamingday import UTC_MIDNIGHT, DayRule
 from protocols.sync.keys import Ed25519PrivateKey
@@ -256,15 +256,15 @@ async def test_one_halls_slow_store_does_not_hold_others(store: Repositories, ce
     assert (await blocked).status == "stored"
 
 
-async def test_restart_keeps_chain_state(tmp_path, central_key: Ed25519PrivateKey) -> None:  # type: ignore[no-untyped-def]
+async def test_restart_keeps_chain_state(db_url: str, central_key: Ed25519PrivateKey) -> None:
     hall = FakeHall("hall-01", seed=15)
     hall.play(60)
-    store = await open_sqlite(tmp_path / "c.db")
+    store = await open_store(db_url)
     await register(store, hall)
     await Ingestor(store, central_key, StepClock()).handle(hall.topic, hall.batch(1, 30))
     await store.close()
 
-    store = await open_sqlite(tmp_path / "c.db")
+    store = await open_store(db_url)
     try:
         ingestor = Ingestor(store, central_key, StepClock())
         record = await store.halls.get_hall(hall.hall)

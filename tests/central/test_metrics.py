@@ -1,4 +1,4 @@
-"""``GET /metrics`` on a real ``serve`` (real SQLite, real Mosquitto, real HTTP): signed batches go in
+"""``GET /metrics`` on a real ``serve`` (real SQLite or PostgreSQL, real Mosquitto, real HTTP): signed batches go in
 over the broker, and the scrape says what an operator checks — events stored per hall equal to what
 the hall sent, each refused or replayed batch under its outcome, the chain end per hall equal to
 ``/halls``, commands by status — in a body a strict parser accepts. And who may scrape."""
@@ -17,7 +17,7 @@ import pytest
 from central.apikeys import create_api_key
 from central.keyfiles import init_keys
 from central.server import ServerConfig, serve
-from central.store import open_sqlite
+from central.store import open_store
 from mqttlink import MqttLink, Received
 from mqttlink.broker import free_port
 from protocols.sync import VERSION, Status, encode_status, generate_private_key, topic
@@ -27,7 +27,7 @@ from .builders import T0, FakeHall
 
 
 @asynccontextmanager
-async def running_central(tmp_path: Path, mqtt: str, *, host: str = "127.0.0.1",
+async def running_central(tmp_path: Path, mqtt: str, *, db: str | None = None, host: str = "127.0.0.1",
                           token: str | None = None) -> AsyncIterator[str]:
     """``serve`` in this process; yields its base URL once the API answers and ingest is connected
     (or at once when ``mqtt`` names no broker)."""
@@ -36,7 +36,7 @@ async def running_central(tmp_path: Path, mqtt: str, *, host: str = "127.0.0.1",
         init_keys(data)
     port = free_port()
     stop = asyncio.Event()
-    task = asyncio.create_task(serve(ServerConfig(data_dir=data, db=str(tmp_path / "central.db"), mqtt=mqtt,
+    task = asyncio.create_task(serve(ServerConfig(data_dir=data, db=db or str(tmp_path / "central.db"), mqtt=mqtt,
                                                   http_host=host, http_port=port, metrics_token=token), stop))
     base = f"http://127.0.0.1:{port}"
     try:
@@ -80,11 +80,11 @@ def batches_total(families: dict[str, promtext.ParsedFamily]) -> float:
     return sum(promtext.series(families, "hallsync_central_batches_total").values())
 
 
-async def test_scrape_counts_what_the_halls_sent(tmp_path: Path, mosquitto) -> None:
+async def test_scrape_counts_what_the_halls_sent(tmp_path: Path, mosquitto, db_url: str) -> None:
     h1, h2 = FakeHall("h1", seed=1), FakeHall("h2", seed=2)
     h1.play(120)
     h2.play(60)
-    store = await open_sqlite(tmp_path / "central.db")
+    store = await open_store(db_url)
     for hall in (h1, h2):
         assert await store.halls.add_hall(hall.hall, hall.public_pem, now=T0) == "added"
     _, admin = await create_api_key(store.halls, "admin", None, now=T0)
@@ -92,7 +92,7 @@ async def test_scrape_counts_what_the_halls_sent(tmp_path: Path, mosquitto) -> N
     n1, n2 = len(h1.events), len(h2.events)
     cut = n2 // 2
 
-    async with running_central(tmp_path, mosquitto.url_text) as base:
+    async with running_central(tmp_path, mosquitto.url_text, db=db_url) as base:
         link, task = await publisher(mosquitto.url)
         try:
             sent = 0

@@ -1,5 +1,6 @@
-"""``hall-central serve`` as a process: HTTP answers, keys and halls added while it runs work at once,
-presence arrives over the real broker, SIGTERM stops it cleanly."""
+"""``hall-central serve`` as a process (on SQLite; the key revocation test on PostgreSQL too): HTTP
+answers, keys and halls added while it runs work at once, presence arrives over the real broker, SIGTERM
+stops it cleanly."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from protocols.sync import (
 from tests import waits
 
 from .builders import FakeHall
+from .conftest import SQLITE_ONLY
 
 BIN = Path(sys.executable).with_name("hall-central")
 
@@ -60,9 +62,9 @@ async def wait_http(url: str, proc: subprocess.Popen, timeout: float = 20) -> No
                       ignore=(OSError,))
 
 
-def start_serve(tmp_path: Path, mosquitto) -> tuple[str, str, subprocess.Popen[str]]:  # type: ignore[no-untyped-def]
-    """Central's keys, then ``hall-central serve`` on a free port: (db path, API base URL, process)."""
-    data, db = tmp_path / "central", str(tmp_path / "central.db")
+def start_serve(tmp_path: Path, mosquitto, db: str) -> tuple[str, str, subprocess.Popen[str]]:  # type: ignore[no-untyped-def]
+    """Central's keys, then ``hall-central serve`` on a free port over ``db``: (db, API base URL, process)."""
+    data = tmp_path / "central"
     cli("keys", "init", "--data-dir", str(data))
     port = free_port()
     proc = subprocess.Popen([str(BIN), "serve", "--data-dir", str(data), "--db", db, "--mqtt", mosquitto.url_text,
@@ -70,8 +72,11 @@ def start_serve(tmp_path: Path, mosquitto) -> tuple[str, str, subprocess.Popen[s
     return db, f"http://127.0.0.1:{port}/api/v1", proc
 
 
-async def test_serve_end_to_end(tmp_path: Path, mosquitto) -> None:
-    db, base, proc = start_serve(tmp_path, mosquitto)
+# One test of a ``serve`` process runs on PostgreSQL too (the key revocation below: two processes, keys,
+# audit and catalog); a copy of each on PostgreSQL would add several seconds of CI time apiece.
+@SQLITE_ONLY
+async def test_serve_end_to_end(tmp_path: Path, mosquitto, db_url: str) -> None:
+    db, base, proc = start_serve(tmp_path, mosquitto, db_url)
     try:
         await wait_http(f"{base}/health", proc)
         # created while central runs: both take effect without a restart
@@ -107,11 +112,11 @@ async def test_serve_end_to_end(tmp_path: Path, mosquitto) -> None:
     assert "Traceback" not in err
 
 
-async def test_keys_revoked_or_rotated_by_the_cli_stop_working_in_a_running_central_at_once(tmp_path: Path,
-                                                                                             mosquitto) -> None:
+async def test_keys_revoked_or_rotated_by_the_cli_stop_working_in_a_running_central_at_once(
+        tmp_path: Path, mosquitto, db_url: str) -> None:
     """Issue 16: keys have an owner name, an expiry, and `apikeys list|revoke|rotate`; a revocation by the
     CLI (another process) is refused by the running central at the next request, not after a cache."""
-    db, base, proc = start_serve(tmp_path, mosquitto)
+    db, base, proc = start_serve(tmp_path, mosquitto, db_url)
     try:
         await wait_http(f"{base}/health", proc)
         anna = cli("apikeys", "create", "--role", "admin", "--name", "Anna, cashier lead", "--expires", "90d",
@@ -164,12 +169,13 @@ def put(url: str, key: str, body: dict) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read())
 
 
-async def test_serve_refuses_an_oversize_batch_and_the_broker_disconnects_a_bigger_one(tmp_path: Path,
-                                                                                      mosquitto) -> None:
+@SQLITE_ONLY  # ingest through a serve process on PostgreSQL: test_serve_roles
+async def test_serve_refuses_an_oversize_batch_and_the_broker_disconnects_a_bigger_one(tmp_path: Path, mosquitto,
+                                                                                      db_url: str) -> None:
     """Issue 16: a payload just over MAX_MESSAGE_BYTES (it fits the broker's packet limit) reaches central,
     which logs it as a format_error and acks nothing; the hall's next batch is stored and acked; a
     packet over MAX_PACKET_BYTES never gets past the broker (it disconnects the sender)."""
-    data, db = tmp_path / "central", str(tmp_path / "central.db")
+    data, db = tmp_path / "central", db_url
     cli("keys", "init", "--data-dir", str(data))
     central_pub = public_key_from_pem((data / "central.pub").read_bytes())
     port = free_port()
@@ -234,10 +240,11 @@ async def test_serve_refuses_an_oversize_batch_and_the_broker_disconnects_a_bigg
     assert "Traceback" not in err
 
 
-async def test_serve_says_it_started_and_stopped_at_info_by_default(tmp_path: Path, mosquitto) -> None:
+@SQLITE_ONLY  # about logging, not the store
+async def test_serve_says_it_started_and_stopped_at_info_by_default(tmp_path: Path, mosquitto, db_url: str) -> None:
     """What journalctl shows an operator with no --log-level: one "serving" line once central is up,
     one "stopped" line after SIGTERM, both at level info (a normal start is no warning)."""
-    data, db = tmp_path / "central", str(tmp_path / "central.db")
+    data, db = tmp_path / "central", db_url
     cli("keys", "init", "--data-dir", str(data))
     port = free_port()
     proc = subprocess.Popen([str(BIN), "serve", "--data-dir", str(data), "--db", db, "--mqtt", mosquitto.url_text,

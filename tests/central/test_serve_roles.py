@@ -1,6 +1,7 @@
 """``hall-central serve --role``: an ingest process and an API process on one database (issue 14). The
 ingest process stores and acks a hall's batches and answers only health and metrics over HTTP; the API
-process serves the reports from the same database, publishes commands, and ingests nothing."""
+process serves the reports from the same database, publishes commands, and ingests nothing. On a SQLite
+file and on PostgreSQL (the deployment the roles are for)."""
 
 from __future__ import annotations
 
@@ -34,8 +35,9 @@ def call(url: str, key: str | None = None, body: dict[str, Any] | None = None) -
         return exc.code, json.loads(exc.read() or b"null")
 
 
-async def test_an_ingest_process_and_an_api_process_share_one_database(tmp_path: Path, mosquitto: Any) -> None:
-    data, db = tmp_path / "central", str(tmp_path / "central.db")
+async def test_an_ingest_process_and_an_api_process_share_one_database(tmp_path: Path, mosquitto: Any,
+                                                                       db_url: str) -> None:
+    data, db = tmp_path / "central", db_url
     cli("keys", "init", "--data-dir", str(data))
     hall = FakeHall("hall-07", seed=31)
     pem = tmp_path / "hall.pub"
