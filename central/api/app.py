@@ -123,6 +123,9 @@ class _Api:
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             route = _route_of(request)
+            texts = (*request.query.keys(), *request.query.values(), *request.match_info.values())
+            if any("\x00" in text for text in texts):
+                raise p.bad_request("the path or a query parameter holds a NUL character (U+0000)")
             if route is not None and not is_public(route):
                 key = await self.authenticate(request)
                 if not allowed(route, key.role):

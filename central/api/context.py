@@ -116,4 +116,26 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         raise p.bad_request("the body must be a JSON object")
     if _depth(body) > MAX_BODY_DEPTH:
         raise p.bad_request(f"the body nests arrays or objects more than {MAX_BODY_DEPTH} deep")
+    if _has_nul(body):
+        raise p.bad_request(NUL_REFUSED)
     return body
+
+
+NUL_REFUSED: Final = "a text holds a NUL character (U+0000), which no name, id or note may contain"
+"""One answer on both backends: PostgreSQL cannot store U+0000 in text (it raised a 500), SQLite would
+have stored what no report, CSV or terminal shows."""
+
+
+def _has_nul(value: object) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False

@@ -697,3 +697,22 @@ async def test_event_routes_take_gaming_days_in_the_reports_date_grammar(api: Ap
                                     headers={"Authorization": f"Bearer {await api.key('regulator')}"})
     lines = (await exported.read()).splitlines()
     assert exported.status == 200 and len(lines) - 1 == sum(1 for h, _ in truth if h == "hall-a")
+
+
+@pytest.mark.parametrize(("method", "path", "query", "body"), [
+    ("GET", "/audit", {"action": "a\x00b"}, None),                  # a filter: PostgreSQL raised a 500
+    ("GET", "/audit", {"hall\x00": "x"}, None),
+    ("GET", "/catalog/games/g%00-1", {}, None),                      # a path id
+    ("PUT", "/catalog/providers/prov-a", {}, {"name": "Provider\x00A"}),
+    ("POST", "/commands", {}, {"hall": "h1", "device": "egm\x00", "action": "disable_machine"}),
+])
+async def test_a_nul_character_anywhere_in_a_request_is_a_400_on_either_backend(
+        api: Api, method: str, path: str, query: dict[str, str], body: Any) -> None:
+    """Schemathesis found it: U+0000 in a query value reached PostgreSQL, which cannot hold it in text (a
+    500); SQLite would have stored it. Either way it is bad input, refused before any store call."""
+    headers = {"Authorization": f"Bearer {await api.key()}"}
+    response = await api.client.request(method, PREFIX + path, params=query, json=body, headers=headers)
+    got = await response.json()
+    assert response.status == 400, got
+    assert got["error"]["code"] == "bad_request" and "NUL character" in got["error"]["message"]
+    assert await api.store.catalog.catalog_providers() == []   # nothing was stored
