@@ -9,6 +9,7 @@ a database of its own, dropped after). The server's CPU is measured only for the
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import math
 import os
@@ -99,3 +100,48 @@ class PgServer:
         finally:
             if self.cluster is not None:
                 self.cluster.stop()
+
+
+def parse_workers(text: str) -> list[int]:
+    """``--workers 1,2,4`` → [1, 2, 4]."""
+    try:
+        out = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        out = []
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"--workers {text!r}: expected counts like 1 or 1,2,4")
+    return out
+
+
+def add_db_options(p: argparse.ArgumentParser, sqlite_is: str) -> None:
+    """``--db``, ``--workers``, ``--no-sqlite`` and ``--repeat``, as every central benchmark takes them."""
+    p.add_argument("--db", default="sqlite", metavar="DB",
+                   help=f"central's database: sqlite (default: {sqlite_is}), postgresql (a private throwaway "
+                        "cluster, as the tests start) or a postgresql://user@host/db URL (needs CREATEDB: each run "
+                        "gets its own database, dropped after); with PostgreSQL the SQLite run comes first in the "
+                        "same invocation unless --no-sqlite")
+    p.add_argument("--workers", type=parse_workers, default=None, metavar="W[,W…]",
+                   help="with PostgreSQL: W processes of serve --role ingest on the shared subscription; a list runs "
+                        "each (default 1)")
+    p.add_argument("--no-sqlite", action="store_true", help="with PostgreSQL: skip the SQLite run")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="run every configuration this many times, interleaved; the summary gives median and range")
+
+
+def check_db_options(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if not (args.db == "sqlite" or is_postgres(args.db)):
+        p.error(f"--db {args.db!r}: give sqlite, postgresql or a postgresql://user@host/db URL")
+    if args.db == "sqlite" and (args.workers not in (None, [1]) or args.no_sqlite):
+        p.error("--workers and --no-sqlite need --db postgresql (SQLite runs one serve)")
+    if args.repeat < 1:
+        p.error("--repeat must be >= 1")
+
+
+def configurations(args: argparse.Namespace) -> list[tuple[str, int | None]]:
+    """(label, workers) of every run: SQLite with one serve (workers None), PostgreSQL with W ingest processes."""
+    out: list[tuple[str, int | None]] = []
+    if args.db == "sqlite" or not args.no_sqlite:
+        out.append(("sqlite, 1 serve", None))
+    if is_postgres(args.db):
+        out += [(f"postgresql, {w} ingest", w) for w in (args.workers or [1])]
+    return out

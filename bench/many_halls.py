@@ -46,7 +46,7 @@ from _common import (  # the repo root goes on sys.path first
     wait_until,
     work_dir,
 )
-from _pg import PgServer, is_postgres
+from _pg import PgServer, add_db_options, check_db_options, configurations, is_postgres
 
 TICK = 0.02
 """Seconds between two appends of a live hall (its pollers' events arrive in small groups)."""
@@ -467,16 +467,6 @@ def summary(runs: list[tuple[str, dict[str, Any]]]) -> float:
     return medians[labels[-1]]
 
 
-def parse_workers(text: str) -> list[int]:
-    try:
-        out = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        out = []
-    if not out or min(out) < 1:
-        raise argparse.ArgumentTypeError(f"--workers {text!r}: expected counts like 1 or 1,2,4")
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--halls", type=int, default=20)
@@ -494,16 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--agent-procs", type=int, default=2, help="processes the halls are spread over (default 2)")
     p.add_argument("--drain", type=float, default=120.0, help="seconds allowed for the final drain")
     p.add_argument("--mqtt", metavar="URL", help="use this broker instead of starting a Mosquitto")
-    p.add_argument("--db", default="sqlite", metavar="DB",
-                   help="central's database: sqlite (default: a file, one serve), postgresql (a private throwaway "
-                        "cluster) or a postgresql://user@host/db URL (needs CREATEDB: a database per run, dropped "
-                        "after); with PostgreSQL the SQLite run comes first unless --no-sqlite")
-    p.add_argument("--workers", type=parse_workers, default=None, metavar="W[,W…]",
-                   help="with PostgreSQL: W processes of serve --role ingest on the shared subscription; a list runs "
-                        "each (default 1)")
-    p.add_argument("--no-sqlite", action="store_true", help="with PostgreSQL: skip the SQLite run")
-    p.add_argument("--repeat", type=int, default=1,
-                   help="run every configuration this many times, interleaved; the summary gives median and range")
+    add_db_options(p, "a file, one serve")
     p.add_argument("--keep", metavar="DIR", help="work in DIR (created) and keep it afterwards")
     p.add_argument("--agent-proc", action="store_true", help=argparse.SUPPRESS)
     for hidden in ("--work", "--outboxes", "--out"):
@@ -514,18 +495,8 @@ def main(argv: list[str] | None = None) -> int:
     args.mode = args.mode or "live"
     if args.agent_proc:
         return asyncio.run(agent_proc(args))
-    if not (args.db == "sqlite" or is_postgres(args.db)):
-        p.error(f"--db {args.db!r}: give sqlite, postgresql or a postgresql://user@host/db URL")
-    if args.db == "sqlite" and (args.workers not in (None, [1]) or args.no_sqlite):
-        p.error("--workers and --no-sqlite need --db postgresql (SQLite runs one serve)")
-    if args.repeat < 1:
-        p.error("--repeat must be >= 1")
-
-    configs: list[tuple[str, int | None]] = []
-    if args.db == "sqlite" or not args.no_sqlite:
-        configs.append(("sqlite, 1 serve", None))
-    if is_postgres(args.db):
-        configs += [(f"postgresql, {w} ingest", w) for w in (args.workers or [1])]
+    check_db_options(p, args)
+    configs = configurations(args)
     work = work_dir(args.keep, "hallsync-many-")
     pg = PgServer(args.db) if is_postgres(args.db) else None
     runs: list[tuple[str, dict[str, Any]]] = []

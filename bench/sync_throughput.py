@@ -49,7 +49,7 @@ from _common import (  # the repo root goes on sys.path first
     wait_until,
     work_dir,
 )
-from _pg import PgServer, is_postgres
+from _pg import PgServer, add_db_options, check_db_options, configurations, is_postgres
 
 HALL = "bench-hall"
 GEN_CHUNK = 20_000  # events generated at a time (bounded memory while filling a 1M backlog)
@@ -503,16 +503,6 @@ def run_bare(args: argparse.Namespace, work: Path, mqtt: str, broker: Any) -> tu
 
 # =====================================================================================================
 
-def parse_workers(text: str) -> list[int]:
-    try:
-        out = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        out = []
-    if not out or min(out) < 1:
-        raise argparse.ArgumentTypeError(f"--workers {text!r}: expected counts like 1 or 1,2,4")
-    return out
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--events", type=int, default=100_000, help="events in the backlog (default 100000)")
@@ -529,17 +519,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--stall", type=float, default=120.0, help="give up after this long without ack progress (s)")
     p.add_argument("--bare", action="store_true", help="the baseline pipeline: no crypto, no chain, no rollups")
-    p.add_argument("--db", default="sqlite", metavar="DB",
-                   help="central's database: sqlite (default: a file in the work dir, one serve), postgresql (a "
-                        "private throwaway cluster, as the tests start) or a postgresql://user@host/db URL (needs "
-                        "CREATEDB: each run gets its own database, dropped after); with PostgreSQL the SQLite run "
-                        "comes first in the same invocation unless --no-sqlite")
-    p.add_argument("--workers", type=parse_workers, default=None, metavar="W[,W…]",
-                   help="with PostgreSQL: W processes of serve --role ingest on the shared subscription; a list runs "
-                        "each (default 1)")
-    p.add_argument("--no-sqlite", action="store_true", help="with PostgreSQL: skip the SQLite run")
-    p.add_argument("--repeat", type=int, default=1,
-                   help="run every configuration this many times, interleaved; the summary gives median and range")
+    add_db_options(p, "a file in the work dir, one serve")
     p.add_argument("--keep", metavar="DIR", help="work in DIR (created) and keep it afterwards")
     p.add_argument("--log-level", default="warning", help="central's --log-level (its log is in the work dir)")
     p.add_argument("--bare-receiver", action="store_true", help=argparse.SUPPRESS)
@@ -555,23 +535,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("need --events >= 1, --batch >= 1, --window >= --batch and --repeat >= 1")
     if args.bare_receiver and not (args.mqtt and args.receiver_db):
         p.error("--bare-receiver needs --mqtt and --receiver-db")
-    if not (args.db == "sqlite" or is_postgres(args.db)):
-        p.error(f"--db {args.db!r}: give sqlite, postgresql or a postgresql://user@host/db URL")
-    if args.db == "sqlite" and (args.workers not in (None, [1]) or args.no_sqlite):
-        p.error("--workers and --no-sqlite need --db postgresql (SQLite runs one serve)")
+    check_db_options(p, args)
     if args.bare and (args.db != "sqlite" or args.workers or args.repeat > 1):
         p.error("--bare runs the baseline pipeline alone: no --db, --workers or --repeat")
     return args
-
-
-def configurations(args: argparse.Namespace) -> list[tuple[str, int | None]]:
-    """(label, workers) of every run: SQLite with one serve (workers None), PostgreSQL with W ingest processes."""
-    out: list[tuple[str, int | None]] = []
-    if args.db == "sqlite" or not args.no_sqlite:
-        out.append(("sqlite, 1 serve", None))
-    if is_postgres(args.db):
-        out += [(f"postgresql, {w} ingest", w) for w in (args.workers or [1])]
-    return out
 
 
 def run_one(args: argparse.Namespace, work: Path, k: int, workers: int | None, pg: PgServer | None,
