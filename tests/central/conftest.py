@@ -79,14 +79,15 @@ def pg_template(postgres: Any) -> str:
 
 
 @contextlib.asynccontextmanager
-async def fresh_pg_database(base: str) -> AsyncIterator[str]:
-    """A new database copied from the migrated template; dropped when the block ends."""
+async def fresh_pg_database(base: str, *, migrated: bool = True) -> AsyncIterator[str]:
+    """A new database copied from the migrated template (or, ``migrated=False``, an empty one without
+    central's schema); dropped when the block ends."""
     import asyncpg
 
     name = f"t{next(_numbers)}"
     admin = await asyncpg.connect(f"{base}/postgres")
     try:
-        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {_TEMPLATE}")
+        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {_TEMPLATE}" if migrated else f"CREATE DATABASE {name}")
         try:
             yield f"{base}/{name}"
         finally:

@@ -11,7 +11,6 @@ import contextlib
 import datetime as dt
 import itertools
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -33,27 +32,10 @@ from protocols.sync.gamingday import DayRule
 from protocols.sync.keys import Ed25519PrivateKey
 
 from .builders import T0, FakeHall
-from .conftest import StepClock
+from .conftest import StepClock, fresh_pg_database
 
 BATCH = 40
 _names = itertools.count(1)
-
-
-@contextlib.asynccontextmanager
-async def bare_pg_database(base: str) -> AsyncIterator[str]:
-    """A new database without central's schema (the migration creates it); dropped afterwards."""
-    import asyncpg
-
-    name = f"migrate{next(_names)}"
-    admin = await asyncpg.connect(f"{base}/postgres")
-    try:
-        await admin.execute(f"CREATE DATABASE {name}")
-        try:
-            yield f"{base}/{name}"
-        finally:
-            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await admin.close()
 
 
 class Hq:
@@ -148,7 +130,7 @@ async def test_migrate_keeps_every_answer_and_postgresql_serves_on(
     source = await open_sqlite(hq.path)
     before = await answers(source, list(hq.keys))
     await source.close()
-    async with bare_pg_database(pg_template) as url:
+    async with fresh_pg_database(pg_template, migrated=False) as url:
         assert await cli("db", "migrate", "--from", f"sqlite:{hq.path}", "--to", url) == 0
         printed = capsys.readouterr().out
         assert "DIFFERS" not in printed and "all equal" in printed
@@ -203,7 +185,7 @@ async def _hall_count(url: str) -> int:
 
 async def test_a_target_holding_data_is_refused_and_left_as_it_was(
         hq: Hq, pg_template: str, capsys: pytest.CaptureFixture[str]) -> None:
-    async with bare_pg_database(pg_template) as url:
+    async with fresh_pg_database(pg_template, migrated=False) as url:
         store = await open_store(url)
         await store.halls.add_hall("already-here", hq.halls[0].public_pem, now=T0)
         await store.close()
@@ -224,7 +206,7 @@ async def test_a_table_the_migration_does_not_know_fails_it(
         con.execute("CREATE TABLE loyalty_points (player TEXT PRIMARY KEY, points INTEGER NOT NULL)")
         con.execute("INSERT INTO loyalty_points VALUES ('p1', 10)")
         con.commit()
-    async with bare_pg_database(pg_template) as url:
+    async with fresh_pg_database(pg_template, migrated=False) as url:
         assert await cli("db", "migrate", "--from", f"sqlite:{hq.path}", "--to", url) == 1
         assert "loyalty_points" in capsys.readouterr().err
         assert await _hall_count(url) == 0
@@ -243,7 +225,7 @@ async def test_a_difference_after_the_copy_rolls_everything_back(
         await real(self, table, columns, rows)
 
     monkeypatch.setattr(PgConn, "copy_rows", tampering)
-    async with bare_pg_database(pg_template) as url:
+    async with fresh_pg_database(pg_template, migrated=False) as url:
         with pytest.raises(migration.MigrationMismatch) as caught:
             await migration.migrate_sqlite_to_postgres(str(hq.path), url)
         assert [c.what for c in caught.value.report.differences] == ["content events"]
