@@ -21,7 +21,7 @@ from typing import Any, Final, Protocol
 from central.eventtypes import PLAY_TYPES
 from protocols.sync.gamingday import UTC_MIDNIGHT, DayIndex, DayRule, Span
 from protocols.sync.money import ZERO, Contribution, contribution
-from protocols.sync.vocabulary import is_missed
+from protocols.sync.vocabulary import game_key, is_missed
 
 RollupKey = tuple[str, str, str, str]
 """(hall, device, game, day ``YYYY-MM-DD``); ``game`` is ``""`` for money outside a game (bills, tickets)."""
@@ -33,13 +33,8 @@ DayKey = tuple[str, str]
 """(device, gaming day ``YYYY-MM-DD``)."""
 
 def game_of(data: dict[str, Any]) -> str:
-    """The game an event belongs to (``data.game`` as a string), or ``""``."""
-    game = data.get("game")
-    if type(game) is str:
-        return game
-    if type(game) is int:
-        return str(game)
-    return ""
+    """The game an event belongs to (``data.game`` as a string), or ``""``: the rollups' game key."""
+    return game_key(data)
 
 
 Mark = tuple[int, int, int, int, int, int]

@@ -465,7 +465,9 @@ def game_key(data: Any) -> str:
     """The game an event belongs to as a string (``data.game``: number or id), or ``""``."""
     game = getattr(data, "game", UNSET) if isinstance(data, EventData) else data.get("game")
     if type(game) is str:
-        return game
+        # U+0000 cannot be stored in PostgreSQL text: a signed game id holding one made its batch fail
+        # for ever there (the hall stuck behind it). Spelled as JSON spells it, on both backends.
+        return game.replace("\x00", "\\u0000") if "\x00" in game else game
     if type(game) is int:
         return str(game)
     return ""

@@ -401,3 +401,23 @@ async def test_a_payload_over_the_size_limit_is_refused_unread_and_the_hall_goes
     outcome = await ingestor.handle(hall.topic, good)
     assert outcome.status == "stored" and ack_of(outcome, central_key, hall.hall).acked_through_seq == len(hall.events)
     assert await hall_totals(store, hall.hall) == hall.total
+
+
+async def test_a_game_id_holding_a_nul_is_stored_and_counted_on_either_backend(
+        store: Repositories, ingestor: Ingestor) -> None:
+    """A signed game id with U+0000 made its batch fail on every resend on PostgreSQL (text cannot hold
+    it), and the hall's later events waited behind it for ever. Its rollup key is spelled ``\\u0000``."""
+    hall = FakeHall("hall-nul", seed=3)
+    await register(store, hall)
+    hall.play(10)
+    hall._append("egm-001", "game.bet", {"amount": 70, "currency": "EUR", "game": "g\x00x", "denom": 1})
+    hall._append("egm-001", "game.ended", {"game": "g\x00x", "bet": 70, "win": 0})
+    hall.play(10)
+    for _, _, payload in hall.batches(8):
+        assert (await ingestor.handle(hall.topic, payload)).status == "stored"
+    assert await hall_totals(store, hall.hall) == hall.total
+    games = {r.key: r for r in await store.reports.ggr("game")}
+    assert (games["g\\u0000x"].bets, games["g\\u0000x"].rounds) == (70, 1)
+    assert len(await store.ingest.events(hall=hall.hall, limit=1000)) == len(hall.events)
+    assert [e["data"]["game"] for e in await store.ingest.events(hall=hall.hall, limit=1000)
+            if e["data"].get("game") == "g\x00x"] == ["g\x00x", "g\x00x"]   # the event itself is unchanged
