@@ -145,3 +145,18 @@ def configurations(args: argparse.Namespace) -> list[tuple[str, int | None]]:
     if is_postgres(args.db):
         out += [(f"postgresql, {w} ingest", w) for w in (args.workers or [1])]
     return out
+
+
+def versus_sqlite(labels: list[str], medians: dict[str, float], label: str) -> str:
+    """``label``'s median over the SQLite run's (the first configuration), or ``-``."""
+    base = medians.get(labels[0]) if labels[0].startswith("sqlite") else None
+    return "-" if base is None else f"{medians[label] / base:.2f}×"
+
+
+def print_scaling(labels: list[str], medians: dict[str, float]) -> None:
+    """Each PostgreSQL configuration's median over the first one's (the workers' scaling)."""
+    pg_labels = [lab for lab in labels if lab.startswith("postgresql")]
+    if len(pg_labels) > 1:
+        first = medians[pg_labels[0]]
+        print("scaling over the first PostgreSQL configuration: "
+              + ", ".join(f"{lab.split(', ')[1]} {medians[lab] / first:.2f}×" for lab in pg_labels))

@@ -46,7 +46,15 @@ from _common import (  # the repo root goes on sys.path first
     wait_until,
     work_dir,
 )
-from _pg import PgServer, add_db_options, check_db_options, configurations, is_postgres
+from _pg import (
+    PgServer,
+    add_db_options,
+    check_db_options,
+    configurations,
+    is_postgres,
+    print_scaling,
+    versus_sqlite,
+)
 
 TICK = 0.02
 """Seconds between two appends of a live hall (its pollers' events arrive in small groups)."""
@@ -454,16 +462,11 @@ def summary(runs: list[tuple[str, dict[str, Any]]]) -> float:
             values = [v for v in values if v == v]
             return "-" if not values else f"{statistics.median(values):.3f}"
 
-        base = medians.get(labels[0]) if labels[0].startswith("sqlite") else None
-        versus = "-" if base is None else f"{medians[label] / base:.2f}×"
+        versus = versus_sqlite(labels, medians, label)
         spread = f"{medians[label]:,.0f} ({min(eps):,.0f}–{max(eps):,.0f})"
         print(f"{label:<22} {spread:<28} {versus:>9}  {med('central'):>7} {med('postgres'):>7} "
               f"{med('mosquitto'):>7} {med('agent'):>7}")
-    pg_labels = [lab for lab in labels if lab.startswith("postgresql")]
-    if len(pg_labels) > 1:
-        first = medians[pg_labels[0]]
-        print("scaling over the first PostgreSQL configuration: "
-              + ", ".join(f"{lab.split(', ')[1]} {medians[lab] / first:.2f}×" for lab in pg_labels))
+    print_scaling(labels, medians)
     return medians[labels[-1]]
 
 
