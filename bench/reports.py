@@ -8,11 +8,12 @@ Each store is built through the real ingest (``Ingestor.handle`` on signed, hash
 500 events, as ``bench/central_ingest.py`` does): per hall ``--egms`` machines played over ``--days``
 days (game.bet / game.win / game.ended with a SAS game number, bill.accepted, a meters.snapshot of
 absolute meters at most every 12 h of a machine's activity and at the end, so the reconciliation is
-exact), agent times spread evenly over the period. Halls 1 and 3 have Kyiv gaming days starting at
-06:00 (set before ingesting); the others UTC midnight. The last machine of every hall is quiet: five
-events on the first day (the ``/events?device=`` case). A small catalog (3 providers, 9 games, 1–3
-games per machine) feeds the provider and hold reports. ``--keep DIR`` builds into (or reuses)
-``DIR/events-N``.
+exact; a device.status clock check on each day a machine plays, and its identity on its first day
+and every 30th, as the agent reports them), agent times spread evenly over the period. Halls 1 and 3
+have Kyiv gaming days starting at 06:00 (set before ingesting); the others UTC midnight. The last
+machine of every hall is quiet: five events on the first day (the ``/events?device=`` case). A small
+catalog (3 providers, 9 games, 1–3 games per machine) feeds the provider and hold reports. ``--keep
+DIR`` builds into (or reuses) ``DIR/events-N``.
 
 Then the app (``central.api.build_app``, an admin key) is served in-process on 127.0.0.1 and every
 report is asked ``--reps`` times after one warm-up with aiohttp's client (fewer repetitions when one
@@ -108,6 +109,7 @@ class HallFeed:
         day it plays: every (device, game) and every machine's bill cell has money every day at any
         size (so a 1-day report's answer is the same size at 1M and 3M events)."""
         self.bill_day = [-1] * egms
+        self.status_day = [-1] * egms
         self.rounds = [0] * egms
         self.hall = hall_name(index)
         self.key = generate_private_key()
@@ -153,6 +155,15 @@ class HallFeed:
                                                "source": "rte"})
         yield self._emit(egm, "game.ended", {"game": game, "bet": bet, "win": win, "source": "rte"})
 
+    def _identity(self, egm: int) -> Event:
+        """What the agent's normalizer reports on start (LP 1F/53/56): the machine's game numbers."""
+        games = [{"number": n, "game_id": f"S{(egm + n) % len(GAMES)}", "paytable_id": f"P{egm:03d}{n}",
+                  "denomination_cents": 1, "max_bet": 500} for n in range(1, games_of(egm) + 1)]
+        return self._emit(egm, "device.status", {
+            "status": "identity", "game_id": games[0]["game_id"], "serial": f"SN{self.index:02d}{egm:04d}",
+            "paytable_id": games[0]["paytable_id"], "sas_version": "602", "accounting_denomination_cents": 1,
+            "enabled_games": [g["number"] for g in games], "rte": True, "games": games})
+
     def _bill(self, egm: int) -> Event:
         amount = self.rng.choice(BILLS)
         self.meters[egm]["bills_accepted_credits"] += amount
@@ -164,7 +175,7 @@ class HallFeed:
         yield self._bill(quiet)
         yield from self._game(quiet)   # bet (+ win) + ended
         busy = quiet
-        last_lap = self.count - busy - 4   # room for the closing snapshots
+        last_lap = self.count - busy - 7   # room for the closing snapshots
         rng, now_of = self.rng, self.step
         turn = 0
         while self.seq < last_lap:
@@ -175,6 +186,12 @@ class HallFeed:
             if START_US + (self.seq + 1) * now_of - self.last_snapshot[egm] >= SNAPSHOT_EVERY_US:
                 yield self._snapshot(egm, "schedule")
             today = (START_US + (self.seq + 1) * now_of) // DAY_US
+            if self.status_day[egm] != today:   # the agent's daily clock check, its identity at start and monthly
+                first = self.status_day[egm] < 0
+                self.status_day[egm] = today
+                yield self._emit(egm, "device.status", {"status": "clock", "drift_ms": 0, "set": False})
+                if first or today % 30 == 0:
+                    yield self._identity(egm)
             if self.dense and self.bill_day[egm] != today:
                 self.bill_day[egm] = today
                 yield self._bill(egm)

@@ -49,7 +49,8 @@ class DeviceUpdate:
     ``money`` is the device's *events* money in the batch (the reconciliation's rule: ``missed``
     records excluded) and ``marks`` its running total at each of its meter snapshots, counted from
     the batch's start; the store adds the device's total before the batch. ``last_play_seq`` is its
-    newest play event (the floor view's "last played").
+    newest play event (the floor view's "last played"), ``identity_seq`` its newest ``device.status``
+    identity (the catalog's detected games, read by one lookup instead of a scan of every status).
     """
 
     first_seen: int
@@ -63,6 +64,7 @@ class DeviceUpdate:
     marks: list[Mark] = field(default_factory=list)
     first_seq: int = 0
     """Its first event in the batch (with ``last_seq``: the batch's span of the device, schema 6)."""
+    identity_seq: int | None = None
 
 
 @dataclass(slots=True)
@@ -193,6 +195,8 @@ def effects(hall: str, events: Iterable[EventFacts], rule: DayRule = UTC_MIDNIGH
         if update.kind is None:
             update.kind = _kind_hint(event)
         if kind == "device.status":
+            if data.get("status") == "identity":
+                update.identity_seq = event.seq
             online = data.get("online")
             if type(online) is bool:
                 update.online = online

@@ -57,7 +57,7 @@ def _child_prepare(payload: bytes, pem: str, hall: str, central_time: int, zone:
         return _ENCODER.encode(("refused", exc.log_kind, f"{type(exc).__name__}: {exc}"))
     staged, fx = verified.staged, verified.staged.effects
     devices = [(d, u.first_seen, u.last_seen, u.last_seq, u.kind, u.online, u.enabled, u.last_play_seq, u.money,
-                u.marks, u.first_seq) for d, u in fx.devices.items()]
+                u.marks, u.first_seq, u.identity_seq) for d, u in fx.devices.items()]
     rollups = [(*key, c.bets, c.wins, c.rounds, c.cash_in, c.cash_out) for key, c in fx.rollups.items()]
     hours = [(*key, *money) for key, money in fx.hours.items()]
     days = [(*key, *cell) for key, cell in fx.days.items()]
@@ -78,7 +78,8 @@ def unpack(packed: bytes, payload: bytes, hall: str, central_time: int,
     _, header, sig, rows, rollups, devices, money_errors, missed, hours, days = message
     effects = BatchEffects(
         {(r[0], r[1], r[2], r[3]): Contribution(*r[4:]) for r in rollups},
-        {d[0]: DeviceUpdate(d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], [tuple(m) for m in d[9]], d[10])
+        {d[0]: DeviceUpdate(d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], [tuple(m) for m in d[9]], d[10],
+                            d[11])
          for d in devices},
         [(seq, reason) for seq, reason in money_errors],
         {(h[0], h[1], h[2]): list(h[3:]) for h in hours},

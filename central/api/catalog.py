@@ -22,6 +22,7 @@ from central.repos import HasAudit, HasCatalog, HasDevices, HasHalls
 from central.repos.audit import AuditEntry
 from central.repos.catalog import CatalogConflict
 from central.repos.devices import DeviceRecord
+from central.repos.reports import PlacedCell
 from protocols.sync.fields import HALL_RE, ID_RE, INT64_MAX
 
 from . import params as p
@@ -85,6 +86,39 @@ async def load_world(store: WorldSource, hall: str | None, halls: Sequence[str] 
     devices = {(r.hall, r.id): r for r in await store.devices.devices(hall=hall, halls=halls)} if with_devices else {}
     return World(providers, games, {g.id: g for g in games}, placements, detected, devices,
                  cat.game_map(games, placements, detected.values()))
+
+
+class CellGames:
+    """The catalog game of each :class:`~central.repos.reports.PlacedCell`: by its placement, else by
+    the detected identity of its device (:func:`central.catalog.game_map`'s order), else none."""
+
+    def __init__(self, by_id: dict[str, CatalogGame], detected: GameMap) -> None:
+        self.by_id = by_id
+        self._detected = detected
+
+    def game(self, cell: PlacedCell) -> CatalogGame | None:
+        if cell.game is not None:
+            return self.by_id.get(cell.game)
+        if cell.device is not None:
+            return self._detected.get(cell.hall, cell.device, cell.number)
+        return None
+
+
+async def cell_games(store: HasCatalog, cells: Sequence[PlacedCell], hall: str | None,
+                     halls: Sequence[str] | None) -> CellGames:
+    """Read after the cells, so a game a placement named in them is in the catalog read here. The
+    identities (every device's newest) are read only when some money is on a number no placement
+    names."""
+    games = await store.catalog.catalog_games()
+    detected = GameMap()
+    if any(c.device is not None for c in cells):
+        seen: dict[tuple[str, str], Detected] = {}
+        for h, d, at, data in await store.catalog.latest_identities(hall=hall, halls=halls):
+            parsed = cat.parse_identity(h, d, at, data)
+            if parsed is not None:
+                seen[(h, d)] = parsed   # as load_world keeps them
+        detected = cat.game_map(games, (), seen.values())
+    return CellGames({g.id: g for g in games}, detected)
 
 
 async def active_limits(store: HasCatalog) -> list[cat.LimitRule]:

@@ -16,10 +16,10 @@ from collections.abc import Iterable, Sequence
 from typing import Final, Protocol
 
 from central import catalog as cat
-from central.repos import HasCatalog, HasDevices, HasReports
+from central.repos import HasCatalog, HasReports
 from central.repos.reports import GgrRow
 
-from .catalog import load_world
+from .catalog import cell_games
 
 OUTSIDE_GAMES: Final = "not in a game (terminals, bills, tickets)"
 """The ``group_by=game`` row of key ``""``: bets without a game number (terminals) and cash in/out."""
@@ -40,8 +40,8 @@ def game_label(number: str, names: Iterable[str | None]) -> str:
     return " / ".join(known + ([NOT_IN_CATALOG] if unknown else [])) + f" (game {number})"
 
 
-class LabelSource(HasCatalog, HasDevices, HasReports, Protocol):
-    """What :func:`labels` reads (the catalog's names through :func:`load_world`, the reports)."""
+class LabelSource(HasCatalog, HasReports, Protocol):
+    """What :func:`labels` reads (the placed cells and the catalog's names, :func:`cell_games`)."""
 
 
 async def labels(store: LabelSource, group_by: str, rows: Sequence[GgrRow],
@@ -56,15 +56,12 @@ async def labels(store: LabelSource, group_by: str, rows: Sequence[GgrRow],
         return [r.key for r in rows]
     if not rows:
         return []
-    world = await load_world(store, hall, halls, with_devices=False)
     names: dict[str, list[str | None]] = {}
-    seen: set[tuple[str, str, str]] = set()
     for day_from, day_to, scoped in periods:
-        for cell in await store.reports.rollup_cells(day_from=day_from, day_to=day_to, hall=hall, halls=scoped):
-            key = (cell.hall, cell.device, cell.game)
-            if key in seen or not cell.game:
-                continue
-            seen.add(key)
-            game = world.gmap.get(cell.hall, cell.device, cell.game)
-            names.setdefault(cell.game, []).append(None if game is None else game.name)
+        cells = await store.reports.placed_cells(day_from=day_from, day_to=day_to, hall=hall, halls=scoped)
+        games = await cell_games(store, cells, hall, scoped)
+        for cell in cells:
+            if cell.number:
+                game = games.game(cell)
+                names.setdefault(cell.number, []).append(None if game is None else game.name)
     return [game_label(r.key, names.get(r.key, [None])) for r in rows]

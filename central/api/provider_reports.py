@@ -24,7 +24,7 @@ from protocols.sync.gamingday import DayRule
 
 from . import days as hall_days
 from . import params as p
-from .catalog import World, _device_games, load_world
+from .catalog import CellGames, World, _device_games, cell_games, load_world
 from .context import ApiContext, Handler, json_response, scope
 from .openapi_parts import _WITH_400, _param, _ref
 
@@ -43,24 +43,21 @@ def _provider_of(world: World, cell: RollupCell) -> tuple[cat.CatalogGame | None
     return game, (cat.UNASSIGNED if game is None else game.provider)
 
 
-class ProviderSource(HasCatalog, HasDevices, HasReports, Protocol):
-    """What :func:`ggr_by_provider` reads: the game map (:func:`load_world`) and the rollup cells."""
+class ProviderSource(HasCatalog, HasReports, Protocol):
+    """What :func:`ggr_by_provider` reads: the placed cells and the catalog (:func:`cell_games`)."""
 
 
 async def ggr_by_provider(store: ProviderSource, *, day_from: dt.date | None, day_to: dt.date | None, hall: str | None,
                           halls: Sequence[str] | None) -> list[GgrRow]:
     """``GET /reports/ggr?group_by=provider``: the rollups summed per provider (``unassigned`` for the rest)."""
-    cells = await store.reports.rollup_cells(day_from=day_from, day_to=day_to, hall=hall, halls=halls)
+    cells = await store.reports.placed_cells(day_from=day_from, day_to=day_to, hall=hall, halls=halls)
     if not cells:
         return []
-    world = await load_world(store, hall, halls, with_devices=False)
+    games = await cell_games(store, cells, hall, halls)
     sums: dict[str, list[int]] = {}
-    providers: dict[tuple[str, str, str], str] = {}   # (hall, device, game) → provider, once per cell key
     for cell in cells:
-        key = (cell.hall, cell.device, cell.game)
-        provider = providers.get(key)
-        if provider is None:
-            provider = providers[key] = _provider_of(world, cell)[1]
+        game = games.game(cell)
+        provider = cat.UNASSIGNED if game is None else game.provider
         acc = sums.get(provider)
         if acc is None:
             acc = sums[provider] = [0, 0, 0, 0, 0]
@@ -94,8 +91,9 @@ def handlers(ctx: ApiContext, store: Needs) -> dict[str, Handler]:
     async def providers_report(request: web.Request) -> web.Response:
         day_from, day_to = _days(request)
         hall, halls = scope(request)
-        world = await load_world(store, hall, halls)
-        cells = await store.reports.rollup_cells(day_from=day_from, day_to=day_to, hall=hall, halls=halls)
+        cells = await store.reports.placed_cells(day_from=day_from, day_to=day_to, hall=hall, halls=halls)
+        world = await load_world(store, hall, halls)   # after the cells: their placed games are in it
+        games = CellGames(world.by_id, world.gmap)
         errors: dict[tuple[str, str], int] = {}
         by_rule: dict[DayRule, list[str]] = {}
         for member, rule in hall_days.rules_in_scope(await store.halls.halls(), hall, halls).items():
@@ -121,7 +119,8 @@ def handlers(ctx: ApiContext, store: Needs) -> dict[str, Handler]:
                     a.offline.add(d)
                 on_device.setdefault((h, d), set()).add(row["provider"])
         for cell in cells:
-            game, provider = _provider_of(world, cell)
+            game = games.game(cell)
+            provider = cat.UNASSIGNED if game is None else game.provider
             a = acc.setdefault((provider, cell.hall), _ProviderHall())
             a.bets += cell.bets
             a.wins += cell.wins
@@ -145,23 +144,30 @@ def handlers(ctx: ApiContext, store: Needs) -> dict[str, Handler]:
         day_from, day_to = _days(request)
         group_by = p.choice(request.query, "group_by", HOLD_GROUP_BY, default="game")
         hall, halls = scope(request)
-        world = await load_world(store, hall, halls, with_devices=False)
-        cells = await store.reports.rollup_cells(day_from=day_from, day_to=day_to, hall=hall, halls=halls)
         groups: dict[tuple[str, ...], list[int]] = {}
         games: dict[tuple[str, ...], cat.CatalogGame | None] = {}
-        for cell in cells:
-            if cell.bets == 0 and cell.wins == 0 and cell.rounds == 0:
-                continue  # cash only (bills, tickets): no play to judge
-            game, _ = _provider_of(world, cell)
-            if group_by == "game":
-                key: tuple[str, ...] = (cat.UNASSIGNED if game is None else game.id,)
-            else:
-                key = (cell.hall, cell.device, cell.game)
+
+        def add(key: tuple[str, ...], game: cat.CatalogGame | None, bets: int, wins: int, rounds: int) -> None:
             sums = groups.setdefault(key, [0, 0, 0])
-            sums[0] += cell.bets
-            sums[1] += cell.wins
-            sums[2] += cell.rounds
+            sums[0] += bets
+            sums[1] += wins
+            sums[2] += rounds
             games[key] = game
+
+        if group_by == "game":   # per catalog game: the placed cells, a few rows per hall and game
+            placed = await store.reports.placed_cells(day_from=day_from, day_to=day_to, hall=hall, halls=halls)
+            of = await cell_games(store, placed, hall, halls)
+            for pc in placed:
+                if pc.bets or pc.wins or pc.rounds:   # cash only (bills, tickets): no play to judge
+                    game = of.game(pc)
+                    add((cat.UNASSIGNED if game is None else game.id,), game, pc.bets, pc.wins, pc.rounds)
+        else:
+            cells = await store.reports.rollup_cells(day_from=day_from, day_to=day_to, hall=hall, halls=halls)
+            world = await load_world(store, hall, halls, with_devices=False)
+            for cell in cells:
+                if cell.bets or cell.wins or cell.rounds:
+                    add((cell.hall, cell.device, cell.game), _provider_of(world, cell)[0], cell.bets, cell.wins,
+                        cell.rounds)
         rows = []
         for key in sorted(groups):
             bets, wins, rounds = groups[key]

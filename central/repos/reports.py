@@ -36,6 +36,27 @@ class RollupCell:
 
 
 @dataclass(frozen=True, slots=True)
+class PlacedCell:
+    """The rollups of a period summed per hall, placed catalog game and SAS game number: what the
+    catalog's money reports (GGR by provider, the game labels, hold, the provider report) group, in
+    about one row per game of a hall instead of one per machine and game.
+
+    ``game`` is the catalog game a device's placement puts on ``number``. Money no placement accounts
+    for keeps its ``device`` (``game`` None) so the caller can match the device's detected identity
+    (:func:`central.catalog.game_map`); money outside games (``number`` ``""``) has neither."""
+
+    hall: str
+    game: str | None
+    number: str
+    device: str | None
+    bets: int
+    wins: int
+    rounds: int
+    cash_in: int
+    cash_out: int
+
+
+@dataclass(frozen=True, slots=True)
 class HourRow:
     """One local clock hour of a hall's (or a device's) gaming day."""
 
@@ -100,6 +121,12 @@ class ReportRepository(Protocol):
     async def rollup_cells(self, *, day_from: dt.date | None = None, day_to: dt.date | None = None,
                            hall: str | None = None, halls: Sequence[str] | None = None) -> list[RollupCell]:
         """Rollups summed per (hall, device, game) over the days (inclusive)."""
+        ...
+
+    async def placed_cells(self, *, day_from: dt.date | None = None, day_to: dt.date | None = None,
+                           hall: str | None = None, halls: Sequence[str] | None = None) -> list[PlacedCell]:
+        """The period's rollups summed per (hall, placed catalog game, number), the unplaced ones per
+        device (see :class:`PlacedCell`); exactly the cells of :meth:`rollup_cells` regrouped."""
         ...
 
     async def meter_snapshots(self, hall: str, device: str, *, time_from: int, time_to: int) -> list[DeviceEventRow]:

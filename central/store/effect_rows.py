@@ -17,8 +17,8 @@ from .schema import DEVICE_MONEY_COLUMNS
 ROLLUP_WIDTH: Final = 9
 """hall, device, game, day (or month), bets, wins, rounds, cash_in, cash_out."""
 
-DEVICE_WIDTH: Final = 14
-"""hall, id, kind, online, enabled, first_seen, last_seen, last_seq, last_play_seq, money × 5."""
+DEVICE_WIDTH: Final = 15
+"""hall, id, kind, online, enabled, first_seen, last_seen, last_seq, last_play_seq, identity_seq, money × 5."""
 
 
 # The upserts' conflict clauses: SQL both SQLite and PostgreSQL accept (``excluded``, CASE, COALESCE).
@@ -64,7 +64,9 @@ DEVICES_CONFLICT = (  # {enabled}: excluded.enabled when the batch said, else th
     " last_seen = CASE WHEN excluded.last_seen > devices.last_seen THEN excluded.last_seen ELSE devices.last_seen END,"
     " last_seq = CASE WHEN excluded.last_seq > devices.last_seq THEN excluded.last_seq ELSE devices.last_seq END,"
     " last_play_seq = CASE WHEN devices.last_play_seq IS NULL OR excluded.last_play_seq > devices.last_play_seq"
-    " THEN COALESCE(excluded.last_play_seq, devices.last_play_seq) ELSE devices.last_play_seq END, "
+    " THEN COALESCE(excluded.last_play_seq, devices.last_play_seq) ELSE devices.last_play_seq END,"
+    " identity_seq = CASE WHEN devices.identity_seq IS NULL OR excluded.identity_seq > devices.identity_seq"
+    " THEN COALESCE(excluded.identity_seq, devices.identity_seq) ELSE devices.identity_seq END, "
     + ", ".join(f"{c} = COALESCE(devices.{c}, 0) + excluded.{c}" for c in DEVICE_MONEY_COLUMNS)
 )
 
@@ -126,7 +128,7 @@ def device_rows(hall: str, devices: Mapping[str, DeviceUpdate]) -> tuple[list[An
         (unstated if u.enabled is None else stated).extend((
             hall, device, u.kind or "unknown", None if u.online is None else int(u.online),
             1 if u.enabled is None else int(u.enabled), u.first_seen, u.last_seen, u.last_seq,
-            u.last_play_seq, *u.money))
+            u.last_play_seq, u.identity_seq, *u.money))
     return unstated, stated
 
 

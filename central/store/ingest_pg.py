@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from central.repos.ingest import IngestResult, LogEntry, SignedHeader
-from central.staging import EVENT_COLUMNS, WIDTH, StagedEvents, stage_events
-from protocols.sync import Event
+from central.staging import EVENT_COLUMNS, WIDTH, StagedEvents
 
 from .effect_rows import DEVICES_CONFLICT, device_rows, span_rows
 from .export_pg import insert_signed_header
@@ -27,7 +26,8 @@ from .sqlhelpers import INSERT_LOG
 
 _DEVICES: Final = (("hall", "text"), ("id", "text"), ("kind", "text"), ("online", "bigint"), ("enabled", "bigint"),
                    ("first_seen", "bigint"), ("last_seen", "bigint"), ("last_seq", "bigint"),
-                   ("last_play_seq", "bigint"), *((c, "bigint") for c in DEVICE_MONEY_COLUMNS))
+                   ("last_play_seq", "bigint"), ("identity_seq", "bigint"),
+                   *((c, "bigint") for c in DEVICE_MONEY_COLUMNS))
 
 _SPANS: Final = (("hall", "text"), ("device", "text"), ("first_seq", "bigint"), ("last_seq", "bigint"))
 
@@ -47,12 +47,6 @@ class PgIngest(IngestReads):
     def __init__(self, db: PgDatabase) -> None:
         super().__init__(db)
         self._db = db
-
-    async def ingest_events(self, hall: str, events: Sequence[Event], *, central_time: int,
-                            signed: SignedHeader | None = None) -> IngestResult:
-        if not events:
-            raise ValueError("ingest_events needs at least one event")
-        return await self.ingest_staged(stage_events(hall, events, central_time), signed=signed)
 
     async def ingest_staged(self, staged: StagedEvents, *, signed: SignedHeader | None = None) -> IngestResult:
         async with self._db.transaction() as con:

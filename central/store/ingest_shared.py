@@ -10,8 +10,9 @@ from typing import Any, Final
 
 from central.chainend import decide, stored_hash_needed
 from central.repos.errors import StoreError
-from central.repos.ingest import IngestResult, LogEntry
-from central.staging import StagedEvents
+from central.repos.ingest import IngestResult, LogEntry, SignedHeader
+from central.staging import StagedEvents, stage_events
+from protocols.sync import Event
 from protocols.sync.gamingday import day_rule
 
 from .plans import Dialect, Plan, PlanDatabase, query
@@ -53,10 +54,20 @@ def _by_spans(hall: str, device: str, after_seq: int | None, where: list[str], p
 
 
 class IngestReads:
-    """The reads of :class:`~central.repos.ingest.IngestRepository`, on either database."""
+    """What :class:`~central.repos.ingest.IngestRepository` does alike on either database: its reads,
+    and staging events for :meth:`ingest_staged` (each backend's own transaction)."""
 
     def __init__(self, db: PlanDatabase) -> None:
         self._reads = db
+
+    async def ingest_staged(self, staged: StagedEvents, *, signed: SignedHeader | None = None) -> IngestResult:
+        raise NotImplementedError
+
+    async def ingest_events(self, hall: str, events: Sequence[Event], *, central_time: int,
+                            signed: SignedHeader | None = None) -> IngestResult:
+        if not events:
+            raise ValueError("ingest_events needs at least one event")
+        return await self.ingest_staged(stage_events(hall, events, central_time), signed=signed)
 
     async def events(self, *, hall: str | None = None, device: str | None = None, type: str | None = None,
                      time_from: int | None = None, time_to: int | None = None, after_seq: int | None = None,

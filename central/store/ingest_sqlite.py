@@ -7,8 +7,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from central.repos.ingest import IngestResult, LogEntry, SignedHeader
-from central.staging import EVENT_COLUMNS, WIDTH, StagedEvents, stage_events
-from protocols.sync import Event
+from central.staging import EVENT_COLUMNS, WIDTH, StagedEvents
 
 from .effect_rows import DEVICE_WIDTH, device_rows, span_rows
 from .effect_rows import DEVICES_CONFLICT as _DEVICES_CONFLICT
@@ -28,7 +27,7 @@ _INSERT_EVENTS = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)})"
 
 
 _INSERT_DEVICES = (f"INSERT INTO devices (hall, id, kind, online, enabled, first_seen, last_seen, last_seq,"
-                   f" last_play_seq, {', '.join(DEVICE_MONEY_COLUMNS)})")
+                   f" last_play_seq, identity_seq, {', '.join(DEVICE_MONEY_COLUMNS)})")
 
 
 _INSERT_SPANS = "INSERT INTO device_spans (hall, device, first_seq, last_seq)"
@@ -44,12 +43,6 @@ class SqliteIngest(IngestReads):
     def __init__(self, db: SqliteDatabase) -> None:
         super().__init__(db)
         self._db = db
-
-    async def ingest_events(self, hall: str, events: Sequence[Event], *, central_time: int,
-                            signed: SignedHeader | None = None) -> IngestResult:
-        if not events:
-            raise ValueError("ingest_events needs at least one event")
-        return await self.ingest_staged(stage_events(hall, events, central_time), signed=signed)
 
     async def ingest_staged(self, staged: StagedEvents, *, signed: SignedHeader | None = None) -> IngestResult:
         # In the next group commit, in its own savepoint: a conflicting or failing batch spoils only itself.

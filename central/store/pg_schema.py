@@ -296,8 +296,25 @@ CREATE TABLE leases (                            -- one process of several runs 
 """Migration 2: named leases (the monitor runs in the one process holding its lease)."""
 
 
+FILL_IDENTITY_SEQ: Final = """
+UPDATE devices d SET identity_seq = i.seq
+  FROM (SELECT hall, device, MAX(seq) AS seq FROM events
+         WHERE type = 'device.status' AND data LIKE '%"status":"identity"%' AND (data::json ->> 'status') = 'identity'
+         GROUP BY hall, device) i
+ WHERE d.hall = i.hall AND d.id = i.device;
+"""
+"""Each device's newest ``device.status`` identity from its stored events (migration 3's second half)."""
+
+_IDENTITY_SEQ: Final = """
+ALTER TABLE devices ADD COLUMN identity_seq BIGINT;   -- its newest device.status identity, NULL before one
+""" + FILL_IDENTITY_SEQ
+"""Migration 3 (SQLite schema 9): each device's newest identity, filled from the stored events; the
+catalog reads the identities by these seqs instead of scanning every status event."""
+
+
 MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
     (1, "initial schema (SQLite schema 8)", _INITIAL),
     (2, "leases", _LEASES),
+    (3, "devices.identity_seq (SQLite schema 9)", _IDENTITY_SEQ),
 )
 """Every migration in order: (version, name, SQL). Append; never edit or reorder a released one."""

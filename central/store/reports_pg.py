@@ -15,7 +15,7 @@ import msgspec
 
 from central.eventmoney import event_money
 from central.repos.devices import DeviceEventRow
-from central.repos.reports import GgrRow, HourRow, RollupCell
+from central.repos.reports import GgrRow, HourRow, PlacedCell, RollupCell
 from protocols.sync.money import ZERO, Contribution
 
 from . import report_queries as rq
@@ -94,6 +94,13 @@ class PgReports:
         params.append(day.isoformat())
         sql = f"SELECT hall, device, game, {ROLLUP_MONEY} FROM rollups{_where(where)} ORDER BY hall, device, game"
         return [RollupCell(*r) for r in await self._db.fetch(sql, *params)]
+
+    async def placed_cells(self, *, day_from: dt.date | None = None, day_to: dt.date | None = None,
+                           hall: str | None = None, halls: Sequence[str] | None = None) -> list[PlacedCell]:
+        query = rq.placed_query(day_from, day_to, hall, halls)
+        if query is None:
+            return []
+        return rq.placed_rows(await self._db.fetch(query.sql, *query.params))
 
     async def meter_snapshots(self, hall: str, device: str, *, time_from: int, time_to: int) -> list[DeviceEventRow]:
         base = ("SELECT seq, agent_time, type, data FROM events WHERE hall = ? AND device = ?"

@@ -13,7 +13,7 @@ import msgspec
 
 from central.eventmoney import event_money
 from central.repos.devices import DeviceEventRow
-from central.repos.reports import GgrRow, HourRow, RollupCell
+from central.repos.reports import GgrRow, HourRow, PlacedCell, RollupCell
 from protocols.sync.money import ZERO, Contribution
 
 from . import report_queries as rq
@@ -121,6 +121,13 @@ class SqliteReports:
             return [RollupCell(*r) for r in rows]
 
         return await self._db.reader.run(body)
+
+    async def placed_cells(self, *, day_from: dt.date | None = None, day_to: dt.date | None = None,
+                           hall: str | None = None, halls: Sequence[str] | None = None) -> list[PlacedCell]:
+        query = rq.placed_query(day_from, day_to, hall, halls)
+        if query is None:
+            return []
+        return await self._db.reader.run(lambda con: rq.placed_rows(con.execute(query.sql, query.params)))
 
     async def meter_snapshots(self, hall: str, device: str, *, time_from: int, time_to: int) -> list[DeviceEventRow]:
         def body(con: sqlite3.Connection) -> list[DeviceEventRow]:

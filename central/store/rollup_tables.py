@@ -67,6 +67,22 @@ def fill_device_money(con: sqlite3.Connection) -> None:
                     [(last_play.get(key), *total, *key) for key, total in totals.items()])
 
 
+IDENTITY_LIKE = '%"status":"identity"%'
+"""Every ``device.status`` identity's data holds this (canonical JSON); the data decides."""
+
+
+def fill_identity_seq(con: sqlite3.Connection) -> None:
+    """Schema 9 on an older file: each device's newest ``device.status`` identity, from its events."""
+    newest: dict[tuple[str, str], int] = {}
+    for hall, device, seq, raw in con.execute("SELECT hall, device, seq, data FROM events"
+                                              " WHERE type = 'device.status' AND data LIKE ?", (IDENTITY_LIKE,)):
+        data = _DATA_DECODER.decode(raw)
+        if isinstance(data, dict) and data.get("status") == "identity" and seq > newest.get((hall, device), 0):
+            newest[(hall, device)] = seq
+    con.executemany("UPDATE devices SET identity_seq = ? WHERE hall = ? AND id = ?",
+                    [(seq, hall, device) for (hall, device), seq in newest.items()])
+
+
 def insert_rollups(con: sqlite3.Connection, rollups: Mapping[tuple[str, str, str, str], Any]) -> None:
     """The batch's per-game rollups by gaming day, and the same summed per month (rollups_monthly)."""
     days, months = rollup_rows(rollups)

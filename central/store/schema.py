@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final = 8
+SCHEMA_VERSION: Final = 9
 """1: the first schema. 2: hall presence columns (``halls.online``, ``session``, ``status_at``).
 3: the ``commands`` table (a new table: ``CREATE TABLE IF NOT EXISTS`` adds it to older files).
 4: issue 04's tables — ``audit``, ``catalog_*``, ``batches`` (the halls' signed headers, for export),
@@ -310,6 +310,7 @@ ADDED_COLUMNS: Final[tuple[tuple[str, str, str], ...]] = (
     ("api_keys", "revoked_at", "INTEGER"),         # schema 8: µs UTC, NULL = not revoked
     ("halls", "state", "TEXT"),                    # schema 8: NULL = active, 'disabled', 'removed'
     ("halls", "state_at", "INTEGER"),              # schema 8: when the state last changed
+    ("devices", "identity_seq", "INTEGER"),        # schema 9: its newest device.status identity, NULL before one
 )
 """Columns added after schema 1, as (table, column, type): the migration adds whichever an existing
 file lacks (``ALTER TABLE … ADD COLUMN``), so old databases keep working. Only nullable columns without

@@ -32,7 +32,7 @@ from protocols.sync.gamingday import UTC_MIDNIGHT
 
 from .group_commit import GroupCommitter
 from .plans import SQLITE, Plan
-from .rollup_tables import fill_device_money, rebuild_day_tables
+from .rollup_tables import fill_device_money, fill_identity_seq, rebuild_day_tables
 from .schema import ADDED_COLUMNS, DDL, SCHEMA_VERSION
 from .sqlhelpers import WRITER_CACHED_STATEMENTS, run_sqlite
 from .sqlhelpers import transaction as _transaction
@@ -151,6 +151,8 @@ def migrate(con: sqlite3.Connection) -> None:
             c.execute("INSERT INTO rollups_monthly (hall, device, game, month, bets, wins, rounds, cash_in,"
                       " cash_out) SELECT hall, device, game, substr(day, 1, 7), SUM(bets), SUM(wins), SUM(rounds),"
                       " SUM(cash_in), SUM(cash_out) FROM rollups GROUP BY hall, device, game, substr(day, 1, 7)")
+        if row is not None and int(row[0]) < 9:
+            fill_identity_seq(c)
         if row is not None and not had_spans:   # a device's older events: one span from seq 1
             c.execute("INSERT OR IGNORE INTO device_spans (hall, device, first_seq, last_seq)"
                       " SELECT hall, id, 1, last_seq FROM devices")

@@ -20,6 +20,7 @@ from central.api import PREFIX, build_app
 from central.apikeys import create_api_key
 from central.ingest import Ingestor
 from central.repos import Repositories
+from central.repos.catalog import CatalogGame, Placement, Provider
 from central.repos.reports import GROUP_BY
 from central.rollup import game_of
 from central.store import open_sqlite
@@ -171,8 +172,43 @@ def _file_device_days(path: Path) -> dict[tuple[str, str, str], tuple]:
         con.close()
 
 
+# where each hall's machines have their games (the numbers of egm-001's and egm-003's plays have none)
+PLACED = {("egm-000", 1): "fruits", ("egm-000", 8): "poker", ("egm-001", 9): "poker",
+          ("egm-002", 9): "fruits", ("egm-003", 5): "poker"}
+
+
+async def place_games(store: Repositories) -> None:
+    await store.catalog.put_provider(Provider("novo", "Novo Games"))
+    await store.catalog.put_provider(Provider("acme", "Acme Play"))
+    for game, provider in (("fruits", "novo"), ("poker", "acme")):
+        await store.catalog.put_game(CatalogGame(game, provider, game.title(), "slot", 9600, "active", 10, 500))
+    for hall in RULES:
+        for device in sorted({d for d, _ in PLACED}):
+            await store.catalog.replace_placements(hall, device, [
+                Placement(hall, device, n, g) for (d, n), g in sorted(PLACED.items()) if d == device])
+
+
+def placed_truth(cells: dict[tuple[str, str, str], Contribution]) -> dict[tuple, tuple]:
+    """The period's cells regrouped by hand as :class:`central.repos.reports.PlacedCell` groups them."""
+    out: dict[tuple, Contribution] = {}
+    for (hall, device, game), m in cells.items():
+        placed = PLACED.get((device, int(game))) if game.isdigit() else None
+        key = (hall, placed, game, device if placed is None and game else None)
+        out[key] = out.get(key, ZERO) + m
+    return {k: (c.bets, c.wins, c.rounds, c.cash_in, c.cash_out) for k, c in out.items()}
+
+
+async def stored_placed(store: Repositories, day_from: str | None, day_to: str | None) -> dict[tuple, tuple]:
+    rows = await store.reports.placed_cells(day_from=None if day_from is None else dt.date.fromisoformat(day_from),
+                                            day_to=None if day_to is None else dt.date.fromisoformat(day_to))
+    got = {(c.hall, c.game, c.number, c.device): (c.bets, c.wins, c.rounds, c.cash_in, c.cash_out) for c in rows}
+    assert len(got) == len(rows)   # each group once
+    return got
+
+
 async def check_everything(store: Repositories, truth: Truth, seed: int) -> None:
     rnd = random.Random(seed)
+    await place_games(store)
     days = sorted({c[3] for c in truth.cells})
     periods: list[tuple[str | None, str | None]] = [(None, None), (days[0], days[-1])]
     for _ in range(6):
@@ -201,6 +237,7 @@ async def check_everything(store: Repositories, truth: Truth, seed: int) -> None
             k: (c.bets, c.wins, c.rounds, c.cash_in, c.cash_out) for k, c in want.items()}, (day_from, day_to)
         keys = [(c.hall, c.device, c.game) for c in cells]
         assert keys == sorted(set(keys)), (day_from, day_to)   # in key order, each key once (one day or many)
+        assert await stored_placed(store, day_from, day_to) == placed_truth(want), (day_from, day_to)
         assert await stored_ggr(store, "game", day_from, day_to) == truth.ggr("game", day_from, day_to)
     for hall in RULES:
         for day in [*rnd.sample(days, 4), "2026-10-24", "2026-10-31", "2026-11-01"]:   # the 25-hour days

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from central.api.ggr_labels import OUTSIDE_GAMES, UNASSIGNED_LABEL
 from central.ingest import Ingestor
 from central.repos import Repositories
 from protocols.sync.money import ZERO, Contribution, contribution
@@ -84,6 +85,23 @@ async def test_ggr_by_provider_maps_through_the_catalog_and_adds_up_to_the_netwo
     assert sum(r["ggr"] for r in hall_rows) == sum(r["ggr"] for r in rows)
     only_b = (await api.get("/reports/ggr", group_by="provider", hall="hall-b"))["rows"]
     assert [(r["key"], r["bets"]) for r in only_b] == [("novo", b.total.bets)]
+
+
+async def test_ggr_labels_name_the_games_each_number_holds_by_placement_or_detection(
+        api: Api, store: Repositories, ingestor: Ingestor) -> None:
+    await _floor(api, store, ingestor)
+    body = await api.get("/reports/ggr", group_by="game")
+    labels = {r["key"]: r["label"] for r in body["rows"]}
+    # game 1: fruits detected on hall-a egm-001, roulette placed on egm-002, egm-003's unknown game
+    assert labels == {"": OUTSIDE_GAMES, "1": "Fruit Fiesta / Roulette / not in the catalog (game 1)",
+                      "2": "Poker (game 2)", "5": "Fruit Fiesta (game 5)"}
+    only_b = await api.get("/reports/ggr", group_by="game", hall="hall-b")   # named by hall-b's machines only
+    assert {r["key"]: r["label"] for r in only_b["rows"]} == {"5": "Fruit Fiesta (game 5)"}
+    providers = await api.get("/reports/ggr", group_by="provider")
+    assert {r["key"]: r["label"] for r in providers["rows"]} == {
+        "novo": "Novo Games", "acme": "Acme Play", "unassigned": UNASSIGNED_LABEL}
+    later = await api.get("/reports/ggr", group_by="game", **{"from": "2030-01-01"})
+    assert later["rows"] == []
 
 
 async def test_provider_report_per_location(api: Api, store: Repositories, ingestor: Ingestor) -> None:
