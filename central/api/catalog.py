@@ -71,6 +71,17 @@ class WorldSource(HasCatalog, HasDevices, Protocol):
     """What :func:`load_world` reads: the catalog and the devices."""
 
 
+async def detected_games(store: HasCatalog, hall: str | None,
+                         halls: Sequence[str] | None) -> dict[tuple[str, str], Detected]:
+    """Each device's newest identity that parses, by (hall, device)."""
+    detected: dict[tuple[str, str], Detected] = {}
+    for h, d, at, data in await store.catalog.latest_identities(hall=hall, halls=halls):
+        parsed = cat.parse_identity(h, d, at, data)
+        if parsed is not None:
+            detected[(h, d)] = parsed
+    return detected
+
+
 async def load_world(store: WorldSource, hall: str | None, halls: Sequence[str] | None, *,
                      with_devices: bool = True) -> World:
     """``with_devices=False`` leaves ``devices`` empty: the money reports need only the game map, and
@@ -78,11 +89,7 @@ async def load_world(store: WorldSource, hall: str | None, halls: Sequence[str] 
     providers = {pr.id: pr for pr in await store.catalog.catalog_providers()}
     games = await store.catalog.catalog_games()
     placements = await store.catalog.placements(hall=hall, halls=halls)
-    detected: dict[tuple[str, str], Detected] = {}
-    for h, d, at, data in await store.catalog.latest_identities(hall=hall, halls=halls):
-        parsed = cat.parse_identity(h, d, at, data)
-        if parsed is not None:
-            detected[(h, d)] = parsed
+    detected = await detected_games(store, hall, halls)
     devices = {(r.hall, r.id): r for r in await store.devices.devices(hall=hall, halls=halls)} if with_devices else {}
     return World(providers, games, {g.id: g for g in games}, placements, detected, devices,
                  cat.game_map(games, placements, detected.values()))
@@ -112,12 +119,7 @@ async def cell_games(store: HasCatalog, cells: Sequence[PlacedCell], hall: str |
     games = await store.catalog.catalog_games()
     detected = GameMap()
     if any(c.device is not None for c in cells):
-        seen: dict[tuple[str, str], Detected] = {}
-        for h, d, at, data in await store.catalog.latest_identities(hall=hall, halls=halls):
-            parsed = cat.parse_identity(h, d, at, data)
-            if parsed is not None:
-                seen[(h, d)] = parsed   # as load_world keeps them
-        detected = cat.game_map(games, (), seen.values())
+        detected = cat.game_map(games, (), (await detected_games(store, hall, halls)).values())
     return CellGames({g.id: g for g in games}, detected)
 
 
