@@ -39,8 +39,7 @@ from central.repos.errors import StoreError
 from .halls_pg import PgHalls
 from .halls_sqlite import SqliteHalls
 from .pg_db import PgConn, PgDatabase
-from .reports_pg import PgReports
-from .reports_sqlite import SqliteReports
+from .reports_shared import SharedReports
 from .sqlite_db import SqliteDatabase
 
 log = structlog.get_logger("central.store.migrate")
@@ -344,8 +343,8 @@ async def compare(source: SqliteDatabase, target: PgDatabase, con: PgConn, table
     for hall in sorted(source_halls.keys() | target_halls.keys()):
         report.checks.append(Check(f"chain end {hall}", source_halls.get(hall), target_halls.get(hall)))
     for group in ("hall", "device"):
-        mine = {(r.hall, r.key): (r.bets, r.wins, r.ggr) for r in await SqliteReports(source).ggr(group)}
-        theirs = {(r.hall, r.key): (r.bets, r.wins, r.ggr) for r in await PgReports(target).ggr(group)}
+        mine = {(r.hall, r.key): (r.bets, r.wins, r.ggr) for r in await SharedReports(source).ggr(group)}
+        theirs = {(r.hall, r.key): (r.bets, r.wins, r.ggr) for r in await SharedReports(target).ggr(group)}
         for scope, key in sorted(mine.keys() | theirs.keys(), key=lambda k: (k[0] or "", k[1])):
             name = f"GGR hall {key}" if group == "hall" else f"GGR device {scope}/{key}"
             report.checks.append(Check(name, mine.get((scope, key)), theirs.get((scope, key))))

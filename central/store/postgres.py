@@ -15,12 +15,12 @@ from .ingest_pg import PgIngest
 from .leases_pg import PgLeases
 from .monitor_pg import PgMonitor
 from .pg_db import PgDatabase
-from .reports_pg import PgReports
+from .reports_shared import SharedReports
 
 
 def pg_repositories(db: PgDatabase) -> Repositories:
     """Every repository over one open PostgreSQL database."""
-    return Repositories(database=db, halls=PgHalls(db), ingest=PgIngest(db), reports=PgReports(db),
+    return Repositories(database=db, halls=PgHalls(db), ingest=PgIngest(db), reports=SharedReports(db),
                         devices=PgDevices(db), catalog=PgCatalog(db), commands=PgCommands(db), monitor=PgMonitor(db),
                         audit=PgAudit(db), export=PgExport(db), leases=PgLeases(db))
 

@@ -16,13 +16,13 @@ from .halls_sqlite import SqliteHalls
 from .ingest_sqlite import SqliteIngest
 from .leases_sqlite import SqliteLeases
 from .monitor_sqlite import SqliteMonitor
-from .reports_sqlite import SqliteReports
+from .reports_shared import SharedReports
 from .sqlite_db import SqliteDatabase
 
 
 def sqlite_repositories(db: SqliteDatabase) -> Repositories:
     """Every repository over one open SQLite database."""
-    return Repositories(database=db, halls=SqliteHalls(db), ingest=SqliteIngest(db), reports=SqliteReports(db),
+    return Repositories(database=db, halls=SqliteHalls(db), ingest=SqliteIngest(db), reports=SharedReports(db),
                         devices=SqliteDevices(db), catalog=SqliteCatalog(db), commands=SqliteCommands(db),
                         monitor=SqliteMonitor(db), audit=SqliteAudit(db), export=SqliteExport(db),
                         leases=SqliteLeases(db))
