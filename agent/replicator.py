@@ -81,6 +81,14 @@ class ReplicatorConfig:
     (a signature to verify, an ack to sign, a savepoint), so a hall trickling events in 50 ms batches of
     ~5 costs HQ five times what 250 ms batches of ~25 do, while an event still reaches HQ well within
     a second (issue 13: 100 halls at 10,000 events/s). A backlog never waits: full batches go at once."""
+    congested_linger: float = 2.0
+    """Seconds (from its first event) a partial batch may wait while batches already sent are unacked.
+    When HQ falls behind it acks late, and a hall that kept sending every ``linger`` would pile up ever
+    more small batches, each of which costs HQ its fixed per-batch work: the overload feeds itself
+    (issue 13: 100 halls live, 25-event batches, acks 25 s late). Waiting for the ack instead lets the
+    batch grow with HQ's delay (ack-clocked, like Nagle's algorithm), so the per-batch cost shrinks
+    exactly when HQ needs it. With a prompt HQ the ack comes long before the linger ends and nothing
+    changes; a full batch never waits. 0: off. Never longer than half the ack timeout."""
     window_events: int = 50_000
     ack_timeout: float = 10.0
     ack_timeout_max: float = 120.0
@@ -329,6 +337,10 @@ class Replicator:
                 fitting = self._fit(await self.outbox.read_unacked_stored(self._sent_through, room))
             elif wait > 0:
                 fitting = self._fit(await self.outbox.read_unacked_stored(self._sent_through, room))
+            if fitting and len(fitting) < room and await self._congested_wait(fitting, room, connection):
+                fitting = self._fit(await self.outbox.read_unacked_stored(self._sent_through, room))
+            if self._rewind or self._resends or connection != self._connection:
+                return   # what happened while this batch waited goes first (the next round)
         events = fitting
         if not events:  # the next event alone exceeds the limit (logged by _fit): it cannot go out
             await self._wait_kick(1.0)
@@ -346,6 +358,29 @@ class Replicator:
         task.add_done_callback(functools.partial(self._published, connection=connection))
         if len(self._publishing) >= cfg.max_publishes_in_flight:
             await asyncio.wait(set(self._publishing), return_when=asyncio.FIRST_COMPLETED)
+
+    async def _congested_wait(self, batch: list[StoredEvent], room: int, connection: int) -> bool:
+        """While earlier batches are unacked, hold the partial ``batch`` until they are acked, it could be
+        full, or ``congested_linger`` has passed since its first event; True if it waited at all."""
+        cfg = self.config
+        cap = min(cfg.congested_linger, self._ack_timeout / 2)
+        if cap <= cfg.linger:
+            return False
+        waited = False
+        first = batch[0].agent_time
+        while (self._sent_through > self.outbox.acked_through and connection == self._connection
+               and not self._rewind and not self._resends):
+            left = cap - max(0.0, (self.clock() - first) / 1e6)
+            if left <= 0:
+                break
+            if not waited:
+                self.stats["congested_waits"] += 1
+            waited = True
+            # an ack (or a rewind, a resend request, a reconnect) kicks; enough events to fill it end it too
+            await _first_of(self.outbox.wait_for_events(self._sent_through + room - 1, left), self._wait_kick(left))
+            if self.outbox.last_seq >= self._sent_through + room:
+                break
+        return waited
 
     def _fit(self, events: list[StoredEvent]) -> list[StoredEvent]:
         """The leading events whose batch stays within ``MAX_MESSAGE_BYTES``; the rest wait for the next.

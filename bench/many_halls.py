@@ -4,10 +4,10 @@ Run: ``.venv/bin/python bench/many_halls.py --halls 100 --live [--seconds 30]`` 
 ``.venv/bin/python bench/many_halls.py --halls 100 --backlog [--backlog-events 5000]``.
 
 Every hall is the agent's own code: a durable :class:`agent.outbox.Outbox` and the real
-:class:`agent.replicator.Replicator` (its defaults, or ``--linger``/``--batch``), so batches leave at the
-replicator's own pacing. The halls run in ``--agent-procs`` processes (``hall-central serve`` and Mosquitto
-are processes of their own, as in the field). The outboxes sit on ``/dev/shm`` when it exists: the halls'
-disks are not HQ's disk, so their fsyncs must not queue in front of central's.
+:class:`agent.replicator.Replicator` (its defaults, or ``--linger``/``--congested-linger``/``--batch``), so
+batches leave at the replicator's own pacing. The halls run in ``--agent-procs`` processes (``hall-central
+serve`` and Mosquitto are processes of their own, as in the field). The outboxes sit on ``/dev/shm`` when it
+exists: the halls' disks are not HQ's disk, so their fsyncs must not queue in front of central's.
 
 ``--live``: each hall has ``--egms`` machines producing ``--rate`` events per machine per second (bets,
 wins, game ends, bills: the money rule's types), appended every 20 ms with the agent time at which each
@@ -122,7 +122,9 @@ async def agent_proc(args: argparse.Namespace) -> int:
     central_pub = public_key_from_pem((work / "central" / "central.pub").read_bytes())
     defaults = ReplicatorConfig()
     config = ReplicatorConfig(batch_max=args.batch or defaults.batch_max,
-                              linger=defaults.linger if args.linger is None else args.linger)
+                              linger=defaults.linger if args.linger is None else args.linger,
+                              congested_linger=(defaults.congested_linger if args.congested_linger is None
+                                                else args.congested_linger))
     url = parse_broker_url(args.mqtt)
     window: list[float] = [math.inf, math.inf]   # the measured window (time.time()), set once known
     samples: list[tuple[float, int]] = []        # (ack latency s, events) for events appended in the window
@@ -353,6 +355,8 @@ def run_once(args: argparse.Namespace, work: Path, *, db: Path | str | None = No
                 cmd += ["--linger", str(args.linger)]
             if args.batch is not None:
                 cmd += ["--batch", str(args.batch)]
+            if args.congested_linger is not None:
+                cmd += ["--congested-linger", str(args.congested_linger)]
             agents.append(Proc(f"agents-{first}", cmd, work).start())
         if args.mode == "backlog":
             wait_until(lambda: all((work / f"filled-{first}").exists() for first, _ in spans), 600,
@@ -483,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=5.0, help="seconds before the window (default 5)")
     p.add_argument("--backlog-events", type=int, default=5000, help="events per hall for --backlog (default 5000)")
     p.add_argument("--linger", type=float, default=None, help="replicator linger (default: the agent's)")
+    p.add_argument("--congested-linger", type=float, default=None,
+                   help="replicator congested_linger (default: the agent's; 0: off, the pre-issue-13 pacing)")
     p.add_argument("--batch", type=int, default=None, help="replicator batch_max (default: the agent's)")
     p.add_argument("--agent-procs", type=int, default=2, help="processes the halls are spread over (default 2)")
     p.add_argument("--drain", type=float, default=120.0, help="seconds allowed for the final drain")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from protocols.sync import (
     topic,
     verify_batch,
 )
+from tests import waits
 
 from .test_outbox import HALL, T0, Draft
 
@@ -123,6 +125,62 @@ async def test_a_live_batch_waits_for_more_events_and_leaves_as_soon_as_it_is_fu
         await asyncio.wait_for(sending, 10)
         assert [p for _, p in link.published] == [encode_batch(first + rest, HALL, KEY, created_at=T0)]
 
+
+
+def _congested(ob: Outbox, tmp_path: Path, clock: Any, **config: Any) -> tuple[Replicator, RecordingLink]:
+    rep = Replicator(ob, HALL, KEY, generate_private_key().public_key(), parse_broker_url("mqtt://127.0.0.1:1"),
+                     data_dir=tmp_path, config=ReplicatorConfig(**config), clock=clock)
+    link = RecordingLink()
+    rep.link = link  # type: ignore[assignment]
+    return rep, link
+
+
+async def test_while_hq_has_not_acked_a_partial_batch_waits_for_the_ack_and_grows(tmp_path: Path) -> None:
+    """Issue 13: an HQ that acks late must not get a stream of small batches (each costs it a fixed
+    amount). The second partial batch waits past its linger for batch 1's ack, takes the events that
+    arrive meanwhile, and leaves the moment the ack does."""
+    async with Outbox(tmp_path / "outbox.db", HALL) as ob:
+        rep, link = _congested(ob, tmp_path, lambda: T0, linger=0.01, congested_linger=30, batch_max=10)
+        first = await ob.append([Draft(agent_time=T0 + i) for i in range(2)])
+        await drain(rep)                       # nothing in flight: it goes after its linger
+        assert [p for _, p in link.published] == [encode_batch(first, HALL, KEY, created_at=T0)]
+        second = await ob.append([Draft(agent_time=T0 + i) for i in range(2, 4)])
+        sending = asyncio.create_task(drain(rep))
+        await waits.until(lambda: rep.stats["congested_waits"] == 1, "the batch waits for the ack", interval=0.005)
+        third = await ob.append([Draft(agent_time=T0 + i) for i in range(4, 7)])
+        assert len(link.published) == 1 and not sending.done()
+        await rep._ack(first[-1].seq, first[-1].hash)  # HQ acks batch 1: the grown batch goes at once
+        await asyncio.wait_for(sending, 10)
+        assert [p for _, p in link.published][1:] == [encode_batch(second + third, HALL, KEY, created_at=T0)]
+
+
+async def test_a_waiting_batch_leaves_without_the_ack_once_full_or_when_its_time_is_up(tmp_path: Path) -> None:
+    """The wait is bounded: a batch that fills goes at once; one that does not goes after
+    ``congested_linger`` from its first event, acked or not (the ack timeout still governs resending)."""
+    async with Outbox(tmp_path / "outbox.db", HALL) as ob:
+        rep, link = _congested(ob, tmp_path, lambda: T0, linger=0.01, congested_linger=30, batch_max=4)
+        first = await ob.append([Draft(agent_time=T0 + i) for i in range(2)])
+        await drain(rep)
+        second = await ob.append([Draft(agent_time=T0 + i) for i in range(2, 4)])
+        sending = asyncio.create_task(drain(rep))
+        await waits.until(lambda: rep.stats["congested_waits"] == 1, "the batch waits for the ack", interval=0.005)
+        rest = await ob.append([Draft(agent_time=T0 + i) for i in range(4, 6)])
+        await asyncio.wait_for(sending, 10)   # full (4 events) while waiting: no ack needed
+        assert [p for _, p in link.published] == [encode_batch(first, HALL, KEY, created_at=T0),
+                                                  encode_batch(second + rest, HALL, KEY, created_at=T0)]
+
+    async with Outbox(tmp_path / "timed.db", HALL) as ob:
+        rep, link = _congested(ob, tmp_path, lambda: time.time_ns() // 1000, linger=0.01, congested_linger=0.3,
+                               batch_max=100)
+        now = time.time_ns() // 1000
+        first = await ob.append([Draft(agent_time=now)])
+        await drain(rep)
+        second = await ob.append([Draft(agent_time=time.time_ns() // 1000)])
+        started = time.monotonic()
+        await asyncio.wait_for(drain(rep), 10)   # never acked: out after ~0.3 s of waiting
+        assert time.monotonic() - started >= 0.25
+        assert rep.stats["congested_waits"] == 1
+        assert [decode_batch(p).events[0].seq for _, p in link.published] == [first[0].seq, second[0].seq]
 
 
 async def test_a_run_too_big_for_one_message_goes_out_in_batches_within_the_limit(tmp_path: Path) -> None:
