@@ -12,8 +12,10 @@ Delivery (design.md, "Delivery contract"):
 * Only a verified ack (central's signature, this hall, the hash the outbox holds at that seq) moves
   the watermark; the outbox refuses anything else. No ack progress for ``ack_timeout`` seconds
   while events are in flight → go back to the watermark and publish again (the timeout doubles up
-  to ``ack_timeout_max`` while HQ stays silent, so a stopped HQ is not flooded). Central treats
-  what it already holds as a duplicate, so re-publishing is always safe; losing is never.
+  to ``ack_timeout_max`` while HQ stays silent, so a stopped HQ is not flooded; while HQ acks
+  slowly through a queue, the timeout stays at least twice the last silence, so a busy HQ is not sent
+  its queue again). Central treats what it already holds as a duplicate, so re-publishing is always
+  safe; losing is never.
 * A resend request from central (a gap it saw) publishes exactly the requested range first.
 * Every (re)connect starts again from the watermark: whatever was in flight on the old
   connection may be lost.
@@ -257,9 +259,24 @@ class Replicator:
         self.stats["acks"] += 1
         if moved:
             self.last_ack_at = self.clock()
-            self._last_progress = time.monotonic()
-            self._ack_timeout = self.config.ack_timeout
+            now = time.monotonic()
+            silence, self._last_progress = now - self._last_progress, now
+            self._ack_timeout = self._timeout_after_ack(silence)
             self._kick.set()
+
+    def _timeout_after_ack(self, silence: float) -> float:
+        """The ack timeout once an ack moved the watermark after ``silence`` seconds without one.
+
+        Caught up (nothing in flight): the configured timeout. Still in flight: HQ is working through
+        a queue and acks at its own pace (after an outage every hall catches up at once; 100 halls'
+        5,000-event batches take it ~12 s to get through, so each hall hears an ack every ~12 s). Going
+        back to 10 s then would time out before every ack and re-send the whole window each time, the
+        duplicates loading HQ exactly while it is behind. So the timeout stays at least twice the
+        silence HQ just showed (never above ``ack_timeout_max``)."""
+        cfg = self.config
+        if self._sent_through <= self.outbox.acked_through:
+            return cfg.ack_timeout
+        return min(cfg.ack_timeout_max, max(cfg.ack_timeout, 2 * silence))
 
     def _resend(self, first: int, last: int, reason: str) -> None:
         acked = self.outbox.acked_through

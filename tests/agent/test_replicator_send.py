@@ -8,6 +8,7 @@ import asyncio
 import sqlite3
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -181,6 +182,43 @@ async def test_a_waiting_batch_leaves_without_the_ack_once_full_or_when_its_time
         assert time.monotonic() - started >= 0.25
         assert rep.stats["congested_waits"] == 1
         assert [decode_batch(p).events[0].seq for _, p in link.published] == [first[0].seq, second[0].seq]
+
+
+async def test_an_hq_acking_slowly_through_its_queue_is_not_sent_the_window_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After an outage HQ works through every hall's backlog and acks each hall every ~12 s. With a 10 s
+    ack timeout that was reset by every ack, each hall re-sent its whole window before each ack: the
+    duplicates loaded HQ exactly while it was behind. Now the timeout stays at least twice the silence
+    HQ just showed while events are in flight, and falls back to the configured one once caught up;
+    a truly silent HQ still gets the window again (the timeout doubling as before)."""
+    now = [1000.0]
+    monkeypatch.setattr("agent.replicator.time", SimpleNamespace(monotonic=lambda: now[0], time_ns=time.time_ns))
+    async with Outbox(tmp_path / "outbox.db", HALL) as ob:
+        rep, link = _congested(ob, tmp_path, lambda: T0, linger=0, batch_max=2, ack_timeout=10, ack_timeout_max=120)
+        events = await ob.append([Draft(agent_time=T0 + i) for i in range(8)])
+        for _ in range(4):                      # the whole backlog goes out: 4 batches of 2
+            await drain(rep)
+        assert len(link.published) == 4 and rep._sent_through == 8
+
+        async def after(seconds: float) -> None:
+            now[0] += seconds
+            await drain(rep)                    # the send loop looks at the clock
+
+        await after(9)
+        assert len(link.published) == 4          # within 10 s: nothing again
+        await rep._ack(events[1].seq, events[1].hash)   # batch 1 acked 9 s after sending
+        assert rep._ack_timeout == 18
+        for k in (3, 5):                          # HQ keeps acking every 12 s: more than 10, less than 18
+            await after(12)
+            await rep._ack(events[k].seq, events[k].hash)
+        assert len(link.published) == 4 and rep.stats["ack_timeouts"] == 0
+        assert rep._ack_timeout == 24
+        await after(25)                          # now HQ goes silent for longer than it ever was
+        assert rep.stats["ack_timeouts"] == 1
+        await drain(rep)
+        assert [decode_batch(p).events[0].seq for _, p in link.published[4:]] == [7]   # the unacked rest again
+        await rep._ack(events[7].seq, events[7].hash)  # caught up: back to the configured timeout
+        assert rep._ack_timeout == 10
 
 
 async def test_a_run_too_big_for_one_message_goes_out_in_batches_within_the_limit(tmp_path: Path) -> None:
