@@ -13,8 +13,8 @@ Delivery (design.md, "Delivery contract"):
   the watermark; the outbox refuses anything else. No ack progress for ``ack_timeout`` seconds
   while events are in flight → go back to the watermark and publish again (the timeout doubles up
   to ``ack_timeout_max`` while HQ stays silent, so a stopped HQ is not flooded; while HQ acks
-  slowly through a queue, the timeout stays at least twice the last silence, so a busy HQ is not sent
-  its queue again). Central treats what it already holds as a duplicate, so re-publishing is always
+  slowly through a queue, the timeout only grows (to twice the last silence) until caught up, so a busy
+  HQ is not sent its queue again). Central treats what it already holds as a duplicate, so re-publishing is always
   safe; losing is never.
 * A resend request from central (a gap it saw) publishes exactly the requested range first.
 * Every (re)connect starts again from the watermark: whatever was in flight on the old
@@ -271,12 +271,13 @@ class Replicator:
         a queue and acks at its own pace (after an outage every hall catches up at once; 100 halls'
         5,000-event batches take it ~12 s to get through, so each hall hears an ack every ~12 s). Going
         back to 10 s then would time out before every ack and re-send the whole window each time, the
-        duplicates loading HQ exactly while it is behind. So the timeout stays at least twice the
-        silence HQ just showed (never above ``ack_timeout_max``)."""
+        duplicates loading HQ exactly while it is behind. So until caught up the timeout only grows: to
+        twice the silence HQ just showed, and it keeps what a timeout doubled it to (the silence after
+        a re-send is short only because the re-send restarted the clock). Never above ``ack_timeout_max``."""
         cfg = self.config
         if self._sent_through <= self.outbox.acked_through:
             return cfg.ack_timeout
-        return min(cfg.ack_timeout_max, max(cfg.ack_timeout, 2 * silence))
+        return min(cfg.ack_timeout_max, max(self._ack_timeout, cfg.ack_timeout, 2 * silence))
 
     def _resend(self, first: int, last: int, reason: str) -> None:
         acked = self.outbox.acked_through

@@ -189,8 +189,8 @@ async def test_an_hq_acking_slowly_through_its_queue_is_not_sent_the_window_agai
     """After an outage HQ works through every hall's backlog and acks each hall every ~12 s. With a 10 s
     ack timeout that was reset by every ack, each hall re-sent its whole window before each ack: the
     duplicates loaded HQ exactly while it was behind. Now the timeout stays at least twice the silence
-    HQ just showed while events are in flight, and falls back to the configured one once caught up;
-    a truly silent HQ still gets the window again (the timeout doubling as before)."""
+    HQ just showed while events are in flight (and never shrinks then), and falls back to the configured
+    one once caught up; a truly silent HQ still gets the window again (the timeout doubling as before)."""
     now = [1000.0]
     monkeypatch.setattr("agent.replicator.time", SimpleNamespace(monotonic=lambda: now[0], time_ns=time.time_ns))
     async with Outbox(tmp_path / "outbox.db", HALL) as ob:
@@ -217,6 +217,10 @@ async def test_an_hq_acking_slowly_through_its_queue_is_not_sent_the_window_agai
         assert rep.stats["ack_timeouts"] == 1
         await drain(rep)
         assert [decode_batch(p).events[0].seq for _, p in link.published[4:]] == [7]   # the unacked rest again
+        assert rep._ack_timeout == 48
+        await after(1)
+        await rep._ack(events[6].seq, events[6].hash)  # a quick ack after the re-send does not undo the doubling
+        assert rep._ack_timeout == 48
         await rep._ack(events[7].seq, events[7].hash)  # caught up: back to the configured timeout
         assert rep._ack_timeout == 10
 
