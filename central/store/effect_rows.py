@@ -46,6 +46,15 @@ HOURS_CONFLICT = (
 )
 
 
+HALL_HOURS_CONFLICT = (
+    " ON CONFLICT (day, hall, hour) DO UPDATE SET"
+    " bets = rollups_hourly_halls.bets + excluded.bets, wins = rollups_hourly_halls.wins + excluded.wins,"
+    " rounds = rollups_hourly_halls.rounds + excluded.rounds,"
+    " cash_in = rollups_hourly_halls.cash_in + excluded.cash_in,"
+    " cash_out = rollups_hourly_halls.cash_out + excluded.cash_out"
+)
+
+
 DAYS_CONFLICT = (
     " ON CONFLICT (day, hall, device) DO UPDATE SET"
     " bets = device_days.bets + excluded.bets, wins = device_days.wins + excluded.wins,"
@@ -96,6 +105,20 @@ def day_rows(hall: str, fx: BatchEffects) -> tuple[list[Any], list[Any]]:
     for (device, day), cell in fx.days.items():
         cells.extend((hall, device, day, *cell))
     return hours, cells
+
+
+def hall_hour_rows(hall: str, fx: BatchEffects) -> list[Any]:
+    """The batch's hourly rollups summed over its devices (hall, day, hour, money × 5): the hall's and
+    the network's hourly chart read a day's ~24 rows per hall from these, not every device's hours."""
+    sums: dict[tuple[str, int], list[int]] = {}
+    for (_, day, hour), money in fx.hours.items():
+        acc = sums.get((day, hour))
+        if acc is None:
+            sums[(day, hour)] = list(money)
+        else:
+            for i, amount in enumerate(money):
+                acc[i] += amount
+    return [v for (day, hour), money in sums.items() for v in (hall, day, hour, *money)]
 
 
 def mark_rows(hall: str, devices: Mapping[str, DeviceUpdate],

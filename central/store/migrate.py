@@ -46,7 +46,7 @@ log = structlog.get_logger("central.store.migrate")
 
 TABLES: Final = (
     "halls", "api_keys", "events", "batches", "devices", "device_spans", "device_marks", "device_days",
-    "rollups", "rollups_hourly", "rollups_monthly", "integration_log", "commands", "audit",
+    "rollups", "rollups_hourly", "rollups_hourly_halls", "rollups_monthly", "integration_log", "commands", "audit",
     "catalog_providers", "catalog_games", "catalog_placements", "catalog_rules", "catalog_rule_commands",
     "alerts", "monitor_cursors", "monitor_conditions", "leases",
 )

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from .schema import FILL_HALL_HOURS
+
 _INITIAL: Final = """
 CREATE TABLE halls (
     id             TEXT COLLATE "C" PRIMARY KEY,
@@ -312,9 +314,27 @@ ALTER TABLE devices ADD COLUMN identity_seq BIGINT;   -- its newest device.statu
 catalog reads the identities by these seqs instead of scanning every status event."""
 
 
+_HALL_HOURS: Final = """
+CREATE TABLE rollups_hourly_halls (
+    day      TEXT COLLATE "C" NOT NULL,                      -- the hall's gaming day
+    hall     TEXT COLLATE "C" NOT NULL,
+    hour     BIGINT NOT NULL,                   -- UTC microseconds at which the local clock hour began
+    bets     BIGINT NOT NULL DEFAULT 0,
+    wins     BIGINT NOT NULL DEFAULT 0,
+    rounds   BIGINT NOT NULL DEFAULT 0,
+    cash_in  BIGINT NOT NULL DEFAULT 0,
+    cash_out BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, hall, hour)
+);
+""" + FILL_HALL_HOURS + ";\n"
+"""Migration 4 (SQLite schema 10): hourly rollups per hall, filled from those per device; the hall's and
+the network's hourly chart read a day's ~24 rows per hall instead of every device's hours."""
+
+
 MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
     (1, "initial schema (SQLite schema 8)", _INITIAL),
     (2, "leases", _LEASES),
     (3, "devices.identity_seq (SQLite schema 9)", _IDENTITY_SEQ),
+    (4, "rollups_hourly_halls (SQLite schema 10)", _HALL_HOURS),
 )
 """Every migration in order: (version, name, SQL). Append; never edit or reorder a released one."""

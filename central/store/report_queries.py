@@ -75,9 +75,11 @@ def hourly_query(day: dt.date, hall: str | None, halls: Sequence[str] | None, de
     if device is not None:
         where.append("device = ?")
         params.append(device)
-    per = ", device" if device is not None else ""
-    return Query(f"SELECT hall, day, hour{per}, {_SUMS} FROM rollups_hourly{_where(where)}"
-                 f" GROUP BY hall, day, hour{per} ORDER BY hall, hour{per}", params)
+    if device is None:   # the halls' own hours (schema 10): a day's ~24 rows per hall, one per hour
+        return Query(f"SELECT hall, day, hour, {_SUMS} FROM rollups_hourly_halls{_where(where)}"
+                     " GROUP BY hall, day, hour ORDER BY hall, hour", params)
+    return Query(f"SELECT hall, day, hour, device, {_SUMS} FROM rollups_hourly{_where(where)}"
+                 " GROUP BY hall, day, hour, device ORDER BY hall, hour, device", params)
 
 
 def hour_rows(rows: Iterable[Sequence[Any]], per_device: bool) -> list[HourRow]:

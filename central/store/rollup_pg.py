@@ -14,10 +14,12 @@ from protocols.sync.gamingday import DayRule
 
 from .effect_rows import (
     DAYS_CONFLICT,
+    HALL_HOURS_CONFLICT,
     HOURS_CONFLICT,
     MONTHS_CONFLICT,
     ROLLUPS_CONFLICT,
     day_rows,
+    hall_hour_rows,
     mark_rows,
     marked_devices,
     rollup_rows,
@@ -33,6 +35,7 @@ _MONEY: Final = (("bets", "bigint"), ("wins", "bigint"), ("rounds", "bigint"), (
 ROLLUPS: Final = (("hall", "text"), ("device", "text"), ("game", "text"), ("day", "text"), *_MONEY)
 MONTHS: Final = (("hall", "text"), ("device", "text"), ("game", "text"), ("month", "text"), *_MONEY)
 HOURS: Final = (("hall", "text"), ("device", "text"), ("day", "text"), ("hour", "bigint"), *_MONEY)
+HALL_HOURS: Final = (("hall", "text"), ("day", "text"), ("hour", "bigint"), *_MONEY)
 DAYS: Final = (("hall", "text"), ("device", "text"), ("day", "text"), *_MONEY, ("snapshots", "bigint"))
 MARKS: Final = (("hall", "text"), ("device", "text"), ("seq", "bigint"), *_MONEY)
 
@@ -62,6 +65,7 @@ async def insert_rollups(con: PgConn, rollups: Mapping[tuple[str, str, str, str]
 async def insert_day_tables(con: PgConn, hall: str, fx: BatchEffects) -> None:
     hours, cells = day_rows(hall, fx)
     await upsert(con, "rollups_hourly", HOURS, hours, HOURS_CONFLICT)
+    await upsert(con, "rollups_hourly_halls", HALL_HOURS, hall_hour_rows(hall, fx), HALL_HOURS_CONFLICT)
     await upsert(con, "device_days", DAYS, cells, DAYS_CONFLICT)
 
 
@@ -92,6 +96,7 @@ async def rebuild_day_tables(con: PgConn, hall: str, rule: DayRule, *, rollups: 
     """Recompute a hall's hourly rollups and device days (and with ``rollups`` its daily and monthly
     rollups) from its stored events by ``rule`` (a changed gaming day), inside the caller's transaction."""
     await con.execute("DELETE FROM rollups_hourly WHERE hall = ?", hall)
+    await con.execute("DELETE FROM rollups_hourly_halls WHERE hall = ?", hall)
     await con.execute("DELETE FROM device_days WHERE hall = ?", hall)
     if rollups:
         await con.execute("DELETE FROM rollups WHERE hall = ?", hall)

@@ -17,9 +17,10 @@ from protocols.sync.gamingday import DayRule
 from protocols.sync.money import ZERO
 
 from .effect_rows import DAYS_CONFLICT as _DAYS_CONFLICT
+from .effect_rows import HALL_HOURS_CONFLICT as _HALL_HOURS_CONFLICT
 from .effect_rows import HOURS_CONFLICT as _HOURS_CONFLICT
 from .effect_rows import MONTHS_CONFLICT as _MONTHS_CONFLICT
-from .effect_rows import ROLLUP_WIDTH, day_rows, mark_rows, marked_devices, rollup_rows
+from .effect_rows import ROLLUP_WIDTH, day_rows, hall_hour_rows, mark_rows, marked_devices, rollup_rows
 from .effect_rows import ROLLUPS_CONFLICT as _ROLLUPS_CONFLICT
 from .schema import DEVICE_MONEY_COLUMNS
 from .sqlhelpers import insert_rows
@@ -37,6 +38,9 @@ _INSERT_MONTHS = "INSERT INTO rollups_monthly (hall, device, game, month, bets, 
 
 
 _INSERT_HOURS = "INSERT INTO rollups_hourly (hall, device, day, hour, bets, wins, rounds, cash_in, cash_out)"
+
+
+_INSERT_HALL_HOURS = "INSERT INTO rollups_hourly_halls (hall, day, hour, bets, wins, rounds, cash_in, cash_out)"
 
 
 _INSERT_DAYS = "INSERT INTO device_days (hall, device, day, bets, wins, rounds, cash_in, cash_out, snapshots)"
@@ -91,9 +95,10 @@ def insert_rollups(con: sqlite3.Connection, rollups: Mapping[tuple[str, str, str
 
 
 def insert_day_tables(con: sqlite3.Connection, hall: str, fx: BatchEffects) -> None:
-    """The batch's hourly rollups and device days (schema 6)."""
+    """The batch's hourly rollups (per device, schema 6, and per hall, schema 10) and device days (schema 6)."""
     hours, cells = day_rows(hall, fx)
     insert_rows(con, _INSERT_HOURS, 9, hours, _HOURS_CONFLICT)
+    insert_rows(con, _INSERT_HALL_HOURS, 8, hall_hour_rows(hall, fx), _HALL_HOURS_CONFLICT)
     insert_rows(con, _INSERT_DAYS, 9, cells, _DAYS_CONFLICT)
 
 
@@ -113,6 +118,7 @@ def rebuild_day_tables(con: sqlite3.Connection, hall: str, rule: DayRule, *, rol
     """Recompute a hall's hourly rollups and device days (and with ``rollups`` its daily rollups) from
     its stored events by ``rule``: a changed day rule, or schema 6 on an older file."""
     con.execute("DELETE FROM rollups_hourly WHERE hall = ?", (hall,))
+    con.execute("DELETE FROM rollups_hourly_halls WHERE hall = ?", (hall,))
     con.execute("DELETE FROM device_days WHERE hall = ?", (hall,))
     if rollups:
         con.execute("DELETE FROM rollups WHERE hall = ?", (hall,))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final = 9
+SCHEMA_VERSION: Final = 10
 """1: the first schema. 2: hall presence columns (``halls.online``, ``session``, ``status_at``).
 3: the ``commands`` table (a new table: ``CREATE TABLE IF NOT EXISTS`` adds it to older files).
 4: issue 04's tables — ``audit``, ``catalog_*``, ``batches`` (the halls' signed headers, for export),
@@ -29,7 +29,9 @@ batch and device). Opening an older file fills the two new tables from its event
 device one span from seq 1 to its newest event (its old events are read as before).
 7: the partial index ``rollups_zero`` over rollup rows that hold only zero-amount events, so a period
 read as a month minus its days outside (``sqlhelpers.period_terms``) can tell which all-zero keys the
-period really has; older files gain it on open."""
+period really has; older files gain it on open. 8: integration-log and monitor columns. 9:
+``devices.identity_seq``. 10: ``rollups_hourly_halls`` (per hall and local clock hour), which the hall's
+and the network's hourly chart read instead of every device's hours; filled from ``rollups_hourly``."""
 
 DDL: Final = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -251,6 +253,17 @@ CREATE TABLE IF NOT EXISTS rollups_hourly (
     cash_out INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (day, hall, hour, device)
 );
+CREATE TABLE IF NOT EXISTS rollups_hourly_halls (
+    day      TEXT NOT NULL,                      -- the hall's gaming day
+    hall     TEXT NOT NULL,
+    hour     INTEGER NOT NULL,                   -- UTC microseconds at which the local clock hour began
+    bets     INTEGER NOT NULL DEFAULT 0,
+    wins     INTEGER NOT NULL DEFAULT 0,
+    rounds   INTEGER NOT NULL DEFAULT 0,
+    cash_in  INTEGER NOT NULL DEFAULT 0,
+    cash_out INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, hall, hour)
+);
 CREATE TABLE IF NOT EXISTS device_days (
     day       TEXT NOT NULL,                     -- the hall's gaming day
     hall      TEXT NOT NULL,
@@ -315,3 +328,10 @@ ADDED_COLUMNS: Final[tuple[tuple[str, str, str], ...]] = (
 """Columns added after schema 1, as (table, column, type): the migration adds whichever an existing
 file lacks (``ALTER TABLE … ADD COLUMN``), so old databases keep working. Only nullable columns without
 defaults go here, which both SQLite and PostgreSQL add without rewriting the table."""
+
+
+FILL_HALL_HOURS: Final = (
+    "INSERT INTO rollups_hourly_halls (day, hall, hour, bets, wins, rounds, cash_in, cash_out)"
+    " SELECT day, hall, hour, SUM(bets), SUM(wins), SUM(rounds), SUM(cash_in), SUM(cash_out)"
+    " FROM rollups_hourly GROUP BY day, hall, hour")
+"""Schema 10 (PostgreSQL migration 4) on a database that has hourly rollups per device only."""

@@ -33,7 +33,7 @@ from protocols.sync.gamingday import UTC_MIDNIGHT
 from .group_commit import GroupCommitter
 from .plans import SQLITE, Plan
 from .rollup_tables import fill_device_money, fill_identity_seq, rebuild_day_tables
-from .schema import ADDED_COLUMNS, DDL, SCHEMA_VERSION
+from .schema import ADDED_COLUMNS, DDL, FILL_HALL_HOURS, SCHEMA_VERSION
 from .sqlhelpers import WRITER_CACHED_STATEMENTS, run_sqlite
 from .sqlhelpers import transaction as _transaction
 
@@ -131,6 +131,8 @@ def migrate(con: sqlite3.Connection) -> None:
     """Create what is missing; add columns newer than the file (additive only, in one transaction)."""
     had_spans = con.execute("SELECT 1 FROM sqlite_master WHERE name = 'device_spans'").fetchone() is not None
     had_months = con.execute("SELECT 1 FROM sqlite_master WHERE name = 'rollups_monthly'").fetchone() is not None
+    had_hall_hours = con.execute("SELECT 1 FROM sqlite_master WHERE name = 'rollups_hourly_halls'"
+                                 ).fetchone() is not None
     con.executescript(DDL)
 
     def body(c: sqlite3.Connection) -> None:
@@ -153,6 +155,8 @@ def migrate(con: sqlite3.Connection) -> None:
                       " SUM(cash_in), SUM(cash_out) FROM rollups GROUP BY hall, device, game, substr(day, 1, 7)")
         if row is not None and int(row[0]) < 9:
             fill_identity_seq(c)
+        if row is not None and not had_hall_hours and int(row[0]) >= 6:   # schema 10 (before 6 the rebuild did)
+            c.execute(FILL_HALL_HOURS)
         if row is not None and not had_spans:   # a device's older events: one span from seq 1
             c.execute("INSERT OR IGNORE INTO device_spans (hall, device, first_seq, last_seq)"
                       " SELECT hall, id, 1, last_seq FROM devices")

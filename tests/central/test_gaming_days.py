@@ -24,6 +24,8 @@ from central.repos.catalog import CatalogGame, Placement, Provider
 from central.repos.reports import GROUP_BY
 from central.rollup import game_of
 from central.store import open_sqlite
+from central.store.pg_db import PgDatabase
+from central.store.schema import FILL_HALL_HOURS
 from protocols.sync import Event, encode_batch, generate_private_key, public_key_to_pem, topic
 from protocols.sync.gamingday import UTC_MIDNIGHT, DayRule
 from protocols.sync.money import ZERO, Contribution, contribution
@@ -309,9 +311,11 @@ async def test_an_older_file_gains_the_hourly_rollups_and_device_days(tmp_path: 
     before = _file_device_days(path)
     con = sqlite3.connect(path, isolation_level=None)
     hours = con.execute("SELECT * FROM rollups_hourly ORDER BY day, hall, hour, device").fetchall()
+    hall_hours = con.execute("SELECT * FROM rollups_hourly_halls ORDER BY day, hall, hour").fetchall()
     months = con.execute("SELECT * FROM rollups_monthly ORDER BY hall, device, game, month").fetchall()
-    assert hours and before and months
+    assert hours and hall_hours and before and months
     con.execute("DROP TABLE rollups_hourly")    # as schema 5 left it
+    con.execute("DROP TABLE rollups_hourly_halls")
     con.execute("DROP TABLE device_days")
     con.execute("DROP TABLE rollups_monthly")
     con.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
@@ -321,10 +325,65 @@ async def test_an_older_file_gains_the_hourly_rollups_and_device_days(tmp_path: 
     con = sqlite3.connect(path)
     try:
         assert con.execute("SELECT * FROM rollups_hourly ORDER BY day, hall, hour, device").fetchall() == hours
+        assert con.execute("SELECT * FROM rollups_hourly_halls ORDER BY day, hall, hour").fetchall() == hall_hours
         assert con.execute("SELECT * FROM rollups_monthly ORDER BY hall, device, game, month").fetchall() == months
+        con.execute("DROP TABLE rollups_hourly_halls")    # as schema 9 left it: filled from the devices' hours
+        con.execute("UPDATE meta SET value = '9' WHERE key = 'schema_version'")
+        con.commit()
     finally:
         con.close()
     assert _file_device_days(path) == before
+    store = await open_sqlite(path)
+    await store.close()
+    con = sqlite3.connect(path)
+    try:
+        assert con.execute("SELECT * FROM rollups_hourly_halls ORDER BY day, hall, hour").fetchall() == hall_hours
+    finally:
+        con.close()
+
+
+async def test_the_halls_hours_are_their_devices_hours_summed_and_a_fill_rebuilds_them(
+        store: Repositories) -> None:
+    """Schema 10 / migration 4: the hall's and the network's hourly chart read ``rollups_hourly_halls``;
+    each of its rows is the sum of that hall's devices' rows for the hour, and a database that has only
+    the devices' hours gets the same rows from the migration's fill."""
+    chains = {name: await register(store, name) for name in RULES}
+    for name, rule in RULES.items():
+        assert await store.halls.set_day_rule(name, rule, now=START) is not None
+    play_floor(chains, seed=5)
+    await flush_randomly(chains, Ingestor(store, generate_private_key(), StepClock(END)), seed=6)
+    truth = Truth(chains, RULES)
+    database: Any = store.database
+    summed = ("SELECT day, hall, hour, SUM(bets), SUM(wins), SUM(rounds), SUM(cash_in), SUM(cash_out)"
+              " FROM rollups_hourly GROUP BY day, hall, hour ORDER BY day, hall, hour")
+    own = ("SELECT day, hall, hour, bets, wins, rounds, cash_in, cash_out FROM rollups_hourly_halls"
+           " ORDER BY day, hall, hour")
+    want = [tuple(r) for r in await database.fetch(summed)]
+    assert want and [tuple(r) for r in await database.fetch(own)] == want
+    days = sorted({c[3] for c in truth.cells})
+    charts = {(hall, day): await store.reports.hourly(day=dt.date.fromisoformat(day), hall=hall)
+              for hall in RULES for day in days[:3]}
+    network = await store.reports.hourly(day=dt.date.fromisoformat(days[1]))
+    assert {r.hall for r in network} == {hall for hall in RULES if truth.hours(hall, days[1])}
+    for (hall, day), rows in charts.items():
+        assert {r.hour: (r.bets, r.wins, r.rounds, r.cash_in, r.cash_out) for r in rows} == truth.hours(hall, day)
+    if isinstance(database, PgDatabase):
+        async with database.transaction() as con:
+            await con.execute("DELETE FROM rollups_hourly_halls")
+        assert await store.reports.hourly(day=dt.date.fromisoformat(days[0])) == []
+        async with database.transaction() as con:
+            await con.execute(FILL_HALL_HOURS)
+    else:
+        con = sqlite3.connect(database.path, isolation_level=None)
+        try:
+            con.execute("DELETE FROM rollups_hourly_halls")
+            assert await store.reports.hourly(day=dt.date.fromisoformat(days[0])) == []
+            con.execute(FILL_HALL_HOURS)
+        finally:
+            con.close()
+    assert [tuple(r) for r in await database.fetch(own)] == want
+    for (hall, day), rows in charts.items():
+        assert await store.reports.hourly(day=dt.date.fromisoformat(day), hall=hall) == rows
 
 
 # ---- the API ---------------------------------------------------------------------------------------

@@ -226,7 +226,7 @@ async def test_schema_1_file_is_migrated_additively(tmp_path: Path) -> None:
     assert columns(path) == columns(tmp_path / "fresh.db")
     con = sqlite3.connect(path)
     version = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
-    assert version == str(SCHEMA_VERSION) == "9"
+    assert version == str(SCHEMA_VERSION) == "10"
     con.close()
 
 
