@@ -24,13 +24,13 @@ from central.repos.catalog import CatalogGame, Placement, Provider
 from central.repos.reports import GROUP_BY
 from central.rollup import game_of
 from central.store import open_sqlite
-from central.store.pg_db import PgDatabase
 from central.store.schema import FILL_HALL_HOURS
 from protocols.sync import Event, encode_batch, generate_private_key, public_key_to_pem, topic
 from protocols.sync.gamingday import UTC_MIDNIGHT, DayRule
 from protocols.sync.money import ZERO, Contribution, contribution
 from tests.keys import key_scope
 
+from . import rawsql
 from .builders import Clock
 from .conftest import StepClock
 from .floor_model import Chain, Egm
@@ -367,20 +367,9 @@ async def test_the_halls_hours_are_their_devices_hours_summed_and_a_fill_rebuild
     assert {r.hall for r in network} == {hall for hall in RULES if truth.hours(hall, days[1])}
     for (hall, day), rows in charts.items():
         assert {r.hour: (r.bets, r.wins, r.rounds, r.cash_in, r.cash_out) for r in rows} == truth.hours(hall, day)
-    if isinstance(database, PgDatabase):
-        async with database.transaction() as con:
-            await con.execute("DELETE FROM rollups_hourly_halls")
-        assert await store.reports.hourly(day=dt.date.fromisoformat(days[0])) == []
-        async with database.transaction() as con:
-            await con.execute(FILL_HALL_HOURS)
-    else:
-        con = sqlite3.connect(database.path, isolation_level=None)
-        try:
-            con.execute("DELETE FROM rollups_hourly_halls")
-            assert await store.reports.hourly(day=dt.date.fromisoformat(days[0])) == []
-            con.execute(FILL_HALL_HOURS)
-        finally:
-            con.close()
+    await rawsql.execute(database, "DELETE FROM rollups_hourly_halls")
+    assert await store.reports.hourly(day=dt.date.fromisoformat(days[0])) == []
+    await rawsql.execute(database, FILL_HALL_HOURS)
     assert [tuple(r) for r in await database.fetch(own)] == want
     for (hall, day), rows in charts.items():
         assert await store.reports.hourly(day=dt.date.fromisoformat(day), hall=hall) == rows

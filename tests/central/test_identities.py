@@ -14,12 +14,12 @@ import pytest
 from central.ingest import Ingestor
 from central.repos import Repositories
 from central.store import open_sqlite
-from central.store.pg_db import PgDatabase
 from central.store.pg_schema import FILL_IDENTITY_SEQ
 from central.store.rollup_tables import fill_identity_seq
 from central.store.schema import SCHEMA_VERSION
 from protocols.sync import generate_private_key, public_key_to_pem
 
+from . import rawsql
 from .builders import T0
 from .conftest import StepClock
 from .floor_model import Chain, Egm
@@ -81,22 +81,9 @@ async def test_the_newest_identity_of_each_device_in_any_batch_sizes(store: Repo
 
     # an older database (before the seq was kept) is filled from its stored events, as its migration does
     database: Any = store.database
-    if isinstance(database, PgDatabase):   # PostgreSQL: migration 3's fill
-        async with database.transaction() as con:
-            await con.execute("UPDATE devices SET identity_seq = NULL")
-        assert await store.catalog.latest_identities() == []
-        async with database.transaction() as con:
-            await con.execute(FILL_IDENTITY_SEQ)
-    else:
-        con = sqlite3.connect(database.path, isolation_level=None)
-        try:
-            con.execute("UPDATE devices SET identity_seq = NULL")
-            assert await store.catalog.latest_identities() == []
-            con.execute("BEGIN")
-            fill_identity_seq(con)
-            con.execute("COMMIT")
-        finally:
-            con.close()
+    await rawsql.execute(database, "UPDATE devices SET identity_seq = NULL")
+    assert await store.catalog.latest_identities() == []
+    await rawsql.execute(database, FILL_IDENTITY_SEQ, sqlite=fill_identity_seq)   # migration 3 / schema 9's fill
     assert await store.catalog.latest_identities() == want
 
 
