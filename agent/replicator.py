@@ -13,9 +13,11 @@ Delivery (design.md, "Delivery contract"):
   the watermark; the outbox refuses anything else. No ack progress for ``ack_timeout`` seconds
   while events are in flight → go back to the watermark and publish again (the timeout doubles up
   to ``ack_timeout_max`` while HQ stays silent, so a stopped HQ is not flooded; while HQ acks
-  slowly through a queue, the timeout only grows (to twice the last silence) until caught up, so a busy
-  HQ is not sent its queue again). Central treats what it already holds as a duplicate, so re-publishing is always
-  safe; losing is never.
+  slowly through a queue, the timeout only grows, to twice the last silence, until caught up, so a
+  busy HQ is not sent its queue again). Central treats what it already holds as a duplicate, so
+  re-publishing is always safe; losing is never.
+* While batches are unacked, a batch that is not full waits up to ``congested_linger`` for their ack
+  (or to fill), so an HQ that falls behind gets fewer, larger batches.
 * A resend request from central (a gap it saw) publishes exactly the requested range first.
 * Every (re)connect starts again from the watermark: whatever was in flight on the old
   connection may be lost.
