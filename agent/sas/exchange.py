@@ -109,8 +109,14 @@ class SasExchange(PollCoordinator):
             await self.facts.put(self._pending.popleft())
 
     def _confirmed(self, result: TransactionResult) -> None:
-        """The line confirms a reply (the next different poll went out): now the exception counts."""
+        """The line confirms a reply (the next different poll went out): now the exception counts.
+
+        A ``late`` one answered a poll this coordinator had given up on, so its immediate reactions
+        (the handpay or ticket read, the meters after a game) were never queued: they are now."""
         reply = result.reply
+        if result.late and isinstance(reply, framing.ExceptionReply | framing.RteEvent) and reply.code != 0:
+            self._log.info("late answer of the EGM confirmed", code=f"{reply.code:02X}")
+            self._on_exception(reply.code)
         if isinstance(reply, framing.ExceptionReply) and reply.code != 0:
             self.stats.exception(reply.code)
             self._emit(self._fact(F.ExceptionFact, mono=result.mono, wall=result.wall, code=reply.code,
@@ -146,7 +152,7 @@ class SasExchange(PollCoordinator):
             self.stats.record(attempts, quiet_ok)
             if timed:
                 quiet = final.outcome is Outcome.TIMEOUT and quiet_ok
-                self._general_sent(result.sent, self.line.timing.response_timeout if quiet else 0.0)
+                self._general_sent(result.sent, self.line.response_timeout if quiet else 0.0)
         if final.outcome is Outcome.TIMEOUT and not quiet_ok:
             self._need_sync = True  # a power-cycled EGM ignores us until it sees another address
             if probing:

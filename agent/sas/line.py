@@ -17,6 +17,14 @@ poll's answer, the same event was counted twice and the answer it displaced was 
 3: a 7E twice, its 7F gone). The line remembers how many such copies may still come; a reply equal
 to them is dropped and the poll repeated, which makes the EGM send its real answer again. A reply
 that differs proves none is left: the line delivers the EGM's answers in order.
+
+A late answer may also be complete in the input before the next poll goes out (an agent starved
+of CPU for a few tens of ms: the reply came in time, the agent read it too late). That next poll
+ACKs it to the EGM, which then forgets it, so dropping stale input before each poll lost the event
+(a 7F never seen, its game recovered only by a later meter read as ``missed``). After a poll that
+went unanswered, the line reads the input first: the first answer with data counts as that poll's,
+held and confirmed by the poll going out now (its caller sees it through ``on_confirmed``, marked
+``late``), and the copies behind it that its repeats asked for are dropped.
 """
 
 from __future__ import annotations
@@ -31,11 +39,12 @@ import structlog
 
 from protocols.sas import framing, wire
 from protocols.sas.ackstate import LOOP_BREAK_SECONDS, HostAckTracker
+from protocols.sas.errors import SASError
 
 from ..tasks import stop_task
 from ..transport.base import SasTransport
 from ..transport.errors import TransportError
-from .transaction import Outcome, Timing, TransactionResult, transact
+from .transaction import Outcome, Timing, TransactionResult, classify, transact
 
 log = structlog.get_logger("agent.sas.line")
 
@@ -51,6 +60,11 @@ have taken the silence for a loop break (a frozen or starved agent: chaos seed 7
 send the reply again. A second short of the EGM's limit, so an ambiguous gap errs on the side a
 meter read recovers (a reply the EGM did drop is ``missed``), never on a double count."""
 """How long stop() tries to send the ACK of a reply the EGM still holds."""
+LATE_TIMEOUT_CAP = 4.0
+"""A line whose answers come late waits for them longer: up to this many times its configured
+response timeout (an absent machine's timeouts then cost that much more, so it is bounded)."""
+LATE_MEMORY = 60.0
+"""Seconds a lengthened response timeout lasts after the last late answer, then back to the configured."""
 
 
 @dataclass(slots=True)
@@ -68,6 +82,20 @@ class _Copies:
     address: int
     reply: framing.EgmReply | None   # None: not arrived yet (the poll was given up unanswered)
     left: int
+
+
+@dataclass(slots=True)
+class _Unanswered:
+    """The last poll, given up without an answer heard: its answer may be waiting in the input."""
+
+    address: int
+    command: int | None
+    rte: bool
+    on_confirmed: Callable[[TransactionResult], None] | None
+    owed: int       # attempts sent whose answers were never read
+    key: bytes
+    given_up: float  # time.monotonic() of the last attempt's timeout
+    quiet: bool     # silence was a valid answer (RTE general poll): maybe nothing is owed at all
 
 
 @dataclass(slots=True)
@@ -144,6 +172,14 @@ def holds_data(result: TransactionResult) -> bool:
     return reply is not None
 
 
+def _an_event(reply: framing.EgmReply) -> bool:
+    """An answer the EGM forgets once ACKed and that counts (an exception or RTE event); a late data
+    reply is simply asked for again by its caller, and a chirp is no answer."""
+    if isinstance(reply, framing.ExceptionReply):
+        return reply.code != 0
+    return isinstance(reply, framing.RteEvent)
+
+
 class SasLine:
     """Owns one transport and the task that talks on it."""
 
@@ -157,8 +193,14 @@ class SasLine:
         self.name = name or transport.name
         self._tracker: HostAckTracker[Held] = HostAckTracker()
         self._copies: _Copies | None = None
+        self._unanswered: _Unanswered | None = None
         self.late_copies = 0
         """Replies dropped as late copies of an earlier answer (see the module docstring)."""
+        self.late_answers = 0
+        """Answers read from the input after their poll's timeout: before its repeat, or before the next
+        poll for one given up."""
+        self._learned_timeout = 0.0
+        self._learned_at = 0.0
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._open = False
@@ -167,6 +209,32 @@ class SasLine:
         self.busy_seconds = 0.0
         """Time spent in transactions (polls, replies, repeats, response timeouts) since start: its rate
         is the line's utilization, which says when a line carries more than it can keep in cadence."""
+
+    @property
+    def response_timeout(self) -> float:
+        """The response timeout in force: the configured one, lengthened for a while after late answers."""
+        if self._learned_timeout and time.monotonic() - self._learned_at > LATE_MEMORY:
+            self._learned_timeout = 0.0
+            log.info("answers on time again: response timeout back to the configured",
+                     port=self.name, response_timeout=self.timing.response_timeout)
+        return max(self.timing.response_timeout, self._learned_timeout)
+
+    def _answers_late(self, latency: float) -> None:
+        """An answer came after its timeout: wait that long and half as much again, up to the cap.
+        Answers then arrive within their own poll's window, the one place where no guess is needed
+        about which poll they answer."""
+        want = min(self.timing.response_timeout * LATE_TIMEOUT_CAP, latency * 1.5)
+        self._learned_at = time.monotonic()
+        if want > max(self._learned_timeout, self.timing.response_timeout):
+            self._learned_timeout = want
+            log.warning("answers come after the response timeout: waiting longer for them", port=self.name,
+                        response_timeout=round(want, 4), configured=self.timing.response_timeout)
+
+    def _timing(self) -> Timing:
+        timeout = self.response_timeout
+        if timeout == self.timing.response_timeout:
+            return self.timing
+        return Timing(response_timeout=timeout, gap_timeout=self.timing.gap_timeout)
 
     # ---- lifecycle ---------------------------------------------------------------------------------
     async def start(self, *, tolerate_missing: bool = False) -> None:
@@ -196,6 +264,9 @@ class SasLine:
         counted twice. So the ACK poll goes out first; if it cannot, the reply is left to the EGM."""
         task, self._task = self._task, None
         await stop_task(task)
+        if self._open:
+            with contextlib.suppress(TimeoutError, TransportError, OSError):
+                await asyncio.wait_for(self._take_late_answer(), STOP_ACK_TIMEOUT)
         if self._tracker.held is not None:
             try:
                 if not self._open:
@@ -279,6 +350,7 @@ class SasLine:
                 await self.transport.close()
             self._open = False
             self._copies = None
+            self._unanswered = None
             self._next_open = time.monotonic() + REOPEN_BACKOFF
 
     def _deliver(self, held: Held | None) -> None:
@@ -306,6 +378,7 @@ class SasLine:
         if copies.left <= 0:
             self._copies = None
         self.late_copies += 1
+        self._answers_late(2 * self.response_timeout)
         log.warning("late copy of an earlier reply dropped; poll repeated", port=self.name, address=address)
         return True
 
@@ -327,8 +400,90 @@ class SasLine:
             await self.transport.send(wire.chars(ACK_POLL))
             confirmed()
 
+    async def _take_late_answer(self) -> _Unanswered | None:
+        """Before anything goes out after an unanswered poll: its answer, if already in the input.
+        Returns the unanswered poll when none was found (its answer may still be on its way)."""
+        missed, self._unanswered = self._unanswered, None
+        if missed is None:
+            return None
+        replies = await self._read_stale(missed.address, missed.command, missed.rte, self.transport.reset_input())
+        data = [r for r in replies if _an_event(r)]
+        known = self._copies
+        while data and known is not None and known.address == missed.address and known.reply == data[0]:
+            data.pop(0)   # a copy of an answer already taken (its repeated poll asked for it)
+            self.late_copies += 1
+            known.left -= 1
+            if known.left <= 0:
+                self._copies = known = None
+        if not data:
+            return missed
+        first = data[0]
+        copies = sum(1 for r in data[1:] if r == first)
+        if len(data) - 1 > copies:
+            log.warning("unexpected replies behind a late answer dropped", port=self.name,
+                        address=missed.address, replies=len(data) - 1 - copies)
+        now = time.monotonic()
+        self._answers_late(self.response_timeout + now - missed.given_up)   # at most this late
+        res = TransactionResult(Outcome.REPLY, first, mono=now, wall=time.time(), late=True)
+        self._tracker.received(Held(missed.on_confirmed, res))   # the next poll written ACKs it
+        self.late_answers += 1
+        self.late_copies += copies
+        left = missed.owed - 1 - copies
+        self._copies = _Copies(missed.address, first, left) if left > 0 else None
+        log.warning("late answer to a poll given up as unanswered taken from the input", port=self.name,
+                    address=missed.address, copies_dropped=copies)
+        return None
+
+    async def _read_stale(self, address: int, command: int | None, rte: bool,
+                          chars: list[int]) -> list[framing.EgmReply]:
+        """Whole replies in ``chars`` (waiting a character gap for the rest of one cut short)."""
+        replies: list[framing.EgmReply] = []
+        reader = framing.ReplyReader(address, command, rte)
+        pending = list(chars)
+        while True:
+            while pending:
+                try:
+                    reply = reader.feed([pending.pop(0)])
+                except SASError:
+                    return replies   # noise or a reply to something else: nothing more to read here
+                if reply is not None:
+                    replies.append(reply)
+                    reader = framing.ReplyReader(address, command, rte)
+            if not reader.started:
+                return replies
+            pending = await self.transport.receive(self.timing.gap_timeout)
+            if not pending:
+                reply = reader.gap()
+                if reply is not None:
+                    replies.append(reply)
+                return replies
+
+    async def _answered_just_after(self, req: _Request, timeout: TransactionResult) -> TransactionResult:
+        """A poll about to be repeated whose answer came in since its timeout: that answer, not a
+        repeat that the EGM takes for a NACK, answering again while this answer's copy is on its way."""
+        chars = self.transport.reset_input()
+        if not chars:
+            return timeout
+        replies = await self._read_stale(req.address, req.command, req.rte, chars)
+        if not replies:
+            return timeout
+        now = time.monotonic()
+        self._answers_late(self.response_timeout + now - timeout.mono)
+        self.late_answers += 1
+        if len(replies) > 1:
+            log.warning("unexpected replies behind a late answer dropped", port=self.name, address=req.address,
+                        replies=len(replies) - 1)
+        return classify(replies[0], now - timeout.mono + self.response_timeout, [], now)
+
     async def _execute(self, req: _Request) -> PollResult:
+        still = await self._take_late_answer()
         tracker = self._tracker
+        if still is not None and still.quiet and req.frame is not None and still.address == req.address \
+                and still.key == ack_key(req.frame):
+            # The same poll again after one answered by silence: if that silence was a late answer,
+            # the EGM takes this poll for a repeat and sends the same answer twice; the first to come
+            # is taken, an equal one right behind it is that copy.
+            self._copies = _Copies(req.address, None, 2)
         if req.frame is None:
             sent = time.monotonic()
             await self._send_ack_poll()
@@ -347,8 +502,10 @@ class SasLine:
             self._expire_held()
             confirmed = _OnSent(self, tracker.before_send(key))
             with confirmed.unless_unsent():
-                res = await transact(self.transport, req.address, req.frame, req.command, req.rte, self.timing,
+                res = await transact(self.transport, req.address, req.frame, req.command, req.rte, self._timing(),
                                      on_sent=confirmed)
+            if res.outcome is Outcome.TIMEOUT and not req.quiet_ok:
+                res = await self._answered_just_after(req, res)
             attempts.append(res)
             if res.outcome is Outcome.REPLY and dropped <= req.retries and self._late_copy(req.address, res):
                 # Not this poll's answer: ask again (the EGM repeats its real one); this attempt's own
@@ -366,6 +523,8 @@ class SasLine:
                 owed += 1
             if res.outcome is Outcome.TIMEOUT and req.quiet_ok:
                 tracker.received(None)
+                self._unanswered = _Unanswered(req.address, req.command, req.rte, req.on_confirmed, owed, key,
+                                               res.mono, quiet=True)
                 return PollResult(res, attempts, sent)
             if res.outcome in (Outcome.BUSY, Outcome.CHIRP):
                 tracker.received(None)
@@ -376,4 +535,7 @@ class SasLine:
                     # Given up unanswered: the first answer still to come is that poll's (the next
                     # poll ACKs it to the EGM), the others are copies of it.
                     self._copies = _Copies(req.address, None, owed)
+                if res.outcome is Outcome.TIMEOUT:
+                    self._unanswered = _Unanswered(req.address, req.command, req.rte, req.on_confirmed, owed, key,
+                                               res.mono, quiet=True)
                 return PollResult(res, attempts, sent)

@@ -46,6 +46,9 @@ class TransactionResult:
     received: tuple[int, ...] = ()     # the characters heard, for diagnostics
     mono: float = 0.0                  # time.monotonic() when the reply completed (or gave up)
     wall: float = 0.0
+    late: bool = False
+    """The answer to a poll already given up as unanswered, found in the input before the next poll
+    (``agent.sas.line``): its caller had moved on, so the reply reaches it only through confirmation."""
 
 
 async def transact(transport: SasTransport, address: int, frame: bytes, command: int | None,
@@ -74,7 +77,7 @@ async def transact(transport: SasTransport, address: int, frame: bytes, command:
             if reply is None:
                 return TransactionResult(Outcome.GARBLED, error="reply cut short", received=tuple(heard),
                                          mono=now, wall=time.time())
-            return _classify(reply, now - start, heard, now)
+            return classify(reply, now - start, heard, now)
         heard.extend(chars)
         try:
             reply = reader.feed(chars)
@@ -83,11 +86,11 @@ async def transact(transport: SasTransport, address: int, frame: bytes, command:
             return TransactionResult(Outcome.GARBLED, error=str(exc), received=tuple(heard),
                                      mono=now, wall=time.time())
         if reply is not None:
-            return _classify(reply, now - start, heard, now)
+            return classify(reply, now - start, heard, now)
         wait = timing.gap_timeout
 
 
-def _classify(reply: framing.EgmReply, latency: float, heard: list[int], now: float) -> TransactionResult:
+def classify(reply: framing.EgmReply, latency: float, heard: list[int], now: float) -> TransactionResult:
     if isinstance(reply, framing.Nack):
         outcome = Outcome.NACK
     elif isinstance(reply, framing.Busy):

@@ -37,8 +37,9 @@ class SasTransport(abc.ABC):
         """Characters received so far, waiting up to ``timeout`` s for the first one; [] on timeout."""
 
     @abc.abstractmethod
-    def reset_input(self) -> None:
-        """Drop everything received and not yet read (stale replies, chirps, noise)."""
+    def reset_input(self) -> list[int]:
+        """Drop everything received and not yet read (stale replies, chirps, noise), without waiting,
+        and return it: the line reads a late answer out of it (``agent.sas.line``)."""
 
     async def __aenter__(self) -> SasTransport:
         await self.open()

@@ -132,17 +132,20 @@ class FdTransport(SasTransport):
         out, self._rx = self._rx, []
         return out
 
-    def reset_input(self) -> None:
+    def reset_input(self) -> list[int]:
         # Read what the kernel already holds, then forget it and any half-decoded mark.
         fd = self._fd
+        raw = bytearray()
         if fd is not None:
             try:
-                while os.read(fd, 4096):
-                    pass
+                while chunk := os.read(fd, 4096):
+                    raw += chunk
             except OSError:
                 pass
+        out = self._rx + (self._decode(bytes(raw)) if raw else [])
         self._rx = []
         self._decoder.reset()
+        return out
 
     # ---- send ------------------------------------------------------------------------------------
     async def _write_all(self, data: bytes) -> None:

@@ -51,8 +51,9 @@ class MemoryTransport(SasTransport):
         out, self._rx = self._rx, []
         return out
 
-    def reset_input(self) -> None:
-        self._rx = []
+    def reset_input(self) -> list[int]:
+        out, self._rx = self._rx, []
+        return out
 
 
 def memory_pair(name: str = "memory") -> tuple[MemoryTransport, MemoryTransport]:

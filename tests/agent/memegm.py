@@ -12,11 +12,22 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from agent.tasks import stop_task
 from agent.transport.memory import MemoryTransport, memory_pair
 from protocols.sas import framing, wire
+
+
+@dataclass(frozen=True, slots=True)
+class Delayed:
+    """A scripted answer that reaches the host ``seconds`` after the poll it answers: after the host's
+    response timeout, yet (if the host waits) before its next poll — a loaded pty or a starved agent,
+    whose reply then sits unread in the input when the next poll goes out."""
+
+    seconds: float
+    data: bytes
 
 
 class _Driver:
@@ -25,6 +36,9 @@ class _Driver:
         self.framer = framing.HostMessageFramer()
         self.heard: list[framing.HostMessage] = []
         self._task: asyncio.Task[None] | None = None
+        self._later: set[asyncio.Task[None]] = set()
+        self.delivered_late = 0
+        """How many :class:`Delayed` answers have reached the host."""
         self.silent = False  # a dead link: hear nothing, say nothing
 
     async def start(self) -> None:
@@ -34,6 +48,18 @@ class _Driver:
     async def stop(self) -> None:
         # cancelled until done: Python 3.11's wait_for may swallow one cancel (agent/tasks.py)
         await stop_task(self._task)
+        for task in list(self._later):
+            await stop_task(task)
+
+    def send_later(self, seconds: float, chars: list[int]) -> None:
+        async def later() -> None:
+            await asyncio.sleep(seconds)
+            await self.device.send(chars)
+            self.delivered_late += 1
+
+        task = asyncio.create_task(later())
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
 
     async def _run(self) -> None:
         while True:
@@ -60,16 +86,20 @@ class _Driver:
 class ScriptedEgm(_Driver):
     """Answers messages to ``address`` from a script of byte strings / character lists / None."""
 
-    def __init__(self, device: MemoryTransport, address: int, script: list[bytes | list[int] | None]) -> None:
+    def __init__(self, device: MemoryTransport, address: int,
+                 script: list[bytes | list[int] | Delayed | None]) -> None:
         super().__init__(device)
         self.address = address
-        self.script: deque[bytes | list[int] | None] = deque(script)
+        self.script: deque[bytes | list[int] | Delayed | None] = deque(script)
 
     def answer(self, msg: framing.HostMessage, now: float) -> list[int] | None:
         if getattr(msg, "address", None) != self.address or not self.script:
             return None
         step = self.script.popleft()
         if step is None:
+            return None
+        if isinstance(step, Delayed):
+            self.send_later(step.seconds, list(step.data))
             return None
         return list(step)
 
@@ -92,6 +122,12 @@ class MemoryEgm(_Driver):
         the host's next message arrives, after the host's response timeout (a stalled EGM or a slow
         pty). The EGM's model is untouched: it answers every poll as it always does, only later."""
         self._late: list[int] | None = None
+        self.slow_by = 0.0
+        """While > 0, every reply reaches the host this many seconds after the poll it answers, in order
+        (a loaded pty): set just above the host's response timeout, the answers come after it gave up,
+        some before its next poll goes out and some during it."""
+        self.slow_sent = 0
+        self._channel: asyncio.Queue[tuple[float, list[int]]] | None = None
 
     def on_idle(self, now: float) -> list[int] | None:
         chirp = self.responder.idle(now)
@@ -109,7 +145,27 @@ class MemoryEgm(_Driver):
         if self.late_replies and getattr(msg, "address", None) == self.responder.address:
             self.late_replies -= 1
             self._late, out = out, []
-        return late + out or None
+        out = late + out
+        if out and (self.slow_by > 0 or (self._channel is not None and not self._channel.empty())):
+            self._slowly(now + self.slow_by, out)
+            return None
+        return out or None
+
+    def _slowly(self, at: float, chars: list[int]) -> None:
+        """Through one ordered channel: a slow reply never overtakes an earlier one."""
+        if self._channel is None:
+            self._channel = asyncio.Queue()
+            self._later.add(asyncio.create_task(self._carry(self._channel)))   # stop() cancels it
+        self._channel.put_nowait((at, chars))
+
+    async def _carry(self, channel: asyncio.Queue[tuple[float, list[int]]]) -> None:
+        while True:
+            at, chars = await channel.get()
+            wait = at - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            await self.device.send(chars)
+            self.slow_sent += 1
 
 
 def pair() -> tuple[MemoryTransport, MemoryTransport]:

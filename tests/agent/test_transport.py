@@ -12,6 +12,7 @@ from agent.transport import PortNotFound, PtyTransport, default_kind, make_trans
 from agent.transport.errors import PortClosed, PortPermission, describe_open_error
 from agent.transport.uart import CMSPAR, UartTransport
 from protocols.sas import wire
+from tests.waits import until
 
 
 def _base() -> list:
@@ -105,10 +106,10 @@ async def test_reset_input_drops_stale_bytes(pty_pair) -> None:
         os.write(master, b"\x11\x12")
         await t.receive(0.2)
         os.write(master, b"\x13")
-        import asyncio
-        await asyncio.sleep(0.05)
-        t.reset_input()
-        assert await t.receive(0.02) == []
+        dropped: list[int] = []
+        await until(lambda: dropped.extend(t.reset_input()) or dropped, "the stale byte is read")
+        assert dropped == [0x13]   # returned, so the line can read a late answer out of it
+        assert t.reset_input() == [] and await t.receive(0.02) == []
     finally:
         await t.close()
 
