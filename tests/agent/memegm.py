@@ -122,12 +122,6 @@ class MemoryEgm(_Driver):
         the host's next message arrives, after the host's response timeout (a stalled EGM or a slow
         pty). The EGM's model is untouched: it answers every poll as it always does, only later."""
         self._late: list[int] | None = None
-        self.slow_by = 0.0
-        """While > 0, every reply reaches the host this many seconds after the poll it answers, in order
-        (a loaded pty): set just above the host's response timeout, the answers come after it gave up,
-        some before its next poll goes out and some during it."""
-        self.slow_sent = 0
-        self._channel: asyncio.Queue[tuple[float, list[int]]] | None = None
 
     def on_idle(self, now: float) -> list[int] | None:
         chirp = self.responder.idle(now)
@@ -145,31 +139,32 @@ class MemoryEgm(_Driver):
         if self.late_replies and getattr(msg, "address", None) == self.responder.address:
             self.late_replies -= 1
             self._late, out = out, []
-        out = late + out
-        if out and (self.slow_by > 0 or (self._channel is not None and not self._channel.empty())):
-            self._slowly(now + self.slow_by, out)
-            return None
-        return out or None
+        return late + out or None
 
-    def _slowly(self, at: float, chars: list[int]) -> None:
-        """Through one ordered channel: a slow reply never overtakes an earlier one."""
-        if self._channel is None:
-            self._channel = asyncio.Queue()
-            self._later.add(asyncio.create_task(self._carry(self._channel)))   # stop() cancels it
-        self._channel.put_nowait((at, chars))
 
-    async def _carry(self, channel: asyncio.Queue[tuple[float, list[int]]]) -> None:
-        while True:
-            at, chars = await channel.get()
-            wait = at - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            await self.device.send(chars)
-            self.slow_sent += 1
+class LateHost(MemoryTransport):
+    """The host end of a pair on which, while ``late`` is set, every answer arrives just after the
+    host stopped waiting for it: each wait runs out empty and what came meanwhile is left unread in
+    the input (a starved agent, a loaded pty), whatever the machine's load, so a test of what the
+    line does with such answers never depends on timing."""
+
+    late = False
+
+    async def receive(self, timeout: float) -> list[int]:
+        if not self.late:
+            return await super().receive(timeout)
+        await asyncio.sleep(timeout)   # the wait itself: it ends empty, by construction
+        return []
 
 
 def pair() -> tuple[MemoryTransport, MemoryTransport]:
     return memory_pair("test")
+
+
+def late_pair() -> tuple[LateHost, MemoryTransport]:
+    host, device = LateHost("test:host"), MemoryTransport("test:device")
+    host.peer, device.peer = device, host
+    return host, device
 
 
 async def next_fact(queue: asyncio.Queue, kind: type, timeout: float, where: Callable[[Any], bool]) -> Any:

@@ -14,14 +14,14 @@ from protocols.sas import longpolls as lp
 from protocols.sas.exceptions import GameEndedData, GameStartedData
 from tests.waits import until
 
-from .memegm import Delayed, MemoryEgm, ScriptedEgm, pair
+from .memegm import Delayed, LateHost, MemoryEgm, ScriptedEgm, late_pair, pair
 
 T = Timing(response_timeout=0.03, gap_timeout=0.01)
 GP1 = framing.encode_general_poll(1)
 
 
 async def _setup(script: list) -> tuple[SasLine, ScriptedEgm]:
-    host, dev = pair()
+    host, dev = late_pair()
     egm = ScriptedEgm(dev, 1, script)
     await egm.start()
     line = SasLine(host, T)
@@ -113,26 +113,29 @@ async def test_late_answers_to_a_poll_given_up_unanswered_are_taken_once() -> No
 
 
 async def test_a_late_answer_waiting_unread_when_a_different_poll_goes_out_is_taken() -> None:
-    """RTE mode: a general poll's answer (a game start) comes after the response timeout, which in
-    RTE mode reads as "nothing happened", and it is in the input before the next poll, a long
-    poll, goes out. That poll ACKs the event to the EGM, which then forgets it. The line used to
-    clear the input before each poll and drop the event, so a busy agent lost games that only a
-    later meter read could restore, as ``missed``. The late event is now read from the input,
-    confirmed once by that poll, and reported as late."""
+    """RTE mode: a general poll's answer (a game start) arrives after the response timeout, which in
+    RTE mode reads as "nothing happened". It is in the input before the next poll, a long poll,
+    goes out. That poll ACKs the event to the EGM, which then forgets it. The line used to clear
+    the input before each poll and drop the event, so a busy agent lost games that only a later
+    meter read could restore, as ``missed``. The late event is now read from the input, confirmed
+    once by that poll, and reported as late. The long poll's own late answer is read before any
+    repeat."""
     start = framing.encode_rte_event(1, 0x7E, GameStartedData(5, 105, 0, 0))
     credits = framing.encode_response(1, lp.CurrentCredits(7))
-    line, egm = await _setup([Delayed(0.1, start), credits])
+    line, egm = await _setup([start, credits])
+    assert isinstance(line.transport, LateHost)
+    line.transport.late = True
     confirmed: list[TransactionResult] = []
     try:
         res = await line.poll(1, GP1, None, rte=True, quiet_ok=True, on_confirmed=confirmed.append)
         assert res.outcome is Outcome.TIMEOUT
-        await until(lambda: egm.delivered_late == 1, "the late answer is in the host's input")
-        res = await line.poll(1, framing.encode_long_poll(1, lp.SendCurrentCredits()), 0x1A, rte=True,
-                              on_confirmed=confirmed.append)
+        poll = framing.encode_long_poll(1, lp.SendCurrentCredits())
+        res = await line.poll(1, poll, 0x1A, rte=True, on_confirmed=confirmed.append)
         assert res.reply == framing.Reply(lp.CurrentCredits(7))
         assert [(r.reply, r.late) for r in confirmed] == [(framing.RteEvent(0x7E, GameStartedData(5, 105, 0, 0)),
                                                            True)]
-        assert line.late_answers == 1
+        assert _sent(line) == [GP1, poll], "the credits were read before any repeat"
+        assert line.late_answers == 2 and line.response_timeout > T.response_timeout
     finally:
         await line.stop()
         await egm.stop()
@@ -143,8 +146,8 @@ async def test_a_poll_given_up_whose_answers_wait_unread_is_answered_once_before
     repeats the repeated poll asks for) late, so the poll is given up and the coordinator sends a
     sync poll, which ACKs the 7F to the EGM. The first answer counts once; the two copies are
     dropped; the next poll gets the EGM's next answer."""
-    line, egm = await _setup([Delayed(0.15, b"\x7f"), Delayed(0.12, b"\x7f"), Delayed(0.09, b"\x7f"),
-                              b"\x00"])
+    # answers due long after the poll is given up (~0.1 s), so even a starved test sees it that way
+    line, egm = await _setup([Delayed(0.6, b"\x7f"), Delayed(0.57, b"\x7f"), Delayed(0.54, b"\x7f"), b"\x00"])
     confirmed: list[int] = []
 
     def on(result: TransactionResult) -> None:
