@@ -20,13 +20,17 @@ import json
 import os
 import signal
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from protocols.config import ConfigError, options_from_parser, resolve, subparser
 from protocols.sync import MAX_CLOCK_SKEW_SECONDS, MAX_COMMAND_LIFETIME_SECONDS
 
 from .diag.errors import EXIT_USAGE, DiagError
+
+if TYPE_CHECKING:
+    from .replicator import ReplicatorConfig
 
 DEFAULT_DATA_DIR = "/var/lib/hallsync"
 ENV_PREFIX = "HALLSYNC_AGENT_"
@@ -73,6 +77,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--linger", type=float, metavar="SEC",
                      help="seconds a batch waits for more events before it is sent to HQ (default 0.25, 0..5; "
                           "a backlog is sent in full batches at once)")
+    run.add_argument("--congested-linger", type=float, metavar="SEC",
+                     help="while earlier batches are unacked, how long a batch that is not full may wait for their "
+                          "ack, so an HQ that is behind gets fewer, larger batches (default 2, 0..5; 0 = off; at "
+                          "most half the ack timeout)")
     run.add_argument("--prune-interval", type=float, metavar="SEC",
                      help="seconds between outbox prunes; the first runs 30 s after start (default 3600)")
     run.add_argument("--command-max-skew", type=float, metavar="SEC",
@@ -111,11 +119,34 @@ def _options(args: argparse.Namespace, section: str) -> dict[str, Any]:
 
 # -- run ----------------------------------------------------------------------------------------------
 
+def replicator_config(opts: Mapping[str, Any]) -> ReplicatorConfig:
+    """The replicator's pacing from ``hall-agent run``'s options (flags, environment or config file)."""
+    from .replicator import ReplicatorConfig
+
+    replicator = ReplicatorConfig()
+    if opts.get("linger") is not None:
+        try:
+            linger = float(opts["linger"])
+        except (TypeError, ValueError) as exc:
+            raise DiagError(f"--linger: {exc}", EXIT_USAGE) from exc
+        if not 0 <= linger <= 5:
+            raise DiagError(f"--linger must be 0..5 seconds, not {linger}", EXIT_USAGE)
+        replicator = dataclasses.replace(replicator, linger=linger)
+    if opts.get("congested_linger") is not None:
+        try:
+            congested = float(opts["congested_linger"])
+        except (TypeError, ValueError) as exc:
+            raise DiagError(f"--congested-linger: {exc}", EXIT_USAGE) from exc
+        if not 0 <= congested <= 5:
+            raise DiagError(f"--congested-linger must be 0..5 seconds, not {congested}", EXIT_USAGE)
+        replicator = dataclasses.replace(replicator, congested_linger=congested)
+    return replicator
+
+
 def run(args: argparse.Namespace) -> int:
     from mqttlink import PASSWORD_ENV, broker_url
 
     from .logging_setup import setup_logging
-    from .replicator import ReplicatorConfig
     from .runtime import AgentConfig, HallAgent, StartupError
     from .sas.config import PollConfig
 
@@ -153,15 +184,7 @@ def run(args: argparse.Namespace) -> int:
         raise DiagError(f"command bound option: {exc}", EXIT_USAGE) from exc
     if not all(0 < v < float("inf") for v in bounds.values()):
         raise DiagError("--command-max-skew and --command-max-lifetime must be > 0 seconds", EXIT_USAGE)
-    replicator = ReplicatorConfig()
-    if opts.get("linger") is not None:
-        try:
-            linger = float(opts["linger"])
-        except (TypeError, ValueError) as exc:
-            raise DiagError(f"--linger: {exc}", EXIT_USAGE) from exc
-        if not 0 <= linger <= 5:
-            raise DiagError(f"--linger must be 0..5 seconds, not {linger}", EXIT_USAGE)
-        replicator = dataclasses.replace(replicator, linger=linger)
+    replicator = replicator_config(opts)
     config = AgentConfig(hall=str(opts["hall"]), data_dir=Path(opts["data_dir"]), devices=Path(opts["devices"]),
                          mqtt=url, central_key=Path(opts["central_key"]),
                          currency=str(opts["currency"]), gaming_day_start=day_start, poll=poll,

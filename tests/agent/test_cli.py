@@ -233,6 +233,12 @@ def test_run_refuses_a_linger_out_of_range(tmp_path: Path) -> None:
     assert res.returncode == 2 and "--linger must be 0..5 seconds" in res.stderr
 
 
+def test_run_refuses_a_congested_linger_out_of_range(tmp_path: Path) -> None:
+    res = run("run", "--hall", "h1", "--data-dir", str(tmp_path), "--devices", "d.toml", "--mqtt",
+              "mqtt://127.0.0.1:1", "--central-key", "c.pub", "--congested-linger", "-1")
+    assert res.returncode == 2 and "--congested-linger must be 0..5 seconds" in res.stderr
+
+
 def test_status_of_a_data_dir_without_agent(tmp_path) -> None:
     res = run("status", "--data-dir", str(tmp_path))
     assert res.returncode == 1 and "not running" in res.stdout
@@ -317,3 +323,14 @@ def test_run_refuses_a_devices_file_with_an_id_used_twice(tmp_path: Path) -> Non
               "mqtt://127.0.0.1:1", "--central-key", str(tmp_path / "hall.pub"))
     assert res.returncode == 2
     assert f"devices file {devices}: device id 'egm-001' is used twice (#1 and #2)" in res.stderr
+
+
+def test_the_replicators_pacing_comes_from_the_run_options() -> None:
+    from agent.cli_ops import replicator_config
+    from agent.replicator import ReplicatorConfig
+
+    default = ReplicatorConfig()
+    assert replicator_config({}) == default
+    got = replicator_config({"linger": "1", "congested_linger": 0})   # a flag's text, a TOML number
+    assert (got.linger, got.congested_linger) == (1.0, 0.0)
+    assert got.ack_timeout == default.ack_timeout
