@@ -272,8 +272,9 @@ async def _prepare_target(con: PgConn, tables: Sequence[_Table]) -> None:
         raise MigrationError(f"the target database is not empty ({', '.join(held)} hold rows); migrate into a new, "
                              "empty database — nothing was written")
     for t in tables:
-        rows = await con.fetch("SELECT column_name FROM information_schema.columns"
-                               " WHERE table_schema = current_schema() AND table_name = ?", t.name)
+        rows = await con.fetch("SELECT column_name FROM information_schema.columns"   # generated: not copied
+                               " WHERE table_schema = current_schema() AND table_name = ?"
+                               " AND is_generated = 'NEVER'", t.name)
         have = {r[0] for r in rows}
         if not have:
             raise MigrationError(f"the target database has no table {t.name}")

@@ -34,6 +34,7 @@ from central.repos.errors import DuplicateKey, StoreError
 
 from .pg_schema import MIGRATIONS
 from .plans import POSTGRES, Plan
+from .sqlhelpers import ZERO_ROLLUP
 
 T = TypeVar("T")
 
@@ -45,7 +46,10 @@ _PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|\?")
 
 @functools.lru_cache(maxsize=4096)
 def numbered(sql: str) -> str:
-    """``sql`` with each ``?`` outside string literals as PostgreSQL's ``$n`` (1-based, in order)."""
+    """``sql`` with each ``?`` outside string literals as PostgreSQL's ``$n`` (1-based, in order), and
+    the zero-rollup condition as the generated column its partial index names (migration 5), the
+    one spelling PostgreSQL's planner matches to that index."""
+    sql = sql.replace(ZERO_ROLLUP, "zero")
     count = 0
 
     def replace(match: re.Match[str]) -> str:
