@@ -11,7 +11,10 @@ Delivery (design.md, "Delivery contract"):
   and at HQ; a 1M-event backlog drains window by window).
 * Only a verified ack (central's signature, this hall, the hash the outbox holds at that seq) moves
   the watermark; the outbox refuses anything else. No ack progress for ``ack_timeout`` seconds
-  while events are in flight → go back to the watermark and publish again (the timeout doubles up
+  while events are in flight → publish the first unacked batch again (a probe: an HQ that is only
+  slow then gets one duplicate batch, not the whole window again); if the next ack gets no further
+  than the probe, or none comes within the next timeout, the window was lost: go back to the watermark
+  and publish it all again (the timeout doubles up
   to ``ack_timeout_max`` while HQ stays silent, so a stopped HQ is not flooded; while HQ acks
   slowly through a queue, the timeout only grows, to twice the last silence, until caught up, so a
   busy HQ is not sent its queue again). Central treats what it already holds as a duplicate, so
@@ -172,6 +175,8 @@ class Replicator:
         self._tasks: list[asyncio.Task[Any]] = []
         self._publishing: set[asyncio.Task[bool]] = set()
         self._rewind = False
+        self._probed: int | None = None
+        """Through which seq the last probe re-sent the window's start, until an ack gets past it."""
         self.stats: dict[str, int] = collections.Counter()
         self._refusals = WindowThrottle()
         """Log lines of refused messages: 20 a minute per kind of refusal, the rest counted."""
@@ -208,6 +213,7 @@ class Replicator:
     async def _on_connect(self) -> None:
         self._connection += 1
         self._rewind = False
+        self._probed = None
         self._sent_through = self.outbox.acked_through
         self._last_progress = time.monotonic()
         self._kick.set()
@@ -260,6 +266,8 @@ class Replicator:
             return
         self.stats["acks"] += 1
         if moved:
+            if self._probed is not None and through > self._probed:
+                self._probed = None   # HQ is past the probe: the window it was sent is arriving
             self.last_ack_at = self.clock()
             now = time.monotonic()
             silence, self._last_progress = now - self._last_progress, now
@@ -318,16 +326,27 @@ class Replicator:
         acked = self.outbox.acked_through
         if self._rewind:
             self._rewind = False
+            self._probed = None
             self._sent_through = acked
         self._sent_through = max(self._sent_through, acked)
         in_flight = self._sent_through - acked
         if in_flight and time.monotonic() - self._last_progress > self._ack_timeout:
             self.stats["ack_timeouts"] += 1
+            probe = self._probed is None   # else: no ack got past the last probe, so the window is lost
             log.warning("ack_timeout", acked_through=acked, sent_through=self._sent_through,
-                        waited=round(time.monotonic() - self._last_progress, 1))
-            self._sent_through = acked
+                        waited=round(time.monotonic() - self._last_progress, 1),
+                        then="probe" if probe else "resend_window")
             self._last_progress = time.monotonic()
             self._ack_timeout = min(self._ack_timeout * 2, cfg.ack_timeout_max)
+            if probe:
+                events = self._fit(await self.outbox.read_unacked_stored(acked, cfg.batch_max))
+                if events and connection == self._connection:
+                    self.stats["probes"] += 1
+                    self._probed = events[-1].seq
+                    await self._publish(events)
+                return
+            self._probed = None
+            self._sent_through = acked
             return
         if self._resends:
             first, last = self._resends.popleft()

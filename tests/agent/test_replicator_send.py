@@ -225,6 +225,51 @@ async def test_an_hq_acking_slowly_through_its_queue_is_not_sent_the_window_agai
         assert rep._ack_timeout == 10
 
 
+async def test_an_ack_timeout_probes_with_one_batch_and_resends_the_window_only_if_it_was_lost(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At the start of a backlog HQ's first ack can take longer than the timeout (100 halls' backlogs
+    queue at once). Re-sending the whole window then put up to 50,000 duplicate events per hall in
+    HQ's queue each time (many_halls: 5-26 timeouts a run). Now a timeout re-sends the first unacked
+    batch only; acks getting past it show the window is arriving. If none does within the next
+    timeout, the window was lost and goes out again whole, as before."""
+    now = [1000.0]
+    monkeypatch.setattr("agent.replicator.time", SimpleNamespace(monotonic=lambda: now[0], time_ns=time.time_ns))
+    async with Outbox(tmp_path / "outbox.db", HALL) as ob:
+        rep, link = _congested(ob, tmp_path, lambda: T0, linger=0, batch_max=2, ack_timeout=10, ack_timeout_max=120)
+        events = await ob.append([Draft(agent_time=T0 + i) for i in range(8)])
+        for _ in range(4):
+            await drain(rep)
+        firsts = lambda: [decode_batch(p).events[0].seq for _, p in link.published]  # noqa: E731
+
+        async def after(seconds: float) -> None:
+            now[0] += seconds
+            await drain(rep)
+
+        await after(11)                                   # HQ slow: the probe, one batch
+        assert firsts() == [1, 3, 5, 7, 1] and rep.stats["probes"] == 1
+        await after(5)
+        await rep._ack(events[1].seq, events[1].hash)     # HQ reaches the window's first batch...
+        await rep._ack(events[3].seq, events[3].hash)     # ...and gets past it: the window is arriving
+        await after(8)
+        await rep._ack(events[5].seq, events[5].hash)
+        await rep._ack(events[7].seq, events[7].hash)
+        assert firsts() == [1, 3, 5, 7, 1], "a slow HQ got one duplicate batch, not the window again"
+
+        more = await ob.append([Draft(agent_time=T0 + i) for i in range(8, 14)])
+        for _ in range(3):
+            await drain(rep)
+        assert firsts()[5:] == [9, 11, 13]
+        await after(11)                                   # silent: probe
+        assert firsts()[8:] == [9] and rep.stats["probes"] == 2
+        await after(5)
+        await rep._ack(more[1].seq, more[1].hash)         # the probe's batch, no further: the rest is lost
+        await after(rep._ack_timeout + 1)
+        await drain(rep)
+        await drain(rep)
+        assert firsts()[9:] == [11, 13], "the lost window goes out again whole"
+        assert rep.stats["ack_timeouts"] == 3
+
+
 async def test_a_run_too_big_for_one_message_goes_out_in_batches_within_the_limit(tmp_path: Path) -> None:
     """Issue 16: batch_max counts events, not bytes. 200 events of ~100 KB (20 MB, over MAX_MESSAGE_BYTES)
     read as one run leave as several batches, each within the limit, together the whole run in order;
