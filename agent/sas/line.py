@@ -220,10 +220,11 @@ class SasLine:
         return max(self.timing.response_timeout, self._learned_timeout)
 
     def _answers_late(self, latency: float) -> None:
-        """An answer came after its timeout: wait that long and half as much again, up to the cap.
-        Answers then arrive within their own poll's window, the one place where no guess is needed
-        about which poll they answer."""
-        want = min(self.timing.response_timeout * LATE_TIMEOUT_CAP, latency * 1.5)
+        """An answer came after its timeout: wait at least twice as long as now (the answer's lateness
+        is known only as a lower bound) or its lateness and half as much again, up to the cap. Answers
+        then arrive within their own poll's window, the one place where no guess is needed about
+        which poll they answer."""
+        want = min(self.timing.response_timeout * LATE_TIMEOUT_CAP, max(latency * 1.5, 2 * self.response_timeout))
         self._learned_at = time.monotonic()
         if want > max(self._learned_timeout, self.timing.response_timeout):
             self._learned_timeout = want
@@ -519,7 +520,10 @@ class SasLine:
                 if owed and holds_data(res) and res.reply is not None:
                     self._copies = _Copies(req.address, res.reply, min(owed, req.retries + 1))
                 return PollResult(res, attempts, sent)
-            if res.outcome is Outcome.TIMEOUT:
+            if res.outcome in (Outcome.TIMEOUT, Outcome.GARBLED):
+                # A garbled attempt may be a late answer to an earlier poll in this one's window (the
+                # reply to another command), this poll's own answer still on its way: counted as owed,
+                # so its copy after the repeat is known. Mere noise costs at most one repeated poll.
                 owed += 1
             if res.outcome is Outcome.TIMEOUT and req.quiet_ok:
                 tracker.received(None)

@@ -167,6 +167,34 @@ async def test_a_poll_given_up_whose_answers_wait_unread_is_answered_once_before
         await egm.stop()
 
 
+async def test_a_foreign_reply_in_a_polls_window_counts_that_polls_answer_as_still_coming() -> None:
+    """A slow line: a general poll's window holds the late answer to an earlier long poll (a reply to
+    another command: garbled for this poll). The repeat then gets the general poll's own late answer,
+    a game start, and the EGM, taking the repeat for a NACK, sends the game start once more. That copy
+    used to be counted as the next game start (bets counted twice); it is known as a copy now."""
+    credits = framing.encode_response(1, lp.CurrentCredits(7))
+    start = framing.encode_rte_event(1, 0x7E, GameStartedData(7, 343, 0, 0))
+    end = framing.encode_rte_event(1, 0x7F, GameEndedData(0))
+    line, egm = await _setup([credits, start, start, end])
+    confirmed: list[int] = []
+
+    def on(result: TransactionResult) -> None:
+        confirmed.append(result.reply.code)   # type: ignore[union-attr]
+
+    try:
+        res = await line.poll(1, GP1, None, rte=True, quiet_ok=True, on_confirmed=on)
+        assert [a.outcome for a in res.attempts] == [Outcome.GARBLED, Outcome.REPLY]
+        assert isinstance(res.reply, framing.RteEvent) and res.reply.code == 0x7E
+        res = await line.poll(1, GP1, None, rte=True, quiet_ok=True, on_confirmed=on)
+        assert isinstance(res.reply, framing.RteEvent) and res.reply.code == 0x7F
+        assert line.late_copies == 1
+        await line.poll(1, GP1, None, rte=True, quiet_ok=True, on_confirmed=on)
+        assert confirmed == [0x7E, 0x7F]
+    finally:
+        await line.stop()
+        await egm.stop()
+
+
 async def _rte_rig() -> tuple[MemoryTransport, Egm, MemoryEgm]:
     """The simulator's EGM in RTE mode over the in-process pair, its loop broken after 0.2 s of
     silence (an agent restart takes longer than that on any machine, and 5 s is the default)."""
