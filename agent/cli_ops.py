@@ -119,26 +119,30 @@ def _options(args: argparse.Namespace, section: str) -> dict[str, Any]:
 
 # -- run ----------------------------------------------------------------------------------------------
 
+def _pacing_seconds(opts: Mapping[str, Any], name: str) -> float | None:
+    """A replicator wait option (0..5 s), or None when not given."""
+    if opts.get(name) is None:
+        return None
+    flag = "--" + name.replace("_", "-")
+    try:
+        seconds = float(opts[name])
+    except (TypeError, ValueError) as exc:
+        raise DiagError(f"{flag}: {exc}", EXIT_USAGE) from exc
+    if not 0 <= seconds <= 5:
+        raise DiagError(f"{flag} must be 0..5 seconds, not {seconds}", EXIT_USAGE)
+    return seconds
+
+
 def replicator_config(opts: Mapping[str, Any]) -> ReplicatorConfig:
     """The replicator's pacing from ``hall-agent run``'s options (flags, environment or config file)."""
     from .replicator import ReplicatorConfig
 
     replicator = ReplicatorConfig()
-    if opts.get("linger") is not None:
-        try:
-            linger = float(opts["linger"])
-        except (TypeError, ValueError) as exc:
-            raise DiagError(f"--linger: {exc}", EXIT_USAGE) from exc
-        if not 0 <= linger <= 5:
-            raise DiagError(f"--linger must be 0..5 seconds, not {linger}", EXIT_USAGE)
+    linger = _pacing_seconds(opts, "linger")
+    if linger is not None:
         replicator = dataclasses.replace(replicator, linger=linger)
-    if opts.get("congested_linger") is not None:
-        try:
-            congested = float(opts["congested_linger"])
-        except (TypeError, ValueError) as exc:
-            raise DiagError(f"--congested-linger: {exc}", EXIT_USAGE) from exc
-        if not 0 <= congested <= 5:
-            raise DiagError(f"--congested-linger must be 0..5 seconds, not {congested}", EXIT_USAGE)
+    congested = _pacing_seconds(opts, "congested_linger")
+    if congested is not None:
         replicator = dataclasses.replace(replicator, congested_linger=congested)
     return replicator
 
