@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -21,12 +22,10 @@ from protocols.sas import framing, wire
 
 
 @dataclass(frozen=True, slots=True)
-class Delayed:
-    """A scripted answer that reaches the host ``seconds`` after the poll it answers: after the host's
-    response timeout, yet (if the host waits) before its next poll — a loaded pty or a starved agent,
-    whose reply then sits unread in the input when the next poll goes out."""
+class Withheld:
+    """A scripted answer the EGM sends, but that reaches the host only when the test calls
+    :meth:`ScriptedEgm.release`: after the host gave its poll up, before its next poll."""
 
-    seconds: float
     data: bytes
 
 
@@ -36,9 +35,6 @@ class _Driver:
         self.framer = framing.HostMessageFramer()
         self.heard: list[framing.HostMessage] = []
         self._task: asyncio.Task[None] | None = None
-        self._later: set[asyncio.Task[None]] = set()
-        self.delivered_late = 0
-        """How many :class:`Delayed` answers have reached the host."""
         self.silent = False  # a dead link: hear nothing, say nothing
 
     async def start(self) -> None:
@@ -48,18 +44,6 @@ class _Driver:
     async def stop(self) -> None:
         # cancelled until done: Python 3.11's wait_for may swallow one cancel (agent/tasks.py)
         await stop_task(self._task)
-        for task in list(self._later):
-            await stop_task(task)
-
-    def send_later(self, seconds: float, chars: list[int]) -> None:
-        async def later() -> None:
-            await asyncio.sleep(seconds)
-            await self.device.send(chars)
-            self.delivered_late += 1
-
-        task = asyncio.create_task(later())
-        self._later.add(task)
-        task.add_done_callback(self._later.discard)
 
     async def _run(self) -> None:
         while True:
@@ -87,10 +71,17 @@ class ScriptedEgm(_Driver):
     """Answers messages to ``address`` from a script of byte strings / character lists / None."""
 
     def __init__(self, device: MemoryTransport, address: int,
-                 script: list[bytes | list[int] | Delayed | None]) -> None:
+                 script: list[bytes | list[int] | Withheld | None]) -> None:
         super().__init__(device)
         self.address = address
-        self.script: deque[bytes | list[int] | Delayed | None] = deque(script)
+        self.script: deque[bytes | list[int] | Withheld | None] = deque(script)
+        self.withheld: list[list[int]] = []
+
+    async def release(self) -> None:
+        """The withheld answers reach the host, in order."""
+        held, self.withheld = self.withheld, []
+        for chars in held:
+            await self.device.send(chars)
 
     def answer(self, msg: framing.HostMessage, now: float) -> list[int] | None:
         if getattr(msg, "address", None) != self.address or not self.script:
@@ -98,8 +89,8 @@ class ScriptedEgm(_Driver):
         step = self.script.popleft()
         if step is None:
             return None
-        if isinstance(step, Delayed):
-            self.send_later(step.seconds, list(step.data))
+        if isinstance(step, Withheld):
+            self.withheld.append(list(step.data))
             return None
         return list(step)
 
@@ -153,7 +144,12 @@ class LateHost(MemoryTransport):
     async def receive(self, timeout: float) -> list[int]:
         if not self.late:
             return await super().receive(timeout)
-        await asyncio.sleep(timeout)   # the wait itself: it ends empty, by construction
+        # Waits as a real read does (for the answer, at most the timeout), then ends empty: what
+        # came stays in the input, unread, as if it had arrived just after the wait.
+        if not self._rx:
+            self._event.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._event.wait(), timeout)
         return []
 
 
