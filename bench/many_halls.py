@@ -418,7 +418,9 @@ def run_once(args: argparse.Namespace, work: Path, *, db: Path | str | None = No
                       f"{ingest['largest_group']})")
             elif workers is not None:
                 print(f"{central.name}: {ingest.get('events_stored', 0):,} events stored, "
-                      f"{ingest.get('stored_after_recheck', 0)} stored after a gap recheck")
+                      f"{ingest.get('stored_after_recheck', 0)} stored after a gap recheck, "
+                      f"{ingest.get('gap_held_by_peer', 0)} gaps held by the other worker, "
+                      f"{ingest.get('resends_asked', 0)} resends asked")
         central_cpu = sum(cpu["central"])
         print(f"CPU over {elapsed:.1f} s: central {central_cpu:.1f} s ({central_cpu / elapsed:.0%} of a core"
               + ("" if len(centrals) == 1 else ": " + " + ".join(f"{c:.1f}" for c in cpu["central"])) + "), "

@@ -105,8 +105,8 @@ class IngestOutcome:
     """Batches of this hall wait in the buffer for a gap that another worker may be closing: the caller
     calls :meth:`Ingestor.recheck` shortly (see ``gap_grace``)."""
     chain_end: int | None = None
-    """:meth:`Ingestor.recheck` only: the hall's stored chain end it read (whoever stored it), so the
-    caller sees whether other workers are still closing the gap."""
+    """With ``recheck``: the hall's stored chain end this call read (whoever stored it), so the caller
+    waits for it to move and sees whether other workers are still closing the gap."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +284,7 @@ class Ingestor:
         if buffered and self.gap_grace > 0:   # another worker may hold the missing batch: look again soon
             return IngestOutcome("gap", hall, reason, publish=tuple(publish), logged=tuple(logged), stored=stored,
                                  acked_through_seq=result.last_seq if stored else None, buffered=True,
-                                 recheck=True)
+                                 recheck=True, chain_end=result.last_seq)
         publish.append(await self._resend(hall, result, min(waiting), reason, logged,
                                           "buffered" if buffered else "dropped"))
         return IngestOutcome("gap", hall, reason, publish=tuple(publish), logged=tuple(logged), stored=stored,

@@ -36,6 +36,7 @@ from protocols.sync import (
     decode_command_result,
     decode_status,
     parse_topic,
+    peek_seq_range,
     public_key_from_pem,
     shared_subscription,
     subscription,
@@ -54,6 +55,28 @@ class BatchMetrics(Protocol):
     def batch(self, outcome: IngestOutcome, prepared: IngestOutcome | Verified, seconds: float) -> None: ...
 
 _FORMAT_ERRORS = "_format"  # the queue for messages whose topic names no valid hall
+
+
+HOLDER_ANSWER_S: Final = 1.0
+"""How long a worker whose gap's grace is over waits for another worker to say it holds the missing
+batch (:meth:`central.repos.ingest.IngestRepository.ask_holders`) before asking the hall to resend: long
+enough for a loaded process to answer (its event loop and its connection pool are busy then); a gap
+nobody holds costs this much more before the request."""
+
+RECHECK_FALLBACK_S: Final = 0.2
+"""The longest a worker waits for a hall's stored end to move before it looks again itself: the stores
+wake it when the end moves (LISTEN/NOTIFY on PostgreSQL), so this bounds only a lost wake-up."""
+
+
+class _HallQueue(asyncio.Queue[Received]):
+    """A hall's received batches, which a worker can also list (asyncio.Queue's documented subclass
+    hooks, as its LifoQueue uses) to answer whether it holds a given seq."""
+
+    def _init(self, maxsize: int) -> None:
+        self._queue: collections.deque[Received] = collections.deque()
+
+    def listed(self) -> list[Received]:
+        return list(self._queue)
 
 
 AFTER_RESEND_S: Final = 30.0
@@ -106,7 +129,10 @@ class IngestService:
                              max_inflight=self.config.max_inflight,
                              subscriptions=[self._subscription("batches"), self._subscription("command-results"),
                                             subscription("status")] if self.config.ingest else [])
-        self._queues: dict[str, asyncio.Queue[Received]] = {}
+        self._queues: dict[str, _HallQueue] = {}
+        self._ahead: dict[str, collections.deque[tuple[asyncio.Task[IngestOutcome | Verified], float, bytes]]] = {}
+        """Per hall: the batches its worker took from the queue, being verified or committed (in order)."""
+        self._unserve: Callable[[], None] | None = None
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._rechecks: dict[str, asyncio.Task[None]] = {}
         """Per hall with buffered batches behind a gap: the task that re-reads the stored end (gap_grace)."""
@@ -123,10 +149,15 @@ class IngestService:
         return subscription(kind) if group is None else shared_subscription(group, kind)
 
     async def start(self) -> None:
+        if self.config.ingest:
+            self._unserve = await self.store.ingest.answer_holders(self._holds)
         self._link_task = asyncio.create_task(self.link.run(), name="central-mqtt")
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Cancel the link and every worker, again until they are done (bounded), so stop never hangs."""
+        unserve, self._unserve = self._unserve, None
+        if unserve is not None:
+            unserve()
         tasks = {t for t in (self._link_task, *self._workers.values(), *self._rechecks.values()) if t is not None}
         deadline = asyncio.get_running_loop().time() + timeout
         while tasks:
@@ -166,7 +197,7 @@ class IngestService:
                 hall = _FORMAT_ERRORS  # more distinct halls than any operator has: garbage; keep it contained
             queue = self._queues.get(hall)
             if queue is None:
-                queue = self._queues[hall] = asyncio.Queue(self.config.per_hall_queue)
+                queue = self._queues[hall] = _HallQueue(self.config.per_hall_queue)
                 self._workers[hall] = asyncio.create_task(self._worker(hall, queue), name=f"ingest-{hall}")
         queued = self._bytes.get(hall, 0)
         if queued + len(msg.payload) > self.config.per_hall_bytes and not queue.empty():
@@ -305,19 +336,20 @@ class IngestService:
 
     # -- one worker per hall --------------------------------------------------------------------------
 
-    async def _worker(self, hall: str, queue: asyncio.Queue[Received]) -> None:
+    async def _worker(self, hall: str, queue: _HallQueue) -> None:
         """Store this hall's batches in arrival order; verify the next ones while the current one commits.
 
         Up to ``prepare_ahead`` batches are being verified at once (in the verify pool's child, or in
         threads), so the verifier never waits for the commit and the commit never waits for the
         verifier; results are committed strictly in the order the batches arrived."""
-        ahead: collections.deque[tuple[asyncio.Task[IngestOutcome | Verified], float]] = collections.deque()
+        ahead = self._ahead[hall] = collections.deque()
 
         def top_up() -> None:
-            while len(ahead) < self.config.prepare_ahead and not queue.empty():
+            while len(ahead) < self.config.prepare_ahead + 1 and not queue.empty():
                 msg = queue.get_nowait()
                 self._taken(hall, msg)
-                ahead.append((asyncio.create_task(self.ingestor.prepare(msg.topic, msg.payload)), time.monotonic()))
+                ahead.append((asyncio.create_task(self.ingestor.prepare(msg.topic, msg.payload)), time.monotonic(),
+                              msg.payload))
 
         try:
             while True:
@@ -331,37 +363,65 @@ class IngestService:
                         continue
                     self._taken(hall, msg)
                     ahead.append((asyncio.create_task(self.ingestor.prepare(msg.topic, msg.payload)),
-                                  time.monotonic()))
+                                  time.monotonic(), msg.payload))
                 top_up()
-                preparing, started = ahead.popleft()
+                preparing, started, _ = ahead[0]   # stays listed (held) until committed
                 prepared = await preparing
                 top_up()
-                outcome = await self.ingestor.commit(prepared)
+                try:
+                    outcome = await self.ingestor.commit(prepared)
+                finally:
+                    ahead.popleft()
                 self.stats[outcome.status] += 1
                 self.stats["events_stored"] += outcome.stored
                 if self.metrics is not None:
                     self.metrics.batch(outcome, prepared, time.monotonic() - started)
                 await self._publish_replies(hall, outcome)
                 if outcome.recheck and hall not in self._rechecks:
-                    self._rechecks[hall] = asyncio.create_task(self._recheck(hall), name=f"ingest-recheck-{hall}")
+                    self._rechecks[hall] = asyncio.create_task(self._recheck(hall, outcome.chain_end),
+                                                               name=f"ingest-recheck-{hall}")
         finally:
-            for task, _ in ahead:
+            for task, _, _ in ahead:
                 task.cancel()
-            await asyncio.gather(*(task for task, _ in ahead), return_exceptions=True)
+            await asyncio.gather(*(task for task, _, _ in ahead), return_exceptions=True)
             if self._workers.get(hall) is asyncio.current_task():
                 del self._workers[hall]
                 self._queues.pop(hall, None)
                 self._bytes.pop(hall, None)
+                self._ahead.pop(hall, None)
+
+    def _holds(self, hall: str, seq: int) -> bool:
+        """Whether this process has a batch of ``hall`` covering ``seq`` received and not yet stored (being
+        verified, committed or queued): another worker asks before it requests a resend of that seq.
+        Batches buffered behind a gap do not count (their holder is waiting too)."""
+        for task, _, payload in self._ahead.get(hall, ()):
+            prepared = task.result() if task.done() and not task.cancelled() and task.exception() is None else None
+            if isinstance(prepared, Verified):
+                span: tuple[int, int] | None = (prepared.header.first_seq, prepared.header.last_seq)
+            elif isinstance(prepared, IngestOutcome):
+                continue   # refused: it will store nothing
+            else:
+                span = peek_seq_range(payload)
+            if span is not None and span[0] <= seq <= span[1]:
+                return True
+        queue = self._queues.get(hall)
+        for msg in queue.listed() if queue is not None else ():
+            span = peek_seq_range(msg.payload)
+            if span is not None and span[0] <= seq <= span[1]:
+                return True
+        return False
 
     async def _publish_replies(self, hall: str, outcome: IngestOutcome) -> None:
         for out in outcome.publish:
+            if out.topic.endswith("/resend"):
+                self.stats["resends_asked"] += 1
             try:
                 await self.link.publish(out.topic, out.payload, qos=1)
             except LinkDown as exc:  # the agent times out and publishes again; we ack the duplicate
                 self.stats["publish_failures"] += 1
                 log.warning("reply_not_published", hall=hall, topic=out.topic, error=str(exc))
 
-    async def _recheck(self, hall: str) -> None:
+    async def _recheck(self, hall: str, end: int | None) -> None:
         """While batches of ``hall`` wait behind a gap, re-read the stored end every few tens of ms (another
         worker is usually committing the missing batch); after ``gap_grace`` without the end moving, ask
         the hall for it.
@@ -371,17 +431,31 @@ class IngestService:
         serial), which can take longer than the grace although nothing is missing; asking then only makes
         the hall send them twice. After the request, the re-reading goes on for ``AFTER_RESEND_S``: the
         resent range may reach another worker, and only re-reading stores the batches held here (else
-        they wait for the hall's ack timeout to be sent again)."""
+        they wait for the hall's ack timeout to be sent again).
+
+        Between looks the worker waits for the store to say the end moved (another process's commit
+        wakes it through the database), at most :data:`RECHECK_FALLBACK_S`. Before the request, it asks
+        the other workers whether one holds the missing batch in hand (its queue is long when HQ is
+        loaded): then the grace starts again instead (issue 14: a gap is never declared because
+        another worker holds the previous batch)."""
         grace = self.ingestor.gap_grace
-        step = min(0.05, grace / 4)
+        step = min(RECHECK_FALLBACK_S, grace / 4)
         deadline = time.monotonic() + grace
-        end: int | None = None
         asked_at: float | None = None
         try:
             while True:
-                await asyncio.sleep(step)
+                if end is None:
+                    await asyncio.sleep(step)
+                else:
+                    await self.store.ingest.wait_chain_moved(hall, end, step)
                 now = time.monotonic()
                 final = asked_at is None and now >= deadline
+                if final and end is not None and await self.store.ingest.ask_holders(hall, end + 1,
+                                                                                      HOLDER_ANSWER_S):
+                    self.stats["gap_held_by_peer"] += 1
+                    log.info("gap_held_by_another_worker", hall=hall, missing_from=end + 1,
+                             note="no resend request: waiting for it to be stored")
+                    deadline, final = time.monotonic() + grace, False
                 outcome = await self.ingestor.recheck(hall, final=final)
                 self.stats["events_stored"] += outcome.stored
                 if outcome.stored:

@@ -7,7 +7,7 @@ The records and the repository's interface are backend-neutral: each backend imp
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
@@ -106,6 +106,23 @@ class IngestRepository(Protocol):
 
     async def log(self, entries: Sequence[LogEntry]) -> None:
         """Append integration-log rows (one transaction)."""
+        ...
+
+    async def wait_chain_moved(self, hall: str, past_seq: int, timeout: float) -> bool:
+        """Until ``hall``'s stored chain end is past ``past_seq`` (True) or ``timeout`` seconds pass (False),
+        whichever process stores it: how a worker holding a batch ahead of a gap learns that another
+        worker closed it (:mod:`central.store.chain_signals`). A False is no proof of anything: look."""
+        ...
+
+    async def ask_holders(self, hall: str, seq: int, timeout: float) -> bool:
+        """Whether an ingest worker (of any process on this database) has a batch of ``hall`` covering
+        ``seq`` received and not yet stored, by its answer within ``timeout``: before a gap becomes a
+        resend request. False when none answers in time."""
+        ...
+
+    async def answer_holders(self, holds: Callable[[str, int], bool]) -> Callable[[], None]:
+        """Answer :meth:`ask_holders` with ``holds(hall, seq)`` until the returned function is called
+        (on PostgreSQL, from when this process listens: at once unless the server is unreachable)."""
         ...
 
     async def events(self, *, hall: str | None = None, device: str | None = None, type: str | None = None,

@@ -9,12 +9,13 @@ halls go on beside it."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from central.repos.ingest import IngestResult, LogEntry, SignedHeader
 from central.staging import EVENT_COLUMNS, WIDTH, StagedEvents
 
+from .chain_notify import MOVE_END, PgChainSignals
 from .effect_rows import DEVICES_CONFLICT, device_rows, span_rows
 from .export_pg import insert_signed_header
 from .ingest_shared import IngestReads, chain_end
@@ -47,10 +48,23 @@ class PgIngest(IngestReads):
     def __init__(self, db: PgDatabase) -> None:
         super().__init__(db)
         self._db = db
+        self._signals = PgChainSignals(db)
 
     async def ingest_staged(self, staged: StagedEvents, *, signed: SignedHeader | None = None) -> IngestResult:
         async with self._db.transaction() as con:
-            return await self._ingest(con, staged, signed)
+            result = await self._ingest(con, staged, signed)
+        if result.status == "stored":
+            self._signals.local.moved(staged.hall)   # this process's waiters, also without notifications
+        return result
+
+    async def wait_chain_moved(self, hall: str, past_seq: int, timeout: float) -> bool:
+        return await self._signals.wait_moved(hall, past_seq, timeout)
+
+    async def ask_holders(self, hall: str, seq: int, timeout: float) -> bool:
+        return await self._signals.ask(hall, seq, timeout)
+
+    async def answer_holders(self, holds: Callable[[str, int], bool]) -> Callable[[], None]:
+        return await self._signals.serve(holds)
 
     async def _ingest(self, con: PgConn, staged: StagedEvents, signed: SignedHeader | None) -> IngestResult:
         hall = staged.hall
@@ -71,7 +85,7 @@ class PgIngest(IngestReads):
         await upsert(con, "devices", _DEVICES, stated, DEVICES_CONFLICT.format(enabled="excluded.enabled"))
         await upsert(con, "device_spans", _SPANS, span_rows(hall, fx.devices), _SPANS_CONFLICT)
         new_hash = new.hash_at(-1)
-        await con.execute("UPDATE halls SET last_seq = ?, last_hash = ? WHERE id = ?", last, new_hash, hall)
+        await con.execute(MOVE_END, hall, last, new_hash, hall)   # and wakes the workers waiting on it
         if signed is not None:  # export (issue 04): the hall's signature over this chain end
             await insert_signed_header(con, hall, last, signed, staged.central_time)
         return IngestResult("stored", last, new_hash, stored=new.count, skipped=staged.count - new.count,

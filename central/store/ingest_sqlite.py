@@ -4,11 +4,12 @@ rides the database's group commit (:mod:`central.store.group_commit`)."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from central.repos.ingest import IngestResult, LogEntry, SignedHeader
 from central.staging import EVENT_COLUMNS, WIDTH, StagedEvents
 
+from .chain_signals import ChainSignals
 from .effect_rows import DEVICE_WIDTH, device_rows, span_rows
 from .effect_rows import DEVICES_CONFLICT as _DEVICES_CONFLICT
 from .export_sqlite import insert_signed_header
@@ -43,10 +44,27 @@ class SqliteIngest(IngestReads):
     def __init__(self, db: SqliteDatabase) -> None:
         super().__init__(db)
         self._db = db
+        self._signals = ChainSignals()   # one process serves a SQLite file: its workers are all here
 
     async def ingest_staged(self, staged: StagedEvents, *, signed: SignedHeader | None = None) -> IngestResult:
         # In the next group commit, in its own savepoint: a conflicting or failing batch spoils only itself.
-        return await self._db.group_commit.submit(lambda con: self._ingest(con, staged, signed), events=staged.count)
+        result = await self._db.group_commit.submit(lambda con: self._ingest(con, staged, signed),
+                                                    events=staged.count)
+        if result.status == "stored":
+            self._signals.moved(staged.hall)   # committed: a waiter's look now sees the new end
+        return result
+
+    async def wait_chain_moved(self, hall: str, past_seq: int, timeout: float) -> bool:
+        async def read_end() -> int | None:
+            rows = await self._db.fetch("SELECT last_seq FROM halls WHERE id = ?", hall)
+            return int(rows[0][0]) if rows else None
+        return await self._signals.wait_moved(hall, past_seq, timeout, read_end)
+
+    async def ask_holders(self, hall: str, seq: int, timeout: float) -> bool:
+        return self._signals.holds(hall, seq)
+
+    async def answer_holders(self, holds: Callable[[str, int], bool]) -> Callable[[], None]:
+        return self._signals.serve(holds)
 
     def _ingest(self, con: sqlite3.Connection, staged: StagedEvents, signed: SignedHeader | None) -> IngestResult:
         hall = staged.hall

@@ -21,14 +21,16 @@ after the other, each seeing what the other committed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import re
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any, Final, TypeVar
 
 import asyncpg
+import structlog
 
 from central.repos.errors import DuplicateKey, StoreError
 
@@ -38,7 +40,13 @@ from .sqlhelpers import ZERO_ROLLUP
 
 T = TypeVar("T")
 
+log = structlog.get_logger("central.store.pg_db")
+
 _MIGRATION_LOCK: Final = 0x68616C6C73796E63   # "hallsync": one migrating process at a time per database
+
+LISTEN_RETRY_SECONDS: Final = 5.0
+"""How long after a failed connect the notification connection is tried again (:meth:`PgDatabase.listen`)."""
+LISTEN_CONNECT_TIMEOUT: Final = 5.0
 
 
 _PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|\?")
@@ -157,6 +165,12 @@ class PgDatabase:
     def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
         self._pool = pool
         self.dsn = dsn
+        self._channels: dict[str, Callable[[str], None]] = {}
+        self._listening: asyncpg.Connection | None = None
+        self._listened: set[str] = set()
+        self._listen_lock = asyncio.Lock()
+        self._listen_retry_at = 0.0
+        self._sending: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def open(cls, dsn: str, *, min_size: int = 1, max_size: int = 8) -> PgDatabase:
@@ -210,7 +224,81 @@ class PgDatabase:
         rows = await self.fetch("SELECT version, name FROM schema_migrations ORDER BY version")
         return [(row[0], row[1]) for row in rows]
 
+    async def listen(self, channel: str, callback: Callable[[str], None]) -> bool:
+        """Deliver every NOTIFY on ``channel`` to ``callback(payload)``, on the event loop, through one
+        connection of its own (a pooled one would drop the subscription when returned). True while
+        listening; False when that connection cannot be had now (retried every
+        :data:`LISTEN_RETRY_SECONDS` by the next call): callers then fall back to looking themselves.
+        Notifications sent while the connection was down are lost, which is why nothing may depend on
+        one arriving."""
+        self._channels[channel] = callback
+        con = self._listening
+        if con is not None and not con.is_closed() and channel in self._listened:
+            return True
+        async with self._listen_lock:
+            con = self._listening
+            if con is None or con.is_closed():
+                if time.monotonic() < self._listen_retry_at:
+                    return False
+                try:
+                    fresh: asyncpg.Connection = await asyncio.wait_for(asyncpg.connect(self.dsn),
+                                                                       LISTEN_CONNECT_TIMEOUT)
+                except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+                    self._listen_retry_at = time.monotonic() + LISTEN_RETRY_SECONDS
+                    log.warning("notifications unavailable: polling instead", error=str(exc) or type(exc).__name__,
+                                retry_seconds=LISTEN_RETRY_SECONDS)
+                    return False
+                fresh.add_termination_listener(self._listener_lost)
+                self._listening, self._listened, con = fresh, set(), fresh
+            try:
+                for name in [c for c in self._channels if c not in self._listened]:
+                    await con.add_listener(name, self._dispatch)
+                    self._listened.add(name)
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("notifications unavailable: polling instead", error=str(exc))
+                return False
+            return True
+
+    def _dispatch(self, con: Any, pid: int, channel: str, payload: str) -> None:
+        callback = self._channels.get(channel)
+        if callback is None:
+            return
+        try:
+            callback(payload)
+        except Exception:   # a handler's bug must not stop the other channels' notifications
+            log.exception("notification handler failed", channel=channel)
+
+    def _listener_lost(self, con: Any) -> None:
+        if con is self._listening:
+            self._listening, self._listened = None, set()
+            log.warning("notification connection lost: polling until it is back")
+
+    async def notify(self, channel: str, payload: str) -> None:
+        """NOTIFY ``channel`` with ``payload`` (its own short transaction)."""
+        async with self._pool.acquire() as con:
+            await con.execute("SELECT pg_notify($1, $2)", channel, payload)
+
+    def notify_soon(self, channel: str, payload: str) -> None:
+        """:meth:`notify` from a notification handler (a plain callback): a task of this database's,
+        cancelled by :meth:`close`; a failure is logged, as a notification may be lost anyway."""
+        async def send() -> None:
+            try:
+                async with asyncio.timeout(LISTEN_CONNECT_TIMEOUT):
+                    await self.notify(channel, payload)
+            except Exception as exc:
+                log.warning("notification not sent", channel=channel, error=str(exc) or type(exc).__name__)
+        task = asyncio.create_task(send(), name=f"pg-notify-{channel}")
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
     async def close(self) -> None:
+        for task in list(self._sending):
+            task.cancel()
+        await asyncio.gather(*self._sending, return_exceptions=True)
+        con, self._listening = self._listening, None
+        if con is not None:
+            with contextlib.suppress(OSError, asyncpg.PostgresError):
+                await con.close(timeout=2.0)
         await self._pool.close()
 
 

@@ -348,6 +348,15 @@ changes once at most (money only grows), and 20 % of each page is left for the u
 in ``device_days`` (whose updates were HOT only while its pages had room: 56 % at 3M)."""
 
 
+_CHAIN_WAITS: Final = """
+CREATE UNLOGGED TABLE chain_waits (hall TEXT PRIMARY KEY);
+"""
+"""Migration 6: halls an ingest worker waits on (a batch held ahead of a gap). The transaction that
+moves such a hall's chain end deletes the row and notifies (``central.store.chain_notify``); the
+others notify nobody, because PostgreSQL serializes the commits of notifying transactions. Unlogged:
+a wait lasts seconds and is re-registered by the waiter, so it needs no WAL and no crash safety."""
+
+
 MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
     (1, "initial schema (SQLite schema 8)", _INITIAL),
     (2, "leases", _LEASES),
@@ -355,5 +364,6 @@ MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
     (4, "rollups_hourly_halls (SQLite schema 10)", _HALL_HOURS),
     (5, "rollups updated in place (HOT): the zero-rows index on a generated column, fillfactor 80 (and device_days)",
      _HOT_ROLLUPS),
+    (6, "chain_waits: ingest workers woken by NOTIFY when a hall's chain end moves", _CHAIN_WAITS),
 )
 """Every migration in order: (version, name, SQL). Append; never edit or reorder a released one."""

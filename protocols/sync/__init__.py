@@ -76,6 +76,7 @@ from .batch import (
     encode_batch,
     encode_batch_stored,
     events_within_limit,
+    peek_seq_range,
     verify_batch,
 )
 from .canonical import canonical_bytes, signing_input
@@ -140,6 +141,7 @@ __all__ = [
     "decode_resend", "decode_status", "encode_ack", "encode_batch", "encode_batch_stored", "encode_command",
     "encode_command_result", "encode_event", "encode_resend", "encode_status", "events_within_limit", "fingerprint",
     "generate_private_key",
-    "parse_topic", "private_key_from_pem", "private_key_to_pem", "public_key_from_pem", "public_key_to_pem", "seal",
+    "parse_topic", "peek_seq_range", "private_key_from_pem", "private_key_to_pem", "public_key_from_pem",
+    "public_key_to_pem", "seal",
     "shared_subscription", "signing_input", "stored_event", "subscription", "topic", "verify_batch", "verify_chain",
 ]

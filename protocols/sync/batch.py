@@ -197,6 +197,29 @@ def decode_batch(payload: bytes) -> Batch:
     return Batch(header=parts.header, events=events, sig=parts.sig)
 
 
+class _SeqRange(msgspec.Struct, frozen=True):
+    first_seq: int
+    last_seq: int
+
+
+class _RangeOnly(msgspec.Struct, frozen=True):
+    header: _SeqRange
+
+
+_RANGE_DECODER = msgspec.json.Decoder(_RangeOnly)
+
+
+def peek_seq_range(payload: bytes) -> tuple[int, int] | None:
+    """The (first_seq, last_seq) a batch payload claims, read without decoding its events, or None if
+    the payload has no such header. Unverified: a hint for routing (which ingest worker holds which
+    seqs), never a fact to store or ack by."""
+    try:
+        header = _RANGE_DECODER.decode(payload).header
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None
+    return header.first_seq, header.last_seq
+
+
 def verify_batch(batch: Batch, public_key: Ed25519PublicKey, *, expect_hall: str | None = None) -> None:
     """Check a decoded batch against the hall's registered key; return only if all holds.
 

@@ -6,11 +6,17 @@ open after the grace becomes a resend request."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
-from central.ingest import Ingestor, IngestOutcome
+import asyncpg
+import pytest
+
+from central.ingest import Ingestor, IngestOutcome, Verified
 from central.repos import Repositories
 from central.service import IngestService, ServiceConfig
+from central.store import open_store
 from mqttlink import MqttLink, Received
 from protocols.sync import decode_ack, topic
 from protocols.sync.keys import Ed25519PrivateKey
@@ -129,7 +135,7 @@ async def test_batches_held_after_the_resend_are_stored_when_another_worker_stor
     await a.handle(hall.topic, one)
     held = await b.ingestor.handle(hall.topic, three)     # batch 2 was lost on the way to anyone
     assert held.recheck
-    rechecking = asyncio.create_task(b._recheck(hall.hall))
+    rechecking = asyncio.create_task(b._recheck(hall.hall, held.chain_end))
     try:
         resent: list[Any] = []
 
@@ -151,3 +157,196 @@ async def test_batches_held_after_the_resend_are_stored_when_another_worker_stor
     finally:
         rechecking.cancel()
         await asyncio.gather(rechecking, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def other_process(store: Repositories, backend: str,
+                        request: pytest.FixtureRequest) -> AsyncIterator[Repositories]:
+    """The repositories a second central process has on the same database: on PostgreSQL its own pool
+    and notification connection (what one process signals reaches the other only through the server);
+    a SQLite file has one process, so there the other worker shares the store."""
+    if backend == "sqlite":
+        yield store
+        return
+    other = await open_store(request.getfixturevalue("pg_shared"))
+    try:
+        yield other
+    finally:
+        await other.close()
+
+
+async def test_a_worker_waiting_for_the_chain_end_is_woken_by_the_commit_of_another_process(
+        store: Repositories, central_key: Ed25519PrivateKey, backend: str, request: pytest.FixtureRequest) -> None:
+    """Not by re-reading every few tens of ms: the other process's commit wakes it (NOTIFY), and only a
+    commit of a hall somebody waits on notifies anyone (PostgreSQL serializes notifying commits)."""
+    if backend == "sqlite":
+        pytest.skip("one process per SQLite file: the in-process wake-up is the service tests' path")
+    url = request.getfixturevalue("pg_shared")
+    first, second = FakeHall("hall-01", seed=25), FakeHall("hall-02", seed=28)
+    for hall in (first, second):
+        await register(store, hall)
+        hall.play(90)
+    (_, one_last, one), (_, _, two), (_, _, three) = first.batches(30)[:3]
+    heard: list[str] = []
+    listener = await asyncpg.connect(url)
+    await listener.add_listener("hallsync_chain", lambda *args: heard.append(args[3]))
+
+    async def registered(hall: str) -> bool:
+        return bool(await listener.fetchval("SELECT count(*) FROM chain_waits WHERE hall = $1", hall))
+
+    try:
+        async with other_process(store, backend, request) as other:
+            a = Ingestor(store, central_key)
+            await a.handle(first.topic, one)                        # nobody waits: nobody is told
+            waiting = asyncio.create_task(other.ingest.wait_chain_moved(first.hall, one_last, 120.0))
+            await waits.until(lambda: registered(first.hall), "the waiter to register")
+            assert not waiting.done()
+            await a.handle(first.topic, two)
+            assert await asyncio.wait_for(waiting, 30), "woken by the commit, long before its own timeout"
+            await a.handle(first.topic, three)                      # the wait was used up: nobody is told
+            assert await listener.fetchval("SELECT count(*) FROM chain_waits") == 0
+            # a wait on the second hall, then its commit: notifications come in commit order, so any for
+            # the first hall's other commits would be heard before this one
+            waiting = asyncio.create_task(other.ingest.wait_chain_moved(second.hall, 0, 120.0))
+            await waits.until(lambda: registered(second.hall), "the second waiter to register")
+            await a.handle(second.topic, second.batches(30)[0][2])
+            assert await asyncio.wait_for(waiting, 30)
+            await waits.until(lambda: second.hall in heard, "the second hall's notification")
+            assert heard == [first.hall, second.hall]
+    finally:
+        await listener.close()
+
+
+async def test_a_worker_asks_the_others_who_holds_a_seq(
+        store: Repositories, backend: str, request: pytest.FixtureRequest) -> None:
+    async with other_process(store, backend, request) as other:
+        assert not await other.ingest.ask_holders("hall-01", 5, 0.2)      # nobody answers: not held
+        stop = await store.ingest.answer_holders(lambda hall, seq: (hall, seq) == ("hall-01", 5))
+        try:
+            assert await other.ingest.ask_holders("hall-01", 5, 10.0)
+            assert not await other.ingest.ask_holders("hall-01", 6, 0.2)
+            assert not await other.ingest.ask_holders("hall-02", 5, 0.2)
+        finally:
+            stop()
+        assert not await other.ingest.ask_holders("hall-01", 5, 0.2)
+
+
+class _GatedIngestor(Ingestor):
+    """An ingest worker that verifies nothing until the test opens the gate: a worker whose queue is
+    long (HQ loaded), holding a batch it has received but not stored yet."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate = asyncio.Event()
+
+    async def prepare(self, topic_name: str, payload: bytes) -> IngestOutcome | Verified:
+        await self.gate.wait()
+        return await super().prepare(topic_name, payload)
+
+
+async def test_no_resend_is_asked_while_another_worker_holds_the_missing_batch(
+        store: Repositories, central_key: Ed25519PrivateKey, mosquitto: Any, backend: str,
+        request: pytest.FixtureRequest) -> None:
+    """Issue 14: a gap is never declared because another worker holds the previous batch, however long
+    that worker takes to store it (many_halls --workers 2 at 100 halls asked 10 resends so)."""
+    hall = FakeHall("hall-01", seed=26)
+    await register(store, hall)
+    hall.play(90)
+    (_, _, one), (_, _, two), (three_first, _, _) = hall.batches(30)[:3]
+    three = hall.batch(three_first, len(hall.events))
+    await Ingestor(store, central_key).handle(hall.topic, one)
+    async with other_process(store, backend, request) as other:
+        slow = _GatedIngestor(store, central_key, gap_grace=0.3)
+        a = IngestService(store, slow, mosquitto.url, ServiceConfig(client_id="central-w0"))
+        b = IngestService(other, Ingestor(other, central_key, gap_grace=0.3), mosquitto.url,
+                          ServiceConfig(client_id="central-w1"))
+        try:
+            await a.start()
+            await b.start()
+            await a._on_message(Received(hall.topic, two, False, 1))     # A holds batch 2, not yet stored
+            await b._on_message(Received(hall.topic, three, False, 1))   # B gets 3: a gap behind A's batch
+            await waits.until(lambda: b.stats["gap_held_by_peer"] >= 2, "B to find its gap held, grace after grace")
+            assert await store.ingest.integration_log(kind="resend") == []
+            slow.gate.set()
+
+            async def all_stored() -> bool:
+                return len(await store.ingest.events(hall=hall.hall, limit=1000)) == len(hall.events)
+
+            await waits.until(all_stored, "A to store 2 and B then 3")
+            assert await hall_totals(store, hall.hall) == hall.total
+            assert await store.ingest.integration_log(kind="resend") == []
+        finally:
+            await a.stop()
+            await b.stop()
+
+
+async def test_the_resend_is_asked_once_no_worker_holds_the_missing_batch(
+        store: Repositories, central_key: Ed25519PrivateKey, mosquitto: Any, backend: str,
+        request: pytest.FixtureRequest) -> None:
+    """The other side: a worker that holds only later batches of the hall does not hold up the request."""
+    hall = FakeHall("hall-01", seed=27)
+    await register(store, hall)
+    hall.play(120)
+    (_, _, one), (two_first, two_last, _), (_, _, three), (_, _, four) = hall.batches(30)[:4]
+    await Ingestor(store, central_key).handle(hall.topic, one)
+    async with other_process(store, backend, request) as other:
+        slow = _GatedIngestor(store, central_key, gap_grace=0.3)
+        a = IngestService(store, slow, mosquitto.url, ServiceConfig(client_id="central-w0"))
+        b = IngestService(other, Ingestor(other, central_key, gap_grace=0.3), mosquitto.url,
+                          ServiceConfig(client_id="central-w1"))
+        try:
+            await a.start()
+            await b.start()
+            await a._on_message(Received(hall.topic, four, False, 1))    # A holds 4; batch 2 reached nobody
+            await b._on_message(Received(hall.topic, three, False, 1))
+
+            async def asked() -> list[Any]:
+                return await store.ingest.integration_log(kind="resend")
+
+            (entry,) = await waits.until(asked, "central to ask the hall for batch 2")
+            assert f"{two_first}..{two_last}" in entry.detail
+            assert b.stats["gap_held_by_peer"] == 0
+        finally:
+            slow.gate.set()
+            await a.stop()
+            await b.stop()
+
+
+async def test_a_lost_notification_connection_is_replaced_and_waiters_are_woken_again(
+        store: Repositories, central_key: Ed25519PrivateKey, backend: str, request: pytest.FixtureRequest) -> None:
+    """The server drops the listening connection (a restart, a failover, an idle-session killer): the
+    next wait listens again on a new one, and until then a wait only lasts its timeout."""
+    if backend == "sqlite":
+        pytest.skip("no notification connection on SQLite")
+    url = request.getfixturevalue("pg_shared")
+    hall = FakeHall("hall-01", seed=29)
+    await register(store, hall)
+    hall.play(60)
+    (_, one_last, one), (_, _, two) = hall.batches(30)[:2]
+    admin = await asyncpg.connect(url)
+
+    async def listening() -> list[int]:
+        return [r[0] for r in await admin.fetch("SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN %'"
+                                                 " AND datname = current_database()")]
+
+    try:
+        async with other_process(store, backend, request) as other:
+            a = Ingestor(store, central_key)
+            await a.handle(hall.topic, one)
+            assert not await other.ingest.wait_chain_moved(hall.hall, one_last, 0.2)   # listening now; timed out
+            (pid,) = await waits.until(listening, "the notification connection")
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)
+            await waits.until(lambda: other.database._listening is None,  # type: ignore[attr-defined]
+                              "the connection's loss to be noticed")
+            waiting = asyncio.create_task(other.ingest.wait_chain_moved(hall.hall, one_last, 120.0))
+
+            async def registered() -> bool:
+                return bool(await admin.fetchval("SELECT count(*) FROM chain_waits WHERE hall = $1", hall.hall))
+
+            await waits.until(registered, "the waiter to register")
+            new = await waits.until(listening, "a new notification connection")
+            assert new != [pid]
+            await a.handle(hall.topic, two)
+            assert await asyncio.wait_for(waiting, 30)
+    finally:
+        await admin.close()

@@ -37,6 +37,7 @@ from protocols.sync import (
     encode_event,
     events_within_limit,
     generate_private_key,
+    peek_seq_range,
     seal,
     signing_input,
     stored_event,
@@ -343,6 +344,15 @@ def test_replayed_batch_decodes_identically() -> None:
     resent = decode_batch(encode_batch(events, "hall-01", KEY_A, created_at=T0 + 1))
     assert resent.identity == first.identity, "a re-sent range is the same batch for dedupe"
     assert decode_batch(encode_batch(events[:3], "hall-01", KEY_A, created_at=T0)).identity != first.identity
+
+
+@pytest.mark.parametrize("first", [1, 41])
+def test_a_batch_seq_range_is_peeked_without_its_events(first: int) -> None:
+    events = make_chain(5, first=first)
+    assert peek_seq_range(encode_batch(events, "hall-01", KEY_A, created_at=T0)) == (first, first + 4)
+    assert peek_seq_range(b'{"header": {"last_seq": 9, "first_seq": 3}, "events": [{"not": "checked"}]}') == (3, 9)
+    for junk in (b"", b"[]", b'{"header": {"first_seq": "1", "last_seq": 2}}', b'{"events": []}', b"\xff"):
+        assert peek_seq_range(junk) is None
 
 
 def test_batch_signed_by_another_halls_key_is_bad_signature() -> None:
