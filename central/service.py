@@ -444,10 +444,14 @@ class IngestService:
         asked_at: float | None = None
         try:
             while True:
-                if end is None:
+                try:
+                    if end is None:
+                        await asyncio.sleep(step)
+                    else:
+                        await self.store.ingest.wait_chain_moved(hall, end, step)
+                except Exception as exc:   # the store is failing: the look below says so; wait as before
+                    log.warning("chain_end_wait_failed", hall=hall, error=repr(exc))
                     await asyncio.sleep(step)
-                else:
-                    await self.store.ingest.wait_chain_moved(hall, end, step)
                 now = time.monotonic()
                 final = asked_at is None and now >= deadline
                 if final and end is not None and await self.store.ingest.ask_holders(hall, end + 1,

@@ -73,6 +73,9 @@ class PgChainSignals:
             return True
         except TimeoutError:
             return False
+        except Exception as exc:   # the question did not go out: nobody can answer it
+            log.warning("holders not asked", hall=hall, error=str(exc) or type(exc).__name__)
+            return False
         finally:
             self._asks.pop(token, None)
 

@@ -157,6 +157,9 @@ SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"])
 """Pins a ``db_url`` test to SQLite; say beside it why (what it tests is SQLite's own, or CI time with
 another test of the same path run on PostgreSQL)."""
 
+POSTGRES_ONLY = pytest.mark.parametrize("backend", ["postgresql"])
+"""Pins a test to PostgreSQL: what it tests exists only there (say beside it what)."""
+
 
 @pytest.fixture
 def db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:

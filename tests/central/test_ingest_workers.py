@@ -24,7 +24,7 @@ from tests import waits
 
 from .builders import FakeHall
 from .checks import ack_of, hall_totals, resend_of
-from .conftest import register
+from .conftest import POSTGRES_ONLY, register
 
 
 def resends(*outcomes: IngestOutcome) -> list[Any]:
@@ -175,12 +175,12 @@ async def other_process(store: Repositories, backend: str,
         await other.close()
 
 
+@POSTGRES_ONLY   # notifications between processes; one process serves a SQLite file (the service tests
+# cover its in-process wake-up)
 async def test_a_worker_waiting_for_the_chain_end_is_woken_by_the_commit_of_another_process(
         store: Repositories, central_key: Ed25519PrivateKey, backend: str, request: pytest.FixtureRequest) -> None:
     """Not by re-reading every few tens of ms: the other process's commit wakes it (NOTIFY), and only a
     commit of a hall somebody waits on notifies anyone (PostgreSQL serializes notifying commits)."""
-    if backend == "sqlite":
-        pytest.skip("one process per SQLite file: the in-process wake-up is the service tests' path")
     url = request.getfixturevalue("pg_shared")
     first, second = FakeHall("hall-01", seed=25), FakeHall("hall-02", seed=28)
     for hall in (first, second):
@@ -312,12 +312,12 @@ async def test_the_resend_is_asked_once_no_worker_holds_the_missing_batch(
             await b.stop()
 
 
+@POSTGRES_ONLY   # notifications between processes; one process serves a SQLite file (the service tests
+# cover its in-process wake-up)
 async def test_a_lost_notification_connection_is_replaced_and_waiters_are_woken_again(
         store: Repositories, central_key: Ed25519PrivateKey, backend: str, request: pytest.FixtureRequest) -> None:
     """The server drops the listening connection (a restart, a failover, an idle-session killer): the
     next wait listens again on a new one, and until then a wait only lasts its timeout."""
-    if backend == "sqlite":
-        pytest.skip("no notification connection on SQLite")
     url = request.getfixturevalue("pg_shared")
     hall = FakeHall("hall-01", seed=29)
     await register(store, hall)
