@@ -114,6 +114,7 @@ async def agent_proc(args: argparse.Namespace) -> int:
     from agent.logging_setup import setup_logging
     from agent.outbox import Outbox
     from agent.replicator import Replicator, ReplicatorConfig
+    from agent.standing import STANDING_FILE, StandingStore
     from mqttlink import parse_broker_url
     from protocols.sync import public_key_from_pem
 
@@ -156,6 +157,9 @@ async def agent_proc(args: argparse.Namespace) -> int:
         replicator = TimedReplicator(outbox, name, load_private_key(data_dir / "hall.key"), central_pub, url,
                                      data_dir=data_dir, config=config, client_id=f"bench-agent-{name}")
         replicator.pending = []
+        # HQ sends each hall its standing data (the gaming day) when it comes online: verified and kept as
+        # the agent does; nothing here plays by the day, so there is nothing to apply it to
+        replicator.standing = StandingStore(name, central_pub, data_dir / STANDING_FILE, lambda doc: None).on_message
         halls.append({"name": name, "outbox": outbox, "replicator": replicator, "plays": Plays(i, args.egms),
                       "offered": 0})
 

@@ -147,6 +147,7 @@ async def agent_side(args: argparse.Namespace, agent_dir: Path, central_dir: Pat
     from agent.logging_setup import setup_logging
     from agent.outbox import Outbox
     from agent.replicator import Replicator, ReplicatorConfig
+    from agent.standing import STANDING_FILE, StandingStore
     from mqttlink import parse_broker_url
     from protocols.sync import public_key_from_pem
 
@@ -173,6 +174,8 @@ async def agent_side(args: argparse.Namespace, agent_dir: Path, central_dir: Pat
         config = ReplicatorConfig(batch_max=args.batch, linger=args.linger, window_events=args.window)
         replicator = Replicator(outbox, HALL, key, central_pub, parse_broker_url(mqtt), data_dir=agent_dir,
                                 config=config)
+        # the standing data HQ sends on connect, verified and kept as the agent does (nothing to apply it to)
+        replicator.standing = StandingStore(HALL, central_pub, agent_dir / STANDING_FILE, lambda doc: None).on_message
         peak_reset = reset_peak_rss()
         sampler = Sampler()
         sampling = asyncio.create_task(sampler.run())
