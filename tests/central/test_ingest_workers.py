@@ -244,6 +244,24 @@ class _GatedIngestor(Ingestor):
         return await super().prepare(topic_name, payload)
 
 
+@contextlib.asynccontextmanager
+async def _slow_and_quick(store: Repositories, other: Repositories, central_key: Ed25519PrivateKey,
+                          url: Any) -> AsyncIterator[tuple[_GatedIngestor, IngestService, IngestService]]:
+    """Two started ingest services: A (on ``store``) verifies nothing until its gate opens, B (on ``other``)
+    stores at once, both with a 0.3 s gap grace. Stopped (A's gate opened) when the block ends."""
+    slow = _GatedIngestor(store, central_key, gap_grace=0.3)
+    a = IngestService(store, slow, url, ServiceConfig(client_id="central-w0"))
+    b = IngestService(other, Ingestor(other, central_key, gap_grace=0.3), url, ServiceConfig(client_id="central-w1"))
+    try:
+        await a.start()
+        await b.start()
+        yield slow, a, b
+    finally:
+        slow.gate.set()
+        await a.stop()
+        await b.stop()
+
+
 async def test_no_resend_is_asked_while_another_worker_holds_the_missing_batch(
         store: Repositories, central_key: Ed25519PrivateKey, mosquitto: Any, backend: str,
         request: pytest.FixtureRequest) -> None:
@@ -256,13 +274,7 @@ async def test_no_resend_is_asked_while_another_worker_holds_the_missing_batch(
     three = hall.batch(three_first, len(hall.events))
     await Ingestor(store, central_key).handle(hall.topic, one)
     async with other_process(store, backend, request) as other:
-        slow = _GatedIngestor(store, central_key, gap_grace=0.3)
-        a = IngestService(store, slow, mosquitto.url, ServiceConfig(client_id="central-w0"))
-        b = IngestService(other, Ingestor(other, central_key, gap_grace=0.3), mosquitto.url,
-                          ServiceConfig(client_id="central-w1"))
-        try:
-            await a.start()
-            await b.start()
+        async with _slow_and_quick(store, other, central_key, mosquitto.url) as (slow, a, b):
             await a._on_message(Received(hall.topic, two, False, 1))     # A holds batch 2, not yet stored
             await b._on_message(Received(hall.topic, three, False, 1))   # B gets 3: a gap behind A's batch
             await waits.until(lambda: b.stats["gap_held_by_peer"] >= 2, "B to find its gap held, grace after grace")
@@ -275,9 +287,6 @@ async def test_no_resend_is_asked_while_another_worker_holds_the_missing_batch(
             await waits.until(all_stored, "A to store 2 and B then 3")
             assert await hall_totals(store, hall.hall) == hall.total
             assert await store.ingest.integration_log(kind="resend") == []
-        finally:
-            await a.stop()
-            await b.stop()
 
 
 async def test_the_resend_is_asked_once_no_worker_holds_the_missing_batch(
@@ -290,13 +299,7 @@ async def test_the_resend_is_asked_once_no_worker_holds_the_missing_batch(
     (_, _, one), (two_first, two_last, _), (_, _, three), (_, _, four) = hall.batches(30)[:4]
     await Ingestor(store, central_key).handle(hall.topic, one)
     async with other_process(store, backend, request) as other:
-        slow = _GatedIngestor(store, central_key, gap_grace=0.3)
-        a = IngestService(store, slow, mosquitto.url, ServiceConfig(client_id="central-w0"))
-        b = IngestService(other, Ingestor(other, central_key, gap_grace=0.3), mosquitto.url,
-                          ServiceConfig(client_id="central-w1"))
-        try:
-            await a.start()
-            await b.start()
+        async with _slow_and_quick(store, other, central_key, mosquitto.url) as (_, a, b):
             await a._on_message(Received(hall.topic, four, False, 1))    # A holds 4; batch 2 reached nobody
             await b._on_message(Received(hall.topic, three, False, 1))
 
@@ -306,10 +309,6 @@ async def test_the_resend_is_asked_once_no_worker_holds_the_missing_batch(
             (entry,) = await waits.until(asked, "central to ask the hall for batch 2")
             assert f"{two_first}..{two_last}" in entry.detail
             assert b.stats["gap_held_by_peer"] == 0
-        finally:
-            slow.gate.set()
-            await a.stop()
-            await b.stop()
 
 
 @POSTGRES_ONLY   # notifications between processes; one process serves a SQLite file (the service tests
