@@ -109,8 +109,9 @@ async def test_reconciliation_and_hold_follow_the_date_picker_and_download_what_
         assert [(r["hall"], r["device"], r["day"], r["reason"]) for r in shown] == [
             (r["hall"], r["device"], r["day"], r["reason"]) for r in api["rows"]]
         assert [r["unreconciled_bets_minor"] for r in shown] == [major(r["unreconciled"]["bets"]) for r in api["rows"]]
-        # egm-006 played on three days: three machine-days; two days ago it is the only machine that played
-        assert [r["day"] for r in shown if r["device"] == "egm-006"] == sorted(world.ggr_by_day)
+        # egm-006 played two days ago, a day ago and two hours ago: a machine-day for each day that makes
+        # (two in the first two hours of a UTC day); two days ago it is the only machine that played
+        assert [r["day"] for r in shown if r["device"] == "egm-006"] == sorted(world.days_played["egm-006"])
 
         await set_period(w, two_days_ago, two_days_ago)
         await expect(w.page.locator("#reconciliation-summary")).to_contain_text(f"{two_days_ago} · 1 machine-days")

@@ -100,6 +100,8 @@ class World:
     states: dict[str, str] = field(default_factory=dict)
     """What each machine is doing, as the test made it happen."""
     ggr_by_day: dict[str, int] = field(default_factory=dict)
+    days_played: dict[str, set[str]] = field(default_factory=dict)
+    """Per machine, the UTC days it played on (which depends on the time of day the test runs at)."""
     base_url: str = ""
 
     def play(self, device: str, bet: int, win: int, at: int) -> None:
@@ -110,6 +112,7 @@ class World:
         self.chain.add(device, "game.ended", {"game": "1", "bet": bet, "win": win}, at + 2000)
         day = utc_day(at)
         self.ggr_by_day[day] = self.ggr_by_day.get(day, 0) + bet - win
+        self.days_played.setdefault(device, set()).add(day)
 
     async def flush(self) -> None:
         await self.chain.flush(self.ingestor)
