@@ -422,7 +422,7 @@ class IngestService:
                 log.warning("reply_not_published", hall=hall, topic=out.topic, error=str(exc))
 
     async def _recheck(self, hall: str, end: int | None) -> None:
-        """While batches of ``hall`` wait behind a gap, re-read the stored end every few tens of ms (another
+        """While batches of ``hall`` wait behind a gap, re-read the stored end each time it moves (another
         worker is usually committing the missing batch); after ``gap_grace`` without the end moving, ask
         the hall for it.
 
