@@ -73,39 +73,55 @@ def hall_name(i: int) -> str:
 # agent processes: one asyncio loop with several halls
 # =====================================================================================================
 
+def _templates() -> list[tuple[float, list[tuple[str, dict[str, Any]]]]]:
+    """The plays a machine makes, as (threshold of a roll in [0, 1), the (type, data) it may be)."""
+    bills = [("bill.accepted", {"amount": a, "currency": "EUR", "denomination": 1000}) for a in (500, 1000, 2000)]
+    bets = [("game.bet", {"amount": a, "currency": "EUR", "game": g, "denom": 1}) for a in (10, 20, 50, 100)
+            for g in GAMES]
+    wins = [("game.win", {"amount": a, "currency": "EUR", "game": g, "paid_by": "machine"}) for a in (20, 50, 200)
+            for g in GAMES]
+    ends = [("game.ended", {"game": g, "bet": 10, "win": 0}) for g in GAMES]
+    return [(0.05, bills), (0.55, bets), (0.70, wins), (1.0, ends)]
+
+
 class Plays:
-    """What a hall's machines do: bets, wins, game ends and bills; keeps the money truth per the shared rule."""
+    """What a hall's machines do: bets, wins, game ends and bills; keeps the money truth per the shared rule.
+
+    The truth is counted per kind of play and summed by the money rule at the end: the halls' processes
+    share 2 cores with central, and the bench's own bookkeeping should not take what the agent needs."""
 
     def __init__(self, seed: int, egms: int) -> None:
-        from protocols.sync.money import ZERO
-
         self.rng = random.Random(seed)
         self.egms = egms
-        self.total = ZERO
+        self.groups = _templates()
+        self.counts: dict[tuple[int, int], int] = {}
 
     def drafts(self, times: list[int]) -> list[Any]:
         from agent.pipeline.drafts import EventDraft
-        from protocols.sync.money import contribution
 
         out = []
-        rng = self.rng
+        rng, groups, counts, egms = self.rng, self.groups, self.counts, self.egms
         for at in times:
-            device = f"egm-{rng.randint(1, self.egms):03d}"
+            device = f"egm-{rng.randint(1, egms):03d}"
             roll = rng.random()
-            if roll < 0.05:
-                kind, data = "bill.accepted", {"amount": rng.choice((500, 1000, 2000)), "currency": "EUR",
-                                               "denomination": 1000}
-            elif roll < 0.55:
-                kind, data = "game.bet", {"amount": rng.choice((10, 20, 50, 100)), "currency": "EUR",
-                                          "game": rng.choice(GAMES), "denom": 1}
-            elif roll < 0.70:
-                kind, data = "game.win", {"amount": rng.choice((20, 50, 200)), "currency": "EUR",
-                                          "game": rng.choice(GAMES), "paid_by": "machine"}
-            else:
-                kind, data = "game.ended", {"game": rng.choice(GAMES), "bet": 10, "win": 0}
-            self.total = self.total + contribution(kind, data)
-            out.append(EventDraft(device, kind, at - 100, at, data))
+            g = next(i for i, (upto, _) in enumerate(groups) if roll < upto)
+            choice = rng.randrange(len(groups[g][1]))
+            kind, data = groups[g][1][choice]
+            counts[(g, choice)] = counts.get((g, choice), 0) + 1
+            out.append(EventDraft(device, kind, at - 100, at, dict(data)))
         return out
+
+    @property
+    def total(self) -> list[int]:
+        """bets, wins, rounds, cash in, cash out of every play so far (the shared money rule)."""
+        from protocols.sync.money import contribution
+
+        money = [0, 0, 0, 0, 0]
+        for (g, choice), n in self.counts.items():
+            c = contribution(*self.groups[g][1][choice])
+            for i, amount in enumerate(_money(c)):
+                money[i] += amount * n
+        return money
 
 
 async def agent_proc(args: argparse.Namespace) -> int:
@@ -218,7 +234,7 @@ async def agent_proc(args: argparse.Namespace) -> int:
         "started": started, "finished": finished, "window": window if args.mode == "live" else None,
         "offered": sum(h["offered"] for h in halls), "acked_in_window": acked_in_window, "samples": samples,
         "halls": {h["name"]: {"last_seq": h["outbox"].last_seq, "acked_through": h["outbox"].acked_through,
-                              "total": _money(h["plays"].total), "batches": h["replicator"].stats.get("batches", 0),
+                              "total": h["plays"].total, "batches": h["replicator"].stats.get("batches", 0),
                               "ack_timeouts": h["replicator"].stats.get("ack_timeouts", 0),
                               "resends": h["replicator"].stats.get("resend_requests", 0)}
                   for h in halls},

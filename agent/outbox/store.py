@@ -182,8 +182,9 @@ class OutboxStore:
 
     # -- appending --------------------------------------------------------------------------------
 
-    def commit(self, events: Sequence[Event], checkpoints: Mapping[str, bytes] | None = None) -> None:
-        """Insert sealed ``events`` (contiguous, continuing the chain) in one durable transaction.
+    def commit(self, events: Sequence[Event], checkpoints: Mapping[str, bytes] | None = None) -> list[StoredEvent]:
+        """Insert sealed ``events`` (contiguous, continuing the chain) in one durable transaction, and
+        return the rows this call inserted as stored (their bytes, for sending without reading them back).
 
         ``checkpoints`` (device → opaque state of the agent's normalizer) are written in the same
         transaction, so after a crash the normalizer resumes from exactly the state that produced
@@ -198,14 +199,16 @@ class OutboxStore:
             conn = self._db()
             todo = events[self._already_stored(conn, events):] if events else []
             if events and not todo:
-                return  # that transaction committed, checkpoints included
+                return []  # that transaction committed, checkpoints included
             if not todo and not checkpoints:
-                return
+                return []
+            rows = [StoredEvent(e.seq, e.agent_time, e.prev_hash, e.hash, encode_event(e)) for e in todo]
             conn.execute("BEGIN IMMEDIATE")
             if todo:
                 conn.executemany(
                     "INSERT INTO events(seq, id, device, type, agent_time, hash, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(e.seq, e.id, e.device, e.type, e.agent_time, e.hash, encode_event(e)) for e in todo])
+                    [(e.seq, e.id, e.device, e.type, e.agent_time, e.hash, row.body)
+                     for e, row in zip(todo, rows, strict=True)])
             if checkpoints:
                 conn.executemany("INSERT OR REPLACE INTO checkpoints(device, state) VALUES (?, ?)",
                                  list(checkpoints.items()))
@@ -214,13 +217,14 @@ class OutboxStore:
             self._abandon()
             raise
         if not todo:
-            return
+            return rows
         s = self.state
         oldest = s.oldest_unacked_agent_time
         if s.last_seq == s.acked_through:  # everything was acked: the first new event is the oldest unacked
             oldest = todo[0].agent_time
         self.state = replace(s, last_seq=todo[-1].seq, last_hash=todo[-1].hash, commits=s.commits + 1,
                              oldest_unacked_agent_time=oldest)
+        return rows
 
     def load_checkpoints(self) -> dict[str, bytes]:
         """Every device's last committed normalizer checkpoint."""

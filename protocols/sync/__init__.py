@@ -114,6 +114,7 @@ from .events import (
     decode_event,
     encode_event,
     seal,
+    seal_many,
     stored_event,
     verify_chain,
 )
@@ -142,6 +143,6 @@ __all__ = [
     "encode_command_result", "encode_event", "encode_resend", "encode_status", "events_within_limit", "fingerprint",
     "generate_private_key",
     "parse_topic", "peek_seq_range", "private_key_from_pem", "private_key_to_pem", "public_key_from_pem",
-    "public_key_to_pem", "seal",
+    "public_key_to_pem", "seal", "seal_many",
     "shared_subscription", "signing_input", "stored_event", "subscription", "topic", "verify_batch", "verify_chain",
 ]

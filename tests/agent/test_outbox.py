@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from agent.outbox import ChainMismatch, Outbox, OutboxStore, OutboxUnavailable
-from protocols.sync import GENESIS_HASH, Event, Malformed, encode_event, verify_chain
+from protocols.sync import GENESIS_HASH, Event, Malformed, StoredEvent, encode_event, verify_chain
 
 HALL = "hall-7"
 T0 = 1_780_000_000_000_000  # µs UTC
@@ -236,11 +236,11 @@ async def test_a_stalled_commit_fails_closed_then_recovers(db: Path) -> None:
     await ob.start()
     real_commit = ob._store.commit
 
-    def slow_commit(events: list[Event], checkpoints: object = None) -> None:
+    def slow_commit(events: list[Event], checkpoints: object = None) -> list[StoredEvent]:
         import time
 
         time.sleep(0.4)
-        real_commit(events, checkpoints)
+        return real_commit(events, checkpoints)
 
     ob._store.commit = slow_commit  # type: ignore[method-assign]
     [event] = await ob.append([Draft(device="egm-042")])
@@ -255,11 +255,11 @@ async def test_a_full_queue_makes_append_wait(db: Path) -> None:
     async with Outbox(db, HALL, max_group=10, max_pending=30) as ob:
         real_commit = ob._store.commit
 
-        def slow_commit(events: list[Event], checkpoints: object = None) -> None:
+        def slow_commit(events: list[Event], checkpoints: object = None) -> list[StoredEvent]:
             import time
 
             time.sleep(0.01)
-            real_commit(events, checkpoints)
+            return real_commit(events, checkpoints)
 
         ob._store.commit = slow_commit  # type: ignore[method-assign]
         peak = 0
@@ -340,3 +340,39 @@ async def test_checkpoints_commit_with_their_events_and_survive_a_restart(db: Pa
 
     info = inspect_outbox(db)
     assert info["last_seq"] == 3 and info["unacked_count"] == 3 and info["unacked_by_type"] == {"game.bet": 3}
+
+
+async def test_the_newest_events_are_sent_from_memory_exactly_as_the_file_holds_them(db: Path) -> None:
+    """Live, the replicator reads events milliseconds after their commit: those come from the outbox's
+    memory of its newest rows, not from the file, and are byte for byte what a fresh store (after a
+    restart) reads from the file; older, acked and pruned rows agree too."""
+    from agent.outbox.outbox import RECENT_EVENTS
+
+    total = RECENT_EVENTS + 2004   # the memory holds seq 2005 on; older unacked ones are read from the file
+    async with Outbox(db, HALL) as ob:
+        events = [e for i in range(0, total, 100)
+                  for e in await ob.append([Draft(agent_time=T0 + i + j) for j in range(100)])]
+        assert len(events) == total
+        assert await ob.mark_acked(1200, events[1199].hash)
+        store = ob._store
+        assert await ob._call(store.prune_chunk, T0 + 1000, 10_000) == 1000   # acked and older than the cutoff
+        statements: list[str] = []
+        await ob._call(lambda: store._db().set_trace_callback(statements.append))   # the store's own thread
+        fresh = OutboxStore(db, HALL)
+        fresh.open()
+        for after, limit in [(total - 10, 100), (total, 5), (total + 7, 5), (3000, 500), (1500, 3000), (1200, 1),
+                             (total - RECENT_EVENTS - 1, 3), (total - RECENT_EVENTS, 3), (900, 10), (0, 50)]:
+            mine = await ob.read_unacked_stored(after, limit)
+            theirs = fresh.read_stored(max(after, 1200), limit)
+            assert [(s.seq, s.agent_time, s.prev_hash, s.hash, s.body) for s in mine] == [
+                (s.seq, s.agent_time, s.prev_hash, s.hash, s.body) for s in theirs], (after, limit)
+            assert [s.body for s in mine] == [encode_event(e) for e in events[max(after, 1200):][:limit]]
+        fresh.close()
+        # only the five reads starting below the memory's first row (seq 2005) went to the file
+        reads = [s for s in statements if "FROM events" in s]
+        assert len(reads) == 5, reads
+    async with Outbox(db, HALL) as ob:   # restarted: nothing in memory, the file is read (and checked)
+        statements.clear()
+        await ob._call(lambda: ob._store._db().set_trace_callback(statements.append))
+        assert [s.seq for s in await ob.read_unacked_stored(total - 3, 10)] == [total - 2, total - 1, total]
+        assert len([s for s in statements if "FROM events" in s]) == 1

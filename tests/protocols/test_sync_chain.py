@@ -39,6 +39,7 @@ from protocols.sync import (
     generate_private_key,
     peek_seq_range,
     seal,
+    seal_many,
     signing_input,
     stored_event,
     verify_batch,
@@ -276,6 +277,44 @@ def test_first_event_must_follow_genesis() -> None:
         seal(bet(amount=1, currency="EUR"), "ab" * 32)
     with pytest.raises(Malformed):
         seal(msgspec.structs.replace(bet(amount=1, currency="EUR"), seq=2), "AB" * 32)
+
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_seal_many_is_sealing_one_by_one(data: st.DataObject) -> None:
+    """The outbox seals an append's events together: the same events, hashes and links as one by one."""
+    hall = data.draw(HALLS)
+    first = data.draw(st.one_of(st.just(1), st.integers(2, 2**40)))
+    prev = GENESIS_HASH if first == 1 else data.draw(st.from_regex(r"[0-9a-f]{64}", fullmatch=True))
+    todo = [data.draw(unsealed(first + n, hall)) for n in range(data.draw(st.integers(0, 6)))]
+    alone, at = [], prev
+    for event in todo:
+        alone.append(seal(event, at))
+        at = alone[-1].hash
+    assert seal_many(todo, prev) == alone
+
+
+@pytest.mark.parametrize("change", [
+    {"id": "6F1C2A9E-3B7D-4C1E-9A5F-0D2B8E4C7A13"}, {"id": "not-a-uuid"}, {"id": 7}, {"hall": "hall/01"},
+    {"device": "egm 1"}, {"type": "game.unknown"}, {"agent_time": -1}, {"data": {"amount": -1, "currency": "EUR"}},
+    {"data": {"amount": 1.5, "currency": "EUR"}}, {"data": None},
+])
+def test_seal_many_refuses_what_seal_refuses_with_the_same_words(change: dict[str, object]) -> None:
+    """One bad event among good ones: seal_many raises exactly what seal says of that event."""
+    good = make_chain(3)
+    todo = [UnsealedEvent(seq=e.seq, id=e.id, hall=e.hall, device=e.device, type=e.type, device_time=e.device_time,
+                          agent_time=e.agent_time, data=dict(e.data)) for e in good]
+    todo[1] = msgspec.structs.replace(todo[1], **change)
+    with pytest.raises(Malformed) as alone:
+        seal(todo[1], good[0].hash)
+    with pytest.raises(Malformed) as together:
+        seal_many(todo, GENESIS_HASH)
+    assert str(together.value) == str(alone.value)
+    with pytest.raises(BrokenChain, match="genesis"):
+        seal_many(todo[:1], "ab" * 32)
+    with pytest.raises(Malformed):
+        seal_many(todo[:1], "AB" * 32)
 
 
 # --- the chain ----------------------------------------------------------------------------------
