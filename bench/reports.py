@@ -270,6 +270,22 @@ class Target:
         finally:
             await pg.close()
 
+    async def settle(self) -> None:
+        """PostgreSQL: ``VACUUM (ANALYZE)`` after the build, as autovacuum does some time after a bulk
+        load; timed reports would otherwise meet it half-way (a 90-day p95 of 229 ms against a p50 of
+        139 ms at 1M events, December 2026) and measure the vacuum. SQLite has nothing running behind."""
+        if self.server is None:
+            return
+        import asyncpg
+
+        started = time.perf_counter()
+        pg = await asyncpg.connect(self.locator)
+        try:
+            await pg.execute("VACUUM (ANALYZE)")
+        finally:
+            await pg.close()
+        print(f"settled: VACUUM (ANALYZE) in {time.perf_counter() - started:.1f} s", flush=True)
+
     async def size(self) -> int:
         if self.server is None:
             return sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*"))
@@ -553,6 +569,7 @@ async def main() -> None:
                     raise SystemExit(f"{where} holds an unfinished build: remove it")
                 where.mkdir(parents=True, exist_ok=True)
                 await build(db, args, events)
+            await db.settle()
             print(f"rollup cells (hall, device, game, day) summed by GGR: {await rollup_cells(db, args)}")
             print(f"reports over HTTP ({load()}):")
             header()

@@ -47,6 +47,13 @@ _MIGRATION_LOCK: Final = 0x68616C6C73796E63   # "hallsync": one migrating proces
 LISTEN_RETRY_SECONDS: Final = 5.0
 """How long after a failed connect the notification connection is tried again (:meth:`PgDatabase.listen`)."""
 LISTEN_CONNECT_TIMEOUT: Final = 5.0
+LISTEN_PROBE_SECONDS: Final = 10.0
+"""How often the notification connection is asked a ``SELECT 1``: a connection whose server stopped
+answering without closing it (a network cut, a frozen host) would otherwise look open for hours (TCP
+keepalive is off by default), and the workers would miss every notification until then."""
+LISTEN_PROBE_TIMEOUT: Final = 3.0
+LISTEN_APPLICATION_NAME: Final = "hallsync-notifications"
+"""The notification connection's ``application_name``, as ``pg_stat_activity`` shows it to a DBA."""
 
 
 _PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|\?")
@@ -171,6 +178,7 @@ class PgDatabase:
         self._listen_lock = asyncio.Lock()
         self._listen_retry_at = 0.0
         self._sending: set[asyncio.Task[None]] = set()
+        self._keeper: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, dsn: str, *, min_size: int = 1, max_size: int = 8) -> PgDatabase:
@@ -235,14 +243,50 @@ class PgDatabase:
         con = self._listening
         if con is not None and not con.is_closed() and channel in self._listened:
             return True
+        if self._keeper is None:
+            self._keeper = asyncio.create_task(self._keep_listening(), name="pg-listen-keeper")
+        return await self._subscribe()
+
+    async def _keep_listening(self) -> None:
+        """Every :data:`LISTEN_PROBE_SECONDS`: probe the notification connection, replace one that does
+        not answer, and connect again after a loss (so a worker that never waits still hears asks)."""
+        while True:
+            await asyncio.sleep(LISTEN_PROBE_SECONDS)
+            try:
+                if await self._probe():
+                    continue
+                await self._subscribe()
+            except Exception:   # a bug here must not end the keeping: the next round tries again
+                log.exception("notification connection keeper failed")
+
+    async def _probe(self) -> bool:
+        """True if the notification connection answers; one that does not is closed (False)."""
+        async with self._listen_lock:
+            con = self._listening
+            if con is None or con.is_closed():
+                return False
+            try:
+                await asyncio.wait_for(con.fetchval("SELECT 1"), LISTEN_PROBE_TIMEOUT)
+                return True
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                log.warning("notification connection not answering: replacing it",
+                            error=str(exc) or type(exc).__name__, timeout_seconds=LISTEN_PROBE_TIMEOUT)
+                con.terminate()
+                if con is self._listening:
+                    self._listening, self._listened = None, set()
+                return False
+
+    async def _subscribe(self) -> bool:
+        """Connect the notification connection if it is not, and listen on every channel asked for."""
         async with self._listen_lock:
             con = self._listening
             if con is None or con.is_closed():
                 if time.monotonic() < self._listen_retry_at:
                     return False
                 try:
-                    fresh: asyncpg.Connection = await asyncio.wait_for(asyncpg.connect(self.dsn),
-                                                                       LISTEN_CONNECT_TIMEOUT)
+                    fresh: asyncpg.Connection = await asyncio.wait_for(
+                        asyncpg.connect(self.dsn, server_settings={"application_name": LISTEN_APPLICATION_NAME}),
+                        LISTEN_CONNECT_TIMEOUT)
                 except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
                     self._listen_retry_at = time.monotonic() + LISTEN_RETRY_SECONDS
                     log.warning("notifications unavailable: polling instead", error=str(exc) or type(exc).__name__,
@@ -254,7 +298,7 @@ class PgDatabase:
                 for name in [c for c in self._channels if c not in self._listened]:
                     await con.add_listener(name, self._dispatch)
                     self._listened.add(name)
-            except (OSError, asyncpg.PostgresError) as exc:
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("notifications unavailable: polling instead", error=str(exc))
                 return False
             return True
@@ -292,9 +336,10 @@ class PgDatabase:
         task.add_done_callback(self._sending.discard)
 
     async def close(self) -> None:
-        for task in list(self._sending):
+        keeper, self._keeper = self._keeper, None
+        for task in [*self._sending, *([keeper] if keeper is not None else [])]:
             task.cancel()
-        await asyncio.gather(*self._sending, return_exceptions=True)
+        await asyncio.gather(*self._sending, *([keeper] if keeper is not None else []), return_exceptions=True)
         con, self._listening = self._listening, None
         if con is not None:
             with contextlib.suppress(OSError, asyncpg.PostgresError):

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,7 +18,7 @@ import pytest
 from central.ingest import Ingestor, IngestOutcome, Verified
 from central.repos import Repositories
 from central.service import IngestService, ServiceConfig
-from central.store import open_store
+from central.store import open_store, pg_db
 from mqttlink import MqttLink, Received
 from protocols.sync import decode_ack, topic
 from protocols.sync.keys import Ed25519PrivateKey
@@ -325,8 +327,8 @@ async def test_a_lost_notification_connection_is_replaced_and_waiters_are_woken_
     admin = await asyncpg.connect(url)
 
     async def listening() -> list[int]:
-        return [r[0] for r in await admin.fetch("SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN %'"
-                                                 " AND datname = current_database()")]
+        return [r[0] for r in await admin.fetch("SELECT pid FROM pg_stat_activity WHERE application_name = $1"
+                                                 " AND datname = current_database()", pg_db.LISTEN_APPLICATION_NAME)]
 
     try:
         async with other_process(store, backend, request) as other:
@@ -348,4 +350,51 @@ async def test_a_lost_notification_connection_is_replaced_and_waiters_are_woken_
             await a.handle(hall.topic, two)
             assert await asyncio.wait_for(waiting, 30)
     finally:
+        await admin.close()
+
+
+@POSTGRES_ONLY
+async def test_a_notification_connection_that_stops_answering_is_replaced(
+        store: Repositories, central_key: Ed25519PrivateKey, backend: str, request: pytest.FixtureRequest,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A network cut or a frozen server leaves the listening connection open but silent (no TCP
+    keepalive tells): the process's probe finds it out, a new connection listens, and commits wake
+    waiters again. The silence is the listening backend stopped with SIGSTOP."""
+    monkeypatch.setattr(pg_db, "LISTEN_PROBE_SECONDS", 0.2)
+    monkeypatch.setattr(pg_db, "LISTEN_PROBE_TIMEOUT", 0.5)
+    url = request.getfixturevalue("pg_shared")
+    hall = FakeHall("hall-01", seed=31)
+    await register(store, hall)
+    hall.play(60)
+    (_, one_last, one), (_, _, two) = hall.batches(30)[:2]
+    admin = await asyncpg.connect(url)
+
+    async def listening() -> list[int]:
+        return [r[0] for r in await admin.fetch("SELECT pid FROM pg_stat_activity WHERE application_name = $1"
+                                                 " AND datname = current_database()", pg_db.LISTEN_APPLICATION_NAME)]
+
+    stopped: int | None = None
+    try:
+        async with other_process(store, backend, request) as other:
+            a = Ingestor(store, central_key)
+            await a.handle(hall.topic, one)
+            assert not await other.ingest.wait_chain_moved(hall.hall, one_last, 0.2)   # listening now; timed out
+            (stopped,) = await waits.until(listening, "the notification connection")
+            os.kill(stopped, signal.SIGSTOP)
+
+            async def replaced() -> list[int]:
+                return [pid for pid in await listening() if pid != stopped]
+
+            await waits.until(replaced, "a new notification connection", timeout=30)
+            waiting = asyncio.create_task(other.ingest.wait_chain_moved(hall.hall, one_last, 120.0))
+
+            async def registered() -> bool:
+                return bool(await admin.fetchval("SELECT count(*) FROM chain_waits WHERE hall = $1", hall.hall))
+
+            await waits.until(registered, "the waiter to register")
+            await a.handle(hall.topic, two)
+            assert await asyncio.wait_for(waiting, 30)   # woken by the notification, not its 120 s timeout
+    finally:
+        if stopped is not None:
+            os.kill(stopped, signal.SIGCONT)
         await admin.close()
