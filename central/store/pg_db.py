@@ -44,6 +44,15 @@ log = structlog.get_logger("central.store.pg_db")
 
 _MIGRATION_LOCK: Final = 0x68616C6C73796E63   # "hallsync": one migrating process at a time per database
 
+CUSTOM_PLANS: Final = "SET LOCAL plan_cache_mode = force_custom_plan"
+"""A read snapshot (:meth:`PgDatabase.reading`: the reports, the floor) plans each statement for its
+own values. asyncpg prepares and caches every statement, and after five runs PostgreSQL may switch a
+cached one to a generic plan, blind to the values: a report's ``day >= $1 AND day <= $2`` is then
+guessed at 0.5 % of the rows, so a 90-day GGR by device became an index scan plus an on-disk sort,
+128 ms instead of 40 ms from the sixth run on (3M events, bench/reports.py). Only there: forced on
+every connection, live ingest's PostgreSQL CPU per event rose from 169 to 205 us (many_halls --halls
+20 --live), as its small statements run thousands of times a second and gain nothing from it."""
+
 LISTEN_RETRY_SECONDS: Final = 5.0
 """How long after a failed connect the notification connection is tried again (:meth:`PgDatabase.listen`)."""
 LISTEN_CONNECT_TIMEOUT: Final = 5.0
@@ -206,6 +215,7 @@ class PgDatabase:
     async def reading(self) -> AsyncIterator[PgConn]:
         """A pooled connection for reads that need one consistent snapshot (REPEATABLE READ, read-only)."""
         async with self._pool.acquire() as con, con.transaction(isolation="repeatable_read", readonly=True):
+            await con.execute(CUSTOM_PLANS)
             yield PgConn(con)
 
     async def read(self, plan: Plan[T]) -> T:
