@@ -313,44 +313,68 @@ async def test_the_resend_is_asked_once_no_worker_holds_the_missing_batch(
             assert b.stats["gap_held_by_peer"] == 0
 
 
+class _ListenerCase:
+    """A hall whose first batch is stored and a second process whose notification connection listens."""
+
+    def __init__(self, hall: FakeHall, one_last: int, two: bytes, admin: Any, other: Repositories,
+                 ingestor: Ingestor) -> None:
+        self.hall, self.one_last, self.two, self.admin, self.other, self.ingestor = (
+            hall, one_last, two, admin, other, ingestor)
+
+    async def listening(self) -> list[int]:
+        """The server pids of the notification connections (found by their application_name)."""
+        return [r[0] for r in await self.admin.fetch("SELECT pid FROM pg_stat_activity WHERE application_name = $1"
+                                                      " AND datname = current_database()",
+                                                      pg_db.LISTEN_APPLICATION_NAME)]
+
+    async def commit_wakes_a_waiter(self, before_commit: Any = None) -> None:
+        """The other process waits for the hall's end to move; this one stores the second batch."""
+        waiting = asyncio.create_task(self.other.ingest.wait_chain_moved(self.hall.hall, self.one_last, 120.0))
+
+        async def registered() -> bool:
+            return bool(await self.admin.fetchval("SELECT count(*) FROM chain_waits WHERE hall = $1", self.hall.hall))
+
+        await waits.until(registered, "the waiter to register")
+        if before_commit is not None:
+            await before_commit()
+        await self.ingestor.handle(self.hall.topic, self.two)
+        assert await asyncio.wait_for(waiting, 30)   # woken by the notification, not its 120 s timeout
+
+
+@contextlib.asynccontextmanager
+async def _listener_case(store: Repositories, central_key: Ed25519PrivateKey, backend: str,
+                         request: pytest.FixtureRequest, seed: int) -> AsyncIterator[_ListenerCase]:
+    hall = FakeHall("hall-01", seed=seed)
+    await register(store, hall)
+    hall.play(60)
+    (_, one_last, one), (_, _, two) = hall.batches(30)[:2]
+    admin = await asyncpg.connect(request.getfixturevalue("pg_shared"))
+    try:
+        async with other_process(store, backend, request) as other:
+            a = Ingestor(store, central_key)
+            await a.handle(hall.topic, one)
+            assert not await other.ingest.wait_chain_moved(hall.hall, one_last, 0.2)   # listening now; timed out
+            yield _ListenerCase(hall, one_last, two, admin, other, a)
+    finally:
+        await admin.close()
+
+
 @POSTGRES_ONLY   # notifications between processes; one process serves a SQLite file (the service tests
 # cover its in-process wake-up)
 async def test_a_lost_notification_connection_is_replaced_and_waiters_are_woken_again(
         store: Repositories, central_key: Ed25519PrivateKey, backend: str, request: pytest.FixtureRequest) -> None:
     """The server drops the listening connection (a restart, a failover, an idle-session killer): the
     next wait listens again on a new one, and until then a wait only lasts its timeout."""
-    url = request.getfixturevalue("pg_shared")
-    hall = FakeHall("hall-01", seed=29)
-    await register(store, hall)
-    hall.play(60)
-    (_, one_last, one), (_, _, two) = hall.batches(30)[:2]
-    admin = await asyncpg.connect(url)
+    async with _listener_case(store, central_key, backend, request, seed=29) as case:
+        (pid,) = await waits.until(case.listening, "the notification connection")
+        await case.admin.execute("SELECT pg_terminate_backend($1)", pid)
+        await waits.until(lambda: case.other.database._listening is None,  # type: ignore[attr-defined]
+                          "the connection's loss to be noticed")
 
-    async def listening() -> list[int]:
-        return [r[0] for r in await admin.fetch("SELECT pid FROM pg_stat_activity WHERE application_name = $1"
-                                                 " AND datname = current_database()", pg_db.LISTEN_APPLICATION_NAME)]
+        async def a_new_one() -> None:
+            assert await waits.until(case.listening, "a new notification connection") != [pid]
 
-    try:
-        async with other_process(store, backend, request) as other:
-            a = Ingestor(store, central_key)
-            await a.handle(hall.topic, one)
-            assert not await other.ingest.wait_chain_moved(hall.hall, one_last, 0.2)   # listening now; timed out
-            (pid,) = await waits.until(listening, "the notification connection")
-            await admin.execute("SELECT pg_terminate_backend($1)", pid)
-            await waits.until(lambda: other.database._listening is None,  # type: ignore[attr-defined]
-                              "the connection's loss to be noticed")
-            waiting = asyncio.create_task(other.ingest.wait_chain_moved(hall.hall, one_last, 120.0))
-
-            async def registered() -> bool:
-                return bool(await admin.fetchval("SELECT count(*) FROM chain_waits WHERE hall = $1", hall.hall))
-
-            await waits.until(registered, "the waiter to register")
-            new = await waits.until(listening, "a new notification connection")
-            assert new != [pid]
-            await a.handle(hall.topic, two)
-            assert await asyncio.wait_for(waiting, 30)
-    finally:
-        await admin.close()
+        await case.commit_wakes_a_waiter(a_new_one)
 
 
 @POSTGRES_ONLY
@@ -362,39 +386,17 @@ async def test_a_notification_connection_that_stops_answering_is_replaced(
     waiters again. The silence is the listening backend stopped with SIGSTOP."""
     monkeypatch.setattr(pg_db, "LISTEN_PROBE_SECONDS", 0.2)
     monkeypatch.setattr(pg_db, "LISTEN_PROBE_TIMEOUT", 0.5)
-    url = request.getfixturevalue("pg_shared")
-    hall = FakeHall("hall-01", seed=31)
-    await register(store, hall)
-    hall.play(60)
-    (_, one_last, one), (_, _, two) = hall.batches(30)[:2]
-    admin = await asyncpg.connect(url)
-
-    async def listening() -> list[int]:
-        return [r[0] for r in await admin.fetch("SELECT pid FROM pg_stat_activity WHERE application_name = $1"
-                                                 " AND datname = current_database()", pg_db.LISTEN_APPLICATION_NAME)]
-
     stopped: int | None = None
     try:
-        async with other_process(store, backend, request) as other:
-            a = Ingestor(store, central_key)
-            await a.handle(hall.topic, one)
-            assert not await other.ingest.wait_chain_moved(hall.hall, one_last, 0.2)   # listening now; timed out
-            (stopped,) = await waits.until(listening, "the notification connection")
+        async with _listener_case(store, central_key, backend, request, seed=31) as case:
+            (stopped,) = await waits.until(case.listening, "the notification connection")
             os.kill(stopped, signal.SIGSTOP)
 
             async def replaced() -> list[int]:
-                return [pid for pid in await listening() if pid != stopped]
+                return [pid for pid in await case.listening() if pid != stopped]
 
             await waits.until(replaced, "a new notification connection", timeout=30)
-            waiting = asyncio.create_task(other.ingest.wait_chain_moved(hall.hall, one_last, 120.0))
-
-            async def registered() -> bool:
-                return bool(await admin.fetchval("SELECT count(*) FROM chain_waits WHERE hall = $1", hall.hall))
-
-            await waits.until(registered, "the waiter to register")
-            await a.handle(hall.topic, two)
-            assert await asyncio.wait_for(waiting, 30)   # woken by the notification, not its 120 s timeout
+            await case.commit_wakes_a_waiter()
     finally:
         if stopped is not None:
             os.kill(stopped, signal.SIGCONT)
-        await admin.close()
